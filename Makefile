@@ -1,0 +1,52 @@
+# reformer: `make` builds build/reformer; `make test` builds and runs every test;
+# `make setup` installs the Debian packages the build needs.
+CC ?= gcc
+CFLAGS ?= -O2
+CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unknown-pragmas -fopenmp -Icore -Iio -MMD -MP
+LDLIBS = -lopenblas -linih -lm
+LDFLAGS += -fopenmp
+
+CORE_SRC := $(wildcard core/*.c)
+IO_SRC := $(wildcard io/*.c)
+CORE_OBJ := $(CORE_SRC:%.c=build/f32/%.o)
+CORE64_OBJ := $(CORE_SRC:%.c=build/f64/%.o)
+IO_OBJ := $(IO_SRC:%.c=build/f32/%.o)
+
+# Tests: test_*_f64.c link the double-precision core (tight finite-difference
+# checks); the others link the float core the program uses.
+TEST64_SRC := $(wildcard tests/test_*_f64.c)
+TEST32_SRC := $(filter-out $(TEST64_SRC),$(wildcard tests/test_*.c))
+TEST_BIN := $(TEST64_SRC:tests/%.c=build/tests/%) $(TEST32_SRC:tests/%.c=build/tests/%)
+
+.PHONY: all test setup clean
+all: build/reformer
+
+build/reformer: build/f32/launch/main.o $(CORE_OBJ) $(IO_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+build/f32/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+build/f64/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DREFORMER_F64 -c $< -o $@
+
+build/tests/%_f64: build/f64/tests/%_f64.o build/f64/tests/gradcheck.o $(CORE64_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+build/tests/%: build/f32/tests/%.o $(CORE_OBJ) $(IO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+test: build/reformer $(TEST_BIN)
+	@tests/run_all.sh $(TEST_BIN)
+
+setup:
+	@./launch/setup.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

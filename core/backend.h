@@ -1,0 +1,143 @@
+// The backend interface: every op the model driver needs, as a table of
+// functions over flat buffers in the backend's memory. The CPU backend
+// (core/backend_cpu.c, core/attention_cpu.c) is the reference; the CUDA backend
+// (cuda/) implements the same table and is tested against it op by op.
+//
+// Conventions: row-major; outputs first, then inputs, then sizes. Ops named
+// *_backward accumulate (+=) into parameter gradients, and say so where they
+// also accumulate into activation gradients.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "real.h"
+
+// Shape of one attention layer call (all heads, all batch elements).
+typedef struct {
+    int batch;      // B
+    int seq_len;    // L
+    int n_heads;    // H
+    int d_head;     // dh; q/k/v/out are [B, L, H*dh] with head h in columns h*dh..
+    int chunk_len;  // m; == L means one chunk: plain full attention
+    int n_hashes;   // R (LSH); 1 when chunk_len == L
+    int n_buckets;  // nb per round (LSH)
+} AttnShape;
+
+// Items hashed and sorted per (batch, head) for LSH: R * L.
+static inline size_t attn_items(const AttnShape *s) { return (size_t)s->n_hashes * s->seq_len; }
+
+// Reals the LSH forward keeps for its backward: per (b, h) the sorted per-round
+// outputs [R*L, dh] and their logsumexps [R*L].
+static inline size_t lsh_saved_elems(const AttnShape *s) {
+    return (size_t)s->batch * s->n_heads * attn_items(s) * (size_t)(s->d_head + 1);
+}
+// Reals the local attention forward keeps: logsumexp per (b, h, position).
+static inline size_t local_saved_elems(const AttnShape *s) {
+    return (size_t)s->batch * s->n_heads * s->seq_len;
+}
+
+typedef struct Backend {
+    const char *name;
+
+    // --- memory: zero-filled allocations in the backend's address space ---
+    void *(*alloc)(size_t bytes);
+    void (*release)(void *p);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);
+    void (*zero)(void *p, size_t bytes);
+    void (*synchronize)(void);
+    // Scratch each attention call needs (per-thread tiles, sort buffers).
+    size_t (*attention_workspace_bytes)(const AttnShape *s, int lsh);
+
+    // --- dense ---
+    // C[M,N] = beta * C + op(A) op(B);  op(A): [M,K], op(B): [K,N]
+    void (*matmul)(real *C, const real *A, const real *B, int M, int N, int K, int trans_a,
+                   int trans_b, real beta);
+    // out[n, c] += bias[c]                                    out [N, C]
+    void (*bias_forward)(real *out, const real *bias, int N, int C);
+    // dbias[c] += sum_n dout[n, c]
+    void (*bias_backward)(real *dbias, const real *dout, int N, int C);
+    // y += alpha * x
+    void (*axpy)(real *y, const real *x, real alpha, size_t n);
+    // x *= alpha
+    void (*scale)(real *x, real alpha, size_t n);
+    // sum of x^2, accumulated in double
+    double (*sum_squares)(const real *x, size_t n);
+    // out[n, :C] = a[n, :], out[n, C:] = b[n, :]              out [N, 2C], a, b [N, C]
+    void (*concat_rows)(real *out, const real *a, const real *b, int N, int C);
+    // a[n, :] = in[n, :C], b[n, :] = in[n, C:]
+    void (*split_rows)(real *a, real *b, const real *in, int N, int C);
+
+    // --- embeddings ---
+    // out[n, :] = table[tokens[n], :]                         table [V, C], out [N, C]
+    void (*embedding_forward)(real *out, const int *tokens, const real *table, int N, int C);
+    // dtable[tokens[n], :] += dout[n, :]
+    void (*embedding_backward)(real *dtable, const real *dout, const int *tokens, int N, int C);
+    // out[b, p, :] += concat_a tables[a][idx_a(p), :]         out [B, L, sum dims]
+    // idx_a(p): the row-major multi-index of p in shape[0] x ... x shape[n_axes-1]
+    void (*axial_forward)(real *out, real *const *tables, const int *shape, const int *dims,
+                          int n_axes, int batch);
+    // dtables[a][idx_a(p), :] += dout[b, p, slice a]
+    void (*axial_backward)(real *const *dtables, const real *dout, const int *shape,
+                           const int *dims, int n_axes, int batch);
+
+    // --- normalisation and pointwise ---
+    // out = (x - mean) * rstd * g + b per row; mean, rstd [N]  x, out [N, C]
+    void (*layernorm_forward)(real *out, real *mean, real *rstd, const real *x, const real *g,
+                              const real *b, int N, int C, real eps);
+    // dx += ..., dg += ..., db += ...
+    void (*layernorm_backward)(real *dx, real *dg, real *db, const real *dout, const real *x,
+                               const real *g, const real *mean, const real *rstd, int N, int C);
+    // out = act(in)
+    void (*activation_forward)(real *out, const real *in, size_t n, Activation act);
+    // din = dout * act'(in)  (din may alias dout)
+    void (*activation_backward)(real *din, const real *dout, const real *in, size_t n,
+                                Activation act);
+    // Inverted dropout in place: x[i] *= keep(offset + i) / (1 - p), where
+    // keep(j) = rng_uniform(seed, j, step, tag) >= p. The same call applies
+    // the same mask to a gradient.
+    void (*dropout)(real *x, size_t n, size_t offset, float p, uint64_t seed, uint32_t step,
+                    uint32_t tag);
+
+    // --- attention ---
+    // buckets [B, H, R, L]: bucket of qk[b, i, head h] under round r's random
+    // rotation, drawn from (seed, step, layer, h). qk [B, L, H*dh].
+    // work: attention_workspace_bytes(s, 1) bytes of scratch.
+    void (*lsh_hash)(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed,
+                     uint32_t step, uint32_t layer, void *work);
+    // Shared-QK LSH attention (REFORMER.md steps 4-10) with the given buckets.
+    // out [B, L, H*dh]; saved [lsh_saved_elems] (NULL if no backward follows).
+    void (*lsh_attention_forward)(real *out, real *saved, const real *qk, const real *v,
+                                  const uint16_t *buckets, const AttnShape *s, void *work);
+    // dqk, dv [B, L, H*dh] are written (=). out and saved from the forward.
+    void (*lsh_attention_backward)(real *dqk, real *dv, const real *dout, const real *out,
+                                   const real *saved, const real *qk, const real *v,
+                                   const uint16_t *buckets, const AttnShape *s, void *work);
+    // Local chunked attention (q, k, v projections, 1/sqrt(dh) scale, causal).
+    // out [B, L, H*dh]; lse [local_saved_elems].
+    void (*local_attention_forward)(real *out, real *lse, const real *q, const real *k,
+                                    const real *v, const AttnShape *s, void *work);
+    // dq, dk, dv written (=).
+    void (*local_attention_backward)(real *dq, real *dk, real *dv, const real *dout,
+                                     const real *out, const real *lse, const real *q,
+                                     const real *k, const real *v, const AttnShape *s, void *work);
+
+    // --- loss ---
+    // Softmax cross-entropy over rows of logits [N, V], in place: logits become
+    // dlogits = (softmax - onehot(target)) * dscale for rows with target >= 0,
+    // and 0 for ignored rows (target < 0). losses[n] = -log p[target] (0 if
+    // ignored); correct[n] = 1 if argmax == target.
+    void (*xent_forward_backward)(real *logits, real *losses, int *correct, const int *targets,
+                                  int N, int V, real dscale);
+
+    // --- optimiser ---
+    // AdamW on one tensor (t = step, from 1): g is multiplied by grad_scale
+    // (clipping) before use; decoupled weight decay wd * lr * p.
+    void (*adamw)(real *p, real *m, real *v, const real *g, size_t n, float lr, float beta1,
+                  float beta2, float eps, float wd, float grad_scale, int t);
+} Backend;
+
+// The CPU reference backend.
+const Backend *backend_cpu(void);

@@ -1,0 +1,324 @@
+// CPU reference backend: dense, pointwise, embedding, loss and optimiser ops.
+// Attention lives in attention_cpu.c. Loops that write disjoint rows run in
+// parallel (OpenMP); reductions into parameter gradients run in a fixed order,
+// so results are bit-identical from run to run.
+#include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "rng.h"
+#include "util.h"
+
+#ifdef REFORMER_F64
+#define cblas_gemm cblas_dgemm
+#else
+#define cblas_gemm cblas_sgemm
+#endif
+
+// --- memory ---------------------------------------------------------------
+
+static void *cpu_alloc(size_t bytes) {
+    // 64-byte aligned and zeroed. calloc maps fresh zero pages for large sizes,
+    // so untouched workspace costs no resident memory.
+    void *p = NULL;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0)
+        FATAL("reduce seq_len, batch or the model size", "out of memory allocating %.1f MiB",
+              (double)bytes / (1024.0 * 1024.0));
+    memset(p, 0, rounded);
+    return p;
+}
+static void cpu_release(void *p) { free(p); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
+static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
+static void cpu_synchronize(void) {}
+
+// --- dense ----------------------------------------------------------------
+
+// One thread pool for the whole backend: OpenBLAS runs single-threaded (set
+// in backend_cpu()) and the rows of C are split over the OpenMP threads, each
+// calling gemm on its slice. Two pools spinning against each other on the
+// same cores cost more than either saves.
+static void cpu_matmul(real *C, const real *A, const real *B, int M, int N, int K, int trans_a,
+                       int trans_b, real beta) {
+    const int min_rows = 32;
+    int parts = 1;
+#ifdef _OPENMP
+    if ((double)M * N * K > 1e6) parts = MIN(omp_get_max_threads(), MAX(1, M / min_rows));
+#endif
+#pragma omp parallel for schedule(static) if (parts > 1) num_threads(parts)
+    for (int part = 0; part < parts; part++) {
+        int r0 = (int)((long)M * part / parts), r1 = (int)((long)M * (part + 1) / parts);
+        const real *a = trans_a ? A + r0 : A + (size_t)r0 * K;
+        cblas_gemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                   r1 - r0, N, K, 1.0, a, trans_a ? M : K, B, trans_b ? K : N, beta, C + (size_t)r0 * N, N);
+    }
+}
+
+static void cpu_bias_forward(real *out, const real *bias, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) out[(size_t)n * C + c] += bias[c];
+}
+
+static void cpu_bias_backward(real *dbias, const real *dout, int N, int C) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) dbias[c] += dout[(size_t)n * C + c];
+}
+
+static void cpu_axpy(real *y, const real *x, real alpha, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+static void cpu_scale(real *x, real alpha, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] *= alpha;
+}
+
+static double cpu_sum_squares(const real *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+static void cpu_concat_rows(real *out, const real *a, const real *b, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        memcpy(out + (size_t)n * 2 * C, a + (size_t)n * C, (size_t)C * sizeof(real));
+        memcpy(out + (size_t)n * 2 * C + C, b + (size_t)n * C, (size_t)C * sizeof(real));
+    }
+}
+
+static void cpu_split_rows(real *a, real *b, const real *in, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        memcpy(a + (size_t)n * C, in + (size_t)n * 2 * C, (size_t)C * sizeof(real));
+        memcpy(b + (size_t)n * C, in + (size_t)n * 2 * C + C, (size_t)C * sizeof(real));
+    }
+}
+
+// --- embeddings -------------------------------------------------------------
+
+static void cpu_embedding_forward(real *out, const int *tokens, const real *table, int N, int C) {
+    for (int n = 0; n < N; n++)
+        memcpy(out + (size_t)n * C, table + (size_t)tokens[n] * C, (size_t)C * sizeof(real));
+}
+
+static void cpu_embedding_backward(real *dtable, const real *dout, const int *tokens, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        real *row = dtable + (size_t)tokens[n] * C;
+        const real *g = dout + (size_t)n * C;
+        for (int c = 0; c < C; c++) row[c] += g[c];
+    }
+}
+
+// Row of axis a for position p (row-major multi-index).
+static int axial_index(int p, const int *shape, int n_axes, int a) {
+    for (int b = n_axes - 1; b > a; b--) p /= shape[b];
+    return p % shape[a];
+}
+
+static void cpu_axial_forward(real *out, real *const *tables, const int *shape, const int *dims,
+                              int n_axes, int batch) {
+    int L = 1, d = 0;
+    for (int a = 0; a < n_axes; a++) L *= shape[a], d += dims[a];
+    for (int b = 0; b < batch; b++)
+        for (int p = 0; p < L; p++) {
+            real *row = out + ((size_t)b * L + p) * d;
+            for (int a = 0, off = 0; a < n_axes; off += dims[a], a++) {
+                const real *src = tables[a] + (size_t)axial_index(p, shape, n_axes, a) * dims[a];
+                for (int c = 0; c < dims[a]; c++) row[off + c] += src[c];
+            }
+        }
+}
+
+static void cpu_axial_backward(real *const *dtables, const real *dout, const int *shape,
+                               const int *dims, int n_axes, int batch) {
+    int L = 1, d = 0;
+    for (int a = 0; a < n_axes; a++) L *= shape[a], d += dims[a];
+    for (int b = 0; b < batch; b++)
+        for (int p = 0; p < L; p++) {
+            const real *row = dout + ((size_t)b * L + p) * d;
+            for (int a = 0, off = 0; a < n_axes; off += dims[a], a++) {
+                real *dst = dtables[a] + (size_t)axial_index(p, shape, n_axes, a) * dims[a];
+                for (int c = 0; c < dims[a]; c++) dst[c] += row[off + c];
+            }
+        }
+}
+
+// --- normalisation and pointwise --------------------------------------------
+
+static void cpu_layernorm_forward(real *out, real *mean, real *rstd, const real *x, const real *g,
+                                  const real *b, int N, int C, real eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *xr = x + (size_t)n * C;
+        real m = 0, v = 0;
+        for (int c = 0; c < C; c++) m += xr[c];
+        m /= C;
+        for (int c = 0; c < C; c++) v += (xr[c] - m) * (xr[c] - m);
+        v /= C;
+        real s = 1 / R_SQRT(v + eps);
+        real *o = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) o[c] = (xr[c] - m) * s * g[c] + b[c];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+static void cpu_layernorm_backward(real *dx, real *dg, real *db, const real *dout, const real *x,
+                                   const real *g, const real *mean, const real *rstd, int N, int C) {
+    // Activation gradients row-parallel; parameter gradients in row order.
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *xr = x + (size_t)n * C, *dr = dout + (size_t)n * C;
+        real m = mean[n], s = rstd[n], dmean = 0, dnorm_norm = 0;
+        for (int c = 0; c < C; c++) {
+            real dnorm = dr[c] * g[c];
+            dmean += dnorm;
+            dnorm_norm += dnorm * (xr[c] - m) * s;
+        }
+        dmean /= C;
+        dnorm_norm /= C;
+        real *dxr = dx + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            real norm = (xr[c] - m) * s;
+            dxr[c] += (dr[c] * g[c] - dmean - norm * dnorm_norm) * s;
+        }
+    }
+    for (int n = 0; n < N; n++) {
+        const real *xr = x + (size_t)n * C, *dr = dout + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            dg[c] += dr[c] * (xr[c] - mean[n]) * rstd[n];
+            db[c] += dr[c];
+        }
+    }
+}
+
+// GELU is the exact (erf) form, as Hugging Face's "gelu".
+static void cpu_activation_forward(real *out, const real *in, size_t n, Activation act) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real x = in[i];
+        out[i] = act == ACT_RELU ? (x > 0 ? x : 0) : (real)0.5 * x * (1 + R_ERF(x * (real)0.70710678118654752));
+    }
+}
+
+static void cpu_activation_backward(real *din, const real *dout, const real *in, size_t n, Activation act) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real x = in[i], d;
+        if (act == ACT_RELU) d = x > 0 ? 1 : 0;
+        else d = (real)0.5 * (1 + R_ERF(x * (real)0.70710678118654752)) +
+                 x * R_EXP((real)-0.5 * x * x) * (real)0.39894228040143268;
+        din[i] = dout[i] * d;
+    }
+}
+
+static void cpu_dropout(real *x, size_t n, size_t offset, float p, uint64_t seed, uint32_t step, uint32_t tag) {
+    if (p <= 0) return;
+    real keep_scale = (real)(1.0 / (1.0 - (double)p));
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        x[i] = rng_uniform(seed, offset + i, step, tag) >= p ? x[i] * keep_scale : 0;
+}
+
+// --- loss -------------------------------------------------------------------
+
+static void cpu_xent_forward_backward(real *logits, real *losses, int *correct, const int *targets,
+                                      int N, int V, real dscale) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        real *z = logits + (size_t)n * V;
+        int t = targets[n], arg = 0;
+        real mx = z[0];
+        for (int v = 1; v < V; v++)
+            if (z[v] > mx) mx = z[v], arg = v;
+        real sum = 0;
+        for (int v = 0; v < V; v++) sum += R_EXP(z[v] - mx);
+        real lse = mx + R_LOG(sum);
+        if (t < 0) {
+            losses[n] = 0;
+            correct[n] = 0;
+            memset(z, 0, (size_t)V * sizeof(real));
+            continue;
+        }
+        losses[n] = lse - z[t];
+        correct[n] = arg == t;
+        for (int v = 0; v < V; v++) z[v] = R_EXP(z[v] - lse) * dscale;
+        z[t] -= dscale;
+    }
+}
+
+// --- optimiser --------------------------------------------------------------
+
+static void cpu_adamw(real *p, real *m, real *v, const real *g, size_t n, float lr, float beta1,
+                      float beta2, float eps, float wd, float grad_scale, int t) {
+    real c1 = (real)(1.0 - pow(beta1, t)), c2 = (real)(1.0 - pow(beta2, t));
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real gi = g[i] * grad_scale;
+        m[i] = beta1 * m[i] + (1 - beta1) * gi;
+        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
+        real mhat = m[i] / c1, vhat = v[i] / c2;
+        p[i] -= lr * (mhat / (R_SQRT(vhat) + eps) + wd * p[i]);
+    }
+}
+
+// Defined in attention_cpu.c.
+size_t cpu_attention_workspace_bytes(const AttnShape *s, int lsh);
+void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed, uint32_t step, uint32_t layer,
+                  void *work);
+void cpu_lsh_attention_forward(real *out, real *saved, const real *qk, const real *v,
+                               const uint16_t *buckets, const AttnShape *s, void *work);
+void cpu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const real *out, const real *saved,
+                                const real *qk, const real *v, const uint16_t *buckets, const AttnShape *s,
+                                void *work);
+void cpu_local_attention_forward(real *out, real *lse, const real *q, const real *k, const real *v,
+                                 const AttnShape *s, void *work);
+void cpu_local_attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *out,
+                                  const real *lse, const real *q, const real *k, const real *v,
+                                  const AttnShape *s, void *work);
+
+static const Backend CPU_BACKEND = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .copy = cpu_copy,
+    .zero = cpu_zero,
+    .synchronize = cpu_synchronize,
+    .attention_workspace_bytes = cpu_attention_workspace_bytes,
+    .matmul = cpu_matmul,
+    .bias_forward = cpu_bias_forward,
+    .bias_backward = cpu_bias_backward,
+    .axpy = cpu_axpy,
+    .scale = cpu_scale,
+    .sum_squares = cpu_sum_squares,
+    .concat_rows = cpu_concat_rows,
+    .split_rows = cpu_split_rows,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
+    .axial_forward = cpu_axial_forward,
+    .axial_backward = cpu_axial_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .activation_forward = cpu_activation_forward,
+    .activation_backward = cpu_activation_backward,
+    .dropout = cpu_dropout,
+    .lsh_hash = cpu_lsh_hash,
+    .lsh_attention_forward = cpu_lsh_attention_forward,
+    .lsh_attention_backward = cpu_lsh_attention_backward,
+    .local_attention_forward = cpu_local_attention_forward,
+    .local_attention_backward = cpu_local_attention_backward,
+    .xent_forward_backward = cpu_xent_forward_backward,
+    .adamw = cpu_adamw,
+};
+
+const Backend *backend_cpu(void) {
+    openblas_set_num_threads(1);  // see cpu_matmul
+    return &CPU_BACKEND;
+}

@@ -1,0 +1,350 @@
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *const CONFIG_KEYS[] = {
+    "vocab_size", "d_model", "d_ff", "n_heads", "d_head", "n_layers", "attn_layers", "attn",
+    "lsh_chunk", "local_chunk", "n_hashes", "n_buckets", "axial_shape", "axial_dims",
+    "ff_chunk", "loss_chunk", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
+    "seq_len", "batch", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
+    "beta1", "beta2", "adam_eps", "clip", "seed", "data", "dup_alphabet", "out_dir",
+    "device", "log_every", NULL};
+
+void config_defaults(Config *c) {
+    memset(c, 0, sizeof *c);
+    c->vocab_size = 256;
+    c->d_model = 128;
+    c->d_ff = 512;
+    c->n_heads = 4;
+    c->d_head = 0;
+    c->n_layers = 4;
+    snprintf(c->attn_layers, sizeof c->attn_layers, "local,lsh");
+    c->attn_full = 0;
+    c->lsh_chunk = 64;
+    c->local_chunk = 64;
+    c->n_hashes = 2;
+    c->n_buckets = 0;
+    c->n_axes = 2;
+    c->ff_chunk = 1024;
+    c->loss_chunk = 1024;
+    c->ff_activation = ACT_GELU;
+    c->ln_eps = 1e-6;  // trax; HF uses 1e-12
+    c->dropout = 0.0;
+    c->init_std = 0.02;
+    c->reversible = 1;
+    c->seq_len = 512;
+    c->batch = 4;
+    c->lr = 2e-3;
+    c->warmup = 50;
+    c->steps = 300;
+    c->schedule = SCHED_COSINE;
+    c->lr_min = 1e-4;
+    c->weight_decay = 0.0;
+    c->beta1 = 0.9;
+    c->beta2 = 0.98;
+    c->adam_eps = 1e-9;
+    c->clip = 1.0;
+    c->seed = 1337;
+    snprintf(c->data, sizeof c->data, "data/tinyshakespeare.txt");
+    c->dup_alphabet = 128;
+    snprintf(c->out_dir, sizeof c->out_dir, "runs/default");
+    snprintf(c->device, sizeof c->device, "cpu");
+    c->log_every = 1;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int parse_int(const char *key, const char *s, long lo, long hi, int *out, char *err,
+                     size_t errlen) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || errno)
+        return fail(err, errlen, "%s: '%s' is not an integer", key, s);
+    if (v < lo || v > hi)
+        return fail(err, errlen, "%s: %ld is out of range [%ld, %ld]", key, v, lo, hi);
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_double(const char *key, const char *s, double lo, double hi, double *out,
+                        char *err, size_t errlen) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno || v != v)
+        return fail(err, errlen, "%s: '%s' is not a number", key, s);
+    if (v < lo || v > hi) return fail(err, errlen, "%s: %g is out of range [%g, %g]", key, v, lo, hi);
+    *out = v;
+    return 0;
+}
+
+static int parse_list(const char *key, const char *s, int *vals, int *count, char *err,
+                      size_t errlen) {
+    char buf[256];
+    if (strlen(s) >= sizeof buf) return fail(err, errlen, "%s: value too long", key);
+    snprintf(buf, sizeof buf, "%s", s);
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_AXES) return fail(err, errlen, "%s: at most %d entries", key, MAX_AXES);
+        if (parse_int(key, tok, 1, INT_MAX, &vals[n], err, errlen)) return -1;
+        n++;
+    }
+    if (n == 0) return fail(err, errlen, "%s: empty list", key);
+    *count = n;
+    return 0;
+}
+
+static int parse_string(const char *key, const char *s, char *dst, size_t cap, char *err,
+                        size_t errlen) {
+    if (strlen(s) >= cap) return fail(err, errlen, "%s: value longer than %zu characters", key, cap - 1);
+    if (s[0] == '\0') return fail(err, errlen, "%s: empty value", key);
+    snprintf(dst, cap, "%s", s);
+    return 0;
+}
+
+static int parse_bool(const char *key, const char *s, int *out, char *err, size_t errlen) {
+    if (!strcasecmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcasecmp(s, "on")) *out = 1;
+    else if (!strcasecmp(s, "0") || !strcasecmp(s, "false") || !strcasecmp(s, "no") || !strcasecmp(s, "off")) *out = 0;
+    else return fail(err, errlen, "%s: '%s' is not a boolean (use 1 or 0)", key, s);
+    return 0;
+}
+
+#define IS(k) (strcmp(key, (k)) == 0)
+#define INT(k, field, lo, hi) if (IS(k)) return parse_int(key, value, lo, hi, &c->field, err, errlen)
+#define DBL(k, field, lo, hi) if (IS(k)) return parse_double(key, value, lo, hi, &c->field, err, errlen)
+
+int config_set(Config *c, const char *key, const char *value, char *err, size_t errlen) {
+    INT("vocab_size", vocab_size, 2, 1 << 20);
+    INT("d_model", d_model, 1, 1 << 16);
+    INT("d_ff", d_ff, 1, 1 << 20);
+    INT("n_heads", n_heads, 1, 1024);
+    INT("d_head", d_head, 0, 1 << 14);
+    INT("n_layers", n_layers, 1, MAX_LAYERS);
+    INT("lsh_chunk", lsh_chunk, 1, 1 << 20);
+    INT("local_chunk", local_chunk, 1, 1 << 20);
+    INT("n_hashes", n_hashes, 1, 64);
+    INT("n_buckets", n_buckets, 0, 65536);
+    INT("ff_chunk", ff_chunk, 1, INT_MAX);
+    INT("loss_chunk", loss_chunk, 1, INT_MAX);
+    INT("seq_len", seq_len, 1, 1 << 28);
+    INT("batch", batch, 1, 1 << 20);
+    INT("warmup", warmup, 0, INT_MAX);
+    INT("steps", steps, 0, INT_MAX);
+    INT("dup_alphabet", dup_alphabet, 2, 1 << 20);
+    INT("log_every", log_every, 1, INT_MAX);
+    DBL("ln_eps", ln_eps, 1e-30, 1.0);
+    DBL("dropout", dropout, 0.0, 0.99);
+    DBL("init_std", init_std, 0.0, 10.0);
+    DBL("lr", lr, 0.0, 10.0);
+    DBL("lr_min", lr_min, 0.0, 10.0);
+    DBL("weight_decay", weight_decay, 0.0, 10.0);
+    DBL("beta1", beta1, 0.0, 0.999999);
+    DBL("beta2", beta2, 0.0, 0.99999999);
+    DBL("adam_eps", adam_eps, 1e-30, 1.0);
+    DBL("clip", clip, 0.0, 1e30);
+    if (IS("reversible")) return parse_bool(key, value, &c->reversible, err, errlen);
+    if (IS("attn_layers")) return parse_string(key, value, c->attn_layers, sizeof c->attn_layers, err, errlen);
+    if (IS("data")) return parse_string(key, value, c->data, sizeof c->data, err, errlen);
+    if (IS("out_dir")) return parse_string(key, value, c->out_dir, sizeof c->out_dir, err, errlen);
+    if (IS("attn")) {
+        if (!strcmp(value, "full")) c->attn_full = 1;
+        else if (!strcmp(value, "pattern")) c->attn_full = 0;
+        else return fail(err, errlen, "attn: '%s' is not one of pattern, full", value);
+        return 0;
+    }
+    if (IS("ff_activation")) {
+        if (!strcmp(value, "relu")) c->ff_activation = ACT_RELU;
+        else if (!strcmp(value, "gelu")) c->ff_activation = ACT_GELU;
+        else return fail(err, errlen, "ff_activation: '%s' is not one of relu, gelu", value);
+        return 0;
+    }
+    if (IS("schedule")) {
+        if (!strcmp(value, "rsqrt")) c->schedule = SCHED_RSQRT;
+        else if (!strcmp(value, "cosine")) c->schedule = SCHED_COSINE;
+        else if (!strcmp(value, "constant")) c->schedule = SCHED_CONSTANT;
+        else return fail(err, errlen, "schedule: '%s' is not one of rsqrt, cosine, constant", value);
+        return 0;
+    }
+    if (IS("device")) {
+        if (strcmp(value, "cpu") && strcmp(value, "cuda"))
+            return fail(err, errlen, "device: '%s' is not one of cpu, cuda", value);
+        snprintf(c->device, sizeof c->device, "%s", value);
+        return 0;
+    }
+    if (IS("seed")) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (end == value || *end || errno || value[0] == '-')
+            return fail(err, errlen, "seed: '%s' is not a non-negative integer", value);
+        c->seed = (uint64_t)v;
+        return 0;
+    }
+    if (IS("axial_shape")) {
+        int n;
+        if (parse_list(key, value, c->axial_shape, &n, err, errlen)) return -1;
+        c->axial_shape_set = n;
+        return 0;
+    }
+    if (IS("axial_dims")) {
+        int n;
+        if (parse_list(key, value, c->axial_dims, &n, err, errlen)) return -1;
+        c->axial_dims_set = n;
+        return 0;
+    }
+    return fail(err, errlen, "%s: unknown config key (see `reformer help` for the list)", key);
+}
+
+int config_set_pair(Config *c, const char *pair, char *err, size_t errlen) {
+    const char *eq = strchr(pair, '=');
+    if (!eq || eq == pair) return fail(err, errlen, "'%s': expected key=value", pair);
+    char key[128];
+    size_t klen = (size_t)(eq - pair);
+    if (klen >= sizeof key) return fail(err, errlen, "'%.40s...': key too long", pair);
+    memcpy(key, pair, klen);
+    key[klen] = '\0';
+    return config_set(c, key, eq + 1, err, errlen);
+}
+
+// Largest divisor of n not above sqrt(n): a near-square axial factorisation.
+static int near_square_divisor(int n) {
+    int best = 1;
+    for (int f = 1; (long)f * f <= n; f++)
+        if (n % f == 0) best = f;
+    return best;
+}
+
+int config_layer_chunk(const Config *c, int layer) {
+    if (c->attn_full) return c->seq_len;
+    int m = c->layer_kind[layer] == ATTN_LSH ? c->lsh_chunk : c->local_chunk;
+    return m >= c->seq_len ? c->seq_len : m;
+}
+
+int config_count_lsh_layers(const Config *c) {
+    int n = 0;
+    for (int l = 0; l < c->n_layers; l++) n += c->layer_kind[l] == ATTN_LSH;
+    return n;
+}
+
+int config_finalize(Config *c, char *err, size_t errlen) {
+    // Heads.
+    if (c->d_head == 0) {
+        if (c->d_model % c->n_heads)
+            return fail(err, errlen, "n_heads: %d heads do not divide d_model=%d (or set d_head)",
+                        c->n_heads, c->d_model);
+        c->d_head = c->d_model / c->n_heads;
+    }
+    // Attention pattern, repeated over the layers.
+    AttnKind pattern[MAX_LAYERS];
+    int n_pattern = 0;
+    char buf[sizeof c->attn_layers];
+    snprintf(buf, sizeof buf, "%s", c->attn_layers);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n_pattern == MAX_LAYERS) return fail(err, errlen, "attn_layers: more than %d entries", MAX_LAYERS);
+        if (!strcmp(tok, "lsh")) pattern[n_pattern++] = ATTN_LSH;
+        else if (!strcmp(tok, "local")) pattern[n_pattern++] = ATTN_LOCAL;
+        else return fail(err, errlen, "attn_layers: '%s' is not one of lsh, local", tok);
+    }
+    if (n_pattern == 0) return fail(err, errlen, "attn_layers: empty pattern");
+    for (int l = 0; l < c->n_layers; l++) c->layer_kind[l] = pattern[l % n_pattern];
+    int has_lsh = config_count_lsh_layers(c) > 0, has_local = config_count_lsh_layers(c) < c->n_layers;
+
+    // Sequence length against chunking (full attention has no chunks).
+    if (!c->attn_full) {
+        if (has_lsh && c->seq_len > c->lsh_chunk && c->seq_len % c->lsh_chunk)
+            return fail(err, errlen, "lsh_chunk: seq_len=%d is not a multiple of lsh_chunk=%d",
+                        c->seq_len, c->lsh_chunk);
+        if (has_local && c->seq_len > c->local_chunk && c->seq_len % c->local_chunk)
+            return fail(err, errlen, "local_chunk: seq_len=%d is not a multiple of local_chunk=%d",
+                        c->seq_len, c->local_chunk);
+    }
+    // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3).
+    if (c->n_buckets == 0) {
+        int chunks = c->seq_len / c->lsh_chunk;
+        int nb = 2;
+        while (nb * 2 <= 2 * chunks && nb * 2 <= 65536) nb *= 2;
+        c->n_buckets = nb;
+    } else if (c->n_buckets % 2 || c->n_buckets < 2) {
+        return fail(err, errlen, "n_buckets: %d must be even and at least 2", c->n_buckets);
+    }
+    // Axial position embeddings.
+    if (c->axial_shape_set) c->n_axes = c->axial_shape_set;
+    else if (c->axial_dims_set) c->n_axes = c->axial_dims_set;
+    else c->n_axes = 2;
+    if (c->axial_shape_set && c->axial_dims_set && c->axial_shape_set != c->axial_dims_set)
+        return fail(err, errlen, "axial_dims: %d entries but axial_shape has %d", c->axial_dims_set,
+                    c->axial_shape_set);
+    if (!c->axial_shape_set) {
+        if (c->n_axes != 2)
+            return fail(err, errlen, "axial_shape: must be given when axial_dims has %d entries", c->n_axes);
+        c->axial_shape[0] = near_square_divisor(c->seq_len);
+        c->axial_shape[1] = c->seq_len / c->axial_shape[0];
+    }
+    long prod = 1;
+    for (int a = 0; a < c->n_axes; a++) prod *= c->axial_shape[a];
+    if (prod != c->seq_len) {
+        char shape[128] = "";
+        for (int a = 0; a < c->n_axes; a++)
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%d", a ? "x" : "", c->axial_shape[a]);
+        return fail(err, errlen, "axial_shape: %s = %ld does not equal seq_len=%d", shape, prod, c->seq_len);
+    }
+    if (!c->axial_dims_set) {
+        int rest = c->d_model;
+        for (int a = 0; a < c->n_axes; a++) {
+            c->axial_dims[a] = a == c->n_axes - 1 ? rest : c->d_model / c->n_axes;
+            rest -= c->axial_dims[a];
+        }
+    }
+    int dsum = 0;
+    for (int a = 0; a < c->n_axes; a++) {
+        if (c->axial_dims[a] <= 0) return fail(err, errlen, "axial_dims: entries must be positive (d_model=%d too small for %d axes)", c->d_model, c->n_axes);
+        dsum += c->axial_dims[a];
+    }
+    if (dsum != c->d_model)
+        return fail(err, errlen, "axial_dims: entries sum to %d, not d_model=%d", dsum, c->d_model);
+    if (c->vocab_size < 2) return fail(err, errlen, "vocab_size: must be at least 2");
+    if (c->lr_min > c->lr) return fail(err, errlen, "lr_min: %g is above lr=%g", c->lr_min, c->lr);
+    if (c->dup_alphabet > c->vocab_size)
+        return fail(err, errlen, "dup_alphabet: %d exceeds vocab_size=%d", c->dup_alphabet, c->vocab_size);
+    return 0;
+}
+
+static void print_list(FILE *out, const char *key, const int *v, int n) {
+    fprintf(out, "%s=", key);
+    for (int i = 0; i < n; i++) fprintf(out, "%s%d", i ? "," : "", v[i]);
+    fputc('\n', out);
+}
+
+void config_print(const Config *c, FILE *out) {
+    static const char *acts[] = {"relu", "gelu"}, *scheds[] = {"rsqrt", "cosine", "constant"};
+    fprintf(out, "vocab_size=%d\nd_model=%d\nd_ff=%d\nn_heads=%d\nd_head=%d\nn_layers=%d\n", c->vocab_size,
+            c->d_model, c->d_ff, c->n_heads, c->d_head, c->n_layers);
+    fprintf(out, "attn_layers=%s\nattn=%s\nlsh_chunk=%d\nlocal_chunk=%d\nn_hashes=%d\nn_buckets=%d\n",
+            c->attn_layers, c->attn_full ? "full" : "pattern", c->lsh_chunk, c->local_chunk, c->n_hashes,
+            c->n_buckets);
+    print_list(out, "axial_shape", c->axial_shape, c->n_axes);
+    print_list(out, "axial_dims", c->axial_dims, c->n_axes);
+    fprintf(out, "ff_chunk=%d\nloss_chunk=%d\nff_activation=%s\nln_eps=%g\ndropout=%g\ninit_std=%g\nreversible=%d\n",
+            c->ff_chunk, c->loss_chunk, acts[c->ff_activation], c->ln_eps, c->dropout, c->init_std, c->reversible);
+    fprintf(out, "seq_len=%d\nbatch=%d\nlr=%g\nwarmup=%d\nsteps=%d\nschedule=%s\nlr_min=%g\n", c->seq_len,
+            c->batch, c->lr, c->warmup, c->steps, scheds[c->schedule], c->lr_min);
+    fprintf(out, "weight_decay=%g\nbeta1=%g\nbeta2=%g\nadam_eps=%g\nclip=%g\nseed=%llu\n", c->weight_decay,
+            c->beta1, c->beta2, c->adam_eps, c->clip, (unsigned long long)c->seed);
+    fprintf(out, "data=%s\ndup_alphabet=%d\nout_dir=%s\ndevice=%s\nlog_every=%d\n", c->data, c->dup_alphabet,
+            c->out_dir, c->device, c->log_every);
+}

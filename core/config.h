@@ -1,0 +1,88 @@
+// Model and training configuration: every key, its default, and validation.
+//
+// Keys are set by name (`config_set`) from INI files and `--set key=value`
+// alike, so the two can never disagree. `config_finalize` fills derived values
+// (d_head, n_buckets, axial shape) and validates everything, reporting the
+// first problem as one line that names the key.
+#pragma once
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#define MAX_LAYERS 256
+#define MAX_AXES 4
+
+typedef enum { ATTN_LOCAL = 0, ATTN_LSH = 1 } AttnKind;
+typedef enum { ACT_RELU = 0, ACT_GELU = 1 } Activation;
+typedef enum { SCHED_RSQRT = 0, SCHED_COSINE = 1, SCHED_CONSTANT = 2 } Schedule;
+
+typedef struct {
+    // --- model ---
+    int vocab_size;        // 256 bytes + special tokens
+    int d_model;           // width of each residual stream
+    int d_ff;              // feed-forward hidden units
+    int n_heads;
+    int d_head;            // 0 = d_model / n_heads
+    int n_layers;
+    char attn_layers[512]; // repeating pattern, e.g. "local,local,lsh,local"
+    int attn_full;         // attn=full: every layer attends to the whole causal prefix
+    int lsh_chunk;         // m for LSH layers
+    int local_chunk;       // m for local layers
+    int n_hashes;          // R
+    int n_buckets;         // nb per round; 0 = auto (power of two <= 2L/m)
+    int n_axes;
+    int axial_shape[MAX_AXES];  // 0 entries = auto factorisation of seq_len
+    int axial_dims[MAX_AXES];   // 0 entries = even split of d_model
+    int axial_shape_set, axial_dims_set;
+    int ff_chunk;          // tokens per feed-forward chunk
+    int loss_chunk;        // tokens per output/loss chunk
+    Activation ff_activation;
+    double ln_eps;
+    double dropout;        // on each block's output (attention and feed-forward)
+    double init_std;       // std of linear weights
+    int reversible;        // 1: reconstruct activations in backward; 0: store them (reference)
+    // --- training ---
+    int seq_len;
+    int batch;
+    double lr;             // peak learning rate (after warmup)
+    int warmup;
+    int steps;
+    Schedule schedule;
+    double lr_min;         // floor of the cosine schedule
+    double weight_decay;
+    double beta1, beta2, adam_eps;
+    double clip;           // global gradient-norm clip; 0 = off
+    uint64_t seed;
+    char data[1024];       // path of a text file, "dup" or "random"
+    int dup_alphabet;      // duplication task: symbols are 1 .. dup_alphabet-1
+    char out_dir[1024];
+    char device[16];       // cpu | cuda
+    int log_every;
+    // --- derived by config_finalize ---
+    AttnKind layer_kind[MAX_LAYERS];
+} Config;
+
+// Defaults: a small model that trains on the shipped text out of the box.
+void config_defaults(Config *c);
+
+// Set one key from its text value. Returns 0, or -1 with a one-line message in
+// err naming the key (unknown key, malformed or out-of-range value).
+int config_set(Config *c, const char *key, const char *value, char *err, size_t errlen);
+
+// Set from "key=value". Same contract as config_set.
+int config_set_pair(Config *c, const char *pair, char *err, size_t errlen);
+
+// Derive and validate. Returns 0, or -1 with a one-line message naming the key.
+int config_finalize(Config *c, char *err, size_t errlen);
+
+// Human-readable "key=value" listing of every key, one per line, into out.
+void config_print(const Config *c, FILE *out);
+
+// Number of LSH layers in the finalized config.
+int config_count_lsh_layers(const Config *c);
+
+// Effective chunk length of a layer's attention (L when full attention).
+int config_layer_chunk(const Config *c, int layer);
+
+// Every key name, NULL-terminated (for help text and tests).
+extern const char *const CONFIG_KEYS[];

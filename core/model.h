@@ -1,0 +1,89 @@
+// The Reformer language model driver: memory plan, forward, reversible
+// backward and optimiser step, written once against the Backend table.
+//
+// Memory (DESIGN.md, "The memory contract"): parameters, gradients and two
+// AdamW moments; the two residual streams and their gradients (4 x B*L*d);
+// per LSH layer the bucket ids of the forward pass; and one layer's workspace,
+// bounded by chunking (attention tiles, ff_chunk, loss_chunk). Everything is
+// allocated in model_init; the step allocates nothing.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+#include "params.h"
+
+typedef struct {
+    double loss;      // mean cross-entropy (nats) over counted targets
+    double accuracy;  // fraction of counted targets predicted by argmax
+    long n_targets;   // targets >= 0
+} LossStats;
+
+// Time shares of a step, filled when Model.profile is set (synchronising).
+enum { PROF_MATMUL, PROF_ATTENTION, PROF_TOTAL, PROF_COUNT };
+
+typedef struct {
+    Config cfg;
+    const Backend *be;
+    ParamLayout layout;
+    int B, L, T, d, HD;  // T = B * L tokens, HD = n_heads * d_head
+
+    real *params, *grads, *adam_m, *adam_v;  // [n_params] each
+    real *x1, *x2, *dx1, *dx2;               // residual streams and gradients [T, d]
+    real *stored;                            // reversible=0: every layer's inputs
+    uint16_t *buckets[MAX_LAYERS];           // LSH layers: [B, H, R, L]; else NULL
+    int *tokens, *targets;                   // [T]
+
+    // One layer's workspace.
+    real *ln_out, *ln_mean, *ln_rstd;        // [T, d], [T], [T]
+    real *q, *k, *v, *attn_o;                // [T, HD] (q holds qk for LSH layers)
+    real *dq, *dk, *dv, *d_attn_o;           // [T, HD]
+    real *attn_out, *d_block, *d_ln;         // [T, d]
+    real *attn_saved;                        // LSH sorted outputs + lse, or local lse
+    void *attn_work;                         // backend attention scratch
+    int ff_rows;                             // rows per feed-forward chunk
+    real *ff_ln, *ff_mean, *ff_rstd;         // [ff_rows, d], [ff_rows] x2
+    real *ff_h, *ff_a, *ff_da;               // [ff_rows, d_ff]
+    real *ff_out, *ff_dln;                   // [ff_rows, d]
+    int head_rows;                           // rows per loss chunk
+    real *head_in, *head_ln, *head_mean, *head_rstd;  // [rows, 2d], [rows, 2d], [rows] x2
+    real *logits, *d_head_in, *d_head_ln;    // [rows, V], [rows, 2d] x2
+    real *losses;                            // [T]
+    int *correct;                            // [T]
+
+    // Host staging.
+    real *host_losses;
+    int *host_correct;
+
+    size_t bytes_planned;       // everything model_init allocated
+    int freeze_buckets;         // forward reuses the cached bucket ids (no re-hashing)
+    int profile;                // time matmul / attention shares (synchronises)
+    double prof_seconds[PROF_COUNT];
+} Model;
+
+// Plan and allocate everything for a finalized config; initialise parameters.
+void model_init(Model *m, const Config *c, const Backend *be);
+void model_free(Model *m);
+
+// Forward only; train = 1 applies dropout. tokens/targets: host [B*L];
+// targets < 0 are ignored. step keys the hash rotations and dropout masks.
+LossStats model_forward(Model *m, const int *tokens, const int *targets, uint32_t step, int train);
+
+// Forward and backward: grads = d(mean loss)/d(params) (overwritten).
+LossStats model_forward_backward(Model *m, const int *tokens, const int *targets, uint32_t step);
+
+// Global L2 norm of the gradients.
+double model_grad_norm(Model *m);
+
+// Clip (config clip) and apply one AdamW step at learning rate lr; t counts
+// optimiser steps from 1. Returns the gradient norm before clipping.
+double model_update(Model *m, int t, double lr);
+
+// Copy parameters between the backend and a host buffer of n_params reals.
+void model_get_params(Model *m, real *host);
+void model_set_params(Model *m, const real *host);
+void model_get_grads(Model *m, real *host);
+
+// Learning rate of (1-based) step: linear warmup, then the configured decay.
+double lr_at(const Config *c, int step);

@@ -1,0 +1,244 @@
+// reformer: the command-line program.
+//
+//   reformer train [--config FILE] [--set key=value ...]
+//   reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]
+//   reformer help
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "config_file.h"
+#include "dataset.h"
+#include "model.h"
+#include "util.h"
+
+static void usage_error(const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "reformer: error: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+static void print_help(void) {
+    printf("usage:\n"
+           "  reformer train [--config FILE] [--set key=value ...]\n"
+           "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]\n"
+           "  reformer help\n\n"
+           "Every config key can be set in an INI file (--config) and overridden with --set.\n"
+           "Keys and defaults:\n");
+    Config c;
+    config_defaults(&c);
+    char err[256];
+    if (config_finalize(&c, err, sizeof err) == 0) config_print(&c, stdout);
+}
+
+typedef struct {
+    Config cfg;
+    int steps_override;  // bench --steps
+    int json;
+} Args;
+
+// Parse --config/--set (and command-specific flags) in order: later wins.
+static void parse_args(Args *a, int argc, char **argv, int is_bench) {
+    char err[1024];
+    config_defaults(&a->cfg);
+    if (is_bench) snprintf(a->cfg.data, sizeof a->cfg.data, "random");
+    a->steps_override = -1;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--config") || !strcmp(arg, "--set") || !strcmp(arg, "--steps")) {
+            if (i + 1 >= argc) usage_error("%s needs a value", arg);
+            const char *val = argv[++i];
+            if (!strcmp(arg, "--config")) {
+                if (config_load_file(&a->cfg, val, err, sizeof err)) usage_error("%s", err);
+            } else if (!strcmp(arg, "--set")) {
+                if (config_set_pair(&a->cfg, val, err, sizeof err)) usage_error("%s", err);
+            } else {
+                if (!is_bench) usage_error("--steps is a bench option; for train use --set steps=N");
+                char *end;
+                long n = strtol(val, &end, 10);
+                if (*end || n < 1) usage_error("--steps: '%s' is not a positive integer", val);
+                a->steps_override = (int)n;
+            }
+        } else if (!strcmp(arg, "--json") && is_bench) {
+            a->json = 1;
+        } else if (strchr(arg, '=') && arg[0] != '-') {
+            if (config_set_pair(&a->cfg, arg, err, sizeof err)) usage_error("%s", err);
+        } else {
+            usage_error("unknown argument '%s' (see `reformer help`)", arg);
+        }
+    }
+    if (config_finalize(&a->cfg, err, sizeof err)) usage_error("%s", err);
+    if (strcmp(a->cfg.device, "cpu") != 0)
+        usage_error("device: '%s' backend is not built into this binary (use device=cpu)", a->cfg.device);
+}
+
+static const Backend *pick_backend(const Config *c) {
+    (void)c;
+    return backend_cpu();
+}
+
+static void make_dirs(const char *path) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        usage_error("out_dir: cannot create '%s': %s", path, strerror(errno));
+}
+
+static void format_duration(char *buf, size_t n, double seconds) {
+    long s = (long)(seconds + 0.5);
+    if (s >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+    else snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
+}
+
+static void describe(const Model *m) {
+    const Config *c = &m->cfg;
+    printf("reformer: %zu params | %d layers (%s%s) | d_model %d | heads %dx%d | seq_len %d | batch %d | "
+           "n_hashes %d n_buckets %d | %s | planned %.1f MiB\n",
+           m->layout.n_params, c->n_layers, c->attn_full ? "full attention, " : "", c->attn_layers, c->d_model,
+           c->n_heads, c->d_head, c->seq_len, c->batch, c->n_hashes, c->n_buckets,
+           c->reversible ? "reversible" : "stored activations", (double)m->bytes_planned / (1024.0 * 1024.0));
+}
+
+// Accuracy of the trained model on fresh duplication-task batches, with the
+// config's attention (hash count included).
+static double dup_eval(Model *m, const Dataset *ds, int batches, int *tokens, int *targets) {
+    double acc = 0;
+    for (int i = 0; i < batches; i++) {
+        uint32_t step = 0x80000000u + (uint32_t)i;  // never a training step
+        dataset_batch(ds, step, tokens, targets);
+        acc += model_forward(m, tokens, targets, step, 0).accuracy;
+    }
+    return acc / batches;
+}
+
+static int cmd_train(int argc, char **argv) {
+    Args a = {0};
+    parse_args(&a, argc, argv, 0);
+    Config *c = &a.cfg;
+    char err[1024];
+    Dataset ds;
+    if (dataset_open(&ds, c, err, sizeof err)) usage_error("%s", err);
+    make_dirs(c->out_dir);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/metrics.csv", c->out_dir);
+    FILE *metrics = fopen(path, "w");
+    if (!metrics) usage_error("out_dir: cannot write '%s': %s", path, strerror(errno));
+    fprintf(metrics, "step,loss,bits_per_byte,lr,grad_norm,step_ms,tokens_per_s,accuracy\n");
+
+    Model m;
+    model_init(&m, c, pick_backend(c));
+    describe(&m);
+    printf("data: %s%s | metrics: %s\n", c->data, ds.kind == DATA_TEXT ? "" : " (synthetic)", path);
+    int *tokens = checked_calloc((size_t)m.T, sizeof(int)), *targets = checked_calloc((size_t)m.T, sizeof(int));
+    double t_begin = now_seconds(), tok_total = 0, loss = 0;
+    for (int step = 1; step <= c->steps; step++) {
+        dataset_batch(&ds, (uint32_t)step, tokens, targets);
+        double t0 = now_seconds();
+        LossStats st = model_forward_backward(&m, tokens, targets, (uint32_t)step);
+        double lr = lr_at(c, step);
+        double norm = model_update(&m, step, lr);
+        double dt = now_seconds() - t0;
+        loss = st.loss;
+        if (!isfinite(st.loss) || !isfinite(norm))
+            FATAL("lower lr, raise warmup or set clip", "loss or gradient became non-finite at step %d (loss %g, grad norm %g)",
+                  step, st.loss, norm);
+        tok_total += m.T;
+        double tps = m.T / dt, bpb = st.loss / M_LN2;
+        fprintf(metrics, "%d,%.6f,%.6f,%.6e,%.6f,%.3f,%.1f,%.6f\n", step, st.loss, bpb, lr, norm, dt * 1e3, tps,
+                st.accuracy);
+        fflush(metrics);
+        if (step % c->log_every == 0 || step == c->steps) {
+            char eta[32];
+            double elapsed = now_seconds() - t_begin;
+            format_duration(eta, sizeof eta, elapsed / step * (c->steps - step));
+            printf("step %*d/%d | loss %.4f | bpb %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
+                   (int)log10(c->steps) + 1, step, c->steps, st.loss, bpb, lr, norm, dt * 1e3, tps);
+            if (ds.kind == DATA_DUP) printf(" | acc %.4f", st.accuracy);
+            printf(" | eta %s\n", eta);
+            fflush(stdout);
+        }
+    }
+    double total = now_seconds() - t_begin;
+    char dur[32];
+    format_duration(dur, sizeof dur, total);
+    printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s | peak RSS %.0f MiB\n", c->steps, dur,
+           loss, loss / M_LN2, total > 0 ? tok_total / total : 0, peak_rss_mib());
+    if (ds.kind == DATA_DUP) {
+        double acc = dup_eval(&m, &ds, 8, tokens, targets);
+        printf("eval: duplication accuracy on 8 fresh batches (second copy, n_hashes=%d): %.4f\n", c->n_hashes, acc);
+    }
+    fclose(metrics);
+    free(tokens);
+    free(targets);
+    model_free(&m);
+    dataset_close(&ds);
+    return 0;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    Args a = {0};
+    parse_args(&a, argc, argv, 1);
+    Config *c = &a.cfg;
+    int steps = a.steps_override > 0 ? a.steps_override : 3;
+    char err[1024];
+    Dataset ds;
+    if (dataset_open(&ds, c, err, sizeof err)) usage_error("%s", err);
+    Model m;
+    model_init(&m, c, pick_backend(c));
+    if (!a.json) describe(&m);
+    int *tokens = checked_calloc((size_t)m.T, sizeof(int)), *targets = checked_calloc((size_t)m.T, sizeof(int));
+    // One untimed warm-up step touches every buffer (peak memory) and warms caches.
+    dataset_batch(&ds, 1, tokens, targets);
+    model_forward_backward(&m, tokens, targets, 1);
+    model_update(&m, 1, lr_at(c, 1));
+    m.profile = 1;
+    memset(m.prof_seconds, 0, sizeof m.prof_seconds);
+    double t0 = now_seconds();
+    LossStats st = {0};
+    for (int s = 2; s < 2 + steps; s++) {
+        dataset_batch(&ds, (uint32_t)s, tokens, targets);
+        st = model_forward_backward(&m, tokens, targets, (uint32_t)s);
+        model_update(&m, s, lr_at(c, s));
+    }
+    double dt = (now_seconds() - t0) / steps;
+    double fwdbwd = m.prof_seconds[PROF_TOTAL] > 0 ? m.prof_seconds[PROF_TOTAL] : 1;
+    double sh_mm = m.prof_seconds[PROF_MATMUL] / fwdbwd, sh_at = m.prof_seconds[PROF_ATTENTION] / fwdbwd;
+    printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, \"planned_mb\": %.1f, \"params\": %zu, "
+           "\"seq_len\": %d, \"batch\": %d, \"d_model\": %d, \"n_layers\": %d, \"n_heads\": %d, \"attn\": \"%s\", "
+           "\"attn_layers\": \"%s\", \"n_hashes\": %d, \"reversible\": %d, \"steps\": %d, \"loss\": %.4f, "
+           "\"share_matmul\": %.3f, \"share_attention\": %.3f, \"share_other\": %.3f}\n",
+           m.T / dt, dt * 1e3, peak_rss_mib(), (double)m.bytes_planned / (1024.0 * 1024.0), m.layout.n_params,
+           c->seq_len, c->batch, c->d_model, c->n_layers, c->n_heads, c->attn_full ? "full" : "pattern",
+           c->attn_layers, c->n_hashes, c->reversible, steps, st.loss, sh_mm, sh_at, 1 - sh_mm - sh_at);
+    free(tokens);
+    free(targets);
+    model_free(&m);
+    dataset_close(&ds);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        print_help();
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
+    usage_error("unknown command '%s' (commands: train, bench, help)", argv[1]);
+}
