@@ -36,7 +36,7 @@ build/tests/%_f64: build/f64/tests/%_f64.o build/f64/tests/gradcheck.o $(CORE64_
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
-build/tests/%: build/f32/tests/%.o $(CORE_OBJ) $(IO_OBJ)
+build/tests/%: build/f32/tests/%.o build/f32/tests/gradcheck.o $(CORE_OBJ) $(IO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 

@@ -15,6 +15,7 @@
 #include <omp.h>
 #endif
 
+#include "attention_cpu.h"
 #include "backend.h"
 #include "rng.h"
 #include "util.h"
@@ -299,30 +300,29 @@ void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_
     }
 }
 
-// Stable counting sort of the R*L items of one (b, h) by (round, bucket,
-// position). perm[s] = r*L + i of the s-th sorted item; pos[s] = i; inv = perm^-1.
-// buckets == NULL sorts nothing (one bucket): the identity.
-static void lsh_sort(Scratch *sc, const uint16_t *bk, int L, int R, int nb) {
+void lsh_sort_items(int *perm, int *inv, int *counts, const uint16_t *buckets, int L, int R, int nb) {
     for (int r = 0; r < R; r++) {
-        int *perm = sc->perm + (size_t)r * L;
-        if (!bk) {
-            for (int i = 0; i < L; i++) perm[i] = r * L + i;
-        } else {
-            const uint16_t *b = bk + (size_t)r * L;
-            memset(sc->counts, 0, (size_t)nb * sizeof(int));
-            for (int i = 0; i < L; i++) sc->counts[b[i]]++;
-            for (int k = 0, acc = 0; k < nb; k++) {
-                int cnt = sc->counts[k];
-                sc->counts[k] = acc;
-                acc += cnt;
-            }
-            for (int i = 0; i < L; i++) perm[sc->counts[b[i]]++] = r * L + i;
+        int *pr = perm + (size_t)r * L;
+        if (!buckets) {
+            for (int i = 0; i < L; i++) pr[i] = r * L + i;
+            continue;
         }
+        const uint16_t *b = buckets + (size_t)r * L;
+        memset(counts, 0, (size_t)nb * sizeof(int));
+        for (int i = 0; i < L; i++) counts[b[i]]++;
+        for (int k = 0, acc = 0; k < nb; k++) {
+            int cnt = counts[k];
+            counts[k] = acc;
+            acc += cnt;
+        }
+        for (int i = 0; i < L; i++) pr[counts[b[i]]++] = r * L + i;
     }
-    for (int s = 0; s < R * L; s++) {
-        sc->pos[s] = sc->perm[s] % L;
-        sc->inv[sc->perm[s]] = s;
-    }
+    for (int t = 0; t < R * L; t++) inv[perm[t]] = t;
+}
+
+static void lsh_sort(Scratch *sc, const uint16_t *bk, int L, int R, int nb) {
+    lsh_sort_items(sc->perm, sc->inv, sc->counts, bk, L, R, nb);
+    for (int t = 0; t < R * L; t++) sc->pos[t] = sc->perm[t] % L;
 }
 
 // Gather one head's rows in sorted order; keys are the unit-length queries.
