@@ -9,6 +9,7 @@
 //
 // Work is split over (batch, head) pairs; each thread has its own scratch, and
 // each pair writes disjoint outputs, so results do not depend on threads.
+#include <cblas.h>
 #include <stdint.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -19,6 +20,12 @@
 #include "backend.h"
 #include "rng.h"
 #include "util.h"
+
+#ifdef REFORMER_F64
+#define cblas_gemm cblas_dgemm
+#else
+#define cblas_gemm cblas_sgemm
+#endif
 
 // Epsilon of trax/HF key normalisation x / sqrt(mean(x^2) + 1e-6) / sqrt(dh).
 #define KEY_NORM_EPS 1e-6
@@ -38,22 +45,14 @@ static int thread_id(void) {
 #endif
 }
 
-// Hot loops get an AVX2/FMA clone picked at run time, and a portable default.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define HOT
-#endif
-
 // --- per-thread scratch -----------------------------------------------------
 
 typedef struct {
     int *perm, *pos, *inv, *counts;      // [n], [n], [n], [nb]
     real *sq, *sk, *sv, *so, *slse;      // [n, dh] x4, [n]
     real *dso, *dslse, *dsq, *dsk, *dsv; // [n, dh], [n], [n, dh] x3
-    real *tile_p, *tile_dp;              // [m, nk]
-    real *kT, *vT, *kc, *vc, *dkc, *dvc; // [dh, nk] x2, [nk, dh] x4: one chunk's keys
-    int *kitem, *kpos;                   // [nk]
+    real *tile_p, *tile_dp;              // [m, nk]: one chunk's logits and their gradient
+    int *kpos;                           // [nk]: positions of the chunk's keys
 } Scratch;
 
 static int n_chunks(const AttnShape *s) { return (int)(attn_items(s) / (size_t)s->chunk_len); }
@@ -84,13 +83,6 @@ static size_t scratch_carve(Scratch *sc, char *base, const AttnShape *s) {
     CARVE(dsv, real, n * dh);
     CARVE(tile_p, real, m * nk);
     CARVE(tile_dp, real, m * nk);
-    CARVE(kT, real, dh * nk);
-    CARVE(vT, real, dh * nk);
-    CARVE(kc, real, nk * dh);
-    CARVE(vc, real, nk * dh);
-    CARVE(dkc, real, nk * dh);
-    CARVE(dvc, real, nk * dh);
-    CARVE(kitem, int, nk);
     CARVE(kpos, int, nk);
 #undef CARVE
     return off;
@@ -115,67 +107,40 @@ static Scratch thread_scratch(void *work, const AttnShape *s) {
 }
 
 // --- the chunked kernel -----------------------------------------------------
+//
+// Chunk c's keys are two blocks of m items: the previous chunk (chunk 0's is
+// the last chunk when cyclic; none when there is a single chunk or chunk 0
+// is not cyclic) and its own. Both are contiguous rows of the (sorted) item
+// arrays, so every product is a small GEMM on them directly: Z = Q K^T per
+// block into the [m, nk] tile, O = P V, and in the backward the gradients of
+// Q, K and V accumulate straight into their rows (beta = 1).
 
-// Geometry of one chunk c of n items: its keys are [previous chunk ; own
-// chunk] (previous of chunk 0 is the last chunk when cyclic, none otherwise;
-// none when there is a single chunk). Gathers the keys' items and positions.
-static int chunk_keys(Scratch *sc, const int *pos, int c, int nc, int m, int cyclic) {
-    int has_prev = nc > 1 && (cyclic || c > 0), nk = has_prev ? 2 * m : m, j = 0;
-    if (has_prev) {
-        int prev = (c + nc - 1) % nc;
-        for (int t = 0; t < m; t++) sc->kitem[j++] = prev * m + t;
-    }
-    for (int t = 0; t < m; t++) sc->kitem[j++] = c * m + t;
-    for (j = 0; j < nk; j++) sc->kpos[j] = pos ? pos[sc->kitem[j]] : sc->kitem[j];
-    return nk;
+// C[M,N] = alpha op(A) op(B) + beta C with leading dimensions (row-major).
+static void tile_gemm(real *C, int ldc, const real *A, int lda, const real *B, int ldb, int M, int N, int K,
+                      int ta, int tb, real alpha, real beta) {
+    cblas_gemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+               lda, B, ldb, beta, C, ldc);
 }
 
-// Copy rows src[kitem[j]] into a contiguous tile [nk, dh] and its transpose [dh, nk].
-static void gather_tile(real *tile, real *tileT, const real *src, const int *kitem, int nk, int dh) {
-    for (int j = 0; j < nk; j++) {
-        const real *row = src + (size_t)kitem[j] * dh;
-        for (int d = 0; d < dh; d++) {
-            tile[(size_t)j * dh + d] = row[d];
-            if (tileT) tileT[(size_t)d * nk + j] = row[d];
-        }
-    }
+typedef struct {
+    int n_blocks;   // 1 or 2
+    int start[2];   // first item of each key block; block b fills tile columns b*m ..
+} ChunkKeys;
+
+static ChunkKeys chunk_keys(Scratch *sc, const int *pos, int c, int nc, int m, int cyclic) {
+    ChunkKeys k = {0, {0, 0}};
+    if (nc > 1 && (cyclic || c > 0)) k.start[k.n_blocks++] = ((c + nc - 1) % nc) * m;
+    k.start[k.n_blocks++] = c * m;
+    for (int b = 0; b < k.n_blocks; b++)
+        for (int t = 0; t < m; t++) sc->kpos[b * m + t] = pos ? pos[k.start[b] + t] : k.start[b] + t;
+    return k;
 }
 
-// z[j] = scale * q . k_j for the nk keys (kT is [dh, nk]).
-HOT static void dot_row(real *restrict z, const real *restrict q, const real *restrict kT, int nk, int dh,
-                        real scale) {
-    for (int j = 0; j < nk; j++) z[j] = 0;
-    for (int d = 0; d < dh; d++) {
-        real qd = q[d] * scale;
-        const real *restrict kd = kT + (size_t)d * nk;
-#pragma omp simd
-        for (int j = 0; j < nk; j++) z[j] += qd * kd[j];
-    }
-}
-
-// out[d] (+)= sum_j w[j] rows[j][d]   (rows is [nk, dh])
-HOT static void weighted_rows(real *restrict out, const real *restrict w, const real *restrict rows, int nk,
-                              int dh, int accumulate) {
-    if (!accumulate)
-        for (int d = 0; d < dh; d++) out[d] = 0;
-    for (int j = 0; j < nk; j++) {
-        real wj = w[j];
-        if (wj == 0) continue;
-        const real *restrict r = rows + (size_t)j * dh;
-#pragma omp simd
-        for (int d = 0; d < dh; d++) out[d] += wj * r[d];
-    }
-}
-
-// rows[j][d] += w[j] * x[d]   (rank-1 update of a [nk, dh] tile)
-HOT static void rank1_rows(real *restrict rows, const real *restrict w, const real *restrict x, int nk, int dh) {
-    for (int j = 0; j < nk; j++) {
-        real wj = w[j];
-        if (wj == 0) continue;
-        real *restrict r = rows + (size_t)j * dh;
-#pragma omp simd
-        for (int d = 0; d < dh; d++) r[d] += wj * x[d];
-    }
+// Z[m, nk] = scale * Q_c K^T over the key blocks.
+static void chunk_logits(real *Z, const ChunkKeys *k, const real *q, const real *keys, int m, int dh, real scale) {
+    int nk = k->n_blocks * m;
+    for (int b = 0; b < k->n_blocks; b++)
+        tile_gemm(Z + (size_t)b * m, nk, q, dh, keys + (size_t)k->start[b] * dh, dh, m, m, dh, 0, 1, scale, 0);
 }
 
 // Replace masked logits (REFORMER.md step 6); returns the row maximum.
@@ -194,14 +159,13 @@ static void chunked_forward(Scratch *sc, real *so, real *slse, const real *sq, c
                             const int *pos, int n, int m, int dh, real scale, int self_mask, int cyclic) {
     int nc = n / m;
     for (int c = 0; c < nc; c++) {
-        int nk = chunk_keys(sc, pos, c, nc, m, cyclic);
-        gather_tile(sc->kc, sc->kT, sk, sc->kitem, nk, dh);
-        gather_tile(sc->vc, NULL, sv, sc->kitem, nk, dh);
+        ChunkKeys k = chunk_keys(sc, pos, c, nc, m, cyclic);
+        int nk = k.n_blocks * m;
+        real *Z = sc->tile_p;
+        chunk_logits(Z, &k, sq + (size_t)c * m * dh, sk, m, dh, scale);
         for (int i = 0; i < m; i++) {
-            int qi = c * m + i;
-            real *z = sc->tile_p;
-            dot_row(z, sq + (size_t)qi * dh, sc->kT, nk, dh, scale);
-            int pq = pos ? pos[qi] : qi;
+            int qi = c * m + i, pq = pos ? pos[qi] : qi;
+            real *z = Z + (size_t)i * nk;
             real mx = mask_row(z, sc->kpos, nk, pq, self_mask);
             // Causally masked keys contribute exp(-1e9 - lse) = 0 exactly (every
             // row has its own position unmasked or self-masked at -1e5), so
@@ -211,9 +175,11 @@ static void chunked_forward(Scratch *sc, real *so, real *slse, const real *sq, c
                 if (sc->kpos[j] <= pq) sum += R_EXP(z[j] - mx);
             real lse = mx + R_LOG(sum);
             for (int j = 0; j < nk; j++) z[j] = sc->kpos[j] <= pq ? R_EXP(z[j] - lse) : 0;
-            weighted_rows(so + (size_t)qi * dh, z, sc->vc, nk, dh, 0);
             slse[qi] = lse;
         }
+        for (int b = 0; b < k.n_blocks; b++)
+            tile_gemm(so + (size_t)c * m * dh, dh, Z + (size_t)b * m, nk, sv + (size_t)k.start[b] * dh, dh, m, dh, m,
+                      0, 0, 1, b ? 1 : 0);
     }
 }
 
@@ -224,34 +190,32 @@ static void chunked_backward(Scratch *sc, real *dsq, real *dsk, real *dsv, const
                              const int *pos, int n, int m, int dh, real scale, int self_mask, int cyclic) {
     int nc = n / m;
     for (int c = 0; c < nc; c++) {
-        int nk = chunk_keys(sc, pos, c, nc, m, cyclic);
-        gather_tile(sc->kc, sc->kT, sk, sc->kitem, nk, dh);
-        gather_tile(sc->vc, sc->vT, sv, sc->kitem, nk, dh);
-        memset(sc->dkc, 0, (size_t)nk * dh * sizeof(real));
-        memset(sc->dvc, 0, (size_t)nk * dh * sizeof(real));
+        ChunkKeys k = chunk_keys(sc, pos, c, nc, m, cyclic);
+        int nk = k.n_blocks * m;
+        const real *q = sq + (size_t)c * m * dh, *dout = dso + (size_t)c * m * dh;
+        real *P = sc->tile_p, *dZ = sc->tile_dp;
+        chunk_logits(P, &k, q, sk, m, dh, scale);
+        chunk_logits(dZ, &k, dout, sv, m, dh, 1);  // dP = dO V^T
         for (int i = 0; i < m; i++) {
             int qi = c * m + i, pq = pos ? pos[qi] : qi;
-            real *p = sc->tile_p, *dz = sc->tile_dp;
-            const real *q = sq + (size_t)qi * dh, *dout = dso + (size_t)qi * dh, *o = so + (size_t)qi * dh;
-            dot_row(p, q, sc->kT, nk, dh, scale);
+            real *p = P + (size_t)i * nk, *dz = dZ + (size_t)i * nk;
+            const real *o = so + (size_t)qi * dh, *g = dso + (size_t)qi * dh;
             mask_row(p, sc->kpos, nk, pq, self_mask);
-            dot_row(dz, dout, sc->vT, nk, dh, 1);  // dp_j = dout . v_j
             real lse = slse[qi], dl = dslse ? dslse[qi] : 0, D = 0;
-            for (int d = 0; d < dh; d++) D += dout[d] * o[d];
+            for (int d = 0; d < dh; d++) D += g[d] * o[d];
             for (int j = 0; j < nk; j++) {
                 int masked = sc->kpos[j] > pq || (self_mask && sc->kpos[j] == pq);
                 p[j] = sc->kpos[j] <= pq ? R_EXP(p[j] - lse) : 0;  // see chunked_forward
                 // A replaced (masked) logit is a constant: no gradient to q, k.
-                dz[j] = masked ? 0 : p[j] * (dz[j] - D + dl) * scale;
+                dz[j] = masked ? 0 : p[j] * (dz[j] - D + dl);
             }
-            rank1_rows(sc->dvc, p, dout, nk, dh);
-            weighted_rows(dsq + (size_t)qi * dh, dz, sc->kc, nk, dh, 1);
-            rank1_rows(sc->dkc, dz, q, nk, dh);
         }
-        for (int j = 0; j < nk; j++) {
-            real *dk = dsk + (size_t)sc->kitem[j] * dh, *dv = dsv + (size_t)sc->kitem[j] * dh;
-            const real *gk = sc->dkc + (size_t)j * dh, *gv = sc->dvc + (size_t)j * dh;
-            for (int d = 0; d < dh; d++) dk[d] += gk[d], dv[d] += gv[d];
+        for (int b = 0; b < k.n_blocks; b++) {
+            size_t kb = (size_t)k.start[b] * dh;
+            const real *Pb = P + (size_t)b * m, *dZb = dZ + (size_t)b * m;
+            tile_gemm(dsq + (size_t)c * m * dh, dh, dZb, nk, sk + kb, dh, m, dh, m, 0, 0, scale, 1);  // dQ += dZ K
+            tile_gemm(dsk + kb, dh, dZb, nk, q, dh, m, dh, m, 1, 0, scale, 1);                      // dK += dZ^T Q
+            tile_gemm(dsv + kb, dh, Pb, nk, dout, dh, m, dh, m, 1, 0, 1, 1);                        // dV += P^T dO
         }
     }
 }

@@ -13,6 +13,10 @@
 #include "rng.h"
 #include "util.h"
 
+// Below this many elements a loop runs on one thread: waking the team costs
+// more than the work.
+#define PARALLEL_MIN ((size_t)1 << 16)
+
 #ifdef REFORMER_F64
 #define cblas_gemm cblas_dgemm
 #else
@@ -60,7 +64,7 @@ static void cpu_matmul(real *C, const real *A, const real *B, int M, int N, int 
 }
 
 static void cpu_bias_forward(real *out, const real *bias, int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PARALLEL_MIN)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) out[(size_t)n * C + c] += bias[c];
 }
@@ -71,7 +75,7 @@ static void cpu_bias_backward(real *dbias, const real *dout, int N, int C) {
 }
 
 static void cpu_axpy(real *y, const real *x, real alpha, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
@@ -152,7 +156,7 @@ static void cpu_axial_backward(real *const *dtables, const real *dout, const int
 
 static void cpu_layernorm_forward(real *out, real *mean, real *rstd, const real *x, const real *g,
                                   const real *b, int N, int C, real eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const real *xr = x + (size_t)n * C;
         real m = 0, v = 0;
@@ -171,7 +175,7 @@ static void cpu_layernorm_forward(real *out, real *mean, real *rstd, const real 
 static void cpu_layernorm_backward(real *dx, real *dg, real *db, const real *dout, const real *x,
                                    const real *g, const real *mean, const real *rstd, int N, int C) {
     // Activation gradients row-parallel; parameter gradients in row order.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const real *xr = x + (size_t)n * C, *dr = dout + (size_t)n * C;
         real m = mean[n], s = rstd[n], dmean = 0, dnorm_norm = 0;
@@ -199,7 +203,7 @@ static void cpu_layernorm_backward(real *dx, real *dg, real *db, const real *dou
 
 // GELU is the exact (erf) form, as Hugging Face's "gelu".
 static void cpu_activation_forward(real *out, const real *in, size_t n, Activation act) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         real x = in[i];
         out[i] = act == ACT_RELU ? (x > 0 ? x : 0) : (real)0.5 * x * (1 + R_ERF(x * (real)0.70710678118654752));
@@ -207,7 +211,7 @@ static void cpu_activation_forward(real *out, const real *in, size_t n, Activati
 }
 
 static void cpu_activation_backward(real *din, const real *dout, const real *in, size_t n, Activation act) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         real x = in[i], d;
         if (act == ACT_RELU) d = x > 0 ? 1 : 0;
@@ -220,7 +224,7 @@ static void cpu_activation_backward(real *din, const real *dout, const real *in,
 static void cpu_dropout(real *x, size_t n, size_t offset, float p, uint64_t seed, uint32_t step, uint32_t tag) {
     if (p <= 0) return;
     real keep_scale = (real)(1.0 / (1.0 - (double)p));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (size_t i = 0; i < n; i++)
         x[i] = rng_uniform(seed, offset + i, step, tag) >= p ? x[i] * keep_scale : 0;
 }
@@ -229,7 +233,7 @@ static void cpu_dropout(real *x, size_t n, size_t offset, float p, uint64_t seed
 
 static void cpu_xent_forward_backward(real *logits, real *losses, int *correct, const int *targets,
                                       int N, int V, real dscale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         real *z = logits + (size_t)n * V;
         int t = targets[n], arg = 0;
@@ -257,7 +261,7 @@ static void cpu_xent_forward_backward(real *logits, real *losses, int *correct, 
 static void cpu_adamw(real *p, real *m, real *v, const real *g, size_t n, float lr, float beta1,
                       float beta2, float eps, float wd, float grad_scale, int t) {
     real c1 = (real)(1.0 - pow(beta1, t)), c2 = (real)(1.0 - pow(beta2, t));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         real gi = g[i] * grad_scale;
         m[i] = beta1 * m[i] + (1 - beta1) * gi;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "config_file.h"
@@ -233,7 +234,18 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 
+// libgomp reads its wait policy before main runs. Its default spins idle
+// threads for a while after each parallel region, which is fast on an idle
+// machine and ruinous when ranks or jobs share cores (mpirun --oversubscribe,
+// SLURM steps, CI). Unless the user chose a policy, re-run with a passive one.
+static void ensure_passive_openmp_wait(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: carry on as we are
+}
+
 int main(int argc, char **argv) {
+    ensure_passive_openmp_wait(argv);
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         print_help();
         return argc < 2 ? 2 : 0;
