@@ -32,7 +32,7 @@ static void usage_error(const char *fmt, ...) {
 static void print_help(void) {
     printf("usage:\n"
            "  reformer train [--config FILE] [--set key=value ...]\n"
-           "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]\n"
+           "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--warmup N] [--json]\n"
            "  reformer help\n\n"
            "Every config key can be set in an INI file (--config) and overridden with --set.\n"
            "Keys and defaults:\n");
@@ -44,7 +44,8 @@ static void print_help(void) {
 
 typedef struct {
     Config cfg;
-    int steps_override;  // bench --steps
+    int steps_override;   // bench --steps
+    int warmup_override;  // bench --warmup
     int json;
 } Args;
 
@@ -54,9 +55,11 @@ static void parse_args(Args *a, int argc, char **argv, int is_bench) {
     config_defaults(&a->cfg);
     if (is_bench) snprintf(a->cfg.data, sizeof a->cfg.data, "random");
     a->steps_override = -1;
+    a->warmup_override = -1;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
-        if (!strcmp(arg, "--config") || !strcmp(arg, "--set") || !strcmp(arg, "--steps")) {
+        if (!strcmp(arg, "--config") || !strcmp(arg, "--set") || !strcmp(arg, "--steps") ||
+            !strcmp(arg, "--warmup")) {
             if (i + 1 >= argc) usage_error("%s needs a value", arg);
             const char *val = argv[++i];
             if (!strcmp(arg, "--config")) {
@@ -64,11 +67,14 @@ static void parse_args(Args *a, int argc, char **argv, int is_bench) {
             } else if (!strcmp(arg, "--set")) {
                 if (config_set_pair(&a->cfg, val, err, sizeof err)) usage_error("%s", err);
             } else {
-                if (!is_bench) usage_error("--steps is a bench option; for train use --set steps=N");
+                if (!is_bench) usage_error("%s is a bench option; for train use --set steps=N", arg);
+                int is_steps = !strcmp(arg, "--steps");
                 char *end;
                 long n = strtol(val, &end, 10);
-                if (*end || n < 1) usage_error("--steps: '%s' is not a positive integer", val);
-                a->steps_override = (int)n;
+                if (*end || n < (is_steps ? 1 : 0) || n > 1000000)
+                    usage_error("%s: '%s' is not a %s integer", arg, val, is_steps ? "positive" : "non-negative");
+                if (is_steps) a->steps_override = (int)n;
+                else a->warmup_override = (int)n;
             }
         } else if (!strcmp(arg, "--json") && is_bench) {
             a->json = 1;
@@ -197,6 +203,7 @@ static int cmd_bench(int argc, char **argv) {
     parse_args(&a, argc, argv, 1);
     Config *c = &a.cfg;
     int steps = a.steps_override > 0 ? a.steps_override : 3;
+    int warmup = a.warmup_override >= 0 ? a.warmup_override : 1;
     char err[1024];
     Dataset ds;
     if (dataset_open(&ds, c, err, sizeof err)) usage_error("%s", err);
@@ -204,15 +211,18 @@ static int cmd_bench(int argc, char **argv) {
     model_init(&m, c, pick_backend(c));
     if (!a.json) describe(&m);
     int *tokens = checked_calloc((size_t)m.T, sizeof(int)), *targets = checked_calloc((size_t)m.T, sizeof(int));
-    // One untimed warm-up step touches every buffer (peak memory) and warms caches.
-    dataset_batch(&ds, 1, tokens, targets);
-    model_forward_backward(&m, tokens, targets, 1);
-    model_update(&m, 1, lr_at(c, 1));
+    // Untimed warm-up steps touch every buffer and warm caches; peak memory
+    // is the whole run's, so one timed step alone also measures it.
+    for (int s = 1; s <= warmup; s++) {
+        dataset_batch(&ds, (uint32_t)s, tokens, targets);
+        model_forward_backward(&m, tokens, targets, (uint32_t)s);
+        model_update(&m, s, lr_at(c, s));
+    }
     m.profile = 1;
     memset(m.prof_seconds, 0, sizeof m.prof_seconds);
     double t0 = now_seconds();
     LossStats st = {0};
-    for (int s = 2; s < 2 + steps; s++) {
+    for (int s = warmup + 1; s <= warmup + steps; s++) {
         dataset_batch(&ds, (uint32_t)s, tokens, targets);
         st = model_forward_backward(&m, tokens, targets, (uint32_t)s);
         model_update(&m, s, lr_at(c, s));

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install the Debian packages that the build and the tests need, skipping the
+# ones already installed. Run by `make setup`; safe to run again.
+set -euo pipefail
+
+packages=(
+    # build and unit tests
+    gcc make pkg-config libopenblas-dev libcriterion-dev libinih-dev python3
+    # HDF5 checkpoints and metrics, MPI distribution, zipped datasets
+    libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libzip-dev zlib1g-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "setup: all ${#packages[@]} packages already installed"
+    exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+    if ! command -v sudo >/dev/null; then
+        echo "setup: error: not root and sudo not found; install as root: apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get update
+${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
