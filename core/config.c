@@ -1,5 +1,8 @@
 #include "config.h"
 
+#define DEFAULT_CHUNK 64
+#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -26,8 +29,8 @@ void config_defaults(Config *c) {
     c->n_layers = 4;
     snprintf(c->attn_layers, sizeof c->attn_layers, "local,lsh");
     c->attn_full = 0;
-    c->lsh_chunk = 64;
-    c->local_chunk = 64;
+    c->lsh_chunk = 0;    // auto: see config_finalize
+    c->local_chunk = 0;
     c->n_hashes = 2;
     c->n_buckets = 0;
     c->n_axes = 2;
@@ -134,8 +137,8 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
     INT("n_heads", n_heads, 1, 1024);
     INT("d_head", d_head, 0, 1 << 14);
     INT("n_layers", n_layers, 1, MAX_LAYERS);
-    INT("lsh_chunk", lsh_chunk, 1, 1 << 20);
-    INT("local_chunk", local_chunk, 1, 1 << 20);
+    INT("lsh_chunk", lsh_chunk, 0, 1 << 20);
+    INT("local_chunk", local_chunk, 0, 1 << 20);
     INT("n_hashes", n_hashes, 1, 64);
     INT("n_buckets", n_buckets, 0, 65536);
     INT("ff_chunk", ff_chunk, 1, INT_MAX);
@@ -240,7 +243,17 @@ int config_count_lsh_layers(const Config *c) {
     return n;
 }
 
+// Largest divisor of n not above cap: the automatic chunk length, so that
+// any seq_len works without padding (a prime length gets chunks of 1).
+static int largest_divisor_upto(int n, int cap) {
+    for (int f = MIN_INT(cap, n); f > 1; f--)
+        if (n % f == 0) return f;
+    return 1;
+}
+
 int config_finalize(Config *c, char *err, size_t errlen) {
+    if (c->lsh_chunk == 0) c->lsh_chunk = largest_divisor_upto(c->seq_len, DEFAULT_CHUNK);
+    if (c->local_chunk == 0) c->local_chunk = largest_divisor_upto(c->seq_len, DEFAULT_CHUNK);
     // Heads.
     if (c->d_head == 0) {
         if (c->d_model % c->n_heads)

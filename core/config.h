@@ -26,8 +26,8 @@ typedef struct {
     int n_layers;
     char attn_layers[512]; // repeating pattern, e.g. "local,local,lsh,local"
     int attn_full;         // attn=full: every layer attends to the whole causal prefix
-    int lsh_chunk;         // m for LSH layers
-    int local_chunk;       // m for local layers
+    int lsh_chunk;         // m for LSH layers; 0 = largest divisor of seq_len <= 64
+    int local_chunk;       // m for local layers; 0 = likewise
     int n_hashes;          // R
     int n_buckets;         // nb per round; 0 = auto (power of two <= 2L/m)
     int n_axes;

@@ -361,6 +361,17 @@ Test(cli, bench_json_is_one_line_with_the_keys) {
     run_free(&r);
 }
 
+// Defaults adapt the chunk lengths, so any N = A*B benches out of the box.
+Test(cli, bench_any_length_with_axial_shape) {
+    const char *shapes[][2] = {{"1000", "40,25"}, {"1009", "1009,1"}, {"96", "8,12"}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        Run r = run_cli("bench --json --steps 1 --warmup 0 --set d_model=16 --set n_layers=2 --set batch=1 "
+                        "--set seq_len=%s --set axial_shape=%s", shapes[i][0], shapes[i][1]);
+        cr_expect_eq(r.rc, 0, "seq_len=%s axial_shape=%s failed: %s", shapes[i][0], shapes[i][1], r.err);
+        run_free(&r);
+    }
+}
+
 // ------------------------------------------------------- --config and --set
 
 // The value after "| d_model " in the summary line printed at start-up.

@@ -229,7 +229,7 @@ Test(config_bad, odd_n_buckets) {
 
 Test(config_bad, seq_len_not_multiple_of_lsh_chunk) {
     EXPECT_BAD("lsh_chunk", "seq_len", "seq_len=96", "lsh_chunk=64", "local_chunk=32");
-    EXPECT_BAD("lsh_chunk", "seq_len", "seq_len=100");  // default chunks are 64
+    EXPECT_BAD("lsh_chunk", "seq_len", "seq_len=100", "lsh_chunk=64");  // an explicit chunk is kept
 }
 
 Test(config_bad, seq_len_not_multiple_of_local_chunk) {
@@ -268,7 +268,7 @@ Test(config_bad, zero_and_negative_sizes) {
     EXPECT_BAD("seq_len", NULL, "seq_len=-512");
     EXPECT_BAD("n_heads", NULL, "n_heads=0");
     EXPECT_BAD("d_ff", NULL, "d_ff=0");
-    EXPECT_BAD("lsh_chunk", NULL, "lsh_chunk=0");
+    EXPECT_BAD("lsh_chunk", NULL, "lsh_chunk=-1");  // 0 means automatic
     EXPECT_BAD("local_chunk", NULL, "local_chunk=-1");
     EXPECT_BAD("n_hashes", NULL, "n_hashes=0");
     EXPECT_BAD("axial_shape", NULL, "axial_shape=0,512");
@@ -386,6 +386,23 @@ Test(config_derive, axial_shape_auto_for_many_lengths) {
     EXPECT_OK(&c, NULL);
     cr_assert_eq(c.axial_shape[0], 16);  // default seq_len=512
     cr_assert_eq(c.axial_shape[1], 32);
+}
+
+// Unset chunk lengths become the largest divisor of seq_len not above 64, so
+// `bench --set seq_len=N --set axial_shape=A,B` works for any N = A*B.
+Test(config_derive, chunks_auto_for_any_length) {
+    const int lengths[][3] = {{1000, 40, 25}, {1009, 1009, 1}, {4096, 64, 64}, {100, 10, 10}, {96, 8, 12}, {7, 7, 1}};
+    const int expect_chunk[] = {50, 1, 64, 50, 48, 7};
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        char sl[32], ax[32];
+        snprintf(sl, sizeof sl, "seq_len=%d", lengths[i][0]);
+        snprintf(ax, sizeof ax, "axial_shape=%d,%d", lengths[i][1], lengths[i][2]);
+        Config c;
+        EXPECT_OK(&c, sl, ax);
+        cr_expect_eq(c.lsh_chunk, expect_chunk[i], "%s: lsh_chunk %d", sl, c.lsh_chunk);
+        cr_expect_eq(c.local_chunk, expect_chunk[i], "%s: local_chunk %d", sl, c.local_chunk);
+        cr_expect_eq(c.seq_len % c.lsh_chunk, 0);
+    }
 }
 
 Test(config_derive, axial_dims_auto_split) {

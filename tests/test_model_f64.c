@@ -56,6 +56,9 @@ static void whole_model_gradcheck(Config cfg) {
     model_free(&m);
 }
 
+// One reversible block of each kind on its own.
+Test(model, gradient_single_lsh_block) { whole_model_gradcheck(tiny_config("lsh", 1)); }
+Test(model, gradient_single_local_block) { whole_model_gradcheck(tiny_config("local", 1)); }
 Test(model, gradient_lsh_and_local) { whole_model_gradcheck(tiny_config("local,lsh", 4)); }
 Test(model, gradient_all_lsh_relu_no_dropout) {
     Config c = tiny_config("lsh", 2);
