@@ -1,11 +1,19 @@
 #include "gradcheck.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "rng.h"
 
 void fill_normal(real *x, size_t n, double std, uint64_t seed) {
     for (size_t i = 0; i < n; i++) x[i] = (real)(std * rng_normal(seed, i, 0, 0xfeedu));
+}
+
+real *new_vec(size_t n, double std, uint64_t seed) {
+    real *x = calloc(n ? n : 1, sizeof(real));
+    if (!x) abort();
+    if (std > 0) fill_normal(x, n, std, seed);
+    return x;
 }
 
 double rel_err(const real *a, const real *b, size_t n) {

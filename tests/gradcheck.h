@@ -10,6 +10,10 @@
 // x[i] ~ N(0, std^2), a pure function of (seed, i).
 void fill_normal(real *x, size_t n, double std, uint64_t seed);
 
+// A new vector of n reals: N(0, std^2) from seed, or zeros when std <= 0.
+// Test programs free nothing: each Criterion test runs in its own process.
+real *new_vec(size_t n, double std, uint64_t seed);
+
 // ||a - b||_2 / max(||a||_2, ||b||_2, tiny): the tensor-wise relative error.
 double rel_err(const real *a, const real *b, size_t n);
 double max_abs_diff(const real *a, const real *b, size_t n);

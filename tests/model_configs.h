@@ -4,6 +4,8 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "gradcheck.h"
+#include "model.h"
 
 // A config small enough for full finite differences but with every feature
 // on: LSH (2 rounds, several chunks) and local layers, dropout, GELU, uneven
@@ -31,4 +33,25 @@ static inline void tiny_batch(int *tokens, int *targets, int T, int V, unsigned 
         tokens[i] = (int)((i * 7u + salt * 13u + (unsigned)(i * i) * 3u) % (unsigned)V);
         targets[i] = i % 5 == 3 ? -1 : (int)((i * 11u + salt) % (unsigned)V);
     }
+}
+
+// Relative error between the gradients of the reversible backward and the
+// stored-activation backward of the same model on the same batch.
+static inline double reversible_vs_stored(const char *pattern, int n_layers, unsigned salt) {
+    Config a = tiny_config(pattern, n_layers), b = a;
+    b.reversible = 0;
+    Model ma, mb;
+    model_init(&ma, &a, backend_cpu());
+    model_init(&mb, &b, backend_cpu());
+    int *tokens = calloc(ma.T, sizeof(int)), *targets = calloc(ma.T, sizeof(int));
+    tiny_batch(tokens, targets, ma.T, a.vocab_size, salt);
+    LossStats la = model_forward_backward(&ma, tokens, targets, 3);
+    LossStats lb = model_forward_backward(&mb, tokens, targets, 3);
+    cr_assert_eq(la.loss, lb.loss, "forward passes differ");
+    double e = rel_err(ma.grads, mb.grads, ma.layout.n_params);
+    model_free(&ma);
+    model_free(&mb);
+    free(tokens);
+    free(targets);
+    return e;
 }

@@ -15,12 +15,6 @@
 static const Backend *be;
 static void setup(void) { be = backend_cpu(); }
 
-static real *vec(size_t n, double std, uint64_t seed) {
-    real *x = calloc(n ? n : 1, sizeof(real));
-    if (std > 0) fill_normal(x, n, std, seed);
-    return x;
-}
-
 static AttnShape shape(int B, int L, int H, int dh, int m, int R, int nb) {
     return (AttnShape){.batch = B, .seq_len = L, .n_heads = H, .d_head = dh, .chunk_len = m, .n_hashes = R,
                        .n_buckets = nb};
@@ -108,7 +102,7 @@ static void naive_lsh(real *out, const real *qk, const real *v, const uint16_t *
 static void lsh_vs_naive(int R) {
     AttnShape s = shape(2, 32, 2, 4, 8, R, 4);
     size_t n = (size_t)s.batch * s.seq_len * s.n_heads * s.d_head;
-    real *qk = vec(n, 1, 1), *v = vec(n, 1, 2), *out = vec(n, 0, 0), *ref = vec(n, 0, 0);
+    real *qk = new_vec(n, 1, 1), *v = new_vec(n, 1, 2), *out = new_vec(n, 0, 0), *ref = new_vec(n, 0, 0);
     void *work = calloc(1, be->attention_workspace_bytes(&s, 1));
     uint16_t *bk = hash(qk, &s, work);
     be->lsh_attention_forward(out, NULL, qk, v, bk, &s, work);
@@ -123,7 +117,7 @@ Test(attention, lsh_matches_naive_r4, .init = setup) { lsh_vs_naive(4); }
 Test(attention, hash_uses_all_buckets_and_is_deterministic, .init = setup) {
     AttnShape s = shape(1, 256, 2, 8, 16, 2, 8);
     size_t n = (size_t)s.seq_len * s.n_heads * s.d_head;
-    real *qk = vec(n, 1, 3);
+    real *qk = new_vec(n, 1, 3);
     void *work = calloc(1, be->attention_workspace_bytes(&s, 1));
     uint16_t *a = hash(qk, &s, work), *b = hash(qk, &s, work);
     int seen[8] = {0};
@@ -144,7 +138,7 @@ Test(attention, hash_uses_all_buckets_and_is_deterministic, .init = setup) {
 Test(attention, lsh_one_bucket_one_chunk_is_full_attention, .init = setup) {
     int L = 24, dh = 6;
     AttnShape s = shape(1, L, 1, dh, L, 1, 0);
-    real *qk = vec(L * dh, 1, 4), *v = vec(L * dh, 1, 5), *out = vec(L * dh, 0, 0);
+    real *qk = new_vec(L * dh, 1, 4), *v = new_vec(L * dh, 1, 5), *out = new_vec(L * dh, 0, 0);
     void *work = calloc(1, be->attention_workspace_bytes(&s, 1));
     be->lsh_attention_forward(out, NULL, qk, v, NULL, &s, work);
     for (int i = 0; i < L; i++) {
@@ -184,14 +178,14 @@ static double att_f(void *p) {
 }
 static void attention_gradcheck(AttnShape s, int lsh) {
     size_t n = (size_t)s.batch * s.seq_len * s.n_heads * s.d_head;
-    AttCtx c = {vec(n, 0, 0), vec(lsh ? lsh_saved_elems(&s) : local_saved_elems(&s), 0, 0), vec(n, 1, 1),
-                vec(n, 1, 2), vec(n, 1, 3), vec(n, 1, 4), NULL, s, NULL, lsh};
+    AttCtx c = {new_vec(n, 0, 0), new_vec(lsh ? lsh_saved_elems(&s) : local_saved_elems(&s), 0, 0), new_vec(n, 1, 1),
+                new_vec(n, 1, 2), new_vec(n, 1, 3), new_vec(n, 1, 4), NULL, s, NULL, lsh};
     c.work = calloc(1, be->attention_workspace_bytes(&s, lsh));
     // Buckets fixed by one hashing: gradients do not flow through hashing,
     // and the backward reuses the forward's buckets.
     if (lsh && s.n_buckets > 0) c.bk = hash(c.qk, &s, c.work);
     att_f(&c);
-    real *dq = vec(n, 0, 0), *dk = vec(n, 0, 0), *dv = vec(n, 0, 0), *num = vec(n, 0, 0);
+    real *dq = new_vec(n, 0, 0), *dk = new_vec(n, 0, 0), *dv = new_vec(n, 0, 0), *num = new_vec(n, 0, 0);
     if (lsh) be->lsh_attention_backward(dq, dv, c.w, c.out, c.saved, c.qk, c.v, c.bk, &s, c.work);
     else be->local_attention_backward(dq, dk, dv, c.w, c.out, c.saved, c.qk, c.k, c.v, &s, c.work);
     numeric_grad(num, c.qk, n, EPS, att_f, &c);
@@ -218,8 +212,8 @@ Test(attention, local_gradient_full, .init = setup) { attention_gradcheck(shape(
 static void causality(int lsh) {
     AttnShape s = lsh ? shape(1, 64, 2, 4, 8, 2, 8) : shape(1, 64, 2, 4, 8, 1, 0);
     size_t n = (size_t)s.seq_len * s.n_heads * s.d_head, row = (size_t)s.n_heads * s.d_head;
-    real *q = vec(n, 1, 1), *k = vec(n, 1, 2), *v = vec(n, 1, 3), *a = vec(n, 0, 0), *b = vec(n, 0, 0);
-    real *lse = vec(local_saved_elems(&s), 0, 0);
+    real *q = new_vec(n, 1, 1), *k = new_vec(n, 1, 2), *v = new_vec(n, 1, 3), *a = new_vec(n, 0, 0), *b = new_vec(n, 0, 0);
+    real *lse = new_vec(local_saved_elems(&s), 0, 0);
     void *work = calloc(1, be->attention_workspace_bytes(&s, lsh));
     uint16_t *bk = lsh ? hash(q, &s, work) : NULL;
     for (int j = 1; j < s.seq_len; j += 7) {
@@ -257,7 +251,7 @@ Test(attention, sort_is_stable_and_inverse, .init = setup) {
         }
     }
     // Gather in sorted order, then scatter back: the identity, exactly.
-    real *x = vec((size_t)R * L, 1, 9), *sorted = vec((size_t)R * L, 0, 0), *back = vec((size_t)R * L, 0, 0);
+    real *x = new_vec((size_t)R * L, 1, 9), *sorted = new_vec((size_t)R * L, 0, 0), *back = new_vec((size_t)R * L, 0, 0);
     for (int t = 0; t < R * L; t++) sorted[t] = x[perm[t]];
     for (int t = 0; t < R * L; t++) back[perm[t]] = sorted[t];
     cr_expect_eq(memcmp(x, back, (size_t)R * L * sizeof(real)), 0);

@@ -20,12 +20,6 @@
 static const Backend *be;
 static void setup(void) { be = backend_cpu(); }
 
-static real *vec(size_t n, double std, uint64_t seed) {
-    real *x = calloc(n ? n : 1, sizeof(real));
-    if (std > 0) fill_normal(x, n, std, seed);
-    return x;
-}
-
 // --- embedding -------------------------------------------------------------
 
 typedef struct {
@@ -40,8 +34,8 @@ static double emb_f(void *p) {
 Test(ops, embedding_backward, .init = setup) {
     int N = 12, C = 5, V = 7;
     int tokens[12] = {0, 3, 3, 6, 1, 0, 2, 3, 5, 5, 5, 4};  // repeats: gradients must add
-    EmbCtx c = {vec(N * C, 0, 0), vec(V * C, 1, 1), vec(N * C, 1, 2), tokens, N, C};
-    real *g = vec(V * C, 0, 0), *num = vec(V * C, 0, 0);
+    EmbCtx c = {new_vec(N * C, 0, 0), new_vec(V * C, 1, 1), new_vec(N * C, 1, 2), tokens, N, C};
+    real *g = new_vec(V * C, 0, 0), *num = new_vec(V * C, 0, 0);
     be->embedding_backward(g, c.w, tokens, N, C);
     numeric_grad(num, c.table, V * C, EPS, emb_f, &c);
     cr_expect_lt(rel_err(g, num, V * C), TOL);
@@ -66,11 +60,11 @@ static void axial_check(int n_axes, const int *shape, const int *dims) {
         c.dims[a] = dims[a];
         c.L *= shape[a];
         c.d += dims[a];
-        c.tables[a] = vec((size_t)shape[a] * dims[a], 1, 10 + a);
+        c.tables[a] = new_vec((size_t)shape[a] * dims[a], 1, 10 + a);
     }
     size_t n = (size_t)c.batch * c.L * c.d;
-    c.out = vec(n, 0, 0);
-    c.w = vec(n, 1, 3);
+    c.out = new_vec(n, 0, 0);
+    c.w = new_vec(n, 1, 3);
     // Position p gets [E1[p / n2] ; E2[p % n2]] (row-major axes): check values.
     ax_f(&c);
     if (n_axes == 2) {
@@ -80,11 +74,11 @@ static void axial_check(int n_axes, const int *shape, const int *dims) {
         }
     }
     real *g[MAX_AXES];
-    for (int a = 0; a < n_axes; a++) g[a] = vec((size_t)shape[a] * dims[a], 0, 0);
+    for (int a = 0; a < n_axes; a++) g[a] = new_vec((size_t)shape[a] * dims[a], 0, 0);
     be->axial_backward(g, c.w, c.shape, c.dims, n_axes, c.batch);
     for (int a = 0; a < n_axes; a++) {
         size_t na = (size_t)shape[a] * dims[a];
-        real *num = vec(na, 0, 0);
+        real *num = new_vec(na, 0, 0);
         numeric_grad(num, c.tables[a], na, EPS, ax_f, &c);
         cr_expect_lt(rel_err(g[a], num, na), TOL, "axis %d", a);
     }
@@ -105,13 +99,13 @@ static double ln_f(void *p) {
 }
 Test(ops, layernorm_backward, .init = setup) {
     int N = 6, C = 9;
-    LnCtx c = {vec(N * C, 0, 0), vec(N, 0, 0), vec(N, 0, 0), vec(N * C, 2, 1), vec(C, 1, 2), vec(C, 1, 3),
-               vec(N * C, 1, 4), N, C};
+    LnCtx c = {new_vec(N * C, 0, 0), new_vec(N, 0, 0), new_vec(N, 0, 0), new_vec(N * C, 2, 1), new_vec(C, 1, 2), new_vec(C, 1, 3),
+               new_vec(N * C, 1, 4), N, C};
     for (int i = 0; i < N * C; i++) c.x[i] += 3;  // a non-zero mean to remove
     ln_f(&c);
-    real *dx = vec(N * C, 0, 0), *dg = vec(C, 0, 0), *db = vec(C, 0, 0);
+    real *dx = new_vec(N * C, 0, 0), *dg = new_vec(C, 0, 0), *db = new_vec(C, 0, 0);
     be->layernorm_backward(dx, dg, db, c.w, c.x, c.g, c.mean, c.rstd, N, C);
-    real *num = vec(N * C, 0, 0);
+    real *num = new_vec(N * C, 0, 0);
     numeric_grad(num, c.x, N * C, EPS, ln_f, &c);
     cr_expect_lt(rel_err(dx, num, N * C), TOL, "dx");
     numeric_grad(num, c.g, C, EPS, ln_f, &c);
@@ -131,7 +125,7 @@ Test(ops, matmul_matches_naive_all_transposes, .init = setup) {
     int M = 37, N = 23, K = 41;  // odd sizes; M*N*K > 1e6/30 exercises row splitting below too
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
-            real *A = vec(M * K, 1, 1), *B = vec(K * N, 1, 2), *C = vec(M * N, 1, 3), *ref = vec(M * N, 0, 0);
+            real *A = new_vec(M * K, 1, 1), *B = new_vec(K * N, 1, 2), *C = new_vec(M * N, 1, 3), *ref = new_vec(M * N, 0, 0);
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++) {
                     double s = 0;
@@ -144,7 +138,7 @@ Test(ops, matmul_matches_naive_all_transposes, .init = setup) {
         }
     // Large enough to be split over threads.
     M = 300, N = 70, K = 90;
-    real *A = vec(M * K, 1, 5), *B = vec(K * N, 1, 6), *C = vec(M * N, 0, 0), *ref = vec(M * N, 0, 0);
+    real *A = new_vec(M * K, 1, 5), *B = new_vec(K * N, 1, 6), *C = new_vec(M * N, 0, 0), *ref = new_vec(M * N, 0, 0);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double s = 0;
@@ -168,8 +162,8 @@ static double lin_f(void *p) {
 Test(ops, linear_backward, .init = setup) {
     // The model's linear layer: out = x W + b, backward as model.c does it.
     int N = 7, I = 5, O = 6;
-    LinCtx c = {vec(N * O, 0, 0), vec(N * I, 1, 1), vec(I * O, 1, 2), vec(O, 1, 3), vec(N * O, 1, 4), N, I, O};
-    real *dx = vec(N * I, 0, 0), *dW = vec(I * O, 0, 0), *db = vec(O, 0, 0), *num = vec(N * I, 0, 0);
+    LinCtx c = {new_vec(N * O, 0, 0), new_vec(N * I, 1, 1), new_vec(I * O, 1, 2), new_vec(O, 1, 3), new_vec(N * O, 1, 4), N, I, O};
+    real *dx = new_vec(N * I, 0, 0), *dW = new_vec(I * O, 0, 0), *db = new_vec(O, 0, 0), *num = new_vec(N * I, 0, 0);
     be->matmul(dW, c.x, c.w, I, O, N, 1, 0, 1);  // dW += x^T dout
     be->matmul(dx, c.w, c.W, N, I, O, 0, 1, 0);  // dx = dout W^T
     be->bias_backward(db, c.w, N, O);
@@ -196,11 +190,11 @@ static double act_f(void *p) {
 Test(ops, activation_backward, .init = setup) {
     size_t n = 64;
     for (int act = ACT_RELU; act <= ACT_GELU; act++) {
-        ActCtx c = {vec(n, 0, 0), vec(n, 1.5, 1), vec(n, 1, 2), n, (Activation)act};
+        ActCtx c = {new_vec(n, 0, 0), new_vec(n, 1.5, 1), new_vec(n, 1, 2), n, (Activation)act};
         // Keep ReLU inputs away from its kink, where differences are not derivatives.
         for (size_t i = 0; i < n; i++)
             if (fabs(c.x[i]) < 1e-3) c.x[i] = 0.5;
-        real *g = vec(n, 0, 0), *num = vec(n, 0, 0);
+        real *g = new_vec(n, 0, 0), *num = new_vec(n, 0, 0);
         be->activation_backward(g, c.w, c.x, n, c.act);
         numeric_grad(num, c.x, n, EPS, act_f, &c);
         cr_expect_lt(rel_err(g, num, n), TOL, "act %d", act);
@@ -231,8 +225,8 @@ static double xe_f(void *p) {
 Test(ops, cross_entropy_backward, .init = setup) {
     int N = 6, V = 11;
     int targets[6] = {3, -1, 0, 10, 3, -1};  // -1: ignored rows (no loss, no gradient)
-    XeCtx c = {vec(N * V, 2, 1), vec(N * V, 0, 0), vec(N, 0, 0), calloc(N, sizeof(int)), targets, N, V};
-    real *g = vec(N * V, 0, 0), *num = vec(N * V, 0, 0);
+    XeCtx c = {new_vec(N * V, 2, 1), new_vec(N * V, 0, 0), new_vec(N, 0, 0), calloc(N, sizeof(int)), targets, N, V};
+    real *g = new_vec(N * V, 0, 0), *num = new_vec(N * V, 0, 0);
     memcpy(g, c.logits, (size_t)N * V * sizeof(real));
     be->xent_forward_backward(g, c.losses, c.correct, targets, N, V, (real)(1.0 / 4));
     numeric_grad(num, c.logits, N * V, EPS, xe_f, &c);
@@ -251,7 +245,7 @@ Test(ops, cross_entropy_backward, .init = setup) {
 
 Test(ops, dropout_mask_is_deterministic_and_scaled, .init = setup) {
     size_t n = 20000;
-    real *a = vec(n, 0, 0), *b = vec(n, 0, 0);
+    real *a = new_vec(n, 0, 0), *b = new_vec(n, 0, 0);
     for (size_t i = 0; i < n; i++) a[i] = b[i] = 1;
     be->dropout(a, n, 0, 0.25f, 7, 3, 11);
     // Applying the mask in two pieces with offsets gives the same mask.
