@@ -88,9 +88,14 @@ static size_t scratch_carve(Scratch *sc, char *base, const AttnShape *s) {
     return off;
 }
 
-// Per-thread scratch of the hash: rotations [dh, R, nb/2] and one projection row.
+// Positions projected per hashing GEMM.
+#define HASH_ROWS 256
+
+// Per-thread scratch of the hash: rotations [dh, R, nb/2] and a block of
+// projections [HASH_ROWS, R * nb/2].
 static size_t hash_scratch_elems(const AttnShape *s) {
-    return (size_t)s->d_head * s->n_hashes * (s->n_buckets / 2) + (size_t)(s->n_buckets / 2);
+    size_t width = (size_t)s->n_hashes * (s->n_buckets / 2);
+    return (size_t)s->d_head * width + (size_t)HASH_ROWS * width;
 }
 
 size_t cpu_attention_workspace_bytes(const AttnShape *s, int lsh) {
@@ -225,40 +230,41 @@ static void chunked_backward(Scratch *sc, real *dsq, real *dsk, real *dsv, const
 void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed, uint32_t step,
                   uint32_t layer, void *work) {
     const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes;
-    const int half = s->n_buckets / 2, HD = H * dh;
+    const int half = s->n_buckets / 2, HD = H * dh, width = R * half;
     const uint32_t tag = rng_tag(RNG_HASH, layer, 0);
+    const size_t per_thread = cpu_attention_workspace_bytes(s, 1) / (size_t)max_threads();
 #pragma omp parallel
     {
-        // Per-thread rotation matrix [dh, R, half] and a row of projections,
-        // in the same per-thread slots the attention scratch uses.
-        real *rot = (real *)((char *)work + (size_t)thread_id() * cpu_attention_workspace_bytes(s, 1) / (size_t)max_threads());
-        real *proj = rot + (size_t)dh * R * half;
+        // Per-thread rotations [dh, R, half] and a block of projections
+        // [HASH_ROWS, R * half], in the same per-thread slots the attention uses.
+        real *rot = (real *)((char *)work + (size_t)thread_id() * per_thread);
+        real *proj = rot + (size_t)dh * width;
         int cur_head = -1;
 #pragma omp for schedule(static) collapse(2)
         for (int h = 0; h < H; h++)
             for (int b = 0; b < B; b++) {
                 if (h != cur_head) {
-                    for (size_t e = 0; e < (size_t)dh * R * half; e++)
+                    for (size_t e = 0; e < (size_t)dh * width; e++)
                         rot[e] = (real)rng_normal(seed, ((uint64_t)h << 32) | e, step, tag);
                     cur_head = h;
                 }
-                for (int i = 0; i < L; i++) {
-                    const real *x = qk + ((size_t)b * L + i) * HD + (size_t)h * dh;
-                    for (int r = 0; r < R; r++) {
-                        for (int j = 0; j < half; j++) proj[j] = 0;
-                        for (int d = 0; d < dh; d++) {
-                            const real *row = rot + ((size_t)d * R + r) * half;
-                            for (int j = 0; j < half; j++) proj[j] += x[d] * row[j];
+                for (int i0 = 0; i0 < L; i0 += HASH_ROWS) {
+                    int rows = MIN(HASH_ROWS, L - i0);
+                    // proj = x Rot for a block of positions: one GEMM.
+                    tile_gemm(proj, width, qk + ((size_t)b * L + i0) * HD + (size_t)h * dh, HD, rot, width, rows,
+                              width, dh, 0, 0, 1, 0);
+                    for (int i = 0; i < rows; i++)
+                        for (int r = 0; r < R; r++) {
+                            const real *p = proj + (size_t)i * width + (size_t)r * half;
+                            // argmax over [p ; -p], first maximum wins.
+                            int best = 0;
+                            real bv = p[0];
+                            for (int j = 1; j < half; j++)
+                                if (p[j] > bv) bv = p[j], best = j;
+                            for (int j = 0; j < half; j++)
+                                if (-p[j] > bv) bv = -p[j], best = half + j;
+                            buckets[(((size_t)b * H + h) * R + r) * L + i0 + i] = (uint16_t)best;
                         }
-                        // argmax over [proj ; -proj], first maximum wins.
-                        int best = 0;
-                        real bv = proj[0];
-                        for (int j = 1; j < half; j++)
-                            if (proj[j] > bv) bv = proj[j], best = j;
-                        for (int j = 0; j < half; j++)
-                            if (-proj[j] > bv) bv = -proj[j], best = half + j;
-                        buckets[(((size_t)b * H + h) * R + r) * L + i] = (uint16_t)best;
-                    }
                 }
             }
     }

@@ -8,6 +8,7 @@
 #include "attention_cpu.h"
 #include "backend.h"
 #include "gradcheck.h"
+#include "rng.h"
 
 #define EPS 1e-6
 #define TOL 1e-7  // see test_ops_f64.c for why this margin is safe
@@ -131,6 +132,37 @@ Test(attention, hash_uses_all_buckets_and_is_deterministic, .init = setup) {
     for (size_t i = 0; i < n; i++) qk[i] *= 3.5;
     uint16_t *c = hash(qk, &s, work);
     cr_expect_eq(memcmp(a, c, (size_t)s.n_heads * s.n_hashes * s.seq_len * 2), 0);
+}
+
+// The hash contract other backends must reproduce: Rot[d, r, j] =
+// rng_normal(seed, (h << 32) | ((d*R + r)*half + j), step, tag(HASH, layer)),
+// bucket = first argmax of [x Rot_r ; -x Rot_r].
+Test(attention, hash_matches_naive_rotations, .init = setup) {
+    AttnShape s = shape(2, 300, 3, 8, 20, 3, 12);  // 300 rows: more than one GEMM block
+    const int L = s.seq_len, H = s.n_heads, dh = s.d_head, R = s.n_hashes, half = s.n_buckets / 2;
+    size_t n = (size_t)s.batch * L * H * dh;
+    real *qk = new_vec(n, 1, 8);
+    void *work = calloc(1, be->attention_workspace_bytes(&s, 1));
+    uint16_t *bk = calloc((size_t)s.batch * H * R * L, sizeof(uint16_t));
+    be->lsh_hash(bk, qk, &s, 1234, 9, 5, work);
+    for (int b = 0; b < s.batch; b++)
+        for (int h = 0; h < H; h++)
+            for (int r = 0; r < R; r++)
+                for (int i = 0; i < L; i++) {
+                    double best = -1e300;
+                    int arg = -1;
+                    for (int sign = 1; sign >= -1; sign -= 2)
+                        for (int j = 0; j < half; j++) {
+                            double p = 0;
+                            for (int d = 0; d < dh; d++) {
+                                uint64_t e = ((uint64_t)d * R + r) * half + j;
+                                p += qk[((size_t)b * L + i) * H * dh + h * dh + d] *
+                                     (real)rng_normal(1234, ((uint64_t)h << 32) | e, 9, rng_tag(RNG_HASH, 5, 0));
+                            }
+                            if (sign * p > best) best = sign * p, arg = (sign > 0 ? 0 : half) + j;
+                        }
+                    cr_assert_eq(bk[(((size_t)b * H + h) * R + r) * L + i], arg, "b=%d h=%d r=%d i=%d", b, h, r, i);
+                }
 }
 
 // One bucket and one chunk covering the sequence: plain full shared-QK
