@@ -579,79 +579,46 @@ Test(config_ini, empty_file_is_fine) {
     cr_assert_eq(memcmp(&c, &d, sizeof c), 0);
 }
 
-Test(config_ini, malformed_line_gives_file_and_line) {
-    char path[512], want[600];
-    snprintf(path, sizeof path, "%s/malformed.ini", tmp_dir);
-    write_file(path, "[model]\nd_model = 64\nthis line has no equals sign\nn_heads = 2\n");
+// Loading `contents` as file `name` fails with one line that holds
+// "<path>:<line>" and, when key is given, names the key; returns the message.
+static const char *expect_ini_error(const char *name, const char *contents, int line, const char *key) {
+    static char path[512], want[600], err[ERRLEN];
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
+    write_file(path, contents);
     Config c;
     config_defaults(&c);
-    char err[ERRLEN] = "";
-    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:3", path);
+    err[0] = '\0';
+    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1, "%s was accepted", name);
+    snprintf(want, sizeof want, "%s:%d", path, line);
     cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
+    if (key) cr_assert(strstr(err, key) != NULL, "error '%s' does not name the key %s", err, key);
     cr_assert(strchr(err, '\n') == NULL, "error is not one line: '%s'", err);
+    return err;
+}
+
+Test(config_ini, malformed_line_gives_file_and_line) {
+    expect_ini_error("malformed.ini", "[model]\nd_model = 64\nthis line has no equals sign\nn_heads = 2\n", 3, NULL);
 }
 
 Test(config_ini, unterminated_section_gives_file_and_line) {
-    char path[512], want[600];
-    snprintf(path, sizeof path, "%s/section.ini", tmp_dir);
-    write_file(path, "d_model = 64\n\n[model\n");
-    Config c;
-    config_defaults(&c);
-    char err[ERRLEN] = "";
-    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:3", path);
-    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
+    expect_ini_error("section.ini", "d_model = 64\n\n[model\n", 3, NULL);
 }
 
 Test(config_ini, bad_value_gives_key_and_line) {
-    char path[512], want[600];
-    snprintf(path, sizeof path, "%s/badvalue.ini", tmp_dir);
-    write_file(path, "[model]\nd_model = 64\n\nn_heads = two\nseq_len = 256\n");
-    Config c;
-    config_defaults(&c);
-    char err[ERRLEN] = "";
-    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:4", path);
-    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
-    cr_assert(strstr(err, "n_heads") != NULL, "error '%s' does not name the key", err);
-    cr_assert(strchr(err, '\n') == NULL, "error is not one line: '%s'", err);
+    expect_ini_error("badvalue.ini", "[model]\nd_model = 64\n\nn_heads = two\nseq_len = 256\n", 4, "n_heads");
 }
 
 Test(config_ini, unknown_key_gives_key_and_line) {
-    char path[512], want[600];
-    snprintf(path, sizeof path, "%s/unknown.ini", tmp_dir);
-    write_file(path, "d_model = 64\nn_head = 2\n");
-    Config c;
-    config_defaults(&c);
-    char err[ERRLEN] = "";
-    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:2", path);
-    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
-    cr_assert(strstr(err, "n_head") != NULL, "error '%s' does not name the key", err);
+    expect_ini_error("unknown.ini", "d_model = 64\nn_head = 2\n", 2, "n_head");
 }
 
 Test(config_ini, first_error_wins_with_its_own_message) {
     // A malformed line before a bad value: the error must be about the
     // malformed line (its number and its problem), not the later value.
-    char path[512], want[600];
-    snprintf(path, sizeof path, "%s/two_errors.ini", tmp_dir);
-    write_file(path, "d_model = 64\nnot a key value line\nn_heads = two\n");
-    Config c;
-    config_defaults(&c);
-    char err[ERRLEN] = "";
-    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:2:", path);
-    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
+    const char *err = expect_ini_error("two_errors.ini", "d_model = 64\nnot a key value line\nn_heads = two\n", 2, NULL);
     cr_assert(strstr(err, "n_heads") == NULL, "line 2's error carries line 3's message: '%s'", err);
-
     // And the other way round: a bad value before a malformed line.
-    write_file(path, "d_model = 64\nn_heads = two\nnot a key value line\n");
-    config_defaults(&c);
-    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:2:", path);
-    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
-    cr_assert(strstr(err, "n_heads") != NULL, "error '%s' does not name the key", err);
+    expect_ini_error("two_errors.ini", "d_model = 64\nn_heads = two\nnot a key value line\n", 2, "n_heads");
 }
 
 Test(config_ini, missing_file_names_the_path) {
