@@ -19,6 +19,9 @@ TEST32_SRC := $(filter-out $(TEST64_SRC),$(wildcard tests/test_*.c))
 TEST_BIN := $(TEST64_SRC:tests/%.c=build/tests/%) $(TEST32_SRC:tests/%.c=build/tests/%)
 
 .PHONY: all test setup clean
+# Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
+# only what changed.
+.SECONDARY:
 all: build/reformer
 
 build/reformer: build/f32/launch/main.o $(CORE_OBJ) $(IO_OBJ)
