@@ -6,6 +6,17 @@ CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unknown-pragmas -fopenmp
 LDLIBS = -lopenblas -linih -lm
 LDFLAGS += -fopenmp
 
+# dist/: over MPI when mpicc is found, else the one-process implementation.
+MPICC := $(shell command -v mpicc 2>/dev/null)
+ifneq ($(MPICC),)
+MPI_CFLAGS := $(shell mpicc --showme:compile)
+MPI_LIBS := $(shell mpicc --showme:link)
+DIST_OBJ := build/f32/dist/dist_mpi.o
+DIST_PROGRAMS := build/bench_collectives build/dist_selftest
+else
+DIST_OBJ := build/f32/dist/dist_single.o
+endif
+
 CORE_SRC := $(wildcard core/*.c)
 IO_SRC := $(wildcard io/*.c)
 CORE_OBJ := $(CORE_SRC:%.c=build/f32/%.o)
@@ -22,7 +33,17 @@ TEST_BIN := $(TEST64_SRC:tests/%.c=build/tests/%) $(TEST32_SRC:tests/%.c=build/t
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
 .SECONDARY:
-all: build/reformer
+all: build/reformer $(DIST_PROGRAMS)
+
+build/f32/dist/%.o: dist/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Idist $(MPI_CFLAGS) -c $< -o $@
+
+build/bench_collectives: build/f32/dist/bench_collectives.o $(DIST_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) -lm
+
+build/dist_selftest: build/f32/dist/dist_selftest.o $(DIST_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS)
 
 build/reformer: build/f32/launch/main.o $(CORE_OBJ) $(IO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -43,7 +64,7 @@ build/tests/%: build/f32/tests/%.o build/f32/tests/gradcheck.o $(CORE_OBJ) $(IO_
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
-test: build/reformer $(TEST_BIN)
+test: build/reformer $(DIST_PROGRAMS) $(TEST_BIN)
 	@tests/run_all.sh $(TEST_BIN)
 
 setup:

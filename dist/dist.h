@@ -1,0 +1,47 @@
+// Everything between processes: the MPI bootstrap, the dp x sp process grid,
+// and the collectives the model needs on host buffers. A build without MPI
+// gets dist_single.c: one process, the same interface.
+//
+// Grid: world = dp * sp ranks; rank = dp_rank * sp + sp_rank, so the sp ranks
+// of one data-parallel replica are consecutive (usually on one node).
+#pragma once
+#include <stddef.h>
+
+typedef enum {
+    DIST_WORLD = 0,  // every rank
+    DIST_DP = 1,     // ranks holding the same shard of different replicas
+    DIST_SP = 2,     // the sequence-parallel ranks of one replica
+} DistGroup;
+
+typedef struct {
+    int rank, world;             // in MPI_COMM_WORLD
+    int local_rank, local_size;  // on this node (shared-memory split): picks the GPU
+    int dp, sp;                  // grid shape
+    int dp_rank, sp_rank;        // position in the grid
+    void *comm[3];               // MPI communicators by DistGroup (opaque: no MPI in headers)
+    int with_mpi;                // 0 in the single-process build
+} Dist;
+
+// Start (MPI_Init when built with MPI) and build the grid for sp sequence-
+// parallel ranks per replica. Returns 0, or -1 with a one-line message (e.g.
+// world size not divisible by sp).
+int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen);
+void dist_finalize(Dist *d);
+
+// End every rank of the job now, with the message on stderr (MPI_Abort).
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+void dist_abort(const Dist *d, const char *msg);
+
+// In-place sum of a host float buffer over a group.
+void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count);
+// All-to-all over a group of n ranks: block j (count floats) of send goes to
+// rank j, block i of recv comes from rank i. send and recv hold n * count.
+void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, size_t count);
+// Broadcast bytes from root of the group.
+void dist_bcast(const Dist *d, DistGroup g, void *buf, size_t bytes, int root);
+void dist_barrier(const Dist *d, DistGroup g);
+// Size and rank within a group.
+int dist_group_size(const Dist *d, DistGroup g);
+int dist_group_rank(const Dist *d, DistGroup g);

@@ -1,0 +1,114 @@
+// dist.h over MPI (host buffers). Every MPI call is checked: errors return
+// (MPI_ERRORS_RETURN) and are reported with file, line and MPI's message,
+// then the whole job is aborted, so one failing rank never leaves others
+// hanging in a collective.
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist.h"
+
+static void mpi_fail(int rc, const char *what, const char *file, int line) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    int rank = -1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    fprintf(stderr, "reformer: rank %d: error: %s:%d: %s failed: %s (hint: check the network/fabric and that every rank runs the same build)\n",
+            rank, file, line, what, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+#define mpi_check(call)                                                 \
+    do {                                                                \
+        int rc_ = (call);                                               \
+        if (rc_ != MPI_SUCCESS) mpi_fail(rc_, #call, __FILE__, __LINE__); \
+    } while (0)
+
+static MPI_Comm C(const Dist *d, DistGroup g) { return *(MPI_Comm *)d->comm[g]; }
+
+// Largest element count per MPI call (counts are int).
+#define MAX_CHUNK ((size_t)1 << 30)
+
+int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen) {
+    memset(d, 0, sizeof *d);
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) mpi_check(MPI_Init(argc, argv));
+    mpi_check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
+    mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &d->world));
+    d->with_mpi = 1;
+    if (sp < 1 || d->world % sp) {
+        snprintf(err, errlen, "sp: %d does not divide the number of ranks (%d)", sp, d->world);
+        return -1;
+    }
+    d->sp = sp;
+    d->dp = d->world / sp;
+    d->dp_rank = d->rank / sp;
+    d->sp_rank = d->rank % sp;
+    for (int g = 0; g < 3; g++) d->comm[g] = calloc(1, sizeof(MPI_Comm));
+    mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, (MPI_Comm *)d->comm[DIST_WORLD]));
+    mpi_check(MPI_Comm_split(MPI_COMM_WORLD, d->sp_rank, d->dp_rank, (MPI_Comm *)d->comm[DIST_DP]));
+    mpi_check(MPI_Comm_split(MPI_COMM_WORLD, d->dp_rank, d->sp_rank, (MPI_Comm *)d->comm[DIST_SP]));
+    MPI_Comm local;
+    mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &local));
+    mpi_check(MPI_Comm_rank(local, &d->local_rank));
+    mpi_check(MPI_Comm_size(local, &d->local_size));
+    mpi_check(MPI_Comm_free(&local));
+    for (int g = 0; g < 3; g++) mpi_check(MPI_Comm_set_errhandler(C(d, (DistGroup)g), MPI_ERRORS_RETURN));
+    return 0;
+}
+
+void dist_finalize(Dist *d) {
+    for (int g = 0; g < 3; g++)
+        if (d->comm[g]) {
+            MPI_Comm_free((MPI_Comm *)d->comm[g]);
+            free(d->comm[g]);
+        }
+    MPI_Finalize();
+    memset(d, 0, sizeof *d);
+}
+
+void dist_abort(const Dist *d, const char *msg) {
+    fprintf(stderr, "reformer: rank %d: error: %s\n", d ? d->rank : -1, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count) {
+    for (size_t off = 0; off < count; off += MAX_CHUNK) {
+        int n = (int)(count - off < MAX_CHUNK ? count - off : MAX_CHUNK);
+        mpi_check(MPI_Allreduce(MPI_IN_PLACE, buf + off, n, MPI_FLOAT, MPI_SUM, C(d, g)));
+    }
+}
+
+void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, size_t count) {
+    if (count > (size_t)INT_MAX) dist_abort(d, "dist_alltoall: block larger than INT_MAX floats");
+    mpi_check(MPI_Alltoall(send, (int)count, MPI_FLOAT, recv, (int)count, MPI_FLOAT, C(d, g)));
+}
+
+void dist_bcast(const Dist *d, DistGroup g, void *buf, size_t bytes, int root) {
+    for (size_t off = 0; off < bytes; off += MAX_CHUNK) {
+        int n = (int)(bytes - off < MAX_CHUNK ? bytes - off : MAX_CHUNK);
+        mpi_check(MPI_Bcast((char *)buf + off, n, MPI_BYTE, root, C(d, g)));
+    }
+}
+
+void dist_barrier(const Dist *d, DistGroup g) { mpi_check(MPI_Barrier(C(d, g))); }
+
+int dist_group_size(const Dist *d, DistGroup g) {
+    int n;
+    mpi_check(MPI_Comm_size(C(d, g), &n));
+    return n;
+}
+
+int dist_group_rank(const Dist *d, DistGroup g) {
+    int r;
+    mpi_check(MPI_Comm_rank(C(d, g), &r));
+    return r;
+}
