@@ -332,7 +332,7 @@ int config_finalize(Config *c, char *err, size_t errlen) {
         return fail(err, errlen, "axial_dims: entries sum to %d, not d_model=%d", dsum, c->d_model);
     if (c->vocab_size < 2) return fail(err, errlen, "vocab_size: must be at least 2");
     if (c->lr_min > c->lr) return fail(err, errlen, "lr_min: %g is above lr=%g", c->lr_min, c->lr);
-    if (c->dup_alphabet > c->vocab_size)
+    if (!strcmp(c->data, "dup") && c->dup_alphabet > c->vocab_size)
         return fail(err, errlen, "dup_alphabet: %d exceeds vocab_size=%d", c->dup_alphabet, c->vocab_size);
     return 0;
 }

@@ -188,7 +188,7 @@ static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, in
     }
     mm(m, m->attn_out, m->attn_o, P(m, lt->w_o), T, d, HD, 0, 0, 0);
     if (train)
-        be->dropout(m->attn_out, (size_t)T * d, 0, (float)c->dropout, c->seed, step,
+        be->dropout(m->attn_out, (size_t)T * d, m->row_offset * d, (float)c->dropout, c->seed, step,
                     rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN));
 }
 
@@ -201,7 +201,7 @@ static void attn_block_backward(Model *m, int l, const real *x, real *dx, const 
     const int T = m->T, d = m->d, HD = m->HD;
     AttnShape s = layer_shape(m, l);
     be->copy(m->d_block, dy, (size_t)T * d * sizeof(real));
-    be->dropout(m->d_block, (size_t)T * d, 0, (float)c->dropout, c->seed, step,
+    be->dropout(m->d_block, (size_t)T * d, m->row_offset * d, (float)c->dropout, c->seed, step,
                 rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN));
     mm(m, G(m, lt->w_o), m->attn_o, m->d_block, HD, d, T, 1, 0, 1);
     mm(m, m->d_attn_o, m->d_block, P(m, lt->w_o), T, HD, d, 0, 1, 0);
@@ -240,7 +240,7 @@ static void ffn_chunk_forward(Model *m, int l, const real *y, int r0, int n, uin
     mm(m, m->ff_out, m->ff_a, P(m, lt->ff_w2), n, d, dff, 0, 0, 0);
     be->bias_forward(m->ff_out, P(m, lt->ff_b2), n, d);
     if (train)
-        be->dropout(m->ff_out, (size_t)n * d, (size_t)r0 * d, (float)c->dropout, c->seed, step,
+        be->dropout(m->ff_out, (size_t)n * d, (m->row_offset + (size_t)r0) * d, (float)c->dropout, c->seed, step,
                     rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
 }
 
@@ -254,7 +254,7 @@ static void ffn_chunk_backward(Model *m, int l, const real *y, real *dy, const r
     const int d = m->d, dff = c->d_ff;
     real *df = m->ff_out;
     be->copy(df, dout, (size_t)n * d * sizeof(real));
-    be->dropout(df, (size_t)n * d, (size_t)r0 * d, (float)c->dropout, c->seed, step,
+    be->dropout(df, (size_t)n * d, (m->row_offset + (size_t)r0) * d, (float)c->dropout, c->seed, step,
                 rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
     mm(m, G(m, lt->ff_w2), m->ff_a, df, dff, d, n, 1, 0, 1);
     be->bias_backward(G(m, lt->ff_b2), df, n, d);

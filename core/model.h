@@ -56,6 +56,8 @@ typedef struct {
     real *host_losses;
     int *host_correct;
 
+    size_t row_offset;          // global token row of local row 0 (data-parallel ranks):
+                                // dropout masks are drawn by global position
     size_t bytes_planned;       // everything model_init allocated
     int freeze_buckets;         // forward reuses the cached bucket ids (no re-hashing)
     int profile;                // time matmul / attention shares (synchronises)

@@ -282,7 +282,7 @@ Test(config_bad, out_of_range_values) {
     EXPECT_BAD("dropout", NULL, "dropout=1.5");
     EXPECT_BAD("d_model", NULL, "d_model=99999999999999999999");  // overflows long
     EXPECT_BAD("lr_min", "lr", "lr=0.001", "lr_min=0.01");
-    EXPECT_BAD("dup_alphabet", "vocab_size", "dup_alphabet=300");
+    EXPECT_BAD("dup_alphabet", "vocab_size", "data=dup", "dup_alphabet=300");
 }
 
 Test(config_bad, unknown_key) {

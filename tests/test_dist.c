@@ -84,3 +84,19 @@ Test(dist, collectives_data_checked, .timeout = 120) {
     cr_assert_eq(r.rc, 0, "%s", r.out);
     cr_assert(strstr(r.out, "group sp of 2 ranks"), "%s", r.out);
 }
+
+// 2 and 4 data-parallel ranks on slices of a batch give the loss, gradients
+// and (after 5 AdamW steps) parameters of one process on the whole batch;
+// build/dp_check states and checks the float tolerances (1e-5 relative).
+Test(dist, data_parallel_equals_one_process, .timeout = 120) {
+    need_mpi();
+    for (int np = 2; np <= 4; np += 2) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, MPIRUN "-np %d build/dp_check 2>&1", np);
+        Result r = run(cmd);
+        cr_assert_eq(r.rc, 0, "np=%d:\n%s", np, r.out);
+        char want[64];
+        snprintf(want, sizeof want, "dp_check %d ranks: OK", np);
+        cr_assert(strstr(r.out, want), "np=%d:\n%s", np, r.out);
+    }
+}
