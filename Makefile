@@ -12,7 +12,7 @@ ifneq ($(MPICC),)
 MPI_CFLAGS := $(shell mpicc --showme:compile)
 MPI_LIBS := $(shell mpicc --showme:link)
 DIST_OBJ := build/f32/dist/dist_mpi.o
-DIST_PROGRAMS := build/bench_collectives build/dist_selftest build/dp_check
+DIST_PROGRAMS := build/bench_collectives build/dist_selftest build/parallel_check
 else
 DIST_OBJ := build/f32/dist/dist_single.o
 endif
@@ -45,7 +45,7 @@ build/bench_collectives: build/f32/dist/bench_collectives.o $(DIST_OBJ)
 build/dist_selftest: build/f32/dist/dist_selftest.o $(DIST_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS)
 
-build/dp_check: build/f32/dist/dp_check.o build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ)
+build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)
 
 build/reformer: build/f32/launch/main.o $(CORE_OBJ) $(IO_OBJ)

@@ -244,8 +244,9 @@ void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_
         for (int h = 0; h < H; h++)
             for (int b = 0; b < B; b++) {
                 if (h != cur_head) {
+                    uint64_t head = (uint64_t)(s->head_offset + h);  // global head index
                     for (size_t e = 0; e < (size_t)dh * width; e++)
-                        rot[e] = (real)rng_normal(seed, ((uint64_t)h << 32) | e, step, tag);
+                        rot[e] = (real)rng_normal(seed, (head << 32) | e, step, tag);
                     cur_head = h;
                 }
                 for (int i0 = 0; i0 < L; i0 += HASH_ROWS) {

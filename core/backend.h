@@ -22,6 +22,8 @@ typedef struct {
     int chunk_len;  // m; == L means one chunk: plain full attention
     int n_hashes;   // R (LSH); 1 when chunk_len == L
     int n_buckets;  // nb per round (LSH)
+    int head_offset;  // global index of head 0 (sequence parallel: each rank holds
+                      // n_heads of the model's heads); keys the hash rotations
 } AttnShape;
 
 // Items hashed and sorted per (batch, head) for LSH: R * L.
@@ -65,6 +67,10 @@ typedef struct Backend {
     void (*scale)(real *x, real alpha, size_t n);
     // sum of x^2, accumulated in double
     double (*sum_squares)(const real *x, size_t n);
+    // dst[r, :width] = src[r, :width] for r < rows, rows dst_stride / src_stride
+    // elements apart (cudaMemcpy2D): packing for the sequence-parallel exchange.
+    void (*copy_2d)(real *dst, size_t dst_stride, const real *src, size_t src_stride, size_t rows,
+                    size_t width);
     // out[n, :C] = a[n, :], out[n, C:] = b[n, :]              out [N, 2C], a, b [N, C]
     void (*concat_rows)(real *out, const real *a, const real *b, int N, int C);
     // a[n, :] = in[n, :C], b[n, :] = in[n, C:]
@@ -75,13 +81,14 @@ typedef struct Backend {
     void (*embedding_forward)(real *out, const int *tokens, const real *table, int N, int C);
     // dtable[tokens[n], :] += dout[n, :]
     void (*embedding_backward)(real *dtable, const real *dout, const int *tokens, int N, int C);
-    // out[b, p, :] += concat_a tables[a][idx_a(p), :]         out [B, L, sum dims]
+    // out[b, t, :] += concat_a tables[a][idx_a(p), :] with p = pos_offset + t,
+    // t < len (this rank's positions)                         out [B, len, sum dims]
     // idx_a(p): the row-major multi-index of p in shape[0] x ... x shape[n_axes-1]
     void (*axial_forward)(real *out, real *const *tables, const int *shape, const int *dims,
-                          int n_axes, int batch);
-    // dtables[a][idx_a(p), :] += dout[b, p, slice a]
+                          int n_axes, int batch, int len, int pos_offset);
+    // dtables[a][idx_a(p), :] += dout[b, t, slice a]
     void (*axial_backward)(real *const *dtables, const real *dout, const int *shape,
-                           const int *dims, int n_axes, int batch);
+                           const int *dims, int n_axes, int batch, int len, int pos_offset);
 
     // --- normalisation and pointwise ---
     // out = (x - mean) * rstd * g + b per row; mean, rstd [N]  x, out [N, C]

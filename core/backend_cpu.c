@@ -89,6 +89,11 @@ static double cpu_sum_squares(const real *x, size_t n) {
     return s;
 }
 
+static void cpu_copy_2d(real *dst, size_t dst_stride, const real *src, size_t src_stride, size_t rows,
+                        size_t width) {
+    for (size_t r = 0; r < rows; r++) memcpy(dst + r * dst_stride, src + r * src_stride, width * sizeof(real));
+}
+
 static void cpu_concat_rows(real *out, const real *a, const real *b, int N, int C) {
     for (int n = 0; n < N; n++) {
         memcpy(out + (size_t)n * 2 * C, a + (size_t)n * C, (size_t)C * sizeof(real));
@@ -125,28 +130,28 @@ static int axial_index(int p, const int *shape, int n_axes, int a) {
 }
 
 static void cpu_axial_forward(real *out, real *const *tables, const int *shape, const int *dims,
-                              int n_axes, int batch) {
-    int L = 1, d = 0;
-    for (int a = 0; a < n_axes; a++) L *= shape[a], d += dims[a];
+                              int n_axes, int batch, int len, int pos_offset) {
+    int d = 0;
+    for (int a = 0; a < n_axes; a++) d += dims[a];
     for (int b = 0; b < batch; b++)
-        for (int p = 0; p < L; p++) {
-            real *row = out + ((size_t)b * L + p) * d;
+        for (int t = 0; t < len; t++) {
+            real *row = out + ((size_t)b * len + t) * d;
             for (int a = 0, off = 0; a < n_axes; off += dims[a], a++) {
-                const real *src = tables[a] + (size_t)axial_index(p, shape, n_axes, a) * dims[a];
+                const real *src = tables[a] + (size_t)axial_index(pos_offset + t, shape, n_axes, a) * dims[a];
                 for (int c = 0; c < dims[a]; c++) row[off + c] += src[c];
             }
         }
 }
 
 static void cpu_axial_backward(real *const *dtables, const real *dout, const int *shape,
-                               const int *dims, int n_axes, int batch) {
-    int L = 1, d = 0;
-    for (int a = 0; a < n_axes; a++) L *= shape[a], d += dims[a];
+                               const int *dims, int n_axes, int batch, int len, int pos_offset) {
+    int d = 0;
+    for (int a = 0; a < n_axes; a++) d += dims[a];
     for (int b = 0; b < batch; b++)
-        for (int p = 0; p < L; p++) {
-            const real *row = dout + ((size_t)b * L + p) * d;
+        for (int t = 0; t < len; t++) {
+            const real *row = dout + ((size_t)b * len + t) * d;
             for (int a = 0, off = 0; a < n_axes; off += dims[a], a++) {
-                real *dst = dtables[a] + (size_t)axial_index(p, shape, n_axes, a) * dims[a];
+                real *dst = dtables[a] + (size_t)axial_index(pos_offset + t, shape, n_axes, a) * dims[a];
                 for (int c = 0; c < dims[a]; c++) dst[c] += row[off + c];
             }
         }
@@ -302,6 +307,7 @@ static const Backend CPU_BACKEND = {
     .axpy = cpu_axpy,
     .scale = cpu_scale,
     .sum_squares = cpu_sum_squares,
+    .copy_2d = cpu_copy_2d,
     .concat_rows = cpu_concat_rows,
     .split_rows = cpu_split_rows,
     .embedding_forward = cpu_embedding_forward,

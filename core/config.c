@@ -15,7 +15,7 @@ const char *const CONFIG_KEYS[] = {
     "vocab_size", "d_model", "d_ff", "n_heads", "d_head", "n_layers", "attn_layers", "attn",
     "lsh_chunk", "local_chunk", "n_hashes", "n_buckets", "axial_shape", "axial_dims",
     "ff_chunk", "loss_chunk", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
-    "seq_len", "batch", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
+    "seq_len", "batch", "sp", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
     "beta1", "beta2", "adam_eps", "clip", "seed", "data", "dup_alphabet", "out_dir",
     "device", "log_every", NULL};
 
@@ -43,6 +43,7 @@ void config_defaults(Config *c) {
     c->reversible = 1;
     c->seq_len = 512;
     c->batch = 4;
+    c->sp = 1;
     c->lr = 2e-3;
     c->warmup = 50;
     c->steps = 300;
@@ -145,6 +146,7 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
     INT("loss_chunk", loss_chunk, 1, INT_MAX);
     INT("seq_len", seq_len, 1, 1 << 28);
     INT("batch", batch, 1, 1 << 20);
+    INT("sp", sp, 1, 4096);
     INT("warmup", warmup, 0, INT_MAX);
     INT("steps", steps, 0, INT_MAX);
     INT("dup_alphabet", dup_alphabet, 2, 1 << 20);
@@ -261,6 +263,11 @@ int config_finalize(Config *c, char *err, size_t errlen) {
                         c->n_heads, c->d_model);
         c->d_head = c->d_model / c->n_heads;
     }
+    // Sequence parallelism splits heads and positions evenly.
+    if (c->n_heads % c->sp)
+        return fail(err, errlen, "sp: %d does not divide n_heads=%d", c->sp, c->n_heads);
+    if (c->seq_len % c->sp)
+        return fail(err, errlen, "sp: %d does not divide seq_len=%d", c->sp, c->seq_len);
     // Attention pattern, repeated over the layers.
     AttnKind pattern[MAX_LAYERS];
     int n_pattern = 0;
@@ -354,8 +361,8 @@ void config_print(const Config *c, FILE *out) {
     print_list(out, "axial_dims", c->axial_dims, c->n_axes);
     fprintf(out, "ff_chunk=%d\nloss_chunk=%d\nff_activation=%s\nln_eps=%g\ndropout=%g\ninit_std=%g\nreversible=%d\n",
             c->ff_chunk, c->loss_chunk, acts[c->ff_activation], c->ln_eps, c->dropout, c->init_std, c->reversible);
-    fprintf(out, "seq_len=%d\nbatch=%d\nlr=%g\nwarmup=%d\nsteps=%d\nschedule=%s\nlr_min=%g\n", c->seq_len,
-            c->batch, c->lr, c->warmup, c->steps, scheds[c->schedule], c->lr_min);
+    fprintf(out, "seq_len=%d\nbatch=%d\nsp=%d\nlr=%g\nwarmup=%d\nsteps=%d\nschedule=%s\nlr_min=%g\n", c->seq_len,
+            c->batch, c->sp, c->lr, c->warmup, c->steps, scheds[c->schedule], c->lr_min);
     fprintf(out, "weight_decay=%g\nbeta1=%g\nbeta2=%g\nadam_eps=%g\nclip=%g\nseed=%llu\n", c->weight_decay,
             c->beta1, c->beta2, c->adam_eps, c->clip, (unsigned long long)c->seed);
     fprintf(out, "data=%s\ndup_alphabet=%d\nout_dir=%s\ndevice=%s\nlog_every=%d\n", c->data, c->dup_alphabet,

@@ -43,7 +43,8 @@ typedef struct {
     int reversible;        // 1: reconstruct activations in backward; 0: store them (reference)
     // --- training ---
     int seq_len;
-    int batch;
+    int batch;             // sequences per data-parallel replica
+    int sp;                // sequence-parallel ranks per replica (divides n_heads and seq_len)
     double lr;             // peak learning rate (after warmup)
     int warmup;
     int steps;

@@ -20,8 +20,11 @@ static real *G(Model *m, int t) { return tensor_ptr(m->grads, &m->layout, t); }
 
 static AttnShape layer_shape(const Model *m, int l) {
     const Config *c = &m->cfg;
-    AttnShape s = {.batch = m->B, .seq_len = m->L, .n_heads = c->n_heads, .d_head = c->d_head,
-                   .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0};
+    // Attention sees whole sequences and this rank's n_heads / sp heads.
+    int heads = c->n_heads / m->seq.sp;
+    AttnShape s = {.batch = m->B, .seq_len = m->L, .n_heads = heads, .d_head = c->d_head,
+                   .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
+                   .head_offset = m->seq.sp_rank * heads};
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < m->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;
@@ -41,10 +44,10 @@ static void prof_stop(Model *m, int what, double t0) {
     m->be->synchronize();
     m->prof_seconds[what] += now_seconds() - t0;
 }
-#define TIMED(what, call)                     \
+#define TIMED(what, ...)                      \
     do {                                      \
         double t0_ = prof_start(m);           \
-        call;                                 \
+        __VA_ARGS__;                          \
         prof_stop(m, what, t0_);              \
     } while (0)
 
@@ -60,7 +63,9 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     m->be = be;
     m->B = c->batch;
     m->L = c->seq_len;
-    m->T = c->batch * c->seq_len;
+    m->seq.sp = c->sp;
+    m->L_local = c->seq_len / c->sp;
+    m->T = c->batch * m->L_local;
     m->d = c->d_model;
     m->HD = c->n_heads * c->d_head;
     const size_t T = (size_t)m->T, d = (size_t)m->d, HD = (size_t)m->HD, V = (size_t)c->vocab_size;
@@ -132,6 +137,10 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     m->d_head_ln = PLAN_REAL(m, hr * 2 * d);
     m->losses = PLAN_REAL(m, T);
     m->correct = plan(m, T * sizeof(int));
+    if (c->sp > 1) {
+        real **hb[] = {&m->qh, &m->kh, &m->vh, &m->oh, &m->dqh, &m->dkh, &m->dvh, &m->doh, &m->xsend, &m->xrecv};
+        for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) *hb[i] = PLAN_REAL(m, T * HD);
+    }
     m->host_losses = checked_calloc(T, sizeof(real));
     m->host_correct = checked_calloc(T, sizeof(int));
 }
@@ -143,7 +152,8 @@ void model_free(Model *m) {
                      &m->dq, &m->dk, &m->dv, &m->d_attn_o, &m->attn_out, &m->d_block, &m->d_ln,
                      &m->attn_saved, &m->ff_ln, &m->ff_mean, &m->ff_rstd, &m->ff_h, &m->ff_a, &m->ff_da,
                      &m->ff_out, &m->ff_dln, &m->head_in, &m->head_ln, &m->head_mean, &m->head_rstd,
-                     &m->logits, &m->d_head_in, &m->d_head_ln, &m->losses};
+                     &m->logits, &m->d_head_in, &m->d_head_ln, &m->losses, &m->qh, &m->kh, &m->vh, &m->oh,
+                     &m->dqh, &m->dkh, &m->dvh, &m->doh, &m->xsend, &m->xrecv};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (*bufs[i]) be->release(*bufs[i]);
     for (int l = 0; l < MAX_LAYERS; l++)
@@ -156,6 +166,50 @@ void model_free(Model *m) {
     free(m->host_correct);
     param_layout_free(&m->layout);
     memset(m, 0, sizeof *m);
+}
+
+// --- sequence-parallel exchange ---------------------------------------------
+
+// x [T, HD] (my tokens, all heads) -> xh [B, L, HD/sp] (all tokens, my heads).
+static void to_heads(Model *m, const real *x, real *xh) {
+    const Backend *be = m->be;
+    const int sp = m->seq.sp, HDs = m->HD / sp, Ll = m->L_local;
+    const size_t block = (size_t)m->T * HDs;
+    for (int j = 0; j < sp; j++)  // heads of rank j, my tokens
+        be->copy_2d(m->xsend + j * block, HDs, x + (size_t)j * HDs, m->HD, m->T, HDs);
+    m->seq.alltoall(m->seq.ctx, m->xsend, m->xrecv, block);
+    for (int i = 0; i < sp; i++)  // rank i's positions of every sequence
+        for (int b = 0; b < m->B; b++)
+            be->copy(xh + ((size_t)b * m->L + (size_t)i * Ll) * HDs, m->xrecv + i * block + (size_t)b * Ll * HDs,
+                     (size_t)Ll * HDs * sizeof(real));
+}
+
+// The inverse: xh [B, L, HD/sp] -> x [T, HD].
+static void to_tokens(Model *m, const real *xh, real *x) {
+    const Backend *be = m->be;
+    const int sp = m->seq.sp, HDs = m->HD / sp, Ll = m->L_local;
+    const size_t block = (size_t)m->T * HDs;
+    for (int i = 0; i < sp; i++)
+        for (int b = 0; b < m->B; b++)
+            be->copy(m->xsend + i * block + (size_t)b * Ll * HDs, xh + ((size_t)b * m->L + (size_t)i * Ll) * HDs,
+                     (size_t)Ll * HDs * sizeof(real));
+    m->seq.alltoall(m->seq.ctx, m->xsend, m->xrecv, block);
+    for (int j = 0; j < sp; j++)
+        be->copy_2d(x + (size_t)j * HDs, m->HD, m->xrecv + j * block, HDs, m->T, HDs);
+}
+
+// Dropout on local rows [r0, r0 + n) of a [*, d] buffer (x points at row r0),
+// masks drawn by global position (batch_offset, sequence shard), so they do
+// not depend on how the batch or the sequence is split over ranks.
+static void dropout_rows(Model *m, real *x, int r0, int n, uint32_t step, uint32_t tag) {
+    const Config *c = &m->cfg;
+    const int Ll = m->L_local, d = m->d;
+    for (int r = r0; r < r0 + n;) {
+        int seg = MIN(r0 + n, (r / Ll + 1) * Ll) - r;  // up to the end of this sequence
+        size_t global_row = (m->batch_offset + (size_t)(r / Ll)) * m->L + (size_t)m->seq.sp_rank * Ll + r % Ll;
+        m->be->dropout(x + (size_t)(r - r0) * d, (size_t)seg * d, global_row * d, (float)c->dropout, c->seed, step, tag);
+        r += seg;
+    }
 }
 
 // --- blocks -----------------------------------------------------------------
@@ -171,25 +225,32 @@ static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, in
     AttnShape s = layer_shape(m, l);
     be->layernorm_forward(m->ln_out, m->ln_mean, m->ln_rstd, x, P(m, lt->ln1_g), P(m, lt->ln1_b), T, d,
                           (real)c->ln_eps);
+    // With sequence parallelism, attention runs on head-sharded whole
+    // sequences (qa, ka, va, oa); otherwise on the local buffers directly.
+    const int shard = m->seq.sp > 1;
+    real *qa = shard ? m->qh : m->q, *ka = shard ? m->kh : m->k, *va = shard ? m->vh : m->v;
+    real *oa = shard ? m->oh : m->attn_o;
     if (c->layer_kind[l] == ATTN_LSH) {
         mm(m, m->q, m->ln_out, P(m, lt->w_qk), T, HD, d, 0, 0, 0);
         mm(m, m->v, m->ln_out, P(m, lt->w_v), T, HD, d, 0, 0, 0);
         uint16_t *bk = m->buckets[l];
         TIMED(PROF_ATTENTION, {
-            if (bk && hash) be->lsh_hash(bk, m->q, &s, c->seed, step, (uint32_t)l, m->attn_work);
-            be->lsh_attention_forward(m->attn_o, keep ? m->attn_saved : NULL, m->q, m->v, bk, &s, m->attn_work);
+            if (shard) to_heads(m, m->q, qa), to_heads(m, m->v, va);
+            if (bk && hash) be->lsh_hash(bk, qa, &s, c->seed, step, (uint32_t)l, m->attn_work);
+            be->lsh_attention_forward(oa, keep ? m->attn_saved : NULL, qa, va, bk, &s, m->attn_work);
         });
     } else {
         mm(m, m->q, m->ln_out, P(m, lt->w_q), T, HD, d, 0, 0, 0);
         mm(m, m->k, m->ln_out, P(m, lt->w_k), T, HD, d, 0, 0, 0);
         mm(m, m->v, m->ln_out, P(m, lt->w_v), T, HD, d, 0, 0, 0);
-        TIMED(PROF_ATTENTION,
-              be->local_attention_forward(m->attn_o, m->attn_saved, m->q, m->k, m->v, &s, m->attn_work));
+        TIMED(PROF_ATTENTION, {
+            if (shard) to_heads(m, m->q, qa), to_heads(m, m->k, ka), to_heads(m, m->v, va);
+            be->local_attention_forward(oa, m->attn_saved, qa, ka, va, &s, m->attn_work);
+        });
     }
+    if (shard) TIMED(PROF_ATTENTION, to_tokens(m, oa, m->attn_o));
     mm(m, m->attn_out, m->attn_o, P(m, lt->w_o), T, d, HD, 0, 0, 0);
-    if (train)
-        be->dropout(m->attn_out, (size_t)T * d, m->row_offset * d, (float)c->dropout, c->seed, step,
-                    rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN));
+    if (train) dropout_rows(m, m->attn_out, 0, T, step, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN));
 }
 
 // Backward of attn_block_forward (whose intermediates must be current):
@@ -201,20 +262,29 @@ static void attn_block_backward(Model *m, int l, const real *x, real *dx, const 
     const int T = m->T, d = m->d, HD = m->HD;
     AttnShape s = layer_shape(m, l);
     be->copy(m->d_block, dy, (size_t)T * d * sizeof(real));
-    be->dropout(m->d_block, (size_t)T * d, m->row_offset * d, (float)c->dropout, c->seed, step,
-                rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN));
+    dropout_rows(m, m->d_block, 0, T, step, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN));
     mm(m, G(m, lt->w_o), m->attn_o, m->d_block, HD, d, T, 1, 0, 1);
     mm(m, m->d_attn_o, m->d_block, P(m, lt->w_o), T, HD, d, 0, 1, 0);
+    const int shard = m->seq.sp > 1;
+    real *qa = shard ? m->qh : m->q, *ka = shard ? m->kh : m->k, *va = shard ? m->vh : m->v;
+    real *oa = shard ? m->oh : m->attn_o, *doa = shard ? m->doh : m->d_attn_o;
+    real *dqa = shard ? m->dqh : m->dq, *dka = shard ? m->dkh : m->dk, *dva = shard ? m->dvh : m->dv;
     if (c->layer_kind[l] == ATTN_LSH) {
-        TIMED(PROF_ATTENTION, be->lsh_attention_backward(m->dq, m->dv, m->d_attn_o, m->attn_o, m->attn_saved, m->q,
-                                                         m->v, m->buckets[l], &s, m->attn_work));
+        TIMED(PROF_ATTENTION, {
+            if (shard) to_heads(m, m->d_attn_o, doa);
+            be->lsh_attention_backward(dqa, dva, doa, oa, m->attn_saved, qa, va, m->buckets[l], &s, m->attn_work);
+            if (shard) to_tokens(m, dqa, m->dq), to_tokens(m, dva, m->dv);
+        });
         mm(m, G(m, lt->w_qk), m->ln_out, m->dq, d, HD, T, 1, 0, 1);
         mm(m, G(m, lt->w_v), m->ln_out, m->dv, d, HD, T, 1, 0, 1);
         mm(m, m->d_ln, m->dq, P(m, lt->w_qk), T, d, HD, 0, 1, 0);
         mm(m, m->d_ln, m->dv, P(m, lt->w_v), T, d, HD, 0, 1, 1);
     } else {
-        TIMED(PROF_ATTENTION, be->local_attention_backward(m->dq, m->dk, m->dv, m->d_attn_o, m->attn_o, m->attn_saved,
-                                                           m->q, m->k, m->v, &s, m->attn_work));
+        TIMED(PROF_ATTENTION, {
+            if (shard) to_heads(m, m->d_attn_o, doa);
+            be->local_attention_backward(dqa, dka, dva, doa, oa, m->attn_saved, qa, ka, va, &s, m->attn_work);
+            if (shard) to_tokens(m, dqa, m->dq), to_tokens(m, dka, m->dk), to_tokens(m, dva, m->dv);
+        });
         mm(m, G(m, lt->w_q), m->ln_out, m->dq, d, HD, T, 1, 0, 1);
         mm(m, G(m, lt->w_k), m->ln_out, m->dk, d, HD, T, 1, 0, 1);
         mm(m, G(m, lt->w_v), m->ln_out, m->dv, d, HD, T, 1, 0, 1);
@@ -239,9 +309,7 @@ static void ffn_chunk_forward(Model *m, int l, const real *y, int r0, int n, uin
     be->activation_forward(m->ff_a, m->ff_h, (size_t)n * dff, c->ff_activation);
     mm(m, m->ff_out, m->ff_a, P(m, lt->ff_w2), n, d, dff, 0, 0, 0);
     be->bias_forward(m->ff_out, P(m, lt->ff_b2), n, d);
-    if (train)
-        be->dropout(m->ff_out, (size_t)n * d, (m->row_offset + (size_t)r0) * d, (float)c->dropout, c->seed, step,
-                    rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
+    if (train) dropout_rows(m, m->ff_out, r0, n, step, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
 }
 
 // Backward of ffn_chunk_forward for the same rows: dy += d/dy <dout, ff_out>.
@@ -254,8 +322,7 @@ static void ffn_chunk_backward(Model *m, int l, const real *y, real *dy, const r
     const int d = m->d, dff = c->d_ff;
     real *df = m->ff_out;
     be->copy(df, dout, (size_t)n * d * sizeof(real));
-    be->dropout(df, (size_t)n * d, (m->row_offset + (size_t)r0) * d, (float)c->dropout, c->seed, step,
-                rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
+    dropout_rows(m, df, r0, n, step, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
     mm(m, G(m, lt->ff_w2), m->ff_a, df, dff, d, n, 1, 0, 1);
     be->bias_backward(G(m, lt->ff_b2), df, n, d);
     mm(m, m->ff_da, df, P(m, lt->ff_w2), n, dff, d, 0, 1, 0);
@@ -275,7 +342,8 @@ static void embed(Model *m) {
     real *tables[MAX_AXES];
     for (int a = 0; a < c->n_axes; a++) tables[a] = P(m, m->layout.axial[a]);
     be->embedding_forward(m->x1, m->tokens, P(m, m->layout.tok_emb), m->T, m->d);
-    be->axial_forward(m->x1, tables, c->axial_shape, c->axial_dims, c->n_axes, m->B);
+    be->axial_forward(m->x1, tables, c->axial_shape, c->axial_dims, c->n_axes, m->B, m->L_local,
+                      m->seq.sp_rank * m->L_local);
     be->copy(m->x2, m->x1, (size_t)m->T * m->d * sizeof(real));
 }
 
@@ -286,7 +354,8 @@ static void embed_backward(Model *m) {
     for (int a = 0; a < c->n_axes; a++) dtables[a] = G(m, m->layout.axial[a]);
     be->axpy(m->dx1, m->dx2, 1, (size_t)m->T * m->d);  // x1 = x2 = embedding
     be->embedding_backward(G(m, m->layout.tok_emb), m->dx1, m->tokens, m->T, m->d);
-    be->axial_backward(dtables, m->dx1, c->axial_shape, c->axial_dims, c->n_axes, m->B);
+    be->axial_backward(dtables, m->dx1, c->axial_shape, c->axial_dims, c->n_axes, m->B, m->L_local,
+                       m->seq.sp_rank * m->L_local);
 }
 
 // LayerNorm(concat(x1, x2)) -> logits -> cross-entropy, chunk by chunk. With
@@ -297,7 +366,8 @@ static void loss_head(Model *m, int backward, long n_targets) {
     const Config *c = &m->cfg;
     const ParamLayout *p = &m->layout;
     const int d = m->d, V = c->vocab_size;
-    real dscale = backward && n_targets > 0 ? (real)(1.0 / (double)n_targets) : 0;
+    long count = m->loss_count > 0 ? m->loss_count : n_targets;
+    real dscale = backward && count > 0 ? (real)(1.0 / (double)count) : 0;
     for (int r0 = 0; r0 < m->T; r0 += m->head_rows) {
         int n = MIN(m->head_rows, m->T - r0);
         size_t off = (size_t)r0 * d;
@@ -323,6 +393,8 @@ static LossStats run(Model *m, const int *tokens, const int *targets, uint32_t s
     const Config *c = &m->cfg;
     const int T = m->T, d = m->d;
     const size_t Td = (size_t)T * d;
+    if (m->seq.sp > 1 && !m->seq.alltoall)
+        FATAL("the launcher must set Model.seq.alltoall", "sp=%d but no sequence-parallel exchange is set", m->seq.sp);
     double t_start = prof_start(m);
     long n_targets = 0;
     for (int i = 0; i < T; i++) n_targets += targets[i] >= 0;

@@ -20,6 +20,18 @@ typedef struct {
     long n_targets;   // targets >= 0
 } LossStats;
 
+// Sequence parallelism (DESIGN.md, Distribution): each of sp ranks holds
+// L/sp contiguous tokens of every sequence; around attention an all-to-all
+// turns "all heads, my tokens" into "my heads, all tokens" and back. core/
+// knows no MPI: the launcher supplies the exchange.
+typedef struct {
+    int sp, sp_rank;
+    void *ctx;
+    // Block j (count reals) of send goes to rank j of the sequence-parallel
+    // group; block i of recv comes from rank i.
+    void (*alltoall)(void *ctx, const real *send, real *recv, size_t count);
+} SeqParallel;
+
 // Time shares of a step, filled when Model.profile is set (synchronising).
 enum { PROF_MATMUL, PROF_ATTENTION, PROF_TOTAL, PROF_COUNT };
 
@@ -27,7 +39,9 @@ typedef struct {
     Config cfg;
     const Backend *be;
     ParamLayout layout;
-    int B, L, T, d, HD;  // T = B * L tokens, HD = n_heads * d_head
+    int B, L, T, d, HD;  // L full sequence length; T = B * L / sp local tokens; HD = n_heads * d_head
+    int L_local;         // L / sp: this rank's positions of each sequence
+    SeqParallel seq;     // sp = 1 unless the launcher shards the sequence
 
     real *params, *grads, *adam_m, *adam_v;  // [n_params] each
     real *x1, *x2, *dx1, *dx2;               // residual streams and gradients [T, d]
@@ -51,13 +65,18 @@ typedef struct {
     real *logits, *d_head_in, *d_head_ln;    // [rows, V], [rows, 2d] x2
     real *losses;                            // [T]
     int *correct;                            // [T]
+    // Sequence parallel only (sp > 1): head-sharded full-sequence buffers
+    // [B * L, HD / sp] (as large as [T, HD]) and the exchange buffers.
+    real *qh, *kh, *vh, *oh, *dqh, *dkh, *dvh, *doh, *xsend, *xrecv;
 
     // Host staging.
     real *host_losses;
     int *host_correct;
 
-    size_t row_offset;          // global token row of local row 0 (data-parallel ranks):
+    size_t batch_offset;        // global index of local sequence 0 (data-parallel ranks):
                                 // dropout masks are drawn by global position
+    long loss_count;            // > 0: normalise the loss by this global target count
+                                // (data/sequence parallel); 0: by the local count
     size_t bytes_planned;       // everything model_init allocated
     int freeze_buckets;         // forward reuses the cached bucket ids (no re-hashing)
     int profile;                // time matmul / attention shares (synchronises)

@@ -3,34 +3,44 @@
 #include <string.h>
 
 // Host buffers only for now: the CPU backend's buffers are host memory. The
-// CUDA backend's gradients go through NCCL (issue 4/5), not here.
+// CUDA backend's gradients go through NCCL (not built yet).
 static void require_host_buffers(const Dist *d, const Model *m) {
     if (strcmp(m->be->name, "cpu") != 0)
-        dist_abort(d, "data parallel over MPI needs host buffers (device=cpu); the NCCL path is not built yet");
+        dist_abort(d, "distributed training over MPI needs host buffers (device=cpu); the NCCL path is not built yet");
 }
 
-LossStats dp_reduce_gradients(const Dist *d, DistGroup g, Model *m, LossStats local) {
+long dist_count_targets(const Dist *d, DistGroup g, const int *targets, size_t n) {
+    long local = 0;
+    for (size_t i = 0; i < n; i++) local += targets[i] >= 0;
+    float count = (float)local;  // exact below 2^24 targets per step
+    dist_allreduce_sum(d, g, &count, 1);
+    return (long)count;
+}
+
+LossStats dist_reduce_step(const Dist *d, DistGroup g, Model *m, LossStats local) {
     require_host_buffers(d, m);
-    // Loss sums and counts: float sums of up to 2^24 targets are exact enough
-    // for the weights; the loss itself is summed in float across ranks.
+    dist_allreduce_sum(d, g, (float *)m->grads, m->layout.n_params);
     float stats[3] = {(float)(local.loss * (double)local.n_targets), (float)(local.accuracy * (double)local.n_targets),
                       (float)local.n_targets};
     dist_allreduce_sum(d, g, stats, 3);
-    double n_global = stats[2];
-    float *grads = (float *)m->grads;
-    size_t n = m->layout.n_params;
-    float w = (float)local.n_targets;
-    for (size_t i = 0; i < n; i++) grads[i] *= w;
-    dist_allreduce_sum(d, g, grads, n);
-    float inv = n_global > 0 ? (float)(1.0 / n_global) : 0.0f;
-    for (size_t i = 0; i < n; i++) grads[i] *= inv;
-    LossStats out = {.loss = n_global > 0 ? stats[0] / n_global : 0,
-                     .accuracy = n_global > 0 ? stats[1] / n_global : 0,
-                     .n_targets = (long)n_global};
+    LossStats out = {.loss = stats[2] > 0 ? stats[0] / stats[2] : 0,
+                     .accuracy = stats[2] > 0 ? stats[1] / stats[2] : 0,
+                     .n_targets = (long)stats[2]};
     return out;
 }
 
-void dp_broadcast_parameters(const Dist *d, DistGroup g, Model *m) {
+void dist_broadcast_parameters(const Dist *d, DistGroup g, Model *m) {
     require_host_buffers(d, m);
     dist_bcast(d, g, m->params, m->layout.n_params * sizeof(float), 0);
+}
+
+static void sp_alltoall(void *ctx, const float *send, float *recv, size_t count) {
+    dist_alltoall((const Dist *)ctx, DIST_SP, send, recv, count);
+}
+
+void dist_attach_sequence_parallel(const Dist *d, Model *m) {
+    if (m->seq.sp != d->sp) dist_abort(d, "config sp differs from the process grid's sp");
+    m->seq.sp_rank = d->sp_rank;
+    m->seq.ctx = (void *)d;
+    m->seq.alltoall = sp_alltoall;
 }

@@ -1,15 +1,23 @@
-// Data-parallel training on top of dist.h and the model driver: replicas of
-// the model on different batches, gradients combined so every replica takes
-// the same optimiser step as one process on the union of the batches.
+// Data- and sequence-parallel training on top of dist.h and the model driver.
+//
+// Every rank holds the replicated parameters. A step: count the scored
+// targets over all ranks (dist_count_targets) and give that count to the
+// model (Model.loss_count), so each rank's backward yields its tokens' share
+// of the gradient of the global mean loss; then dist_reduce_step sums the
+// gradients over all ranks. The optimiser step is then identical everywhere.
 #pragma once
 #include "dist.h"
 #include "model.h"
 
-// After model_forward_backward on this rank's batch: turn the local mean-loss
-// gradients into the gradients of the global mean loss (over every counted
-// target of every rank in group g) and return the global loss statistics.
-// grad_global = sum_r n_r grad_r / sum_r n_r, one all-reduce of the gradients.
-LossStats dp_reduce_gradients(const Dist *d, DistGroup g, Model *m, LossStats local);
+// Number of targets >= 0 over every rank of group g.
+long dist_count_targets(const Dist *d, DistGroup g, const int *targets, size_t n);
+
+// Sum the gradients over group g and combine the loss statistics (each rank's
+// local is a mean over its own targets).
+LossStats dist_reduce_step(const Dist *d, DistGroup g, Model *m, LossStats local);
 
 // Make every rank's parameters those of rank 0 of the group (start of training).
-void dp_broadcast_parameters(const Dist *d, DistGroup g, Model *m);
+void dist_broadcast_parameters(const Dist *d, DistGroup g, Model *m);
+
+// Connect the model's sequence-parallel exchange to the grid's sp group.
+void dist_attach_sequence_parallel(const Dist *d, Model *m);

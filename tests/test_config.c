@@ -95,7 +95,7 @@ static const struct {
     {"axial_shape", "32,16"},  {"axial_dims", "32,96"},     {"ff_chunk", "256"},
     {"loss_chunk", "256"},     {"ff_activation", "relu"},   {"ln_eps", "1e-05"},
     {"dropout", "0.1"},        {"init_std", "0.01"},        {"reversible", "0"},
-    {"seq_len", "1024"},       {"batch", "8"},              {"lr", "0.001"},
+    {"seq_len", "1024"},       {"batch", "8"},              {"sp", "2"},           {"lr", "0.001"},
     {"warmup", "10"},          {"steps", "20"},             {"schedule", "rsqrt"},
     {"lr_min", "0"},           {"weight_decay", "0.01"},    {"beta1", "0.8"},
     {"beta2", "0.99"},         {"adam_eps", "1e-08"},       {"clip", "0"},
@@ -251,6 +251,12 @@ Test(config_bad, axial_dims_not_summing_to_d_model) {
 Test(config_bad, axial_entry_counts_disagree) {
     EXPECT_BAD("axial_dims", NULL, "axial_shape=8,8,8", "axial_dims=64,64");
     EXPECT_BAD("axial_shape", NULL, "axial_dims=32,32,64");  // three axes need an explicit shape
+}
+
+Test(config_bad, sp_not_dividing_heads_or_length) {
+    EXPECT_BAD("sp", "n_heads", "n_heads=4", "sp=3");
+    EXPECT_BAD("sp", "seq_len", "n_heads=4", "sp=4", "seq_len=6", "axial_shape=2,3");
+    EXPECT_BAD("sp", NULL, "sp=0");
 }
 
 Test(config_bad, n_heads_not_dividing_d_model) {

@@ -85,18 +85,39 @@ Test(dist, collectives_data_checked, .timeout = 120) {
     cr_assert(strstr(r.out, "group sp of 2 ranks"), "%s", r.out);
 }
 
-// 2 and 4 data-parallel ranks on slices of a batch give the loss, gradients
-// and (after 5 AdamW steps) parameters of one process on the whole batch;
-// build/dp_check states and checks the float tolerances (1e-5 relative).
+// Distributed training equals one process (build/parallel_check states and
+// checks the float tolerances: 1e-5 relative on gradients and parameters).
+static void parallel_check(int np, int sp, int steps, const char *pattern) {
+    char cmd[256], want[128];
+    snprintf(cmd, sizeof cmd, MPIRUN "-np %d build/parallel_check %d %d %s 2>&1", np, sp, steps, pattern);
+    Result r = run(cmd);
+    cr_assert_eq(r.rc, 0, "%s:\n%s", cmd, r.out);
+    snprintf(want, sizeof want, "parallel_check dp %d x sp %d (%s): OK", np / sp, sp, pattern);
+    cr_assert(strstr(r.out, want), "%s:\n%s", cmd, r.out);
+}
+
+// 2 and 4 data-parallel ranks on slices of a batch: the loss, gradients and
+// parameters of one process on the whole batch.
 Test(dist, data_parallel_equals_one_process, .timeout = 120) {
     need_mpi();
-    for (int np = 2; np <= 4; np += 2) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, MPIRUN "-np %d build/dp_check 2>&1", np);
-        Result r = run(cmd);
-        cr_assert_eq(r.rc, 0, "np=%d:\n%s", np, r.out);
-        char want[64];
-        snprintf(want, sizeof want, "dp_check %d ranks: OK", np);
-        cr_assert(strstr(r.out, want), "np=%d:\n%s", np, r.out);
+    parallel_check(2, 1, 3, "local,lsh");
+    parallel_check(4, 1, 3, "local,lsh");
+}
+
+// 2 and 4 sequence-parallel ranks, LSH and local layers, through the
+// reversible backward (attention inputs exchanged in forward, recompute and
+// backward).
+Test(dist, sequence_parallel_equals_one_process, .timeout = 180) {
+    need_mpi();
+    const char *patterns[] = {"lsh", "local", "local,lsh"};
+    for (int i = 0; i < 3; i++) {
+        parallel_check(2, 2, 2, patterns[i]);
+        parallel_check(4, 4, 2, patterns[i]);
     }
+}
+
+// A dp = 2 x sp = 2 grid trains 20 steps to the losses of one process.
+Test(dist, dp2_sp2_trains_like_one_process, .timeout = 180) {
+    need_mpi();
+    parallel_check(4, 2, 20, "local,lsh");
 }

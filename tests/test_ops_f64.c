@@ -50,7 +50,7 @@ typedef struct {
 static double ax_f(void *p) {
     AxCtx *c = p;
     memset(c->out, 0, (size_t)c->batch * c->L * c->d * sizeof(real));
-    be->axial_forward(c->out, c->tables, c->shape, c->dims, c->n_axes, c->batch);
+    be->axial_forward(c->out, c->tables, c->shape, c->dims, c->n_axes, c->batch, c->L, 0);
     return dot_real(c->out, c->w, (size_t)c->batch * c->L * c->d);
 }
 static void axial_check(int n_axes, const int *shape, const int *dims) {
@@ -75,7 +75,7 @@ static void axial_check(int n_axes, const int *shape, const int *dims) {
     }
     real *g[MAX_AXES];
     for (int a = 0; a < n_axes; a++) g[a] = new_vec((size_t)shape[a] * dims[a], 0, 0);
-    be->axial_backward(g, c.w, c.shape, c.dims, n_axes, c.batch);
+    be->axial_backward(g, c.w, c.shape, c.dims, n_axes, c.batch, c.L, 0);
     for (int a = 0; a < n_axes; a++) {
         size_t na = (size_t)shape[a] * dims[a];
         real *num = new_vec(na, 0, 0);
