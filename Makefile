@@ -12,7 +12,7 @@ ifneq ($(MPICC),)
 MPI_CFLAGS := $(shell mpicc --showme:compile)
 MPI_LIBS := $(shell mpicc --showme:link)
 DIST_OBJ := build/f32/dist/dist_mpi.o
-DIST_PROGRAMS := build/bench_collectives build/dist_selftest build/parallel_check
+DIST_PROGRAMS := build/bench_collectives build/dist_selftest build/parallel_check build/dist_bench
 else
 DIST_OBJ := build/f32/dist/dist_single.o
 endif
@@ -44,6 +44,9 @@ build/bench_collectives: build/f32/dist/bench_collectives.o $(DIST_OBJ)
 
 build/dist_selftest: build/f32/dist/dist_selftest.o $(DIST_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS)
+
+build/dist_bench: build/f32/dist/dist_bench.o build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)
 
 build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)

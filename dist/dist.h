@@ -42,6 +42,10 @@ void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, s
 // Broadcast bytes from root of the group.
 void dist_bcast(const Dist *d, DistGroup g, void *buf, size_t bytes, int root);
 void dist_barrier(const Dist *d, DistGroup g);
+// Wall seconds this process has spent inside collectives (all-reduce,
+// all-to-all, broadcast, barrier) since start: the communication share.
+double dist_comm_seconds(void);
+
 // Size and rank within a group.
 int dist_group_size(const Dist *d, DistGroup g);
 int dist_group_rank(const Dist *d, DistGroup g);

@@ -28,6 +28,15 @@ static void mpi_fail(int rc, const char *what, const char *file, int line) {
         if (rc_ != MPI_SUCCESS) mpi_fail(rc_, #call, __FILE__, __LINE__); \
     } while (0)
 
+static double comm_seconds;
+double dist_comm_seconds(void) { return comm_seconds; }
+#define TIMED_COMM(...)                          \
+    do {                                         \
+        double t0_ = MPI_Wtime();                \
+        __VA_ARGS__;                             \
+        comm_seconds += MPI_Wtime() - t0_;       \
+    } while (0)
+
 static MPI_Comm C(const Dist *d, DistGroup g) { return *(MPI_Comm *)d->comm[g]; }
 
 // Largest element count per MPI call (counts are int).
@@ -83,23 +92,23 @@ void dist_abort(const Dist *d, const char *msg) {
 void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count) {
     for (size_t off = 0; off < count; off += MAX_CHUNK) {
         int n = (int)(count - off < MAX_CHUNK ? count - off : MAX_CHUNK);
-        mpi_check(MPI_Allreduce(MPI_IN_PLACE, buf + off, n, MPI_FLOAT, MPI_SUM, C(d, g)));
+        TIMED_COMM(mpi_check(MPI_Allreduce(MPI_IN_PLACE, buf + off, n, MPI_FLOAT, MPI_SUM, C(d, g))));
     }
 }
 
 void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, size_t count) {
     if (count > (size_t)INT_MAX) dist_abort(d, "dist_alltoall: block larger than INT_MAX floats");
-    mpi_check(MPI_Alltoall(send, (int)count, MPI_FLOAT, recv, (int)count, MPI_FLOAT, C(d, g)));
+    TIMED_COMM(mpi_check(MPI_Alltoall(send, (int)count, MPI_FLOAT, recv, (int)count, MPI_FLOAT, C(d, g))));
 }
 
 void dist_bcast(const Dist *d, DistGroup g, void *buf, size_t bytes, int root) {
     for (size_t off = 0; off < bytes; off += MAX_CHUNK) {
         int n = (int)(bytes - off < MAX_CHUNK ? bytes - off : MAX_CHUNK);
-        mpi_check(MPI_Bcast((char *)buf + off, n, MPI_BYTE, root, C(d, g)));
+        TIMED_COMM(mpi_check(MPI_Bcast((char *)buf + off, n, MPI_BYTE, root, C(d, g))));
     }
 }
 
-void dist_barrier(const Dist *d, DistGroup g) { mpi_check(MPI_Barrier(C(d, g))); }
+void dist_barrier(const Dist *d, DistGroup g) { TIMED_COMM(mpi_check(MPI_Barrier(C(d, g)))); }
 
 int dist_group_size(const Dist *d, DistGroup g) {
     int n;

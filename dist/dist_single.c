@@ -39,5 +39,6 @@ void dist_bcast(const Dist *d, DistGroup g, void *buf, size_t bytes, int root) {
 }
 
 void dist_barrier(const Dist *d, DistGroup g) { (void)d, (void)g; }
+double dist_comm_seconds(void) { return 0; }
 int dist_group_size(const Dist *d, DistGroup g) { return (void)d, (void)g, 1; }
 int dist_group_rank(const Dist *d, DistGroup g) { return (void)d, (void)g, 0; }
