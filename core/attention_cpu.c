@@ -46,22 +46,35 @@ static int thread_id(void) {
 }
 
 // --- per-thread scratch -----------------------------------------------------
+//
+// Chunks are processed in groups of GROUP_CHUNKS: a group gathers the rows of
+// its chunks plus the previous chunk, so a thread's scratch is bounded by the
+// group (and, for LSH, the sort's index arrays), never a whole sequence of
+// vectors: DESIGN.md's "chunks processed in bounded groups".
+#define GROUP_CHUNKS 16
 
 typedef struct {
-    int *perm, *pos, *inv, *counts;      // [n], [n], [n], [nb]
-    real *sq, *sk, *sv, *so, *slse;      // [n, dh] x4, [n]
-    real *dso, *dslse, *dsq, *dsk, *dsv; // [n, dh], [n], [n, dh] x3
-    real *tile_p, *tile_dp;              // [m, nk]: one chunk's logits and their gradient
-    int *kpos;                           // [nk]: positions of the chunk's keys
+    int *perm, *pos, *inv, *counts;       // LSH sort of one (b, h): [n] x3, [nb]
+    int *rows, *rpos;                     // [gr]: item and position of each group row
+    real *gq, *gk, *gv, *go, *gdo;        // [gr, dh]: the group's queries, keys, values, outputs
+    real *glse, *gdlse;                   // [gr]
+    real *gdq, *gdk, *gdv;                // [gr, dh]: gradients of the group's rows
+    real *tile_p, *tile_dp;               // [m, nk]: one chunk's logits and their gradient
+    int *kpos;                            // [nk]: positions of the chunk's keys
 } Scratch;
 
 static int n_chunks(const AttnShape *s) { return (int)(attn_items(s) / (size_t)s->chunk_len); }
 static int n_keys(const AttnShape *s) { return n_chunks(s) > 1 ? 2 * s->chunk_len : s->chunk_len; }
+// Rows of a group: up to GROUP_CHUNKS chunks, plus the previous one.
+static size_t group_capacity(const AttnShape *s) {
+    int nc = n_chunks(s);
+    return (size_t)(MIN(GROUP_CHUNKS, nc) + (nc > 1)) * (size_t)s->chunk_len;
+}
 
 // Lay out one thread's scratch at base (or only measure it when base is NULL).
 static size_t scratch_carve(Scratch *sc, char *base, const AttnShape *s) {
     size_t n = attn_items(s), dh = (size_t)s->d_head, m = (size_t)s->chunk_len, nk = (size_t)n_keys(s);
-    size_t off = 0;
+    size_t gr = group_capacity(s), off = 0;
 #define CARVE(field, type, count)                                              \
     do {                                                                       \
         if (base) sc->field = (type *)(base + off);                            \
@@ -71,16 +84,18 @@ static size_t scratch_carve(Scratch *sc, char *base, const AttnShape *s) {
     CARVE(pos, int, n);
     CARVE(inv, int, n);
     CARVE(counts, int, s->n_buckets > 0 ? s->n_buckets : 1);
-    CARVE(sq, real, n * dh);
-    CARVE(sk, real, n * dh);
-    CARVE(sv, real, n * dh);
-    CARVE(so, real, n * dh);
-    CARVE(slse, real, n);
-    CARVE(dso, real, n * dh);
-    CARVE(dslse, real, n);
-    CARVE(dsq, real, n * dh);
-    CARVE(dsk, real, n * dh);
-    CARVE(dsv, real, n * dh);
+    CARVE(rows, int, gr);
+    CARVE(rpos, int, gr);
+    CARVE(gq, real, gr * dh);
+    CARVE(gk, real, gr * dh);
+    CARVE(gv, real, gr * dh);
+    CARVE(go, real, gr * dh);
+    CARVE(gdo, real, gr * dh);
+    CARVE(glse, real, gr);
+    CARVE(gdlse, real, gr);
+    CARVE(gdq, real, gr * dh);
+    CARVE(gdk, real, gr * dh);
+    CARVE(gdv, real, gr * dh);
     CARVE(tile_p, real, m * nk);
     CARVE(tile_dp, real, m * nk);
     CARVE(kpos, int, nk);
@@ -113,12 +128,12 @@ static Scratch thread_scratch(void *work, const AttnShape *s) {
 
 // --- the chunked kernel -----------------------------------------------------
 //
-// Chunk c's keys are two blocks of m items: the previous chunk (chunk 0's is
+// Chunk c's keys are two blocks of m rows: the previous chunk (chunk 0's is
 // the last chunk when cyclic; none when there is a single chunk or chunk 0
-// is not cyclic) and its own. Both are contiguous rows of the (sorted) item
-// arrays, so every product is a small GEMM on them directly: Z = Q K^T per
-// block into the [m, nk] tile, O = P V, and in the backward the gradients of
-// Q, K and V accumulate straight into their rows (beta = 1).
+// is not cyclic) and its own. Both are contiguous rows of the group buffers,
+// so every product is a small GEMM on them: Z = Q K^T per block into the
+// [m, nk] tile, O = P V, and in the backward the gradients of Q, K and V
+// accumulate straight into the group's rows (beta = 1).
 
 // C[M,N] = alpha op(A) op(B) + beta C with leading dimensions (row-major).
 static void tile_gemm(real *C, int ldc, const real *A, int lda, const real *B, int ldb, int M, int N, int K,
@@ -127,25 +142,40 @@ static void tile_gemm(real *C, int ldc, const real *A, int lda, const real *B, i
                lda, B, ldb, beta, C, ldc);
 }
 
+// A group: chunks [c0, c1) of nc, laid out from group row `base`; row 0..m-1
+// hold the previous chunk when has_prev.
 typedef struct {
-    int n_blocks;   // 1 or 2
-    int start[2];   // first item of each key block; block b fills tile columns b*m ..
-} ChunkKeys;
+    int c0, c1, has_prev, base, n_rows;
+} Group;
 
-static ChunkKeys chunk_keys(Scratch *sc, const int *pos, int c, int nc, int m, int cyclic) {
-    ChunkKeys k = {0, {0, 0}};
-    if (nc > 1 && (cyclic || c > 0)) k.start[k.n_blocks++] = ((c + nc - 1) % nc) * m;
-    k.start[k.n_blocks++] = c * m;
-    for (int b = 0; b < k.n_blocks; b++)
-        for (int t = 0; t < m; t++) sc->kpos[b * m + t] = pos ? pos[k.start[b] + t] : k.start[b] + t;
-    return k;
+static Group group_rows(Scratch *sc, const int *pos, int c0, int c1, int nc, int m, int cyclic) {
+    Group g = {c0, c1, nc > 1 && (cyclic || c0 > 0), 0, 0};
+    int r = 0;
+    if (g.has_prev)
+        for (int t = 0, prev = (c0 + nc - 1) % nc; t < m; t++) sc->rows[r++] = prev * m + t;
+    g.base = r;
+    for (int c = c0; c < c1; c++)
+        for (int t = 0; t < m; t++) sc->rows[r++] = c * m + t;
+    g.n_rows = r;
+    for (int i = 0; i < r; i++) sc->rpos[i] = pos ? pos[sc->rows[i]] : sc->rows[i];
+    return g;
 }
 
-// Z[m, nk] = scale * Q_c K^T over the key blocks.
-static void chunk_logits(real *Z, const ChunkKeys *k, const real *q, const real *keys, int m, int dh, real scale) {
-    int nk = k->n_blocks * m;
-    for (int b = 0; b < k->n_blocks; b++)
-        tile_gemm(Z + (size_t)b * m, nk, q, dh, keys + (size_t)k->start[b] * dh, dh, m, m, dh, 0, 1, scale, 0);
+// Group rows of chunk c's queries, and of its previous chunk (-1: none).
+static int query_row(const Group *g, int c, int m) { return g->base + (c - g->c0) * m; }
+static int prev_row(const Group *g, int c, int m) {
+    if (c > g->c0) return query_row(g, c, m) - m;
+    return g->has_prev ? 0 : -1;
+}
+
+// Key blocks of a chunk: [prev ; own] group rows, their positions into kpos.
+static int chunk_blocks(Scratch *sc, int qrow, int prow, int m, int *block) {
+    int nb = 0;
+    if (prow >= 0) block[nb++] = prow;
+    block[nb++] = qrow;
+    for (int b = 0; b < nb; b++)
+        for (int t = 0; t < m; t++) sc->kpos[b * m + t] = sc->rpos[block[b] + t];
+    return nb;
 }
 
 // Replace masked logits (REFORMER.md step 6); returns the row maximum.
@@ -159,70 +189,86 @@ static real mask_row(real *z, const int *kpos, int nk, int pq, int self_mask) {
     return mx;
 }
 
-// Forward over n items: so [n, dh], slse [n]. pos == NULL means item == position.
-static void chunked_forward(Scratch *sc, real *so, real *slse, const real *sq, const real *sk, const real *sv,
-                            const int *pos, int n, int m, int dh, real scale, int self_mask, int cyclic) {
-    int nc = n / m;
-    for (int c = 0; c < nc; c++) {
-        ChunkKeys k = chunk_keys(sc, pos, c, nc, m, cyclic);
-        int nk = k.n_blocks * m;
-        real *Z = sc->tile_p;
-        chunk_logits(Z, &k, sq + (size_t)c * m * dh, sk, m, dh, scale);
-        for (int i = 0; i < m; i++) {
-            int qi = c * m + i, pq = pos ? pos[qi] : qi;
-            real *z = Z + (size_t)i * nk;
-            real mx = mask_row(z, sc->kpos, nk, pq, self_mask);
-            // Causally masked keys contribute exp(-1e9 - lse) = 0 exactly (every
-            // row has its own position unmasked or self-masked at -1e5), so
-            // their exp is skipped: same bits, and no slow underflow path.
-            real sum = 0;
-            for (int j = 0; j < nk; j++)
-                if (sc->kpos[j] <= pq) sum += R_EXP(z[j] - mx);
-            real lse = mx + R_LOG(sum);
-            for (int j = 0; j < nk; j++) z[j] = sc->kpos[j] <= pq ? R_EXP(z[j] - lse) : 0;
-            slse[qi] = lse;
+// One chunk's forward: its m queries at group row qrow attend to the key
+// blocks; outputs to o [m, dh] and lse [m].
+static void chunk_forward(Scratch *sc, real *o, real *lse, int qrow, int prow, int m, int dh, real scale,
+                          int self_mask) {
+    int block[2], nb = chunk_blocks(sc, qrow, prow, m, block), nk = nb * m;
+    real *Z = sc->tile_p;
+    for (int b = 0; b < nb; b++)
+        tile_gemm(Z + (size_t)b * m, nk, sc->gq + (size_t)qrow * dh, dh, sc->gk + (size_t)block[b] * dh, dh, m, m,
+                  dh, 0, 1, scale, 0);
+    for (int i = 0; i < m; i++) {
+        int pq = sc->rpos[qrow + i];
+        real *z = Z + (size_t)i * nk;
+        real mx = mask_row(z, sc->kpos, nk, pq, self_mask);
+        // Causally masked keys contribute exp(-1e9 - lse) = 0 exactly (every
+        // row has its own position unmasked or self-masked at -1e5), so
+        // their exp is skipped: same bits, and no slow underflow path.
+        real sum = 0;
+        for (int j = 0; j < nk; j++)
+            if (sc->kpos[j] <= pq) sum += R_EXP(z[j] - mx);
+        lse[i] = mx + R_LOG(sum);
+        for (int j = 0; j < nk; j++) z[j] = sc->kpos[j] <= pq ? R_EXP(z[j] - lse[i]) : 0;
+    }
+    for (int b = 0; b < nb; b++)
+        tile_gemm(o, dh, Z + (size_t)b * m, nk, sc->gv + (size_t)block[b] * dh, dh, m, dh, m, 0, 0, 1, b ? 1 : 0);
+}
+
+// One chunk's backward, accumulating (+=) into the group's gdq, gdk, gdv.
+// o, lse: the chunk's forward outputs; dout [m, dh], dlse [m] (NULL: none).
+static void chunk_backward(Scratch *sc, const real *o, const real *lse, const real *dout, const real *dlse, int qrow,
+                           int prow, int m, int dh, real scale, int self_mask) {
+    int block[2], nb = chunk_blocks(sc, qrow, prow, m, block), nk = nb * m;
+    const real *q = sc->gq + (size_t)qrow * dh;
+    real *P = sc->tile_p, *dZ = sc->tile_dp;
+    for (int b = 0; b < nb; b++) {
+        tile_gemm(P + (size_t)b * m, nk, q, dh, sc->gk + (size_t)block[b] * dh, dh, m, m, dh, 0, 1, scale, 0);
+        tile_gemm(dZ + (size_t)b * m, nk, dout, dh, sc->gv + (size_t)block[b] * dh, dh, m, m, dh, 0, 1, 1, 0);
+    }
+    for (int i = 0; i < m; i++) {
+        int pq = sc->rpos[qrow + i];
+        real *p = P + (size_t)i * nk, *dz = dZ + (size_t)i * nk;
+        const real *oi = o + (size_t)i * dh, *g = dout + (size_t)i * dh;
+        mask_row(p, sc->kpos, nk, pq, self_mask);
+        real dl = dlse ? dlse[i] : 0, D = 0;
+        for (int d = 0; d < dh; d++) D += g[d] * oi[d];
+        for (int j = 0; j < nk; j++) {
+            int masked = sc->kpos[j] > pq || (self_mask && sc->kpos[j] == pq);
+            p[j] = sc->kpos[j] <= pq ? R_EXP(p[j] - lse[i]) : 0;  // see chunk_forward
+            // A replaced (masked) logit is a constant: no gradient to q, k.
+            dz[j] = masked ? 0 : p[j] * (dz[j] - D + dl);
         }
-        for (int b = 0; b < k.n_blocks; b++)
-            tile_gemm(so + (size_t)c * m * dh, dh, Z + (size_t)b * m, nk, sv + (size_t)k.start[b] * dh, dh, m, dh, m,
-                      0, 0, 1, b ? 1 : 0);
+    }
+    for (int b = 0; b < nb; b++) {
+        size_t kb = (size_t)block[b] * dh;
+        const real *Pb = P + (size_t)b * m, *dZb = dZ + (size_t)b * m;
+        tile_gemm(sc->gdq + (size_t)qrow * dh, dh, dZb, nk, sc->gk + kb, dh, m, dh, m, 0, 0, scale, 1);  // dQ += dZ K
+        tile_gemm(sc->gdk + kb, dh, dZb, nk, q, dh, m, dh, m, 1, 0, scale, 1);                          // dK += dZ^T Q
+        tile_gemm(sc->gdv + kb, dh, Pb, nk, dout, dh, m, dh, m, 1, 0, 1, 1);                            // dV += P^T dO
     }
 }
 
-// Backward: accumulates (+=) into dsq, dsk, dsv. dslse may be NULL (no
-// gradient into the logsumexp).
-static void chunked_backward(Scratch *sc, real *dsq, real *dsk, real *dsv, const real *dso, const real *dslse,
-                             const real *sq, const real *sk, const real *sv, const real *so, const real *slse,
-                             const int *pos, int n, int m, int dh, real scale, int self_mask, int cyclic) {
-    int nc = n / m;
-    for (int c = 0; c < nc; c++) {
-        ChunkKeys k = chunk_keys(sc, pos, c, nc, m, cyclic);
-        int nk = k.n_blocks * m;
-        const real *q = sq + (size_t)c * m * dh, *dout = dso + (size_t)c * m * dh;
-        real *P = sc->tile_p, *dZ = sc->tile_dp;
-        chunk_logits(P, &k, q, sk, m, dh, scale);
-        chunk_logits(dZ, &k, dout, sv, m, dh, 1);  // dP = dO V^T
-        for (int i = 0; i < m; i++) {
-            int qi = c * m + i, pq = pos ? pos[qi] : qi;
-            real *p = P + (size_t)i * nk, *dz = dZ + (size_t)i * nk;
-            const real *o = so + (size_t)qi * dh, *g = dso + (size_t)qi * dh;
-            mask_row(p, sc->kpos, nk, pq, self_mask);
-            real lse = slse[qi], dl = dslse ? dslse[qi] : 0, D = 0;
-            for (int d = 0; d < dh; d++) D += g[d] * o[d];
-            for (int j = 0; j < nk; j++) {
-                int masked = sc->kpos[j] > pq || (self_mask && sc->kpos[j] == pq);
-                p[j] = sc->kpos[j] <= pq ? R_EXP(p[j] - lse) : 0;  // see chunked_forward
-                // A replaced (masked) logit is a constant: no gradient to q, k.
-                dz[j] = masked ? 0 : p[j] * (dz[j] - D + dl);
-            }
-        }
-        for (int b = 0; b < k.n_blocks; b++) {
-            size_t kb = (size_t)k.start[b] * dh;
-            const real *Pb = P + (size_t)b * m, *dZb = dZ + (size_t)b * m;
-            tile_gemm(dsq + (size_t)c * m * dh, dh, dZb, nk, sk + kb, dh, m, dh, m, 0, 0, scale, 1);  // dQ += dZ K
-            tile_gemm(dsk + kb, dh, dZb, nk, q, dh, m, dh, m, 1, 0, scale, 1);                      // dK += dZ^T Q
-            tile_gemm(dsv + kb, dh, Pb, nk, dout, dh, m, dh, m, 1, 0, 1, 1);                        // dV += P^T dO
-        }
+// Gather rows of one head's [B, L, H*dh] tensor at the group rows' positions.
+static void gather_rows(real *dst, const real *src, const Scratch *sc, int n_rows, int b, int h, const AttnShape *s) {
+    const int L = s->seq_len, dh = s->d_head, HD = s->n_heads * dh;
+    for (int r = 0; r < n_rows; r++)
+        memcpy(dst + (size_t)r * dh, src + ((size_t)b * L + sc->rpos[r]) * HD + (size_t)h * dh, (size_t)dh * sizeof(real));
+}
+
+// dst[position of row r] += src[r] for one head's [B, L, H*dh] tensor.
+static void scatter_add_rows(real *dst, const real *src, const Scratch *sc, int r0, int r1, int b, int h,
+                             const AttnShape *s) {
+    const int L = s->seq_len, dh = s->d_head, HD = s->n_heads * dh;
+    for (int r = r0; r < r1; r++) {
+        real *row = dst + ((size_t)b * L + sc->rpos[r]) * HD + (size_t)h * dh;
+        for (int d = 0; d < dh; d++) row[d] += src[(size_t)r * dh + d];
     }
+}
+
+static void zero_head(real *x, int b, int h, const AttnShape *s) {
+    const int L = s->seq_len, dh = s->d_head, HD = s->n_heads * dh;
+    for (int i = 0; i < L; i++) memset(x + ((size_t)b * L + i) * HD + (size_t)h * dh, 0, (size_t)dh * sizeof(real));
 }
 
 // --- LSH --------------------------------------------------------------------
@@ -296,20 +342,17 @@ static void lsh_sort(Scratch *sc, const uint16_t *bk, int L, int R, int nb) {
     for (int t = 0; t < R * L; t++) sc->pos[t] = sc->perm[t] % L;
 }
 
-// Gather one head's rows in sorted order; keys are the unit-length queries.
-static void lsh_gather(Scratch *sc, const real *qk, const real *v, int b, int h, const AttnShape *s) {
-    const int L = s->seq_len, dh = s->d_head, HD = s->n_heads * dh, n = (int)attn_items(s);
-    for (int t = 0; t < n; t++) {
-        size_t src = ((size_t)b * L + sc->pos[t]) * HD + (size_t)h * dh;
-        real *q = sc->sq + (size_t)t * dh, *k = sc->sk + (size_t)t * dh;
-        real ss = 0;
-        for (int d = 0; d < dh; d++) {
-            q[d] = qk[src + d];
-            ss += q[d] * q[d];
-        }
-        real r = 1 / R_SQRT(ss + (real)(dh * KEY_NORM_EPS));
-        for (int d = 0; d < dh; d++) k[d] = q[d] * r;
-        memcpy(sc->sv + (size_t)t * dh, v + src, (size_t)dh * sizeof(real));
+// The group's queries (qk), keys (unit-length qk) and values, sorted order.
+static void lsh_gather(Scratch *sc, const Group *g, const real *qk, const real *v, int b, int h, const AttnShape *s) {
+    const int dh = s->d_head;
+    gather_rows(sc->gq, qk, sc, g->n_rows, b, h, s);
+    gather_rows(sc->gv, v, sc, g->n_rows, b, h, s);
+    for (int r = 0; r < g->n_rows; r++) {
+        const real *q = sc->gq + (size_t)r * dh;
+        real *k = sc->gk + (size_t)r * dh, ss = 0;
+        for (int d = 0; d < dh; d++) ss += q[d] * q[d];
+        real inv_norm = 1 / R_SQRT(ss + (real)(dh * KEY_NORM_EPS));
+        for (int d = 0; d < dh; d++) k[d] = q[d] * inv_norm;
     }
 }
 
@@ -323,21 +366,23 @@ static void round_weights(real *w, const real *slse, const int *inv, int i, int 
 
 void cpu_lsh_attention_forward(real *out, real *saved, const real *qk, const real *v,
                                const uint16_t *buckets, const AttnShape *s, void *work) {
-    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes;
-    const int n = (int)attn_items(s), HD = H * dh;
+    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, m = s->chunk_len;
+    const int n = (int)attn_items(s), HD = H * dh, nc = n_chunks(s);
 #pragma omp parallel for schedule(dynamic) collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             Scratch sc = thread_scratch(work, s);
-            const uint16_t *bk = buckets ? buckets + ((size_t)b * H + h) * R * L : NULL;
-            lsh_sort(&sc, bk, L, R, s->n_buckets);
-            lsh_gather(&sc, qk, v, b, h, s);
-            real *so = sc.so, *slse = sc.slse;
-            if (saved) {
-                so = saved + ((size_t)b * H + h) * (size_t)n * (dh + 1);
-                slse = so + (size_t)n * dh;
+            lsh_sort(&sc, buckets ? buckets + ((size_t)b * H + h) * R * L : NULL, L, R, s->n_buckets);
+            // Per-round outputs and logsumexps in sorted order, kept for the
+            // round combination and the backward.
+            real *so = saved + ((size_t)b * H + h) * (size_t)n * (dh + 1), *slse = so + (size_t)n * dh;
+            for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
+                Group g = group_rows(&sc, sc.pos, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 1);
+                lsh_gather(&sc, &g, qk, v, b, h, s);
+                for (int c = g.c0; c < g.c1; c++)
+                    chunk_forward(&sc, so + (size_t)c * m * dh, slse + (size_t)c * m, query_row(&g, c, m),
+                                  prev_row(&g, c, m), m, dh, 1, 1);
             }
-            chunked_forward(&sc, so, slse, sc.sq, sc.sk, sc.sv, sc.pos, n, s->chunk_len, dh, 1, 1, 1);
             real w[64];
             for (int i = 0; i < L; i++) {
                 round_weights(w, slse, sc.inv, i, L, R);
@@ -354,114 +399,115 @@ void cpu_lsh_attention_forward(real *out, real *saved, const real *qk, const rea
 void cpu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const real *out, const real *saved,
                                 const real *qk, const real *v, const uint16_t *buckets, const AttnShape *s,
                                 void *work) {
-    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes;
-    const int n = (int)attn_items(s), HD = H * dh;
+    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, m = s->chunk_len;
+    const int n = (int)attn_items(s), HD = H * dh, nc = n_chunks(s);
 #pragma omp parallel for schedule(dynamic) collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             Scratch sc = thread_scratch(work, s);
-            const uint16_t *bk = buckets ? buckets + ((size_t)b * H + h) * R * L : NULL;
-            lsh_sort(&sc, bk, L, R, s->n_buckets);
-            lsh_gather(&sc, qk, v, b, h, s);
+            lsh_sort(&sc, buckets ? buckets + ((size_t)b * H + h) * R * L : NULL, L, R, s->n_buckets);
             const real *so = saved + ((size_t)b * H + h) * (size_t)n * (dh + 1), *slse = so + (size_t)n * dh;
-            // Through the round combination o = sum_r w_r o_r, w = softmax(lse):
-            // do_r = w_r do,  dlse_r = w_r (do . (o_r - o)).
+            zero_head(dqk, b, h, s);
+            zero_head(dv, b, h, s);
             real w[64];
-            for (int i = 0; i < L; i++) {
-                round_weights(w, slse, sc.inv, i, L, R);
-                size_t row = ((size_t)b * L + i) * HD + (size_t)h * dh;
-                for (int r = 0; r < R; r++) {
-                    int t = sc.inv[r * L + i];
+            for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
+                Group g = group_rows(&sc, sc.pos, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 1);
+                lsh_gather(&sc, &g, qk, v, b, h, s);
+                // Through the round combination o = sum_r w_r o_r, w = softmax(lse):
+                // do_r = w_r do,  dlse_r = w_r (do . (o_r - o)).
+                for (int row = g.base; row < g.n_rows; row++) {
+                    int t = sc.rows[row], i = sc.rpos[row], r = t / L;
+                    round_weights(w, slse, sc.inv, i, L, R);
+                    size_t at = ((size_t)b * L + i) * HD + (size_t)h * dh;
                     real dot = 0;
                     for (int d = 0; d < dh; d++) {
-                        sc.dso[(size_t)t * dh + d] = w[r] * dout[row + d];
-                        dot += dout[row + d] * (so[(size_t)t * dh + d] - out[row + d]);
+                        sc.gdo[(size_t)row * dh + d] = w[r] * dout[at + d];
+                        dot += dout[at + d] * (so[(size_t)t * dh + d] - out[at + d]);
                     }
-                    sc.dslse[t] = w[r] * dot;
+                    sc.gdlse[row] = w[r] * dot;
                 }
-            }
-            memset(sc.dsq, 0, (size_t)n * dh * sizeof(real));
-            memset(sc.dsk, 0, (size_t)n * dh * sizeof(real));
-            memset(sc.dsv, 0, (size_t)n * dh * sizeof(real));
-            chunked_backward(&sc, sc.dsq, sc.dsk, sc.dsv, sc.dso, sc.dslse, sc.sq, sc.sk, sc.sv, so, slse, sc.pos,
-                             n, s->chunk_len, dh, 1, 1, 1);
-            // Through the key normalisation k = q / sqrt(|q|^2 + eps'):
-            // dq += r dk - r^3 (q . dk) q.
-            for (int t = 0; t < n; t++) {
-                real *q = sc.sq + (size_t)t * dh, *dk = sc.dsk + (size_t)t * dh, *dq = sc.dsq + (size_t)t * dh;
-                real ss = 0, qdk = 0;
-                for (int d = 0; d < dh; d++) ss += q[d] * q[d], qdk += q[d] * dk[d];
-                real r = 1 / R_SQRT(ss + (real)(dh * KEY_NORM_EPS));
-                for (int d = 0; d < dh; d++) dq[d] += r * dk[d] - r * r * r * qdk * q[d];
-            }
-            // Un-sort: scatter-add every round's gradient to its position.
-            for (int i = 0; i < L; i++) {
-                size_t row = ((size_t)b * L + i) * HD + (size_t)h * dh;
-                memset(dqk + row, 0, (size_t)dh * sizeof(real));
-                memset(dv + row, 0, (size_t)dh * sizeof(real));
-            }
-            for (int t = 0; t < n; t++) {
-                size_t row = ((size_t)b * L + sc.pos[t]) * HD + (size_t)h * dh;
-                for (int d = 0; d < dh; d++) {
-                    dqk[row + d] += sc.dsq[(size_t)t * dh + d];
-                    dv[row + d] += sc.dsv[(size_t)t * dh + d];
+                memset(sc.gdq, 0, (size_t)g.n_rows * dh * sizeof(real));
+                memset(sc.gdk, 0, (size_t)g.n_rows * dh * sizeof(real));
+                memset(sc.gdv, 0, (size_t)g.n_rows * dh * sizeof(real));
+                for (int c = g.c0; c < g.c1; c++) {
+                    int qr = query_row(&g, c, m);
+                    chunk_backward(&sc, so + (size_t)c * m * dh, slse + (size_t)c * m, sc.gdo + (size_t)qr * dh,
+                                   sc.gdlse + qr, qr, prev_row(&g, c, m), m, dh, 1, 1);
                 }
+                // Through the key normalisation k = q / sqrt(|q|^2 + eps') (linear
+                // in dk, so partial sums per group are fine): dq += r dk - r^3 (q . dk) q.
+                for (int row = 0; row < g.n_rows; row++) {
+                    const real *q = sc.gq + (size_t)row * dh, *dk = sc.gdk + (size_t)row * dh;
+                    real *dq = sc.gdq + (size_t)row * dh, ss = 0, qdk = 0;
+                    for (int d = 0; d < dh; d++) ss += q[d] * q[d], qdk += q[d] * dk[d];
+                    real r = 1 / R_SQRT(ss + (real)(dh * KEY_NORM_EPS));
+                    for (int d = 0; d < dh; d++) dq[d] += r * dk[d] - r * r * r * qdk * q[d];
+                }
+                // Un-sort: scatter-add every row's gradient to its position.
+                scatter_add_rows(dqk, sc.gdq, &sc, 0, g.n_rows, b, h, s);
+                scatter_add_rows(dv, sc.gdv, &sc, 0, g.n_rows, b, h, s);
             }
         }
 }
 
 // --- local ------------------------------------------------------------------
 
-static void gather_head(real *dst, const real *src, int b, int h, const AttnShape *s) {
-    const int L = s->seq_len, dh = s->d_head, HD = s->n_heads * dh;
-    for (int i = 0; i < L; i++)
-        memcpy(dst + (size_t)i * dh, src + ((size_t)b * L + i) * HD + (size_t)h * dh, (size_t)dh * sizeof(real));
-}
-static void scatter_head(real *dst, const real *src, int b, int h, const AttnShape *s) {
-    const int L = s->seq_len, dh = s->d_head, HD = s->n_heads * dh;
-    for (int i = 0; i < L; i++)
-        memcpy(dst + ((size_t)b * L + i) * HD + (size_t)h * dh, src + (size_t)i * dh, (size_t)dh * sizeof(real));
-}
-
 void cpu_local_attention_forward(real *out, real *lse, const real *q, const real *k, const real *v,
                                  const AttnShape *s, void *work) {
-    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head;
+    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, m = s->chunk_len, nc = n_chunks(s);
     const real scale = 1 / R_SQRT((real)dh);
 #pragma omp parallel for schedule(dynamic) collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             Scratch sc = thread_scratch(work, s);
-            gather_head(sc.sq, q, b, h, s);
-            gather_head(sc.sk, k, b, h, s);
-            gather_head(sc.sv, v, b, h, s);
-            chunked_forward(&sc, sc.so, lse + ((size_t)b * H + h) * L, sc.sq, sc.sk, sc.sv, NULL, L, s->chunk_len,
-                            dh, scale, 0, 0);
-            scatter_head(out, sc.so, b, h, s);
+            real *head_lse = lse + ((size_t)b * H + h) * L;
+            zero_head(out, b, h, s);
+            for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
+                Group g = group_rows(&sc, NULL, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 0);
+                gather_rows(sc.gq, q, &sc, g.n_rows, b, h, s);
+                gather_rows(sc.gk, k, &sc, g.n_rows, b, h, s);
+                gather_rows(sc.gv, v, &sc, g.n_rows, b, h, s);
+                for (int c = g.c0; c < g.c1; c++) {
+                    int qr = query_row(&g, c, m);
+                    chunk_forward(&sc, sc.go + (size_t)qr * dh, head_lse + (size_t)c * m, qr, prev_row(&g, c, m), m, dh,
+                                  scale, 0);
+                }
+                scatter_add_rows(out, sc.go, &sc, g.base, g.n_rows, b, h, s);
+            }
         }
 }
 
 void cpu_local_attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *out,
                                   const real *lse, const real *q, const real *k, const real *v,
                                   const AttnShape *s, void *work) {
-    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head;
+    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, m = s->chunk_len, nc = n_chunks(s);
     const real scale = 1 / R_SQRT((real)dh);
 #pragma omp parallel for schedule(dynamic) collapse(2)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             Scratch sc = thread_scratch(work, s);
-            gather_head(sc.sq, q, b, h, s);
-            gather_head(sc.sk, k, b, h, s);
-            gather_head(sc.sv, v, b, h, s);
-            gather_head(sc.so, out, b, h, s);
-            gather_head(sc.dso, dout, b, h, s);
-            size_t n = (size_t)L * dh;
-            memset(sc.dsq, 0, n * sizeof(real));
-            memset(sc.dsk, 0, n * sizeof(real));
-            memset(sc.dsv, 0, n * sizeof(real));
-            chunked_backward(&sc, sc.dsq, sc.dsk, sc.dsv, sc.dso, NULL, sc.sq, sc.sk, sc.sv, sc.so,
-                             lse + ((size_t)b * H + h) * L, NULL, L, s->chunk_len, dh, scale, 0, 0);
-            scatter_head(dq, sc.dsq, b, h, s);
-            scatter_head(dk, sc.dsk, b, h, s);
-            scatter_head(dv, sc.dsv, b, h, s);
+            const real *head_lse = lse + ((size_t)b * H + h) * L;
+            zero_head(dq, b, h, s);
+            zero_head(dk, b, h, s);
+            zero_head(dv, b, h, s);
+            for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
+                Group g = group_rows(&sc, NULL, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 0);
+                gather_rows(sc.gq, q, &sc, g.n_rows, b, h, s);
+                gather_rows(sc.gk, k, &sc, g.n_rows, b, h, s);
+                gather_rows(sc.gv, v, &sc, g.n_rows, b, h, s);
+                gather_rows(sc.go, out, &sc, g.n_rows, b, h, s);
+                gather_rows(sc.gdo, dout, &sc, g.n_rows, b, h, s);
+                memset(sc.gdq, 0, (size_t)g.n_rows * dh * sizeof(real));
+                memset(sc.gdk, 0, (size_t)g.n_rows * dh * sizeof(real));
+                memset(sc.gdv, 0, (size_t)g.n_rows * dh * sizeof(real));
+                for (int c = g.c0; c < g.c1; c++) {
+                    int qr = query_row(&g, c, m);
+                    chunk_backward(&sc, sc.go + (size_t)qr * dh, head_lse + (size_t)c * m, sc.gdo + (size_t)qr * dh, NULL,
+                                   qr, prev_row(&g, c, m), m, dh, scale, 0);
+                }
+                scatter_add_rows(dq, sc.gdq, &sc, 0, g.n_rows, b, h, s);
+                scatter_add_rows(dk, sc.gdk, &sc, 0, g.n_rows, b, h, s);
+                scatter_add_rows(dv, sc.gdv, &sc, 0, g.n_rows, b, h, s);
+            }
         }
 }

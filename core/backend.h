@@ -115,7 +115,8 @@ typedef struct Backend {
     void (*lsh_hash)(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed,
                      uint32_t step, uint32_t layer, void *work);
     // Shared-QK LSH attention (REFORMER.md steps 4-10) with the given buckets.
-    // out [B, L, H*dh]; saved [lsh_saved_elems] (NULL if no backward follows).
+    // out [B, L, H*dh]; saved [lsh_saved_elems] receives the per-round outputs
+    // the round combination and the backward need (required).
     void (*lsh_attention_forward)(real *out, real *saved, const real *qk, const real *v,
                                   const uint16_t *buckets, const AttnShape *s, void *work);
     // dqk, dv [B, L, H*dh] are written (=). out and saved from the forward.

@@ -216,8 +216,7 @@ static void dropout_rows(Model *m, real *x, int r0, int n, uint32_t step, uint32
 
 // attn_out = dropout(Attn_l(LN1(x))), keeping the layer's intermediates for
 // a backward. hash = 1 draws fresh buckets; 0 reuses the cached ones.
-static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, int train, int hash,
-                               int keep) {
+static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, int train, int hash) {
     const Backend *be = m->be;
     const Config *c = &m->cfg;
     const LayerTensors *lt = &m->layout.layers[l];
@@ -237,7 +236,7 @@ static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, in
         TIMED(PROF_ATTENTION, {
             if (shard) to_heads(m, m->q, qa), to_heads(m, m->v, va);
             if (bk && hash) be->lsh_hash(bk, qa, &s, c->seed, step, (uint32_t)l, m->attn_work);
-            be->lsh_attention_forward(oa, keep ? m->attn_saved : NULL, qa, va, bk, &s, m->attn_work);
+            be->lsh_attention_forward(oa, m->attn_saved, qa, va, bk, &s, m->attn_work);
         });
     } else {
         mm(m, m->q, m->ln_out, P(m, lt->w_q), T, HD, d, 0, 0, 0);
@@ -408,7 +407,7 @@ static LossStats run(Model *m, const int *tokens, const int *targets, uint32_t s
             be->copy(m->stored + (size_t)l * 2 * Td, m->x1, Td * sizeof(real));
             be->copy(m->stored + (size_t)l * 2 * Td + Td, m->x2, Td * sizeof(real));
         }
-        attn_block_forward(m, l, m->x2, step, train, !m->freeze_buckets, 0);
+        attn_block_forward(m, l, m->x2, step, train, !m->freeze_buckets);
         be->axpy(m->x1, m->attn_out, 1, Td);  // y1 = x1 + Attn(LN1(x2))
         for (int r0 = 0; r0 < T; r0 += m->ff_rows) {
             int n = MIN(m->ff_rows, T - r0);
@@ -431,7 +430,7 @@ static LossStats run(Model *m, const int *tokens, const int *targets, uint32_t s
                 ffn_chunk_backward(m, l, m->x1 + off, m->dx1 + off, m->dx2 + off, r0, n, step);
             }
             // Attention half, with the forward's buckets: x1 = y1 - Attn(LN1(x2)).
-            attn_block_forward(m, l, m->x2, step, train, 0, 1);
+            attn_block_forward(m, l, m->x2, step, train, 0);
             if (in1) be->copy(m->x1, in1, Td * sizeof(real));
             else be->axpy(m->x1, m->attn_out, -1, Td);
             attn_block_backward(m, l, m->x2, m->dx2, m->dx1, step);

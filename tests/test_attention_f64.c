@@ -100,20 +100,56 @@ static void naive_lsh(real *out, const real *qk, const real *v, const uint16_t *
     free(lse);
 }
 
-static void lsh_vs_naive(int R) {
-    AttnShape s = shape(2, 32, 2, 4, 8, R, 4);
+static void lsh_vs_naive_shape(AttnShape s) {
     size_t n = (size_t)s.batch * s.seq_len * s.n_heads * s.d_head;
     real *qk = new_vec(n, 1, 1), *v = new_vec(n, 1, 2), *out = new_vec(n, 0, 0), *ref = new_vec(n, 0, 0);
     void *work = calloc(1, be->attention_workspace_bytes(&s, 1));
     uint16_t *bk = hash(qk, &s, work);
-    be->lsh_attention_forward(out, NULL, qk, v, bk, &s, work);
+    be->lsh_attention_forward(out, new_vec(lsh_saved_elems(&s), 0, 0), qk, v, bk, &s, work);
     naive_lsh(ref, qk, v, bk, &s);
     // Same maths in a different order: agreement to ~1e-15 in double.
-    cr_expect_lt(rel_err(out, ref, n), 1e-12, "R=%d: %g", R, rel_err(out, ref, n));
+    cr_expect_lt(rel_err(out, ref, n), 1e-12, "R=%d: %g", s.n_hashes, rel_err(out, ref, n));
 }
+static void lsh_vs_naive(int R) { lsh_vs_naive_shape(shape(2, 32, 2, 4, 8, R, 4)); }
 Test(attention, lsh_matches_naive_r1, .init = setup) { lsh_vs_naive(1); }
 Test(attention, lsh_matches_naive_r2, .init = setup) { lsh_vs_naive(2); }
 Test(attention, lsh_matches_naive_r4, .init = setup) { lsh_vs_naive(4); }
+// 48 chunks: the CPU kernel's groups of 16 chunks, and the wrap of chunk 0
+// onto the last chunk across groups.
+Test(attention, lsh_matches_naive_many_groups, .init = setup) { lsh_vs_naive_shape(shape(1, 96, 2, 4, 4, 2, 8)); }
+
+// Local attention against a direct implementation: query i of chunk c sees
+// positions j <= i of chunks c-1 and c, logits q.k / sqrt(dh).
+static void local_vs_naive(AttnShape s) {
+    const int L = s.seq_len, H = s.n_heads, dh = s.d_head, m = s.chunk_len, HD = H * dh;
+    size_t n = (size_t)s.batch * L * HD;
+    real *q = new_vec(n, 1, 1), *k = new_vec(n, 1, 2), *v = new_vec(n, 1, 3), *out = new_vec(n, 0, 0);
+    real *lse = new_vec(local_saved_elems(&s), 0, 0);
+    void *work = calloc(1, be->attention_workspace_bytes(&s, 0));
+    be->local_attention_forward(out, lse, q, k, v, &s, work);
+    double worst = 0;
+    for (int b = 0; b < s.batch; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < L; i++) {
+                int lo = (i / m > 0 ? i / m - 1 : 0) * m;
+                double z[512], mx = -1e300, sum = 0;
+                for (int j = lo; j <= i; j++) {
+                    double dp = 0;
+                    for (int d = 0; d < dh; d++) dp += q[((size_t)b * L + i) * HD + h * dh + d] * k[((size_t)b * L + j) * HD + h * dh + d];
+                    z[j - lo] = dp / sqrt((double)dh);
+                    mx = fmax(mx, z[j - lo]);
+                }
+                for (int j = lo; j <= i; j++) sum += exp(z[j - lo] - mx);
+                for (int d = 0; d < dh; d++) {
+                    double acc = 0;
+                    for (int j = lo; j <= i; j++) acc += exp(z[j - lo] - mx) / sum * v[((size_t)b * L + j) * HD + h * dh + d];
+                    worst = fmax(worst, fabs(acc - out[((size_t)b * L + i) * HD + h * dh + d]));
+                }
+            }
+    cr_expect_lt(worst, 1e-13, "max abs error %g", worst);
+}
+Test(attention, local_matches_naive, .init = setup) { local_vs_naive(shape(2, 32, 2, 4, 8, 1, 0)); }
+Test(attention, local_matches_naive_many_groups, .init = setup) { local_vs_naive(shape(1, 136, 2, 4, 4, 1, 0)); }
 
 Test(attention, hash_uses_all_buckets_and_is_deterministic, .init = setup) {
     AttnShape s = shape(1, 256, 2, 8, 16, 2, 8);
@@ -172,7 +208,7 @@ Test(attention, lsh_one_bucket_one_chunk_is_full_attention, .init = setup) {
     AttnShape s = shape(1, L, 1, dh, L, 1, 0);
     real *qk = new_vec(L * dh, 1, 4), *v = new_vec(L * dh, 1, 5), *out = new_vec(L * dh, 0, 0);
     void *work = calloc(1, be->attention_workspace_bytes(&s, 1));
-    be->lsh_attention_forward(out, NULL, qk, v, NULL, &s, work);
+    be->lsh_attention_forward(out, new_vec(lsh_saved_elems(&s), 0, 0), qk, v, NULL, &s, work);
     for (int i = 0; i < L; i++) {
         double z[64], mx = -1e300, sum = 0;
         for (int j = 0; j <= i; j++) {
@@ -235,6 +271,9 @@ Test(attention, lsh_gradient_r4, .init = setup) { attention_gradcheck(shape(1, 3
 Test(attention, lsh_gradient_full, .init = setup) { attention_gradcheck(shape(1, 16, 2, 4, 16, 1, 0), 1); }
 Test(attention, local_gradient, .init = setup) { attention_gradcheck(shape(2, 32, 2, 4, 8, 1, 0), 0); }
 Test(attention, local_gradient_full, .init = setup) { attention_gradcheck(shape(1, 16, 2, 4, 16, 1, 0), 0); }
+// Past one group of chunks (16): gradients across group boundaries.
+Test(attention, lsh_gradient_many_groups, .init = setup) { attention_gradcheck(shape(1, 96, 2, 4, 4, 2, 8), 1); }
+Test(attention, local_gradient_many_groups, .init = setup) { attention_gradcheck(shape(1, 136, 2, 4, 4, 1, 0), 0); }
 
 // --- causality ----------------------------------------------------------------
 
@@ -248,13 +287,14 @@ static void causality(int lsh) {
     real *lse = new_vec(local_saved_elems(&s), 0, 0);
     void *work = calloc(1, be->attention_workspace_bytes(&s, lsh));
     uint16_t *bk = lsh ? hash(q, &s, work) : NULL;
+    real *saved = new_vec(lsh_saved_elems(&s), 0, 0);
     for (int j = 1; j < s.seq_len; j += 7) {
-        if (lsh) be->lsh_attention_forward(a, NULL, q, v, bk, &s, work);
+        if (lsh) be->lsh_attention_forward(a, saved, q, v, bk, &s, work);
         else be->local_attention_forward(a, lse, q, k, v, &s, work);
         real *qj = calloc(row, sizeof(real));
         memcpy(qj, q + j * row, row * sizeof(real));
         for (size_t e = 0; e < row; e++) q[j * row + e] += 0.7, k[j * row + e] -= 0.3, v[j * row + e] *= -2;
-        if (lsh) be->lsh_attention_forward(b, NULL, q, v, bk, &s, work);
+        if (lsh) be->lsh_attention_forward(b, saved, q, v, bk, &s, work);
         else be->local_attention_forward(b, lse, q, k, v, &s, work);
         cr_assert_eq(memcmp(a, b, j * row * sizeof(real)), 0, "output before %d changed", j);
         cr_assert_neq(memcmp(a + j * row, b + j * row, row * sizeof(real)), 0, "output at %d unchanged", j);
