@@ -17,7 +17,13 @@ const char *const CONFIG_KEYS[] = {
     "ff_chunk", "loss_chunk", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
     "seq_len", "batch", "sp", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
     "beta1", "beta2", "adam_eps", "clip", "seed", "data", "dup_alphabet", "out_dir",
-    "device", "log_every", NULL};
+    "device", "log_every", "ckpt_every", "keep_ckpts", NULL};
+
+// param_layout_build reads exactly these (seq_len through the automatic
+// axial shape; attn_layers through the per-layer kind: w_qk or w_q/w_k).
+const char *const CONFIG_SHAPE_KEYS[] = {
+    "vocab_size", "d_model", "d_ff", "n_heads", "d_head", "n_layers", "attn_layers",
+    "seq_len", "axial_shape", "axial_dims", NULL};
 
 void config_defaults(Config *c) {
     memset(c, 0, sizeof *c);
@@ -60,6 +66,8 @@ void config_defaults(Config *c) {
     snprintf(c->out_dir, sizeof c->out_dir, "runs/default");
     snprintf(c->device, sizeof c->device, "cpu");
     c->log_every = 1;
+    c->ckpt_every = 1000;
+    c->keep_ckpts = 3;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -151,6 +159,8 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
     INT("steps", steps, 0, INT_MAX);
     INT("dup_alphabet", dup_alphabet, 2, 1 << 20);
     INT("log_every", log_every, 1, INT_MAX);
+    INT("ckpt_every", ckpt_every, 0, INT_MAX);
+    INT("keep_ckpts", keep_ckpts, 0, INT_MAX);
     DBL("ln_eps", ln_eps, 1e-30, 1.0);
     DBL("dropout", dropout, 0.0, 0.99);
     DBL("init_std", init_std, 0.0, 10.0);
@@ -344,27 +354,79 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     return 0;
 }
 
-static void print_list(FILE *out, const char *key, const int *v, int n) {
-    fprintf(out, "%s=", key);
-    for (int i = 0; i < n; i++) fprintf(out, "%s%d", i ? "," : "", v[i]);
-    fputc('\n', out);
+static void get_list(char *buf, size_t cap, const int *v, int n) {
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) snprintf(buf + strlen(buf), cap - strlen(buf), "%s%d", i ? "," : "", v[i]);
+}
+
+// Shortest of %.15g, %.16g, %.17g that strtod reads back to v exactly, so a
+// printed config (and a checkpoint's) reproduces every double bit for bit
+// while defaults still read "0.002", not "0.0020000000000000000".
+static void get_double(char *buf, size_t cap, double v) {
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+int config_get(const Config *c, const char *key, char *buf, size_t cap) {
+    static const char *acts[] = {"relu", "gelu"}, *scheds[] = {"rsqrt", "cosine", "constant"};
+#define GI(k, v) if (IS(k)) return snprintf(buf, cap, "%d", (v)), 0
+#define GD(k, v) if (IS(k)) return get_double(buf, cap, (v)), 0
+#define GS(k, v) if (IS(k)) return snprintf(buf, cap, "%s", (v)), 0
+    GI("vocab_size", c->vocab_size);
+    GI("d_model", c->d_model);
+    GI("d_ff", c->d_ff);
+    GI("n_heads", c->n_heads);
+    GI("d_head", c->d_head);
+    GI("n_layers", c->n_layers);
+    GS("attn_layers", c->attn_layers);
+    GS("attn", c->attn_full ? "full" : "pattern");
+    GI("lsh_chunk", c->lsh_chunk);
+    GI("local_chunk", c->local_chunk);
+    GI("n_hashes", c->n_hashes);
+    GI("n_buckets", c->n_buckets);
+    if (IS("axial_shape")) return get_list(buf, cap, c->axial_shape, c->n_axes), 0;
+    if (IS("axial_dims")) return get_list(buf, cap, c->axial_dims, c->n_axes), 0;
+    GI("ff_chunk", c->ff_chunk);
+    GI("loss_chunk", c->loss_chunk);
+    GS("ff_activation", acts[c->ff_activation]);
+    GD("ln_eps", c->ln_eps);
+    GD("dropout", c->dropout);
+    GD("init_std", c->init_std);
+    GI("reversible", c->reversible);
+    GI("seq_len", c->seq_len);
+    GI("batch", c->batch);
+    GI("sp", c->sp);
+    GD("lr", c->lr);
+    GI("warmup", c->warmup);
+    GI("steps", c->steps);
+    GS("schedule", scheds[c->schedule]);
+    GD("lr_min", c->lr_min);
+    GD("weight_decay", c->weight_decay);
+    GD("beta1", c->beta1);
+    GD("beta2", c->beta2);
+    GD("adam_eps", c->adam_eps);
+    GD("clip", c->clip);
+    if (IS("seed")) return snprintf(buf, cap, "%llu", (unsigned long long)c->seed), 0;
+    GS("data", c->data);
+    GI("dup_alphabet", c->dup_alphabet);
+    GS("out_dir", c->out_dir);
+    GS("device", c->device);
+    GI("log_every", c->log_every);
+    GI("ckpt_every", c->ckpt_every);
+    GI("keep_ckpts", c->keep_ckpts);
+#undef GI
+#undef GD
+#undef GS
+    if (cap) buf[0] = '\0';
+    return -1;
 }
 
 void config_print(const Config *c, FILE *out) {
-    static const char *acts[] = {"relu", "gelu"}, *scheds[] = {"rsqrt", "cosine", "constant"};
-    fprintf(out, "vocab_size=%d\nd_model=%d\nd_ff=%d\nn_heads=%d\nd_head=%d\nn_layers=%d\n", c->vocab_size,
-            c->d_model, c->d_ff, c->n_heads, c->d_head, c->n_layers);
-    fprintf(out, "attn_layers=%s\nattn=%s\nlsh_chunk=%d\nlocal_chunk=%d\nn_hashes=%d\nn_buckets=%d\n",
-            c->attn_layers, c->attn_full ? "full" : "pattern", c->lsh_chunk, c->local_chunk, c->n_hashes,
-            c->n_buckets);
-    print_list(out, "axial_shape", c->axial_shape, c->n_axes);
-    print_list(out, "axial_dims", c->axial_dims, c->n_axes);
-    fprintf(out, "ff_chunk=%d\nloss_chunk=%d\nff_activation=%s\nln_eps=%g\ndropout=%g\ninit_std=%g\nreversible=%d\n",
-            c->ff_chunk, c->loss_chunk, acts[c->ff_activation], c->ln_eps, c->dropout, c->init_std, c->reversible);
-    fprintf(out, "seq_len=%d\nbatch=%d\nsp=%d\nlr=%g\nwarmup=%d\nsteps=%d\nschedule=%s\nlr_min=%g\n", c->seq_len,
-            c->batch, c->sp, c->lr, c->warmup, c->steps, scheds[c->schedule], c->lr_min);
-    fprintf(out, "weight_decay=%g\nbeta1=%g\nbeta2=%g\nadam_eps=%g\nclip=%g\nseed=%llu\n", c->weight_decay,
-            c->beta1, c->beta2, c->adam_eps, c->clip, (unsigned long long)c->seed);
-    fprintf(out, "data=%s\ndup_alphabet=%d\nout_dir=%s\ndevice=%s\nlog_every=%d\n", c->data, c->dup_alphabet,
-            c->out_dir, c->device, c->log_every);
+    char value[1100];
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        config_get(c, CONFIG_KEYS[i], value, sizeof value);
+        fprintf(out, "%s=%s\n", CONFIG_KEYS[i], value);
+    }
 }

@@ -59,6 +59,8 @@ typedef struct {
     char out_dir[1024];
     char device[16];       // cpu | cuda
     int log_every;
+    int ckpt_every;        // steps between checkpoints; 0 = only the final one
+    int keep_ckpts;        // newest checkpoints kept in out_dir; 0 = all
     // --- derived by config_finalize ---
     AttnKind layer_kind[MAX_LAYERS];
 } Config;
@@ -79,6 +81,12 @@ int config_finalize(Config *c, char *err, size_t errlen);
 // Human-readable "key=value" listing of every key, one per line, into out.
 void config_print(const Config *c, FILE *out);
 
+// The value of one key as text that config_set reads back to the same value
+// (doubles in the shortest form that round-trips exactly): config_print's
+// right-hand side, and how checkpoints store the config. Returns 0, or -1 for
+// an unknown key.
+int config_get(const Config *c, const char *key, char *buf, size_t cap);
+
 // Number of LSH layers in the finalized config.
 int config_count_lsh_layers(const Config *c);
 
@@ -87,3 +95,8 @@ int config_layer_chunk(const Config *c, int layer);
 
 // Every key name, NULL-terminated (for help text and tests).
 extern const char *const CONFIG_KEYS[];
+
+// The keys that fix the parameter layout (tensor names and shapes), NULL-
+// terminated: a checkpoint only loads into a model that agrees on all of them,
+// and a resumed run may not change them.
+extern const char *const CONFIG_SHAPE_KEYS[];

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the build and the tests need, skipping the
 # ones already installed. Run by `make setup`; safe to run again.
+#
+# REFORMER_SETUP_EXTRAS=1 also installs h5py and matplotlib for
+# experiments/plot_metrics.py (about 50 packages; nothing in the build or the
+# tests needs them).
 set -euo pipefail
 
 packages=(
@@ -9,6 +13,9 @@ packages=(
     # HDF5 checkpoints and metrics, MPI distribution, zipped datasets
     libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libzip-dev zlib1g-dev
 )
+if [[ "${REFORMER_SETUP_EXTRAS:-0}" == 1 ]]; then
+    packages+=(python3-h5py python3-matplotlib)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

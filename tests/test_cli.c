@@ -5,15 +5,19 @@
 // $REFORMER_BIN if set, else build/reformer. Every run here is a tiny model
 // and takes well under a second.
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "h5_helpers.h"
 
 // A model small enough to train six steps in a fraction of a second.
 #define TINY_MODEL                                                                                             \
@@ -264,30 +268,16 @@ static int step_losses(const char *out, char *losses, size_t cap, int *with_acc)
     return n;
 }
 
-// Column col (0-based) of every data row of a CSV file, joined by spaces.
-static int csv_column(const char *path, int col, char *header, size_t hcap, char *values, size_t cap) {
-    char *text = read_all(path);
-    int rows = 0;
+// Column name of a metrics file as text ("%.17g" values joined by spaces);
+// returns the row count.
+static long metrics_column(const char *path, const char *name, char *values, size_t cap) {
+    double v[4096];
+    long n = h5_read_column(path, name, v, 4096);
+    cr_assert_geq(n, 0, "cannot read column %s of %s", name, path);
     values[0] = '\0';
-    header[0] = '\0';
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (!header[0]) {
-            snprintf(header, hcap, "%s", line);
-            continue;
-        }
-        char *field = line;
-        for (int i = 0; i < col && field; i++) {
-            field = strchr(field, ',');
-            if (field) field++;
-        }
-        cr_assert_not_null(field, "row '%s' of %s has no column %d", line, path, col);
-        size_t flen = strcspn(field, ",");
-        snprintf(values + strlen(values), cap - strlen(values), "%s%.*s", rows ? " " : "", (int)flen, field);
-        rows++;
-    }
-    free(text);
-    return rows;
+    for (long i = 0; i < n && i < 4096; i++)
+        snprintf(values + strlen(values), cap - strlen(values), "%s%.17g", i ? " " : "", v[i]);
+    return n;
 }
 
 Test(cli, train_is_deterministic_and_writes_metrics) {
@@ -309,18 +299,24 @@ Test(cli, train_is_deterministic_and_writes_metrics) {
     cr_assert(strstr(a.out, "done: 6 steps") != NULL, "no final 'done:' line:\n%s", a.out);
     cr_assert_eq(a.err[0], '\0', "train wrote to stderr: %s", a.err);
 
-    // metrics.csv: a header and one row per step, losses identical across the
-    // two same-seed runs (to the 6 printed decimals).
-    char path[512], header[512], ma[4096], mb[4096], steps[1024];
-    snprintf(path, sizeof path, "%s/a/metrics.csv", tmp_dir);
+    // metrics.h5: one row per step in every column, losses bit-identical
+    // across the two same-seed runs.
+    char path[512], ma[4096], mb[4096], steps[1024];
+    snprintf(path, sizeof path, "%s/a/metrics.h5", tmp_dir);
     cr_assert(exists(path), "%s was not written", path);
-    cr_assert_eq(csv_column(path, 0, header, sizeof header, steps, sizeof steps), 6);
-    cr_assert(!strncmp(header, "step,loss", 9), "unexpected header: %s", header);
+    cr_assert_eq(metrics_column(path, "step", steps, sizeof steps), 6);
     cr_assert_str_eq(steps, "1 2 3 4 5 6");
-    cr_assert_eq(csv_column(path, 1, header, sizeof header, ma, sizeof ma), 6);
-    snprintf(path, sizeof path, "%s/b/metrics.csv", tmp_dir);
-    cr_assert_eq(csv_column(path, 1, header, sizeof header, mb, sizeof mb), 6);
+    static const char *columns[] = {"loss", "bits_per_byte", "lr", "grad_norm", "tokens_per_s", "step_ms",
+                                    "peak_rss_mb", "accuracy"};
+    for (size_t i = 0; i < sizeof columns / sizeof columns[0]; i++)
+        cr_assert_eq(metrics_column(path, columns[i], ma, sizeof ma), 6, "column %s", columns[i]);
+    cr_assert_eq(metrics_column(path, "loss", ma, sizeof ma), 6);
+    snprintf(path, sizeof path, "%s/b/metrics.h5", tmp_dir);
+    cr_assert_eq(metrics_column(path, "loss", mb, sizeof mb), 6);
     cr_assert_str_eq(ma, mb);
+    // The run ends with a checkpoint of its last step.
+    snprintf(path, sizeof path, "%s/a/ckpt_00000006.h5", tmp_dir);
+    cr_assert(exists(path), "no final checkpoint %s", path);
     run_free(&a);
     run_free(&b);
     run_free(&c);
@@ -400,17 +396,324 @@ Test(cli, config_file_and_set_override) {
     cr_assert(strstr(r.out, "seq_len 128") != NULL, "%s", r.out);
     cr_assert(strstr(r.out, "step 1/1") != NULL, "steps=1 from the file not applied:\n%s", r.out);
     char metrics[512];
-    snprintf(metrics, sizeof metrics, "%s/ini/metrics.csv", tmp_dir);
+    snprintf(metrics, sizeof metrics, "%s/ini/metrics.h5", tmp_dir);
     cr_assert(exists(metrics), "out_dir from the file not used");
     run_free(&r);
 
-    r = run_cli("train --config '%s' --set d_model=32", path);
+    // Each run below gets its own out_dir: a fresh run refuses one that
+    // already holds checkpoints.
+    r = run_cli("train --config '%s' --set d_model=32 --set out_dir='%s/ini32'", path, tmp_dir);
     cr_assert_eq(r.rc, 0, "%s", r.err);
     cr_assert_eq(summary_d_model(r.out), 32, "--set did not override the file:\n%s", r.out);
     run_free(&r);
 
-    r = run_cli("train --config '%s' d_model=48", path);  // bare key=value
+    r = run_cli("train --config '%s' d_model=48 out_dir='%s/ini48'", path, tmp_dir);  // bare key=value
     cr_assert_eq(r.rc, 0, "%s", r.err);
     cr_assert_eq(summary_d_model(r.out), 48, "bare key=value did not override the file:\n%s", r.out);
     run_free(&r);
+}
+
+// ------------------------------------------------- checkpoints and resume
+
+static void path_in(char *out, size_t cap, const char *sub) { snprintf(out, cap, "%s/%s", tmp_dir, sub); }
+
+static void sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    cr_assert_eq(system(cmd), 0, "failed: %s", cmd);
+}
+
+static void train_ok(const char *fmt, ...) {
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    Run r = run_cli("%s", args);
+    cr_assert_eq(r.rc, 0, "reformer %s failed (%d): %s", args, r.rc, r.err);
+    run_free(&r);
+}
+
+// Pointer to the last n space-separated tokens of s.
+static const char *last_tokens(const char *s, int n) {
+    const char *p = s + strlen(s);
+    while (p > s) {
+        if (p[-1] == ' ' && --n == 0) break;
+        p--;
+    }
+    return p;
+}
+
+// /params and /optim of two checkpoints are bit-identical.
+static void assert_same_tensors(const char *a, const char *b) {
+    static const char *groups[] = {"/params", "/optim"};
+    for (int g = 0; g < 2; g++) {
+        GroupBytes x = h5_group_bytes(a, groups[g]), y = h5_group_bytes(b, groups[g]);
+        cr_assert_gt(x.datasets, 0);
+        cr_assert(x.len == y.len && !memcmp(x.buf, y.buf, x.len), "%s of %s and %s differ", groups[g], a, b);
+        free(x.buf);
+        free(y.buf);
+    }
+}
+
+// Every file of a directory, names and bytes, for "left untouched" checks.
+static GroupBytes dir_snapshot(const char *dir) {
+    GroupBytes g = {0};
+    struct dirent **names;
+    int n = scandir(dir, &names, NULL, alphasort);
+    cr_assert_geq(n, 0, "cannot list %s", dir);
+    for (int i = 0; i < n; i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+            size_t len;
+            unsigned char *b = slurp(p, &len);
+            group_bytes_add(&g, names[i]->d_name, strlen(names[i]->d_name) + 1);
+            group_bytes_add(&g, b, len);
+            free(b);
+            g.datasets++;
+        }
+        free(names[i]);
+    }
+    free(names);
+    return g;
+}
+
+static void assert_same_snapshot(GroupBytes *before, const char *dir, const char *what) {
+    GroupBytes after = dir_snapshot(dir);
+    cr_assert(after.datasets == before->datasets && after.len == before->len && !memcmp(after.buf, before->buf, after.len),
+              "%s: files in %s were changed, added or removed", what, dir);
+    free(after.buf);
+    free(before->buf);
+}
+
+// 2N steps in one run == N steps, checkpoint, resume, N steps: the same
+// losses and bit-identical final parameters and moments. The checkpoint of
+// step N from the long run is resumed in another directory (the cosine
+// schedule depends on steps, so both halves belong to one 8-step run).
+Test(cli, resume_continues_bit_for_bit) {
+    char a[512], b[512], p[1024], q[1024];
+    path_in(a, sizeof a, "a");
+    path_in(b, sizeof b, "b");
+    Run ra = run_cli("train %s --set steps=8 --set ckpt_every=4 --set out_dir='%s'", TINY_TRAIN, a);
+    cr_assert_eq(ra.rc, 0, "%s", ra.err);
+    sh("mkdir -p '%s' && cp '%s/ckpt_00000004.h5' '%s/'", b, a, b);
+    Run rb = run_cli("train --resume '%s'", b);
+    cr_assert_eq(rb.rc, 0, "resume failed (%d): %s", rb.rc, rb.err);
+    snprintf(p, sizeof p, "resume: %s/ckpt_00000004.h5 (step 4)", b);
+    cr_assert(strstr(rb.out, p), "no '%s' line:\n%s", p, rb.out);
+    cr_assert(strstr(rb.out, "step 5/8"), "did not continue at step 5:\n%s", rb.out);
+    char la[4096], lb[4096];
+    cr_assert_eq(step_losses(ra.out, la, sizeof la, NULL), 8);
+    cr_assert_eq(step_losses(rb.out, lb, sizeof lb, NULL), 4);
+    cr_assert_str_eq(last_tokens(la, 4), lb, "losses of steps 5..8 differ");
+    snprintf(p, sizeof p, "%s/ckpt_00000008.h5", a);
+    snprintf(q, sizeof q, "%s/ckpt_00000008.h5", b);
+    assert_same_tensors(p, q);
+    // The resumed run's metrics start at step 5, with the long run's values.
+    char ma[4096], mb[4096];
+    snprintf(p, sizeof p, "%s/metrics.h5", b);
+    cr_assert_eq(metrics_column(p, "step", mb, sizeof mb), 4);
+    cr_assert_str_eq(mb, "5 6 7 8");
+    metrics_column(p, "loss", mb, sizeof mb);
+    snprintf(p, sizeof p, "%s/metrics.h5", a);
+    metrics_column(p, "loss", ma, sizeof ma);
+    cr_assert_str_eq(last_tokens(ma, 4), mb);
+    run_free(&ra);
+    run_free(&rb);
+}
+
+// A run of N steps resumed with --set steps=2N equals a 2N-step run when the
+// schedule does not depend on steps (rsqrt); its metrics file continues.
+Test(cli, resume_with_more_steps_matches_a_longer_run) {
+    char a[512], b[512], p[1024], q[1024];
+    path_in(a, sizeof a, "a");
+    path_in(b, sizeof b, "b");
+    train_ok("train %s --set schedule=rsqrt --set warmup=2 --set steps=8 --set out_dir='%s'", TINY_TRAIN, a);
+    train_ok("train %s --set schedule=rsqrt --set warmup=2 --set steps=4 --set out_dir='%s'", TINY_TRAIN, b);
+    train_ok("train --resume '%s' --set steps=8", b);
+    snprintf(p, sizeof p, "%s/ckpt_00000008.h5", a);
+    snprintf(q, sizeof q, "%s/ckpt_00000008.h5", b);
+    assert_same_tensors(p, q);
+    char ma[4096], mb[4096];
+    snprintf(p, sizeof p, "%s/metrics.h5", b);
+    cr_assert_eq(metrics_column(p, "step", mb, sizeof mb), 8);
+    cr_assert_str_eq(mb, "1 2 3 4 5 6 7 8");
+    metrics_column(p, "loss", mb, sizeof mb);
+    snprintf(p, sizeof p, "%s/metrics.h5", a);
+    metrics_column(p, "loss", ma, sizeof ma);
+    cr_assert_str_eq(ma, mb, "losses differ:\n%s\n%s", ma, mb);
+}
+
+Test(cli, resume_refuses_shape_changes_and_fresh_runs_refuse_used_dirs) {
+    char a[512];
+    path_in(a, sizeof a, "a");
+    train_ok("train %s --set steps=2 --set out_dir='%s'", TINY_TRAIN, a);
+    GroupBytes snap = dir_snapshot(a);
+    static const char *changes[][2] = {{"--set d_model=64", "d_model"}, {"--set n_layers=3", "n_layers"},
+                                       {"seq_len=64", "seq_len"}, {"--set attn_layers=lsh", "attn_layers"}};
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+        Run r = run_cli("train --resume '%s' --set steps=4 %s", a, changes[i][0]);
+        ASSERT_ONE_LINE_ERROR(&r, changes[i][0], changes[i][1]);
+        run_free(&r);
+    }
+    // Setting a shape key to the value it has is not a change.
+    Run r = run_cli("train --resume '%s' --set d_model=32 --set steps=2", a);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "nothing to do"), "%s", r.out);
+    run_free(&r);
+    r = run_cli("train %s --set steps=2 --set out_dir='%s'", TINY_TRAIN, a);
+    ASSERT_ONE_LINE_ERROR(&r, "fresh run into a directory with checkpoints", "out_dir", "--resume");
+    run_free(&r);
+    assert_same_snapshot(&snap, a, "refused runs");
+    r = run_cli("train --resume '%s/nowhere'", tmp_dir);
+    ASSERT_ONE_LINE_ERROR(&r, "--resume of a missing directory", "nowhere");
+    run_free(&r);
+}
+
+// Start `reformer <args>` in the background with one extra environment
+// assignment (NAME=value, or NULL); stdout and stderr go to files in tmp_dir.
+static pid_t spawn_cli(const char *env, const char *fmt, ...) {
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "exec '%s' %s >'%s/bg.out' 2>'%s/bg.err' </dev/null", bin(), args, tmp_dir, tmp_dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        if (env) putenv((char *)env);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int still_running(pid_t pid) { return waitpid(pid, NULL, WNOHANG) == 0; }
+
+// SIGKILL in the middle of writing checkpoint 4 (the test hook stalls the
+// writer after /params): checkpoint 2 stays complete, --resume continues from
+// it, and the finished run equals one that was never interrupted.
+Test(cli, killed_while_checkpointing_resumes_from_the_previous_checkpoint) {
+    char a[512], b[512], p[1024], q[1024];
+    path_in(a, sizeof a, "a");
+    path_in(b, sizeof b, "b");
+    train_ok("train %s --set ckpt_every=2 --set out_dir='%s'", TINY_TRAIN, a);
+    pid_t pid = spawn_cli("REFORMER_TEST_CKPT_STALL=4", "train %s --set ckpt_every=2 --set out_dir='%s'", TINY_TRAIN, b);
+    snprintf(p, sizeof p, "%s/ckpt_00000004.h5.tmp", b);
+    for (int i = 0; i < 3000 && !exists(p) && still_running(pid); i++) usleep(10000);
+    cr_assert(exists(p), "checkpoint 4 was never started");
+    usleep(200000);
+    cr_assert(still_running(pid), "the writer is not stalled mid-checkpoint");
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    snprintf(q, sizeof q, "%s/ckpt_00000004.h5", b);
+    cr_assert(!exists(q), "a checkpoint appeared under its final name");
+    snprintf(q, sizeof q, "%s/ckpt_00000002.h5", b);
+    cr_assert(exists(q), "the previous checkpoint is gone");
+
+    Run r = run_cli("train --resume '%s'", b);
+    cr_assert_eq(r.rc, 0, "resume failed (%d): %s", r.rc, r.err);
+    snprintf(p, sizeof p, "resume: %s/ckpt_00000002.h5 (step 2)", b);
+    cr_assert(strstr(r.out, p), "expected '%s':\n%s", p, r.out);
+    run_free(&r);
+    snprintf(p, sizeof p, "%s/ckpt_00000006.h5", a);
+    snprintf(q, sizeof q, "%s/ckpt_00000006.h5", b);
+    assert_same_tensors(p, q);
+    // Metrics: the killed run's rows 3..4 were replaced by the resumed run's.
+    char ma[4096], mb[4096];
+    snprintf(q, sizeof q, "%s/metrics.h5", b);
+    cr_assert_eq(metrics_column(q, "step", mb, sizeof mb), 6);
+    cr_assert_str_eq(mb, "1 2 3 4 5 6");
+    metrics_column(q, "loss", mb, sizeof mb);
+    snprintf(p, sizeof p, "%s/metrics.h5", a);
+    metrics_column(p, "loss", ma, sizeof ma);
+    cr_assert_str_eq(ma, mb);
+    snprintf(p, sizeof p, "%s/ckpt_00000004.h5.tmp", b);
+    cr_assert(!exists(p), "the dead writer's temporary file was not cleaned up");
+}
+
+// Damaged newest checkpoint: --resume fails with one line naming the file and
+// the field, and leaves every file in the directory as it was.
+Test(cli, damaged_checkpoints_fail_resume_with_one_line) {
+    char base[512];
+    path_in(base, sizeof base, "base");
+    train_ok("train %s --set steps=4 --set ckpt_every=2 --set out_dir='%s'", TINY_TRAIN, base);
+    static const char *cases[][2] = {
+        {"truncate", "truncated"},   {"flip", "checksum"},          {"version", "format_version"},
+        {"shape", "/params/out/w"},  {"missing", "/optim/m/tok_emb"}, {"nan", "/params/lnf/g"},
+        {"text", "not a checkpoint"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[600], ck[700];
+        snprintf(dir, sizeof dir, "%s/%s", tmp_dir, cases[i][0]);
+        sh("cp -r '%s' '%s'", base, dir);
+        snprintf(ck, sizeof ck, "%s/ckpt_00000004.h5", dir);
+        size_t len;
+        unsigned char *bytes = slurp(ck, &len);
+        const char *kind = cases[i][0];
+        if (!strcmp(kind, "truncate")) cr_assert_eq(truncate(ck, (off_t)len / 2), 0);
+        else if (!strcmp(kind, "flip")) bytes[len * 3 / 4] ^= 0x01, spit(ck, bytes, len);
+        else if (!strcmp(kind, "version")) ckpt_set_format_version(ck, 99);
+        else if (!strcmp(kind, "shape")) ckpt_reshape(ck, "/params/out/w", 64, 7);
+        else if (!strcmp(kind, "missing")) ckpt_delete(ck, "/optim/m/tok_emb");
+        else if (!strcmp(kind, "nan")) ckpt_poke(ck, "/params/lnf/g", 5, INFINITY);
+        else spit(ck, (const unsigned char *)"hello\n", 6);
+        free(bytes);
+        GroupBytes snap = dir_snapshot(dir);
+        Run r = run_cli("train --resume '%s'", dir);
+        ASSERT_ONE_LINE_ERROR(&r, kind, "ckpt_00000004.h5", cases[i][1]);
+        run_free(&r);
+        assert_same_snapshot(&snap, dir, kind);
+    }
+}
+
+// ------------------------------------------------------------------ metrics
+
+// While `reformer train` runs, an outside process opens metrics.h5 (as a
+// SWMR reader, with the plain HDF5 C API) and reads steps 1..n.
+Test(cli, metrics_are_readable_while_training_runs) {
+    char dir[512], p[1024];
+    path_in(dir, sizeof dir, "live");
+    snprintf(p, sizeof p, "%s/metrics.h5", dir);
+    pid_t pid = spawn_cli(NULL, "train %s --set steps=400 --set log_every=100 --set out_dir='%s'", TINY_TRAIN, dir);
+    double v[512];
+    long n = -1;
+    for (int i = 0; i < 3000 && still_running(pid); i++) {
+        n = exists(p) ? h5_read_column(p, "step", v, 512) : -1;
+        if (n >= 2) break;
+        usleep(10000);
+    }
+    int running = still_running(pid);
+    cr_assert_geq(n, 2, "never read 2 rows while training ran");
+    cr_assert(running, "training had already finished: nothing was read concurrently");
+    cr_assert_lt(n, 400);
+    for (long i = 0; i < n; i++) cr_assert_eq(v[i], (double)(i + 1), "row %ld has step %g", i, v[i]);
+    cr_log_info("read %ld rows while training ran", n);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "training failed");
+    // Finished: every row, and a plain (non-SWMR) reader opens it.
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "a plain reader cannot open the finished metrics file");
+    H5Fclose(f);
+    cr_assert_eq(h5_read_column(p, "step", v, 512), 400);
+}
+
+Test(cli, h5dump_reads_what_train_writes) {
+    if (!have_h5dump()) cr_skip_test("h5dump not installed (Debian package hdf5-tools): skipped, not passed");
+    char dir[512];
+    path_in(dir, sizeof dir, "dump");
+    train_ok("train %s --set out_dir='%s'", TINY_TRAIN, dir);
+    sh("h5dump -H '%s/ckpt_00000006.h5' >/dev/null", dir);
+    sh("h5dump -H '%s/metrics.h5' >/dev/null", dir);
+    sh("h5dump -d /loss '%s/metrics.h5' | grep -q 'DATASPACE  SIMPLE { ( 6 ) / ( H5S_UNLIMITED ) }'", dir);
 }

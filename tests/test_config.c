@@ -101,6 +101,7 @@ static const struct {
     {"beta2", "0.99"},         {"adam_eps", "1e-08"},       {"clip", "0"},
     {"seed", "42"},            {"data", "dup"},             {"dup_alphabet", "64"},
     {"out_dir", "/tmp/reformer-test-out"}, {"device", "cuda"}, {"log_every", "5"},
+    {"ckpt_every", "50"},      {"keep_ckpts", "0"},
 };
 #define N_KEY_VALUES (sizeof KEY_VALUES / sizeof KEY_VALUES[0])
 

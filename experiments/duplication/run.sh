@@ -13,6 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
 make -s build/reformer
+rm -rf runs/duplication  # a fresh run: train refuses a directory holding another run's checkpoints
 build/reformer train --set data=dup --set seq_len=256 --set axial_shape=256 --set n_layers=1 \
     --set attn_layers=lsh --set d_model=256 --set d_ff=256 --set n_heads=4 --set lsh_chunk=32 \
     --set n_hashes=4 --set batch=16 --set lr=1e-3 --set warmup=200 --set steps=2000 --set dup_alphabet=128 \

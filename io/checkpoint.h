@@ -1,0 +1,65 @@
+// Checkpoints: one HDF5 file per saved step, `<out_dir>/ckpt_<step>.h5` with
+// the step zero-padded to 8 digits so names sort. Layout (README, "Checkpoints"):
+//
+//   first 512 bytes   HDF5 user block holding our seal: a short text header
+//                     with the file's length and the CRC-32 of everything after
+//                     it, written last, so truncation and bit rot are caught
+//                     before HDF5 parses a byte (HDF5 ignores user blocks;
+//                     h5py and h5dump read the file as usual)
+//   / attributes      format_version (int), step (int), and every config key
+//                     as a string in config_get's exact text
+//   /params/...       one float32 dataset per tensor in its natural shape; the
+//                     layout name "layers.3.attn.w_qk" is the path
+//                     /params/layers/3/attn/w_qk
+//   /optim/m/..., /optim/v/...  the AdamW moments, same paths and shapes
+//   /state/step, /state/seed, /state/data_cursor   scalars (the data and every
+//                     random draw are functions of (seed, step): the cursor is
+//                     the step, stored so a reader need not know that)
+//
+// Writing goes to `<name>.tmp`, is flushed, sealed, fsynced and renamed, and
+// the directory fsynced: a crash never leaves a torn file under a final name.
+// Loading validates everything and reports the first problem as one line
+// naming the file and the field; it never modifies any file.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "model.h"
+
+#define CKPT_FORMAT_VERSION 1
+
+typedef struct {
+    long step;          // optimizer steps taken; training resumes at step + 1
+    uint64_t seed;
+    long data_cursor;   // next batch is dataset_batch(data_cursor + 1)
+} CkptState;
+
+// "<dir>/ckpt_<step, 8 digits>.h5".
+void ckpt_path(char *out, size_t cap, const char *dir, long step);
+
+// Write the checkpoint of `step` (after that many optimizer steps) into dir,
+// then delete all but the newest `keep` checkpoints (0 = keep all) and any
+// leftover *.tmp of crashed writers. The written path goes to path_out.
+// Returns 0, or -1 with a one-line message (the temporary file is removed;
+// existing checkpoints are untouched).
+int ckpt_save(const char *dir, Model *m, long step, int keep, char *path_out, size_t path_cap, char *err,
+              size_t errlen);
+
+// The newest complete checkpoint in dir (largest step; *.tmp ignored).
+// Returns 0, or -1 with a one-line message naming dir.
+int ckpt_find_latest(const char *dir, char *path, size_t cap, long *step, char *err, size_t errlen);
+
+// Validate a checkpoint's seal, format version and config; fill c with its
+// finalized config and *step. Tensors are not read.
+int ckpt_read_config(const char *path, Config *c, long *step, char *err, size_t errlen);
+
+// Validate the whole checkpoint against m (shape keys equal, every tensor
+// present with m's shape and finite values, moments v >= 0, consistent state)
+// and only then copy parameters and AdamW moments into m. On failure m is
+// unchanged. st (may be NULL) receives the state.
+int ckpt_load(const char *path, Model *m, CkptState *st, char *err, size_t errlen);
+
+// Recompute and rewrite the seal of a checkpoint file in place (for tools and
+// tests that edit a checkpoint through HDF5 on purpose).
+int ckpt_reseal(const char *path, char *err, size_t errlen);

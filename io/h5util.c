@@ -1,0 +1,178 @@
+#include "h5util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void h5_init(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    H5open();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+// H5Ewalk2 callback: keep the innermost (most specific) description, which
+// says what was wrong ("truncated file: eof = ...", "file signature not
+// found"); the outer entries only repeat which API call failed.
+static herr_t innermost(unsigned n, const H5E_error2_t *e, void *data) {
+    if (n == 0 && e->desc) snprintf(data, 256, "%s", e->desc);
+    return 0;
+}
+
+static void one_line(char *s) {
+    for (; *s; s++)
+        if (*s == '\n' || *s == '\r') *s = ' ';
+}
+
+int64_t h5_check_at(H5Ctx *x, int64_t value, const char *file, int line, const char *what) {
+    if (value >= 0) return value;
+    char reason[256] = "";
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost, reason);
+    H5Eclear2(H5E_DEFAULT);
+    if (!x->failed) {
+        x->failed = 1;
+        snprintf(x->err, x->errlen, "%s: %s%s%s (%s:%d)", x->path, what, reason[0] ? ": " : "", reason, file, line);
+        one_line(x->err);
+    }
+    return value;
+}
+
+int h5_error(H5Ctx *x, const char *fmt, ...) {
+    if (x->failed) return -1;
+    x->failed = 1;
+    int n = snprintf(x->err, x->errlen, "%s: ", x->path);
+    if (n < 0 || (size_t)n >= x->errlen) n = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->err + n, x->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    one_line(x->err);
+    return -1;
+}
+
+void h5_close(hid_t id) {
+    if (id < 0) return;
+    H5E_BEGIN_TRY {
+        switch (H5Iget_type(id)) {
+        case H5I_FILE: H5Fclose(id); break;
+        case H5I_GROUP: H5Gclose(id); break;
+        case H5I_DATASET: H5Dclose(id); break;
+        case H5I_DATASPACE: H5Sclose(id); break;
+        case H5I_DATATYPE: H5Tclose(id); break;
+        case H5I_ATTR: H5Aclose(id); break;
+        case H5I_GENPROP_LST: H5Pclose(id); break;
+        default: break;
+        }
+    }
+    H5E_END_TRY;
+}
+
+// Fixed-length UTF-8 strings of `size` bytes, NUL-padded. Not variable-length
+// ones: those live in HDF5's global heap, which carries no checksum, and a
+// corrupted heap entry crashes HDF5's reader (seen when fuzzing); a fixed
+// string sits inside the checksummed object header.
+static hid_t string_type(H5Ctx *x, size_t size) {
+    hid_t t = h5_check(x, H5Tcopy(H5T_C_S1), "string type");
+    if (t < 0) return t;
+    if (h5_check(x, H5Tset_size(t, size ? size : 1), "string type") < 0 ||
+        h5_check(x, H5Tset_strpad(t, H5T_STR_NULLPAD), "string type") < 0 ||
+        h5_check(x, H5Tset_cset(t, H5T_CSET_UTF8), "string type") < 0) {
+        h5_close(t);
+        return -1;
+    }
+    return t;
+}
+
+static int write_attr(H5Ctx *x, hid_t obj, const char *name, hid_t type, const void *value) {
+    char what[160];
+    snprintf(what, sizeof what, "writing attribute %s", name);
+    hid_t space = h5_check(x, H5Screate(H5S_SCALAR), what), attr = -1;
+    if (space >= 0) attr = h5_check(x, H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT), what);
+    int rc = attr >= 0 ? (int)h5_check(x, H5Awrite(attr, type, value), what) : -1;
+    h5_close(attr);
+    h5_close(space);
+    return rc < 0 ? -1 : 0;
+}
+
+int h5_write_attr_string(H5Ctx *x, hid_t obj, const char *name, const char *value) {
+    hid_t t = string_type(x, strlen(value));
+    if (t < 0) return -1;
+    int rc = write_attr(x, obj, name, t, value);  // "" is one NUL byte
+    h5_close(t);
+    return rc;
+}
+
+int h5_write_attr_int64(H5Ctx *x, hid_t obj, const char *name, int64_t value) {
+    return write_attr(x, obj, name, H5T_STD_I64LE, &value);
+}
+
+// Opens attribute name of obj, which must be a scalar (or one-element) of
+// class cls; reports absence or another class by name.
+static hid_t open_attr(H5Ctx *x, hid_t obj, const char *name, H5T_class_t cls, const char *cls_name) {
+    char what[160];
+    snprintf(what, sizeof what, "attribute %s", name);
+    htri_t exists = h5_check(x, H5Aexists(obj, name), what);
+    if (exists < 0) return -1;
+    if (!exists) return h5_error(x, "attribute %s is missing", name);
+    hid_t attr = h5_check(x, H5Aopen(obj, name, H5P_DEFAULT), what);
+    if (attr < 0) return -1;
+    hid_t type = h5_check(x, H5Aget_type(attr), what), space = h5_check(x, H5Aget_space(attr), what);
+    int ok = type >= 0 && space >= 0;
+    if (ok && H5Tget_class(type) != cls) ok = h5_error(x, "attribute %s is not %s", name, cls_name) == 0;
+    if (ok && H5Sget_simple_extent_npoints(space) != 1) ok = h5_error(x, "attribute %s is not a single value", name) == 0;
+    if (ok && cls == H5T_STRING && H5Tis_variable_str(type) != 0)
+        ok = h5_error(x, "attribute %s is not a fixed-length string", name) == 0;
+    h5_close(type);
+    h5_close(space);
+    if (!ok) {
+        h5_close(attr);
+        return -1;
+    }
+    return attr;
+}
+
+int h5_read_attr_string(H5Ctx *x, hid_t obj, const char *name, char *buf, size_t cap) {
+    hid_t attr = open_attr(x, obj, name, H5T_STRING, "a string");
+    if (attr < 0) return -1;
+    char what[160];
+    snprintf(what, sizeof what, "reading attribute %s", name);
+    hid_t ftype = h5_check(x, H5Aget_type(attr), what), t = -1;
+    size_t size = ftype >= 0 ? H5Tget_size(ftype) : 0;
+    int rc = -1;
+    if (ftype < 0 || size == 0) h5_check(x, -1, what);
+    else if (size >= cap) h5_error(x, "attribute %s is longer than %zu characters", name, cap - 1);
+    else if ((t = string_type(x, size)) >= 0 && h5_check(x, H5Aread(attr, t, buf), what) >= 0) {
+        buf[size] = '\0';  // NUL-padded to size: a full-length value has no terminator
+        rc = 0;
+    }
+    h5_close(t);
+    h5_close(ftype);
+    h5_close(attr);
+    return rc;
+}
+
+int h5_read_attr_int64(H5Ctx *x, hid_t obj, const char *name, int64_t *value) {
+    hid_t attr = open_attr(x, obj, name, H5T_INTEGER, "an integer");
+    if (attr < 0) return -1;
+    char what[160];
+    snprintf(what, sizeof what, "reading attribute %s", name);
+    int rc = (int)h5_check(x, H5Aread(attr, H5T_NATIVE_INT64, value), what);
+    h5_close(attr);
+    return rc < 0 ? -1 : 0;
+}
+
+int h5_path_exists(H5Ctx *x, hid_t file, const char *path) {
+    char prefix[512];
+    size_t n = strlen(path);
+    if (n >= sizeof prefix) return h5_error(x, "object path too long: %s", path);
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n && path[i] != '/') continue;
+        memcpy(prefix, path, i);
+        prefix[i] = '\0';
+        htri_t e = h5_check(x, H5Lexists(file, prefix, H5P_DEFAULT), prefix);
+        if (e <= 0) return e < 0 ? -1 : 0;
+    }
+    return 1;
+}

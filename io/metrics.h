@@ -1,0 +1,41 @@
+// Training metrics: `<out_dir>/metrics.h5`, one extendible, chunked 1-D
+// dataset per column (README, "Metrics"), one row appended per step and
+// flushed, so the file can be read while training runs.
+//
+// The writer holds the file in HDF5's single-writer/multiple-reader (SWMR)
+// mode: readers open it concurrently with h5py.File(path, "r", swmr=True) or
+// H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, ...) and always see a
+// consistent file, even after the writer is killed. Once training ends the
+// file is closed normally and any HDF5 reader (h5dump included) opens it.
+#pragma once
+#include <stddef.h>
+
+typedef struct {
+    long step;
+    double loss, bits_per_byte, lr, grad_norm, tokens_per_s, step_ms, peak_rss_mb, accuracy;
+} MetricsRow;
+
+#define METRICS_FORMAT_VERSION 1
+#define METRICS_N_COLUMNS 9
+
+// Column names in file order; column 0 ("step") is int64, the others float64.
+extern const char *const METRICS_COLUMNS[METRICS_N_COLUMNS];
+
+typedef struct MetricsFile MetricsFile;
+
+// Open path for appending. resume_step 0 starts an empty file (replacing any
+// old one). resume_step > 0 keeps the existing file's rows with step <=
+// resume_step (rows a crashed run wrote after its last checkpoint are dropped)
+// and appends after them; a missing file starts empty. The new file replaces
+// the old one atomically. Returns NULL with a one-line message on failure
+// (the old file is then untouched).
+MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t errlen);
+
+// Append one row and flush it to the file. Returns 0 or -1 with a message.
+int metrics_append(MetricsFile *f, const MetricsRow *row, char *err, size_t errlen);
+
+// Rows in the file.
+long metrics_rows(const MetricsFile *f);
+
+// Close (leaving a file any HDF5 reader opens) and free. Returns 0 or -1.
+int metrics_close(MetricsFile *f, char *err, size_t errlen);
