@@ -36,7 +36,10 @@ TEST64_SRC := $(wildcard tests/test_*_f64.c)
 TEST32_SRC := $(filter-out $(TEST64_SRC),$(wildcard tests/test_*.c))
 TEST_BIN := $(TEST64_SRC:tests/%.c=build/tests/%) $(TEST32_SRC:tests/%.c=build/tests/%)
 
-.PHONY: all test setup clean
+# The CUDA backend and its op-by-op test, when nvcc is found (cuda/cuda.mk).
+-include cuda/cuda.mk
+
+.PHONY: all test test-cuda setup clean
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
 .SECONDARY:
@@ -79,6 +82,11 @@ build/tests/%: build/f32/tests/%.o build/f32/tests/gradcheck.o $(CORE_OBJ) $(IO_
 
 test: build/reformer $(DIST_PROGRAMS) $(TEST_BIN)
 	@tests/run_all.sh $(TEST_BIN)
+
+# Every op on the GPU against the CPU reference; exits 77 with SKIPPED when
+# there is no GPU (a skip is not a pass: CPU-only machines run `make test`).
+test-cuda: build/test_cuda
+	build/test_cuda
 
 setup:
 	@./launch/setup.sh
