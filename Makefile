@@ -61,7 +61,8 @@ build/dist_bench: build/f32/dist/dist_bench.o build/f32/dist/data_parallel.o $(D
 build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)
 
-build/reformer: build/f32/launch/main.o $(CORE_OBJ) $(IO_OBJ)
+LAUNCH_OBJ := $(patsubst %.c,build/f32/%.o,$(wildcard launch/*.c))
+build/reformer: $(LAUNCH_OBJ) $(CORE_OBJ) $(IO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(HDF5_LIBS)
 
 build/f32/%.o: %.c

@@ -1,0 +1,57 @@
+// reformer bench: warm-up, then timed training steps on synthetic data; one
+// JSON line with throughput, memory and time shares.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "dataset.h"
+#include "model.h"
+#include "util.h"
+
+int cmd_bench(int argc, char **argv) {
+    Args a;
+    parse_args(&a, argc, argv, CMD_BENCH);
+    Config *c = &a.cfg;
+    int steps = a.steps_override > 0 ? a.steps_override : 3;
+    int warmup = a.warmup_override >= 0 ? a.warmup_override : 1;
+    char err[1024];
+    Dataset ds;
+    if (dataset_open(&ds, c, err, sizeof err)) usage_error("%s", err);
+    Model m;
+    model_init(&m, c, pick_backend(c));
+    if (!a.json) describe(&m);
+    int *tokens = checked_calloc((size_t)m.T, sizeof(int)), *targets = checked_calloc((size_t)m.T, sizeof(int));
+    // Untimed warm-up steps touch every buffer and warm caches; peak memory
+    // is the whole run's, so one timed step alone also measures it.
+    for (int s = 1; s <= warmup; s++) {
+        dataset_batch(&ds, (uint32_t)s, tokens, targets);
+        model_forward_backward(&m, tokens, targets, (uint32_t)s);
+        model_update(&m, s, lr_at(c, s));
+    }
+    m.profile = 1;
+    memset(m.prof_seconds, 0, sizeof m.prof_seconds);
+    double t0 = now_seconds();
+    LossStats st = {0};
+    for (int s = warmup + 1; s <= warmup + steps; s++) {
+        dataset_batch(&ds, (uint32_t)s, tokens, targets);
+        st = model_forward_backward(&m, tokens, targets, (uint32_t)s);
+        model_update(&m, s, lr_at(c, s));
+    }
+    double dt = (now_seconds() - t0) / steps;
+    double fwdbwd = m.prof_seconds[PROF_TOTAL] > 0 ? m.prof_seconds[PROF_TOTAL] : 1;
+    double sh_mm = m.prof_seconds[PROF_MATMUL] / fwdbwd, sh_at = m.prof_seconds[PROF_ATTENTION] / fwdbwd;
+    printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, \"planned_mb\": %.1f, \"params\": %zu, "
+           "\"seq_len\": %d, \"batch\": %d, \"d_model\": %d, \"n_layers\": %d, \"n_heads\": %d, \"attn\": \"%s\", "
+           "\"attn_layers\": \"%s\", \"n_hashes\": %d, \"reversible\": %d, \"steps\": %d, \"loss\": %.4f, "
+           "\"share_matmul\": %.3f, \"share_attention\": %.3f, \"share_other\": %.3f}\n",
+           m.T / dt, dt * 1e3, peak_rss_mib(), (double)m.bytes_planned / (1024.0 * 1024.0), m.layout.n_params,
+           c->seq_len, c->batch, c->d_model, c->n_layers, c->n_heads, c->attn_full ? "full" : "pattern",
+           c->attn_layers, c->n_hashes, c->reversible, steps, st.loss, sh_mm, sh_at, 1 - sh_mm - sh_at);
+    free(tokens);
+    free(targets);
+    free_args(&a);
+    model_free(&m);
+    dataset_close(&ds);
+    return 0;
+}
+

@@ -1,0 +1,223 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint.h"
+#include "config_file.h"
+#include "util.h"
+
+void usage_error(const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "reformer: error: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+void run_error(const char *msg) {
+    fflush(stdout);
+    fprintf(stderr, "reformer: error: %s\n", msg);
+    exit(1);
+}
+
+void print_help(void) {
+    printf("usage:\n"
+           "  reformer train [--config FILE] [--set key=value ...] [--resume DIR]\n"
+           "  reformer eval --ckpt FILE [--data PATH] [--split validation|test] [--windows N] [--set key=value ...]\n"
+           "  reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
+           "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--warmup N] [--json]\n"
+           "  reformer help\n\n"
+           "Every config key can be set in an INI file (--config) and overridden with --set.\n"
+           "--resume DIR continues the run in DIR from its newest checkpoint, with the\n"
+           "checkpoint's config; --config/--set may then change any key but the shape keys.\n"
+           "eval and sample start from the config of the checkpoint given with --ckpt.\n"
+           "Keys and defaults:\n");
+    Config c;
+    config_defaults(&c);
+    char err[256];
+    if (config_finalize(&c, err, sizeof err) == 0) config_print(&c, stdout);
+}
+
+static void apply_source(Config *c, const Source *s) {
+    char err[1024];
+    if (s->is_file ? config_load_file(c, s->value, err, sizeof err) : config_set_pair(c, s->value, err, sizeof err))
+        usage_error("%s", err);
+}
+
+// When starting from a checkpoint, its config is the base and fixes the
+// model's shape: a source that changes a shape key is refused, naming the key.
+static void check_shape_keys(const Config *now, const Config *ckpt, const Source *s) {
+    char a[1100], b[1100];
+    for (int k = 0; CONFIG_SHAPE_KEYS[k]; k++) {
+        config_get(now, CONFIG_SHAPE_KEYS[k], a, sizeof a);
+        config_get(ckpt, CONFIG_SHAPE_KEYS[k], b, sizeof b);
+        if (strcmp(a, b))
+            usage_error("%s: %s=%s %s the checkpoint's %s=%s; a run from a checkpoint keeps the model's shape keys",
+                        CONFIG_SHAPE_KEYS[k], CONFIG_SHAPE_KEYS[k], a, s ? "would change" : "differs from",
+                        CONFIG_SHAPE_KEYS[k], b);
+    }
+}
+
+static long parse_long_flag(const char *flag, const char *val, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long n = strtol(val, &end, 10);
+    if (end == val || *end || errno || n < lo || n > hi)
+        usage_error("%s: '%s' is not an integer in [%ld, %ld]", flag, val, lo, hi);
+    return n;
+}
+
+static double parse_double_flag(const char *flag, const char *val, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double x = strtod(val, &end);
+    if (end == val || *end || errno || !(x >= lo && x <= hi))
+        usage_error("%s: '%s' is not a number in [%g, %g]", flag, val, lo, hi);
+    return x;
+}
+
+static const char *command_name(Command c) {
+    return c == CMD_TRAIN ? "train" : c == CMD_BENCH ? "bench" : c == CMD_EVAL ? "eval" : "sample";
+}
+
+// A flag of another command: say which one it belongs to.
+static void wrong_command(const char *flag, const char *owner, Command cmd) {
+    usage_error("%s is a %s option, not a %s option (see `reformer help`)", flag, owner, command_name(cmd));
+}
+
+void parse_args(Args *a, int argc, char **argv, Command cmd) {
+    char err[1024];
+    memset(a, 0, sizeof *a);
+    a->cmd = cmd;
+    a->steps_override = -1;
+    a->warmup_override = -1;
+    a->temperature = 1.0;
+    a->sample_seed = -1;
+    a->gen_len = -1;
+    a->sources = checked_calloc((size_t)argc + 2, sizeof(Source));
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        int takes_value = !strcmp(arg, "--config") || !strcmp(arg, "--set") || !strcmp(arg, "--steps") ||
+                          !strcmp(arg, "--warmup") || !strcmp(arg, "--resume") || !strcmp(arg, "--ckpt") ||
+                          !strcmp(arg, "--data") || !strcmp(arg, "--split") || !strcmp(arg, "--windows") ||
+                          !strcmp(arg, "--prompt") || !strcmp(arg, "--len") || !strcmp(arg, "--temperature") ||
+                          !strcmp(arg, "--top-k") || !strcmp(arg, "--seed");
+        if (takes_value && i + 1 >= argc) usage_error("%s needs a value", arg);
+        const char *val = takes_value ? argv[++i] : NULL;
+        if (!strcmp(arg, "--config") || !strcmp(arg, "--set")) {
+            a->sources[a->n_sources++] = (Source){.is_file = !strcmp(arg, "--config"), .value = val};
+        } else if (!strcmp(arg, "--resume")) {
+            if (cmd != CMD_TRAIN) wrong_command(arg, "train", cmd);
+            a->resume = val;
+        } else if (!strcmp(arg, "--steps") || !strcmp(arg, "--warmup")) {
+            if (cmd != CMD_BENCH) {
+                if (cmd == CMD_TRAIN) usage_error("%s is a bench option; for train use --set steps=N", arg);
+                wrong_command(arg, "bench", cmd);
+            }
+            if (!strcmp(arg, "--steps")) a->steps_override = (int)parse_long_flag(arg, val, 1, 1000000);
+            else a->warmup_override = (int)parse_long_flag(arg, val, 0, 1000000);
+        } else if (!strcmp(arg, "--json")) {
+            if (cmd != CMD_BENCH) wrong_command(arg, "bench", cmd);
+            a->json = 1;
+        } else if (!strcmp(arg, "--ckpt")) {
+            if (cmd != CMD_EVAL && cmd != CMD_SAMPLE) wrong_command(arg, "eval and sample", cmd);
+            a->ckpt = val;
+        } else if (!strcmp(arg, "--data") || !strcmp(arg, "--split") || !strcmp(arg, "--windows")) {
+            if (cmd != CMD_EVAL) wrong_command(arg, "eval", cmd);
+            if (!strcmp(arg, "--data")) a->data = val;
+            else if (!strcmp(arg, "--split")) a->split = val;
+            else a->max_windows = parse_long_flag(arg, val, 0, 1L << 40);
+        } else if (!strcmp(arg, "--prompt") || !strcmp(arg, "--len") || !strcmp(arg, "--temperature") ||
+                   !strcmp(arg, "--top-k") || !strcmp(arg, "--seed") || !strcmp(arg, "--no-cache")) {
+            if (cmd != CMD_SAMPLE) wrong_command(arg, "sample", cmd);
+            if (!strcmp(arg, "--prompt")) a->prompt = val;
+            else if (!strcmp(arg, "--len")) a->gen_len = parse_long_flag(arg, val, 0, 1L << 30);
+            else if (!strcmp(arg, "--temperature")) a->temperature = parse_double_flag(arg, val, 0, 100);
+            else if (!strcmp(arg, "--top-k")) a->top_k = (int)parse_long_flag(arg, val, 0, 1 << 30);
+            else if (!strcmp(arg, "--seed")) a->sample_seed = parse_long_flag(arg, val, 0, 0x7fffffffffffffffL);
+            else a->no_cache = 1;
+        } else if (strchr(arg, '=') && arg[0] != '-') {
+            a->sources[a->n_sources++] = (Source){.is_file = 0, .value = arg};
+        } else {
+            usage_error("unknown argument '%s' (see `reformer help`)", arg);
+        }
+    }
+    if ((cmd == CMD_EVAL || cmd == CMD_SAMPLE) && !a->ckpt)
+        usage_error("%s needs --ckpt FILE (a checkpoint written by reformer train)", command_name(cmd));
+    if (cmd == CMD_SAMPLE && !a->prompt) usage_error("sample needs --prompt TEXT (may be empty: --prompt '')");
+    if (cmd == CMD_SAMPLE && a->gen_len < 0) usage_error("sample needs --len N (bytes to generate)");
+
+    Config ckpt;
+    if (a->resume || a->ckpt) {
+        if (a->resume) {
+            if (ckpt_find_latest(a->resume, a->ckpt_path, sizeof a->ckpt_path, &a->ckpt_step, err, sizeof err))
+                usage_error("--resume: %s", err);
+        } else {
+            snprintf(a->ckpt_path, sizeof a->ckpt_path, "%s", a->ckpt);
+        }
+        if (ckpt_read_config(a->ckpt_path, &ckpt, &a->ckpt_step, err, sizeof err))
+            usage_error("%s: %s", a->resume ? "--resume" : "--ckpt", err);
+        a->cfg = ckpt;
+        // A resumed run continues where its files are, wherever it was started.
+        if (a->resume && config_set(&a->cfg, "out_dir", a->resume, err, sizeof err)) usage_error("--resume: %s", err);
+        if (a->data && config_set(&a->cfg, "data", a->data, err, sizeof err)) usage_error("--data: %s", err);
+        for (int i = 0; i < a->n_sources; i++) {
+            apply_source(&a->cfg, &a->sources[i]);
+            check_shape_keys(&a->cfg, &ckpt, &a->sources[i]);
+        }
+    } else {
+        config_defaults(&a->cfg);
+        if (cmd == CMD_BENCH) snprintf(a->cfg.data, sizeof a->cfg.data, "random");
+        for (int i = 0; i < a->n_sources; i++) apply_source(&a->cfg, &a->sources[i]);
+    }
+    if (config_finalize(&a->cfg, err, sizeof err)) usage_error("%s", err);
+    if (a->resume || a->ckpt) check_shape_keys(&a->cfg, &ckpt, NULL);
+    if (strcmp(a->cfg.device, "cpu") != 0)
+        usage_error("device: '%s' backend is not built into this binary (use device=cpu)", a->cfg.device);
+}
+
+void free_args(Args *a) {
+    free(a->sources);
+    a->sources = NULL;
+}
+
+const Backend *pick_backend(const Config *c) {
+    (void)c;
+    return backend_cpu();
+}
+
+void make_dirs(const char *path) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        usage_error("out_dir: cannot create '%s': %s", path, strerror(errno));
+}
+
+void format_duration(char *buf, size_t n, double seconds) {
+    long s = (long)(seconds + 0.5);
+    if (s >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+    else snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
+}
+
+void describe(const Model *m) {
+    const Config *c = &m->cfg;
+    printf("reformer: %zu params | %d layers (%s%s) | d_model %d | heads %dx%d | seq_len %d | batch %d | "
+           "n_hashes %d n_buckets %d | %s | planned %.1f MiB\n",
+           m->layout.n_params, c->n_layers, c->attn_full ? "full attention, " : "", c->attn_layers, c->d_model,
+           c->n_heads, c->d_head, c->seq_len, c->batch, c->n_hashes, c->n_buckets,
+           c->reversible ? "reversible" : "stored activations", (double)m->bytes_planned / (1024.0 * 1024.0));
+}

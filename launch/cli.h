@@ -1,0 +1,74 @@
+// What every `reformer` command shares: argument parsing into a finalized
+// Config (defaults or a checkpoint's config, then --config files and --set
+// pairs in command-line order), one-line errors, and small output helpers.
+#pragma once
+#include <stddef.h>
+
+#include "backend.h"
+#include "config.h"
+#include "model.h"
+
+typedef enum { CMD_TRAIN, CMD_BENCH, CMD_EVAL, CMD_SAMPLE } Command;
+
+typedef struct {
+    int is_file;        // --config FILE, else --set / bare key=value
+    const char *value;
+} Source;
+
+typedef struct {
+    Command cmd;
+    Config cfg;              // finalized
+    Source *sources;         // --config and --set in command-line order
+    int n_sources;
+    // train
+    const char *resume;      // --resume DIR
+    // eval, sample
+    const char *ckpt;        // --ckpt FILE
+    // train --resume, eval, sample: the checkpoint the config came from
+    char ckpt_path[2048];
+    long ckpt_step;
+    // bench
+    int steps_override;      // --steps N (-1: unset)
+    int warmup_override;     // --warmup N (-1: unset)
+    int json;                // --json
+    // eval
+    const char *split;       // --split validation|test (default validation)
+    const char *data;        // --data PATH (shorthand for --set data=PATH)
+    long max_windows;        // --windows N (0: the whole split)
+    // sample
+    const char *prompt;      // --prompt TEXT
+    long gen_len;            // --len N
+    double temperature;      // --temperature T
+    int top_k;               // --top-k K (0: off)
+    long sample_seed;        // --seed S (-1: the config's seed)
+    int no_cache;            // --no-cache: recompute the prefix for every byte
+} Args;
+
+// "reformer: error: <message>" on stderr, exit 2 (bad usage or config).
+#if defined(__GNUC__)
+__attribute__((noreturn, format(printf, 1, 2)))
+#endif
+void usage_error(const char *fmt, ...);
+
+// Same form, exit 1: a failure while running (a file that cannot be written).
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+void run_error(const char *msg);
+
+void print_help(void);
+
+// Parse the arguments after the command name; exits with usage_error on any
+// problem. Frees nothing: the Args live as long as the command.
+void parse_args(Args *a, int argc, char **argv, Command cmd);
+void free_args(Args *a);
+
+const Backend *pick_backend(const Config *c);
+void make_dirs(const char *path);
+// "m:ss" or "h:mm:ss".
+void format_duration(char *buf, size_t n, double seconds);
+// One line: parameters, layers, sizes, attention, planned memory.
+void describe(const Model *m);
+
+int cmd_train(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
