@@ -68,12 +68,12 @@ void dataset_close(Dataset *ds) {
     memset(ds, 0, sizeof *ds);
 }
 
-void dataset_batch(const Dataset *ds, uint32_t step, int *tokens, int *targets) {
+void dataset_batch(const Dataset *ds, uint32_t step, size_t first_seq, int n_seq, int *tokens, int *targets) {
     const int L = ds->seq_len;
     const uint32_t tag = rng_tag(RNG_DATA, ds->kind, 0);
-    for (int b = 0; b < ds->batch; b++) {
+    for (int b = 0; b < n_seq; b++) {
         int *tok = tokens + (size_t)b * L, *tgt = targets + (size_t)b * L;
-        uint64_t stream = (uint64_t)b << 32;  // per-sequence counter space
+        uint64_t stream = (uint64_t)(first_seq + (size_t)b) << 32;  // per-sequence counter space
         if (ds->kind == DATA_TEXT) {
             size_t off = rng_bits64(ds->seed, stream, step, tag) % (ds->n_bytes - (size_t)L);
             for (int i = 0; i < L; i++) {

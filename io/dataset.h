@@ -24,9 +24,11 @@ typedef struct {
 int dataset_open(Dataset *ds, const Config *c, char *err, size_t errlen);
 void dataset_close(Dataset *ds);
 
-// Fill tokens and targets [batch * seq_len] for a step. targets < 0 are not
-// scored: the duplication task scores only the second copy.
-void dataset_batch(const Dataset *ds, uint32_t step, int *tokens, int *targets);
+// Training windows: sequences [first_seq, first_seq + n_seq) of the global
+// batch of `step` (data-parallel replica r passes first_seq = r * batch).
+// tokens and targets are [n_seq * seq_len]; targets < 0 are not scored (the
+// duplication task scores only the second copy).
+void dataset_batch(const Dataset *ds, uint32_t step, size_t first_seq, int n_seq, int *tokens, int *targets);
 
 // Duplication task layout for length L: "0 w 0 w", |w| = L/2 - 1. The scored
 // targets are positions [first, last] (predicting the second copy of w).

@@ -24,7 +24,7 @@ int cmd_bench(int argc, char **argv) {
     // Untimed warm-up steps touch every buffer and warm caches; peak memory
     // is the whole run's, so one timed step alone also measures it.
     for (int s = 1; s <= warmup; s++) {
-        dataset_batch(&ds, (uint32_t)s, tokens, targets);
+        dataset_batch(&ds, (uint32_t)s, 0, c->batch, tokens, targets);
         model_forward_backward(&m, tokens, targets, (uint32_t)s);
         model_update(&m, s, lr_at(c, s));
     }
@@ -33,7 +33,7 @@ int cmd_bench(int argc, char **argv) {
     double t0 = now_seconds();
     LossStats st = {0};
     for (int s = warmup + 1; s <= warmup + steps; s++) {
-        dataset_batch(&ds, (uint32_t)s, tokens, targets);
+        dataset_batch(&ds, (uint32_t)s, 0, c->batch, tokens, targets);
         st = model_forward_backward(&m, tokens, targets, (uint32_t)s);
         model_update(&m, s, lr_at(c, s));
     }

@@ -19,7 +19,7 @@ static double dup_eval(Model *m, const Dataset *ds, int batches, int *tokens, in
     double acc = 0;
     for (int i = 0; i < batches; i++) {
         uint32_t step = 0x80000000u + (uint32_t)i;  // never a training step
-        dataset_batch(ds, step, tokens, targets);
+        dataset_batch(ds, step, 0, m->cfg.batch, tokens, targets);
         acc += model_forward(m, tokens, targets, step, 0).accuracy;
     }
     return acc / batches;
@@ -80,7 +80,7 @@ int cmd_train(int argc, char **argv) {
     // correction, the learning rate) is keyed by the global step, so a
     // resumed run continues bit for bit as if it had never stopped.
     for (int step = (int)start; step <= c->steps; step++) {
-        dataset_batch(&ds, (uint32_t)step, tokens, targets);
+        dataset_batch(&ds, (uint32_t)step, 0, c->batch, tokens, targets);
         double t0 = now_seconds();
         LossStats st = model_forward_backward(&m, tokens, targets, (uint32_t)step);
         double lr = lr_at(c, step);
