@@ -27,9 +27,6 @@
 #define cblas_gemm cblas_sgemm
 #endif
 
-// Epsilon of trax/HF key normalisation x / sqrt(mean(x^2) + 1e-6) / sqrt(dh).
-#define KEY_NORM_EPS 1e-6
-
 static int max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();

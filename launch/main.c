@@ -1,6 +1,7 @@
 // reformer: the command-line program.
 //
 //   reformer train [--config FILE] [--set key=value ...] [--resume DIR]
+//   reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S]
 //   reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]
 //   reformer help
 //
@@ -29,5 +30,6 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
-    usage_error("unknown command '%s' (commands: train, bench, help)", argv[1]);
+    if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
+    usage_error("unknown command '%s' (commands: train, sample, bench, help)", argv[1]);
 }

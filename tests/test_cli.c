@@ -717,3 +717,38 @@ Test(cli, h5dump_reads_what_train_writes) {
     sh("h5dump -H '%s/metrics.h5' >/dev/null", dir);
     sh("h5dump -d /loss '%s/metrics.h5' | grep -q 'DATASPACE  SIMPLE { ( 6 ) / ( H5S_UNLIMITED ) }'", dir);
 }
+
+// ------------------------------------------------------------ sample
+
+// Sampling from a trained checkpoint: the cached decoder and the whole-prefix
+// recomputation (--no-cache) print the same bytes for the same seed; another
+// seed prints other bytes; the prompt comes first; bad requests fail cleanly.
+Test(cli, sample_with_and_without_cache_prints_the_same_bytes) {
+    char dir[512], ckpt[1024];
+    path_in(dir, sizeof dir, "run");
+    Run rt = run_cli("train %s --set out_dir='%s'", TINY_TRAIN, dir);
+    cr_assert_eq(rt.rc, 0, "%s", rt.err);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt_00000006.h5", dir);
+    Run a = run_cli("sample --ckpt '%s' --prompt 'ROMEO:' --len 60 --seed 5 --top-k 20", ckpt);
+    Run b = run_cli("sample --ckpt '%s' --prompt 'ROMEO:' --len 60 --seed 5 --top-k 20 --no-cache", ckpt);
+    Run c = run_cli("sample --ckpt '%s' --prompt 'ROMEO:' --len 60 --seed 6 --top-k 20", ckpt);
+    cr_assert_eq(a.rc, 0, "%s", a.err);
+    cr_assert_eq(b.rc, 0, "%s", b.err);
+    cr_assert(!strncmp(a.out, "ROMEO:", 6), "the prompt is not printed first: %s", a.out);
+    cr_assert_eq(strlen(a.out), 6 + 60 + 1, "expected prompt + 60 bytes + newline, got %zu bytes", strlen(a.out));
+    cr_assert_str_eq(a.out, b.out, "cached and uncached sampling differ");
+    cr_assert_str_neq(a.out, c.out, "another seed gave the same text");
+    cr_assert(strstr(a.err, "cached") && strstr(b.err, "no cache"), "%s%s", a.err, b.err);
+    Run e1 = run_cli("sample --ckpt '%s' --prompt '' --len 5", ckpt);
+    ASSERT_ONE_LINE_ERROR(&e1, "empty prompt", "--prompt");
+    Run e2 = run_cli("sample --ckpt '%s' --prompt 'abc' --len 126", ckpt);
+    ASSERT_ONE_LINE_ERROR(&e2, "too long", "--len", "seq_len 128");
+    Run e3 = run_cli("sample --ckpt '%s/none.h5' --prompt 'abc' --len 5", dir);
+    ASSERT_ONE_LINE_ERROR(&e3, "missing checkpoint", "none.h5");
+    Run e4 = run_cli("sample --ckpt '%s' --prompt 'abc' --len 5 --set d_model=64", ckpt);
+    ASSERT_ONE_LINE_ERROR(&e4, "shape change", "d_model");
+    Run e5 = run_cli("sample --ckpt '%s' --prompt 'abc'", ckpt);
+    ASSERT_ONE_LINE_ERROR(&e5, "no --len", "--len");
+    Run *runs[] = {&rt, &a, &b, &c, &e1, &e2, &e3, &e4, &e5};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
+}
