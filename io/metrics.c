@@ -13,55 +13,80 @@
 
 const char *const METRICS_COLUMNS[METRICS_N_COLUMNS] = {
     "step", "loss", "bits_per_byte", "lr", "grad_norm", "tokens_per_s", "step_ms", "peak_rss_mb", "accuracy"};
+const char *const METRICS_EVAL_COLUMNS[METRICS_N_EVAL_COLUMNS] = {"step",      "split",     "bits_per_byte", "loss",
+                                                                  "n_targets", "n_windows", "seconds"};
 
-// Where each float64 column lives in a MetricsRow (column 0, step, is apart).
-static const size_t DOUBLE_OFFSET[METRICS_N_COLUMNS] = {
-    0, offsetof(MetricsRow, loss), offsetof(MetricsRow, bits_per_byte), offsetof(MetricsRow, lr),
-    offsetof(MetricsRow, grad_norm), offsetof(MetricsRow, tokens_per_s), offsetof(MetricsRow, step_ms),
-    offsetof(MetricsRow, peak_rss_mb), offsetof(MetricsRow, accuracy)};
+// A table: a group of equally long 1-D columns, column 0 the step. Rows move
+// through the code as arrays of doubles (integer columns hold integers far
+// below 2^53, so the conversion is exact).
+#define MAX_COLUMNS 16
+typedef struct {
+    const char *group;        // "" (root) or "/eval"
+    const char *const *names;
+    const int *is_int;
+    int n_cols;
+    int optional;             // may be absent from a file being resumed (format 1)
+} TableSpec;
+
+static const int TRAIN_INT[METRICS_N_COLUMNS] = {1, 0, 0, 0, 0, 0, 0, 0, 0};
+static const int EVAL_INT[METRICS_N_EVAL_COLUMNS] = {1, 1, 0, 0, 1, 1, 0};
+enum { TABLE_TRAIN, TABLE_EVAL, N_TABLES };
+static const TableSpec TABLES[N_TABLES] = {
+    {"", METRICS_COLUMNS, TRAIN_INT, METRICS_N_COLUMNS, 0},
+    {"/eval", METRICS_EVAL_COLUMNS, EVAL_INT, METRICS_N_EVAL_COLUMNS, 1},
+};
 
 // Rows per chunk: 8 KiB per column, so an append touches one small chunk.
 #define CHUNK_ROWS 1024
 
+typedef struct {
+    hid_t ds[MAX_COLUMNS];
+    long rows;
+} Table;
+
 struct MetricsFile {
     char path[2048];
     hid_t file;
-    hid_t ds[METRICS_N_COLUMNS];
-    long rows;
+    Table t[N_TABLES];
 };
 
-// Rows kept from an earlier file: column 0 as int64, the rest as double,
-// each array [rows], all in one allocation.
+// Rows kept from an earlier file: col[c] [rows] as doubles.
 typedef struct {
     long rows;
-    int64_t *step;
-    double *col[METRICS_N_COLUMNS];
-    void *mem;
+    double *col[MAX_COLUMNS];
+    double *mem;
 } Kept;
 
-static hid_t column_type(int c, int native) {
-    if (c == 0) return native ? H5T_NATIVE_INT64 : H5T_STD_I64LE;
+static hid_t column_type(const TableSpec *s, int c, int native) {
+    if (s->is_int[c]) return native ? H5T_NATIVE_INT64 : H5T_STD_I64LE;
     return native ? H5T_NATIVE_DOUBLE : H5T_IEEE_F64LE;
 }
 
-static void *column_data(Kept *k, int c) { return c == 0 ? (void *)k->step : (void *)k->col[c]; }
+static void column_path(char *out, size_t cap, const TableSpec *s, int c) {
+    snprintf(out, cap, "%s/%s", s->group, s->names[c]);
+}
 
-// Read the rows with step <= through from an existing metrics file. A SWMR
-// reader opens a file whose writer was killed (its superblock still says
-// "open for writing"), which a plain reader refuses.
-static int read_kept(H5Ctx *x, long through, Kept *k) {
+// Read one column (as doubles) of an open dataset: rows [0, n).
+static void read_column(H5Ctx *x, hid_t ds, const char *obj, long n, double *out) {
+    hsize_t start = 0, count = (hsize_t)n;
+    hid_t fs = h5_check(x, H5Dget_space(ds), obj), ms = h5_check(x, H5Screate_simple(1, &count, NULL), obj);
+    if (fs >= 0 && ms >= 0 && h5_check(x, H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL), obj) >= 0)
+        h5_check(x, H5Dread(ds, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, out), obj);
+    h5_close(ms);
+    h5_close(fs);
+}
+
+// The rows with step <= through of one table of an open file.
+static int read_table(H5Ctx *x, hid_t file, const TableSpec *s, long through, Kept *k) {
     memset(k, 0, sizeof *k);
-    hid_t file;
-    H5E_BEGIN_TRY { file = H5Fopen(x->path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT); }
-    H5E_END_TRY;
-    if (file < 0) file = h5_check(x, H5Fopen(x->path, H5F_ACC_RDONLY, H5P_DEFAULT), "cannot open to resume");
-    if (file < 0) return -1;
-    hid_t ds[METRICS_N_COLUMNS];
-    for (int c = 0; c < METRICS_N_COLUMNS; c++) ds[c] = -1;
+    hid_t ds[MAX_COLUMNS];
+    for (int c = 0; c < s->n_cols; c++) ds[c] = -1;
+    char obj[64];
+    column_path(obj, sizeof obj, s, 0);
+    if (s->optional && h5_path_exists(x, file, obj) == 0) return 0;  // a format-1 file: no such table
     long n = -1;
-    for (int c = 0; c < METRICS_N_COLUMNS && !x->failed; c++) {
-        char obj[64];
-        snprintf(obj, sizeof obj, "/%s", METRICS_COLUMNS[c]);
+    for (int c = 0; c < s->n_cols && !x->failed; c++) {
+        column_path(obj, sizeof obj, s, c);
         int e = h5_path_exists(x, file, obj);
         if (e <= 0) {
             if (e == 0) h5_error(x, "dataset %s is missing", obj);
@@ -74,10 +99,10 @@ static int read_kept(H5Ctx *x, long through, Kept *k) {
         int rank = space >= 0 ? (int)h5_check(x, H5Sget_simple_extent_dims(space, dims, NULL), obj) : -1;
         if (rank >= 0 && type >= 0) {
             if (rank != 1) h5_error(x, "%s is not one-dimensional", obj);
-            else if (H5Tget_class(type) != (c == 0 ? H5T_INTEGER : H5T_FLOAT))
-                h5_error(x, "%s is not %s", obj, c == 0 ? "an integer column" : "a floating-point column");
+            else if (H5Tget_class(type) != (s->is_int[c] ? H5T_INTEGER : H5T_FLOAT))
+                h5_error(x, "%s is not %s", obj, s->is_int[c] ? "an integer column" : "a floating-point column");
             else if (n >= 0 && (long)dims[0] != n)
-                h5_error(x, "%s has %llu rows, /step has %ld", obj, (unsigned long long)dims[0], n);
+                h5_error(x, "%s has %llu rows, %s/step has %ld", obj, (unsigned long long)dims[0], s->group, n);
             else if (c == 0)
                 n = (long)dims[0];
         }
@@ -85,35 +110,27 @@ static int read_kept(H5Ctx *x, long through, Kept *k) {
         h5_close(space);
     }
     if (!x->failed && n > 0) {
-        k->mem = malloc((size_t)n * sizeof(double) * METRICS_N_COLUMNS);
+        k->mem = malloc((size_t)n * sizeof(double) * (size_t)s->n_cols);
         if (!k->mem) h5_error(x, "out of memory reading %ld rows", n);
     }
     if (!x->failed && n > 0) {
-        k->step = k->mem;
-        for (int c = 1; c < METRICS_N_COLUMNS; c++) k->col[c] = (double *)k->mem + (size_t)n * c;
-        if (h5_check(x, H5Dread(ds[0], H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, k->step), "/step") >= 0) {
-            long keep = 0;
-            for (; keep < n && k->step[keep] <= through; keep++)
-                if (keep > 0 && k->step[keep] <= k->step[keep - 1]) {
-                    h5_error(x, "/step is not increasing at row %ld", keep);
-                    break;
-                }
-            k->rows = keep;
-        }
-        // The kept rows are the first k->rows of each column.
-        hsize_t start = 0, count = (hsize_t)k->rows;
-        for (int c = 1; c < METRICS_N_COLUMNS && !x->failed && k->rows > 0; c++) {
-            hid_t fs = h5_check(x, H5Dget_space(ds[c]), METRICS_COLUMNS[c]);
-            hid_t ms = h5_check(x, H5Screate_simple(1, &count, NULL), METRICS_COLUMNS[c]);
-            if (fs >= 0 && ms >= 0 &&
-                h5_check(x, H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL), METRICS_COLUMNS[c]) >= 0)
-                h5_check(x, H5Dread(ds[c], H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, k->col[c]), METRICS_COLUMNS[c]);
-            h5_close(ms);
-            h5_close(fs);
+        for (int c = 0; c < s->n_cols; c++) k->col[c] = k->mem + (size_t)n * c;
+        column_path(obj, sizeof obj, s, 0);
+        read_column(x, ds[0], obj, n, k->col[0]);
+        long keep = 0;
+        for (; !x->failed && keep < n && k->col[0][keep] <= (double)through; keep++)
+            // Evaluation rows may repeat a step (validation and test); training rows may not.
+            if (keep > 0 && (s->optional ? k->col[0][keep] < k->col[0][keep - 1] : k->col[0][keep] <= k->col[0][keep - 1])) {
+                h5_error(x, "%s/step is not increasing at row %ld", s->group, keep);
+                break;
+            }
+        k->rows = keep;
+        for (int c = 1; c < s->n_cols && !x->failed && k->rows > 0; c++) {
+            column_path(obj, sizeof obj, s, c);
+            read_column(x, ds[c], obj, k->rows, k->col[c]);
         }
     }
-    for (int c = 0; c < METRICS_N_COLUMNS; c++) h5_close(ds[c]);
-    h5_close(file);
+    for (int c = 0; c < s->n_cols; c++) h5_close(ds[c]);
     if (x->failed) {
         free(k->mem);
         memset(k, 0, sizeof *k);
@@ -122,59 +139,96 @@ static int read_kept(H5Ctx *x, long through, Kept *k) {
     return 0;
 }
 
+// Every table's kept rows of an existing file. A SWMR reader opens a file
+// whose writer was killed (its superblock still says "open for writing"),
+// which a plain reader refuses.
+static int read_kept(H5Ctx *x, long through, Kept *kept) {
+    hid_t file;
+    H5E_BEGIN_TRY { file = H5Fopen(x->path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT); }
+    H5E_END_TRY;
+    if (file < 0) file = h5_check(x, H5Fopen(x->path, H5F_ACC_RDONLY, H5P_DEFAULT), "cannot open to resume");
+    if (file < 0) return -1;
+    for (int t = 0; t < N_TABLES && !x->failed; t++) read_table(x, file, &TABLES[t], through, &kept[t]);
+    h5_close(file);
+    return x->failed ? -1 : 0;
+}
+
+// Write a table's datasets into the new file, holding the kept rows.
+static void create_table(H5Ctx *x, hid_t file, hid_t dcpl, const TableSpec *s, Table *t, const Kept *k) {
+    hsize_t dims = (hsize_t)k->rows, maxdims = H5S_UNLIMITED;
+    hid_t group = -1;
+    if (s->group[0]) {
+        group = h5_check(x, H5Gcreate2(file, s->group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), s->group);
+        if (group < 0) return;
+    }
+    for (int c = 0; c < s->n_cols && !x->failed; c++) {
+        char obj[64];
+        column_path(obj, sizeof obj, s, c);
+        hid_t space = h5_check(x, H5Screate_simple(1, &dims, &maxdims), obj);
+        if (space < 0) break;
+        t->ds[c] = h5_check(x, H5Dcreate2(file, obj, column_type(s, c, 0), space, H5P_DEFAULT, dcpl, H5P_DEFAULT), obj);
+        if (t->ds[c] >= 0 && k->rows > 0)
+            h5_check(x, H5Dwrite(t->ds[c], H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, k->col[c]), obj);
+        h5_close(space);
+    }
+    t->rows = k->rows;
+    h5_close(group);
+}
+
 // Create the file at tmp holding the kept rows, switch it to SWMR writing and
-// leave it open in f.
-static int create_file(H5Ctx *x, MetricsFile *f, const char *tmp, Kept *k) {
+// leave it open in f. SWMR allows no new objects later, so every table is
+// created now.
+static int create_file(H5Ctx *x, MetricsFile *f, const char *tmp, const Kept *kept) {
     hid_t fapl = h5_check(x, H5Pcreate(H5P_FILE_ACCESS), "file properties");
     hid_t dcpl = h5_check(x, H5Pcreate(H5P_DATASET_CREATE), "dataset properties");
-    hsize_t chunk = CHUNK_ROWS, dims = (hsize_t)k->rows, maxdims = H5S_UNLIMITED;
+    hsize_t chunk = CHUNK_ROWS;
     // SWMR needs the newest file format.
     if (fapl >= 0 && dcpl >= 0 &&
         h5_check(x, H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), "format version") >= 0 &&
         h5_check(x, H5Pset_chunk(dcpl, 1, &chunk), "chunking") >= 0)
         f->file = h5_check(x, H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create");
-    if (f->file >= 0 && h5_write_attr_int64(x, f->file, "format_version", METRICS_FORMAT_VERSION) == 0) {
-        for (int c = 0; c < METRICS_N_COLUMNS; c++) {
-            hid_t space = h5_check(x, H5Screate_simple(1, &dims, &maxdims), METRICS_COLUMNS[c]);
-            if (space < 0) break;
-            f->ds[c] = h5_check(x, H5Dcreate2(f->file, METRICS_COLUMNS[c], column_type(c, 0), space, H5P_DEFAULT, dcpl,
-                                              H5P_DEFAULT), METRICS_COLUMNS[c]);
-            if (f->ds[c] >= 0 && k->rows > 0)
-                h5_check(x, H5Dwrite(f->ds[c], column_type(c, 1), H5S_ALL, H5S_ALL, H5P_DEFAULT, column_data(k, c)),
-                         METRICS_COLUMNS[c]);
-            h5_close(space);
-            if (x->failed) break;
-        }
-    }
+    if (f->file >= 0 && h5_write_attr_int64(x, f->file, "format_version", METRICS_FORMAT_VERSION) == 0 &&
+        h5_write_attr_string(x, f->file, "eval_split_codes", "0=train 1=validation 2=test") == 0)
+        for (int t = 0; t < N_TABLES && !x->failed; t++) create_table(x, f->file, dcpl, &TABLES[t], &f->t[t], &kept[t]);
     if (!x->failed) h5_check(x, H5Fstart_swmr_write(f->file), "cannot start SWMR writing");
     h5_close(dcpl);
     h5_close(fapl);
-    f->rows = k->rows;
     return x->failed ? -1 : 0;
 }
 
 static void close_all(MetricsFile *f) {
-    for (int c = 0; c < METRICS_N_COLUMNS; c++) h5_close(f->ds[c]);
+    for (int t = 0; t < N_TABLES; t++)
+        for (int c = 0; c < MAX_COLUMNS; c++) {
+            h5_close(f->t[t].ds[c]);
+            f->t[t].ds[c] = -1;
+        }
     h5_close(f->file);
-    for (int c = 0; c < METRICS_N_COLUMNS; c++) f->ds[c] = -1;
     f->file = -1;
+}
+
+static MetricsFile *new_file(const char *path) {
+    MetricsFile *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    snprintf(f->path, sizeof f->path, "%s", path);
+    f->file = -1;
+    for (int t = 0; t < N_TABLES; t++)
+        for (int c = 0; c < MAX_COLUMNS; c++) f->t[t].ds[c] = -1;
+    return f;
 }
 
 MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t errlen) {
     h5_init();
-    MetricsFile *f = calloc(1, sizeof *f);
+    MetricsFile *f = new_file(path);
     if (!f) {
         snprintf(err, errlen, "%s: out of memory", path);
         return NULL;
     }
-    snprintf(f->path, sizeof f->path, "%s", path);
-    f->file = -1;
-    for (int c = 0; c < METRICS_N_COLUMNS; c++) f->ds[c] = -1;
-    Kept kept = {0};
+    Kept kept[N_TABLES] = {0};
     struct stat st;
     if (resume_step > 0 && stat(path, &st) == 0) {
         H5Ctx rx = {.path = path, .err = err, .errlen = errlen};
-        if (read_kept(&rx, resume_step, &kept)) {
+        if (read_kept(&rx, resume_step, kept)) {
+            for (int t = 0; t < N_TABLES; t++) free(kept[t].mem);
             size_t n = strlen(err);
             snprintf(err + n, errlen - n, " (move the file away to start a new one)");
             free(f);
@@ -186,8 +240,8 @@ MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t 
     char tmp[2100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     H5Ctx x = {.path = tmp, .err = err, .errlen = errlen};
-    int rc = create_file(&x, f, tmp, &kept);
-    free(kept.mem);
+    int rc = create_file(&x, f, tmp, kept);
+    for (int t = 0; t < N_TABLES; t++) free(kept[t].mem);
     if (rc == 0 && rename(tmp, path) != 0) {
         snprintf(err, errlen, "%s: cannot rename into place: %s", tmp, strerror(errno));
         rc = -1;
@@ -201,33 +255,49 @@ MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t 
     return f;
 }
 
-int metrics_append(MetricsFile *f, const MetricsRow *row, char *err, size_t errlen) {
+// Append one row (values by column) to a table and flush.
+static int append_row(MetricsFile *f, int which, const double *values, char *err, size_t errlen) {
+    const TableSpec *s = &TABLES[which];
+    Table *t = &f->t[which];
     H5Ctx x = {.path = f->path, .err = err, .errlen = errlen};
-    hsize_t n = (hsize_t)f->rows + 1, start = (hsize_t)f->rows, one = 1;
-    for (int c = 0; c < METRICS_N_COLUMNS; c++) {
-        int64_t step = row->step;
-        const void *value = c == 0 ? (const void *)&step : (const void *)((const char *)row + DOUBLE_OFFSET[c]);
-        if (h5_check(&x, H5Dset_extent(f->ds[c], &n), METRICS_COLUMNS[c]) < 0) return -1;
-        hid_t fs = h5_check(&x, H5Dget_space(f->ds[c]), METRICS_COLUMNS[c]);
-        hid_t ms = h5_check(&x, H5Screate_simple(1, &one, NULL), METRICS_COLUMNS[c]);
-        if (fs >= 0 && ms >= 0 &&
-            h5_check(&x, H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &one, NULL), METRICS_COLUMNS[c]) >= 0)
-            h5_check(&x, H5Dwrite(f->ds[c], column_type(c, 1), ms, fs, H5P_DEFAULT, value), METRICS_COLUMNS[c]);
+    hsize_t n = (hsize_t)t->rows + 1, start = (hsize_t)t->rows, one = 1;
+    for (int c = 0; c < s->n_cols; c++) {
+        char obj[64];
+        column_path(obj, sizeof obj, s, c);
+        if (h5_check(&x, H5Dset_extent(t->ds[c], &n), obj) < 0) return -1;
+        hid_t fs = h5_check(&x, H5Dget_space(t->ds[c]), obj);
+        hid_t ms = h5_check(&x, H5Screate_simple(1, &one, NULL), obj);
+        if (fs >= 0 && ms >= 0 && h5_check(&x, H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &one, NULL), obj) >= 0)
+            h5_check(&x, H5Dwrite(t->ds[c], H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, &values[c]), obj);
         h5_close(ms);
         h5_close(fs);
         if (x.failed) return -1;
     }
-    f->rows++;
+    t->rows++;
     // Readers see the row once it is flushed (SWMR orders the metadata).
     return h5_check(&x, H5Fflush(f->file, H5F_SCOPE_LOCAL), "flush") < 0 ? -1 : 0;
 }
 
-long metrics_rows(const MetricsFile *f) { return f->rows; }
+int metrics_append(MetricsFile *f, const MetricsRow *r, char *err, size_t errlen) {
+    const double v[METRICS_N_COLUMNS] = {(double)r->step, r->loss,         r->bits_per_byte, r->lr,      r->grad_norm,
+                                         r->tokens_per_s, r->step_ms,      r->peak_rss_mb,   r->accuracy};
+    return append_row(f, TABLE_TRAIN, v, err, errlen);
+}
+
+int metrics_append_eval(MetricsFile *f, const EvalRow *r, char *err, size_t errlen) {
+    const double v[METRICS_N_EVAL_COLUMNS] = {(double)r->step,      (double)r->split,     r->bits_per_byte, r->loss,
+                                              (double)r->n_targets, (double)r->n_windows, r->seconds};
+    return append_row(f, TABLE_EVAL, v, err, errlen);
+}
+
+long metrics_rows(const MetricsFile *f) { return f->t[TABLE_TRAIN].rows; }
+long metrics_eval_rows(const MetricsFile *f) { return f->t[TABLE_EVAL].rows; }
 
 int metrics_close(MetricsFile *f, char *err, size_t errlen) {
     if (!f) return 0;
     H5Ctx x = {.path = f->path, .err = err, .errlen = errlen};
-    for (int c = 0; c < METRICS_N_COLUMNS; c++) h5_check(&x, H5Dclose(f->ds[c]), METRICS_COLUMNS[c]);
+    for (int t = 0; t < N_TABLES; t++)
+        for (int c = 0; c < TABLES[t].n_cols; c++) h5_check(&x, H5Dclose(f->t[t].ds[c]), TABLES[t].names[c]);
     h5_check(&x, H5Fclose(f->file), "close");
     free(f);
     return x.failed ? -1 : 0;

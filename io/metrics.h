@@ -1,6 +1,7 @@
 // Training metrics: `<out_dir>/metrics.h5`, one extendible, chunked 1-D
-// dataset per column (README, "Metrics"), one row appended per step and
-// flushed, so the file can be read while training runs.
+// dataset per column (README, "Metrics"): at the root one row per training
+// step, under /eval one row per evaluation; each row is flushed when
+// appended, so the file can be read while training runs.
 //
 // The writer holds the file in HDF5's single-writer/multiple-reader (SWMR)
 // mode: readers open it concurrently with h5py.File(path, "r", swmr=True) or
@@ -15,18 +16,32 @@ typedef struct {
     double loss, bits_per_byte, lr, grad_norm, tokens_per_s, step_ms, peak_rss_mb, accuracy;
 } MetricsRow;
 
-#define METRICS_FORMAT_VERSION 1
-#define METRICS_N_COLUMNS 9
+// One evaluation: bits per byte over n_targets targets of a split.
+typedef struct {
+    long step;
+    int split;          // 0 train, 1 validation, 2 test (io/dataset.h Split)
+    double bits_per_byte, loss;
+    long n_targets, n_windows;
+    double seconds;
+} EvalRow;
 
-// Column names in file order; column 0 ("step") is int64, the others float64.
+#define METRICS_FORMAT_VERSION 2
+#define METRICS_N_COLUMNS 9
+#define METRICS_N_EVAL_COLUMNS 7
+
+// Column names in file order. Training rows: column 0 ("step") is int64, the
+// others float64. Evaluation rows (/eval/<name>): step, split, n_targets and
+// n_windows are int64, the others float64.
 extern const char *const METRICS_COLUMNS[METRICS_N_COLUMNS];
+extern const char *const METRICS_EVAL_COLUMNS[METRICS_N_EVAL_COLUMNS];
 
 typedef struct MetricsFile MetricsFile;
 
 // Open path for appending. resume_step 0 starts an empty file (replacing any
-// old one). resume_step > 0 keeps the existing file's rows with step <=
-// resume_step (rows a crashed run wrote after its last checkpoint are dropped)
-// and appends after them; a missing file starts empty. The new file replaces
+// old one). resume_step > 0 keeps the existing file's rows (training and
+// evaluation) with step <= resume_step (rows a crashed run wrote after its
+// last checkpoint are dropped) and appends after them; a missing file starts
+// empty, and a format-1 file (no /eval) keeps its training rows. The new file replaces
 // the old one atomically. Returns NULL with a one-line message on failure
 // (the old file is then untouched).
 MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t errlen);
@@ -34,8 +49,12 @@ MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t 
 // Append one row and flush it to the file. Returns 0 or -1 with a message.
 int metrics_append(MetricsFile *f, const MetricsRow *row, char *err, size_t errlen);
 
-// Rows in the file.
+// Append one evaluation row and flush it. Returns 0 or -1 with a message.
+int metrics_append_eval(MetricsFile *f, const EvalRow *row, char *err, size_t errlen);
+
+// Training rows and evaluation rows in the file.
 long metrics_rows(const MetricsFile *f);
+long metrics_eval_rows(const MetricsFile *f);
 
 // Close (leaving a file any HDF5 reader opens) and free. Returns 0 or -1.
 int metrics_close(MetricsFile *f, char *err, size_t errlen);

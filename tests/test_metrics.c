@@ -232,3 +232,51 @@ Test(metrics, h5dump_reads_the_file) {
     cr_assert(strstr(text, "DATASET \"/step\"") && strstr(text, "(0): 1, 2, 3"), "unexpected h5dump output:\n%s", text);
     free(text);
 }
+
+// Evaluation rows live under /eval; resume keeps those up to the resumed step
+// (several splits may share a step), and a format-1 file without /eval (an
+// older run) resumes with its training rows and an empty /eval.
+Test(metrics, eval_rows_append_and_resume) {
+    char err[2048];
+    MetricsFile *f = open_ok(0);
+    append_ok(f, 1, 10);
+    for (long s = 5; s <= 10; s += 5)
+        for (int split = 1; split <= 2; split++) {
+            EvalRow e = {.step = s, .split = split, .bits_per_byte = 2.5 - 0.1 * (double)s, .loss = 1.5,
+                         .n_targets = 1000 + s, .n_windows = 4, .seconds = 0.25};
+            cr_assert_eq(metrics_append_eval(f, &e, err, sizeof err), 0, "%s", err);
+        }
+    cr_assert_eq(metrics_eval_rows(f), 4);
+    close_ok(f);
+    double v[16];
+    cr_assert_eq(h5_read_column(path, "/eval/step", v, 16), 4);
+    cr_assert(v[0] == 5 && v[1] == 5 && v[2] == 10 && v[3] == 10);
+    cr_assert_eq(h5_read_column(path, "/eval/split", v, 16), 4);
+    cr_assert(v[0] == 1 && v[1] == 2 && v[2] == 1 && v[3] == 2);
+    cr_assert_eq(h5_read_column(path, "/eval/bits_per_byte", v, 16), 4);
+    cr_assert(v[0] == 2.0 && v[2] == 1.5);
+    f = open_ok(7);  // resumed from step 7: the step-10 evaluations are gone
+    cr_assert_eq(metrics_rows(f), 7);
+    cr_assert_eq(metrics_eval_rows(f), 2);
+    close_ok(f);
+    cr_assert_eq(h5_read_column(path, "/eval/n_targets", v, 16), 2);
+    cr_assert(v[0] == 1005 && v[1] == 1005);
+    // A file with training columns only (format 1).
+    unlink(path);
+    hid_t h = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t n = 3;
+    for (int c = 0; c < METRICS_N_COLUMNS; c++) {
+        hid_t sp = H5Screate_simple(1, &n, NULL);
+        hid_t ds = H5Dcreate2(h, METRICS_COLUMNS[c], c == 0 ? H5T_STD_I64LE : H5T_IEEE_F64LE, sp, H5P_DEFAULT,
+                              H5P_DEFAULT, H5P_DEFAULT);
+        double vals[3] = {1, 2, 3};
+        H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals);
+        H5Dclose(ds);
+        H5Sclose(sp);
+    }
+    H5Fclose(h);
+    f = open_ok(2);
+    cr_assert_eq(metrics_rows(f), 2);
+    cr_assert_eq(metrics_eval_rows(f), 0);
+    close_ok(f);
+}
