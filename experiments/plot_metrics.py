@@ -5,7 +5,8 @@
     python3 experiments/plot_metrics.py runs/a runs/b -o compare.png  # several runs, one figure
 
 Each argument is a run directory (its metrics.h5) or a metrics.h5 file. The
-figure has three panels against the step: loss (nats), bits per byte, and the
+figure has three panels against the step: loss (nats), bits per byte (with
+the periodic evaluations of /eval as markers: validation o, test x), and the
 learning rate. A file that is still being written is read as an HDF5 SWMR
 reader, so this works while training runs. Needs h5py and matplotlib (Debian:
 python3-h5py python3-matplotlib).
@@ -25,15 +26,32 @@ def metrics_path(arg):
     return os.path.join(arg, "metrics.h5") if os.path.isdir(arg) else arg
 
 
-def read_columns(path, names):
+def open_metrics(path):
     # swmr=True reads a file whose writer is running (or was killed); a plain
     # open is the fallback for files in an older format.
     try:
-        f = h5py.File(path, "r", swmr=True)
+        return h5py.File(path, "r", swmr=True)
     except OSError:
-        f = h5py.File(path, "r")
-    with f:
+        return h5py.File(path, "r")
+
+
+def read_columns(path, names):
+    with open_metrics(path) as f:
         return {name: f[name][()] for name in names}
+
+
+def read_evals(path):
+    """Evaluation rows by split code (1 validation, 2 test): (steps, bpb)."""
+    with open_metrics(path) as f:
+        if "eval" not in f:  # format 1: no evaluations
+            return {}
+        step, split, bpb = (f["eval"][c][()] for c in ("step", "split", "bits_per_byte"))
+    out = {}
+    for s, code, b in zip(step, split, bpb):
+        out.setdefault(int(code), ([], []))
+        out[int(code)][0].append(s)
+        out[int(code)][1].append(b)
+    return out
 
 
 def smooth(values, window):
@@ -68,11 +86,16 @@ def main():
         for ax, (name, _) in zip(axes, panels):
             y = cols[name] if name == "lr" else smooth(list(cols[name]), args.smooth)
             ax.plot(cols["step"], y, label=f"{label} ({len(cols['step'])} steps)", linewidth=1.2)
+        for code, (steps, bpb) in sorted(read_evals(path).items()):
+            name = {1: "validation", 2: "test"}.get(code, "train")
+            axes[1].plot(steps, bpb, "o" if code == 1 else "x", label=f"{label} {name}", markersize=5)
     for ax, (_, title) in zip(axes, panels):
         ax.set_xlabel("step")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(output, dpi=110)
     print(f"plot_metrics: wrote {output}")
