@@ -2,9 +2,8 @@
 # Install the Debian packages that the build and the tests need, skipping the
 # ones already installed. Run by `make setup`; safe to run again.
 #
-# REFORMER_SETUP_EXTRAS=1 also installs h5py and matplotlib for
-# experiments/plot_metrics.py (about 50 packages; nothing in the build or the
-# tests needs them).
+# REFORMER_SETUP_EXTRAS=1 also installs matplotlib for
+# experiments/plot_metrics.py (nothing in the build or the tests needs it).
 set -euo pipefail
 
 packages=(
@@ -12,9 +11,11 @@ packages=(
     gcc make pkg-config libopenblas-dev libcriterion-dev libinih-dev python3
     # HDF5 checkpoints and metrics, MPI distribution, zipped datasets
     libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libzip-dev zlib1g-dev
+    # tests that read those files as a Python user would
+    python3-h5py
 )
 if [[ "${REFORMER_SETUP_EXTRAS:-0}" == 1 ]]; then
-    packages+=(python3-h5py python3-matplotlib)
+    packages+=(python3-matplotlib)
 fi
 
 missing=()

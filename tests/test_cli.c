@@ -752,3 +752,42 @@ Test(cli, sample_with_and_without_cache_prints_the_same_bytes) {
     Run *runs[] = {&rt, &a, &b, &c, &e1, &e2, &e3, &e4, &e5};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
 }
+
+// ------------------------------------------------------------ h5py
+
+// Debian's python3 (where python3-h5py installs), else the one on PATH.
+static const char *python(void) { return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3"; }
+
+static int h5py_read(const char *what, const char *path, long n) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s tests/h5py_read.py %s '%s' %ld >&2", python(), what, path, n);
+    int status = system(cmd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+// h5py reads the metrics file while training writes it (as a SWMR reader),
+// and reads the checkpoint as a user would.
+Test(cli, h5py_reads_metrics_while_training_and_checkpoints) {
+    char dir[512], p[1024];
+    path_in(dir, sizeof dir, "py");
+    snprintf(p, sizeof p, "%s/metrics.h5", dir);
+    pid_t pid = spawn_cli(NULL, "train %s --set steps=300 --set log_every=100 --set out_dir='%s'", TINY_TRAIN, dir);
+    double v[8];
+    for (int i = 0; i < 3000 && still_running(pid) && !(exists(p) && h5_read_column(p, "step", v, 8) >= 2); i++)
+        usleep(10000);
+    int rc = h5py_read("metrics", p, 2);
+    int running = still_running(pid);
+    if (rc == 77) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        cr_skip_test("h5py not installed (Debian package python3-h5py, installed by make setup): skipped, not passed");
+    }
+    cr_assert_eq(rc, 0, "h5py could not read the metrics file while training ran");
+    cr_assert(running, "training had already finished: nothing was read concurrently");
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "training failed");
+    cr_assert_eq(h5py_read("metrics", p, 300), 0);
+    snprintf(p, sizeof p, "%s/ckpt_00000300.h5", dir);
+    cr_assert_eq(h5py_read("checkpoint", p, 300), 0);
+}
