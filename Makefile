@@ -68,10 +68,11 @@ build/reformer: $(LAUNCH_OBJ) $(CORE_OBJ) $(IO_OBJ) | $(CUDA_MODULE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(HDF5_LIBS) -ldl
 
 # Objects compiled differently with and without nvcc are rebuilt when that
-# changes (`make` after `make NVCC=`): the stamp of the other state is gone.
-CUDA_STATE := build/cuda-$(if $(NVCC),on,off).stamp
-$(CUDA_STATE):
-	@mkdir -p build && rm -f build/cuda-*.stamp && touch $@
+# changes (`make` after `make NVCC=`): build/cuda-state holds on or off and is
+# rewritten (made newer) only when it changes.
+CUDA_STATE := build/cuda-state
+CUDA_STATE_NOW := $(if $(NVCC),on,off)
+$(shell mkdir -p build && echo $(CUDA_STATE_NOW) | cmp -s - $(CUDA_STATE) || echo $(CUDA_STATE_NOW) > $(CUDA_STATE))
 build/f32/launch/cli.o build/f32/tests/test_cli.o: $(CUDA_STATE)
 
 build/f32/%.o: %.c
