@@ -41,6 +41,7 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "config.h"
+#include "gradcheck.h"  // fill_normal, rel_err (norm-wise relative error)
 #include "model.h"
 #include "rng.h"
 
@@ -58,9 +59,6 @@ static void *xcalloc(size_t n, size_t size) {
     return p;
 }
 
-static void fill_normal(real *x, size_t n, double std, uint64_t seed) {
-    for (size_t i = 0; i < n; i++) x[i] = (real)(std * rng_normal(seed, i, 0, 0xfeedu));
-}
 static real *host_normal(size_t n, double std, uint64_t seed) {
     real *x = xcalloc(n, sizeof(real));
     fill_normal(x, n, std, seed);
@@ -114,18 +112,6 @@ static void check_scaled(const char *op, const void *dev, const real *ref, size_
     }
     report(op, worst, tol);
     free(got);
-}
-
-// Norm-wise relative error of two host vectors.
-static double norm_rel_err(const real *a, const real *b, size_t n) {
-    double diff = 0, na = 0, nb = 0;
-    for (size_t i = 0; i < n; i++) {
-        diff += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        na += (double)a[i] * a[i];
-        nb += (double)b[i] * b[i];
-    }
-    double scale = sqrt(na > nb ? na : nb);
-    return sqrt(diff) / (scale > 1e-300 ? scale : 1e-300);
 }
 
 // Like check, with the error of element i measured against bound[i]: max |gpu - cpu| / bound.
@@ -606,9 +592,13 @@ static const char *attn_label(const char *op, const AttnShape *s, const char *wh
 // reads them (a new buffer), else x itself.
 static real *as_gpu_reads(const real *x, size_t n, int bf16) { return bf16 ? bf16_copy(x, n) : (real *)x; }
 
-static void check_norm(const char *op, const void *dev, const real *ref, size_t n, double tol) {
+// bf16 against fp32 on the unrounded inputs: the norm-wise error of one tensor.
+static void check_vs_fp32(const char *op, const AttnShape *s, const char *tensor, const void *dev, const real *ref,
+                          size_t n, double tol) {
+    char what[64];
+    snprintf(what, sizeof what, "(%s vs fp32, norm-wise)", tensor);
     real *got = host_from(dev, n);
-    report(op, norm_rel_err(got, ref, n), tol);
+    report(attn_label(op, s, what), rel_err(got, ref, n), tol);
     free(got);
 }
 
@@ -675,12 +665,9 @@ static void test_lsh(AttnShape s) {
     if (s.bf16) {  // what bf16 costs: against fp32 on the unrounded inputs (same buckets)
         cpu->lsh_attention_forward(out, saved, qk, v, bk, &sc, cwork);
         cpu->lsh_attention_backward(gq, gvv, dout, out, saved, qk, v, bk, &sc, cwork);
-        check_norm(attn_label("lsh_attention_forward", &s, "(out vs fp32, norm-wise)"), gout, out, nx,
-                   BF16_ATTN_OUT_TOL);
-        check_norm(attn_label("lsh_attention_backward", &s, "(dqk vs fp32, norm-wise)"), ggq, gq, nx,
-                   BF16_ATTN_GRAD_TOL);
-        check_norm(attn_label("lsh_attention_backward", &s, "(dv vs fp32, norm-wise)"), ggv, gvv, nx,
-                   BF16_ATTN_GRAD_TOL);
+        check_vs_fp32("lsh_attention_forward", &s, "out", gout, out, nx, BF16_ATTN_OUT_TOL);
+        check_vs_fp32("lsh_attention_backward", &s, "dqk", ggq, gq, nx, BF16_ATTN_GRAD_TOL);
+        check_vs_fp32("lsh_attention_backward", &s, "dv", ggv, gvv, nx, BF16_ATTN_GRAD_TOL);
         free(qk_ref), free(v_ref);
     }
     void *bufs[] = {gwork, dqk, dv, ddout, dbk, gout, gsaved, gout2, ggq, ggv, ggq2, ggv2};
@@ -723,14 +710,10 @@ static void test_local(AttnShape s) {
     if (s.bf16) {  // what bf16 costs, as in test_lsh
         cpu->local_attention_forward(out, lse, q, k, v, &sc, cwork);
         cpu->local_attention_backward(gq, gk, gv, dout, out, lse, q, k, v, &sc, cwork);
-        check_norm(attn_label("local_attention_forward", &s, "(out vs fp32, norm-wise)"), gout, out, nx,
-                   BF16_ATTN_OUT_TOL);
-        check_norm(attn_label("local_attention_backward", &s, "(dq vs fp32, norm-wise)"), ggq, gq, nx,
-                   BF16_ATTN_GRAD_TOL);
-        check_norm(attn_label("local_attention_backward", &s, "(dk vs fp32, norm-wise)"), ggk, gk, nx,
-                   BF16_ATTN_GRAD_TOL);
-        check_norm(attn_label("local_attention_backward", &s, "(dv vs fp32, norm-wise)"), ggv, gv, nx,
-                   BF16_ATTN_GRAD_TOL);
+        check_vs_fp32("local_attention_forward", &s, "out", gout, out, nx, BF16_ATTN_OUT_TOL);
+        check_vs_fp32("local_attention_backward", &s, "dq", ggq, gq, nx, BF16_ATTN_GRAD_TOL);
+        check_vs_fp32("local_attention_backward", &s, "dk", ggk, gk, nx, BF16_ATTN_GRAD_TOL);
+        check_vs_fp32("local_attention_backward", &s, "dv", ggv, gv, nx, BF16_ATTN_GRAD_TOL);
         free(q_ref), free(k_ref), free(v_ref);
     }
     void *bufs[] = {gwork, dq, dk, dv, ddout, gout, glse, ggq, ggk, ggv, ggq2, ggk2, ggv2};
@@ -841,7 +824,7 @@ static void test_model(const char *label, const char *const *sets, const char *p
     const char *worst_name = "";
     for (int t = 0; t < mc.layout.n_tensors; t++) {
         const TensorInfo *ti = &mc.layout.tensors[t];
-        double e = norm_rel_err(gg + ti->offset, gc + ti->offset, ti->size);
+        double e = rel_err(gg + ti->offset, gc + ti->offset, ti->size);
         if (!(e <= worst)) worst = e, worst_name = ti->name;
     }
     // fp32 1e-4 per tensor, norm-wise: the reversible backward reconstructs the
