@@ -96,6 +96,8 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
     m->be = be;
+    if (c->precision == PRECISION_BF16 && !be->matmul_bf16)
+        FATAL("use precision=fp32 with this backend", "precision=bf16: the %s backend has no bf16", be->name);
     m->B = c->batch;
     m->L = c->seq_len;
     m->seq.sp = c->sp;
@@ -179,8 +181,6 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     m->host_losses = checked_calloc(T, sizeof(real));
     m->host_correct = checked_calloc(T, sizeof(int));
 
-    if (c->precision == PRECISION_BF16 && !be->matmul_bf16)
-        FATAL("use precision=fp32 with this backend", "precision=bf16: the %s backend has no bf16", be->name);
     m->scratch_planned = scratch_plan(m);
     be->reserve_scratch(m->scratch_planned);
     m->bytes_planned += m->scratch_planned;
