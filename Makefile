@@ -38,12 +38,13 @@ TEST_BIN := $(TEST64_SRC:tests/%.c=build/tests/%) $(TEST32_SRC:tests/%.c=build/t
 
 # The CUDA backend and its op-by-op test, when nvcc is found (cuda/cuda.mk).
 -include cuda/cuda.mk
+.DEFAULT_GOAL := all
 
 .PHONY: all test test-cuda setup clean
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
 .SECONDARY:
-all: build/reformer $(DIST_PROGRAMS)
+all: build/reformer $(CUDA_MODULE) $(DIST_PROGRAMS)
 
 build/f32/dist/%.o: dist/%.c
 	@mkdir -p $(dir $@)
@@ -62,8 +63,17 @@ build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parall
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)
 
 LAUNCH_OBJ := $(patsubst %.c,build/f32/%.o,$(wildcard launch/*.c))
-build/reformer: $(LAUNCH_OBJ) $(CORE_OBJ) $(IO_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(HDF5_LIBS)
+# The CUDA module (when nvcc is found) is loaded at run time, not linked.
+build/reformer: $(LAUNCH_OBJ) $(CORE_OBJ) $(IO_OBJ) | $(CUDA_MODULE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(HDF5_LIBS) -ldl
+
+# Objects compiled differently with and without nvcc are rebuilt when that
+# changes (`make` after `make NVCC=`): build/cuda-state holds on or off and is
+# rewritten (made newer) only when it changes.
+CUDA_STATE := build/cuda-state
+CUDA_STATE_NOW := $(if $(NVCC),on,off)
+$(shell mkdir -p build && echo $(CUDA_STATE_NOW) | cmp -s - $(CUDA_STATE) || echo $(CUDA_STATE_NOW) > $(CUDA_STATE))
+build/f32/launch/cli.o build/f32/tests/test_cli.o: $(CUDA_STATE)
 
 build/f32/%.o: %.c
 	@mkdir -p $(dir $@)

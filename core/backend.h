@@ -24,6 +24,10 @@ typedef struct {
     int n_buckets;  // nb per round (LSH)
     int head_offset;  // global index of head 0 (sequence parallel: each rank holds
                       // n_heads of the model's heads); keys the hash rotations
+    int bf16;         // precision=bf16: q, k, v rounded to bf16 wherever attention
+                      // reads them (hash, logits, values), fp32 accumulation.
+                      // CUDA only; the CPU backend computes in fp32 and ignores it
+                      // (config refuses precision=bf16 with device=cpu)
 } AttnShape;
 
 // Items hashed and sorted per (batch, head) for LSH: R * L.
@@ -39,6 +43,19 @@ static inline size_t local_saved_elems(const AttnShape *s) {
     return (size_t)s->batch * s->n_heads * s->seq_len;
 }
 
+// The ops that use backend-internal scratch (reduction partials, sort
+// buffers, bf16 operand copies), for Backend.scratch_bytes. Sizes a, b, c:
+//   SCRATCH_MATMUL, SCRATCH_MATMUL_BF16: M, N, K of the call;
+//   SCRATCH_COLUMN_SUMS (bias_backward, layernorm_backward): N rows, C columns;
+//   SCRATCH_EMBEDDING_BACKWARD: N rows;  SCRATCH_SUM_SQUARES: n elements.
+typedef enum {
+    SCRATCH_MATMUL,
+    SCRATCH_MATMUL_BF16,
+    SCRATCH_COLUMN_SUMS,
+    SCRATCH_EMBEDDING_BACKWARD,
+    SCRATCH_SUM_SQUARES,
+} ScratchOp;
+
 typedef struct Backend {
     const char *name;
 
@@ -52,11 +69,29 @@ typedef struct Backend {
     void (*synchronize)(void);
     // Scratch each attention call needs (per-thread tiles, sort buffers).
     size_t (*attention_workspace_bytes)(const AttnShape *s, int lsh);
+    // Internal scratch of the other ops, planned before step 1 (DESIGN.md,
+    // memory contract): the driver asks scratch_bytes for every call shape
+    // the step makes and reserves the largest once (model_init); every
+    // reserve_scratch is paired with a release_scratch (model_free), and the
+    // scratch lives while any reservation does. An op that needs more than
+    // is reserved stops the program as a bug (file:line); no op allocates.
+    size_t (*scratch_bytes)(ScratchOp op, size_t a, size_t b, size_t c);
+    void (*reserve_scratch)(size_t bytes);
+    void (*release_scratch)(void);
+    // Device memory (GPU backends): bytes this backend holds (alloc and
+    // internal scratch/workspaces, not yet released) and the device's used
+    // memory now (total - free: every process and context on it). Returns 0,
+    // or -1 where the backend has no device memory (CPU).
+    int (*device_memory)(size_t *held_bytes, size_t *device_used_bytes);
 
     // --- dense ---
     // C[M,N] = beta * C + op(A) op(B);  op(A): [M,K], op(B): [K,N]
     void (*matmul)(real *C, const real *A, const real *B, int M, int N, int K, int trans_a,
                    int trans_b, real beta);
+    // The same with A and B rounded to bf16 and fp32 accumulation (C stays
+    // fp32: master weights and outputs). NULL where the backend has no bf16.
+    void (*matmul_bf16)(real *C, const real *A, const real *B, int M, int N, int K, int trans_a,
+                        int trans_b, real beta);
     // out[n, c] += bias[c]                                    out [N, C]
     void (*bias_forward)(real *out, const real *bias, int N, int C);
     // dbias[c] += sum_n dout[n, c]

@@ -291,6 +291,19 @@ void cpu_local_attention_backward(real *dq, real *dk, real *dv, const real *dout
                                   const real *lse, const real *q, const real *k, const real *v,
                                   const AttnShape *s, void *work);
 
+// The CPU ops need no internal scratch (reductions run in place, the
+// embedding backward adds rows directly) and hold no device memory.
+static size_t cpu_scratch_bytes(ScratchOp op, size_t a, size_t b, size_t c) {
+    (void)op, (void)a, (void)b, (void)c;
+    return 0;
+}
+static void cpu_reserve_scratch(size_t bytes) { (void)bytes; }
+static void cpu_release_scratch(void) {}
+static int cpu_device_memory(size_t *held_bytes, size_t *device_used_bytes) {
+    *held_bytes = *device_used_bytes = 0;
+    return -1;
+}
+
 static const Backend CPU_BACKEND = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -301,7 +314,12 @@ static const Backend CPU_BACKEND = {
     .zero = cpu_zero,
     .synchronize = cpu_synchronize,
     .attention_workspace_bytes = cpu_attention_workspace_bytes,
+    .scratch_bytes = cpu_scratch_bytes,
+    .reserve_scratch = cpu_reserve_scratch,
+    .release_scratch = cpu_release_scratch,
+    .device_memory = cpu_device_memory,
     .matmul = cpu_matmul,
+    .matmul_bf16 = NULL,  // no bf16 on the CPU: config refuses precision=bf16 there
     .bias_forward = cpu_bias_forward,
     .bias_backward = cpu_bias_backward,
     .axpy = cpu_axpy,

@@ -17,7 +17,7 @@ const char *const CONFIG_KEYS[] = {
     "ff_chunk", "loss_chunk", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
     "seq_len", "batch", "sp", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
     "beta1", "beta2", "adam_eps", "clip", "seed", "data", "dup_alphabet", "out_dir",
-    "device", "log_every", "ckpt_every", "keep_ckpts", NULL};
+    "device", "precision", "log_every", "ckpt_every", "keep_ckpts", NULL};
 
 // param_layout_build reads exactly these (seq_len through the automatic
 // axial shape; attn_layers through the per-layer kind: w_qk or w_q/w_k).
@@ -65,6 +65,7 @@ void config_defaults(Config *c) {
     c->dup_alphabet = 128;
     snprintf(c->out_dir, sizeof c->out_dir, "runs/default");
     snprintf(c->device, sizeof c->device, "cpu");
+    c->precision = PRECISION_FP32;
     c->log_every = 1;
     c->ckpt_every = 1000;
     c->keep_ckpts = 3;
@@ -198,6 +199,12 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
         if (strcmp(value, "cpu") && strcmp(value, "cuda"))
             return fail(err, errlen, "device: '%s' is not one of cpu, cuda", value);
         snprintf(c->device, sizeof c->device, "%s", value);
+        return 0;
+    }
+    if (IS("precision")) {
+        if (!strcmp(value, "fp32")) c->precision = PRECISION_FP32;
+        else if (!strcmp(value, "bf16")) c->precision = PRECISION_BF16;
+        else return fail(err, errlen, "precision: '%s' is not one of fp32, bf16", value);
         return 0;
     }
     if (IS("seed")) {
@@ -349,6 +356,9 @@ int config_finalize(Config *c, char *err, size_t errlen) {
         return fail(err, errlen, "axial_dims: entries sum to %d, not d_model=%d", dsum, c->d_model);
     if (c->vocab_size < 2) return fail(err, errlen, "vocab_size: must be at least 2");
     if (c->lr_min > c->lr) return fail(err, errlen, "lr_min: %g is above lr=%g", c->lr_min, c->lr);
+    // The CPU backend is the fp32 reference: it does not emulate bf16.
+    if (c->precision == PRECISION_BF16 && strcmp(c->device, "cuda"))
+        return fail(err, errlen, "precision: bf16 needs device=cuda (the %s backend computes in fp32 only)", c->device);
     if (!strcmp(c->data, "dup") && c->dup_alphabet > c->vocab_size)
         return fail(err, errlen, "dup_alphabet: %d exceeds vocab_size=%d", c->dup_alphabet, c->vocab_size);
     return 0;
@@ -370,7 +380,8 @@ static void get_double(char *buf, size_t cap, double v) {
 }
 
 int config_get(const Config *c, const char *key, char *buf, size_t cap) {
-    static const char *acts[] = {"relu", "gelu"}, *scheds[] = {"rsqrt", "cosine", "constant"};
+    static const char *acts[] = {"relu", "gelu"}, *scheds[] = {"rsqrt", "cosine", "constant"},
+                      *precisions[] = {"fp32", "bf16"};
 #define GI(k, v) if (IS(k)) return snprintf(buf, cap, "%d", (v)), 0
 #define GD(k, v) if (IS(k)) return get_double(buf, cap, (v)), 0
 #define GS(k, v) if (IS(k)) return snprintf(buf, cap, "%s", (v)), 0
@@ -413,6 +424,7 @@ int config_get(const Config *c, const char *key, char *buf, size_t cap) {
     GI("dup_alphabet", c->dup_alphabet);
     GS("out_dir", c->out_dir);
     GS("device", c->device);
+    GS("precision", precisions[c->precision]);
     GI("log_every", c->log_every);
     GI("ckpt_every", c->ckpt_every);
     GI("keep_ckpts", c->keep_ckpts);

@@ -24,7 +24,7 @@ static AttnShape layer_shape(const Model *m, int l) {
     int heads = c->n_heads / m->seq.sp;
     AttnShape s = {.batch = m->B, .seq_len = m->L, .n_heads = heads, .d_head = c->d_head,
                    .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
-                   .head_offset = m->seq.sp_rank * heads};
+                   .head_offset = m->seq.sp_rank * heads, .bf16 = c->precision == PRECISION_BF16};
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < m->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;
@@ -52,15 +52,52 @@ static void prof_stop(Model *m, int what, double t0) {
     } while (0)
 
 static void mm(Model *m, real *C, const real *A, const real *B, int M, int N, int K, int ta, int tb, real beta) {
-    TIMED(PROF_MATMUL, m->be->matmul(C, A, B, M, N, K, ta, tb, beta));
+    if (m->cfg.precision == PRECISION_BF16) TIMED(PROF_MATMUL, m->be->matmul_bf16(C, A, B, M, N, K, ta, tb, beta));
+    else TIMED(PROF_MATMUL, m->be->matmul(C, A, B, M, N, K, ta, tb, beta));
 }
 
 // --- plan -------------------------------------------------------------------
+
+// Scratch of the three matmuls of a linear layer y[rows, out] = x[rows, in] W:
+// forward, dW += x^T dy and dx = dy W^T.
+static size_t linear_scratch(const Model *m, int rows, int in, int out) {
+    const Backend *be = m->be;
+    ScratchOp op = m->cfg.precision == PRECISION_BF16 ? SCRATCH_MATMUL_BF16 : SCRATCH_MATMUL;
+    size_t fwd = be->scratch_bytes(op, (size_t)rows, (size_t)out, (size_t)in);
+    size_t dw = be->scratch_bytes(op, (size_t)in, (size_t)out, (size_t)rows);
+    size_t dx = be->scratch_bytes(op, (size_t)rows, (size_t)in, (size_t)out);
+    return MAX(fwd, MAX(dw, dx));
+}
+
+// The largest internal scratch any op of a step asks the backend for: every
+// call shape the step makes, each at its largest (full chunks: a partial last
+// chunk needs no more, the sizes being monotone).
+static size_t scratch_plan(const Model *m) {
+    const Backend *be = m->be;
+    const Config *c = &m->cfg;
+    const int T = m->T, d = m->d, HD = m->HD, V = c->vocab_size, fr = m->ff_rows, hr = m->head_rows;
+    size_t need = 0;
+    need = MAX(need, linear_scratch(m, T, d, HD));        // q, k, v (qk) projections
+    need = MAX(need, linear_scratch(m, T, HD, d));        // attention output projection
+    need = MAX(need, linear_scratch(m, fr, d, c->d_ff));  // feed-forward in
+    need = MAX(need, linear_scratch(m, fr, c->d_ff, d));  // feed-forward out
+    need = MAX(need, linear_scratch(m, hr, 2 * d, V));    // output layer
+    // bias and LayerNorm backward
+    const int colsum_shapes[][2] = {{T, d}, {fr, c->d_ff}, {fr, d}, {hr, V}, {hr, 2 * d}};
+    for (size_t i = 0; i < sizeof colsum_shapes / sizeof colsum_shapes[0]; i++)
+        need = MAX(need, be->scratch_bytes(SCRATCH_COLUMN_SUMS, (size_t)colsum_shapes[i][0],
+                                           (size_t)colsum_shapes[i][1], 0));
+    need = MAX(need, be->scratch_bytes(SCRATCH_EMBEDDING_BACKWARD, (size_t)T, 0, 0));
+    need = MAX(need, be->scratch_bytes(SCRATCH_SUM_SQUARES, m->layout.n_params, 0, 0));
+    return need;
+}
 
 void model_init(Model *m, const Config *c, const Backend *be) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
     m->be = be;
+    if (c->precision == PRECISION_BF16 && !be->matmul_bf16)
+        FATAL("use precision=fp32 with this backend", "precision=bf16: the %s backend has no bf16", be->name);
     m->B = c->batch;
     m->L = c->seq_len;
     m->seq.sp = c->sp;
@@ -143,6 +180,10 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     }
     m->host_losses = checked_calloc(T, sizeof(real));
     m->host_correct = checked_calloc(T, sizeof(int));
+
+    m->scratch_planned = scratch_plan(m);
+    be->reserve_scratch(m->scratch_planned);
+    m->bytes_planned += m->scratch_planned;
 }
 
 void model_free(Model *m) {
@@ -162,6 +203,7 @@ void model_free(Model *m) {
     be->release(m->tokens);
     be->release(m->targets);
     be->release(m->correct);
+    be->release_scratch();
     free(m->host_losses);
     free(m->host_correct);
     param_layout_free(&m->layout);

@@ -77,7 +77,8 @@ typedef struct {
                                 // dropout masks are drawn by global position
     long loss_count;            // > 0: normalise the loss by this global target count
                                 // (data/sequence parallel); 0: by the local count
-    size_t bytes_planned;       // everything model_init allocated
+    size_t bytes_planned;       // everything model_init allocated (scratch_planned included)
+    size_t scratch_planned;     // the backend's internal scratch reserved for the step's ops
     int freeze_buckets;         // forward reuses the cached bucket ids (no re-hashing)
     int profile;                // time matmul / attention shares (synchronises)
     double prof_seconds[PROF_COUNT];

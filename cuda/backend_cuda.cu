@@ -20,11 +20,21 @@
 // CPU; it is still deterministic on the GPU.
 //
 // Memory: alloc/upload/download/... as the table says; the attention scratch
-// lives in the caller's workspace (attention_workspace_bytes). A few ops
-// (bias/LayerNorm backward partial sums, sum_squares partials, the embedding
-// sort) use one internal scratch buffer that grows on first use to the
-// largest size seen and is then reused (so only the first step allocates).
+// lives in the caller's workspace (attention_workspace_bytes). The other ops
+// that need scratch (bias/LayerNorm backward partial sums, sum_squares
+// partials, the embedding sort, bf16 operand copies) share one internal
+// buffer, planned before step 1: model_init asks scratch_bytes for every call
+// shape and reserves the largest (reserve_scratch); an op asking for more is
+// a bug report, never a cudaMalloc in the step. The first reservation also
+// creates the cuBLAS handle with a workspace of ours, so cuBLAS allocates
+// nothing in a step either. Every allocation is counted (device_memory).
+//
+// precision=bf16: matmul_bf16 rounds A and B to bf16 into the scratch and
+// multiplies with cublasGemmEx (bf16 operands, fp32 accumulation and fp32 C,
+// so master weights and outputs stay fp32); attention rounds q, k, v to bf16
+// where it reads them (AttnShape.bf16) and computes everything else in fp32.
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 
@@ -135,35 +145,120 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// --- internal scratch (see the header comment) ---------------------------------
+static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+// --- device memory, counted ------------------------------------------------------
+
+// Every live allocation and its size, so that device_memory can report what
+// this backend holds (cudaFree does not say how much it frees). Allocation
+// happens before step 1 only, so a linear table is plenty.
+typedef struct {
+    void *ptr;
+    size_t bytes;
+} Allocation;
+static Allocation *g_allocs = NULL;
+static size_t g_n_allocs = 0, g_cap_allocs = 0, g_held_bytes = 0;
+
+static void *device_alloc(size_t bytes) {
+    void *p = NULL;
+    size_t rounded = align256(bytes ? bytes : 1);
+    cuda_check(cudaMalloc(&p, rounded));
+    cuda_check(cudaMemset(p, 0, rounded));
+    if (g_n_allocs == g_cap_allocs) {
+        size_t cap = g_cap_allocs ? 2 * g_cap_allocs : 64;
+        Allocation *grown = (Allocation *)realloc(g_allocs, cap * sizeof *grown);
+        if (!grown) cuda_fatal("free host memory", "out of host memory for the allocation table");
+        g_allocs = grown;
+        g_cap_allocs = cap;
+    }
+    g_allocs[g_n_allocs++] = Allocation{p, rounded};
+    g_held_bytes += rounded;
+    return p;
+}
+
+static void device_free(void *p) {
+    if (!p) return;
+    for (size_t i = 0; i < g_n_allocs; i++)
+        if (g_allocs[i].ptr == p) {
+            g_held_bytes -= g_allocs[i].bytes;
+            g_allocs[i] = g_allocs[--g_n_allocs];
+            cuda_check(cudaFree(p));
+            return;
+        }
+    cuda_fatal("report it: only pointers from this backend's alloc may be released", "release of an unknown pointer");
+}
+
+// --- internal scratch and the cuBLAS handle (see the header comment) -------------
 
 static void *g_scratch = NULL;
 static size_t g_scratch_bytes = 0;
+static int g_scratch_users = 0;  // reserve_scratch calls not yet released
+static cublasHandle_t g_cublas = NULL;
+static void *g_cublas_workspace = NULL;
 
-static void *scratch(size_t bytes) {
-    if (bytes <= g_scratch_bytes) return g_scratch;
-    size_t grow = g_scratch_bytes + g_scratch_bytes / 2;
-    if (grow < bytes) grow = bytes;
-    grow = (grow + 255) & ~(size_t)255;
-    if (g_scratch) cuda_check(cudaFree(g_scratch));  // synchronises: no kernel still uses it
-    cuda_check(cudaMalloc(&g_scratch, grow));
-    g_scratch_bytes = grow;
-    return g_scratch;
+// cuBLAS's recommended workspace: 32 MiB on Hopper and later, 4 MiB before.
+static size_t cublas_workspace_bytes(void) {
+    int dev = 0, major = 0;
+    cuda_check(cudaGetDevice(&dev));
+    cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    return (size_t)(major >= 9 ? 32 : 4) << 20;
+}
+
+static void cu_reserve_scratch(size_t bytes) {
+    if (g_scratch_users++ == 0) {
+        cublas_check(cublasCreate(&g_cublas));
+        // Plain fp32 (no TF32): matches the CPU to float rounding.
+        cublas_check(cublasSetMathMode(g_cublas, CUBLAS_DEFAULT_MATH));
+        size_t ws = cublas_workspace_bytes();
+        g_cublas_workspace = device_alloc(ws);
+        cublas_check(cublasSetWorkspace(g_cublas, g_cublas_workspace, ws));
+    }
+    if (bytes <= g_scratch_bytes) return;
+    device_free(g_scratch);  // cudaFree synchronises: no kernel still uses it
+    g_scratch = device_alloc(bytes);
+    g_scratch_bytes = align256(bytes);
+}
+
+static void cu_release_scratch(void) {
+    if (g_scratch_users <= 0) cuda_fatal("report it", "release_scratch without a reserve_scratch");
+    if (--g_scratch_users > 0) return;
+    device_free(g_scratch);
+    g_scratch = NULL;
+    g_scratch_bytes = 0;
+    cublas_check(cublasDestroy(g_cublas));
+    g_cublas = NULL;
+    device_free(g_cublas_workspace);
+    g_cublas_workspace = NULL;
+}
+
+// The reserved scratch, for an op that needs `bytes` of it.
+static void *scratch_at(size_t bytes, const char *file, int line) {
+    if (bytes <= g_scratch_bytes && g_scratch_users > 0) return g_scratch;
+    char msg[256];
+    snprintf(msg, sizeof msg, "an op needs %zu bytes of scratch but %zu are reserved%s", bytes, g_scratch_bytes,
+             g_scratch_users > 0 ? "" : " (no reserve_scratch before the op)");
+    cuda_fatal_at(file, line, "report it with the config: model_init's scratch plan misses this call shape", msg);
+    return NULL;
+}
+#define scratch(bytes) scratch_at((bytes), __FILE__, __LINE__)
+
+static cublasHandle_t cublas(void) {
+    if (!g_cublas) cuda_fatal("report it: reserve_scratch (model_init) comes before any matmul", "no cuBLAS handle");
+    return g_cublas;
+}
+
+static int cu_device_memory(size_t *held_bytes, size_t *device_used_bytes) {
+    size_t free_bytes = 0, total_bytes = 0;
+    cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
+    *held_bytes = g_held_bytes;
+    *device_used_bytes = total_bytes - free_bytes;
+    return 0;
 }
 
 // --- memory ---------------------------------------------------------------------
 
-static void *cu_alloc(size_t bytes) {
-    void *p = NULL;
-    size_t rounded = (bytes + 255) & ~(size_t)255;
-    if (rounded == 0) rounded = 256;
-    cuda_check(cudaMalloc(&p, rounded));
-    cuda_check(cudaMemset(p, 0, rounded));
-    return p;
-}
-static void cu_release(void *p) {
-    if (p) cuda_check(cudaFree(p));
-}
+static void *cu_alloc(size_t bytes) { return device_alloc(bytes); }
+static void cu_release(void *p) { device_free(p); }
 static void cu_upload(void *dst, const void *host_src, size_t bytes) {
     if (bytes) cuda_check(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice));
 }
@@ -180,17 +275,6 @@ static void cu_synchronize(void) { cuda_check(cudaDeviceSynchronize()); }
 
 // --- dense ----------------------------------------------------------------------
 
-static cublasHandle_t g_cublas = NULL;
-
-static cublasHandle_t cublas(void) {
-    if (!g_cublas) {
-        cublas_check(cublasCreate(&g_cublas));
-        // Plain fp32 (no TF32): matches the CPU to float rounding.
-        cublas_check(cublasSetMathMode(g_cublas, CUBLAS_DEFAULT_MATH));
-    }
-    return g_cublas;
-}
-
 // Row-major C[M,N] = beta C + op(A) op(B) is column-major C^T = op(B)^T op(A)^T:
 // the row-major buffers read as column-major are the transposes, so B goes
 // first, each with the op its flag says, and the leading dimensions are the
@@ -201,6 +285,38 @@ static void cu_matmul(real *C, const real *A, const real *B, int M, int N, int K
     const float alpha = 1.0f;
     cublas_check(cublasSgemm(cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
                              K, &alpha, B, trans_b ? K : N, A, trans_a ? M : K, &beta, C, N));
+}
+
+// Round to bf16 (to nearest even): the operands of matmul_bf16.
+__global__ void to_bf16_kernel(__nv_bfloat16 *out, const float *in, size_t n) {
+    GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(in[i]);
+}
+static void to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
+    if (!n) return;
+    to_bf16_kernel<<<blocks_for(n), THREADS>>>(out, in, n);
+    launch_check();
+}
+
+// Scratch of matmul_bf16: the bf16 copies of A [M*K] and B [K*N].
+static size_t matmul_bf16_bytes(size_t M, size_t N, size_t K) {
+    return align256(M * K * sizeof(__nv_bfloat16)) + align256(K * N * sizeof(__nv_bfloat16));
+}
+
+// cu_matmul with A and B rounded to bf16 into the scratch, fp32 accumulation
+// (CUBLAS_COMPUTE_32F) and fp32 C: bf16 products are exact in fp32, so the
+// only bf16 error is the rounding of each operand (relative 2^-8 at most).
+static void cu_matmul_bf16(real *C, const real *A, const real *B, int M, int N, int K, int trans_a, int trans_b,
+                           real beta) {
+    if (M <= 0 || N <= 0) return;
+    const size_t na = (size_t)M * (size_t)(K > 0 ? K : 0), nb = (size_t)(K > 0 ? K : 0) * N;
+    char *base = (char *)scratch(matmul_bf16_bytes((size_t)M, (size_t)N, (size_t)(K > 0 ? K : 0)));
+    __nv_bfloat16 *a16 = (__nv_bfloat16 *)base, *b16 = (__nv_bfloat16 *)(base + align256(na * sizeof(__nv_bfloat16)));
+    to_bf16(a16, A, na);
+    to_bf16(b16, B, nb);
+    const float alpha = 1.0f;
+    cublas_check(cublasGemmEx(cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N,
+                              M, K, &alpha, b16, CUDA_R_16BF, trans_b ? K : N, a16, CUDA_R_16BF, trans_a ? M : K,
+                              &beta, C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 __global__ void bias_forward_kernel(float *out, const float *bias, size_t n, int C) {
@@ -263,12 +379,19 @@ static int col_splits(int N, int *rows_per_split) {
     return splits;
 }
 
+// Scratch of column_sums: the partial sums of b and g per split.
+static size_t column_sums_bytes(int N, int C) {
+    if (N <= 0 || C <= 0) return 0;
+    int rps, splits = col_splits(N, &rps);
+    return (size_t)2 * splits * C * sizeof(float);
+}
+
 // db[c] += sum_n dout[n, c]; with x: dg[c] += sum_n dout (x - mean) rstd.
 static void column_sums(float *db, float *dg, const float *dout, const float *x, const float *mean,
                         const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     int rps, splits = col_splits(N, &rps);
-    float *part = (float *)scratch((size_t)2 * splits * C * sizeof(float));
+    float *part = (float *)scratch(column_sums_bytes(N, C));
     float *part_b = part, *part_g = part + (size_t)splits * C;
     dim3 grid((unsigned)((C + 31) / 32), (unsigned)splits), block(32, COL_LANES);
     if (dg) colsum_partial_kernel<true><<<grid, block>>>(part_b, part_g, dout, x, mean, rstd, N, C, rps);
@@ -303,6 +426,7 @@ static void cu_scale(real *x, real alpha, size_t n) {
 // Fixed grid: per-thread double sums, a fixed tree per block, the block sums
 // added on the host in block order.
 #define SUMSQ_BLOCKS 256
+static size_t sum_squares_bytes(void) { return SUMSQ_BLOCKS * sizeof(double); }
 __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
     __shared__ double warps[THREADS / 32];
     double s = 0;
@@ -320,7 +444,7 @@ static double cu_sum_squares(const real *x, size_t n) {
     if (!n) return 0;
     size_t nb = (n + THREADS - 1) / THREADS;
     unsigned blocks = (unsigned)(nb < SUMSQ_BLOCKS ? nb : SUMSQ_BLOCKS);
-    double *partial = (double *)scratch(SUMSQ_BLOCKS * sizeof(double));
+    double *partial = (double *)scratch(sum_squares_bytes());
     sum_squares_kernel<<<blocks, THREADS>>>(partial, x, n);
     launch_check();
     double host[SUMSQ_BLOCKS], s = 0;
@@ -401,13 +525,21 @@ __global__ void embedding_backward_kernel(float *dtable, const float *dout, cons
     }
 }
 
+// Scratch of embedding_backward: row ids in, sorted tokens and row ids out
+// (arr bytes each), then CUB's temporary storage (tmp_bytes).
+static size_t embedding_backward_bytes(int N, size_t *arr, size_t *tmp_bytes) {
+    *tmp_bytes = 0;
+    *arr = align256((size_t)(N > 0 ? N : 0) * sizeof(int));
+    if (N <= 0) return 0;
+    cuda_check(cub::DeviceRadixSort::SortPairs(NULL, *tmp_bytes, (const int *)NULL, (int *)NULL, (const int *)NULL,
+                                               (int *)NULL, N));
+    return 3 * *arr + *tmp_bytes;
+}
+
 static void cu_embedding_backward(real *dtable, const real *dout, const int *tokens, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    size_t tmp_bytes = 0;
-    cuda_check(cub::DeviceRadixSort::SortPairs(NULL, tmp_bytes, (const int *)NULL, (int *)NULL, (const int *)NULL,
-                                               (int *)NULL, N));
-    size_t arr = (((size_t)N * sizeof(int)) + 255) & ~(size_t)255;
-    char *base = (char *)scratch(3 * arr + tmp_bytes);
+    size_t arr, tmp_bytes;
+    char *base = (char *)scratch(embedding_backward_bytes(N, &arr, &tmp_bytes));
     int *rows_in = (int *)base, *keys_out = (int *)(base + arr), *rows_out = (int *)(base + 2 * arr);
     iota_kernel<<<blocks_for((size_t)N), THREADS>>>(rows_in, N);
     launch_check();
@@ -617,6 +749,7 @@ struct Attn {
     int m, nc;      // chunk length, chunks per pair
     int T, ld;      // tile size, shared-memory row stride (dh + 1: no bank conflicts)
     float scale;
+    int bf16;       // round q, k, v to bf16 where they are read (precision=bf16)
     int pair0;      // global index (b*H + h) of the launch's first pair (blockIdx.y = 0)
     size_t sstride; // LSH: reals per pair of the saved layout, n*(dh+1)
     const float *q, *k, *v;  // [B, L, HD] (LSH: q is qk and k is unused)
@@ -630,6 +763,13 @@ struct Attn {
     const float *Dm;         // backward: [pairs, n] D - dlse per item (see lsh_prep_kernel)
     float *dq, *dk, *dv;     // LSH: item space [pairs, n, dh]; local: [B, L, HD]
 };
+
+// An attention input (q, k or v) as attention sees it: with precision=bf16
+// rounded to bf16 (to nearest even), then used in fp32 like every logit, mask
+// constant, softmax sum and output (see logit() on the masks).
+__device__ __forceinline__ float attn_input(float x, int bf16) {
+    return bf16 ? __bfloat162float(__float2bfloat16_rn(x)) : x;
+}
 
 __device__ __forceinline__ size_t tok_row(const Attn &a, int b, int p, int h) {
     return ((size_t)b * a.L + p) * a.HD + (size_t)h * a.dh;
@@ -676,8 +816,8 @@ __device__ void load_key_tile(const Attn &a, int lp, int b, int h, const KeyBloc
         float kv = 0.f, vv = 0.f;
         if (j < nkv) {
             size_t r = tok_row(a, b, kpos[j], h) + d;
-            kv = LSH ? a.q[r] * a.rn[(size_t)lp * a.L + kpos[j]] : a.k[r];
-            vv = a.v[r];
+            kv = LSH ? attn_input(a.q[r], a.bf16) * a.rn[(size_t)lp * a.L + kpos[j]] : attn_input(a.k[r], a.bf16);
+            vv = attn_input(a.v[r], a.bf16);
         }
         Ks[j * ld + d] = kv;
         Vs[j * ld + d] = vv;
@@ -686,6 +826,12 @@ __device__ void load_key_tile(const Attn &a, int lp, int b, int h, const KeyBloc
 
 // Logit of query i and key j, or -inf where the key is causally masked
 // (never counted) ; the self mask is a constant logit (REFORMER.md step 6).
+// Logits are fp32 with precision=bf16 too (only q, k, v are rounded). Were
+// they bf16, the mask constants would still be safe: bf16 keeps fp32's 8-bit
+// exponent (range 3.4e38), so -1e9 and -1e5 stay finite (-998244352 and
+// -99840), far below any real logit, and a query that sees only itself still
+// gets weight exp(0) = 1; in fp16 (largest 65504) -1e5 would be -inf and
+// that query's softmax 0/0 = NaN.
 template <bool LSH>
 __device__ __forceinline__ float logit(const Attn &a, const float *Qs, const float *Ks, int i, int j, int qp,
                                        int kp) {
@@ -731,7 +877,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_forward_kernel(Attn a) {
     __syncthreads();
     for (int e = tid; e < T * dh; e += blockDim.x) {
         int i = e / dh, d = e % dh;
-        Qs[i * ld + d] = i < nq ? a.q[tok_row(a, b, qpos[i], h) + d] : 0.f;
+        Qs[i * ld + d] = i < nq ? attn_input(a.q[tok_row(a, b, qpos[i], h) + d], a.bf16) : 0.f;
         Os[i * ld + d] = 0.f;
     }
     for (int u0 = 0; u0 < nk; u0 += T) {
@@ -810,7 +956,7 @@ __device__ void load_query_tile(const Attn &a, int lp, int b, int h, int q0, int
         float qv = 0.f, gv = 0.f;
         if (i < nq) {
             size_t r = tok_row(a, b, qpos[i], h) + d;
-            qv = a.q[r];
+            qv = attn_input(a.q[r], a.bf16);
             gv = LSH ? a.wt[(size_t)lp * a.n + q0 + i] * a.dout[r] : a.dout[r];
         }
         Qs[i * ld + d] = qv;
@@ -882,12 +1028,12 @@ __device__ void lsh_key_epilogue(const Attn &a, int lp, int b, int h, int k0, in
         const float *qr = a.q + tok_row(a, b, p, h);
         const float r = a.rn[(size_t)lp * a.L + p];
         float qdk = 0.f;
-        for (int d = lane; d < dh; d += 32) qdk += qr[d] * (dKs[j * ld + d] * a.scale);
+        for (int d = lane; d < dh; d += 32) qdk += attn_input(qr[d], a.bf16) * (dKs[j * ld + d] * a.scale);
         qdk = warp_sum(qdk);
         float *dkq = a.dk + ((size_t)lp * a.n + k0 + j) * dh, *dvo = a.dv + ((size_t)lp * a.n + k0 + j) * dh;
         for (int d = lane; d < dh; d += 32) {
             float dk = dKs[j * ld + d] * a.scale;
-            dkq[d] = r * dk - r * r * r * qdk * qr[d];
+            dkq[d] = r * dk - r * r * r * qdk * attn_input(qr[d], a.bf16);
             dvo[d] = dVs[j * ld + d];
         }
     }
@@ -985,13 +1131,13 @@ __global__ void lsh_rotations_kernel(float *rot, int H, size_t per_head, int hea
 // unless max(-p) is strictly larger (then the first index of min(p)).
 #define HASH_POS 64
 __global__ void lsh_hash_kernel(uint16_t *buckets, const float *qk, const float *rot, int L, int H, int dh, int R,
-                                int half) {
+                                int half, int bf16) {
     extern __shared__ float qs[];  // [HASH_POS][dh + 1]
     const int ld = dh + 1, pair = blockIdx.y, b = pair / H, h = pair % H, i0 = blockIdx.x * HASH_POS;
     const int HD = H * dh, width = R * half;
     for (int e = threadIdx.x; e < HASH_POS * dh; e += blockDim.x) {
         int i = e / dh, d = e % dh;
-        qs[i * ld + d] = i0 + i < L ? qk[((size_t)b * L + i0 + i) * HD + (size_t)h * dh + d] : 0.f;
+        qs[i * ld + d] = i0 + i < L ? attn_input(qk[((size_t)b * L + i0 + i) * HD + (size_t)h * dh + d], bf16) : 0.f;
     }
     __syncthreads();
     const int i = threadIdx.x;
@@ -1047,14 +1193,18 @@ __global__ void lsh_identity_kernel(int *pos, int *inv, int g, int L, int n) {
 }
 
 // One warp per (pair, position): rn = 1 / sqrt(|qk|^2 + dh * eps).
-__global__ void lsh_key_norm_kernel(float *rn, const float *qk, int pair0, int g, int L, int H, int dh, float eps) {
+__global__ void lsh_key_norm_kernel(float *rn, const float *qk, int pair0, int g, int L, int H, int dh, float eps,
+                                    int bf16) {
     const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (w >= (size_t)g * L) return;
     const int lp = (int)(w / (size_t)L), i = (int)(w % (size_t)L), pair = pair0 + lp;
     const float *x = qk + ((size_t)(pair / H) * L + i) * H * dh + (size_t)(pair % H) * dh;
     float ss = 0.f;
-    for (int d = lane; d < dh; d += 32) ss += x[d] * x[d];
+    for (int d = lane; d < dh; d += 32) {
+        float xd = attn_input(x[d], bf16);
+        ss += xd * xd;
+    }
     ss = warp_sum(ss);
     if (lane == 0) rn[w] = 1.0f / sqrtf(ss + eps);
 }
@@ -1196,6 +1346,7 @@ static Attn attn_base(const AttnShape *s, int lsh) {
     a.T = attn_tile(a.dh);
     a.ld = a.dh + 1;
     a.scale = lsh ? 1.0f : 1.0f / sqrtf((float)a.dh);
+    a.bf16 = s->bf16;
     a.sstride = (size_t)a.n * (a.dh + 1);
     if (a.m <= 0 || a.n % a.m != 0)
         cuda_fatal("seq_len * n_hashes must be a multiple of the chunk length", "attention chunk does not divide the items");
@@ -1223,7 +1374,6 @@ static void launch_backward(const Attn &a, int g) {
     launch_check();
 }
 
-static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 static unsigned warp_blocks(size_t warps) { return (unsigned)((warps + THREADS / 32 - 1) / (THREADS / 32)); }
 
 // LSH workspace: (b, h) pairs are processed in groups of G so that the
@@ -1316,7 +1466,7 @@ static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, u
     set_smem(lsh_hash_kernel, bytes);
     if (B * H > 65535) cuda_fatal("reduce batch or n_heads", "more than 65535 (batch, head) pairs in one hash call");
     dim3 grid((unsigned)((L + HASH_POS - 1) / HASH_POS), (unsigned)(B * H));
-    lsh_hash_kernel<<<grid, HASH_POS, bytes>>>(buckets, qk, w.rot, L, H, dh, R, half);
+    lsh_hash_kernel<<<grid, HASH_POS, bytes>>>(buckets, qk, w.rot, L, H, dh, R, half, s->bf16);
     launch_check();
 }
 
@@ -1340,7 +1490,7 @@ static void lsh_prepare_group(const LshWork &w, const uint16_t *buckets, const r
         launch_check();
     }
     lsh_key_norm_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(w.rn, qk, p0, g, L, s->n_heads, s->d_head,
-                                                                 (float)(s->d_head * KEY_NORM_EPS));
+                                                                 (float)(s->d_head * KEY_NORM_EPS), s->bf16);
     launch_check();
 }
 
@@ -1517,6 +1667,21 @@ static void cu_adamw(real *p, real *m, real *v, const real *g, size_t n, float l
     launch_check();
 }
 
+// --- scratch plan ------------------------------------------------------------------------
+
+static size_t cu_scratch_bytes(ScratchOp op, size_t a, size_t b, size_t c) {
+    size_t arr, tmp;
+    switch (op) {
+    case SCRATCH_MATMUL: return 0;  // cuBLAS works in its own (planned) workspace
+    case SCRATCH_MATMUL_BF16: return matmul_bf16_bytes(a, b, c);
+    case SCRATCH_COLUMN_SUMS: return column_sums_bytes((int)a, (int)b);
+    case SCRATCH_EMBEDDING_BACKWARD: return embedding_backward_bytes((int)a, &arr, &tmp);
+    case SCRATCH_SUM_SQUARES: return sum_squares_bytes();
+    }
+    cuda_fatal("report it", "scratch_bytes: unknown op");
+    return 0;
+}
+
 // --- the table ------------------------------------------------------------------------
 
 static Backend make_backend(void) {
@@ -1531,7 +1696,12 @@ static Backend make_backend(void) {
     b.zero = cu_zero;
     b.synchronize = cu_synchronize;
     b.attention_workspace_bytes = cu_attention_workspace_bytes;
+    b.scratch_bytes = cu_scratch_bytes;
+    b.reserve_scratch = cu_reserve_scratch;
+    b.release_scratch = cu_release_scratch;
+    b.device_memory = cu_device_memory;
     b.matmul = cu_matmul;
+    b.matmul_bf16 = cu_matmul_bf16;
     b.bias_forward = cu_bias_forward;
     b.bias_backward = cu_bias_backward;
     b.axpy = cu_axpy;
@@ -1563,30 +1733,30 @@ static const Backend CUDA_BACKEND = make_backend();
 
 extern "C" const Backend *backend_cuda(void) { return &CUDA_BACKEND; }
 
-extern "C" int cuda_device_available(char *why, size_t n) {
+extern "C" int cuda_select_device(int local_rank, char *why, size_t n) {
     char dummy[8];
     if (!why || n == 0) why = dummy, n = sizeof dummy;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
+    if (e == cudaSuccess && count <= 0) {
+        snprintf(why, n, "cudaGetDeviceCount found no device");
+        return -1;
+    }
+    const int dev = e == cudaSuccess ? (local_rank > 0 ? local_rank : 0) % count : 0;
+    if (e == cudaSuccess) e = cudaSetDevice(dev);
+    if (e == cudaSuccess) e = cudaFree(0);  // creates the context now, so a broken device fails here
     if (e != cudaSuccess) {
-        snprintf(why, n, "cudaGetDeviceCount: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+        snprintf(why, n, "%s", cudaGetErrorString(e));
         (void)cudaGetLastError();
-        return 0;
+        return -1;
     }
-    if (count <= 0) {
-        snprintf(why, n, "cudaGetDeviceCount reports no device");
-        return 0;
-    }
-    e = cudaFree(0);  // creates the context on the current device
-    if (e != cudaSuccess) {
-        snprintf(why, n, "cannot create a context: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
-        (void)cudaGetLastError();
-        return 0;
-    }
-    int dev = 0;
     cudaDeviceProp prop;
-    if (cudaGetDevice(&dev) == cudaSuccess && cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
-        snprintf(why, n, "%d device(s); using %d: %s, sm_%d%d", count, dev, prop.name, prop.major, prop.minor);
-    else snprintf(why, n, "%d device(s)", count);
-    return 1;
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess && cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+        snprintf(why, n, "device %d of %d (local rank %d): %s, sm_%d%d, %.1f GiB", dev, count, local_rank, prop.name,
+                 prop.major, prop.minor, (double)total_bytes / (1024.0 * 1024.0 * 1024.0));
+    else snprintf(why, n, "device %d of %d (local rank %d)", dev, count, local_rank);
+    return dev;
 }
+
+extern "C" int cuda_device_available(char *why, size_t n) { return cuda_select_device(0, why, n) >= 0; }

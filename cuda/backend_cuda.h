@@ -14,12 +14,19 @@
 extern "C" {
 #endif
 
-// The CUDA backend table (real must be float). Uses the current CUDA device.
+// The CUDA backend table (real must be float). Uses the current CUDA device;
+// its ops need a reserve_scratch first (model_init makes it).
 const Backend *backend_cuda(void);
 
-// 1 if a usable CUDA device exists (cudaGetDeviceCount succeeds and reports
-// at least one device, and a context can be created on the current one);
-// else 0 with the reason in why[n] (no driver, no device, ...). Never exits.
+// Pick this process's GPU, one per process: device local_rank % count, where
+// local_rank is the process's rank among those on its node (0 without MPI;
+// with CUDA_VISIBLE_DEVICES set per process, count is 1 and it is device 0),
+// and create its context. Returns the device, with a description in why[n];
+// or -1 with the reason in why[n] (cudaGetErrorString: no driver, no device,
+// ...). Never exits.
+int cuda_select_device(int local_rank, char *why, size_t n);
+
+// cuda_select_device(0, why, n) >= 0: 1 if a usable CUDA device exists, else 0.
 int cuda_device_available(char *why, size_t n);
 
 #ifdef __cplusplus

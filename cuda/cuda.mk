@@ -1,12 +1,15 @@
 # cuda/cuda.mk: the CUDA backend, for the main Makefile to `-include`.
 #
 # When nvcc is found (on PATH, else /usr/local/cuda/bin/nvcc) this defines
-#   CUDA_OBJ     the backend object (build/cuda/backend_cuda.o)
-#   CUDA_LIBS    what a program linking it needs (cudart, cuBLAS, libstdc++)
+#   CUDA_OBJ     the backend object (build/cuda/backend_cuda.o, position-independent)
+#   CUDA_MODULE  build/libreformer_cuda.so: the backend and the CUDA libraries,
+#                which build/reformer loads (dlopen) for device=cuda only
+#   CUDA_LIBS    what a program linking CUDA_OBJ needs (cudart, cuBLAS, libstdc++)
 #   CUDA_CFLAGS  -DREFORMER_CUDA and the CUDA include path, for C files that
 #                call backend_cuda()
-# plus the rules for build/cuda/%.o and the op-by-op test build/test_cuda.
-# Without nvcc it defines nothing: the build is CPU-only.
+# plus the rules for build/cuda/%.o, the module and the op-by-op test
+# build/test_cuda. Without nvcc, or with `make NVCC=`, it defines nothing: the
+# build is CPU-only and `reformer` refuses device=cuda.
 #
 # It relies on the main Makefile's CC, CFLAGS, LDFLAGS, LDLIBS, CORE_OBJ and
 # its build/f32/%.o pattern rule (core objects in float).
@@ -21,16 +24,22 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcubla
 CUDA_CFLAGS := -DREFORMER_CUDA -I$(CUDA_HOME)/include
 NVCCFLAGS ?= -O2
 NVCCFLAGS += -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-             -Icore -Xcompiler -Wall,-Wextra
+             -Icore -Xcompiler -Wall,-Wextra,-fPIC
+CUDA_MODULE := build/libreformer_cuda.so
 
-build/cuda/%.o: cuda/%.cu cuda/backend_cuda.h core/backend.h core/config.h core/real.h core/rng.h
+build/cuda/%.o: cuda/%.cu cuda/backend_cuda.h cuda/cuda.mk core/backend.h core/config.h core/real.h core/rng.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-# The test's C file is built by the float pattern rule, with the CUDA flags.
-build/f32/cuda/test_cuda.o: CFLAGS += $(CUDA_CFLAGS)
+$(CUDA_MODULE): $(CUDA_OBJ)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(CUDA_LIBS)
 
-build/test_cuda: build/f32/cuda/test_cuda.o $(CUDA_OBJ) $(CORE_OBJ)
+# The test's C file is built by the float pattern rule, with the CUDA flags;
+# the launcher (cli.c loads the module) and its test only need to know it is there.
+build/f32/cuda/test_cuda.o: CFLAGS += $(CUDA_CFLAGS) -Itests
+build/f32/launch/cli.o build/f32/tests/test_cli.o: CFLAGS += -DREFORMER_CUDA -Icuda
+
+build/test_cuda: build/f32/cuda/test_cuda.o build/f32/tests/gradcheck.o $(CUDA_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CUDA_LIBS) $(LDLIBS)
 endif

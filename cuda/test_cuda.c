@@ -17,6 +17,16 @@
 //   1e-4   matmul and attention: sums of K (or 2m keys x d_head) products in a
 //          different order and blocking (cuBLAS, online softmax rescaling).
 // Determinism checks run GPU ops twice and demand bit-identical results.
+// precision=bf16 (matmul_bf16, attention with AttnShape.bf16) is checked
+// against the CPU twice: on operands rounded to bf16 on the host (must agree
+// to the fp32 tolerances above: only the rounding of the inputs may differ)
+// and on the unrounded operands (what bf16 costs), with the bounds stated at
+// each test.
+//
+// Memory: ops get their scratch from reserve_scratch, as in a training step;
+// each test reserves what scratch_bytes says its calls need, so an estimate
+// short of an op's real need stops this program (a bug report, file:line),
+// and a child process checks that such an overrun does stop the program.
 //
 // Exit status: 0 all passed; 1 any failure; 77 skipped (no CUDA device), which
 // is never a pass.
@@ -25,10 +35,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "backend_cuda.h"
 #include "config.h"
+#include "gradcheck.h"  // fill_normal, rel_err (norm-wise relative error)
 #include "model.h"
 #include "rng.h"
 
@@ -46,9 +59,6 @@ static void *xcalloc(size_t n, size_t size) {
     return p;
 }
 
-static void fill_normal(real *x, size_t n, double std, uint64_t seed) {
-    for (size_t i = 0; i < n; i++) x[i] = (real)(std * rng_normal(seed, i, 0, 0xfeedu));
-}
 static real *host_normal(size_t n, double std, uint64_t seed) {
     real *x = xcalloc(n, sizeof(real));
     fill_normal(x, n, std, seed);
@@ -104,6 +114,36 @@ static void check_scaled(const char *op, const void *dev, const real *ref, size_
     free(got);
 }
 
+// Like check, with the error of element i measured against bound[i]: max |gpu - cpu| / bound.
+static void check_bounded(const char *op, const void *dev, const real *ref, const real *bound, size_t n, double tol) {
+    real *got = host_from(dev, n);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - (double)ref[i]) / ((double)bound[i] > 1e-30 ? (double)bound[i] : 1e-30);
+        if (!(e <= worst)) worst = e;
+    }
+    report(op, worst, tol);
+    free(got);
+}
+
+// x rounded to bf16, to nearest even, as __float2bfloat16_rn does (x finite).
+static real bf16_round(real x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+static real *bf16_copy(const real *x, size_t n) {
+    real *r = xcalloc(n, sizeof(real));
+    for (size_t i = 0; i < n; i++) r[i] = bf16_round(x[i]);
+    return r;
+}
+
+// Reserve the scratch that scratch_bytes says one call needs (released by
+// gpu->release_scratch at the end of the test).
+static void reserve(ScratchOp op, size_t a, size_t b, size_t c) { gpu->reserve_scratch(gpu->scratch_bytes(op, a, b, c)); }
+
 // Bitwise comparison of two device buffers (determinism): 0 or 1.
 static double differs(const void *a, const void *b, size_t bytes) {
     unsigned char *x = xcalloc(bytes, 1), *y = xcalloc(bytes, 1);
@@ -118,6 +158,7 @@ static double differs(const void *a, const void *b, size_t bytes) {
 // --- dense --------------------------------------------------------------------
 
 static void test_matmul(int M, int N, int K) {
+    reserve(SCRATCH_MATMUL, (size_t)M, (size_t)N, (size_t)K);
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
             for (int bi = 0; bi < 2; bi++) {
@@ -135,10 +176,83 @@ static void test_matmul(int M, int N, int K) {
                 gpu->release(dA), gpu->release(dB), gpu->release(dC);
                 free(A), free(B), free(C);
             }
+    gpu->release_scratch();
+}
+
+static real *host_uniform(size_t n, uint64_t seed) {
+    real *x = xcalloc(n, sizeof(real));
+    for (size_t i = 0; i < n; i++) x[i] = (real)rng_uniform(seed, i, 0, 0xbeefu);
+    return x;
+}
+static real *host_abs(const real *x, size_t n) {
+    real *r = xcalloc(n, sizeof(real));
+    for (size_t i = 0; i < n; i++) r[i] = (real)fabs((double)x[i]);
+    return r;
+}
+
+// matmul_bf16 (precision=bf16): A and B rounded to bf16, fp32 accumulation.
+// Errors are measured element-wise against S = sum_k |a_ik b_kj| + |beta c_ij|
+// (rigorous bounds, no statistics). fp32 accumulation of K terms is off by at
+// most K 2^-24 S when it rounds to nearest (the CPU) and K 2^-23 S when it
+// truncates (tensor cores may): 3 K 2^-24 for the two sides together.
+//  - Against the CPU's fp32 matmul of the host-rounded operands: bf16 x bf16
+//    products are exact in fp32, so both sides sum the same products, only in
+//    different orders: tolerance 3 K 2^-24.
+//  - Against the CPU's fp32 matmul of the unrounded operands: each operand is
+//    rounded by at most u = 2^-8 relative, each product by at most 2u + u^2:
+//    tolerance 2^-7 + 2^-16 + 3 K 2^-24.
+//    With positive operands (positive = 1) the sum equals S, so accumulating
+//    in bf16 instead of fp32 (2^-8 of the running sum lost per addition,
+//    stagnating once the sum is 2^8 times the terms) breaks both bounds.
+static void test_matmul_bf16(int M, int N, int K, int positive) {
+    reserve(SCRATCH_MATMUL_BF16, (size_t)M, (size_t)N, (size_t)K);
+    const size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    const double sum_tol = 3.0 * K * 0x1p-24, bound_tol = 0x1p-7 + 0x1p-16 + sum_tol;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int bi = 0; bi < 2; bi++) {
+                real beta = bi ? (real)0.5 : 0;
+                real *A = positive ? host_uniform(na, 1) : host_normal(na, 1, 1);
+                real *B = positive ? host_uniform(nb, 2) : host_normal(nb, 1, 2);
+                real *C0 = host_normal(nc, 1, 3), *Ar = bf16_copy(A, na), *Br = bf16_copy(B, nb);
+                real *Cr = xcalloc(nc, sizeof(real)), *Cf = xcalloc(nc, sizeof(real));
+                real *S = xcalloc(nc, sizeof(real)), *Sr = xcalloc(nc, sizeof(real));
+                real *Aa = host_abs(A, na), *Ba = host_abs(B, nb), *Ara = host_abs(Ar, na), *Bra = host_abs(Br, nb);
+                memcpy(Cr, C0, nc * sizeof(real));
+                memcpy(Cf, C0, nc * sizeof(real));
+                cpu->matmul(Cr, Ar, Br, M, N, K, ta, tb, beta);
+                cpu->matmul(Cf, A, B, M, N, K, ta, tb, beta);
+                cpu->matmul(S, Aa, Ba, M, N, K, ta, tb, 0);
+                cpu->matmul(Sr, Ara, Bra, M, N, K, ta, tb, 0);
+                for (size_t i = 0; i < nc; i++) {
+                    S[i] += (real)fabs((double)beta * C0[i]);
+                    Sr[i] += (real)fabs((double)beta * C0[i]);
+                }
+                void *dA = dev_from(A, na * sizeof(real)), *dB = dev_from(B, nb * sizeof(real));
+                void *dC = dev_from(C0, nc * sizeof(real));
+                gpu->matmul_bf16(dC, dA, dB, M, N, K, ta, tb, beta);
+                char name[128];
+                snprintf(name, sizeof name, "matmul_bf16 %dx%dx%d%s ta=%d tb=%d beta=%g (vs rounded, err/S)", M, N,
+                         K, positive ? " positive" : "", ta, tb, (double)beta);
+                check_bounded(name, dC, Cr, Sr, nc, sum_tol);
+                snprintf(name, sizeof name, "matmul_bf16 %dx%dx%d%s ta=%d tb=%d beta=%g (vs fp32, err/S)", M, N, K,
+                         positive ? " positive" : "", ta, tb, (double)beta);
+                check_bounded(name, dC, Cf, S, nc, bound_tol);
+                void *dC2 = dev_from(C0, nc * sizeof(real));
+                gpu->matmul_bf16(dC2, dA, dB, M, N, K, ta, tb, beta);
+                snprintf(name, sizeof name, "matmul_bf16 %dx%dx%d ta=%d tb=%d beta=%g [deterministic]", M, N, K, ta,
+                         tb, (double)beta);
+                report(name, differs(dC, dC2, nc * sizeof(real)), 0);
+                gpu->release(dA), gpu->release(dB), gpu->release(dC), gpu->release(dC2);
+                free(A), free(B), free(C0), free(Ar), free(Br), free(Cr), free(Cf), free(S), free(Sr), free(Aa),
+                    free(Ba), free(Ara), free(Bra);
+            }
+    gpu->release_scratch();
 }
 
 static void test_bias(int N, int C) {
     char name[96];
+    reserve(SCRATCH_COLUMN_SUMS, (size_t)N, (size_t)C, 0);
     real *out = host_normal((size_t)N * C, 1, 4), *bias = host_normal(C, 1, 5);
     void *dout = dev_from(out, (size_t)N * C * sizeof(real)), *dbias = dev_from(bias, C * sizeof(real));
     cpu->bias_forward(out, bias, N, C);
@@ -158,10 +272,12 @@ static void test_bias(int N, int C) {
     report(name, differs(dbias, d2, C * sizeof(real)), 0);
     gpu->release(d2), gpu->release(dout), gpu->release(dbias);
     free(out), free(bias);
+    gpu->release_scratch();
 }
 
 static void test_vector_ops(size_t n) {
     char name[96];
+    reserve(SCRATCH_SUM_SQUARES, n, 0, 0);
     real *y = host_normal(n, 1, 6), *x = host_normal(n, 1, 7);
     void *dy = dev_from(y, n * sizeof(real)), *dx = dev_from(x, n * sizeof(real));
     cpu->axpy(y, x, (real)-0.7, n);
@@ -181,6 +297,7 @@ static void test_vector_ops(size_t n) {
     report(name, b != c, 0);
     gpu->release(dy), gpu->release(dx);
     free(y), free(x);
+    gpu->release_scratch();
 }
 
 static void test_rows(int N, int C) {
@@ -222,6 +339,7 @@ static void test_rows(int N, int C) {
 
 static void test_embedding(int N, int V, int C) {
     char name[96];
+    reserve(SCRATCH_EMBEDDING_BACKWARD, (size_t)N, 0, 0);
     int *tok = xcalloc(N, sizeof(int));
     for (int i = 0; i < N; i++) tok[i] = (int)(rng_bits64(11, (uint64_t)i, 0, 0) % (uint64_t)V);
     real *table = host_normal((size_t)V * C, 1, 12), *out = xcalloc((size_t)N * C, sizeof(real));
@@ -246,6 +364,7 @@ static void test_embedding(int N, int V, int C) {
     report(name, differs(dtable, d2, (size_t)V * C * sizeof(real)), 0);
     gpu->release(d2), gpu->release(dtok), gpu->release(dtable), gpu->release(dout);
     free(tok), free(table), free(out), free(g);
+    gpu->release_scratch();
 }
 
 static void test_axial(int n_axes, const int *shape, const int *dims, int batch, int len, int pos_offset) {
@@ -283,6 +402,7 @@ static void test_axial(int n_axes, const int *shape, const int *dims, int batch,
 
 static void test_layernorm(int N, int C) {
     char name[96];
+    reserve(SCRATCH_COLUMN_SUMS, (size_t)N, (size_t)C, 0);
     size_t n = (size_t)N * C;
     real *x = host_normal(n, 2, 30), *g = host_normal(C, 1, 31), *b = host_normal(C, 1, 32);
     for (size_t i = 0; i < n; i++) x[i] += (real)0.5;  // a mean to remove
@@ -324,6 +444,7 @@ static void test_layernorm(int N, int C) {
     void *bufs[] = {dx, dg, db, dout, dmean, drstd, ddy, dgx, dgg, dgb, g2, b2, x2};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->release(bufs[i]);
     free(x), free(g), free(b), free(out), free(mean), free(rstd), free(dy), free(gx), free(gg), free(gb);
+    gpu->release_scratch();
 }
 
 static void test_activation(size_t n, Activation act) {
@@ -445,14 +566,52 @@ static int hash_mismatch_is_tie(const real *qk, const AttnShape *s, uint64_t see
     return fabs(pc - pg) <= 1e-5 * scale;
 }
 
+// precision=bf16 attention is checked twice (AttnShape.bf16 = 1 on the GPU):
+//  - against the CPU on the inputs rounded to bf16 on the host: the GPU must
+//    round q, k, v exactly so (to nearest even) and do everything else in
+//    fp32, so the fp32 tolerances apply (1e-4);
+//  - against the CPU on the unrounded inputs (what bf16 costs), norm-wise:
+//    each input is rounded with relative error <= 2^-8 (rms 2^-8/sqrt(3));
+//    a logit q.k is then off by about that fraction of sqrt(sum (q_d k_d)^2),
+//    ~1 for these unit-variance inputs, and the softmax-weighted output moves
+//    by the same relative amount, so ||out - ref|| / ||ref|| ~ 2^-8: tolerance
+//    4 x 2^-8 = 2^-6. The backward multiplies more rounded factors (dS = P
+//    (dO.V - D), dQ = dS K, dK = dS^T Q): 2^-5. Set from this estimate, not
+//    yet calibrated on a GPU.
+#define BF16_ATTN_OUT_TOL 0x1p-6
+#define BF16_ATTN_GRAD_TOL 0x1p-5
+
+// The name of a test on shape s ("... bf16" for precision=bf16).
+static const char *attn_label(const char *op, const AttnShape *s, const char *what) {
+    static char buf[200];
+    snprintf(buf, sizeof buf, "%s%s %s %s", op, s->bf16 ? " bf16" : "", shape_name(s), what);
+    return buf;
+}
+
+// The CPU's view of the GPU's inputs: with bf16, the inputs rounded as the GPU
+// reads them (a new buffer), else x itself.
+static real *as_gpu_reads(const real *x, size_t n, int bf16) { return bf16 ? bf16_copy(x, n) : (real *)x; }
+
+// bf16 against fp32 on the unrounded inputs: the norm-wise error of one tensor.
+static void check_vs_fp32(const char *op, const AttnShape *s, const char *tensor, const void *dev, const real *ref,
+                          size_t n, double tol) {
+    char what[64];
+    snprintf(what, sizeof what, "(%s vs fp32, norm-wise)", tensor);
+    real *got = host_from(dev, n);
+    report(attn_label(op, s, what), rel_err(got, ref, n), tol);
+    free(got);
+}
+
 static void test_lsh(AttnShape s) {
-    char name[160];
     const int B = s.batch, L = s.seq_len, H = s.n_heads, dh = s.d_head, R = s.n_hashes;
     const size_t nx = (size_t)B * L * H * dh, nbk = (size_t)B * H * R * L, nsaved = lsh_saved_elems(&s);
     const uint64_t seed = 99;
     const uint32_t step = 5, layer = 2;
+    AttnShape sc = s;  // the CPU's shape: fp32 on inputs rounded as the GPU reads them
+    sc.bf16 = 0;
     real *qk = host_normal(nx, 1, 70), *v = host_normal(nx, 1, 71), *dout = host_normal(nx, 1, 72);
-    void *cwork = xcalloc(cpu->attention_workspace_bytes(&s, 1), 1);
+    real *qk_ref = as_gpu_reads(qk, nx, s.bf16), *v_ref = as_gpu_reads(v, nx, s.bf16);
+    void *cwork = xcalloc(cpu->attention_workspace_bytes(&sc, 1), 1);
     void *gwork = gpu->alloc(gpu->attention_workspace_bytes(&s, 1));
     void *dqk = dev_from(qk, nx * sizeof(real)), *dv = dev_from(v, nx * sizeof(real));
     void *ddout = dev_from(dout, nx * sizeof(real));
@@ -462,7 +621,7 @@ static void test_lsh(AttnShape s) {
         bk = xcalloc(nbk, sizeof(uint16_t));
         gbk_host = xcalloc(nbk, sizeof(uint16_t));
         dbk = gpu->alloc(nbk * sizeof(uint16_t));
-        cpu->lsh_hash(bk, qk, &s, seed, step, layer, cwork);
+        cpu->lsh_hash(bk, qk_ref, &sc, seed, step, layer, cwork);
         gpu->lsh_hash(dbk, dqk, &s, seed, step, layer, gwork);
         gpu->download(gbk_host, dbk, nbk * sizeof(uint16_t));
         int mismatched = 0, not_ties = 0;
@@ -473,41 +632,44 @@ static void test_lsh(AttnShape s) {
                         size_t at = (((size_t)b * H + h) * R + r) * L + i;
                         if (bk[at] == gbk_host[at]) continue;
                         mismatched++;
-                        not_ties += !hash_mismatch_is_tie(qk, &s, seed, step, layer, b, h, r, i, bk[at], gbk_host[at]);
+                        not_ties +=
+                            !hash_mismatch_is_tie(qk_ref, &s, seed, step, layer, b, h, r, i, bk[at], gbk_host[at]);
                     }
-        snprintf(name, sizeof name, "lsh_hash %s (non-tie mismatches)", shape_name(&s));
-        report(name, not_ties, 0);
+        report(attn_label("lsh_hash", &s, "(non-tie mismatches)"), not_ties, 0);
         if (mismatched) printf("    note: %d bucket(s) differ at float ties\n", mismatched);
         // Attention below runs both backends on the CPU's buckets.
         gpu->upload(dbk, bk, nbk * sizeof(uint16_t));
     }
     real *out = xcalloc(nx, sizeof(real)), *saved = xcalloc(nsaved, sizeof(real));
     void *gout = gpu->alloc(nx * sizeof(real)), *gsaved = gpu->alloc(nsaved * sizeof(real));
-    cpu->lsh_attention_forward(out, saved, qk, v, bk, &s, cwork);
+    cpu->lsh_attention_forward(out, saved, qk_ref, v_ref, bk, &sc, cwork);
     gpu->lsh_attention_forward(gout, gsaved, dqk, dv, dbk, &s, gwork);
     // 1e-4: online softmax over up to 2m keys in another order, dh-long dots.
-    snprintf(name, sizeof name, "lsh_attention_forward %s (out)", shape_name(&s));
-    check(name, gout, out, nx, 1e-4);
-    snprintf(name, sizeof name, "lsh_attention_forward %s (saved)", shape_name(&s));
-    check(name, gsaved, saved, nsaved, 1e-4);
+    check(attn_label("lsh_attention_forward", &s, "(out)"), gout, out, nx, 1e-4);
+    check(attn_label("lsh_attention_forward", &s, "(saved)"), gsaved, saved, nsaved, 1e-4);
     void *gout2 = gpu->alloc(nx * sizeof(real));
     gpu->lsh_attention_forward(gout2, NULL, dqk, dv, dbk, &s, gwork);
-    snprintf(name, sizeof name, "lsh_attention_forward %s (no saved)", shape_name(&s));
-    check(name, gout2, out, nx, 1e-4);
+    check(attn_label("lsh_attention_forward", &s, "(no saved)"), gout2, out, nx, 1e-4);
 
     real *gq = xcalloc(nx, sizeof(real)), *gvv = xcalloc(nx, sizeof(real));
     void *ggq = gpu->alloc(nx * sizeof(real)), *ggv = gpu->alloc(nx * sizeof(real));
-    cpu->lsh_attention_backward(gq, gvv, dout, out, saved, qk, v, bk, &s, cwork);
+    cpu->lsh_attention_backward(gq, gvv, dout, out, saved, qk_ref, v_ref, bk, &sc, cwork);
     gpu->lsh_attention_backward(ggq, ggv, ddout, gout, gsaved, dqk, dv, dbk, &s, gwork);
-    snprintf(name, sizeof name, "lsh_attention_backward %s (dqk)", shape_name(&s));
-    check(name, ggq, gq, nx, 1e-4);
-    snprintf(name, sizeof name, "lsh_attention_backward %s (dv)", shape_name(&s));
-    check(name, ggv, gvv, nx, 1e-4);
+    check(attn_label("lsh_attention_backward", &s, "(dqk)"), ggq, gq, nx, 1e-4);
+    check(attn_label("lsh_attention_backward", &s, "(dv)"), ggv, gvv, nx, 1e-4);
     void *ggq2 = gpu->alloc(nx * sizeof(real)), *ggv2 = gpu->alloc(nx * sizeof(real));
     gpu->lsh_attention_backward(ggq2, ggv2, ddout, gout, gsaved, dqk, dv, dbk, &s, gwork);
-    snprintf(name, sizeof name, "lsh_attention_backward %s [deterministic]", shape_name(&s));
-    report(name, differs(ggq, ggq2, nx * sizeof(real)) + differs(ggv, ggv2, nx * sizeof(real)), 0);
+    report(attn_label("lsh_attention_backward", &s, "[deterministic]"),
+           differs(ggq, ggq2, nx * sizeof(real)) + differs(ggv, ggv2, nx * sizeof(real)), 0);
 
+    if (s.bf16) {  // what bf16 costs: against fp32 on the unrounded inputs (same buckets)
+        cpu->lsh_attention_forward(out, saved, qk, v, bk, &sc, cwork);
+        cpu->lsh_attention_backward(gq, gvv, dout, out, saved, qk, v, bk, &sc, cwork);
+        check_vs_fp32("lsh_attention_forward", &s, "out", gout, out, nx, BF16_ATTN_OUT_TOL);
+        check_vs_fp32("lsh_attention_backward", &s, "dqk", ggq, gq, nx, BF16_ATTN_GRAD_TOL);
+        check_vs_fp32("lsh_attention_backward", &s, "dv", ggv, gvv, nx, BF16_ATTN_GRAD_TOL);
+        free(qk_ref), free(v_ref);
+    }
     void *bufs[] = {gwork, dqk, dv, ddout, dbk, gout, gsaved, gout2, ggq, ggv, ggq2, ggv2};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) gpu->release(bufs[i]);
@@ -515,38 +677,45 @@ static void test_lsh(AttnShape s) {
 }
 
 static void test_local(AttnShape s) {
-    char name[160];
     const int B = s.batch, L = s.seq_len, H = s.n_heads, dh = s.d_head;
     const size_t nx = (size_t)B * L * H * dh, nl = local_saved_elems(&s);
+    AttnShape sc = s;  // as in test_lsh
+    sc.bf16 = 0;
     real *q = host_normal(nx, 1, 80), *k = host_normal(nx, 1, 81), *v = host_normal(nx, 1, 82);
     real *dout = host_normal(nx, 1, 83);
-    void *cwork = xcalloc(cpu->attention_workspace_bytes(&s, 0), 1);
+    real *q_ref = as_gpu_reads(q, nx, s.bf16), *k_ref = as_gpu_reads(k, nx, s.bf16);
+    real *v_ref = as_gpu_reads(v, nx, s.bf16);
+    void *cwork = xcalloc(cpu->attention_workspace_bytes(&sc, 0), 1);
     void *gwork = gpu->alloc(gpu->attention_workspace_bytes(&s, 0));
     void *dq = dev_from(q, nx * sizeof(real)), *dk = dev_from(k, nx * sizeof(real)), *dv = dev_from(v, nx * sizeof(real));
     void *ddout = dev_from(dout, nx * sizeof(real));
     real *out = xcalloc(nx, sizeof(real)), *lse = xcalloc(nl, sizeof(real));
     void *gout = gpu->alloc(nx * sizeof(real)), *glse = gpu->alloc(nl * sizeof(real));
-    cpu->local_attention_forward(out, lse, q, k, v, &s, cwork);
+    cpu->local_attention_forward(out, lse, q_ref, k_ref, v_ref, &sc, cwork);
     gpu->local_attention_forward(gout, glse, dq, dk, dv, &s, gwork);
-    snprintf(name, sizeof name, "local_attention_forward %s (out)", shape_name(&s));
-    check(name, gout, out, nx, 1e-4);
-    snprintf(name, sizeof name, "local_attention_forward %s (lse)", shape_name(&s));
-    check(name, glse, lse, nl, 1e-4);
+    check(attn_label("local_attention_forward", &s, "(out)"), gout, out, nx, 1e-4);
+    check(attn_label("local_attention_forward", &s, "(lse)"), glse, lse, nl, 1e-4);
     real *gq = xcalloc(nx, sizeof(real)), *gk = xcalloc(nx, sizeof(real)), *gv = xcalloc(nx, sizeof(real));
     void *ggq = gpu->alloc(nx * sizeof(real)), *ggk = gpu->alloc(nx * sizeof(real)), *ggv = gpu->alloc(nx * sizeof(real));
-    cpu->local_attention_backward(gq, gk, gv, dout, out, lse, q, k, v, &s, cwork);
+    cpu->local_attention_backward(gq, gk, gv, dout, out, lse, q_ref, k_ref, v_ref, &sc, cwork);
     gpu->local_attention_backward(ggq, ggk, ggv, ddout, gout, glse, dq, dk, dv, &s, gwork);
-    snprintf(name, sizeof name, "local_attention_backward %s (dq)", shape_name(&s));
-    check(name, ggq, gq, nx, 1e-4);
-    snprintf(name, sizeof name, "local_attention_backward %s (dk)", shape_name(&s));
-    check(name, ggk, gk, nx, 1e-4);
-    snprintf(name, sizeof name, "local_attention_backward %s (dv)", shape_name(&s));
-    check(name, ggv, gv, nx, 1e-4);
+    check(attn_label("local_attention_backward", &s, "(dq)"), ggq, gq, nx, 1e-4);
+    check(attn_label("local_attention_backward", &s, "(dk)"), ggk, gk, nx, 1e-4);
+    check(attn_label("local_attention_backward", &s, "(dv)"), ggv, gv, nx, 1e-4);
     void *ggq2 = gpu->alloc(nx * sizeof(real)), *ggk2 = gpu->alloc(nx * sizeof(real)), *ggv2 = gpu->alloc(nx * sizeof(real));
     gpu->local_attention_backward(ggq2, ggk2, ggv2, ddout, gout, glse, dq, dk, dv, &s, gwork);
-    snprintf(name, sizeof name, "local_attention_backward %s [deterministic]", shape_name(&s));
-    report(name, differs(ggq, ggq2, nx * sizeof(real)) + differs(ggk, ggk2, nx * sizeof(real)) +
-                     differs(ggv, ggv2, nx * sizeof(real)), 0);
+    report(attn_label("local_attention_backward", &s, "[deterministic]"),
+           differs(ggq, ggq2, nx * sizeof(real)) + differs(ggk, ggk2, nx * sizeof(real)) +
+               differs(ggv, ggv2, nx * sizeof(real)), 0);
+    if (s.bf16) {  // what bf16 costs, as in test_lsh
+        cpu->local_attention_forward(out, lse, q, k, v, &sc, cwork);
+        cpu->local_attention_backward(gq, gk, gv, dout, out, lse, q, k, v, &sc, cwork);
+        check_vs_fp32("local_attention_forward", &s, "out", gout, out, nx, BF16_ATTN_OUT_TOL);
+        check_vs_fp32("local_attention_backward", &s, "dq", ggq, gq, nx, BF16_ATTN_GRAD_TOL);
+        check_vs_fp32("local_attention_backward", &s, "dk", ggk, gk, nx, BF16_ATTN_GRAD_TOL);
+        check_vs_fp32("local_attention_backward", &s, "dv", ggv, gv, nx, BF16_ATTN_GRAD_TOL);
+        free(q_ref), free(k_ref), free(v_ref);
+    }
     void *bufs[] = {gwork, dq, dk, dv, ddout, gout, glse, ggq, ggk, ggv, ggq2, ggk2, ggv2};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->release(bufs[i]);
     free(cwork), free(q), free(k), free(v), free(dout), free(out), free(lse), free(gq), free(gk), free(gv);
@@ -591,29 +760,51 @@ static void tiny_batch(int *tokens, int *targets, int T, int V, unsigned salt) {
     }
 }
 
-// Norm-wise relative error of two host vectors.
-static double norm_rel_err(const real *a, const real *b, size_t n) {
-    double diff = 0, na = 0, nb = 0;
-    for (size_t i = 0; i < n; i++) {
-        diff += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        na += (double)a[i] * a[i];
-        nb += (double)b[i] * b[i];
-    }
-    double scale = sqrt(na > nb ? na : nb);
-    return sqrt(diff) / (scale > 1e-300 ? scale : 1e-300);
-}
+// Tolerances of the whole step with precision=bf16 against the fp32 CPU (not
+// yet calibrated on a GPU): every matmul operand and attention input is
+// rounded by up to 2^-8 relative, each op's output moves by about that much
+// (see test_matmul_bf16 and BF16_ATTN_*), and the loss, a mean of per-token
+// terms, by about 2^-8 of the logits' size: 2^-5 for the loss. A gradient
+// tensor goes through a few rounded products per layer in each direction
+// (forward, recompute, backward), each adding ~2^-8 norm-wise: 2^-4 for the
+// worst tensor.
+#define BF16_MODEL_LOSS_TOL 0x1p-5
+#define BF16_MODEL_GRAD_TOL 0x1p-4
 
-static void test_model(const char *label, const char *const *sets, const char *pattern, int n_layers) {
-    char name[160];
-    Config c;
+// One training step on the CPU (fp32) and twice on the GPU (precision fp32 or
+// bf16): loss, every gradient tensor, determinism; the device memory the GPU
+// models hold; and with fp32, 20 training steps.
+static void test_model(const char *label, const char *const *sets, const char *pattern, int n_layers,
+                       Precision precision) {
+    char name[160], err[256];
+    const int bf16 = precision == PRECISION_BF16;
+    const char *tag = bf16 ? " bf16" : "";
+    Config c, cg;
     if (make_config(&c, sets, pattern, n_layers) != 0) {
         report("model config", 1, 0);
         return;
     }
+    cg = c;
+    if (config_set(&cg, "device", "cuda", err, sizeof err) ||
+        config_set(&cg, "precision", bf16 ? "bf16" : "fp32", err, sizeof err) ||
+        config_finalize(&cg, err, sizeof err)) {
+        printf("test_cuda: config: %s\n", err);
+        report("model config (GPU)", 1, 0);
+        return;
+    }
     Model mc, mg, mg2;
+    size_t held0, held1, used;
+    gpu->device_memory(&held0, &used);
     model_init(&mc, &c, cpu);
-    model_init(&mg, &c, gpu);
-    model_init(&mg2, &c, gpu);
+    model_init(&mg, &cg, gpu);
+    gpu->device_memory(&held1, &used);
+    // Everything model_init plans is held on the device (each allocation
+    // rounded up to 256 bytes; the first reservation adds cuBLAS's workspace).
+    snprintf(name, sizeof name, "model %s%s device memory held < planned", label, tag);
+    report(name, held1 - held0 < mg.bytes_planned, 0);
+    snprintf(name, sizeof name, "model %s%s device used < held", label, tag);
+    report(name, used < held1, 0);
+    model_init(&mg2, &cg, gpu);
     const size_t np = mc.layout.n_params;
     int *tokens = xcalloc(mc.T, sizeof(int)), *targets = xcalloc(mc.T, sizeof(int));
     tiny_batch(tokens, targets, mc.T, c.vocab_size, 5);
@@ -622,9 +813,9 @@ static void test_model(const char *label, const char *const *sets, const char *p
     LossStats lc = model_forward_backward(&mc, tokens, targets, 3);
     LossStats lg = model_forward_backward(&mg, tokens, targets, 3);
     LossStats lg2 = model_forward_backward(&mg2, tokens, targets, 3);
-    // 1e-4: the loss goes through every op above; float rounding differs in each.
-    snprintf(name, sizeof name, "model %s step (loss)", label);
-    report(name, fabs(lg.loss - lc.loss) / fabs(lc.loss), 1e-4);
+    // fp32 1e-4: the loss goes through every op above; float rounding differs in each.
+    snprintf(name, sizeof name, "model %s%s step (loss)", label, tag);
+    report(name, fabs(lg.loss - lc.loss) / fabs(lc.loss), bf16 ? BF16_MODEL_LOSS_TOL : 1e-4);
     real *gc = xcalloc(np, sizeof(real)), *gg = xcalloc(np, sizeof(real)), *gg2 = xcalloc(np, sizeof(real));
     model_get_grads(&mc, gc);
     model_get_grads(&mg, gg);
@@ -633,47 +824,104 @@ static void test_model(const char *label, const char *const *sets, const char *p
     const char *worst_name = "";
     for (int t = 0; t < mc.layout.n_tensors; t++) {
         const TensorInfo *ti = &mc.layout.tensors[t];
-        double e = norm_rel_err(gg + ti->offset, gc + ti->offset, ti->size);
+        double e = rel_err(gg + ti->offset, gc + ti->offset, ti->size);
         if (!(e <= worst)) worst = e, worst_name = ti->name;
     }
-    // 1e-4 per tensor, norm-wise: the reversible backward reconstructs the
+    // fp32 1e-4 per tensor, norm-wise: the reversible backward reconstructs the
     // activations in float on both sides (CPU f32 vs stored: ~1e-6, see
     // tests/test_model.c), and each op adds its own rounding.
-    snprintf(name, sizeof name, "model %s step (grads, worst %s)", label, worst_name);
-    report(name, worst, 1e-4);
-    snprintf(name, sizeof name, "model %s step [deterministic]", label);
+    snprintf(name, sizeof name, "model %s%s step (grads, worst %s)", label, tag, worst_name);
+    report(name, worst, bf16 ? BF16_MODEL_GRAD_TOL : 1e-4);
+    snprintf(name, sizeof name, "model %s%s step [deterministic]", label, tag);
     report(name, (lg.loss != lg2.loss) + (memcmp(gg, gg2, np * sizeof(real)) != 0), 0);
 
-    // 20 training steps from the same start: the loss curves.
-    Model tc, tg;
-    model_init(&tc, &c, cpu);
-    model_init(&tg, &c, gpu);
-    double worst_loss = 0;
-    for (int s = 1; s <= 20; s++) {
-        tiny_batch(tokens, targets, tc.T, c.vocab_size, (unsigned)s);
-        LossStats a = model_forward_backward(&tc, tokens, targets, (uint32_t)s);
-        LossStats b = model_forward_backward(&tg, tokens, targets, (uint32_t)s);
-        model_update(&tc, s, 1e-2);
-        model_update(&tg, s, 1e-2);
-        double e = fabs(a.loss - b.loss) / fabs(a.loss);
-        if (!(e <= worst_loss)) worst_loss = e;
+    model_free(&mg2);
+    if (!bf16) {
+        // 20 training steps from the same start: the loss curves. (Not with
+        // bf16: its per-step differences are ~2^-8, and AdamW makes them grow.)
+        Model tc, tg;
+        model_init(&tc, &c, cpu);
+        model_init(&tg, &cg, gpu);
+        double worst_loss = 0;
+        for (int s = 1; s <= 20; s++) {
+            tiny_batch(tokens, targets, tc.T, c.vocab_size, (unsigned)s);
+            LossStats a = model_forward_backward(&tc, tokens, targets, (uint32_t)s);
+            LossStats b = model_forward_backward(&tg, tokens, targets, (uint32_t)s);
+            model_update(&tc, s, 1e-2);
+            model_update(&tg, s, 1e-2);
+            double e = fabs(a.loss - b.loss) / fabs(a.loss);
+            if (!(e <= worst_loss)) worst_loss = e;
+        }
+        // 1e-3: 20 AdamW steps amplify the per-step rounding differences (Adam
+        // normalises tiny gradients to unit-sized steps). Not yet calibrated on a
+        // GPU: see cuda/README.md.
+        snprintf(name, sizeof name, "model %s 20 steps (worst loss)", label);
+        report(name, worst_loss, 1e-3);
+        model_free(&tc);
+        model_free(&tg);
     }
-    // 1e-3: 20 AdamW steps amplify the per-step rounding differences (Adam
-    // normalises tiny gradients to unit-sized steps). Not yet calibrated on a
-    // GPU: see cuda/README.md.
-    snprintf(name, sizeof name, "model %s 20 steps (worst loss)", label);
-    report(name, worst_loss, 1e-3);
-
     model_free(&mc);
     model_free(&mg);
-    model_free(&mg2);
-    model_free(&tc);
-    model_free(&tg);
     free(tokens), free(targets), free(gc), free(gg), free(gg2);
 }
 
+// --- memory ---------------------------------------------------------------------------
+
+// device_memory counts every alloc (rounded up to 256 bytes) until its release.
+static void test_device_memory(void) {
+    size_t held0, held1, held2, used0, used1, used2;
+    gpu->device_memory(&held0, &used0);
+    void *p = gpu->alloc(1000000);
+    gpu->device_memory(&held1, &used1);
+    report("device_memory: alloc of 1000000 bytes (held - 1000192)", fabs((double)(held1 - held0) - 1000192.0), 0);
+    report("device_memory: device used < held", used1 < held1, 0);
+    gpu->release(p);
+    gpu->device_memory(&held2, &used2);
+    report("device_memory: release (held - held before alloc)", fabs((double)held2 - (double)held0), 0);
+}
+
+// In a child process (CUDA must not be initialised before fork): an op that
+// needs more scratch than was reserved must stop the program with exit 1 and
+// a one-line bug report naming the scratch, never allocate or run on.
+// Returns 77 without a GPU, 0 if the child behaved, else 1 (with the reason).
+static int scratch_overrun_stops(char *why, size_t n) {
+    int fds[2];
+    if (pipe(fds) != 0) return snprintf(why, n, "pipe failed"), 1;
+    pid_t pid = fork();
+    if (pid < 0) return snprintf(why, n, "fork failed"), 1;
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        char reason[256];
+        if (!cuda_device_available(reason, sizeof reason)) _exit(77);
+        const Backend *g = backend_cuda();
+        g->reserve_scratch(g->scratch_bytes(SCRATCH_COLUMN_SUMS, 16, 12, 0));
+        void *dout = g->alloc((size_t)5000 * 300 * sizeof(real)), *db = g->alloc(300 * sizeof(real));
+        g->bias_backward(db, dout, 5000, 300);  // more rows and columns than reserved for
+        g->synchronize();
+        _exit(0);
+    }
+    close(fds[1]);
+    char err[1024] = "";
+    size_t len = 0;
+    ssize_t got;
+    while (len + 1 < sizeof err && (got = read(fds[0], err + len, sizeof err - 1 - len)) > 0) len += (size_t)got;
+    err[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+    if (rc == 77) return 77;
+    int lines = 0;
+    for (const char *c = err; *c; c++) lines += *c == '\n';
+    if (rc != 1 || lines != 1 || strncmp(err, "reformer: error: ", 17) || !strstr(err, "scratch"))
+        return snprintf(why, n, "exit %d, stderr: %s", rc, err), 1;
+    return 0;
+}
+
 int main(void) {
-    char why[256];
+    char why[256], overrun_why[1200];
+    int overrun = scratch_overrun_stops(overrun_why, sizeof overrun_why);  // before CUDA starts here
     if (!cuda_device_available(why, sizeof why)) {
         printf("test_cuda: SKIPPED: no CUDA device (%s)\n", why);
         return 77;
@@ -682,9 +930,15 @@ int main(void) {
     cpu = backend_cpu();
     gpu = backend_cuda();
     printf("%-44s %10s  %7s  %s\n", "op", "max_rel_err", "tol", "result");
+    if (overrun) printf("    scratch overrun: %s\n", overrun_why);
+    report("scratch overrun stops the program (child)", overrun != 0, 0);
+    test_device_memory();
 
     test_matmul(37, 53, 29);
     test_matmul(256, 512, 384);
+    test_matmul_bf16(37, 53, 29, 0);
+    test_matmul_bf16(256, 512, 384, 0);
+    test_matmul_bf16(64, 48, 4096, 1);
     test_bias(16, 12);
     test_bias(5000, 300);
     test_vector_ops(100003);
@@ -723,8 +977,22 @@ int main(void) {
     test_local(shape(1, 128, 3, 20, 32, 1, 0, 0));
     test_local(shape(1, 512, 1, 128, 128, 1, 0, 0));
 
-    test_model("tiny lsh,local", TINY, "lsh,local", 2);
-    test_model("small local,local,lsh,local", SMALL, "local,local,lsh,local", 4);
+    // precision=bf16: the shapes above with LSH chunks over several tiles,
+    // one chunk (no buckets) and a large d_head.
+    AttnShape bf16_shapes[] = {shape(2, 64, 2, 8, 8, 2, 8, 0), shape(1, 32, 2, 16, 32, 1, 0, 0),
+                               shape(2, 256, 2, 64, 64, 4, 16, 3), shape(1, 512, 1, 128, 128, 2, 8, 0)};
+    for (size_t i = 0; i < sizeof bf16_shapes / sizeof bf16_shapes[0]; i++) {
+        bf16_shapes[i].bf16 = 1;
+        test_lsh(bf16_shapes[i]);
+        bf16_shapes[i].n_hashes = 1;
+        bf16_shapes[i].n_buckets = 0;
+        test_local(bf16_shapes[i]);
+    }
+
+    test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_FP32);
+    test_model("small local,local,lsh,local", SMALL, "local,local,lsh,local", 4, PRECISION_FP32);
+    test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_BF16);
+    test_model("small local,local,lsh,local", SMALL, "local,local,lsh,local", 4, PRECISION_BF16);
 
     gpu->synchronize();
     printf("test_cuda: %d checks, %d failed\n", n_checks, n_failed);

@@ -37,14 +37,25 @@ int cmd_bench(int argc, char **argv) {
         st = model_forward_backward(&m, tokens, targets, (uint32_t)s);
         model_update(&m, s, lr_at(c, s));
     }
+    m.be->synchronize();  // a GPU may still be running the last update
     double dt = (now_seconds() - t0) / steps;
+    // Device memory at the peak: nothing is allocated during steps, so after
+    // them. null for device=cpu.
+    size_t held = 0, used = 0;
+    char device_planned[32] = "null", device_used[32] = "null";
+    if (m.be->device_memory(&held, &used) == 0) {
+        snprintf(device_planned, sizeof device_planned, "%.1f", (double)held / (1024.0 * 1024.0));
+        snprintf(device_used, sizeof device_used, "%.1f", (double)used / (1024.0 * 1024.0));
+    }
     double fwdbwd = m.prof_seconds[PROF_TOTAL] > 0 ? m.prof_seconds[PROF_TOTAL] : 1;
     double sh_mm = m.prof_seconds[PROF_MATMUL] / fwdbwd, sh_at = m.prof_seconds[PROF_ATTENTION] / fwdbwd;
-    printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, \"planned_mb\": %.1f, \"params\": %zu, "
+    printf("{\"tokens_per_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, \"planned_mb\": %.1f, "
+           "\"device\": \"%s\", \"precision\": \"%s\", \"device_planned_mb\": %s, \"device_used_mb\": %s, \"params\": %zu, "
            "\"seq_len\": %d, \"batch\": %d, \"d_model\": %d, \"n_layers\": %d, \"n_heads\": %d, \"attn\": \"%s\", "
            "\"attn_layers\": \"%s\", \"n_hashes\": %d, \"reversible\": %d, \"steps\": %d, \"loss\": %.4f, "
            "\"share_matmul\": %.3f, \"share_attention\": %.3f, \"share_other\": %.3f}\n",
-           m.T / dt, dt * 1e3, peak_rss_mib(), (double)m.bytes_planned / (1024.0 * 1024.0), m.layout.n_params,
+           m.T / dt, dt * 1e3, peak_rss_mib(), (double)m.bytes_planned / (1024.0 * 1024.0), c->device,
+           c->precision == PRECISION_BF16 ? "bf16" : "fp32", device_planned, device_used, m.layout.n_params,
            c->seq_len, c->batch, c->d_model, c->n_layers, c->n_heads, c->attn_full ? "full" : "pattern",
            c->attn_layers, c->n_hashes, c->reversible, steps, st.loss, sh_mm, sh_at, 1 - sh_mm - sh_at);
     free(tokens);

@@ -147,6 +147,8 @@ Test(cli, bad_configs_fail_with_one_line_naming_the_key) {
         {"--set attn_layers=lsh,foo", "attn_layers"},
         {"n_buckets=7", "n_buckets"},                                         // bare key=value form
         {"n_heads=3", "n_heads"},
+        {"--set precision=fp16", "precision"},
+        {"--set precision=bf16", "precision"},                                // bf16 needs device=cuda
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         for (int cmd = 0; cmd < 2; cmd++) {
@@ -355,6 +357,46 @@ Test(cli, bench_json_is_one_line_with_the_keys) {
     }
     cr_assert(strstr(r.out, "\"steps\": 1,") != NULL, "bench did not run 1 step: %s", r.out);
     run_free(&r);
+}
+
+// The device keys: the CPU holds no device memory, so those two are null.
+Test(cli, bench_json_device_keys_on_cpu) {
+    Run r = run_cli("bench --json --steps 1 --warmup 0 %s", TINY_MODEL);
+    cr_assert_eq(r.rc, 0, "bench failed (%d): %s", r.rc, r.err);
+    static const char *want[] = {"\"device\": \"cpu\"", "\"precision\": \"fp32\"", "\"device_planned_mb\": null",
+                                 "\"device_used_mb\": null"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert(strstr(r.out, want[i]) != NULL, "bench JSON lacks %s: %s", want[i], r.out);
+    run_free(&r);
+}
+
+// device=cuda. Built without nvcc: refused like a bad config value (exit 2).
+// Built with it, on a machine without a usable GPU (no driver, no device):
+// one line with CUDA's reason, exit 1, before any file is written. With a
+// GPU: it runs, and bench reports the device memory.
+Test(cli, device_cuda_runs_or_fails_with_one_line) {
+    for (int cmd = 0; cmd < 2; cmd++) {
+        const char *command = cmd ? "bench --json --steps 1" : "train";
+        char out_dir[512], what[600];
+        snprintf(out_dir, sizeof out_dir, "%s/cuda%d", tmp_dir, cmd);
+        snprintf(what, sizeof what, "%s --set device=cuda", command);
+        Run r = run_cli("%s %s --set device=cuda --set steps=2 --set out_dir='%s'", command, TINY_TRAIN, out_dir);
+#ifdef REFORMER_CUDA
+        if (r.rc == 0) {
+            if (cmd) cr_assert(strstr(r.out, "\"device_planned_mb\": null") == NULL, "%s: no device memory: %s", what,
+                               r.out);
+            run_free(&r);
+            continue;
+        }
+        ASSERT_ONE_LINE_ERROR(&r, what, "device=cuda: no usable CUDA device (");
+        cr_assert_eq(r.rc, 1, "%s: exit %d, expected 1 (a run failure)", what, r.rc);
+#else
+        ASSERT_ONE_LINE_ERROR(&r, what, "device", "cuda", "not built into this binary");
+        cr_assert_eq(r.rc, 2, "%s: exit %d, expected 2 (a config error)", what, r.rc);
+#endif
+        cr_assert(!exists(out_dir), "%s: out_dir was created although the device cannot be used", what);
+        run_free(&r);
+    }
 }
 
 // Defaults adapt the chunk lengths, so any N = A*B benches out of the box.

@@ -100,7 +100,8 @@ static const struct {
     {"lr_min", "0"},           {"weight_decay", "0.01"},    {"beta1", "0.8"},
     {"beta2", "0.99"},         {"adam_eps", "1e-08"},       {"clip", "0"},
     {"seed", "42"},            {"data", "dup"},             {"dup_alphabet", "64"},
-    {"out_dir", "/tmp/reformer-test-out"}, {"device", "cuda"}, {"log_every", "5"},
+    {"out_dir", "/tmp/reformer-test-out"}, {"device", "cuda"}, {"precision", "bf16"},
+    {"log_every", "5"},
     {"ckpt_every", "50"},      {"keep_ckpts", "0"},
 };
 #define N_KEY_VALUES (sizeof KEY_VALUES / sizeof KEY_VALUES[0])
@@ -153,7 +154,8 @@ Test(config, every_key_is_accepted_and_lands) {
         snprintf(want, sizeof want, "%s=%s", key, value);
         cr_assert(printed_line(&c, key, got, sizeof got), "config_print has no line for '%s'", key);
         cr_assert_str_eq(got, want, "after config_set(%s, %s)", key, value);
-        // Each value on its own leaves a valid config.
+        // Each value on its own leaves a valid config (bf16 needs device=cuda).
+        if (!strcmp(key, "precision")) cr_assert_eq(config_set(&c, "device", "cuda", err, sizeof err), 0);
         cr_assert_eq(config_finalize(&c, err, sizeof err), 0, "%s=%s then finalize rejected: %s", key, value, err);
     }
 }
@@ -326,8 +328,22 @@ Test(config_bad, bad_enum_values) {
     EXPECT_BAD("attn_layers", NULL, "attn_layers=");
     EXPECT_BAD("schedule", NULL, "schedule=linear");
     EXPECT_BAD("device", NULL, "device=tpu");
+    EXPECT_BAD("precision", NULL, "precision=fp16");
     EXPECT_BAD("data", NULL, "data=");
     EXPECT_BAD("out_dir", NULL, "out_dir=");
+}
+
+// The CPU backend is the fp32 reference and does not emulate bf16.
+Test(config, precision_is_fp32_by_default_and_bf16_needs_cuda) {
+    Config c;
+    EXPECT_OK(&c, "d_model=64");
+    cr_assert_eq(c.precision, PRECISION_FP32);
+    EXPECT_OK(&c, "device=cuda", "precision=bf16");
+    cr_assert_eq(c.precision, PRECISION_BF16);
+    EXPECT_BAD("precision", "device=cuda", "precision=bf16");
+    EXPECT_BAD("precision", "device=cuda", "device=cuda", "precision=bf16", "device=cpu");
+    for (int k = 0; CONFIG_SHAPE_KEYS[k]; k++)
+        cr_assert_str_neq(CONFIG_SHAPE_KEYS[k], "precision", "precision must not fix the model's shape");
 }
 
 Test(config_bad, failed_set_leaves_field_unchanged) {
