@@ -185,6 +185,11 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
         if (cmd == CMD_BENCH) snprintf(a->cfg.data, sizeof a->cfg.data, "random");
         for (int i = 0; i < a->n_sources; i++) apply_source(&a->cfg, &a->sources[i]);
     }
+    if (cmd == CMD_SAMPLE) {
+        // Decoding runs on the CPU (core/decode.c), whatever device trained the model.
+        snprintf(a->cfg.device, sizeof a->cfg.device, "cpu");
+        a->cfg.precision = PRECISION_FP32;
+    }
     if (config_finalize(&a->cfg, err, sizeof err)) usage_error("%s", err);
     if (a->resume || a->ckpt) check_shape_keys(&a->cfg, &ckpt, NULL);
     pick_backend(&a->cfg);  // a device that cannot be used fails now, before any file is touched
