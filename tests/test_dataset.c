@@ -16,21 +16,11 @@
 #include "dataset.h"
 #include "rng.h"
 
+#define TMP_DIR_NAME "reformer-test-dataset"
+#include "tmp_dir.h"
+
 #define ERRLEN 2048
 #define MB (1000u * 1000u)
-
-static char tmp_dir[256];
-
-static void make_tmp_dir(void) {
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/reformer-test-dataset.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    cr_assert_not_null(mkdtemp(tmp_dir), "mkdtemp failed");
-}
-
-static void remove_tmp_dir(void) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmp_dir);
-}
 
 TestSuite(dataset, .init = make_tmp_dir, .fini = remove_tmp_dir, .timeout = 60);
 
