@@ -13,6 +13,10 @@ HDF5_CFLAGS := $(shell pkg-config --cflags hdf5-serial 2>/dev/null || echo -I/us
 HDF5_LIBS := $(shell pkg-config --libs hdf5-serial 2>/dev/null || echo -lhdf5_serial) -lz
 build/f32/io/%.o build/f32/launch/%.o build/f32/tests/%.o: CFLAGS += $(HDF5_CFLAGS)
 
+# libzip (enwik8.zip), also for io/'s users only.
+ZIP_LIBS := $(shell pkg-config --libs libzip 2>/dev/null || echo -lzip)
+IO_LIBS := $(HDF5_LIBS) $(ZIP_LIBS)
+
 # dist/: over MPI when mpicc is found, else the one-process implementation.
 MPICC := $(shell command -v mpicc 2>/dev/null)
 ifneq ($(MPICC),)
@@ -37,8 +41,9 @@ TEST32_SRC := $(filter-out $(TEST64_SRC),$(wildcard tests/test_*.c))
 TEST_BIN := $(TEST64_SRC:tests/%.c=build/tests/%) $(TEST32_SRC:tests/%.c=build/tests/%)
 
 # The CUDA backend and its op-by-op test, when nvcc is found (cuda/cuda.mk).
--include cuda/cuda.mk
+# Its rules come first in the file, so name the default goal explicitly.
 .DEFAULT_GOAL := all
+-include cuda/cuda.mk
 
 .PHONY: all test test-cuda setup clean
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
@@ -65,7 +70,7 @@ build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parall
 LAUNCH_OBJ := $(patsubst %.c,build/f32/%.o,$(wildcard launch/*.c))
 # The CUDA module (when nvcc is found) is loaded at run time, not linked.
 build/reformer: $(LAUNCH_OBJ) $(CORE_OBJ) $(IO_OBJ) | $(CUDA_MODULE)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(HDF5_LIBS) -ldl
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS) -ldl
 
 # Objects compiled differently with and without nvcc are rebuilt when that
 # changes (`make` after `make NVCC=`): build/cuda-state holds on or off and is
@@ -89,7 +94,7 @@ build/tests/%_f64: build/f64/tests/%_f64.o build/f64/tests/gradcheck.o $(CORE64_
 
 build/tests/%: build/f32/tests/%.o build/f32/tests/gradcheck.o $(CORE_OBJ) $(IO_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(HDF5_LIBS) -lcriterion
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS) -lcriterion
 
 test: build/reformer $(DIST_PROGRAMS) $(TEST_BIN)
 	@tests/run_all.sh $(TEST_BIN)

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +17,11 @@ const char *const CONFIG_KEYS[] = {
     "lsh_chunk", "local_chunk", "n_hashes", "n_buckets", "axial_shape", "axial_dims",
     "ff_chunk", "loss_chunk", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
     "seq_len", "batch", "sp", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
-    "beta1", "beta2", "adam_eps", "clip", "seed", "data", "dup_alphabet", "out_dir",
-    "device", "precision", "log_every", "ckpt_every", "keep_ckpts", NULL};
+    "beta1", "beta2", "adam_eps", "clip", "seed", "data", "data_format", "split_fractions",
+    "cross_docs", "dup_alphabet", "out_dir", "device", "precision", "log_every", "ckpt_every", "keep_ckpts",
+    "eval_every", "eval_windows", NULL};
+
+const char *const DATA_FORMATS[] = {"auto", "text", "enwik8", "pg19", "tokens", "dup", "random", NULL};
 
 // param_layout_build reads exactly these (seq_len through the automatic
 // axial shape; attn_layers through the per-layer kind: w_qk or w_q/w_k).
@@ -62,6 +66,11 @@ void config_defaults(Config *c) {
     c->clip = 1.0;
     c->seed = 1337;
     snprintf(c->data, sizeof c->data, "data/tinyshakespeare.txt");
+    snprintf(c->data_format, sizeof c->data_format, "auto");
+    c->split_fractions[0] = 0.9;
+    c->split_fractions[1] = 0.05;
+    c->split_fractions[2] = 0.05;
+    c->cross_docs = 0;
     c->dup_alphabet = 128;
     snprintf(c->out_dir, sizeof c->out_dir, "runs/default");
     snprintf(c->device, sizeof c->device, "cpu");
@@ -69,6 +78,8 @@ void config_defaults(Config *c) {
     c->log_every = 1;
     c->ckpt_every = 1000;
     c->keep_ckpts = 3;
+    c->eval_every = 100;
+    c->eval_windows = 64;
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -136,6 +147,28 @@ static int parse_bool(const char *key, const char *s, int *out, char *err, size_
     return 0;
 }
 
+// "train,validation,test": three non-negative shares summing to 1 (to 1e-9,
+// so decimal fractions like 0.9,0.05,0.05 pass), a positive train share.
+static int parse_split_fractions(const char *s, double out[3], char *err, size_t errlen) {
+    const char *key = "split_fractions";
+    double f[3], sum = 0;
+    const char *p = s;
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        errno = 0;
+        f[i] = strtod(p, &end);
+        if (end == p || errno || f[i] != f[i] || (*end != (i < 2 ? ',' : '\0')))
+            return fail(err, errlen, "%s: '%s' is not three comma-separated numbers (train,validation,test)", key, s);
+        if (f[i] < 0) return fail(err, errlen, "%s: '%s' has a negative share", key, s);
+        sum += f[i];
+        p = end + 1;
+    }
+    if (fabs(sum - 1.0) > 1e-9) return fail(err, errlen, "%s: '%s' sums to %.17g, not 1", key, s, sum);
+    if (f[0] <= 0) return fail(err, errlen, "%s: '%s' leaves nothing to train on", key, s);
+    memcpy(out, f, sizeof f);
+    return 0;
+}
+
 #define IS(k) (strcmp(key, (k)) == 0)
 #define INT(k, field, lo, hi) if (IS(k)) return parse_int(key, value, lo, hi, &c->field, err, errlen)
 #define DBL(k, field, lo, hi) if (IS(k)) return parse_double(key, value, lo, hi, &c->field, err, errlen)
@@ -162,6 +195,8 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
     INT("log_every", log_every, 1, INT_MAX);
     INT("ckpt_every", ckpt_every, 0, INT_MAX);
     INT("keep_ckpts", keep_ckpts, 0, INT_MAX);
+    INT("eval_every", eval_every, 0, INT_MAX);
+    INT("eval_windows", eval_windows, 0, INT_MAX);
     DBL("ln_eps", ln_eps, 1e-30, 1.0);
     DBL("dropout", dropout, 0.0, 0.99);
     DBL("init_std", init_std, 0.0, 10.0);
@@ -173,6 +208,13 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
     DBL("adam_eps", adam_eps, 1e-30, 1.0);
     DBL("clip", clip, 0.0, 1e30);
     if (IS("reversible")) return parse_bool(key, value, &c->reversible, err, errlen);
+    if (IS("cross_docs")) return parse_bool(key, value, &c->cross_docs, err, errlen);
+    if (IS("split_fractions")) return parse_split_fractions(value, c->split_fractions, err, errlen);
+    if (IS("data_format")) {
+        for (int i = 0; DATA_FORMATS[i]; i++)
+            if (!strcmp(value, DATA_FORMATS[i])) return snprintf(c->data_format, sizeof c->data_format, "%s", value), 0;
+        return fail(err, errlen, "data_format: '%s' is not one of auto, text, enwik8, pg19, tokens, dup, random", value);
+    }
     if (IS("attn_layers")) return parse_string(key, value, c->attn_layers, sizeof c->attn_layers, err, errlen);
     if (IS("data")) return parse_string(key, value, c->data, sizeof c->data, err, errlen);
     if (IS("out_dir")) return parse_string(key, value, c->out_dir, sizeof c->out_dir, err, errlen);
@@ -359,7 +401,8 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     // The CPU backend is the fp32 reference: it does not emulate bf16.
     if (c->precision == PRECISION_BF16 && strcmp(c->device, "cuda"))
         return fail(err, errlen, "precision: bf16 needs device=cuda (the %s backend computes in fp32 only)", c->device);
-    if (!strcmp(c->data, "dup") && c->dup_alphabet > c->vocab_size)
+    int dup = !strcmp(c->data_format, "dup") || (!strcmp(c->data_format, "auto") && !strcmp(c->data, "dup"));
+    if (dup && c->dup_alphabet > c->vocab_size)
         return fail(err, errlen, "dup_alphabet: %d exceeds vocab_size=%d", c->dup_alphabet, c->vocab_size);
     return 0;
 }
@@ -421,6 +464,13 @@ int config_get(const Config *c, const char *key, char *buf, size_t cap) {
     GD("clip", c->clip);
     if (IS("seed")) return snprintf(buf, cap, "%llu", (unsigned long long)c->seed), 0;
     GS("data", c->data);
+    GS("data_format", c->data_format);
+    if (IS("split_fractions")) {
+        char f[3][32];
+        for (int i = 0; i < 3; i++) get_double(f[i], sizeof f[i], c->split_fractions[i]);
+        return snprintf(buf, cap, "%s,%s,%s", f[0], f[1], f[2]), 0;
+    }
+    GI("cross_docs", c->cross_docs);
     GI("dup_alphabet", c->dup_alphabet);
     GS("out_dir", c->out_dir);
     GS("device", c->device);
@@ -428,6 +478,8 @@ int config_get(const Config *c, const char *key, char *buf, size_t cap) {
     GI("log_every", c->log_every);
     GI("ckpt_every", c->ckpt_every);
     GI("keep_ckpts", c->keep_ckpts);
+    GI("eval_every", c->eval_every);
+    GI("eval_windows", c->eval_windows);
 #undef GI
 #undef GD
 #undef GS

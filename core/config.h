@@ -55,7 +55,10 @@ typedef struct {
     double beta1, beta2, adam_eps;
     double clip;           // global gradient-norm clip; 0 = off
     uint64_t seed;
-    char data[1024];       // path of a text file, "dup" or "random"
+    char data[1024];       // a file or directory, "dup" or "random"
+    char data_format[16];  // auto | text | enwik8 | pg19 | tokens | dup | random
+    double split_fractions[3];  // train, validation, test shares (text, tokens)
+    int cross_docs;        // 1: training windows may cross document boundaries
     int dup_alphabet;      // duplication task: symbols are 1 .. dup_alphabet-1
     char out_dir[1024];
     char device[16];       // cpu | cuda
@@ -64,6 +67,8 @@ typedef struct {
     int log_every;
     int ckpt_every;        // steps between checkpoints; 0 = only the final one
     int keep_ckpts;        // newest checkpoints kept in out_dir; 0 = all
+    int eval_every;        // steps between evaluations while training; 0 = never
+    int eval_windows;      // windows per periodic evaluation; 0 = the whole split
     // --- derived by config_finalize ---
     AttnKind layer_kind[MAX_LAYERS];
 } Config;
@@ -89,6 +94,9 @@ void config_print(const Config *c, FILE *out);
 // right-hand side, and how checkpoints store the config. Returns 0, or -1 for
 // an unknown key.
 int config_get(const Config *c, const char *key, char *buf, size_t cap);
+
+// The values data_format accepts, NULL-terminated ("auto" first).
+extern const char *const DATA_FORMATS[];
 
 // Number of LSH layers in the finalized config.
 int config_count_lsh_layers(const Config *c);

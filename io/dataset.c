@@ -1,92 +1,225 @@
+// Datasets: picking the reader, indexing the windows of each split, the
+// seeded training cursor and the evaluation walk. The readers (data_*.c)
+// only collect documents.
 #include "dataset.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include "data_source.h"
 #include "rng.h"
+#include "util.h"
+
+static const char *const KIND_NAMES[] = {"text", "enwik8", "pg19", "tokens", "dup", "random"};
+static const char *const SPLIT_NAMES[N_SPLITS] = {"train", "validation", "test"};
+
+const char *data_kind_name(DataKind k) { return k >= DATA_TEXT && k <= DATA_RANDOM ? KIND_NAMES[k] : "?"; }
+
+const char *split_name(Split s) { return s >= SPLIT_TRAIN && s < N_SPLITS ? SPLIT_NAMES[s] : "?"; }
+
+int split_parse(const char *name, Split *out) {
+    for (int s = 0; s < N_SPLITS; s++)
+        if (!strcmp(name, SPLIT_NAMES[s])) return *out = (Split)s, 0;
+    if (!strcmp(name, "valid") || !strcmp(name, "val")) return *out = SPLIT_VALIDATION, 0;
+    return -1;
+}
+
+// The RNG stream of training windows. Before the real-data formats existed
+// the tag held DataKind's old values (text 0, dup 1, random 2); keeping them
+// keeps every dup and random batch, and so the experiments, unchanged.
+static uint32_t data_tag(DataKind k) {
+    uint32_t stream = k == DATA_DUP ? 1 : k == DATA_RANDOM ? 2 : 0;
+    return rng_tag(RNG_DATA, stream, 0);
+}
+
+// ------------------------------------------------------------ choosing a reader
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+// data_format=auto: by name for the synthetic sources, else by what the path
+// is (see config `data_format` in the README).
+static int detect_kind(const char *path, DataKind *kind, char *err, size_t errlen) {
+    if (!strcmp(path, "dup")) return *kind = DATA_DUP, 0;
+    if (!strcmp(path, "random")) return *kind = DATA_RANDOM, 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return data_fail(err, errlen, "data: cannot open '%s': %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return *kind = DATA_PG19, 0;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (ends_with(path, ".zip") || (!strcmp(base, "enwik8") && st.st_size == ENWIK8_BYTES)) return *kind = DATA_ENWIK8, 0;
+    int32_t magic = 0;
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        if (fread(&magic, sizeof magic, 1, f) != 1) magic = 0;
+        fclose(f);
+    }
+    *kind = magic == LLMC_TOKENS_MAGIC ? DATA_TOKENS : DATA_TEXT;
+    return 0;
+}
+
+static int parse_kind(const Config *c, DataKind *kind, char *err, size_t errlen) {
+    if (!strcmp(c->data_format, "auto")) return detect_kind(c->data, kind, err, errlen);
+    for (int k = DATA_TEXT; k <= DATA_RANDOM; k++)
+        if (!strcmp(c->data_format, KIND_NAMES[k])) return *kind = (DataKind)k, 0;
+    return data_fail(err, errlen, "data_format: '%s' is not a known format", c->data_format);
+}
+
+// ------------------------------------------------------------------- indexing
+
+// ceil((len - 1) / L): every token but the first is a target once.
+static size_t eval_windows_of(size_t len, int L) {
+    return len < 2 ? 0 : (len - 1 + (size_t)L - 1) / (size_t)L;
+}
+
+// Prefix sums over the documents of a split: offsets, training starts and
+// evaluation windows.
+static void index_split(DataSplit *s, int L, int cross_docs) {
+    s->doc_offsets = checked_calloc((size_t)s->n_docs + 1, sizeof *s->doc_offsets);
+    s->train_starts = checked_calloc((size_t)s->n_docs + 1, sizeof *s->train_starts);
+    s->eval_prefix = checked_calloc((size_t)s->n_docs + 1, sizeof *s->eval_prefix);
+    for (long d = 0; d < s->n_docs; d++) {
+        size_t len = s->docs[d].len;
+        s->doc_offsets[d + 1] = s->doc_offsets[d] + len;
+        s->train_starts[d + 1] = s->train_starts[d] + (len > (size_t)L ? len - (size_t)L : 0);
+        s->eval_prefix[d + 1] = s->eval_prefix[d] + eval_windows_of(len, L);
+    }
+    s->n_eval_windows = (long)s->eval_prefix[s->n_docs];
+    if (cross_docs) s->n_train_starts = s->n_tokens > (size_t)L ? s->n_tokens - (size_t)L : 0;
+    else s->n_train_starts = s->train_starts[s->n_docs];
+}
+
+static int check_trainable(const Dataset *ds, char *err, size_t errlen) {
+    const DataSplit *s = &ds->split[SPLIT_TRAIN];
+    if (s->n_train_starts > 0) return 0;
+    if (ds->kind == DATA_PG19) {
+        size_t longest = 0;
+        for (long d = 0; d < s->n_docs; d++) longest = MAX(longest, s->docs[d].len);
+        return data_fail(err, errlen,
+                         "data: '%s': no book in train/ has seq_len+1=%d bytes (%ld books, the longest %zu bytes); "
+                         "lower seq_len or set cross_docs=1",
+                         ds->path, ds->seq_len + 1, s->n_docs, longest);
+    }
+    return data_fail(err, errlen,
+                     "data: '%s': the train split has %zu tokens, fewer than seq_len+1=%d (lower seq_len or raise "
+                     "the train share of split_fractions)",
+                     ds->path, s->n_tokens, ds->seq_len + 1);
+}
+
+// -------------------------------------------------------------- open / close
 
 int dataset_open(Dataset *ds, const Config *c, char *err, size_t errlen) {
     memset(ds, 0, sizeof *ds);
     ds->seq_len = c->seq_len;
-    ds->batch = c->batch;
     ds->vocab_size = c->vocab_size;
     ds->dup_alphabet = c->dup_alphabet;
+    ds->cross_docs = c->cross_docs;
     ds->seed = c->seed;
+    ds->token_bytes = 1;
     snprintf(ds->path, sizeof ds->path, "%s", c->data);
-    if (!strcmp(c->data, "random")) {
-        ds->kind = DATA_RANDOM;
+    if (parse_kind(c, &ds->kind, err, errlen)) return -1;
+    int rc = 0;
+    switch (ds->kind) {
+    case DATA_RANDOM: return 0;
+    case DATA_DUP:
+        if (c->seq_len < 4 || c->seq_len % 2)
+            return data_fail(err, errlen, "seq_len: the duplication task needs an even seq_len >= 4, got %d", c->seq_len);
         return 0;
+    case DATA_TEXT: rc = data_open_text(ds, c, err, errlen); break;
+    case DATA_ENWIK8: rc = data_open_enwik8(ds, err, errlen); break;
+    case DATA_PG19: rc = data_open_pg19(ds, err, errlen); break;
+    case DATA_TOKENS:
+        ds->token_bytes = 2;
+        rc = data_open_tokens(ds, c, err, errlen);
+        break;
     }
-    if (!strcmp(c->data, "dup")) {
-        ds->kind = DATA_DUP;
-        if (c->seq_len < 4 || c->seq_len % 2) {
-            snprintf(err, errlen, "seq_len: the duplication task needs an even seq_len >= 4, got %d", c->seq_len);
-            return -1;
-        }
-        return 0;
+    if (rc == 0) {
+        for (int s = 0; s < N_SPLITS; s++) index_split(&ds->split[s], ds->seq_len, ds->cross_docs);
+        rc = check_trainable(ds, err, errlen);
     }
-    ds->kind = DATA_TEXT;
-    if (c->vocab_size < 256) {
-        snprintf(err, errlen, "vocab_size: byte-level text needs vocab_size >= 256, got %d", c->vocab_size);
-        return -1;
-    }
-    int fd = open(c->data, O_RDONLY);
-    if (fd < 0) {
-        snprintf(err, errlen, "data: cannot open '%s': %s", c->data, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "data: '%s' is not a regular file", c->data);
-        close(fd);
-        return -1;
-    }
-    if ((size_t)st.st_size < (size_t)c->seq_len + 1) {
-        snprintf(err, errlen, "data: '%s' has %lld bytes, fewer than seq_len+1=%d", c->data,
-                 (long long)st.st_size, c->seq_len + 1);
-        close(fd);
-        return -1;
-    }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) {
-        snprintf(err, errlen, "data: cannot map '%s': %s", c->data, strerror(errno));
-        return -1;
-    }
-    ds->bytes = p;
-    ds->n_bytes = (size_t)st.st_size;
-    return 0;
+    if (rc) dataset_close(ds);
+    return rc;
 }
 
 void dataset_close(Dataset *ds) {
-    if (ds->bytes) munmap((void *)ds->bytes, ds->n_bytes);
+    for (long i = 0; i < ds->n_maps; i++) munmap(ds->maps[i].addr, ds->maps[i].len);
+    free(ds->maps);
+    free(ds->owned);
+    for (int s = 0; s < N_SPLITS; s++) {
+        DataSplit *sp = &ds->split[s];
+        free(sp->docs);
+        free(sp->doc_offsets);
+        free(sp->train_starts);
+        free(sp->eval_prefix);
+    }
     memset(ds, 0, sizeof *ds);
+}
+
+// -------------------------------------------------------------------- windows
+
+static inline int token_at(const Dataset *ds, const DataDoc *d, size_t i) {
+    return ds->token_bytes == 1 ? ((const uint8_t *)d->data)[i] : ((const uint16_t *)d->data)[i];
+}
+
+// Index of the last entry of prefix[0..n] that is <= x (prefix ascending,
+// prefix[0] = 0 <= x < prefix[n]): the document holding item x.
+static long find_doc(const size_t *prefix, long n, size_t x) {
+    long lo = 0, hi = n;  // prefix[lo] <= x < prefix[hi]
+    while (hi - lo > 1) {
+        long mid = lo + (hi - lo) / 2;
+        if (prefix[mid] <= x) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
+// Tokens [pos, pos + L] of the split's concatenated documents as one window:
+// tok = the first L, tgt = the last L. Crosses into the following documents
+// when the window runs past the end of one (only with cross_docs).
+static void copy_window(const Dataset *ds, const DataSplit *s, size_t pos, int *tok, int *tgt) {
+    const int L = ds->seq_len;
+    long d = find_doc(s->doc_offsets, s->n_docs, pos);
+    size_t i_doc = pos - s->doc_offsets[d];
+    for (int i = 0; i <= L; i++) {
+        while (i_doc >= s->docs[d].len) d++, i_doc = 0;
+        int t = token_at(ds, &s->docs[d], i_doc++);
+        if (i < L) tok[i] = t;
+        if (i > 0) tgt[i - 1] = t;
+    }
+}
+
+// One training window from a uniformly drawn start: every start position
+// that leaves seq_len + 1 tokens inside its document (or, with cross_docs,
+// inside the split) is equally likely, so long documents are drawn in
+// proportion to their length.
+static void train_window(const Dataset *ds, uint64_t draw, int *tok, int *tgt) {
+    const DataSplit *s = &ds->split[SPLIT_TRAIN];
+    size_t start = (size_t)(draw % s->n_train_starts), pos = start;
+    if (!ds->cross_docs) {
+        long d = find_doc(s->train_starts, s->n_docs, start);
+        pos = s->doc_offsets[d] + (start - s->train_starts[d]);
+    }
+    copy_window(ds, s, pos, tok, tgt);
 }
 
 void dataset_batch(const Dataset *ds, uint32_t step, size_t first_seq, int n_seq, int *tokens, int *targets) {
     const int L = ds->seq_len;
-    const uint32_t tag = rng_tag(RNG_DATA, ds->kind, 0);
+    const uint32_t tag = data_tag(ds->kind);
     for (int b = 0; b < n_seq; b++) {
         int *tok = tokens + (size_t)b * L, *tgt = targets + (size_t)b * L;
         uint64_t stream = (uint64_t)(first_seq + (size_t)b) << 32;  // per-sequence counter space
-        if (ds->kind == DATA_TEXT) {
-            size_t off = rng_bits64(ds->seed, stream, step, tag) % (ds->n_bytes - (size_t)L);
-            for (int i = 0; i < L; i++) {
-                tok[i] = ds->bytes[off + i];
-                tgt[i] = ds->bytes[off + i + 1];
-            }
-        } else if (ds->kind == DATA_RANDOM) {
+        if (ds->kind == DATA_RANDOM) {
             for (int i = 0; i <= L; i++) {
                 int t = (int)(rng_bits64(ds->seed, stream | (uint32_t)i, step, tag) % (uint64_t)ds->vocab_size);
                 if (i < L) tok[i] = t;
                 if (i > 0) tgt[i - 1] = t;
             }
-        } else {
+        } else if (ds->kind == DATA_DUP) {
             // "0 w 0 w": w of L/2 - 1 symbols from 1 .. dup_alphabet-1.
             int w = L / 2 - 1;
             tok[0] = 0;
@@ -98,6 +231,46 @@ void dataset_batch(const Dataset *ds, uint32_t step, size_t first_seq, int n_seq
             }
             for (int i = 0; i < L; i++)
                 tgt[i] = i >= dup_first_scored(L) && i <= dup_last_scored(L) ? tok[i + 1] : -1;
+        } else {
+            train_window(ds, rng_bits64(ds->seed, stream, step, tag), tok, tgt);
         }
+    }
+}
+
+long dataset_eval_windows(const Dataset *ds, Split split) {
+    if (split < SPLIT_TRAIN || split >= N_SPLITS) return 0;
+    return ds->split[split].n_eval_windows;
+}
+
+void dataset_eval_window(const Dataset *ds, Split split, long window, int *tokens, int *targets) {
+    const long n = dataset_eval_windows(ds, split);
+    if (window < 0 || window >= n)
+        FATAL(NULL, "evaluation window %ld of the %s split is out of range [0, %ld)", window, split_name(split), n);
+    const DataSplit *s = &ds->split[split];
+    const size_t L = (size_t)ds->seq_len;
+    long d = find_doc(s->eval_prefix, s->n_docs, (size_t)window);
+    const DataDoc *doc = &s->docs[d];
+    size_t base = ((size_t)window - s->eval_prefix[d]) * L;
+    for (size_t i = 0; i < L; i++) {
+        size_t p = base + i;
+        tokens[i] = p < doc->len ? token_at(ds, doc, p) : 0;
+        targets[i] = p + 1 < doc->len ? token_at(ds, doc, p + 1) : -1;
+    }
+}
+
+void dataset_describe(const Dataset *ds, char *buf, size_t cap) {
+    if (ds->kind == DATA_DUP) {
+        snprintf(buf, cap, "dup (synthetic: duplication task, symbols 1..%d)", ds->dup_alphabet - 1);
+        return;
+    }
+    if (ds->kind == DATA_RANDOM) {
+        snprintf(buf, cap, "random (synthetic: uniform tokens below %d)", ds->vocab_size);
+        return;
+    }
+    int n = snprintf(buf, cap, "%s %s", data_kind_name(ds->kind), ds->path);
+    for (int s = 0; s < N_SPLITS && n >= 0 && (size_t)n < cap; s++) {
+        const DataSplit *sp = &ds->split[s];
+        n += snprintf(buf + n, cap - (size_t)n, " | %s %ld doc%s %zu tokens", split_name((Split)s), sp->n_docs,
+                      sp->n_docs == 1 ? "" : "s", sp->n_tokens);
     }
 }

@@ -1,26 +1,77 @@
-// Training data: windows of a byte-level text file (memory-mapped), the
-// paper's duplication task, or random tokens (benchmarks). A batch is a pure
-// function of (seed, step), so a run is reproducible and resumable from the
-// step alone.
+// Training and evaluation data (DESIGN.md, Files; README, "Data").
+//
+// Sources, chosen by config `data_format` (auto infers it from `data`):
+//   text    any file, one byte per token; split into train/validation/test by
+//           `split_fractions` (default 0.9,0.05,0.05), contiguously in that order
+//   enwik8  the raw 100,000,000-byte file or enwik8.zip (read with libzip):
+//           bytes [0, 90M) train, [90M, 95M) validation, [95M, 100M) test
+//   pg19    a directory of train/, validation/, test/ holding <book_id>.txt
+//           (optional metadata.csv); every book is one document, and training
+//           windows never cross a book boundary unless `cross_docs` = 1
+//   tokens  a pre-tokenized file in llm.c's format (256 int32 header: magic
+//           20240520, version 1, token count; then uint16 tokens), split by
+//           `split_fractions` like text
+//   dup     the paper's duplication task "0 w 0 w" (synthetic)
+//   random  uniform random tokens (benchmarks)
+//
+// Files are memory-mapped, never read whole (a compressed enwik8.zip is the
+// exception: it is inflated once into memory). A split is a list of
+// documents, each a contiguous run of tokens.
+//
+// Training draws windows from a seeded, resumable cursor: the window of
+// global sequence s at step t is a pure function of (seed, t, s), so a run
+// resumes from its step alone and data-parallel replicas (different s) read
+// different windows. Evaluation walks a whole split in non-overlapping
+// windows, document by document.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
 
-typedef enum { DATA_TEXT = 0, DATA_DUP = 1, DATA_RANDOM = 2 } DataKind;
+typedef enum { DATA_TEXT = 0, DATA_ENWIK8, DATA_PG19, DATA_TOKENS, DATA_DUP, DATA_RANDOM } DataKind;
+typedef enum { SPLIT_TRAIN = 0, SPLIT_VALIDATION = 1, SPLIT_TEST = 2, N_SPLITS = 3 } Split;
+
+typedef struct {
+    const void *data;  // uint8_t tokens (bytes) or uint16_t tokens (DATA_TOKENS)
+    size_t len;        // tokens
+} DataDoc;
+
+typedef struct {
+    DataDoc *docs;
+    long n_docs, cap_docs;
+    size_t n_tokens;         // sum of document lengths
+    size_t *doc_offsets;     // [n_docs + 1] prefix sums of document lengths
+    // Training windows: [n_docs + 1] prefix sums of the start positions that
+    // leave seq_len + 1 tokens inside the document (len - seq_len each).
+    size_t *train_starts;
+    // Start positions a training window draws from: train_starts[n_docs], or
+    // with cross_docs every position of the concatenated split that leaves
+    // seq_len + 1 tokens (n_tokens - seq_len).
+    size_t n_train_starts;
+    // Evaluation windows: [n_docs + 1] prefix sums of windows per document.
+    size_t *eval_prefix;
+    long n_eval_windows;
+} DataSplit;
 
 typedef struct {
     DataKind kind;
     char path[1024];
-    const uint8_t *bytes;  // mapped file (text)
-    size_t n_bytes;
-    int seq_len, batch, vocab_size, dup_alphabet;
+    int token_bytes;         // 1 (bytes) or 2 (uint16 tokens)
+    DataSplit split[N_SPLITS];
+    int seq_len, vocab_size, dup_alphabet, cross_docs;
     uint64_t seed;
+    // Mappings and buffers to release.
+    struct DataMap { void *addr; size_t len; } *maps;
+    long n_maps, cap_maps;
+    void *owned;             // inflated enwik8.zip
 } Dataset;
 
-// Open the source named by config `data` ("dup", "random", or a file path).
-// Returns 0, or -1 with a one-line message in err naming the file or key.
+// Open the source named by config `data` in format `data_format`, every
+// split at once. Returns 0, or -1 with a one-line message in err naming the
+// file (and, for a bad value, the key): a missing, empty or too short file, a
+// PG19 directory without books, an enwik8 file of the wrong size, a token
+// file with a bad header or a token >= vocab_size.
 int dataset_open(Dataset *ds, const Config *c, char *err, size_t errlen);
 void dataset_close(Dataset *ds);
 
@@ -29,6 +80,24 @@ void dataset_close(Dataset *ds);
 // tokens and targets are [n_seq * seq_len]; targets < 0 are not scored (the
 // duplication task scores only the second copy).
 void dataset_batch(const Dataset *ds, uint32_t step, size_t first_seq, int n_seq, int *tokens, int *targets);
+
+// Evaluation windows of a split, in order: document by document, window w of
+// a document covers its tokens [w*L, w*L + L) predicting [w*L + 1, w*L + L + 1);
+// the last window of a document is padded (token 0, target -1). Every token
+// of a document but its first is a target exactly once. Synthetic sources
+// (dup, random) have no splits and 0 windows.
+long dataset_eval_windows(const Dataset *ds, Split split);
+void dataset_eval_window(const Dataset *ds, Split split, long window, int *tokens, int *targets);
+
+// "train", "validation", "test"; split_parse accepts those (and "valid",
+// "val"), returning 0 or -1.
+const char *split_name(Split s);
+int split_parse(const char *name, Split *out);
+// "text", "enwik8", ...
+const char *data_kind_name(DataKind k);
+
+// One line: format, documents and tokens per split.
+void dataset_describe(const Dataset *ds, char *buf, size_t cap);
 
 // Duplication task layout for length L: "0 w 0 w", |w| = L/2 - 1. The scored
 // targets are positions [first, last] (predicting the second copy of w).

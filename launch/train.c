@@ -73,7 +73,9 @@ int cmd_train(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/metrics.h5", c->out_dir);
     MetricsFile *metrics = metrics_open(path, start - 1, err, sizeof err);
     if (!metrics) run_error(err);
-    printf("data: %s%s | metrics: %s\n", c->data, ds.kind == DATA_TEXT ? "" : " (synthetic)", path);
+    char data_line[1024];
+    dataset_describe(&ds, data_line, sizeof data_line);
+    printf("data: %s | metrics: %s\n", data_line, path);
     int *tokens = checked_calloc((size_t)m.T, sizeof(int)), *targets = checked_calloc((size_t)m.T, sizeof(int));
     double t_begin = now_seconds(), tok_total = 0, loss = 0;
     // Everything a step draws (batch, hash rotations, dropout, AdamW's bias

@@ -832,4 +832,38 @@ Test(cli, h5py_reads_metrics_while_training_and_checkpoints) {
     cr_assert_eq(h5py_read("metrics", p, 300), 0);
     snprintf(p, sizeof p, "%s/ckpt_00000300.h5", dir);
     cr_assert_eq(h5py_read("checkpoint", p, 300), 0);
+
+// A bad dataset stops train before anything is built or written, with one
+// line naming the file (each case is tested in detail in test_dataset.c).
+Test(cli, bad_datasets_fail_with_one_line) {
+    char d[512], out[600];
+    path_in(d, sizeof d, "data");
+    snprintf(out, sizeof out, "%s/never", d);
+    sh("mkdir -p '%s/nobooks/train' '%s/nobooks/validation' '%s/nobooks/test' '%s/layout/train' && : >'%s/empty.txt' "
+       "&& head -c 100 data/tinyshakespeare.txt >'%s/short.txt' && head -c 1000 /dev/zero >'%s/enwik8.raw'",
+       d, d, d, d, d, d, d);
+    // llm.c token files: header magic 20240520, version 2; and version 1 with
+    // the tokens 1 and 300 (>= vocab_size 256).
+    sh("{ printf '\\210\\330\\064\\001\\002\\000\\000\\000\\001\\000\\000\\000'; head -c 1014 /dev/zero; } >'%s/v2.bin'", d);
+    sh("{ printf '\\210\\330\\064\\001\\001\\000\\000\\000\\002\\000\\000\\000'; head -c 1012 /dev/zero; "
+       "printf '\\001\\000\\054\\001'; } >'%s/big.bin'",
+       d);
+    static const struct {
+        const char *data, *extra, *named;
+    } cases[] = {
+        {"empty.txt", "", "empty"},
+        {"short.txt", "", "seq_len+1=129"},
+        {"nobooks", "", "no books"},
+        {"layout", "", "PG19"},
+        {"enwik8.raw", "--set data_format=enwik8", "data_format=text"},
+        {"v2.bin", "", "version 2"},
+        {"big.bin", "", "index 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Run r = run_cli("train %s --set data='%s/%s' %s --set out_dir='%s'", TINY_TRAIN, d, cases[i].data, cases[i].extra,
+                        out);
+        ASSERT_ONE_LINE_ERROR(&r, cases[i].data, cases[i].data, cases[i].named);
+        cr_assert(!exists(out), "%s: out_dir was created", cases[i].data);
+        run_free(&r);
+    }
 }

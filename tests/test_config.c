@@ -103,6 +103,8 @@ static const struct {
     {"out_dir", "/tmp/reformer-test-out"}, {"device", "cuda"}, {"precision", "bf16"},
     {"log_every", "5"},
     {"ckpt_every", "50"},      {"keep_ckpts", "0"},
+    {"data_format", "enwik8"}, {"split_fractions", "0.8,0.1,0.1"}, {"cross_docs", "1"},
+    {"eval_every", "10"},      {"eval_windows", "0"},
 };
 #define N_KEY_VALUES (sizeof KEY_VALUES / sizeof KEY_VALUES[0])
 
@@ -344,6 +346,28 @@ Test(config, precision_is_fp32_by_default_and_bf16_needs_cuda) {
     EXPECT_BAD("precision", "device=cuda", "device=cuda", "precision=bf16", "device=cpu");
     for (int k = 0; CONFIG_SHAPE_KEYS[k]; k++)
         cr_assert_str_neq(CONFIG_SHAPE_KEYS[k], "precision", "precision must not fix the model's shape");
+}
+
+Test(config_bad, data_keys) {
+    EXPECT_BAD("data_format", NULL, "data_format=csv");
+    EXPECT_BAD("data_format", NULL, "data_format=");
+    EXPECT_BAD("split_fractions", NULL, "split_fractions=0.9,0.1");      // two shares
+    EXPECT_BAD("split_fractions", NULL, "split_fractions=0.5,0.2,0.2");  // sums to 0.9
+    EXPECT_BAD("split_fractions", NULL, "split_fractions=1.1,-0.05,-0.05");
+    EXPECT_BAD("split_fractions", NULL, "split_fractions=0,0.5,0.5");    // nothing to train on
+    EXPECT_BAD("split_fractions", NULL, "split_fractions=0.9,0.05,0.05,0");
+    EXPECT_BAD("split_fractions", NULL, "split_fractions=0.9,,0.1");
+    EXPECT_BAD("split_fractions", NULL, "split_fractions=nan,0.5,0.5");
+    EXPECT_BAD("cross_docs", NULL, "cross_docs=2");
+    EXPECT_BAD("eval_every", NULL, "eval_every=-1");
+    EXPECT_BAD("eval_windows", NULL, "eval_windows=many");
+    // An explicit dup format is the duplication task whatever `data` names.
+    EXPECT_BAD("dup_alphabet", "vocab_size", "data_format=dup", "data=x.txt", "dup_alphabet=300");
+    Config c;
+    EXPECT_OK(&c, "split_fractions=1,0,0");
+    cr_assert(c.split_fractions[0] == 1 && c.split_fractions[1] == 0 && c.split_fractions[2] == 0);
+    EXPECT_OK(&c, "split_fractions=0.7,0.2,0.1");  // 0.7+0.2+0.1 is 0.9999999999999999 in doubles
+    cr_assert(c.split_fractions[0] == 0.7 && c.split_fractions[2] == 0.1);
 }
 
 Test(config_bad, failed_set_leaves_field_unchanged) {

@@ -1,0 +1,87 @@
+// Helpers every dataset reader uses: mapping files, collecting documents,
+// cutting one token run into the three splits.
+#include "data_source.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int data_fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+// realloc that never returns NULL, for the lists built while opening.
+static void *grow(void *p, long *cap, long need, size_t elem) {
+    if (need <= *cap) return p;
+    long n = *cap ? *cap : 16;
+    while (n < need) n *= 2;
+    void *q = realloc(p, (size_t)n * elem);
+    if (!q) FATAL("the dataset has too many files for memory", "out of memory growing a list to %ld entries", n);
+    *cap = n;
+    return q;
+}
+
+int data_map_file(Dataset *ds, const char *key, const char *path, const void **data, size_t *len, char *err,
+                  size_t errlen) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return data_fail(err, errlen, "%s: cannot open '%s': %s", key, path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return data_fail(err, errlen, "%s: '%s' is not a regular file", key, path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return data_fail(err, errlen, "%s: '%s' is empty", key, path);
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);  // the mapping keeps the file open
+    if (p == MAP_FAILED) return data_fail(err, errlen, "%s: cannot map '%s': %s", key, path, strerror(errno));
+    ds->maps = grow(ds->maps, &ds->cap_maps, ds->n_maps + 1, sizeof *ds->maps);
+    ds->maps[ds->n_maps++] = (struct DataMap){.addr = p, .len = (size_t)st.st_size};
+    *data = p;
+    *len = (size_t)st.st_size;
+    return 0;
+}
+
+void data_add_doc(DataSplit *s, const void *data, size_t len) {
+    s->docs = grow(s->docs, &s->cap_docs, s->n_docs + 1, sizeof *s->docs);
+    s->docs[s->n_docs++] = (DataDoc){.data = data, .len = len};
+    s->n_tokens += len;
+}
+
+void data_split_contiguous(Dataset *ds, const void *data, size_t n, const double fractions[3]) {
+    // Round each boundary to the nearest token; a zero share gives an empty
+    // split (no document), and the test split ends exactly at n.
+    size_t train_end = (size_t)llround((double)n * fractions[0]);
+    size_t valid_end = (size_t)llround((double)n * (fractions[0] + fractions[1]));
+    if (fractions[2] == 0 || valid_end > n) valid_end = n;
+    if (train_end > valid_end) train_end = valid_end;
+    const size_t ends[N_SPLITS] = {train_end, valid_end, n};
+    const char *bytes = data;
+    size_t begin = 0;
+    for (int s = 0; s < N_SPLITS; s++) {
+        if (ends[s] > begin) data_add_doc(&ds->split[s], bytes + begin * (size_t)ds->token_bytes, ends[s] - begin);
+        begin = ends[s];
+    }
+}
+
+int data_require_byte_vocab(const Dataset *ds, char *err, size_t errlen) {
+    if (ds->vocab_size < 256)
+        return data_fail(err, errlen, "vocab_size: byte-level %s data needs vocab_size >= 256, got %d",
+                         data_kind_name(ds->kind), ds->vocab_size);
+    return 0;
+}
