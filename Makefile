@@ -1,5 +1,7 @@
 # reformer: `make` builds build/reformer; `make test` builds and runs every test;
 # `make setup` installs the Debian packages the build needs.
+# `make` alone builds `all`, whatever an included makefile defines first.
+.DEFAULT_GOAL := all
 CC ?= gcc
 CFLAGS ?= -O2
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unknown-pragmas -fopenmp -Icore -Iio -MMD -MP
@@ -18,10 +20,10 @@ MPICC := $(shell command -v mpicc 2>/dev/null)
 ifneq ($(MPICC),)
 MPI_CFLAGS := $(shell mpicc --showme:compile)
 MPI_LIBS := $(shell mpicc --showme:link)
-DIST_OBJ := build/f32/dist/dist_mpi.o
+DIST_OBJ := build/f32/dist/dist_mpi.o build/f32/dist/dist_env.o
 DIST_PROGRAMS := build/bench_collectives build/dist_selftest build/parallel_check build/dist_bench
 else
-DIST_OBJ := build/f32/dist/dist_single.o
+DIST_OBJ := build/f32/dist/dist_single.o build/f32/dist/dist_env.o
 endif
 
 CORE_SRC := $(wildcard core/*.c)
@@ -61,9 +63,12 @@ build/dist_bench: build/f32/dist/dist_bench.o build/f32/dist/data_parallel.o $(D
 build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)
 
+# reformer trains over MPI when built with it (dist_mpi.o; one process
+# otherwise). launch/ sees dist/'s headers, which include no MPI header.
 LAUNCH_OBJ := $(patsubst %.c,build/f32/%.o,$(wildcard launch/*.c))
-build/reformer: $(LAUNCH_OBJ) $(CORE_OBJ) $(IO_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(HDF5_LIBS)
+build/f32/launch/%.o: CFLAGS += -Idist
+build/reformer: $(LAUNCH_OBJ) build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ) $(IO_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS) $(HDF5_LIBS)
 
 build/f32/%.o: %.c
 	@mkdir -p $(dir $@)

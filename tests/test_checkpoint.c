@@ -64,7 +64,7 @@ static Config small_config(void) {
 
 static void save_ok(Model *m, long step, int keep, char *path, size_t cap) {
     char err[2048];
-    cr_assert_eq(ckpt_save(tmp_dir, m, step, keep, path, cap, err, sizeof err), 0, "save failed: %s", err);
+    cr_assert_eq(ckpt_save(tmp_dir, m, step, m->cfg.batch, keep, path, cap, err, sizeof err), 0, "save failed: %s", err);
 }
 
 // --------------------------------------------------------------- round trip
@@ -214,7 +214,7 @@ Test(checkpoint, sigkill_while_writing_never_leaves_a_torn_checkpoint, .timeout 
         cr_assert_neq(pid, -1);
         if (pid == 0) {
             for (long s = last + 1;; s++)
-                if (ckpt_save(tmp_dir, &m, s, 2, NULL, 0, err, sizeof err)) _exit(3);
+                if (ckpt_save(tmp_dir, &m, s, m.cfg.batch, 2, NULL, 0, err, sizeof err)) _exit(3);
         }
         usleep(100000 + (useconds_t)(rand() % 400000));
         kill(pid, SIGKILL);
