@@ -12,6 +12,8 @@ packages=(
     gcc make pkg-config libopenblas-dev libcriterion-dev libinih-dev python3
     # HDF5 checkpoints and metrics, MPI distribution, zipped datasets
     libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libzip-dev zlib1g-dev
+    # the launch scripts' lint test
+    shellcheck
 )
 if [[ "${REFORMER_SETUP_EXTRAS:-0}" == 1 ]]; then
     packages+=(python3-h5py python3-matplotlib)
