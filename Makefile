@@ -41,6 +41,25 @@ TEST_BIN := $(TEST64_SRC:tests/%.c=build/tests/%) $(TEST32_SRC:tests/%.c=build/t
 # The CUDA backend and its op-by-op test, when nvcc is found (cuda/cuda.mk).
 -include cuda/cuda.mk
 
+# NCCL: all-reduce and all-to-all of device buffers (dist/dist_nccl.c), built
+# when the CUDA runtime headers and NCCL (nccl.h, libnccl.so) are found; then
+# bench_collectives gains --nccl. Without them, --nccl says so and exits 77.
+# NCCL_HOME (optional) is where NCCL is installed, if not with the toolkit.
+NCCL_CUDA_HOME := $(or $(CUDA_HOME),/usr/local/cuda)
+NCCL_H := $(firstword $(wildcard $(addsuffix /include/nccl.h,$(NCCL_HOME) $(NCCL_CUDA_HOME) /usr/local /usr)))
+NCCL_SO := $(firstword $(wildcard $(addsuffix /libnccl.so,$(if $(NCCL_HOME),$(NCCL_HOME)/lib $(NCCL_HOME)/lib64) \
+             $(NCCL_CUDA_HOME)/lib $(NCCL_CUDA_HOME)/lib64 /usr/local/lib /usr/lib/x86_64-linux-gnu /usr/lib64)))
+CUDART_H := $(wildcard $(NCCL_CUDA_HOME)/include/cuda_runtime_api.h)
+ifneq ($(and $(NCCL_H),$(NCCL_SO),$(CUDART_H)),)
+NCCL_OBJ := build/f32/dist/dist_nccl.o
+NCCL_LIBDIR := $(patsubst %/,%,$(dir $(NCCL_SO)))
+NCCL_LIBS := -L$(NCCL_LIBDIR) -Wl,-rpath,$(NCCL_LIBDIR) -L$(NCCL_CUDA_HOME)/lib64 -Wl,-rpath,$(NCCL_CUDA_HOME)/lib64 \
+             -lnccl -lcudart
+build/f32/dist/dist_nccl.o build/f32/dist/bench_collectives.o: CFLAGS += -DREFORMER_NCCL \
+    $(addprefix -I,$(sort $(NCCL_CUDA_HOME)/include $(patsubst %/,%,$(dir $(NCCL_H)))))
+build/bench_collectives: $(NCCL_OBJ)
+endif
+
 .PHONY: all test test-cuda setup clean
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
@@ -52,7 +71,7 @@ build/f32/dist/%.o: dist/%.c
 	$(CC) $(CFLAGS) -Idist $(MPI_CFLAGS) -c $< -o $@
 
 build/bench_collectives: build/f32/dist/bench_collectives.o $(DIST_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(NCCL_LIBS) -lm
 
 build/dist_selftest: build/f32/dist/dist_selftest.o $(DIST_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS)

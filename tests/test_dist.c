@@ -304,3 +304,19 @@ Test(train_mpi, launch_scripts_pass_shellcheck) {
     Result r = run("shellcheck launch/mpirun.sh launch/slurm/reformer.sbatch launch/setup.sh 2>&1");
     cr_assert_eq(r.rc, 0, "%s", r.out);
 }
+
+// The NCCL path of the collective benchmark (device buffers, one GPU per
+// rank; one rank here, since one GPU cannot host two ranks of one
+// communicator). Without a GPU or NCCL it must say "skipped" and exit 77,
+// and this test is then reported as skipped, not passed.
+Test(dist, nccl_collectives_data_checked_or_skipped, .timeout = 120) {
+    need_mpi();
+    Result r = run(MPIRUN "-np 1 build/bench_collectives --nccl --max-bytes 1M 2>&1");
+    if (r.rc == 77) {
+        cr_assert(strstr(r.out, "bench_collectives --nccl: skipped: "), "exit 77 without saying why:\n%s", r.out);
+        const char *why = strstr(r.out, "skipped: ");
+        cr_skip_test("%.*s", (int)strcspn(why, "\n"), why);
+    }
+    cr_assert_eq(r.rc, 0, "%s", r.out);
+    cr_assert(strstr(r.out, "device buffers (NCCL)") && strstr(r.out, "all data checked OK"), "%s", r.out);
+}
