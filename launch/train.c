@@ -125,7 +125,7 @@ static long resume_from_checkpoint(Model *m, const char *path, Dist *d) {
         long step;
     } got = {0, 0};
     if (d->rank == 0) {
-        CkptState st;
+        CkptState st = {0};
         long global_batch = (long)d->dp * m->cfg.batch;
         if (ckpt_load(path, m, &st, err, sizeof err)) {
             got.status = 1;
