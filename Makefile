@@ -1,5 +1,7 @@
 # reformer: `make` builds build/reformer; `make test` builds and runs every test;
 # `make setup` installs the Debian packages the build needs.
+# `make` alone builds `all`, whatever an included makefile defines first.
+.DEFAULT_GOAL := all
 CC ?= gcc
 CFLAGS ?= -O2
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unknown-pragmas -fopenmp -Icore -Iio -MMD -MP
@@ -22,10 +24,10 @@ MPICC := $(shell command -v mpicc 2>/dev/null)
 ifneq ($(MPICC),)
 MPI_CFLAGS := $(shell mpicc --showme:compile)
 MPI_LIBS := $(shell mpicc --showme:link)
-DIST_OBJ := build/f32/dist/dist_mpi.o
+DIST_OBJ := build/f32/dist/dist_mpi.o build/f32/dist/dist_env.o
 DIST_PROGRAMS := build/bench_collectives build/dist_selftest build/parallel_check build/dist_bench
 else
-DIST_OBJ := build/f32/dist/dist_single.o
+DIST_OBJ := build/f32/dist/dist_single.o build/f32/dist/dist_env.o
 endif
 
 CORE_SRC := $(wildcard core/*.c)
@@ -45,6 +47,25 @@ TEST_BIN := $(TEST64_SRC:tests/%.c=build/tests/%) $(TEST32_SRC:tests/%.c=build/t
 .DEFAULT_GOAL := all
 -include cuda/cuda.mk
 
+# NCCL: all-reduce and all-to-all of device buffers (dist/dist_nccl.c), built
+# when the CUDA runtime headers and NCCL (nccl.h, libnccl.so) are found; then
+# bench_collectives gains --nccl. Without them, --nccl says so and exits 77.
+# NCCL_HOME (optional) is where NCCL is installed, if not with the toolkit.
+NCCL_CUDA_HOME := $(or $(CUDA_HOME),/usr/local/cuda)
+NCCL_H := $(firstword $(wildcard $(addsuffix /include/nccl.h,$(NCCL_HOME) $(NCCL_CUDA_HOME) /usr/local /usr)))
+NCCL_SO := $(firstword $(wildcard $(addsuffix /libnccl.so,$(if $(NCCL_HOME),$(NCCL_HOME)/lib $(NCCL_HOME)/lib64) \
+             $(NCCL_CUDA_HOME)/lib $(NCCL_CUDA_HOME)/lib64 /usr/local/lib /usr/lib/x86_64-linux-gnu /usr/lib64)))
+CUDART_H := $(wildcard $(NCCL_CUDA_HOME)/include/cuda_runtime_api.h)
+ifneq ($(and $(NCCL_H),$(NCCL_SO),$(CUDART_H)),)
+NCCL_OBJ := build/f32/dist/dist_nccl.o
+NCCL_LIBDIR := $(patsubst %/,%,$(dir $(NCCL_SO)))
+NCCL_LIBS := -L$(NCCL_LIBDIR) -Wl,-rpath,$(NCCL_LIBDIR) -L$(NCCL_CUDA_HOME)/lib64 -Wl,-rpath,$(NCCL_CUDA_HOME)/lib64 \
+             -lnccl -lcudart
+build/f32/dist/dist_nccl.o build/f32/dist/bench_collectives.o: CFLAGS += -DREFORMER_NCCL \
+    $(addprefix -I,$(sort $(NCCL_CUDA_HOME)/include $(patsubst %/,%,$(dir $(NCCL_H)))))
+build/bench_collectives: $(NCCL_OBJ)
+endif
+
 .PHONY: all test test-cuda setup clean
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
@@ -56,7 +77,7 @@ build/f32/dist/%.o: dist/%.c
 	$(CC) $(CFLAGS) -Idist $(MPI_CFLAGS) -c $< -o $@
 
 build/bench_collectives: build/f32/dist/bench_collectives.o $(DIST_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(NCCL_LIBS) -lm
 
 build/dist_selftest: build/f32/dist/dist_selftest.o $(DIST_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS)
@@ -67,10 +88,13 @@ build/dist_bench: build/f32/dist/dist_bench.o build/f32/dist/data_parallel.o $(D
 build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)
 
+# reformer trains over MPI when built with it (dist_mpi.o; one process
+# otherwise). launch/ sees dist/'s headers, which include no MPI header.
 LAUNCH_OBJ := $(patsubst %.c,build/f32/%.o,$(wildcard launch/*.c))
 # The CUDA module (when nvcc is found) is loaded at run time, not linked.
-build/reformer: $(LAUNCH_OBJ) $(CORE_OBJ) $(IO_OBJ) | $(CUDA_MODULE)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS) -ldl
+build/f32/launch/%.o: CFLAGS += -Idist
+build/reformer: $(LAUNCH_OBJ) build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ) $(IO_OBJ) | $(CUDA_MODULE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS) $(IO_LIBS) -ldl
 
 # Objects compiled differently with and without nvcc are rebuilt when that
 # changes (`make` after `make NVCC=`): build/cuda-state holds on or off and is

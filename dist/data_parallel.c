@@ -20,6 +20,10 @@ long dist_count_targets(const Dist *d, DistGroup g, const int *targets, size_t n
 LossStats dist_reduce_step(const Dist *d, DistGroup g, Model *m, LossStats local) {
     require_host_buffers(d, m);
     dist_allreduce_sum(d, g, (float *)m->grads, m->layout.n_params);
+    return dist_combine_loss_stats(d, g, local);
+}
+
+LossStats dist_combine_loss_stats(const Dist *d, DistGroup g, LossStats local) {
     float stats[3] = {(float)(local.loss * (double)local.n_targets), (float)(local.accuracy * (double)local.n_targets),
                       (float)local.n_targets};
     dist_allreduce_sum(d, g, stats, 3);
@@ -32,6 +36,12 @@ LossStats dist_reduce_step(const Dist *d, DistGroup g, Model *m, LossStats local
 void dist_broadcast_parameters(const Dist *d, DistGroup g, Model *m) {
     require_host_buffers(d, m);
     dist_bcast(d, g, m->params, m->layout.n_params * sizeof(float), 0);
+}
+
+void dist_broadcast_training_state(const Dist *d, DistGroup g, Model *m) {
+    dist_broadcast_parameters(d, g, m);
+    dist_bcast(d, g, m->adam_m, m->layout.n_params * sizeof(float), 0);
+    dist_bcast(d, g, m->adam_v, m->layout.n_params * sizeof(float), 0);
 }
 
 static void sp_alltoall(void *ctx, const float *send, float *recv, size_t count) {

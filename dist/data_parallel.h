@@ -15,9 +15,13 @@ long dist_count_targets(const Dist *d, DistGroup g, const int *targets, size_t n
 // Sum the gradients over group g and combine the loss statistics (each rank's
 // local is a mean over its own targets).
 LossStats dist_reduce_step(const Dist *d, DistGroup g, Model *m, LossStats local);
+// The loss statistics alone (evaluation): means over all ranks' targets.
+LossStats dist_combine_loss_stats(const Dist *d, DistGroup g, LossStats local);
 
 // Make every rank's parameters those of rank 0 of the group (start of training).
 void dist_broadcast_parameters(const Dist *d, DistGroup g, Model *m);
+// Parameters and both AdamW moments (a run resumed from rank 0's checkpoint).
+void dist_broadcast_training_state(const Dist *d, DistGroup g, Model *m);
 
 // Connect the model's sequence-parallel exchange to the grid's sp group.
 void dist_attach_sequence_parallel(const Dist *d, Model *m);

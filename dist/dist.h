@@ -19,14 +19,27 @@ typedef struct {
     int dp, sp;                  // grid shape
     int dp_rank, sp_rank;        // position in the grid
     void *comm[3];               // MPI communicators by DistGroup (opaque: no MPI in headers)
-    int with_mpi;                // 0 in the single-process build
+    int with_mpi;                // 0: one process without MPI (no-MPI build, or started alone)
 } Dist;
 
 // Start (MPI_Init when built with MPI) and build the grid for sp sequence-
 // parallel ranks per replica. Returns 0, or -1 with a one-line message (e.g.
-// world size not divisible by sp).
+// world size not divisible by sp, or not the SLURM_NTASKS ranks SLURM
+// started). From here on a process that exits without dist_finalize (an
+// error on one rank) takes the whole job down with it (MPI_Abort), so no
+// rank is left waiting in a collective.
 int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen);
 void dist_finalize(Dist *d);
+
+// What the launcher says before MPI is up (dist_env.c). This process's rank
+// from mpirun, PMI or SLURM (OMPI_COMM_WORLD_RANK, PMIX_RANK, PMI_RANK,
+// SLURM_PROCID), or -1 when started alone: errors found before dist_init are
+// printed by rank 0 only.
+int dist_env_rank(void);
+// When SLURM_NTASKS is set, world must equal it: SLURM started that many
+// tasks, and fewer in one MPI world means they did not join one job (srun
+// without --mpi=pmix makes every task a world of one). 0, or -1 with a message.
+int dist_check_slurm_tasks(int world, char *err, size_t errlen);
 
 // End every rank of the job now, with the message on stderr (MPI_Abort).
 #if defined(__GNUC__)
@@ -45,6 +58,8 @@ void dist_barrier(const Dist *d, DistGroup g);
 // Wall seconds this process has spent inside collectives (all-reduce,
 // all-to-all, broadcast, barrier) since start: the communication share.
 double dist_comm_seconds(void);
+// Collectives outside this file (NCCL, dist_nccl.c) add their time here.
+void dist_add_comm_seconds(double seconds);
 
 // Size and rank within a group.
 int dist_group_size(const Dist *d, DistGroup g);

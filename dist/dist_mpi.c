@@ -30,6 +30,7 @@ static void mpi_fail(int rc, const char *what, const char *file, int line) {
 
 static double comm_seconds;
 double dist_comm_seconds(void) { return comm_seconds; }
+void dist_add_comm_seconds(double seconds) { comm_seconds += seconds; }
 #define TIMED_COMM(...)                          \
     do {                                         \
         double t0_ = MPI_Wtime();                \
@@ -42,15 +43,43 @@ static MPI_Comm C(const Dist *d, DistGroup g) { return *(MPI_Comm *)d->comm[g]; 
 // Largest element count per MPI call (counts are int).
 #define MAX_CHUNK ((size_t)1 << 30)
 
+// atexit: a rank that leaves without dist_finalize (an error exit on this
+// rank alone) must not leave the others waiting in a collective forever.
+static void abort_job_if_exiting_early(void) {
+    int initialized = 0, finalized = 0, world = 1;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (!initialized || finalized) return;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (world > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
 int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
     int initialized = 0;
     MPI_Initialized(&initialized);
-    if (!initialized) mpi_check(MPI_Init(argc, argv));
+    // Started alone (no launcher in the environment): one process without
+    // MPI, as dist_single.c. A singleton MPI_Init would start Open MPI's
+    // runtime daemon, 0.35 s per run, for a world of one.
+    if (!initialized && dist_env_rank() < 0) {
+        d->world = d->local_size = d->dp = d->sp = 1;
+        if (dist_check_slurm_tasks(1, err, errlen)) return -1;
+        if (sp != 1) {
+            snprintf(err, errlen, "sp: %d does not divide the number of ranks (1); start %d or more ranks with mpirun",
+                     sp, sp);
+            return -1;
+        }
+        return 0;
+    }
+    if (!initialized) {
+        mpi_check(MPI_Init(argc, argv));
+        atexit(abort_job_if_exiting_early);
+    }
     mpi_check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
     mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &d->world));
     d->with_mpi = 1;
+    if (dist_check_slurm_tasks(d->world, err, errlen)) return -1;
     if (sp < 1 || d->world % sp) {
         snprintf(err, errlen, "sp: %d does not divide the number of ranks (%d)", sp, d->world);
         return -1;
@@ -73,6 +102,10 @@ int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen
 }
 
 void dist_finalize(Dist *d) {
+    if (!d->with_mpi) {
+        memset(d, 0, sizeof *d);
+        return;
+    }
     for (int g = 0; g < 3; g++)
         if (d->comm[g]) {
             MPI_Comm_free((MPI_Comm *)d->comm[g]);
@@ -85,11 +118,14 @@ void dist_finalize(Dist *d) {
 void dist_abort(const Dist *d, const char *msg) {
     fprintf(stderr, "reformer: rank %d: error: %s\n", d ? d->rank : -1, msg);
     fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    if (d && d->with_mpi) MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);
 }
 
+// Without MPI (started alone) every group is this one process: reductions
+// and broadcasts leave the data as it is, all-to-all copies.
 void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count) {
+    if (!d->with_mpi) return;
     for (size_t off = 0; off < count; off += MAX_CHUNK) {
         int n = (int)(count - off < MAX_CHUNK ? count - off : MAX_CHUNK);
         TIMED_COMM(mpi_check(MPI_Allreduce(MPI_IN_PLACE, buf + off, n, MPI_FLOAT, MPI_SUM, C(d, g))));
@@ -97,26 +133,35 @@ void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count) {
 }
 
 void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, size_t count) {
+    if (!d->with_mpi) {
+        memmove(recv, send, count * sizeof(float));
+        return;
+    }
     if (count > (size_t)INT_MAX) dist_abort(d, "dist_alltoall: block larger than INT_MAX floats");
     TIMED_COMM(mpi_check(MPI_Alltoall(send, (int)count, MPI_FLOAT, recv, (int)count, MPI_FLOAT, C(d, g))));
 }
 
 void dist_bcast(const Dist *d, DistGroup g, void *buf, size_t bytes, int root) {
+    if (!d->with_mpi) return;
     for (size_t off = 0; off < bytes; off += MAX_CHUNK) {
         int n = (int)(bytes - off < MAX_CHUNK ? bytes - off : MAX_CHUNK);
         TIMED_COMM(mpi_check(MPI_Bcast((char *)buf + off, n, MPI_BYTE, root, C(d, g))));
     }
 }
 
-void dist_barrier(const Dist *d, DistGroup g) { TIMED_COMM(mpi_check(MPI_Barrier(C(d, g)))); }
+void dist_barrier(const Dist *d, DistGroup g) {
+    if (d->with_mpi) TIMED_COMM(mpi_check(MPI_Barrier(C(d, g))));
+}
 
 int dist_group_size(const Dist *d, DistGroup g) {
+    if (!d->with_mpi) return 1;
     int n;
     mpi_check(MPI_Comm_size(C(d, g), &n));
     return n;
 }
 
 int dist_group_rank(const Dist *d, DistGroup g) {
+    if (!d->with_mpi) return 0;
     int r;
     mpi_check(MPI_Comm_rank(C(d, g), &r));
     return r;

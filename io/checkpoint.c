@@ -172,7 +172,7 @@ static void maybe_stall(hid_t file, long step) {
     for (;;) pause();
 }
 
-static int write_file(H5Ctx *x, const char *path, Model *m, long step, real *host) {
+static int write_file(H5Ctx *x, const char *path, Model *m, long step, long global_batch, real *host) {
     const Config *c = &m->cfg;
     const ParamLayout *p = &m->layout;
     hid_t fcpl = h5_check(x, H5Pcreate(H5P_FILE_CREATE), "file properties");
@@ -209,11 +209,12 @@ static int write_file(H5Ctx *x, const char *path, Model *m, long step, real *hos
                 goto done;
         }
     }
-    int64_t st_step = step, cursor = step;
+    int64_t st_step = step, cursor = step, global = global_batch;
     uint64_t seed = c->seed;
     if (write_dataset(x, file, lcpl, "/state/step", 0, NULL, H5T_STD_I64LE, H5T_NATIVE_INT64, &st_step) ||
         write_dataset(x, file, lcpl, "/state/seed", 0, NULL, H5T_STD_U64LE, H5T_NATIVE_UINT64, &seed) ||
-        write_dataset(x, file, lcpl, "/state/data_cursor", 0, NULL, H5T_STD_I64LE, H5T_NATIVE_INT64, &cursor))
+        write_dataset(x, file, lcpl, "/state/data_cursor", 0, NULL, H5T_STD_I64LE, H5T_NATIVE_INT64, &cursor) ||
+        write_dataset(x, file, lcpl, "/state/global_batch", 0, NULL, H5T_STD_I64LE, H5T_NATIVE_INT64, &global))
         goto done;
     h5_check(x, H5Fflush(file, H5F_SCOPE_GLOBAL), "flush");
 done:
@@ -282,8 +283,8 @@ static void prune(const char *dir, int keep) {
     free(steps);
 }
 
-int ckpt_save(const char *dir, Model *m, long step, int keep, char *path_out, size_t path_cap, char *err,
-              size_t errlen) {
+int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep, char *path_out, size_t path_cap,
+              char *err, size_t errlen) {
     h5_init();
     char path[2048], tmp[2100];
     ckpt_path(path, sizeof path, dir, step);
@@ -295,7 +296,7 @@ int ckpt_save(const char *dir, Model *m, long step, int keep, char *path_out, si
         snprintf(err, errlen, "%s: out of memory staging %zu parameters", tmp, m->layout.n_params);
         return -1;
     }
-    int rc = write_file(&x, tmp, m, step, host);
+    int rc = write_file(&x, tmp, m, step, global_batch, host);
     free(host);
     if (rc == 0) rc = write_seal(tmp, err, errlen);
     if (rc == 0 && rename(tmp, path) != 0) rc = sys_error(err, errlen, path, "cannot rename the temporary file into place");
@@ -502,9 +503,19 @@ int ckpt_load(const char *path, Model *m, CkptState *st_out, char *err, size_t e
         h5_error(&x, "/state/data_cursor is %lld, expected the step %ld", (long long)cursor, step);
         goto done;
     }
+    // Older checkpoints were written by one process: their global batch is
+    // the config's batch.
+    int64_t global = c.batch;
+    int has_global = h5_path_exists(&x, file, "/state/global_batch");
+    if (has_global < 0 || (has_global && read_scalar(&x, file, "/state/global_batch", 0, &global))) goto done;
+    if (global < c.batch || global % c.batch) {
+        h5_error(&x, "/state/global_batch is %lld, not a multiple of the config's batch=%d", (long long)global,
+                 c.batch);
+        goto done;
+    }
     real *const dst[3] = {m->params, m->adam_m, m->adam_v};
     for (int g = 0; g < 3; g++) m->be->upload(dst[g], host[g], p->n_params * sizeof(real));
-    if (st_out) *st_out = (CkptState){.step = step, .seed = seed, .data_cursor = (long)cursor};
+    if (st_out) *st_out = (CkptState){.step = step, .seed = seed, .data_cursor = (long)cursor, .global_batch = (long)global};
     rc = 0;
 done:
     h5_close(file);

@@ -15,6 +15,8 @@
 //   /state/step, /state/seed, /state/data_cursor   scalars (the data and every
 //                     random draw are functions of (seed, step): the cursor is
 //                     the step, stored so a reader need not know that)
+//   /state/global_batch  sequences per step over all replicas (dp x batch);
+//                     absent in files of older builds (then: the batch key)
 //
 // Writing goes to `<name>.tmp`, is flushed, sealed, fsynced and renamed, and
 // the directory fsynced: a crash never leaves a torn file under a final name.
@@ -33,18 +35,21 @@ typedef struct {
     long step;          // optimizer steps taken; training resumes at step + 1
     uint64_t seed;
     long data_cursor;   // next batch is dataset_batch(data_cursor + 1)
+    long global_batch;  // sequences per step over all data-parallel replicas
+                        // (dp x batch): it decides which windows are drawn
 } CkptState;
 
 // "<dir>/ckpt_<step, 8 digits>.h5".
 void ckpt_path(char *out, size_t cap, const char *dir, long step);
 
-// Write the checkpoint of `step` (after that many optimizer steps) into dir,
+// Write the checkpoint of `step` (after that many optimizer steps), trained
+// with global_batch sequences per step over all replicas, into dir,
 // then delete all but the newest `keep` checkpoints (0 = keep all) and any
 // leftover *.tmp of crashed writers. The written path goes to path_out.
 // Returns 0, or -1 with a one-line message (the temporary file is removed;
 // existing checkpoints are untouched).
-int ckpt_save(const char *dir, Model *m, long step, int keep, char *path_out, size_t path_cap, char *err,
-              size_t errlen);
+int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep, char *path_out, size_t path_cap,
+              char *err, size_t errlen);
 
 // The newest complete checkpoint in dir (largest step; *.tmp ignored).
 // Returns 0, or -1 with a one-line message naming dir.

@@ -16,22 +16,32 @@
 
 #include "checkpoint.h"
 #include "config_file.h"
+#include "dist.h"
 #include "util.h"
 
+// Under mpirun or srun every rank parses the same arguments and would print
+// the same usage error: only rank 0 (or a process started alone) says it.
+// Every rank still exits non-zero.
 void usage_error(const char *fmt, ...) {
     va_list ap;
     fflush(stdout);
-    fprintf(stderr, "reformer: error: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
+    if (dist_env_rank() <= 0) {
+        fprintf(stderr, "reformer: error: ");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+    }
     exit(2);
 }
 
+// A failure while running is this rank's own: it always says so, naming its
+// rank when it is not rank 0.
 void run_error(const char *msg) {
     fflush(stdout);
-    fprintf(stderr, "reformer: error: %s\n", msg);
+    int rank = dist_env_rank();
+    if (rank > 0) fprintf(stderr, "reformer: rank %d: error: %s\n", rank, msg);
+    else fprintf(stderr, "reformer: error: %s\n", msg);
     exit(1);
 }
 

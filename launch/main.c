@@ -16,6 +16,9 @@
 // threads for a while after each parallel region, which is fast on an idle
 // machine and ruinous when ranks or jobs share cores (mpirun --oversubscribe,
 // SLURM steps, CI). Unless the user chose a policy, re-run with a passive one.
+// This happens before MPI_Init (train calls dist_init later): under mpirun the
+// re-executed image keeps the launcher's environment and joins the job as
+// any rank does (checked: ranks run as /proc/self/exe with PASSIVE set).
 static void ensure_passive_openmp_wait(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);

@@ -13,6 +13,8 @@ packages=(
     libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libzip-dev zlib1g-dev
     # tests that read those files as a Python user would
     python3-h5py
+    # the launch scripts' lint test
+    shellcheck
 )
 if [[ "${REFORMER_SETUP_EXTRAS:-0}" == 1 ]]; then
     packages+=(python3-matplotlib)

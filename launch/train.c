@@ -1,6 +1,11 @@
 // reformer train: the training loop, its progress lines, metrics and
-// checkpoints.
+// checkpoints. Under mpirun or srun the ranks form a dp x sp grid (dist/):
+// each data-parallel replica trains on its own sequences of the global batch,
+// each sequence-parallel rank on a slice of them; gradients are summed over
+// every rank, so every rank takes the same optimizer step. Rank 0 alone
+// prints, writes metrics.h5 and checkpoints.
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,124 +13,284 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "data_parallel.h"
 #include "dataset.h"
 #include "metrics.h"
 #include "model.h"
 #include "util.h"
 
+// This rank's part of a step's data: replica dp_rank's sequences
+// [dp_rank * batch, (dp_rank + 1) * batch) of the global batch, and of each
+// the sp_rank-th of sp contiguous slices of L / sp positions.
+typedef struct {
+    int batch, L, L_local;
+    int *seq_tokens, *seq_targets;  // the replica's whole sequences [batch, L]
+    int *tokens, *targets;          // this rank's slices [batch, L / sp] (the above when sp = 1)
+} RankBatch;
+
+static void rank_batch_init(RankBatch *rb, const Model *m) {
+    rb->batch = m->B;
+    rb->L = m->L;
+    rb->L_local = m->L_local;
+    rb->seq_tokens = checked_calloc((size_t)m->B * m->L, sizeof(int));
+    rb->seq_targets = checked_calloc((size_t)m->B * m->L, sizeof(int));
+    int sliced = m->L_local != m->L;
+    rb->tokens = sliced ? checked_calloc((size_t)m->T, sizeof(int)) : rb->seq_tokens;
+    rb->targets = sliced ? checked_calloc((size_t)m->T, sizeof(int)) : rb->seq_targets;
+}
+
+static void rank_batch_free(RankBatch *rb) {
+    if (rb->tokens != rb->seq_tokens) free(rb->tokens), free(rb->targets);
+    free(rb->seq_tokens);
+    free(rb->seq_targets);
+}
+
+static void rank_batch_draw(RankBatch *rb, const Dataset *ds, const Dist *d, uint32_t step) {
+    dataset_batch(ds, step, (size_t)d->dp_rank * rb->batch, rb->batch, rb->seq_tokens, rb->seq_targets);
+    if (rb->tokens == rb->seq_tokens) return;
+    for (int b = 0; b < rb->batch; b++) {
+        size_t src = (size_t)b * rb->L + (size_t)d->sp_rank * rb->L_local, dst = (size_t)b * rb->L_local;
+        memcpy(rb->tokens + dst, rb->seq_tokens + src, (size_t)rb->L_local * sizeof(int));
+        memcpy(rb->targets + dst, rb->seq_targets + src, (size_t)rb->L_local * sizeof(int));
+    }
+}
+
+// Forward and backward of this rank's part; on a grid, the loss is normalised
+// by the global target count and the gradients summed over every rank, so
+// they are those of the whole global batch.
+static LossStats forward_backward(Model *m, const Dist *d, const RankBatch *rb, uint32_t step) {
+    if (d->world == 1) return model_forward_backward(m, rb->tokens, rb->targets, step);
+    m->loss_count = dist_count_targets(d, DIST_WORLD, rb->targets, (size_t)m->T);
+    return dist_reduce_step(d, DIST_WORLD, m, model_forward_backward(m, rb->tokens, rb->targets, step));
+}
+
 // Accuracy of the trained model on fresh duplication-task batches, with the
 // config's attention (hash count included).
-static double dup_eval(Model *m, const Dataset *ds, int batches, int *tokens, int *targets) {
+static double dup_eval(Model *m, const Dataset *ds, const Dist *d, RankBatch *rb, int batches) {
     double acc = 0;
     for (int i = 0; i < batches; i++) {
         uint32_t step = 0x80000000u + (uint32_t)i;  // never a training step
-        dataset_batch(ds, step, 0, m->cfg.batch, tokens, targets);
-        acc += model_forward(m, tokens, targets, step, 0).accuracy;
+        rank_batch_draw(rb, ds, d, step);
+        LossStats st = model_forward(m, rb->tokens, rb->targets, step, 0);
+        if (d->world > 1) st = dist_combine_loss_stats(d, DIST_WORLD, st);
+        acc += st.accuracy;
     }
     return acc / batches;
 }
 
-static void save_checkpoint(Model *m, long step) {
+static void save_checkpoint(Model *m, long step, long global_batch) {
     char err[2048], path[2048];
     double t0 = now_seconds();
-    if (ckpt_save(m->cfg.out_dir, m, step, m->cfg.keep_ckpts, path, sizeof path, err, sizeof err)) run_error(err);
+    if (ckpt_save(m->cfg.out_dir, m, step, global_batch, m->cfg.keep_ckpts, path, sizeof path, err, sizeof err))
+        run_error(err);
     struct stat st;
     double mib = stat(path, &st) == 0 ? (double)st.st_size / (1024.0 * 1024.0) : 0;
     printf("checkpoint: %s (%.1f MiB, %.2f s)\n", path, mib, now_seconds() - t0);
     fflush(stdout);
 }
 
+// An error every rank reaches together: rank 0 says it once, every rank
+// leaves MPI cleanly and exits with status.
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+static void fail_on_every_rank(Dist *d, int status, const char *msg) {
+    fflush(stdout);
+    if (d->rank == 0) fprintf(stderr, "reformer: error: %s\n", msg);
+    dist_finalize(d);
+    exit(status);
+}
+
+// A check each rank made for itself (on the files it sees). Failed on every
+// rank: rank 0 reports it once; on some: each of those reports it with its
+// rank. Either way every rank exits with status.
+static void agree_or_fail(Dist *d, int failed, int status, const char *msg) {
+    float n_failed = (float)failed;
+    if (d->world > 1) dist_allreduce_sum(d, DIST_WORLD, &n_failed, 1);
+    if (n_failed == 0) return;
+    if (n_failed == (float)d->world) fail_on_every_rank(d, status, msg);
+    fflush(stdout);
+    if (failed) fprintf(stderr, "reformer: rank %d: error: %s\n", d->rank, msg);
+    dist_finalize(d);
+    exit(status);
+}
+
+// Rank 0 reads and validates the checkpoint (one reader, one message, and
+// the file need only be readable where rank 0 runs), then sends parameters
+// and AdamW moments to every rank. Returns the checkpoint's step.
+static long resume_from_checkpoint(Model *m, const char *path, Dist *d) {
+    char err[2048] = "";
+    struct {
+        int status;
+        long step;
+    } got = {0, 0};
+    if (d->rank == 0) {
+        CkptState st = {0};
+        long global_batch = (long)d->dp * m->cfg.batch;
+        if (ckpt_load(path, m, &st, err, sizeof err)) {
+            got.status = 1;
+        } else if (st.global_batch != global_batch) {
+            // The global batch decides which windows each step draws: keep it,
+            // so a run resumed on another grid continues the same run.
+            got.status = 2;
+            int n = snprintf(err, sizeof err,
+                             "batch: %s was trained with a global batch of %ld sequences per step, and dp %d x "
+                             "batch %d is %ld; ",
+                             path, st.global_batch, d->dp, m->cfg.batch, global_batch);
+            if (st.global_batch % d->dp == 0)
+                snprintf(err + n, sizeof err - (size_t)n, "set batch=%ld (batch is per data-parallel replica)",
+                         st.global_batch / d->dp);
+            else
+                snprintf(err + n, sizeof err - (size_t)n,
+                         "run on a number of data-parallel replicas (ranks / sp) that divides %ld", st.global_batch);
+        }
+        got.step = st.step;
+    }
+    dist_bcast(d, DIST_WORLD, &got, sizeof got, 0);
+    if (got.status) fail_on_every_rank(d, got.status, err);
+    dist_broadcast_training_state(d, DIST_WORLD, m);
+    return got.step;
+}
+
+// One line: the grid, where its ranks are, and the global batch.
+static void describe_grid(const Dist *d, const Config *c) {
+    float nodes = d->local_rank == 0;  // one leader per node
+    dist_allreduce_sum(d, DIST_WORLD, &nodes, 1);
+    if (d->rank == 0)
+        printf("grid: %d ranks = dp %d x sp %d | %d node(s), %d ranks on rank 0's node | global batch %d "
+               "(dp %d x batch %d) | %d of %d positions per rank\n",
+               d->world, d->dp, d->sp, (int)nodes, d->local_size, d->dp * c->batch, d->dp, c->batch,
+               c->seq_len / d->sp, c->seq_len);
+}
+
+// Test hook: REFORMER_TEST_DIE_RANK=<r> and REFORMER_TEST_DIE_STEP=<s> make
+// rank r SIGKILL itself at the start of step s, as a crashed node would.
+static void maybe_die_for_test(const Dist *d, int step) {
+    const char *r = getenv("REFORMER_TEST_DIE_RANK"), *s = getenv("REFORMER_TEST_DIE_STEP");
+    if (r && s && atoi(r) == d->rank && atoi(s) == step) raise(SIGKILL);
+}
+
 int cmd_train(int argc, char **argv) {
     Args a;
     parse_args(&a, argc, argv, CMD_TRAIN);
     Config *c = &a.cfg;
-    char err[2048];
+    char err[2048] = "";
+    Dist dist;
+    if (dist_init(&dist, &argc, &argv, c->sp, err, sizeof err)) fail_on_every_rank(&dist, 2, err);
+    const int lead = dist.rank == 0;  // prints, writes metrics and checkpoints
     Dataset ds;
-    if (dataset_open(&ds, c, err, sizeof err)) usage_error("%s", err);
+    agree_or_fail(&dist, dataset_open(&ds, c, err, sizeof err) != 0, 2, err);
     // A fresh run never writes into another run's checkpoints: pruning and
     // --resume would mix the two.
-    char found[2048];
+    char found[2048], used_msg[8192] = "";
     long found_step;
-    if (!a.resume && ckpt_find_latest(c->out_dir, found, sizeof found, &found_step, err, sizeof err) == 0)
-        usage_error("out_dir: '%s' already holds checkpoints (newest %s); continue that run with --resume %s, "
-                    "or choose another out_dir",
-                    c->out_dir, found, c->out_dir);
-    make_dirs(c->out_dir);
+    int used = !a.resume && ckpt_find_latest(c->out_dir, found, sizeof found, &found_step, err, sizeof err) == 0;
+    if (used)
+        snprintf(used_msg, sizeof used_msg,
+                 "out_dir: '%s' already holds checkpoints (newest %s); continue that run with --resume %s, "
+                 "or choose another out_dir",
+                 c->out_dir, found, c->out_dir);
+    agree_or_fail(&dist, used, 2, used_msg);
+    if (lead) make_dirs(c->out_dir);
 
     Model m;
     model_init(&m, c, pick_backend(c));
+    m.batch_offset = (size_t)dist.dp_rank * c->batch;  // dropout masks by global sequence
+    if (c->sp > 1) dist_attach_sequence_parallel(&dist, &m);
     long start = 1;
-    if (a.resume) {
-        CkptState st;
-        if (ckpt_load(a.ckpt_path, &m, &st, err, sizeof err)) run_error(err);
-        start = st.step + 1;
-    }
-    describe(&m);
-    if (a.resume) printf("resume: %s (step %ld)\n", a.ckpt_path, start - 1);
+    if (a.resume) start = resume_from_checkpoint(&m, a.ckpt_path, &dist) + 1;
+    else if (dist.world > 1) dist_broadcast_parameters(&dist, DIST_WORLD, &m);
+    if (lead) describe(&m);
+    if (dist.world > 1) describe_grid(&dist, c);
+    if (lead && a.resume) printf("resume: %s (step %ld)\n", a.ckpt_path, start - 1);
     if (a.resume && start > c->steps) {
-        printf("nothing to do: the checkpoint is at step %ld and steps=%d (raise it with --set steps=N)\n", start - 1,
-               c->steps);
+        if (lead)
+            printf("nothing to do: the checkpoint is at step %ld and steps=%d (raise it with --set steps=N)\n",
+                   start - 1, c->steps);
         model_free(&m);
         dataset_close(&ds);
+        dist_finalize(&dist);
         return 0;
     }
     char path[1100];
     snprintf(path, sizeof path, "%s/metrics.h5", c->out_dir);
-    MetricsFile *metrics = metrics_open(path, start - 1, err, sizeof err);
-    if (!metrics) run_error(err);
-    char data_line[1024];
-    dataset_describe(&ds, data_line, sizeof data_line);
-    printf("data: %s | metrics: %s\n", data_line, path);
-    int *tokens = checked_calloc((size_t)m.T, sizeof(int)), *targets = checked_calloc((size_t)m.T, sizeof(int));
-    double t_begin = now_seconds(), tok_total = 0, loss = 0;
+    MetricsFile *metrics = NULL;
+    if (lead) {
+        metrics = metrics_open(path, start - 1, err, sizeof err);
+        if (!metrics) run_error(err);
+        char data_line[1024];
+        dataset_describe(&ds, data_line, sizeof data_line);
+        printf("data: %s | metrics: %s\n", data_line, path);
+    }
+    RankBatch rb;
+    rank_batch_init(&rb, &m);
+    const long global_batch = (long)dist.dp * c->batch;
+    const double tokens_per_step = (double)global_batch * c->seq_len;
+    double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0;
     // Everything a step draws (batch, hash rotations, dropout, AdamW's bias
     // correction, the learning rate) is keyed by the global step, so a
     // resumed run continues bit for bit as if it had never stopped.
     for (int step = (int)start; step <= c->steps; step++) {
-        dataset_batch(&ds, (uint32_t)step, 0, c->batch, tokens, targets);
-        double t0 = now_seconds();
-        LossStats st = model_forward_backward(&m, tokens, targets, (uint32_t)step);
+        maybe_die_for_test(&dist, step);
+        rank_batch_draw(&rb, &ds, &dist, (uint32_t)step);
+        double t0 = now_seconds(), comm0 = dist_comm_seconds();
+        LossStats st = forward_backward(&m, &dist, &rb, (uint32_t)step);
         double lr = lr_at(c, step);
         double norm = model_update(&m, step, lr);
-        double dt = now_seconds() - t0;
+        double dt = now_seconds() - t0, comm_share = (dist_comm_seconds() - comm0) / dt;
         loss = st.loss;
-        if (!isfinite(st.loss) || !isfinite(norm))
-            FATAL("lower lr, raise warmup or set clip", "loss or gradient became non-finite at step %d (loss %g, grad norm %g)",
-                  step, st.loss, norm);
-        tok_total += m.T;
-        double tps = m.T / dt, bpb = st.loss / M_LN2;
-        MetricsRow row = {.step = step, .loss = st.loss, .bits_per_byte = bpb, .lr = lr, .grad_norm = norm,
-                          .tokens_per_s = tps, .step_ms = dt * 1e3, .peak_rss_mb = peak_rss_mib(),
-                          .accuracy = st.accuracy};
-        if (metrics_append(metrics, &row, err, sizeof err)) run_error(err);
-        if (step % c->log_every == 0 || step == c->steps) {
+        if (!isfinite(st.loss) || !isfinite(norm)) {  // the same on every rank: grads and loss are reduced
+            snprintf(err, sizeof err,
+                     "loss or gradient became non-finite at step %d (loss %g, grad norm %g); lower lr, raise warmup "
+                     "or set clip",
+                     step, st.loss, norm);
+            fail_on_every_rank(&dist, 1, err);
+        }
+        tok_total += tokens_per_step;
+        double tps = tokens_per_step / dt, bpb = st.loss / M_LN2;
+        if (lead) {
+            MetricsRow row = {.step = step, .loss = st.loss, .bits_per_byte = bpb, .lr = lr, .grad_norm = norm,
+                              .tokens_per_s = tps, .step_ms = dt * 1e3, .peak_rss_mb = peak_rss_mib(),
+                              .accuracy = st.accuracy};
+            if (metrics_append(metrics, &row, err, sizeof err)) run_error(err);
+        }
+        if (lead && (step % c->log_every == 0 || step == c->steps)) {
             char eta[32];
             double elapsed = now_seconds() - t_begin;
             format_duration(eta, sizeof eta, elapsed / (step - start + 1) * (c->steps - step));
             printf("step %*d/%d | loss %.4f | bpb %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
                    (int)log10(c->steps) + 1, step, c->steps, st.loss, bpb, lr, norm, dt * 1e3, tps);
+            if (dist.world > 1) printf(" | comm %3.0f%%", 100 * comm_share);
             if (ds.kind == DATA_DUP) printf(" | acc %.4f", st.accuracy);
             printf(" | eta %s\n", eta);
             fflush(stdout);
         }
-        if (c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps) save_checkpoint(&m, step);
+        if (lead && c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps)
+            save_checkpoint(&m, step, global_batch);
     }
-    save_checkpoint(&m, c->steps);
-    if (metrics_close(metrics, err, sizeof err)) run_error(err);
-    double total = now_seconds() - t_begin;
-    char dur[32];
-    format_duration(dur, sizeof dur, total);
-    printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s | peak RSS %.0f MiB\n", c->steps, dur,
-           loss, loss / M_LN2, total > 0 ? tok_total / total : 0, peak_rss_mib());
+    if (lead) {
+        save_checkpoint(&m, c->steps, global_batch);
+        if (metrics_close(metrics, err, sizeof err)) run_error(err);
+    }
+    double total = now_seconds() - t_begin, comm_total = dist_comm_seconds() - comm_begin;
+    if (lead) {
+        char dur[32];
+        format_duration(dur, sizeof dur, total);
+        printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s", c->steps, dur, loss, loss / M_LN2,
+               total > 0 ? tok_total / total : 0);
+        if (dist.world > 1) printf(" on %d ranks | comm %.0f%% (rank 0)", dist.world, 100 * comm_total / total);
+        printf(" | peak RSS %.0f MiB\n", peak_rss_mib());
+    }
     if (ds.kind == DATA_DUP) {
-        double acc = dup_eval(&m, &ds, 8, tokens, targets);
-        printf("eval: duplication accuracy on 8 fresh batches (second copy, n_hashes=%d): %.4f\n", c->n_hashes, acc);
+        double acc = dup_eval(&m, &ds, &dist, &rb, 8);
+        if (lead)
+            printf("eval: duplication accuracy on 8 fresh batches (second copy, n_hashes=%d): %.4f\n", c->n_hashes,
+                   acc);
     }
-    free(tokens);
-    free(targets);
+    rank_batch_free(&rb);
     free_args(&a);
     model_free(&m);
     dataset_close(&ds);
+    dist_finalize(&dist);
     return 0;
 }
-

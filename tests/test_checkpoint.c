@@ -64,7 +64,7 @@ static Config small_config(void) {
 
 static void save_ok(Model *m, long step, int keep, char *path, size_t cap) {
     char err[2048];
-    cr_assert_eq(ckpt_save(tmp_dir, m, step, keep, path, cap, err, sizeof err), 0, "save failed: %s", err);
+    cr_assert_eq(ckpt_save(tmp_dir, m, step, m->cfg.batch, keep, path, cap, err, sizeof err), 0, "save failed: %s", err);
 }
 
 // --------------------------------------------------------------- round trip
@@ -214,7 +214,7 @@ Test(checkpoint, sigkill_while_writing_never_leaves_a_torn_checkpoint, .timeout 
         cr_assert_neq(pid, -1);
         if (pid == 0) {
             for (long s = last + 1;; s++)
-                if (ckpt_save(tmp_dir, &m, s, 2, NULL, 0, err, sizeof err)) _exit(3);
+                if (ckpt_save(tmp_dir, &m, s, m.cfg.batch, 2, NULL, 0, err, sizeof err)) _exit(3);
         }
         usleep(100000 + (useconds_t)(rand() % 400000));
         kill(pid, SIGKILL);
@@ -448,5 +448,40 @@ Test(checkpoint, h5dump_reads_a_checkpoint) {
                   strstr(text, "ATTRIBUTE \"format_version\""),
               "unexpected h5dump output:\n%.2000s", text);
     free(text);
+    model_free(&m);
+}
+
+// Replace the scalar integer dataset obj by value.
+static void ckpt_set_scalar(const char *path, const char *obj, long long value) {
+    hid_t f = ckpt_edit_open(path);
+    cr_assert(H5Ldelete(f, obj, H5P_DEFAULT) >= 0, "cannot delete %s", obj);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t ds = H5Dcreate2(f, obj, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value) >= 0);
+    H5Dclose(ds);
+    H5Sclose(space);
+    ckpt_edit_done(path, f);
+}
+
+// /state/global_batch (dp x batch of the run that wrote it) reads back as
+// written; a file of an older build, without it, loads as a one-process
+// run's (the config's batch); a value that is no multiple of the batch is
+// refused, naming the field.
+Test(checkpoint, global_batch_round_trip_and_older_files) {
+    Config c = small_config();
+    cr_assert_gt(c.batch, 1, "the test needs a batch that a wrong global batch is not a multiple of");
+    Model m;
+    trained_model(&m, &c, 1);
+    char path[1024], err[2048];
+    cr_assert_eq(ckpt_save(tmp_dir, &m, 1, 3L * c.batch, 0, path, sizeof path, err, sizeof err), 0, "%s", err);
+    CkptState st;
+    cr_assert_eq(ckpt_load(path, &m, &st, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(st.global_batch, 3L * c.batch);
+    ckpt_set_scalar(path, "/state/global_batch", 3LL * c.batch + 1);
+    cr_assert_eq(ckpt_load(path, &m, &st, err, sizeof err), -1);
+    cr_assert(strstr(err, "/state/global_batch is") && strstr(err, path), "%s", err);
+    ckpt_delete(path, "/state/global_batch");
+    cr_assert_eq(ckpt_load(path, &m, &st, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(st.global_batch, c.batch);
     model_free(&m);
 }

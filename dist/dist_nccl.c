@@ -1,0 +1,115 @@
+// dist_nccl.h over cudart and NCCL (C; no kernels of its own).
+#include "dist_nccl.h"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct DistNccl {
+    int device, rank, size;
+    ncclComm_t comm;
+    cudaStream_t stream;
+};
+
+// The job to end when a call fails (set by dist_nccl_init).
+static const Dist *failing_job;
+
+static void device_fail(const char *lib, const char *what, const char *msg, const char *file, int line) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "%s:%d: %s failed: %s: %s (hint: check that every rank has its own GPU (one rank per GPU, by local "
+             "rank), the driver matches the toolkit, and NCCL_DEBUG=INFO for the network NCCL chose)",
+             file, line, what, lib, msg);
+    dist_abort(failing_job, text);
+}
+
+static void cuda_check_at(cudaError_t rc, const char *what, const char *file, int line) {
+    if (rc != cudaSuccess) device_fail("CUDA", what, cudaGetErrorString(rc), file, line);
+}
+static void nccl_check_at(ncclResult_t rc, const char *what, const char *file, int line) {
+    if (rc != ncclSuccess) device_fail("NCCL", what, ncclGetErrorString(rc), file, line);
+}
+#define cuda_check(call) cuda_check_at((call), #call, __FILE__, __LINE__)
+#define nccl_check(call) nccl_check_at((call), #call, __FILE__, __LINE__)
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int dist_nccl_device_count(void) {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;  // no driver or no GPU: none
+}
+
+DistNccl *dist_nccl_init(const Dist *d, DistGroup g, char *err, size_t errlen) {
+    failing_job = d;
+    int devices = dist_nccl_device_count();
+    if (devices == 0) {
+        snprintf(err, errlen, "no GPU: CUDA sees no device on rank %d", d->rank);
+        return NULL;
+    }
+    DistNccl *n = calloc(1, sizeof *n);
+    if (!n) dist_abort(d, "dist_nccl_init: out of memory");
+    n->device = d->local_rank % devices;
+    n->rank = dist_group_rank(d, g);
+    n->size = dist_group_size(d, g);
+    cuda_check(cudaSetDevice(n->device));
+    cuda_check(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+    ncclUniqueId id;
+    if (n->rank == 0) nccl_check(ncclGetUniqueId(&id));
+    dist_bcast(d, g, &id, sizeof id, 0);
+    nccl_check(ncclCommInitRank(&n->comm, n->size, id, n->rank));
+    return n;
+}
+
+void dist_nccl_free(DistNccl *n) {
+    if (!n) return;
+    nccl_check(ncclCommDestroy(n->comm));
+    cuda_check(cudaStreamDestroy(n->stream));
+    free(n);
+}
+
+void dist_nccl_allreduce_sum(DistNccl *n, float *device_buf, size_t count) {
+    double t0 = seconds_now();
+    nccl_check(ncclAllReduce(device_buf, device_buf, count, ncclFloat, ncclSum, n->comm, n->stream));
+    cuda_check(cudaStreamSynchronize(n->stream));
+    dist_add_comm_seconds(seconds_now() - t0);
+}
+
+void dist_nccl_alltoall(DistNccl *n, const float *device_send, float *device_recv, size_t count) {
+    double t0 = seconds_now();
+    nccl_check(ncclGroupStart());
+    for (int j = 0; j < n->size; j++) {
+        nccl_check(ncclSend(device_send + (size_t)j * count, count, ncclFloat, j, n->comm, n->stream));
+        nccl_check(ncclRecv(device_recv + (size_t)j * count, count, ncclFloat, j, n->comm, n->stream));
+    }
+    nccl_check(ncclGroupEnd());
+    cuda_check(cudaStreamSynchronize(n->stream));
+    dist_add_comm_seconds(seconds_now() - t0);
+}
+
+float *dist_nccl_device_alloc(DistNccl *n, size_t count) {
+    (void)n;
+    void *p = NULL;
+    cuda_check(cudaMalloc(&p, count * sizeof(float)));
+    return p;
+}
+
+void dist_nccl_device_free(DistNccl *n, float *device_buf) {
+    (void)n;
+    cuda_check(cudaFree(device_buf));
+}
+
+void dist_nccl_upload(DistNccl *n, float *device_dst, const float *host_src, size_t count) {
+    cuda_check(cudaMemcpyAsync(device_dst, host_src, count * sizeof(float), cudaMemcpyHostToDevice, n->stream));
+    cuda_check(cudaStreamSynchronize(n->stream));
+}
+
+void dist_nccl_download(DistNccl *n, float *host_dst, const float *device_src, size_t count) {
+    cuda_check(cudaMemcpyAsync(host_dst, device_src, count * sizeof(float), cudaMemcpyDeviceToHost, n->stream));
+    cuda_check(cudaStreamSynchronize(n->stream));
+}
