@@ -132,6 +132,14 @@ void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count) {
     }
 }
 
+void dist_allreduce_sum_f64(const Dist *d, DistGroup g, double *buf, size_t count) {
+    if (!d->with_mpi) return;
+    for (size_t off = 0; off < count; off += MAX_CHUNK) {
+        int n = (int)(count - off < MAX_CHUNK ? count - off : MAX_CHUNK);
+        TIMED_COMM(mpi_check(MPI_Allreduce(MPI_IN_PLACE, buf + off, n, MPI_DOUBLE, MPI_SUM, C(d, g))));
+    }
+}
+
 void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, size_t count) {
     if (!d->with_mpi) {
         memmove(recv, send, count * sizeof(float));

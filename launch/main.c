@@ -1,6 +1,7 @@
 // reformer: the command-line program.
 //
 //   reformer train [--config FILE] [--set key=value ...] [--resume DIR]
+//   reformer eval --ckpt FILE [--data PATH] [--split validation|test]
 //   reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S]
 //   reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]
 //   reformer help
@@ -33,6 +34,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
-    usage_error("unknown command '%s' (commands: train, sample, bench, help)", argv[1]);
+    usage_error("unknown command '%s' (commands: train, eval, sample, bench, help)", argv[1]);
 }

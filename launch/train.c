@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "data_parallel.h"
 #include "dataset.h"
+#include "evaluate.h"
 #include "metrics.h"
 #include "model.h"
 #include "util.h"
@@ -62,6 +63,27 @@ static LossStats forward_backward(Model *m, const Dist *d, const RankBatch *rb, 
     if (d->world == 1) return model_forward_backward(m, rb->tokens, rb->targets, step);
     m->loss_count = dist_count_targets(d, DIST_WORLD, rb->targets, (size_t)m->T);
     return dist_reduce_step(d, DIST_WORLD, m, model_forward_backward(m, rb->tokens, rb->targets, step));
+}
+
+// Periodic evaluation on the validation split (eval_windows of its windows,
+// the same ones every time): a line and an /eval row from rank 0. Returns
+// bits per byte.
+static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step, MetricsFile *metrics) {
+    const Config *c = &m->cfg;
+    EvalTotals t = evaluate_split(m, ds, d, SPLIT_VALIDATION, c->eval_windows, 0);
+    double bpb = eval_bits_per_byte(&t);
+    if (d->rank == 0) {
+        char err[2048];
+        printf("eval: step %d/%d | validation | %.4f bpb | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
+               c->steps, bpb, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), t.n_windows, t.n_targets,
+               t.seconds);
+        fflush(stdout);
+        EvalRow row = {.step = step, .split = SPLIT_VALIDATION, .bits_per_byte = bpb,
+                       .loss = t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), .n_targets = t.n_targets,
+                       .n_windows = t.n_windows, .seconds = t.seconds};
+        if (metrics_append_eval(metrics, &row, err, sizeof err)) run_error(err);
+    }
+    return bpb;
 }
 
 // Accuracy of the trained model on fresh duplication-task batches, with the
@@ -226,7 +248,10 @@ int cmd_train(int argc, char **argv) {
     rank_batch_init(&rb, &m);
     const long global_batch = (long)dist.dp * c->batch;
     const double tokens_per_step = (double)global_batch * c->seq_len;
-    double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0;
+    double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1;
+    // Periodic evaluation needs a validation split (not dup/random, not empty).
+    const int can_eval = c->eval_every > 0 && ds.kind != DATA_DUP && ds.kind != DATA_RANDOM &&
+                         dataset_eval_windows(&ds, SPLIT_VALIDATION) > 0;
     // Everything a step draws (batch, hash rotations, dropout, AdamW's bias
     // correction, the learning rate) is keyed by the global step, so a
     // resumed run continues bit for bit as if it had never stopped.
@@ -265,6 +290,8 @@ int cmd_train(int argc, char **argv) {
             printf(" | eta %s\n", eta);
             fflush(stdout);
         }
+        if (can_eval && (step % c->eval_every == 0 || step == c->steps))
+            eval_bpb = periodic_eval(&m, &ds, &dist, step, metrics);
         if (lead && c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps)
             save_checkpoint(&m, step, global_batch);
     }
@@ -279,6 +306,7 @@ int cmd_train(int argc, char **argv) {
         printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s", c->steps, dur, loss, loss / M_LN2,
                total > 0 ? tok_total / total : 0);
         if (dist.world > 1) printf(" on %d ranks | comm %.0f%% (rank 0)", dist.world, 100 * comm_total / total);
+        if (eval_bpb >= 0) printf(" | validation %.4f bpb", eval_bpb);
         printf(" | peak RSS %.0f MiB\n", peak_rss_mib());
     }
     if (ds.kind == DATA_DUP) {

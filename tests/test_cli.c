@@ -6,6 +6,7 @@
 // and takes well under a second.
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -832,6 +833,7 @@ Test(cli, h5py_reads_metrics_while_training_and_checkpoints) {
     cr_assert_eq(h5py_read("metrics", p, 300), 0);
     snprintf(p, sizeof p, "%s/ckpt_00000300.h5", dir);
     cr_assert_eq(h5py_read("checkpoint", p, 300), 0);
+}
 
 // A bad dataset stops train before anything is built or written, with one
 // line naming the file (each case is tested in detail in test_dataset.c).
@@ -866,4 +868,54 @@ Test(cli, bad_datasets_fail_with_one_line) {
         cr_assert(!exists(out), "%s: out_dir was created", cases[i].data);
         run_free(&r);
     }
+}
+
+// ------------------------------------------------------------ eval
+
+static double field_after(const char *text, const char *key) {
+    const char *p = strstr(text, key);
+    cr_assert_not_null(p, "no '%s' in:\n%s", key, text);
+    return atof(p + strlen(key));
+}
+
+// `reformer eval` walks the whole split: the number of targets is the split's
+// bytes minus one (one document), the result does not depend on the batch
+// size (padding is never scored), --windows takes a subset, and the periodic
+// evaluation during training (metrics.h5 /eval) equals `reformer eval` of the
+// checkpoint of that step over the same windows.
+Test(cli, eval_walks_the_split_and_matches_training_evaluations) {
+    char dir[512], ckpt[1024], p[1024];
+    path_in(dir, sizeof dir, "ev");
+    Run rt = run_cli("train %s --set eval_every=3 --set eval_windows=5 --set out_dir='%s'", TINY_TRAIN, dir);
+    cr_assert_eq(rt.rc, 0, "%s", rt.err);
+    cr_assert(strstr(rt.out, "eval: step 3/6"), "no periodic evaluation line:\n%s", rt.out);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt_00000006.h5", dir);
+    Run all1 = run_cli("eval --ckpt '%s' --set batch=1", ckpt);
+    Run all3 = run_cli("eval --ckpt '%s' --split validation --set batch=3", ckpt);
+    Run sub = run_cli("eval --ckpt '%s' --windows 5", ckpt);
+    Run test = run_cli("eval --ckpt '%s' --split test", ckpt);
+    Run *ok[] = {&all1, &all3, &sub, &test};
+    for (int i = 0; i < 4; i++) cr_assert_eq(ok[i]->rc, 0, "eval %d failed: %s", i, ok[i]->err);
+    // tinyshakespeare: 1,115,394 bytes; split 0.9/0.05/0.05 contiguous.
+    double n1 = field_after(all1.out, "windows | "), n3 = field_after(all3.out, "windows | ");
+    cr_assert_eq(n1, n3, "target counts differ with the batch size");
+    double b1 = field_after(all1.out, "nats | "), b3 = field_after(all3.out, "nats | ");
+    // Float losses summed in double per window: the batch only changes
+    // summation grouping, ~1e-7 relative.
+    // Printed with 4 decimals: at most one unit of the last digit apart.
+    cr_assert_lt(fabs(b1 - b3), 1.5e-4, "bpb %g (batch 1) vs %g (batch 3)", b1, b3);
+    cr_assert(strstr(sub.out, "| 5 of "), "--windows 5 did not take 5 windows:\n%s", sub.out);
+    snprintf(p, sizeof p, "%s/metrics.h5", dir);
+    double steps[8], bpb[8];
+    cr_assert_eq(h5_read_column(p, "/eval/step", steps, 8), 2);
+    cr_assert(steps[0] == 3 && steps[1] == 6);
+    h5_read_column(p, "/eval/bits_per_byte", bpb, 8);
+    double sub_bpb = field_after(sub.out, "nats | ");
+    cr_assert_lt(fabs(bpb[1] - sub_bpb), 1.5e-4, "training's evaluation %g vs eval --windows 5: %g", bpb[1], sub_bpb);
+    Run bad = run_cli("eval --ckpt '%s' --split dev", ckpt);
+    ASSERT_ONE_LINE_ERROR(&bad, "bad split", "--split", "dev");
+    Run syn = run_cli("eval --ckpt '%s' --set data=dup", ckpt);
+    ASSERT_ONE_LINE_ERROR(&syn, "synthetic data", "eval needs a dataset");
+    Run *runs[] = {&rt, &all1, &all3, &sub, &test, &bad, &syn};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
 }

@@ -211,6 +211,24 @@ static void assert_losses_match(const char *a, const char *b, long steps) {
     printf("%s vs %s: %ld steps, worst loss rel diff %.1e\n", a, b, steps, worst);
 }
 
+// The final validation evaluation (its windows dealt to the replicas, each
+// sequence-parallel rank holding a slice) equals one process's: same windows
+// and parameters up to the float rounding above, so the same 1e-5.
+static void assert_evals_match(const char *a, const char *b) {
+    double ea[8], eb[8];
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s/%s/metrics.h5", run_dir, a);
+    snprintf(pb, sizeof pb, "%s/%s/metrics.h5", run_dir, b);
+    long na = h5_read_column(pa, "/eval/bits_per_byte", ea, 8), nb = h5_read_column(pb, "/eval/bits_per_byte", eb, 8);
+    cr_assert(na >= 1 && na == nb, "%s: %ld evaluations, %s: %ld", a, na, b, nb);
+    cr_assert_lt(fabs(ea[na - 1] - eb[nb - 1]) / eb[nb - 1], 1e-5, "validation bpb %.9f (%s) vs %.9f (%s)", ea[na - 1],
+                 a, eb[nb - 1], b);
+    double ta[8], tb[8];
+    h5_read_column(pa, "/eval/n_targets", ta, 8);
+    h5_read_column(pb, "/eval/n_targets", tb, 8);
+    cr_assert_eq(ta[na - 1], tb[nb - 1], "evaluated %g targets (%s) vs %g (%s)", ta[na - 1], a, tb[nb - 1], b);
+}
+
 static int count(const char *haystack, const char *needle) {
     int n = 0;
     for (const char *p = haystack; (p = strstr(p, needle)); p += strlen(needle)) n++;
@@ -227,11 +245,13 @@ Test(train_mpi, dp2_matches_one_process_on_the_global_batch) {
     cr_assert(strstr(r.out, "mpirun.sh: OMP_WAIT_POLICY="), "mpirun.sh did not print its command:\n%s", r.out);
     cr_assert(strstr(r.out, "grid: 2 ranks = dp 2 x sp 1"), "%s", r.out);
     cr_assert(strstr(r.out, "global batch 2 (dp 2 x batch 1)"), "%s", r.out);
-    cr_assert_eq(count(r.out, "step "), 10, "one progress line per step, from rank 0 alone:\n%s", r.out);
+    cr_assert_eq(count(r.out, " | lr "), 10, "one progress line per step, from rank 0 alone:\n%s", r.out);
+    cr_assert_eq(count(r.out, "eval: step 10/10 | validation"), 1, "one evaluation line, from rank 0:\n%s", r.out);
     cr_assert_eq(count(r.out, "checkpoint: "), 2, "%s", r.out);
     cr_assert_eq(count(r.out, "done: "), 1, "%s", r.out);
     cr_assert(strstr(r.out, "on 2 ranks | comm "), "%s", r.out);
     assert_losses_match("dp2", "one", 10);
+    assert_evals_match("dp2", "one");
 }
 
 // A dp = 2 x sp = 2 grid (4 ranks) over 20 steps: each rank holds 32 of 64
@@ -244,6 +264,7 @@ Test(train_mpi, dp2_sp2_trains_like_one_process) {
     cr_assert(strstr(r.out, "grid: 4 ranks = dp 2 x sp 2"), "%s", r.out);
     cr_assert(strstr(r.out, "32 of 64 positions per rank"), "%s", r.out);
     assert_losses_match("grid", "one", 20);
+    assert_evals_match("grid", "one");
 }
 
 // Resume on other grids continues the same run: 10 steps on dp = 2, then 5

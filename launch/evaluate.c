@@ -1,0 +1,87 @@
+#include "evaluate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "decode.h"
+#include "util.h"
+
+long eval_window_count(const Dataset *ds, Split split, long max_windows) {
+    long total = dataset_eval_windows(ds, split);
+    return max_windows > 0 && max_windows < total ? max_windows : total;
+}
+
+// The i-th window visited.
+static long window_index(long i, long count, long total) {
+    return count == total ? i : (long)((double)i * (double)total / (double)count);
+}
+
+// "\r  eval validation [=====>     ]  45% 123/270 windows | 3100 tok/s | eta 0:04"
+// on a terminal; without one, a plain line at every 10%.
+static void show_progress(const char *what, long done, long count, long tokens, double elapsed, int *last_decile) {
+    double frac = count > 0 ? (double)done / (double)count : 1;
+    char eta[32];
+    format_duration(eta, sizeof eta, done > 0 ? elapsed / (double)done * (double)(count - done) : 0);
+    if (isatty(STDERR_FILENO)) {
+        char bar[31];
+        int fill = (int)(frac * 30);
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : i == fill ? '>' : ' ';
+        bar[30] = '\0';
+        fprintf(stderr, "\r  eval %s [%s] %3.0f%% %ld/%ld windows | %.0f tok/s | eta %s ", what, bar, frac * 100, done,
+                count, elapsed > 0 ? (double)tokens / elapsed : 0, eta);
+        if (done == count) fputc('\n', stderr);
+    } else if ((int)(frac * 10) > *last_decile || done == count) {
+        *last_decile = (int)(frac * 10);
+        fprintf(stderr, "  eval %s: %3.0f%% %ld/%ld windows | eta %s\n", what, frac * 100, done, count, eta);
+    }
+    fflush(stderr);
+}
+
+EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split split, long max_windows, int progress) {
+    const long total = dataset_eval_windows(ds, split), count = eval_window_count(ds, split, max_windows);
+    const int B = m->B, L = m->L, Ll = m->L_local;
+    const int dp = d ? d->dp : 1, dp_rank = d ? d->dp_rank : 0, sp_rank = d ? d->sp_rank : 0;
+    const int lead = !d || d->rank == 0;
+    int *seq_tokens = checked_calloc((size_t)B * L, sizeof(int)), *seq_targets = checked_calloc((size_t)B * L, sizeof(int));
+    int *tokens = checked_calloc((size_t)m->T, sizeof(int)), *targets = checked_calloc((size_t)m->T, sizeof(int));
+    const long saved_count = m->loss_count;
+    m->loss_count = 0;  // each rank's mean over its own targets, summed below as loss * count
+    EvalTotals t = {0};
+    double sums[2] = {0, 0}, t0 = now_seconds(), last_draw = -1;
+    int last_decile = 0;
+    // Every rank runs the same number of rounds (sequence-parallel ranks
+    // exchange inside the forward); a round covers dp * B windows.
+    for (long r0 = 0; r0 < count; r0 += (long)dp * B) {
+        long first = r0 + (long)dp_rank * B;
+        for (int b = 0; b < B; b++) {
+            int *tok = seq_tokens + (size_t)b * L, *tgt = seq_targets + (size_t)b * L;
+            if (first + b < count) {
+                dataset_eval_window(ds, split, window_index(first + b, count, total), tok, tgt);
+            } else {  // past the last window: nothing scored
+                memset(tok, 0, (size_t)L * sizeof(int));
+                for (int i = 0; i < L; i++) tgt[i] = -1;
+            }
+            memcpy(tokens + (size_t)b * Ll, tok + (size_t)sp_rank * Ll, (size_t)Ll * sizeof(int));
+            memcpy(targets + (size_t)b * Ll, tgt + (size_t)sp_rank * Ll, (size_t)Ll * sizeof(int));
+        }
+        LossStats st = model_forward(m, tokens, targets, INFERENCE_HASH_STEP, 0);
+        sums[0] += st.loss * (double)st.n_targets;
+        sums[1] += (double)st.n_targets;
+        t.n_windows = MIN(count, r0 + (long)dp * B);
+        double now = now_seconds();
+        if (progress && lead && (now - last_draw > 0.1 || t.n_windows == count)) {
+            show_progress(split_name(split), t.n_windows, count, t.n_windows * (long)L, now - t0, &last_decile);
+            last_draw = now;
+        }
+    }
+    if (d && d->world > 1) dist_allreduce_sum_f64(d, DIST_WORLD, sums, 2);
+    t.loss_sum = sums[0];
+    t.n_targets = (long)sums[1];
+    t.seconds = now_seconds() - t0;
+    m->loss_count = saved_count;
+    free(seq_tokens), free(seq_targets), free(tokens), free(targets);
+    return t;
+}
