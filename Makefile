@@ -47,30 +47,47 @@ TEST_BIN := $(TEST64_SRC:tests/%.c=build/tests/%) $(TEST32_SRC:tests/%.c=build/t
 .DEFAULT_GOAL := all
 -include cuda/cuda.mk
 
-# NCCL: all-reduce and all-to-all of device buffers (dist/dist_nccl.c), built
-# when the CUDA runtime headers and NCCL (nccl.h, libnccl.so) are found; then
-# bench_collectives gains --nccl. Without them, --nccl says so and exits 77.
-# NCCL_HOME (optional) is where NCCL is installed, if not with the toolkit.
+# NCCL: all-reduce, broadcast and all-to-all of device buffers
+# (dist/dist_nccl.c), built when the CUDA runtime headers and NCCL (nccl.h,
+# libnccl.so) are found; then bench_collectives gains --nccl. Without them,
+# --nccl says so and exits 77. NCCL_HOME (optional) is where NCCL is
+# installed; when set, only there is searched (`make NCCL_HOME=/nonexistent`
+# builds without NCCL).
 NCCL_CUDA_HOME := $(or $(CUDA_HOME),/usr/local/cuda)
-NCCL_H := $(firstword $(wildcard $(addsuffix /include/nccl.h,$(NCCL_HOME) $(NCCL_CUDA_HOME) /usr/local /usr)))
-NCCL_SO := $(firstword $(wildcard $(addsuffix /libnccl.so,$(if $(NCCL_HOME),$(NCCL_HOME)/lib $(NCCL_HOME)/lib64) \
-             $(NCCL_CUDA_HOME)/lib $(NCCL_CUDA_HOME)/lib64 /usr/local/lib /usr/lib/x86_64-linux-gnu /usr/lib64)))
+NCCL_H := $(firstword $(wildcard $(addsuffix /include/nccl.h,$(or $(NCCL_HOME),$(NCCL_CUDA_HOME) /usr/local /usr))))
+NCCL_SO := $(firstword $(wildcard $(addsuffix /libnccl.so,$(if $(NCCL_HOME),$(NCCL_HOME)/lib $(NCCL_HOME)/lib64, \
+             $(NCCL_CUDA_HOME)/lib $(NCCL_CUDA_HOME)/lib64 /usr/local/lib /usr/lib/x86_64-linux-gnu /usr/lib64))))
 CUDART_H := $(wildcard $(NCCL_CUDA_HOME)/include/cuda_runtime_api.h)
 ifneq ($(and $(NCCL_H),$(NCCL_SO),$(CUDART_H)),)
 NCCL_OBJ := build/f32/dist/dist_nccl.o
 NCCL_LIBDIR := $(patsubst %/,%,$(dir $(NCCL_SO)))
 NCCL_LIBS := -L$(NCCL_LIBDIR) -Wl,-rpath,$(NCCL_LIBDIR) -L$(NCCL_CUDA_HOME)/lib64 -Wl,-rpath,$(NCCL_CUDA_HOME)/lib64 \
              -lnccl -lcudart
-build/f32/dist/dist_nccl.o build/f32/dist/bench_collectives.o: CFLAGS += -DREFORMER_NCCL \
+# -fPIC: the object is also the whole of the NCCL module below.
+build/f32/dist/dist_nccl.o build/f32/dist/bench_collectives.o: CFLAGS += -DREFORMER_NCCL -fPIC \
     $(addprefix -I,$(sort $(NCCL_CUDA_HOME)/include $(patsubst %/,%,$(dir $(NCCL_H)))))
 build/bench_collectives: $(NCCL_OBJ)
+# With the CUDA backend, reformer trains on several GPUs through the module
+# build/libreformer_nccl.so, loaded like the CUDA module (for device=cuda on
+# more than one rank only, so other runs never load NCCL). The module calls
+# back into the program's dist/ (MPI) for the communicator id and errors:
+# build/reformer exports those few functions (dist/nccl_module.exports)
+# rather than everything (-rdynamic), so no other symbol of the program can
+# interpose on the modules' own.
+ifneq ($(CUDA_MODULE),)
+NCCL_MODULE := build/libreformer_nccl.so
+REFORMER_EXPORTS := -Wl,--dynamic-list=dist/nccl_module.exports
+$(NCCL_MODULE): build/f32/dist/dist_nccl.o
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(NCCL_LIBS)
+build/f32/launch/cli.o build/f32/tests/test_dist.o: CFLAGS += -DREFORMER_NCCL
+endif
 endif
 
 .PHONY: all test test-cuda setup clean
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
 .SECONDARY:
-all: build/reformer $(CUDA_MODULE) $(DIST_PROGRAMS)
+all: build/reformer $(CUDA_MODULE) $(NCCL_MODULE) $(DIST_PROGRAMS)
 
 build/f32/dist/%.o: dist/%.c
 	@mkdir -p $(dir $@)
@@ -91,18 +108,21 @@ build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parall
 # reformer trains over MPI when built with it (dist_mpi.o; one process
 # otherwise). launch/ sees dist/'s headers, which include no MPI header.
 LAUNCH_OBJ := $(patsubst %.c,build/f32/%.o,$(wildcard launch/*.c))
-# The CUDA module (when nvcc is found) is loaded at run time, not linked.
+# The CUDA and NCCL modules (when built) are loaded at run time, not linked.
 build/f32/launch/%.o: CFLAGS += -Idist
-build/reformer: $(LAUNCH_OBJ) build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ) $(IO_OBJ) | $(CUDA_MODULE)
-	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS) $(IO_LIBS) -ldl
+build/reformer: $(LAUNCH_OBJ) build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ) $(IO_OBJ) \
+                | $(CUDA_MODULE) $(NCCL_MODULE)
+	$(CC) $(LDFLAGS) $(REFORMER_EXPORTS) -o $@ $(filter %.o,$^) $(MPI_LIBS) $(LDLIBS) $(IO_LIBS) -ldl
+build/reformer: $(if $(NCCL_MODULE),dist/nccl_module.exports)  # relink when the list changes
 
-# Objects compiled differently with and without nvcc are rebuilt when that
-# changes (`make` after `make NVCC=`): build/cuda-state holds on or off and is
-# rewritten (made newer) only when it changes.
+# Objects compiled differently with and without nvcc or NCCL are rebuilt when
+# that changes (`make` after `make NVCC=`): build/cuda-state holds what was
+# found and is rewritten (made newer) only when it changes.
 CUDA_STATE := build/cuda-state
-CUDA_STATE_NOW := $(if $(NVCC),on,off)
+CUDA_STATE_NOW := cuda-$(if $(NVCC),on,off)-nccl-$(if $(NCCL_MODULE),on,off)
 $(shell mkdir -p build && echo $(CUDA_STATE_NOW) | cmp -s - $(CUDA_STATE) || echo $(CUDA_STATE_NOW) > $(CUDA_STATE))
-build/f32/launch/cli.o build/f32/tests/test_cli.o: $(CUDA_STATE)
+build/f32/launch/cli.o build/f32/tests/test_cli.o build/f32/tests/test_dist.o build/f32/dist/bench_collectives.o: \
+    $(CUDA_STATE)
 
 build/f32/%.o: %.c
 	@mkdir -p $(dir $@)

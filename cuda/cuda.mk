@@ -37,7 +37,7 @@ $(CUDA_MODULE): $(CUDA_OBJ)
 # The test's C file is built by the float pattern rule, with the CUDA flags;
 # the launcher (cli.c loads the module) and its test only need to know it is there.
 build/f32/cuda/test_cuda.o: CFLAGS += $(CUDA_CFLAGS) -Itests
-build/f32/launch/cli.o build/f32/tests/test_cli.o: CFLAGS += -DREFORMER_CUDA -Icuda
+build/f32/launch/cli.o build/f32/tests/test_cli.o build/f32/tests/test_dist.o: CFLAGS += -DREFORMER_CUDA -Icuda
 
 build/test_cuda: build/f32/cuda/test_cuda.o build/f32/tests/gradcheck.o $(CUDA_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)

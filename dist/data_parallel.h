@@ -5,9 +5,23 @@
 // model (Model.loss_count), so each rank's backward yields its tokens' share
 // of the gradient of the global mean loss; then dist_reduce_step sums the
 // gradients over all ranks. The optimiser step is then identical everywhere.
+//
+// The model's buffers live where its backend keeps them: host memory (CPU
+// backend) goes over MPI; device memory (a GPU backend) over NCCL, through
+// the table of device collectives the launcher loaded (dist_nccl.h) and
+// dist_open_device_collectives. Small host scalars (target counts, loss
+// statistics) always go over MPI.
 #pragma once
 #include "dist.h"
+#include "dist_nccl.h"
 #include "model.h"
+
+// NCCL communicators for the groups a training step uses (world, and sp
+// when sp > 1), on the GPU the backend picked: a collective over every rank.
+// Every rank must already hold a usable GPU (the launcher checked before
+// dist_init); a failure here ends the job (dist_abort), never a hang.
+void dist_open_device_collectives(Dist *d, const DistNcclOps *ops);
+void dist_close_device_collectives(Dist *d);
 
 // Number of targets >= 0 over every rank of group g.
 long dist_count_targets(const Dist *d, DistGroup g, const int *targets, size_t n);
@@ -23,5 +37,6 @@ void dist_broadcast_parameters(const Dist *d, DistGroup g, Model *m);
 // Parameters and both AdamW moments (a run resumed from rank 0's checkpoint).
 void dist_broadcast_training_state(const Dist *d, DistGroup g, Model *m);
 
-// Connect the model's sequence-parallel exchange to the grid's sp group.
+// Connect the model's sequence-parallel exchange to the grid's sp group
+// (on device buffers when the device collectives are open).
 void dist_attach_sequence_parallel(const Dist *d, Model *m);

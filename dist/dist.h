@@ -20,6 +20,8 @@ typedef struct {
     int dp_rank, sp_rank;        // position in the grid
     void *comm[3];               // MPI communicators by DistGroup (opaque: no MPI in headers)
     int with_mpi;                // 0: one process without MPI (no-MPI build, or started alone)
+    struct DistDevice *device;   // collectives on device buffers (NCCL) for a GPU backend,
+                                 // opened by dist_open_device_collectives; NULL: host buffers
 } Dist;
 
 // Start (MPI_Init when built with MPI) and build the grid for sp sequence-
@@ -36,6 +38,11 @@ void dist_finalize(Dist *d);
 // SLURM_PROCID), or -1 when started alone: errors found before dist_init are
 // printed by rank 0 only.
 int dist_env_rank(void);
+// The number of ranks the launcher started (OMPI_COMM_WORLD_SIZE, PMI_SIZE,
+// SLURM_STEP_NUM_TASKS: set for the ranks of a job step, not for a whole
+// allocation), or -1 when none says so: early checks of what a multi-rank
+// run needs (dist_init gives the true world).
+int dist_env_world(void);
 // When SLURM_NTASKS is set, world must equal it: SLURM started that many
 // tasks, and fewer in one MPI world means they did not join one job (srun
 // without --mpi=pmix makes every task a world of one). 0, or -1 with a message.

@@ -13,13 +13,23 @@ static long env_count(const char *name) {
     return *end || v < 0 ? -1 : v;
 }
 
-int dist_env_rank(void) {
-    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", NULL};
+// The first of vars that is set to a count, or -1.
+static int first_count(const char *const *vars) {
     for (int i = 0; vars[i]; i++) {
-        long r = env_count(vars[i]);
-        if (r >= 0) return (int)r;
+        long v = env_count(vars[i]);
+        if (v >= 0 && v < 1 << 30) return (int)v;
     }
     return -1;
+}
+
+int dist_env_rank(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", NULL};
+    return first_count(vars);
+}
+
+int dist_env_world(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", NULL};
+    return first_count(vars);
 }
 
 int dist_check_slurm_tasks(int world, char *err, size_t errlen) {

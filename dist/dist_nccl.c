@@ -58,7 +58,11 @@ DistNccl *dist_nccl_init(const Dist *d, DistGroup g, char *err, size_t errlen) {
     n->rank = dist_group_rank(d, g);
     n->size = dist_group_size(d, g);
     cuda_check(cudaSetDevice(n->device));
-    cuda_check(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+    // A blocking stream: its work waits for the work issued before it on the
+    // legacy default stream, where the CUDA backend runs its kernels, and the
+    // backend's later work waits for it; so a collective reads the gradients
+    // (or exchange buffers) the backend just wrote, with no extra host sync.
+    cuda_check(cudaStreamCreateWithFlags(&n->stream, cudaStreamDefault));
     ncclUniqueId id;
     if (n->rank == 0) nccl_check(ncclGetUniqueId(&id));
     dist_bcast(d, g, &id, sizeof id, 0);
@@ -90,6 +94,19 @@ void dist_nccl_alltoall(DistNccl *n, const float *device_send, float *device_rec
     nccl_check(ncclGroupEnd());
     cuda_check(cudaStreamSynchronize(n->stream));
     dist_add_comm_seconds(seconds_now() - t0);
+}
+
+void dist_nccl_bcast(DistNccl *n, float *device_buf, size_t count, int root) {
+    double t0 = seconds_now();
+    nccl_check(ncclBroadcast(device_buf, device_buf, count, ncclFloat, root, n->comm, n->stream));
+    cuda_check(cudaStreamSynchronize(n->stream));
+    dist_add_comm_seconds(seconds_now() - t0);
+}
+
+const DistNcclOps *dist_nccl_ops(void) {
+    static const DistNcclOps ops = {dist_nccl_init, dist_nccl_free, dist_nccl_allreduce_sum, dist_nccl_bcast,
+                                    dist_nccl_alltoall};
+    return &ops;
 }
 
 float *dist_nccl_device_alloc(DistNccl *n, size_t count) {

@@ -5,9 +5,9 @@
 // hint, then ends the whole job (dist_abort).
 //
 // Built only when the CUDA toolkit and NCCL are found (Makefile, NCCL block:
-// it defines REFORMER_NCCL). The trainer's device path calls
-// dist_nccl_allreduce_sum on its gradient buffer where the host path calls
-// dist_allreduce_sum.
+// it defines REFORMER_NCCL): linked into bench_collectives, and alone into
+// the module build/libreformer_nccl.so, which `reformer train` loads for a
+// GPU backend on more than one rank (dist_nccl_ops; data_parallel.h).
 #pragma once
 #include <stddef.h>
 
@@ -29,6 +29,22 @@ void dist_nccl_allreduce_sum(DistNccl *n, float *device_buf, size_t count);
 // All-to-all over the group's n ranks: block j (count floats) of send goes
 // to rank j, block i of recv comes from rank i (grouped send/recv).
 void dist_nccl_alltoall(DistNccl *n, const float *device_send, float *device_recv, size_t count);
+// In-place broadcast of a device float buffer from the group's rank root.
+void dist_nccl_bcast(DistNccl *n, float *device_buf, size_t count, int root);
+
+// The collectives as one table: what the module exports to the trainer,
+// which finds it by name (dlsym "dist_nccl_ops") and so needs no CUDA or
+// NCCL at link time. The module in turn calls dist_bcast, dist_abort,
+// dist_group_rank, dist_group_size and dist_add_comm_seconds of the program
+// that loads it (Makefile: build/reformer exports exactly those).
+typedef struct DistNcclOps {
+    DistNccl *(*init)(const Dist *d, DistGroup g, char *err, size_t errlen);
+    void (*free)(DistNccl *n);
+    void (*allreduce_sum)(DistNccl *n, float *device_buf, size_t count);
+    void (*bcast)(DistNccl *n, float *device_buf, size_t count, int root);
+    void (*alltoall)(DistNccl *n, const float *device_send, float *device_recv, size_t count);
+} DistNcclOps;
+const DistNcclOps *dist_nccl_ops(void);
 
 // Checked device memory for callers without their own CUDA code (bench).
 float *dist_nccl_device_alloc(DistNccl *n, size_t count);

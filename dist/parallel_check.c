@@ -1,12 +1,19 @@
 // Distributed training against one process, started by tests/test_dist.c:
 //
-//   mpirun -np N build/parallel_check SP STEPS [PATTERN]
+//   mpirun -np N build/parallel_check SP STEPS [PATTERN] [--device-standin]
 //
 // N ranks form a (N/SP) x SP grid: each data-parallel replica takes its own
 // sequences of a global batch, each sequence-parallel rank L/SP positions of
 // them. Rank 0 also trains one unsharded model on the whole batch. Every step
 // compares the loss and the gradients (after dist_reduce_step), and at the
 // end the parameters, through the reversible backward with dropout on.
+//
+// --device-standin: the grid's model takes the route of a GPU backend (its
+// backend is the CPU one under another name, so data_parallel.c treats its
+// buffers as device memory) and the device collectives are a stand-in for
+// NCCL that does the same over MPI and counts its calls. This tests the
+// trainer's NCCL route (which buffers go through which collective, on which
+// group) on machines without a GPU; NCCL itself is not exercised.
 //
 // Float tolerances: ranks sum in other orders than one process (gradients
 // over ranks, attention inputs exchanged), so agreement is to float rounding:
@@ -42,6 +49,36 @@ static void global_batch(int *tokens, int *targets, int B, int L, int V, int ste
         }
 }
 
+// The stand-in for NCCL: the DistNcclOps table over MPI host buffers.
+struct DistNccl {
+    const Dist *d;
+    DistGroup g;
+};
+static long standin_allreduces, standin_bcasts, standin_alltoalls, standin_comms;
+
+static DistNccl *standin_init(const Dist *d, DistGroup g, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    DistNccl *n = calloc(1, sizeof *n);
+    n->d = d, n->g = g;
+    standin_comms++;
+    return n;
+}
+static void standin_free(DistNccl *n) { free(n); }
+static void standin_allreduce_sum(DistNccl *n, float *buf, size_t count) {
+    standin_allreduces++;
+    dist_allreduce_sum(n->d, n->g, buf, count);
+}
+static void standin_bcast(DistNccl *n, float *buf, size_t count, int root) {
+    standin_bcasts++;
+    dist_bcast(n->d, n->g, buf, count * sizeof(float), root);
+}
+static void standin_alltoall(DistNccl *n, const float *send, float *recv, size_t count) {
+    standin_alltoalls++;
+    dist_alltoall(n->d, n->g, send, recv, count);
+}
+static const DistNcclOps standin_ops = {standin_init, standin_free, standin_allreduce_sum, standin_bcast,
+                                        standin_alltoall};
+
 static double rel(const float *a, const float *b, size_t n) {
     double d = 0, s = 0;
     for (size_t i = 0; i < n; i++) d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), s += (double)b[i] * b[i];
@@ -49,9 +86,10 @@ static double rel(const float *a, const float *b, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) return fprintf(stderr, "usage: parallel_check SP STEPS [PATTERN]\n"), 2;
+    if (argc < 3) return fprintf(stderr, "usage: parallel_check SP STEPS [PATTERN] [--device-standin]\n"), 2;
     int sp = atoi(argv[1]), steps = atoi(argv[2]);
     const char *pattern = argc > 3 ? argv[3] : "local,lsh";
+    const int standin = argc > 4 && !strcmp(argv[4], "--device-standin");
     Dist d;
     char err[256];
     if (dist_init(&d, &argc, &argv, sp, err, sizeof err)) return fprintf(stderr, "%s\n", err), 2;
@@ -61,7 +99,10 @@ int main(int argc, char **argv) {
     config(&ref_cfg, B, 1, pattern);
     const int L = cfg.seq_len, V = cfg.vocab_size, Ll = L / sp;
     Model m, ref;
-    model_init(&m, &cfg, backend_cpu());
+    Backend as_device = *backend_cpu();
+    as_device.name = "cpu as a device (stand-in)";
+    model_init(&m, &cfg, standin ? &as_device : backend_cpu());
+    if (standin) dist_open_device_collectives(&d, &standin_ops);
     m.batch_offset = (size_t)d.dp_rank * per_replica;
     dist_attach_sequence_parallel(&d, &m);
     dist_broadcast_parameters(&d, DIST_WORLD, &m);
@@ -96,12 +137,24 @@ int main(int argc, char **argv) {
         double ep = rel(m.params, ref.params, m.layout.n_params);
         failures += !(ep < 1e-5);
         printf("parameters after %d steps: rel err %.1e\n", steps, ep);
+        if (standin) {
+            // One gradient sum a step, one parameter broadcast, and per
+            // attention layer and step four exchanges or more (forward,
+            // recompute, backward); one communicator when sp is the world.
+            int ok = standin_allreduces == steps && standin_bcasts == 1 &&
+                     (sp == 1 ? standin_alltoalls == 0 : standin_alltoalls >= 4L * steps * cfg.n_layers) &&
+                     standin_comms == (sp == 1 || sp == d.world ? 1 : 2);
+            failures += !ok;
+            printf("device route: %ld communicator(s), %ld all-reduces, %ld broadcasts, %ld all-to-alls: %s\n",
+                   standin_comms, standin_allreduces, standin_bcasts, standin_alltoalls, ok ? "OK" : "FAIL");
+        }
         printf("parallel_check dp %d x sp %d (%s): %s\n", d.dp, d.sp, pattern, failures ? "FAIL" : "OK");
         model_free(&ref);
     }
     float f = (float)failures;
     dist_allreduce_sum(&d, DIST_WORLD, &f, 1);
     model_free(&m);
+    dist_close_device_collectives(&d);
     dist_finalize(&d);
     return f > 0;
 }

@@ -13,6 +13,9 @@
 
 #include "backend_cuda.h"
 #endif
+#ifdef REFORMER_NCCL
+#include "dist_nccl.h"
+#endif
 
 #include "checkpoint.h"
 #include "config_file.h"
@@ -202,7 +205,17 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     }
     if (config_finalize(&a->cfg, err, sizeof err)) usage_error("%s", err);
     if (a->resume || a->ckpt) check_shape_keys(&a->cfg, &ckpt, NULL);
-    pick_backend(&a->cfg);  // a device that cannot be used fails now, before any file is touched
+    // Whatever a device needs fails now, before any file is touched: on
+    // several ranks (as the launcher says; train checks again after
+    // dist_init) the device collectives, then the device itself. (A build
+    // without CUDA refuses device=cuda in pick_backend.)
+#ifdef REFORMER_CUDA
+    int world = dist_env_world();
+    if (cmd == CMD_TRAIN && !strcmp(a->cfg.device, "cuda") && world > 1 &&
+        !load_device_collectives(world, err, sizeof err))
+        usage_error("%s", err);
+#endif
+    pick_backend(&a->cfg);
 }
 
 void free_args(Args *a) {
@@ -227,28 +240,38 @@ static int local_rank_from_env(void) {
     return 0;
 }
 
+// The module `name` that make puts next to this program (build/), or NULL
+// with the reason in why.
+static void *open_module(const char *name, char *why, size_t n) {
+    char path[4096];
+    ssize_t len = readlink("/proc/self/exe", path, sizeof path - 64);
+    if (len <= 0) {
+        snprintf(why, n, "cannot find this program's directory (/proc/self/exe)");
+        return NULL;
+    }
+    path[len] = '\0';
+    char *slash = strrchr(path, '/');
+    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "%s", name);
+    void *module = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!module) snprintf(why, n, "%s", dlerror());
+    return module;
+}
+
 // The CUDA backend is the module libreformer_cuda.so next to this program,
 // loaded for device=cuda only: linked in, cuBLAS would cost every CPU run
 // about 0.1 s and 200 MiB of resident memory at start-up (measured), and
 // peak_rss_mb would report it. Picks the GPU of this process's local rank.
 static const Backend *load_cuda_backend(void) {
-    char path[4096], msg[8192], why[512];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
-    if (n <= 0) run_error("device=cuda: cannot find this program's directory (/proc/self/exe)");
-    path[n] = '\0';
-    char *slash = strrchr(path, '/');
-    snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0), "libreformer_cuda.so");
-    void *module = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    char msg[8192], why[512];
+    void *module = open_module("libreformer_cuda.so", why, sizeof why);
     if (!module) {
-        snprintf(msg, sizeof msg, "device=cuda: cannot load the CUDA backend (%s); rebuild with `make`", dlerror());
+        snprintf(msg, sizeof msg, "device=cuda: cannot load the CUDA backend (%s); rebuild with `make`", why);
         run_error(msg);
     }
     int (*select_device)(int, char *, size_t) = (int (*)(int, char *, size_t))dlsym(module, "cuda_select_device");
     const Backend *(*backend)(void) = (const Backend *(*)(void))dlsym(module, "backend_cuda");
-    if (!select_device || !backend) {
-        snprintf(msg, sizeof msg, "device=cuda: %s lacks the CUDA backend's functions; rebuild with `make`", path);
-        run_error(msg);
-    }
+    if (!select_device || !backend)
+        run_error("device=cuda: libreformer_cuda.so lacks the CUDA backend's functions; rebuild with `make`");
     if (select_device(local_rank_from_env(), why, sizeof why) < 0) {
         snprintf(msg, sizeof msg,
                  "device=cuda: no usable CUDA device (%s); check the driver with nvidia-smi, or use device=cpu", why);
@@ -258,6 +281,30 @@ static const Backend *load_cuda_backend(void) {
     return backend();
 }
 #endif
+
+const struct DistNcclOps *load_device_collectives(int world, char *err, size_t errlen) {
+#ifdef REFORMER_NCCL
+    // A module of its own, not part of libreformer_cuda.so: one GPU needs no
+    // NCCL, and NCCL needs the program's MPI side (Makefile, NCCL block).
+    static const DistNcclOps *ops;
+    if (ops) return ops;
+    char why[4096];
+    void *module = open_module("libreformer_nccl.so", why, sizeof why);
+    const DistNcclOps *(*get_ops)(void) = module ? (const DistNcclOps *(*)(void))dlsym(module, "dist_nccl_ops") : NULL;
+    if (!get_ops) {
+        snprintf(err, errlen, "device=cuda on %d ranks: cannot load the NCCL collectives (%s); rebuild with `make`",
+                 world, module ? "libreformer_nccl.so lacks dist_nccl_ops" : why);
+        return NULL;
+    }
+    return ops = get_ops();
+#else
+    snprintf(err, errlen,
+             "device=cuda on %d ranks needs NCCL, and this build has none (make found no nccl.h and libnccl.so: "
+             "install NCCL, or set NCCL_HOME, and rebuild); run one rank per job, or use device=cpu",
+             world);
+    return NULL;
+#endif
+}
 
 const Backend *pick_backend(const Config *c) {
     if (strcmp(c->device, "cuda") != 0) return backend_cpu();

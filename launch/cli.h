@@ -64,6 +64,11 @@ void parse_args(Args *a, int argc, char **argv, Command cmd);
 void free_args(Args *a);
 
 const Backend *pick_backend(const Config *c);
+// The collectives on device buffers that a GPU backend on world > 1 ranks
+// trains with (dist/dist_nccl.h: NCCL, from build/libreformer_nccl.so), or
+// NULL with a one-line message (no NCCL in this build, module not loadable).
+struct DistNcclOps;
+const struct DistNcclOps *load_device_collectives(int world, char *err, size_t errlen);
 void make_dirs(const char *path);
 // "m:ss" or "h:mm:ss".
 void format_duration(char *buf, size_t n, double seconds);

@@ -217,6 +217,14 @@ int cmd_train(int argc, char **argv) {
 
     Model m;
     model_init(&m, c, pick_backend(c));
+    if (dist.world > 1 && strcmp(m.be->name, "cpu") != 0) {
+        // Device buffers: gradients, broadcasts and the sequence-parallel
+        // exchange go over NCCL (the same module on every rank, so every
+        // rank fails here alike or none does).
+        const struct DistNcclOps *ops = load_device_collectives(dist.world, err, sizeof err);
+        if (!ops) fail_on_every_rank(&dist, 2, err);
+        dist_open_device_collectives(&dist, ops);
+    }
     m.batch_offset = (size_t)dist.dp_rank * c->batch;  // dropout masks by global sequence
     if (c->sp > 1) dist_attach_sequence_parallel(&dist, &m);
     long start = 1;
@@ -231,6 +239,7 @@ int cmd_train(int argc, char **argv) {
                    start - 1, c->steps);
         model_free(&m);
         dataset_close(&ds);
+        dist_close_device_collectives(&dist);
         dist_finalize(&dist);
         return 0;
     }
@@ -319,6 +328,7 @@ int cmd_train(int argc, char **argv) {
     free_args(&a);
     model_free(&m);
     dataset_close(&ds);
+    dist_close_device_collectives(&dist);
     dist_finalize(&dist);
     return 0;
 }

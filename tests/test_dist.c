@@ -104,13 +104,18 @@ Test(dist, collectives_data_checked, .timeout = 120) {
 
 // Distributed training equals one process (build/parallel_check states and
 // checks the float tolerances: 1e-5 relative on gradients and parameters).
-static void parallel_check(int np, int sp, int steps, const char *pattern) {
+static Result parallel_check_with(int np, int sp, int steps, const char *pattern, const char *flags) {
     char cmd[256], want[128];
-    snprintf(cmd, sizeof cmd, MPIRUN "-np %d build/parallel_check %d %d %s 2>&1", np, sp, steps, pattern);
+    snprintf(cmd, sizeof cmd, MPIRUN "-np %d build/parallel_check %d %d %s %s 2>&1", np, sp, steps, pattern, flags);
     Result r = run(cmd);
     cr_assert_eq(r.rc, 0, "%s:\n%s", cmd, r.out);
     snprintf(want, sizeof want, "parallel_check dp %d x sp %d (%s): OK", np / sp, sp, pattern);
     cr_assert(strstr(r.out, want), "%s:\n%s", cmd, r.out);
+    return r;
+}
+
+static void parallel_check(int np, int sp, int steps, const char *pattern) {
+    parallel_check_with(np, sp, steps, pattern, "");
 }
 
 // 2 and 4 data-parallel ranks on slices of a batch: the loss, gradients and
@@ -137,6 +142,22 @@ Test(dist, sequence_parallel_equals_one_process, .timeout = 180) {
 Test(dist, dp2_sp2_trains_like_one_process, .timeout = 180) {
     need_mpi();
     parallel_check(4, 2, 20, "local,lsh");
+}
+
+// The trainer's route for a GPU backend (NCCL) on machines without a GPU:
+// parallel_check's grid model takes that route (its backend under another
+// name than "cpu") with a stand-in for NCCL that works over MPI and counts
+// its calls. It must still equal one process, with the gradient sums, the
+// parameter broadcast and (sp > 1) the exchanges around attention all sent
+// through the device collectives, on one communicator per group used.
+// NCCL itself runs only on a GPU (bench_collectives --nccl).
+Test(dist, device_route_equals_one_process, .timeout = 180) {
+    need_mpi();
+    const int grids[][2] = {{2, 1}, {2, 2}, {4, 2}, {4, 4}};  // ranks, sp
+    for (int i = 0; i < 4; i++) {
+        Result r = parallel_check_with(grids[i][0], grids[i][1], 2, "local,lsh", "--device-standin");
+        cr_assert(strstr(r.out, "device route: ") && strstr(r.out, "all-to-alls: OK"), "%s", r.out);
+    }
 }
 
 // ---------------------------------------------------- reformer train over MPI
@@ -322,6 +343,101 @@ Test(train_mpi, config_errors_are_printed_once) {
     cr_assert_eq(count(r.out, "reformer: error: n_heads: 3"), 1, "%s", r.out);
     cr_assert_eq(count(r.out, "reformer: "), 1, "%s", r.out);
 }
+
+// device=cuda on two ranks trains through NCCL where each rank has a GPU:
+// dp 2 and sp 2, each against one GPU process on the global batch, with
+// the CPU's 1e-5 (assert_losses_match; not yet calibrated on GPUs: this
+// branch has never run). Otherwise both ranks end within seconds with one
+// line each, before any file is written: without a GPU, CUDA's reason from
+// every rank; one GPU for two ranks, NCCL's refusal (a checked call,
+// file:line); a build with CUDA but no NCCL (make NCCL_HOME=/nonexistent)
+// and one without CUDA (make NVCC=) say so once, exit 2.
+Test(train_mpi, device_cuda_on_two_ranks_trains_or_fails_with_one_line) {
+    need_mpi();
+    Result r = train_run(MPIRUN "-np 2", "cuda2", "steps=10 batch=1 device=cuda");
+    char out_dir[512];
+    snprintf(out_dir, sizeof out_dir, "%s/cuda2", run_dir);
+#if defined(REFORMER_NCCL)
+    if (r.rc == 0) {
+        cr_assert(strstr(r.out, "grid: 2 ranks = dp 2 x sp 1") && strstr(r.out, "done: 10 steps"), "%s", r.out);
+        train_ok("", "cuda1", "steps=10 batch=2 device=cuda");
+        train_ok(MPIRUN "-np 2", "cuda_sp2", "steps=10 batch=2 sp=2 device=cuda");
+        assert_losses_match("cuda2", "cuda1", 10);
+        assert_losses_match("cuda_sp2", "cuda1", 10);
+        return;
+    }
+    if (!strstr(r.out, "no usable CUDA device")) {
+        cr_assert(strstr(r.out, "dist_nccl.c:") && strstr(r.out, "failed: "), "neither trained nor said why:\n%s",
+                  r.out);
+        return;
+    }
+    cr_assert_eq(count(r.out, "reformer: error: device=cuda: no usable CUDA device ("), 1, "%s", r.out);
+    cr_assert_eq(count(r.out, "reformer: rank 1: error: device=cuda: no usable CUDA device ("), 1, "%s", r.out);
+    cr_assert_eq(count(r.out, "reformer: "), 2, "one line per rank:\n%s", r.out);
+#elif defined(REFORMER_CUDA)
+    cr_assert_eq(count(r.out, "reformer: error: device=cuda on 2 ranks needs NCCL, and this build has none"), 1,
+                 "%s", r.out);
+    cr_assert_eq(count(r.out, "reformer: "), 1, "%s", r.out);
+    cr_assert_eq(r.rc, 2, "%s", r.out);
+#else
+    cr_assert_eq(count(r.out, "reformer: error: device: 'cuda' backend is not built into this binary"), 1, "%s",
+                 r.out);
+    cr_assert_eq(count(r.out, "reformer: "), 1, "%s", r.out);
+#endif
+    cr_assert_neq(r.rc, 0, "%s", r.out);
+    cr_assert_lt(r.seconds, 30, "took %.1f s to fail", r.seconds);
+    cr_assert(strstr(r.out, "needs host buffers") == NULL, "%s", r.out);
+    cr_assert_neq(access(out_dir, F_OK), 0, "out_dir was created although the run could not start");
+}
+
+#ifdef REFORMER_NCCL
+// A program whose NCCL module is missing (or broken) says so once, on two
+// ranks, before it looks for a GPU: exit 2, within seconds. (The program
+// and its CUDA module are copied to a folder without libreformer_nccl.so.)
+Test(train_mpi, missing_nccl_module_is_one_line) {
+    need_mpi();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/bin && cp build/reformer build/libreformer_cuda.so %s/bin/", run_dir,
+             run_dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd,
+             MPIRUN "-np 2 %s/bin/reformer train " TINY " steps=2 batch=1 device=cuda out_dir=%s/nomodule 2>&1",
+             run_dir, run_dir);
+    Result r = run(cmd);
+    cr_assert_eq(r.rc, 2, "%s", r.out);
+    cr_assert_eq(count(r.out, "reformer: error: device=cuda on 2 ranks: cannot load the NCCL collectives ("), 1, "%s",
+                 r.out);
+    cr_assert(strstr(r.out, "libreformer_nccl.so"), "%s", r.out);
+    cr_assert_eq(count(r.out, "reformer: "), 1, "%s", r.out);
+    cr_assert_lt(r.seconds, 30, "took %.1f s to fail", r.seconds);
+}
+#endif
+
+#ifdef REFORMER_CUDA
+// CPU runs load neither CUDA nor NCCL, on several ranks either (the dynamic
+// loader's own record, LD_DEBUG=files); the same record of a device=cuda
+// process shows cudart, so the check can see it.
+Test(train_mpi, cpu_ranks_load_no_cuda_or_nccl) {
+    need_mpi();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             MPIRUN "-np 2 -x LD_DEBUG=files -x LD_DEBUG_OUTPUT=%s/cpu-ld build/reformer train " TINY
+                    " steps=1 batch=1 out_dir=%s/cpu2 >/dev/null 2>&1 && cat %s/cpu-ld.* | grep -c 'file='",
+             run_dir, run_dir, run_dir);
+    Result cpu = run(cmd);
+    cr_assert_gt(atoi(cpu.out), 10, "no loader record of the CPU ranks: %s", cpu.out);
+    snprintf(cmd, sizeof cmd, "cat %s/cpu-ld.* | grep -E 'file=[^ ]*(cudart|cublas|nccl|reformer_cuda)' 2>&1",
+             run_dir);
+    Result found = run(cmd);
+    cr_assert_eq(found.out[0], '\0', "a CPU run loaded:\n%s", found.out);
+    snprintf(cmd, sizeof cmd,
+             "LD_DEBUG=files LD_DEBUG_OUTPUT=%s/cuda-ld build/reformer train " TINY
+             " steps=1 device=cuda out_dir=%s/cuda1 >/dev/null 2>&1; cat %s/cuda-ld.* | grep -c 'file=libcudart'",
+             run_dir, run_dir, run_dir);
+    Result cuda = run(cmd);
+    cr_assert_gt(atoi(cuda.out), 0, "the loader record does not show device=cuda loading cudart");
+}
+#endif
 
 // Under SLURM the world must be SLURM_NTASKS ranks (tasks that did not join
 // one MPI job each see a world of their own): one line, exit 2.
