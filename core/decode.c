@@ -55,10 +55,8 @@ void decoder_init(Decoder *dec, const Config *c, const ParamLayout *layout, cons
     dec->mean = checked_calloc(1, sizeof(real));
     dec->rstd = checked_calloc(1, sizeof(real));
     dec->q = checked_calloc(HD, sizeof(real));
-    dec->k = checked_calloc(HD, sizeof(real));
-    dec->v = checked_calloc(HD, sizeof(real));
     dec->o = checked_calloc(HD, sizeof(real));
-    dec->proj = checked_calloc(R * (size_t)MAX(dec->nb / 2, 1), sizeof(real));
+    dec->proj = checked_calloc((size_t)MAX(dec->nb / 2, 1), sizeof(real));
     dec->h = checked_calloc(dff, sizeof(real));
     dec->a = checked_calloc(dff, sizeof(real));
     dec->head_in = checked_calloc(2 * d, sizeof(real));
@@ -79,7 +77,7 @@ void decoder_free(Decoder *dec) {
         free(dec->chain[l]);
         free(dec->last[l]);
     }
-    real *bufs[] = {dec->x1, dec->x2, dec->ln, dec->f, dec->mean, dec->rstd, dec->q, dec->k, dec->v, dec->o,
+    real *bufs[] = {dec->x1, dec->x2, dec->ln, dec->f, dec->mean, dec->rstd, dec->q, dec->o,
                     dec->proj, dec->h, dec->a, dec->head_in, dec->head_ln, dec->scores, dec->round_out, dec->round_lse};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(dec->keys_idx);
@@ -119,20 +117,21 @@ real decode_attend(real *out, real *scores, const real *q, const real *keys, con
     return lse;
 }
 
-void decode_hash(uint16_t *buckets, const real *qk, const real *rotations, int dh, int R, int nb) {
+void decode_hash(uint16_t *buckets, real *proj, const real *qk, const real *rotations, int dh, int R, int nb) {
     const int half = nb / 2, width = R * half;
     for (int r = 0; r < R; r++) {
-        // argmax over [p ; -p], first maximum wins: p's projections in
-        // order, then their negations (recomputed: the same bits).
+        for (int j = 0; j < half; j++) {
+            real p = 0;
+            for (int e = 0; e < dh; e++) p += qk[e] * rotations[(size_t)e * width + (size_t)r * half + j];
+            proj[j] = p;
+        }
+        // argmax over [p ; -p], first maximum wins.
         int best = 0;
-        real bv = 0;
-        for (int neg = 0; neg < 2; neg++)
-            for (int j = 0; j < half; j++) {
-                real p = 0;
-                for (int e = 0; e < dh; e++) p += qk[e] * rotations[(size_t)e * width + (size_t)r * half + j];
-                if (neg) p = -p;
-                if ((!neg && j == 0) || p > bv) bv = p, best = neg * half + j;
-            }
+        real bv = proj[0];
+        for (int j = 1; j < half; j++)
+            if (proj[j] > bv) bv = proj[j], best = j;
+        for (int j = 0; j < half; j++)
+            if (-proj[j] > bv) bv = -proj[j], best = half + j;
         buckets[r] = (uint16_t)best;
     }
 }
@@ -263,8 +262,8 @@ static void attend_row(Decoder *dec, int l, int p, const real *q, const KeySourc
 static void hash_row(Decoder *dec, int l, const real *qk, uint16_t *buckets /* [H, R] */) {
     const size_t per_head = (size_t)dec->dh * dec->R * (dec->nb / 2);
     for (int h = 0; h < dec->H; h++)
-        decode_hash(buckets + (size_t)h * dec->R, qk + (size_t)h * dec->dh, dec->rotations[l] + h * per_head, dec->dh,
-                    dec->R, dec->nb);
+        decode_hash(buckets + (size_t)h * dec->R, dec->proj, qk + (size_t)h * dec->dh, dec->rotations[l] + h * per_head,
+                    dec->dh, dec->R, dec->nb);
 }
 
 // --- cached ------------------------------------------------------------------

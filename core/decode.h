@@ -50,7 +50,8 @@ typedef struct {
     int *chain[MAX_LAYERS];  // [L, H, R]: previous position in the same bucket, or -1
     int *last[MAX_LAYERS];   // [H, R, nb]: newest position in each bucket, or -1
     // One position's workspace.
-    real *x1, *x2, *ln, *mean, *rstd, *q, *k, *v, *o, *proj, *h, *a, *f, *head_in, *head_ln;
+    real *x1, *x2, *ln, *mean, *rstd, *q, *o, *h, *a, *f, *head_in, *head_ln;
+    real *proj;              // [nb/2]: one round's projections while hashing
     real *scores, *round_out, *round_lse;
     int *keys_idx;           // [L]
 } Decoder;
@@ -82,7 +83,8 @@ real decode_attend(real *out, real *scores, const real *q, const real *keys, con
 
 // Round-r buckets of one head's shared-QK row qk [dh] under rotations
 // [dh, R * nb/2] (argmax over [p ; -p], first maximum wins, as training hashes).
-void decode_hash(uint16_t *buckets, const real *qk, const real *rotations, int dh, int R, int nb);
+// proj: scratch [nb/2].
+void decode_hash(uint16_t *buckets, real *proj, const real *qk, const real *rotations, int dh, int R, int nb);
 
 // Sample a token from logits [V]: temperature 0 is argmax; top_k > 0 keeps
 // the k largest logits. u in [0, 1) is the uniform draw.

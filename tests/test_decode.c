@@ -191,6 +191,7 @@ Test(decode, buckets_match_the_training_hash) {
     real *qk = calloc((size_t)L * H * dh, sizeof(real));
     for (int i = 0; i < L * H * dh; i++) qk[i] = (real)rng_normal(5, i, 0, 2);
     uint16_t *train = calloc((size_t)H * R * L, sizeof(uint16_t)), mine[64];
+    real proj[64];
     const Backend *be = backend_cpu();
     void *work = calloc(1, be->attention_workspace_bytes(&s, 1));
     be->lsh_hash(train, qk, &s, c.seed, INFERENCE_HASH_STEP, 1, work);
@@ -198,7 +199,7 @@ Test(decode, buckets_match_the_training_hash) {
     for (int i = 0; i < L; i++)
         for (int h = 0; h < H; h++) {
             const real *x = qk + ((size_t)i * H + h) * dh, *rot = dec.rotations[1] + (size_t)h * dh * R * half;
-            decode_hash(mine, x, rot, dh, R, nb);
+            decode_hash(mine, proj, x, rot, dh, R, nb);
             for (int r = 0; r < R; r++) {
                 double best = -INFINITY, second = -INFINITY;
                 for (int j = 0; j < nb; j++) {
