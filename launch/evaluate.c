@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "decode.h"
+#include "rank_batch.h"
 #include "util.h"
 
 long eval_window_count(const Dataset *ds, Split split, long max_windows) {
@@ -42,11 +43,11 @@ static void show_progress(const char *what, long done, long count, long tokens, 
 
 EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split split, long max_windows, int progress) {
     const long total = dataset_eval_windows(ds, split), count = eval_window_count(ds, split, max_windows);
-    const int B = m->B, L = m->L, Ll = m->L_local;
-    const int dp = d ? d->dp : 1, dp_rank = d ? d->dp_rank : 0, sp_rank = d ? d->sp_rank : 0;
+    const int B = m->B, L = m->L;
+    const int dp = d ? d->dp : 1, dp_rank = d ? d->dp_rank : 0;
     const int lead = !d || d->rank == 0;
-    int *seq_tokens = checked_calloc((size_t)B * L, sizeof(int)), *seq_targets = checked_calloc((size_t)B * L, sizeof(int));
-    int *tokens = checked_calloc((size_t)m->T, sizeof(int)), *targets = checked_calloc((size_t)m->T, sizeof(int));
+    RankBatch rb;
+    rank_batch_init(&rb, m, d);
     const long saved_count = m->loss_count;
     m->loss_count = 0;  // each rank's mean over its own targets, summed below as loss * count
     EvalTotals t = {0};
@@ -57,17 +58,16 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
     for (long r0 = 0; r0 < count; r0 += (long)dp * B) {
         long first = r0 + (long)dp_rank * B;
         for (int b = 0; b < B; b++) {
-            int *tok = seq_tokens + (size_t)b * L, *tgt = seq_targets + (size_t)b * L;
+            int *tok = rb.seq_tokens + (size_t)b * L, *tgt = rb.seq_targets + (size_t)b * L;
             if (first + b < count) {
                 dataset_eval_window(ds, split, window_index(first + b, count, total), tok, tgt);
             } else {  // past the last window: nothing scored
                 memset(tok, 0, (size_t)L * sizeof(int));
                 for (int i = 0; i < L; i++) tgt[i] = -1;
             }
-            memcpy(tokens + (size_t)b * Ll, tok + (size_t)sp_rank * Ll, (size_t)Ll * sizeof(int));
-            memcpy(targets + (size_t)b * Ll, tgt + (size_t)sp_rank * Ll, (size_t)Ll * sizeof(int));
         }
-        LossStats st = model_forward(m, tokens, targets, INFERENCE_HASH_STEP, 0);
+        rank_batch_slice(&rb);
+        LossStats st = model_forward(m, rb.tokens, rb.targets, INFERENCE_HASH_STEP, 0);
         sums[0] += st.loss * (double)st.n_targets;
         sums[1] += (double)st.n_targets;
         t.n_windows = MIN(count, r0 + (long)dp * B);
@@ -82,6 +82,6 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
     t.n_targets = (long)sums[1];
     t.seconds = now_seconds() - t0;
     m->loss_count = saved_count;
-    free(seq_tokens), free(seq_targets), free(tokens), free(targets);
+    rank_batch_free(&rb);
     return t;
 }

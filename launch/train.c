@@ -18,43 +18,8 @@
 #include "evaluate.h"
 #include "metrics.h"
 #include "model.h"
+#include "rank_batch.h"
 #include "util.h"
-
-// This rank's part of a step's data: replica dp_rank's sequences
-// [dp_rank * batch, (dp_rank + 1) * batch) of the global batch, and of each
-// the sp_rank-th of sp contiguous slices of L / sp positions.
-typedef struct {
-    int batch, L, L_local;
-    int *seq_tokens, *seq_targets;  // the replica's whole sequences [batch, L]
-    int *tokens, *targets;          // this rank's slices [batch, L / sp] (the above when sp = 1)
-} RankBatch;
-
-static void rank_batch_init(RankBatch *rb, const Model *m) {
-    rb->batch = m->B;
-    rb->L = m->L;
-    rb->L_local = m->L_local;
-    rb->seq_tokens = checked_calloc((size_t)m->B * m->L, sizeof(int));
-    rb->seq_targets = checked_calloc((size_t)m->B * m->L, sizeof(int));
-    int sliced = m->L_local != m->L;
-    rb->tokens = sliced ? checked_calloc((size_t)m->T, sizeof(int)) : rb->seq_tokens;
-    rb->targets = sliced ? checked_calloc((size_t)m->T, sizeof(int)) : rb->seq_targets;
-}
-
-static void rank_batch_free(RankBatch *rb) {
-    if (rb->tokens != rb->seq_tokens) free(rb->tokens), free(rb->targets);
-    free(rb->seq_tokens);
-    free(rb->seq_targets);
-}
-
-static void rank_batch_draw(RankBatch *rb, const Dataset *ds, const Dist *d, uint32_t step) {
-    dataset_batch(ds, step, (size_t)d->dp_rank * rb->batch, rb->batch, rb->seq_tokens, rb->seq_targets);
-    if (rb->tokens == rb->seq_tokens) return;
-    for (int b = 0; b < rb->batch; b++) {
-        size_t src = (size_t)b * rb->L + (size_t)d->sp_rank * rb->L_local, dst = (size_t)b * rb->L_local;
-        memcpy(rb->tokens + dst, rb->seq_tokens + src, (size_t)rb->L_local * sizeof(int));
-        memcpy(rb->targets + dst, rb->seq_targets + src, (size_t)rb->L_local * sizeof(int));
-    }
-}
 
 // Forward and backward of this rank's part; on a grid, the loss is normalised
 // by the global target count and the gradients summed over every rank, so
@@ -254,7 +219,7 @@ int cmd_train(int argc, char **argv) {
         printf("data: %s | metrics: %s\n", data_line, path);
     }
     RankBatch rb;
-    rank_batch_init(&rb, &m);
+    rank_batch_init(&rb, &m, &dist);
     const long global_batch = (long)dist.dp * c->batch;
     const double tokens_per_step = (double)global_batch * c->seq_len;
     double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1;
