@@ -385,22 +385,44 @@ int ckpt_read_config(const char *path, Config *c, long *step, char *err, size_t 
     return rc;
 }
 
+// A dataset opened with its type and dataspace, closed together.
+typedef struct {
+    hid_t ds, type, space;
+} OpenDataset;
+
+static void close_dataset(OpenDataset *o) {
+    h5_close(o->space);
+    h5_close(o->type);
+    h5_close(o->ds);
+}
+
+// Open path; a missing one is reported as "<path> is missing". Returns 0, or
+// -1 with everything closed.
+static int open_dataset(H5Ctx *x, hid_t file, const char *path, OpenDataset *o) {
+    *o = (OpenDataset){-1, -1, -1};
+    int e = h5_path_exists(x, file, path);
+    if (e <= 0) return e < 0 ? -1 : h5_error(x, "%s is missing", path);
+    o->ds = h5_check(x, H5Dopen2(file, path, H5P_DEFAULT), path);
+    if (o->ds < 0) return -1;
+    o->type = h5_check(x, H5Dget_type(o->ds), path);
+    o->space = h5_check(x, H5Dget_space(o->ds), path);
+    if (o->type >= 0 && o->space >= 0) return 0;
+    close_dataset(o);
+    return -1;
+}
+
 // Reads dataset path, which must be floating point with exactly t's shape,
 // into dst and checks every value is finite (and >= 0 when nonneg).
 static int read_tensor(H5Ctx *x, hid_t file, const char *path, const TensorInfo *t, real *dst, int nonneg) {
-    int e = h5_path_exists(x, file, path);
-    if (e <= 0) return e < 0 ? -1 : h5_error(x, "%s is missing", path);
-    hid_t ds = h5_check(x, H5Dopen2(file, path, H5P_DEFAULT), path);
-    if (ds < 0) return -1;
-    hid_t type = h5_check(x, H5Dget_type(ds), path), space = h5_check(x, H5Dget_space(ds), path);
+    OpenDataset o;
+    if (open_dataset(x, file, path, &o)) return -1;
     int rc = -1;
-    if (type < 0 || space < 0) goto done;
-    if (H5Tget_class(type) != H5T_FLOAT) {
+    if (H5Tget_class(o.type) != H5T_FLOAT) {
         h5_error(x, "%s is not floating point", path);
         goto done;
     }
     hsize_t dims[H5S_MAX_RANK];
-    int rank = (int)h5_check(x, H5Sget_simple_extent_dims(space, dims, NULL), path);
+    int rank = (int)h5_check(x, H5Sget_simple_extent_dims(o.space, dims, NULL), path);
     if (rank < 0) goto done;
     int same = rank == t->ndim && dims[0] == (hsize_t)t->shape[0] && (rank < 2 || dims[1] == (hsize_t)t->shape[1]);
     if (!same) {
@@ -412,7 +434,7 @@ static int read_tensor(H5Ctx *x, hid_t file, const char *path, const TensorInfo 
         h5_error(x, "%s has shape [%s], expected [%s]", path, got, want);
         goto done;
     }
-    if (h5_check(x, H5Dread(ds, H5T_NATIVE_REAL, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst), path) < 0) goto done;
+    if (h5_check(x, H5Dread(o.ds, H5T_NATIVE_REAL, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst), path) < 0) goto done;
     for (size_t i = 0; i < t->size; i++) {
         if (!isfinite(dst[i])) {
             h5_error(x, "%s[%zu] is %g, not a finite number", path, i, (double)dst[i]);
@@ -425,30 +447,21 @@ static int read_tensor(H5Ctx *x, hid_t file, const char *path, const TensorInfo 
     }
     rc = 0;
 done:
-    h5_close(space);
-    h5_close(type);
-    h5_close(ds);
+    close_dataset(&o);
     return rc;
 }
 
 // A scalar integer dataset (rank 0, or one element).
 static int read_scalar(H5Ctx *x, hid_t file, const char *path, int is_unsigned, void *out) {
-    int e = h5_path_exists(x, file, path);
-    if (e <= 0) return e < 0 ? -1 : h5_error(x, "%s is missing", path);
-    hid_t ds = h5_check(x, H5Dopen2(file, path, H5P_DEFAULT), path);
-    if (ds < 0) return -1;
-    hid_t type = h5_check(x, H5Dget_type(ds), path), space = h5_check(x, H5Dget_space(ds), path);
+    OpenDataset o;
+    if (open_dataset(x, file, path, &o)) return -1;
     int rc = -1;
-    if (type >= 0 && space >= 0) {
-        if (H5Tget_class(type) != H5T_INTEGER) h5_error(x, "%s is not an integer", path);
-        else if (H5Sget_simple_extent_npoints(space) != 1) h5_error(x, "%s is not a single value", path);
-        else if (h5_check(x, H5Dread(ds, is_unsigned ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64, H5S_ALL, H5S_ALL,
-                                     H5P_DEFAULT, out), path) >= 0)
-            rc = 0;
-    }
-    h5_close(space);
-    h5_close(type);
-    h5_close(ds);
+    if (H5Tget_class(o.type) != H5T_INTEGER) h5_error(x, "%s is not an integer", path);
+    else if (H5Sget_simple_extent_npoints(o.space) != 1) h5_error(x, "%s is not a single value", path);
+    else if (h5_check(x, H5Dread(o.ds, is_unsigned ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64, H5S_ALL, H5S_ALL,
+                                 H5P_DEFAULT, out), path) >= 0)
+        rc = 0;
+    close_dataset(&o);
     return rc;
 }
 
