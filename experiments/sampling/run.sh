@@ -32,6 +32,7 @@ runs=(
     echo '|---|---|---|'
     i=0
     for args in "${runs[@]}"; do
+        # shellcheck disable=SC2086 # args is split into words on purpose
         $R $args > "$work/out.$i" 2> "$work/err.$i"
         model=$([[ $args == *"$big"* ]] && echo "6 layers, d_model 256, seq_len 16384" || echo "default (4 layers, d_model 128)")
         echo "| $model | \`reformer ${args//$work/WORK}\` | $(tail -n 1 "$work/err.$i" | sed -e "s#$work#WORK#g" -e 's/|/\\|/g') |"
