@@ -20,7 +20,6 @@
 // local: none for chunk 0; none when there is one chunk) then its own.
 
 #define ATT_THREADS 256
-#define KEY_NORM_EPS 1e-6  // as core/attention_cpu.c
 
 struct Attn {
     int B, L, H, dh, HD;

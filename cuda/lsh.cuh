@@ -5,23 +5,22 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "attention.cuh"
-#include "rng.h"
+#include "lsh_rules.h"  // the rotations, the bucket rule, KEY_NORM_EPS: shared with the CPU
 
 // --- LSH pieces ----------------------------------------------------------------
 
 // Rotations of every local head [H][dh * R * half], element e of head h drawn
-// exactly as cpu_lsh_hash: rng_normal(seed, (global head << 32) | e, step, tag).
+// exactly as cpu_lsh_hash (lsh_rotation_element, core/lsh_rules.h).
 __global__ void lsh_rotations_kernel(float *rot, int H, size_t per_head, int head_offset, uint64_t seed,
-                                     uint32_t step, uint32_t tag) {
+                                     uint32_t step, uint32_t layer) {
     GRID_STRIDE(i, (size_t)H * per_head) {
         uint64_t head = (uint64_t)(head_offset + (int)(i / per_head));
-        rot[i] = rng_normal(seed, (head << 32) | (uint64_t)(i % per_head), step, tag);
+        rot[i] = lsh_rotation_element(seed, head, (uint64_t)(i % per_head), step, layer);
     }
 }
 
-// One thread per position: for each round, the argmax over [p ; -p] of the
-// projections p = x Rot_r, first maximum winning: the first index of max(p)
-// unless max(-p) is strictly larger (then the first index of min(p)).
+// One thread per position: for each round, the bucket of the projections
+// p = x Rot_r by the shared rule (lsh_argmax_*, core/lsh_rules.h).
 #define HASH_POS 64
 __global__ void lsh_hash_kernel(uint16_t *buckets, const float *qk, const float *rot, int L, int H, int dh, int R,
                                 int half, int bf16) {
@@ -37,21 +36,15 @@ __global__ void lsh_hash_kernel(uint16_t *buckets, const float *qk, const float 
     if (i0 + i >= L) return;
     const float *x = qs + i * ld, *rt = rot + (size_t)h * dh * width;
     for (int r = 0; r < R; r++) {
-        float mx = 0.f, mn = 0.f;
-        int jmx = 0, jmn = 0;
+        LshArgmax best = lsh_argmax_start(0.f);
         for (int j = 0; j < half; j++) {
             const float *col = rt + r * half + j;
             float p = 0.f;
             for (int d = 0; d < dh; d++) p += x[d] * col[(size_t)d * width];
-            if (j == 0) {
-                mx = mn = p;
-            } else {
-                if (p > mx) mx = p, jmx = j;
-                if (p < mn) mn = p, jmn = j;
-            }
+            if (j == 0) best = lsh_argmax_start(p);
+            else lsh_argmax_add(&best, p, j);
         }
-        int best = -mn > mx ? half + jmn : jmx;
-        buckets[((size_t)pair * R + r) * L + i0 + i] = (uint16_t)best;
+        buckets[((size_t)pair * R + r) * L + i0 + i] = (uint16_t)lsh_argmax_bucket(&best, half);
     }
 }
 
@@ -266,7 +259,7 @@ static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, u
     LshWork w = lsh_work(s, work);
     const size_t per_head = (size_t)dh * R * half;
     lsh_rotations_kernel<<<blocks_for((size_t)H * per_head), THREADS>>>(w.rot, H, per_head, s->head_offset, seed, step,
-                                                                        rng_tag(RNG_HASH, layer, 0));
+                                                                        layer);
     launch_check();
     size_t bytes = (size_t)HASH_POS * (dh + 1) * sizeof(float);
     if (bytes > (size_t)smem_optin()) cuda_fatal("use a smaller d_head", "d_head too large for the hash kernel");
