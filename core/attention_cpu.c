@@ -18,6 +18,7 @@
 
 #include "attention_cpu.h"
 #include "backend.h"
+#include "lsh_rules.h"
 #include "rng.h"
 #include "util.h"
 
@@ -274,7 +275,6 @@ void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_
                   uint32_t layer, void *work) {
     const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes;
     const int half = s->n_buckets / 2, HD = H * dh, width = R * half;
-    const uint32_t tag = rng_tag(RNG_HASH, layer, 0);
     const size_t per_thread = cpu_attention_workspace_bytes(s, 1) / (size_t)max_threads();
 #pragma omp parallel
     {
@@ -289,7 +289,7 @@ void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_
                 if (h != cur_head) {
                     uint64_t head = (uint64_t)(s->head_offset + h);  // global head index
                     for (size_t e = 0; e < (size_t)dh * width; e++)
-                        rot[e] = (real)rng_normal(seed, (head << 32) | e, step, tag);
+                        rot[e] = (real)lsh_rotation_element(seed, head, e, step, layer);
                     cur_head = h;
                 }
                 for (int i0 = 0; i0 < L; i0 += HASH_ROWS) {
@@ -300,14 +300,7 @@ void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_
                     for (int i = 0; i < rows; i++)
                         for (int r = 0; r < R; r++) {
                             const real *p = proj + (size_t)i * width + (size_t)r * half;
-                            // argmax over [p ; -p], first maximum wins.
-                            int best = 0;
-                            real bv = p[0];
-                            for (int j = 1; j < half; j++)
-                                if (p[j] > bv) bv = p[j], best = j;
-                            for (int j = 0; j < half; j++)
-                                if (-p[j] > bv) bv = -p[j], best = half + j;
-                            buckets[(((size_t)b * H + h) * R + r) * L + i0 + i] = (uint16_t)best;
+                            buckets[(((size_t)b * H + h) * R + r) * L + i0 + i] = (uint16_t)lsh_bucket_of(p, half);
                         }
                 }
             }

@@ -2,9 +2,7 @@
 #pragma once
 #include <stdint.h>
 
-// Epsilon of trax/HF shared-QK key normalisation: k = x / sqrt(mean(x^2) + eps)
-// / sqrt(dh), computed as x / sqrt(sum(x^2) + dh * eps).
-#define KEY_NORM_EPS 1e-6
+#include "lsh_rules.h"  // KEY_NORM_EPS, the rotations and the bucket rule
 
 // Stable counting sort of one (batch, head)'s R*L items by (round, bucket,
 // position): perm[s] = r*L + i of the s-th sorted item, inv = perm^-1.

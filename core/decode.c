@@ -5,6 +5,7 @@
 
 #include "attention_cpu.h"
 #include "backend.h"
+#include "lsh_rules.h"
 #include "rng.h"
 #include "util.h"
 
@@ -44,7 +45,7 @@ void decoder_init(Decoder *dec, const Config *c, const ParamLayout *layout, cons
         for (size_t h = 0; h < H; h++)
             for (size_t e = 0; e < per_head; e++)
                 dec->rotations[l][h * per_head + e] =
-                    (real)rng_normal(c->seed, (h << 32) | e, INFERENCE_HASH_STEP, rng_tag(RNG_HASH, (uint32_t)l, 0));
+                    (real)lsh_rotation_element(c->seed, h, e, INFERENCE_HASH_STEP, (uint32_t)l);
         dec->buckets[l] = checked_calloc(L * H * R, sizeof(uint16_t));
         dec->chain[l] = checked_calloc(L * H * R, sizeof(int));
         dec->last[l] = checked_calloc(H * R * (size_t)dec->nb, sizeof(int));
@@ -125,14 +126,7 @@ void decode_hash(uint16_t *buckets, real *proj, const real *qk, const real *rota
             for (int e = 0; e < dh; e++) p += qk[e] * rotations[(size_t)e * width + (size_t)r * half + j];
             proj[j] = p;
         }
-        // argmax over [p ; -p], first maximum wins.
-        int best = 0;
-        real bv = proj[0];
-        for (int j = 1; j < half; j++)
-            if (proj[j] > bv) bv = proj[j], best = j;
-        for (int j = 0; j < half; j++)
-            if (-proj[j] > bv) bv = -proj[j], best = half + j;
-        buckets[r] = (uint16_t)best;
+        buckets[r] = (uint16_t)lsh_bucket_of(proj, half);
     }
 }
 

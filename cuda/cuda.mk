@@ -27,7 +27,7 @@ NVCCFLAGS += -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=comput
              -Icore -Xcompiler -Wall,-Wextra,-fPIC
 CUDA_MODULE := build/libreformer_cuda.so
 
-build/cuda/%.o: cuda/%.cu cuda/backend_cuda.h cuda/cuda.mk core/backend.h core/config.h core/real.h core/rng.h
+build/cuda/%.o: cuda/%.cu $(wildcard cuda/*.cuh) cuda/backend_cuda.h cuda/cuda.mk $(wildcard core/*.h)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 

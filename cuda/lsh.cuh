@@ -1,0 +1,350 @@
+// LSH attention: rotations and hashing, the bucket sort (CUB), the grouped
+// workspace, the round combination and the un-sort.
+#pragma once
+
+#include <cub/device/device_radix_sort.cuh>
+
+#include "attention.cuh"
+#include "lsh_rules.h"  // the rotations, the bucket rule, KEY_NORM_EPS: shared with the CPU
+
+// --- LSH pieces ----------------------------------------------------------------
+
+// Rotations of every local head [H][dh * R * half], element e of head h drawn
+// exactly as cpu_lsh_hash (lsh_rotation_element, core/lsh_rules.h).
+__global__ void lsh_rotations_kernel(float *rot, int H, size_t per_head, int head_offset, uint64_t seed,
+                                     uint32_t step, uint32_t layer) {
+    GRID_STRIDE(i, (size_t)H * per_head) {
+        uint64_t head = (uint64_t)(head_offset + (int)(i / per_head));
+        rot[i] = lsh_rotation_element(seed, head, (uint64_t)(i % per_head), step, layer);
+    }
+}
+
+// One thread per position: for each round, the bucket of the projections
+// p = x Rot_r by the shared rule (lsh_argmax_*, core/lsh_rules.h).
+#define HASH_POS 64
+__global__ void lsh_hash_kernel(uint16_t *buckets, const float *qk, const float *rot, int L, int H, int dh, int R,
+                                int half, int bf16) {
+    extern __shared__ float qs[];  // [HASH_POS][dh + 1]
+    const int ld = dh + 1, pair = blockIdx.y, b = pair / H, h = pair % H, i0 = blockIdx.x * HASH_POS;
+    const int HD = H * dh, width = R * half;
+    for (int e = threadIdx.x; e < HASH_POS * dh; e += blockDim.x) {
+        int i = e / dh, d = e % dh;
+        qs[i * ld + d] = i0 + i < L ? attn_input(qk[((size_t)b * L + i0 + i) * HD + (size_t)h * dh + d], bf16) : 0.f;
+    }
+    __syncthreads();
+    const int i = threadIdx.x;
+    if (i0 + i >= L) return;
+    const float *x = qs + i * ld, *rt = rot + (size_t)h * dh * width;
+    for (int r = 0; r < R; r++) {
+        LshArgmax best = lsh_argmax_start(0.f);
+        for (int j = 0; j < half; j++) {
+            const float *col = rt + r * half + j;
+            float p = 0.f;
+            for (int d = 0; d < dh; d++) p += x[d] * col[(size_t)d * width];
+            if (j == 0) best = lsh_argmax_start(p);
+            else lsh_argmax_add(&best, p, j);
+        }
+        buckets[((size_t)pair * R + r) * L + i0 + i] = (uint16_t)lsh_argmax_bucket(&best, half);
+    }
+}
+
+// Sort keys of one launch's pairs: key = (pair * R + round) * nb + bucket,
+// value = position, so a stable radix sort gives each (pair, round) segment in
+// (bucket, position) order: lsh_sort_items' order.
+__global__ void lsh_sort_keys_kernel(uint32_t *keys, int *vals, const uint16_t *buckets, int pair0, int g, int L,
+                                     int R, int nb) {
+    const size_t n = (size_t)R * L;
+    GRID_STRIDE(e, (size_t)g * n) {
+        size_t lp = e / n, rem = e % n;
+        int r = (int)(rem / (size_t)L), i = (int)(rem % (size_t)L);
+        keys[e] = (uint32_t)(((size_t)lp * R + r) * nb) + buckets[((size_t)pair0 + lp) * n + rem];
+        vals[e] = i;
+    }
+}
+// inv[r*L + pos] = t for every sorted item t (round r = t / L).
+__global__ void lsh_inverse_kernel(int *inv, const int *pos, int g, int L, int n) {
+    GRID_STRIDE(e, (size_t)g * n) {
+        size_t lp = e / (size_t)n;
+        int t = (int)(e % (size_t)n);
+        inv[lp * n + (size_t)(t / L) * L + pos[e]] = t;
+    }
+}
+// No buckets (one chunk): items in position order.
+__global__ void lsh_identity_kernel(int *pos, int *inv, int g, int L, int n) {
+    GRID_STRIDE(e, (size_t)g * n) {
+        int t = (int)(e % (size_t)n);
+        pos[e] = t % L;
+        inv[e] = t;
+    }
+}
+
+// One warp per (pair, position): rn = 1 / sqrt(|qk|^2 + dh * eps).
+__global__ void lsh_key_norm_kernel(float *rn, const float *qk, int pair0, int g, int L, int H, int dh, float eps,
+                                    int bf16) {
+    const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (w >= (size_t)g * L) return;
+    const int lp = (int)(w / (size_t)L), i = (int)(w % (size_t)L), pair = pair0 + lp;
+    const float *x = qk + ((size_t)(pair / H) * L + i) * H * dh + (size_t)(pair % H) * dh;
+    float ss = 0.f;
+    for (int d = lane; d < dh; d += 32) {
+        float xd = attn_input(x[d], bf16);
+        ss += xd * xd;
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) rn[w] = 1.0f / sqrtf(ss + eps);
+}
+
+// Round weights of position i: w_r = softmax_r(lse of its round-r item).
+__device__ __forceinline__ void round_softmax(const float *slse, const int *inv, int i, int L, int R, float *mx,
+                                              float *sum) {
+    float m = -INFINITY, s = 0.f;
+    for (int r = 0; r < R; r++) m = fmaxf(m, slse[inv[(size_t)r * L + i]]);
+    for (int r = 0; r < R; r++) s += expf(slse[inv[(size_t)r * L + i]] - m);
+    *mx = m;
+    *sum = s;
+}
+
+// out[b, i, h] = sum_r w_r o_r, one warp per (pair, position).
+__global__ void lsh_combine_kernel(float *out, const float *saved, const int *inv, int pair0, int g, int L, int H,
+                                   int dh, int R, size_t sstride) {
+    const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (w >= (size_t)g * L) return;
+    const int lp = (int)(w / (size_t)L), i = (int)(w % (size_t)L), pair = pair0 + lp, n = R * L;
+    const float *so = saved + (size_t)lp * sstride, *slse = so + (size_t)n * dh;
+    const int *iv = inv + (size_t)lp * n;
+    float mx, sum;
+    round_softmax(slse, iv, i, L, R, &mx, &sum);
+    float *o = out + ((size_t)(pair / H) * L + i) * H * dh + (size_t)(pair % H) * dh;
+    for (int d = lane; d < dh; d += 32) {
+        float acc = 0.f;
+        for (int r = 0; r < R; r++) {
+            int t = iv[(size_t)r * L + i];
+            acc += (expf(slse[t] - mx) / sum) * so[(size_t)t * dh + d];
+        }
+        o[d] = acc;
+    }
+}
+
+// Backward of the round combination, per (pair, position), one warp: item t
+// of round r gets dO_t = w_r dout and dlse_t = w_r dout . (o_r - out). The
+// chunk backward needs dS = P (dP - D_t + dlse_t) with D_t = dO_t . o_r, and
+// D_t - dlse_t = w_r (dout . out): stored as Dm (one dot per position, and
+// no cancellation between two large terms).
+__global__ void lsh_prep_kernel(float *wt, float *Dm, const float *saved, const int *inv, const float *dout,
+                                const float *out, int pair0, int g, int L, int H, int dh, int R, size_t sstride) {
+    const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (w >= (size_t)g * L) return;
+    const int lp = (int)(w / (size_t)L), i = (int)(w % (size_t)L), pair = pair0 + lp, n = R * L;
+    const float *slse = saved + (size_t)lp * sstride + (size_t)n * dh;
+    const int *iv = inv + (size_t)lp * n;
+    const size_t row = ((size_t)(pair / H) * L + i) * H * dh + (size_t)(pair % H) * dh;
+    float dot = 0.f;
+    for (int d = lane; d < dh; d += 32) dot += dout[row + d] * out[row + d];
+    dot = warp_sum(dot);
+    float mx, sum;
+    round_softmax(slse, iv, i, L, R, &mx, &sum);
+    for (int r = lane; r < R; r += 32) {
+        int t = iv[(size_t)r * L + i];
+        float wr = expf(slse[t] - mx) / sum;
+        wt[(size_t)lp * n + t] = wr;
+        Dm[(size_t)lp * n + t] = wr * dot;
+    }
+}
+
+// Un-sort: dqk[b, i, h] = sum over rounds of (query-role + key-role)
+// gradients of position i's items, dv likewise; rounds in order (the CPU's).
+__global__ void lsh_unsort_kernel(float *dqk, float *dv, const float *dsq, const float *dsk, const float *dsv,
+                                  const int *inv, int pair0, int g, int L, int H, int dh, int R) {
+    const int n = R * L;
+    GRID_STRIDE(e, (size_t)g * L * dh) {
+        const int d = (int)(e % (size_t)dh);
+        const size_t w = e / (size_t)dh;
+        const int lp = (int)(w / (size_t)L), i = (int)(w % (size_t)L), pair = pair0 + lp;
+        float aq = 0.f, av = 0.f;
+        for (int r = 0; r < R; r++) {
+            size_t t = (size_t)lp * n + inv[(size_t)lp * n + (size_t)r * L + i];
+            aq += dsq[t * dh + d] + dsk[t * dh + d];
+            av += dsv[t * dh + d];
+        }
+        size_t row = ((size_t)(pair / H) * L + i) * H * dh + (size_t)(pair % H) * dh + d;
+        dqk[row] = aq;
+        dv[row] = av;
+    }
+}
+
+
+// LSH workspace: (b, h) pairs are processed in groups of G so that the
+// scratch stays bounded (DESIGN.md: attention processed in bounded groups).
+#define LSH_GROUP_BUDGET ((size_t)512 << 20)
+
+typedef struct {
+    int G;                      // pairs per group
+    int end_bit;                // radix bits of the sort keys of a full group
+    size_t sort_bytes;          // CUB temporary storage of a full group
+    uint32_t *keys_in, *keys_out;
+    int *vals_in, *pos, *inv;   // [G, n]
+    void *sort_tmp;
+    float *rn;                  // [G, L]
+    float *so;                  // [G, n*(dh+1)] forward outputs when no saved buffer (aliases the backward buffers)
+    float *wt, *Dm;             // [G, n]
+    float *dsq, *dsk, *dsv;     // [G, n, dh]
+    float *rot;                 // hash only: [H, dh * R * nb/2] (aliases the rest)
+    size_t bytes;
+} LshWork;
+
+static int bits_for(size_t count) {  // bits to represent 0 .. count-1
+    int b = 1;
+    while (b < 32 && ((size_t)1 << b) < count) b++;
+    return b;
+}
+
+static LshWork lsh_work(const AttnShape *s, void *base) {
+    LshWork w;
+    memset(&w, 0, sizeof w);
+    const size_t n = attn_items(s), L = (size_t)s->seq_len, dh = (size_t)s->d_head, pairs = (size_t)s->batch * s->n_heads;
+    const size_t nb = s->n_buckets > 0 ? (size_t)s->n_buckets : 1;
+    const size_t per_pair = 4 * (5 * n + L + n * (2 + 3 * dh));
+    size_t G = pairs;
+    while (G > 1 && (G * per_pair > LSH_GROUP_BUDGET || G * n > (size_t)INT_MAX / 2 ||
+                     G * (size_t)s->n_hashes * nb > ((size_t)1 << 31) || G > 65535))
+        G = (G + 1) / 2;
+    if (G * n > (size_t)INT_MAX / 2 || G * (size_t)s->n_hashes * nb > ((size_t)1 << 31))
+        cuda_fatal("reduce seq_len or n_hashes", "LSH attention: too many items per (batch, head) for the sort");
+    w.G = (int)G;
+    w.end_bit = bits_for(G * (size_t)s->n_hashes * nb);
+    cuda_check(cub::DeviceRadixSort::SortPairs(NULL, w.sort_bytes, (const uint32_t *)NULL, (uint32_t *)NULL,
+                                               (const int *)NULL, (int *)NULL, (int)(G * n), 0, w.end_bit));
+    char *p = (char *)base;
+    size_t off = 0;
+#define CARVE(field, type, count)                                     \
+    do {                                                              \
+        w.field = p ? (type *)(p + off) : NULL;                       \
+        off += align256((size_t)(count) * sizeof(type));              \
+    } while (0)
+    CARVE(keys_in, uint32_t, G * n);
+    CARVE(keys_out, uint32_t, G * n);
+    CARVE(vals_in, int, G * n);
+    CARVE(pos, int, G * n);
+    CARVE(inv, int, G * n);
+    CARVE(sort_tmp, char, w.sort_bytes);
+    CARVE(rn, float, G * L);
+    size_t region = off;
+    CARVE(wt, float, G * n);
+    CARVE(Dm, float, G * n);
+    CARVE(dsq, float, G * n * dh);
+    CARVE(dsk, float, G * n * dh);
+    CARVE(dsv, float, G * n * dh);
+    w.so = p ? (float *)(p + region) : NULL;  // forward only: [G, n*(dh+1)] <= the backward buffers
+    if (G * n * (dh + 1) * sizeof(float) > off - region) off = region + align256(G * n * (dh + 1) * sizeof(float));
+#undef CARVE
+    size_t rot_bytes = align256((size_t)s->n_heads * dh * s->n_hashes * (nb / 2 > 0 ? nb / 2 : 1) * sizeof(float));
+    w.rot = (float *)p;
+    w.bytes = off > rot_bytes ? off : rot_bytes;
+    return w;
+}
+
+static size_t cu_attention_workspace_bytes(const AttnShape *s, int lsh) {
+    if (lsh) return lsh_work(s, NULL).bytes;
+    return align256((size_t)s->batch * s->n_heads * s->seq_len * sizeof(float));  // local: D per position
+}
+
+static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed, uint32_t step,
+                        uint32_t layer, void *work) {
+    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, half = s->n_buckets / 2;
+    if (half <= 0 || B <= 0 || L <= 0) return;
+    if (s->n_buckets > 65536) cuda_fatal("use at most 65536 buckets", "n_buckets does not fit uint16 bucket ids");
+    LshWork w = lsh_work(s, work);
+    const size_t per_head = (size_t)dh * R * half;
+    lsh_rotations_kernel<<<blocks_for((size_t)H * per_head), THREADS>>>(w.rot, H, per_head, s->head_offset, seed, step,
+                                                                        layer);
+    launch_check();
+    size_t bytes = (size_t)HASH_POS * (dh + 1) * sizeof(float);
+    if (bytes > (size_t)smem_optin()) cuda_fatal("use a smaller d_head", "d_head too large for the hash kernel");
+    set_smem(lsh_hash_kernel, bytes);
+    if (B * H > 65535) cuda_fatal("reduce batch or n_heads", "more than 65535 (batch, head) pairs in one hash call");
+    dim3 grid((unsigned)((L + HASH_POS - 1) / HASH_POS), (unsigned)(B * H));
+    lsh_hash_kernel<<<grid, HASH_POS, bytes>>>(buckets, qk, w.rot, L, H, dh, R, half, s->bf16);
+    launch_check();
+}
+
+// Sort the items of pairs [p0, p0 + g) into w.pos / w.inv and compute the key
+// normalisers.
+static void lsh_prepare_group(const LshWork &w, const uint16_t *buckets, const real *qk, const AttnShape *s, int p0,
+                              int g) {
+    const int L = s->seq_len, R = s->n_hashes, n = (int)attn_items(s);
+    const size_t items = (size_t)g * n;
+    if (buckets) {
+        lsh_sort_keys_kernel<<<blocks_for(items), THREADS>>>(w.keys_in, w.vals_in, buckets, p0, g, L, R,
+                                                             s->n_buckets);
+        launch_check();
+        size_t tmp = w.sort_bytes;
+        cuda_check(cub::DeviceRadixSort::SortPairs(w.sort_tmp, tmp, w.keys_in, w.keys_out, w.vals_in, w.pos,
+                                                   (int)items, 0, w.end_bit));
+        lsh_inverse_kernel<<<blocks_for(items), THREADS>>>(w.inv, w.pos, g, L, n);
+        launch_check();
+    } else {
+        lsh_identity_kernel<<<blocks_for(items), THREADS>>>(w.pos, w.inv, g, L, n);
+        launch_check();
+    }
+    lsh_key_norm_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(w.rn, qk, p0, g, L, s->n_heads, s->d_head,
+                                                                 (float)(s->d_head * KEY_NORM_EPS), s->bf16);
+    launch_check();
+}
+
+static void cu_lsh_attention_forward(real *out, real *saved, const real *qk, const real *v, const uint16_t *buckets,
+                                     const AttnShape *s, void *work) {
+    const int pairs = s->batch * s->n_heads, L = s->seq_len;
+    if (pairs <= 0 || L <= 0) return;
+    LshWork w = lsh_work(s, work);
+    Attn a = attn_base(s, 1);
+    a.q = qk;
+    a.v = v;
+    a.pos = w.pos;
+    a.rn = w.rn;
+    for (int p0 = 0; p0 < pairs; p0 += w.G) {
+        int g = pairs - p0 < w.G ? pairs - p0 : w.G;
+        lsh_prepare_group(w, buckets, qk, s, p0, g);
+        a.pair0 = p0;
+        a.o = saved ? saved + (size_t)p0 * a.sstride : w.so;
+        launch_forward<true>(a, g);
+        lsh_combine_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(out, a.o, w.inv, p0, g, L, s->n_heads,
+                                                                    s->d_head, s->n_hashes, a.sstride);
+        launch_check();
+    }
+}
+
+static void cu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const real *out, const real *saved,
+                                      const real *qk, const real *v, const uint16_t *buckets, const AttnShape *s,
+                                      void *work) {
+    const int pairs = s->batch * s->n_heads, L = s->seq_len;
+    if (pairs <= 0 || L <= 0) return;
+    LshWork w = lsh_work(s, work);
+    Attn a = attn_base(s, 1);
+    a.q = qk;
+    a.v = v;
+    a.pos = w.pos;
+    a.rn = w.rn;
+    a.dout = dout;
+    a.wt = w.wt;
+    a.Dm = w.Dm;
+    a.dq = w.dsq;
+    a.dk = w.dsk;
+    a.dv = w.dsv;
+    for (int p0 = 0; p0 < pairs; p0 += w.G) {
+        int g = pairs - p0 < w.G ? pairs - p0 : w.G;
+        lsh_prepare_group(w, buckets, qk, s, p0, g);
+        a.pair0 = p0;
+        a.slse = saved + (size_t)p0 * a.sstride;
+        lsh_prep_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(w.wt, w.Dm, a.slse, w.inv, dout, out, p0, g, L,
+                                                                 s->n_heads, s->d_head, s->n_hashes, a.sstride);
+        launch_check();
+        launch_backward<true>(a, g);
+        lsh_unsort_kernel<<<blocks_for((size_t)g * L * s->d_head), THREADS>>>(dqk, dv, w.dsq, w.dsk, w.dsv, w.inv, p0,
+                                                                              g, L, s->n_heads, s->d_head, s->n_hashes);
+        launch_check();
+    }
+}
+
