@@ -1,4 +1,5 @@
-// reformer eval: bits per byte of a checkpoint over a whole dataset split.
+// reformer eval: bits per byte of a checkpoint over a whole dataset split, or
+// accuracy on the duplication task.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,23 @@
 #include "evaluate.h"
 #include "model.h"
 #include "util.h"
+
+// The duplication task: accuracy and loss on the second copy over fresh
+// batches (launch/evaluate.h), with this run's attention settings, which
+// --set may change from the checkpoint's (n_hashes, lsh_chunk, n_buckets).
+static void eval_duplication(Model *m, const Dataset *ds, const Args *a) {
+    const Config *c = &m->cfg;
+    long n_seqs = a->max_windows > 0 ? a->max_windows : DUP_EVAL_SEQUENCES;
+    EvalTotals t = evaluate_dup(m, ds, NULL, n_seqs);
+    char attn[64];  // what layer 0 (the task's one layer) does
+    int chunk = config_layer_chunk(c, 0);
+    if (chunk >= c->seq_len) snprintf(attn, sizeof attn, "full attention");
+    else if (c->layer_kind[0] == ATTN_LSH) snprintf(attn, sizeof attn, "n_hashes %d, chunk %d", c->n_hashes, chunk);
+    else snprintf(attn, sizeof attn, "local, chunk %d", chunk);
+    printf("eval: %s (step %ld) | dup | %ld fresh sequences | %s | accuracy %.4f | loss %.4f nats | %ld targets | %.2f s\n",
+           a->ckpt_path, a->ckpt_step, t.n_windows, attn, eval_accuracy(&t),
+           t.n_targets ? t.loss_sum / (double)t.n_targets : 0, t.n_targets, t.seconds);
+}
 
 int cmd_eval(int argc, char **argv) {
     Args a;
@@ -21,13 +39,23 @@ int cmd_eval(int argc, char **argv) {
     char err[2048];
     Dataset ds;
     if (dataset_open(&ds, &c, err, sizeof err)) usage_error("%s", err);
-    if (ds.kind == DATA_DUP || ds.kind == DATA_RANDOM)
-        usage_error("data: eval needs a dataset with splits (a text, enwik8, pg19 or tokens source), not '%s'", c.data);
-    long count = eval_window_count(&ds, split, a.max_windows);
-    if (count == 0) usage_error("data: the %s split of '%s' is empty", split_name(split), c.data);
+    if (ds.kind == DATA_RANDOM)
+        usage_error("data: eval needs a dataset with splits (a text, enwik8, pg19 or tokens source) or dup, not '%s'",
+                    c.data);
+    if (ds.kind == DATA_DUP && a.split)
+        usage_error("--split: the duplication task has no splits; it is scored on fresh batches (--windows N sequences)");
+    long count = ds.kind == DATA_DUP ? 0 : eval_window_count(&ds, split, a.max_windows);
+    if (ds.kind != DATA_DUP && count == 0) usage_error("data: the %s split of '%s' is empty", split_name(split), c.data);
     Model m;
     model_init(&m, &c, pick_backend(&c));
     if (ckpt_load(a.ckpt_path, &m, NULL, err, sizeof err)) run_error(err);
+    if (ds.kind == DATA_DUP) {
+        eval_duplication(&m, &ds, &a);
+        model_free(&m);
+        dataset_close(&ds);
+        free_args(&a);
+        return 0;
+    }
     char desc[1024];
     dataset_describe(&ds, desc, sizeof desc);
     printf("eval: %s (step %ld) | %s\n", a.ckpt_path, a.ckpt_step, desc);

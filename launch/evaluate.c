@@ -1,5 +1,6 @@
 #include "evaluate.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,5 +84,30 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
     t.seconds = now_seconds() - t0;
     m->loss_count = saved_count;
     rank_batch_free(&rb);
+    return t;
+}
+
+EvalTotals evaluate_dup(Model *m, const Dataset *ds, const Dist *d, long n_seqs) {
+    const long per_batch = (long)(d ? d->dp : 1) * m->B;
+    const long batches = (n_seqs + per_batch - 1) / per_batch;
+    const Dist one = {.world = 1, .dp = 1};  // rank_batch_draw's view of a single process
+    RankBatch rb;
+    rank_batch_init(&rb, m, d);
+    const long saved_count = m->loss_count;
+    m->loss_count = 0;
+    double sums[3] = {0, 0, 0}, t0 = now_seconds();  // loss * targets, targets, correct
+    for (long i = 0; i < batches; i++) {
+        uint32_t step = DUP_EVAL_STEP + (uint32_t)i;
+        rank_batch_draw(&rb, ds, d ? d : &one, step);
+        LossStats st = model_forward(m, rb.tokens, rb.targets, step, 0);
+        sums[0] += st.loss * (double)st.n_targets;
+        sums[1] += (double)st.n_targets;
+        sums[2] += (double)llround(st.accuracy * (double)st.n_targets);
+    }
+    if (d && d->world > 1) dist_allreduce_sum_f64(d, DIST_WORLD, sums, 3);
+    m->loss_count = saved_count;
+    rank_batch_free(&rb);
+    EvalTotals t = {.loss_sum = sums[0], .n_targets = (long)sums[1], .n_correct = (long)sums[2],
+                    .n_windows = batches * per_batch, .seconds = now_seconds() - t0};
     return t;
 }

@@ -11,6 +11,7 @@ typedef struct {
     double loss_sum;   // nats, summed over targets
     long n_targets;
     long n_windows;
+    long n_correct;    // targets predicted by argmax (the duplication task reports accuracy)
     double seconds;
 } EvalTotals;
 
@@ -31,3 +32,18 @@ long eval_window_count(const Dataset *ds, Split split, long max_windows);
 // them). progress: rank 0 draws a bar with ETA on stderr when it is a
 // terminal, and prints a line every 10% when it is not.
 EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split split, long max_windows, int progress);
+
+// The duplication task (data=dup) has no splits: it is scored on fresh
+// batches, batch i drawn (sequences and hash rotations alike) at step
+// DUP_EVAL_STEP + i, above every training step, so never a batch or a hash
+// draw the model was trained on, and the same for every evaluation of every
+// checkpoint of a run (seeded by its seed). Only the second copy is scored.
+// n_seqs is rounded up to whole global batches (dp x batch sequences); the
+// totals count every rank's targets (n_windows: sequences evaluated).
+#define DUP_EVAL_STEP 0x80000000u
+#define DUP_EVAL_SEQUENCES 256  // default: eval and the end of a training run
+EvalTotals evaluate_dup(Model *m, const Dataset *ds, const Dist *d, long n_seqs);
+
+static inline double eval_accuracy(const EvalTotals *t) {
+    return t->n_targets > 0 ? (double)t->n_correct / (double)t->n_targets : 0;
+}

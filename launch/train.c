@@ -51,20 +51,6 @@ static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step
     return bpb;
 }
 
-// Accuracy of the trained model on fresh duplication-task batches, with the
-// config's attention (hash count included).
-static double dup_eval(Model *m, const Dataset *ds, const Dist *d, RankBatch *rb, int batches) {
-    double acc = 0;
-    for (int i = 0; i < batches; i++) {
-        uint32_t step = 0x80000000u + (uint32_t)i;  // never a training step
-        rank_batch_draw(rb, ds, d, step);
-        LossStats st = model_forward(m, rb->tokens, rb->targets, step, 0);
-        if (d->world > 1) st = dist_combine_loss_stats(d, DIST_WORLD, st);
-        acc += st.accuracy;
-    }
-    return acc / batches;
-}
-
 static void save_checkpoint(Model *m, long step, long global_batch) {
     char err[2048], path[2048];
     double t0 = now_seconds();
@@ -284,10 +270,10 @@ int cmd_train(int argc, char **argv) {
         printf(" | peak RSS %.0f MiB\n", peak_rss_mib());
     }
     if (ds.kind == DATA_DUP) {
-        double acc = dup_eval(&m, &ds, &dist, &rb, 8);
+        EvalTotals t = evaluate_dup(&m, &ds, &dist, DUP_EVAL_SEQUENCES);
         if (lead)
-            printf("eval: duplication accuracy on 8 fresh batches (second copy, n_hashes=%d): %.4f\n", c->n_hashes,
-                   acc);
+            printf("eval: duplication accuracy on %ld fresh sequences (second copy, n_hashes=%d): %.4f | loss %.4f\n",
+                   t.n_windows, c->n_hashes, eval_accuracy(&t), t.n_targets ? t.loss_sum / (double)t.n_targets : 0);
     }
     rank_batch_free(&rb);
     free_args(&a);

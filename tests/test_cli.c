@@ -914,8 +914,48 @@ Test(cli, eval_walks_the_split_and_matches_training_evaluations) {
     cr_assert_lt(fabs(bpb[1] - sub_bpb), 1.5e-4, "training's evaluation %g vs eval --windows 5: %g", bpb[1], sub_bpb);
     Run bad = run_cli("eval --ckpt '%s' --split dev", ckpt);
     ASSERT_ONE_LINE_ERROR(&bad, "bad split", "--split", "dev");
-    Run syn = run_cli("eval --ckpt '%s' --set data=dup", ckpt);
-    ASSERT_ONE_LINE_ERROR(&syn, "synthetic data", "eval needs a dataset");
+    Run syn = run_cli("eval --ckpt '%s' --set data=random", ckpt);
+    ASSERT_ONE_LINE_ERROR(&syn, "random data", "eval needs a dataset");
     Run *runs[] = {&rt, &all1, &all3, &sub, &test, &bad, &syn};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
+}
+
+// `reformer eval` on a duplication checkpoint: accuracy and loss on the
+// second copy over fresh batches, with the hash count given to eval.
+Test(cli, eval_duplication_task_scores_fresh_batches) {
+    Run tr = run_cli("train --set data=dup --set steps=6 --set seq_len=64 --set d_model=32 --set d_ff=64 "
+                     "--set n_layers=1 --set attn_layers=lsh --set n_heads=2 --set lsh_chunk=16 --set batch=4 "
+                     "--set n_hashes=2 --set dup_alphabet=16 --set out_dir='%s/dup'",
+                     tmp_dir);
+    cr_assert_eq(tr.rc, 0, "train failed (%d): %s", tr.rc, tr.err);
+    char ckpt[512];
+    snprintf(ckpt, sizeof ckpt, "%s/dup/ckpt_00000006.h5", tmp_dir);
+    Run same = run_cli("eval --ckpt '%s'", ckpt);
+    cr_assert_eq(same.rc, 0, "eval failed (%d): %s", same.rc, same.err);
+    cr_assert(strstr(same.out, "| dup | 256 fresh sequences | n_hashes 2, chunk 16 |"), "%s", same.out);
+    // 256 sequences of 64 score the second copy without its last symbol's
+    // successor: positions 32 .. 62, 31 targets each.
+    cr_assert_eq(field_after(same.out, "nats | "), 256 * 31, "%s", same.out);
+    // Training's closing evaluation draws the same fresh batches with the same
+    // weights and hash count: the same figures, to the printed digits.
+    double acc = field_after(same.out, "accuracy "), loss = field_after(same.out, "| loss ");
+    cr_assert(acc >= 0 && acc <= 1, "accuracy %g", acc);
+    const char *closing = strstr(tr.out, "n_hashes=2): ");
+    cr_assert_not_null(closing, "no closing duplication eval line:\n%s", tr.out);
+    cr_assert_eq(acc, field_after(closing, "): "), "eval %s\ntrain %s", same.out, tr.out);
+    cr_assert_eq(loss, field_after(closing, "| loss "), "eval %s\ntrain %s", same.out, tr.out);
+    // --set changes the attention evaluated, not the batches: 8 rounds and
+    // full attention on the same 31 * 256 targets.
+    Run eight = run_cli("eval --ckpt '%s' --set n_hashes=8", ckpt);
+    Run full = run_cli("eval --ckpt '%s' --set attn=full", ckpt);
+    cr_assert(strstr(eight.out, "| n_hashes 8, chunk 16 |"), "%s%s", eight.out, eight.err);
+    cr_assert(strstr(full.out, "| full attention |"), "%s%s", full.out, full.err);
+    cr_assert_eq(field_after(eight.out, "nats | "), 256 * 31);
+    // --windows counts sequences, rounded up to whole batches of 4.
+    Run ten = run_cli("eval --ckpt '%s' --windows 10", ckpt);
+    cr_assert(strstr(ten.out, "| 12 fresh sequences |"), "%s%s", ten.out, ten.err);
+    Run split = run_cli("eval --ckpt '%s' --split test", ckpt);
+    ASSERT_ONE_LINE_ERROR(&split, "--split on dup", "--split", "no splits");
+    Run *runs[] = {&tr, &same, &eight, &full, &ten, &split};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
 }
