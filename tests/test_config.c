@@ -162,6 +162,49 @@ Test(config, every_key_is_accepted_and_lands) {
     }
 }
 
+// One table is the single source of the keys (issue 11, case 15): every key
+// is exactly one row `X(key, ...)` of CONFIG_TABLE in core/config.c, and its
+// name appears nowhere else there as a string literal (no second list, setter
+// or getter that could be left behind when a key is added).
+static int count_in(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
+Test(config, every_key_is_one_row_of_one_table) {
+    FILE *f = fopen("core/config.c", "r");
+    cr_assert_not_null(f, "run from the repository root");
+    static char text[1 << 18];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        char row[128], literal[128];
+        snprintf(row, sizeof row, "X(%s,", CONFIG_KEYS[i]);
+        snprintf(literal, sizeof literal, "\"%s\"", CONFIG_KEYS[i]);
+        cr_assert_eq(count_in(text, row), 1, "key %s: %d rows '%s' in core/config.c, expected 1", CONFIG_KEYS[i],
+                     count_in(text, row), row);
+        cr_assert_eq(count_in(text, literal), 0, "key %s is spelled out as %s in core/config.c %d time(s) outside the table",
+                     CONFIG_KEYS[i], literal, count_in(text, literal));
+    }
+}
+
+// config_defaults is the table's default column: printing the defaults and
+// reading every line back into a zeroed config gives the defaults again.
+Test(config, defaults_are_the_printed_defaults) {
+    Config d, r;
+    config_defaults(&d);
+    config_defaults(&r);
+    char err[ERRLEN], value[1100];
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        cr_assert_eq(config_get(&d, CONFIG_KEYS[i], value, sizeof value), 0);
+        if (!strcmp(CONFIG_KEYS[i], "axial_shape") || !strcmp(CONFIG_KEYS[i], "axial_dims")) continue;  // auto: 0,0
+        cr_assert_eq(config_set(&r, CONFIG_KEYS[i], value, err, sizeof err), 0, "default %s=%s: %s", CONFIG_KEYS[i], value, err);
+    }
+    cr_assert_eq(memcmp(&d, &r, sizeof d), 0, "a default does not read back to itself");
+}
+
 Test(config, set_pair_matches_set) {
     Config a, b;
     config_defaults(&a);
