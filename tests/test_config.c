@@ -734,28 +734,69 @@ Test(config_ini, crlf_line_endings) {
     cr_assert_eq(c.n_heads, 2);
 }
 
-Test(config_ini, long_line_is_reported_not_truncated) {
-    // libinih's line buffer is 200 bytes; a longer line must not be cut into
-    // a truncated value plus a bogus "malformed" later line.
-    char path[512], want[600], text[1024], value[400];
+// Issue 11, case 14: libinih cut lines at 200 bytes, so a long `data =` path
+// that --set takes was refused from a file. Lines have no length limit now;
+// only the key's own limit applies, reported with file, line and key.
+Test(config_ini, long_lines_load_whole) {
+    char path[512], want[600], text[4096], value[2048];
     snprintf(path, sizeof path, "%s/long.ini", tmp_dir);
-    memset(value, 'a', 300);
-    value[300] = '\0';
-    snprintf(text, sizeof text, "d_model = 64\nout_dir = /tmp/%s\nn_heads = 2\n", value);
+    memset(value, 'a', 900);
+    value[900] = '\0';
+    snprintf(text, sizeof text, "d_model = 64\ndata = /tmp/%s\nn_heads = 2\n", value);
     write_file(path, text);
     Config c;
     config_defaults(&c);
     char err[ERRLEN] = "";
-    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1, "a 300-character value was accepted");
-    snprintf(want, sizeof want, "%s:2:", path);
-    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
+    cr_assert_eq(config_load_file(&c, path, err, sizeof err), 0, "a 905-character data path was refused: %s", err);
+    cr_assert_eq(strlen(c.data), 905);
+    cr_assert_eq(c.n_heads, 2, "the line after the long one was lost");
 
-    // A value well inside the limit loads whole.
-    memset(value, 'b', 150);
-    value[150] = '\0';
-    snprintf(text, sizeof text, "out_dir = /tmp/%s\n", value);
+    // Past the key's own limit (data holds 1023 characters): file:line: key.
+    memset(value, 'b', 1500);
+    value[1500] = '\0';
+    snprintf(text, sizeof text, "d_model = 64\ndata = /tmp/%s\n", value);
     write_file(path, text);
     config_defaults(&c);
+    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1, "a 1505-character data path was accepted");
+    snprintf(want, sizeof want, "%s:2: data:", path);
+    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
+}
+
+// Issue 11, case 14: `#` after a value is a comment, as the README says (it
+// was part of the value), like `;`; a `#` inside a value is kept.
+Test(config_ini, hash_after_a_value_is_a_comment) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/hash.ini", tmp_dir);
+    write_file(path, "n_layers = 3 # three blocks\n"
+                     "lr = 0.0005\t# tab before the comment\n"
+                     "data = runs/file#1.txt\n"
+                     "  d_model = 64   ; indented, inline ;\n"
+                     "  # an indented comment\n");
+    Config c;
+    config_defaults(&c);
+    char err[ERRLEN] = "";
     cr_assert_eq(config_load_file(&c, path, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(strlen(c.out_dir), 155);
+    cr_assert_eq(c.n_layers, 3);
+    cr_assert_float_eq(c.lr, 0.0005, 1e-15);
+    cr_assert_str_eq(c.data, "runs/file#1.txt");
+    cr_assert_eq(c.d_model, 64);
+}
+
+// Issue 11, case 14: a NUL byte cut the value silently and the error named no
+// file or line; now it is an error at its line.
+Test(config_ini, nul_byte_gives_file_and_line) {
+    char path[512], want[600];
+    snprintf(path, sizeof path, "%s/nul.ini", tmp_dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fwrite("d_model = 64\n\nn_heads = 2\0 junk\nseq_len = 256\n", 1, 46, f);
+    fclose(f);
+    Config c;
+    config_defaults(&c);
+    char err[ERRLEN] = "";
+    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1, "a NUL byte was accepted");
+    snprintf(want, sizeof want, "%s:3:", path);
+    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
+    cr_assert(strstr(err, "NUL") != NULL, "error '%s' does not say NUL", err);
+    cr_assert(strchr(err, '\n') == NULL);
 }
