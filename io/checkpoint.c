@@ -91,7 +91,7 @@ int ckpt_reseal(const char *path, char *err, size_t errlen) { return write_seal(
 // written by h5py, say) has no seal and is validated by HDF5 and the checks
 // below alone.
 static int verify_seal(H5Ctx *x) {
-    int fd = open(x->path, O_RDONLY);
+    int fd = open(x->path, O_RDONLY | O_NONBLOCK);  // a FIFO is refused below, never waited on
     if (fd < 0) return h5_error(x, "cannot open: %s", strerror(errno));
     struct stat st;
     unsigned char head[SEAL_BYTES + 1];

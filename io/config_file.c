@@ -15,10 +15,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int file_fail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
@@ -65,8 +68,20 @@ static int parse_line(Config *c, char *line, char *msg, size_t msglen) {
 }
 
 int config_load_file(Config *c, const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "r");
-    if (!f) return file_fail(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
+    // O_NONBLOCK, then only regular files: fopen of a FIFO would wait for a
+    // writer forever.
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return file_fail(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return file_fail(err, errlen, "%s: the config file is not a regular file", path);
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return file_fail(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
+    }
     char *buf = NULL, msg[1024];
     size_t cap = 0;
     ssize_t n;

@@ -34,14 +34,38 @@ static void *grow(void *p, long *cap, long need, size_t elem) {
     return q;
 }
 
+const char *data_file_kind(mode_t mode) {
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "not a regular file";
+}
+
+int data_refuse_special(const char *key, const char *path, mode_t mode, char *err, size_t errlen) {
+    return data_fail(err, errlen,
+                     "%s: '%s' is %s, not a regular file (data is mapped into memory: write it to a file first)", key,
+                     path, data_file_kind(mode));
+}
+
 int data_map_file(Dataset *ds, const char *key, const char *path, const void **data, size_t *len, char *err,
                   size_t errlen) {
-    int fd = open(path, O_RDONLY);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer forever; it changes nothing for a regular file, which is all
+    // that is mapped.
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return data_fail(err, errlen, "%s: cannot open '%s': %s", key, path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
         close(fd);
-        return data_fail(err, errlen, "%s: '%s' is not a regular file", key, path);
+        return data_fail(err, errlen, "%s: cannot stat '%s': %s", key, path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return data_refuse_special(key, path, st.st_mode, err, errlen);
     }
     if (st.st_size == 0) {
         close(fd);

@@ -3,6 +3,7 @@
 // windows. Errors are one line naming the key and the file, as everywhere.
 #pragma once
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "dataset.h"
 
@@ -12,9 +13,16 @@ __attribute__((format(printf, 3, 4)))
 #endif
 int data_fail(char *err, size_t errlen, const char *fmt, ...);
 
+// What a file of this mode is, for messages ("a FIFO (named pipe)", ...).
+const char *data_file_kind(mode_t mode);
+
+// Refuse path, which is not a regular file: one line naming key, path and
+// what it is. Returns -1.
+int data_refuse_special(const char *key, const char *path, mode_t mode, char *err, size_t errlen);
+
 // Map a whole regular, non-empty file read-only and keep the mapping in ds
 // (dataset_close releases it). Errors name `key` and the path: missing,
-// not a regular file, empty.
+// not a regular file (a FIFO is refused at once, never waited on), empty.
 int data_map_file(Dataset *ds, const char *key, const char *path, const void **data, size_t *len, char *err,
                   size_t errlen);
 

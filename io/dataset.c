@@ -51,6 +51,8 @@ static int detect_kind(const char *path, DataKind *kind, char *err, size_t errle
     struct stat st;
     if (stat(path, &st) != 0) return data_fail(err, errlen, "data: cannot open '%s': %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) return *kind = DATA_PG19, 0;
+    // Reading a FIFO's first bytes would block, and a pipe cannot be mapped.
+    if (!S_ISREG(st.st_mode)) return data_refuse_special("data", path, st.st_mode, err, errlen);
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     if (ends_with(path, ".zip") || (!strcmp(base, "enwik8") && st.st_size == ENWIK8_BYTES)) return *kind = DATA_ENWIK8, 0;
     int32_t magic = 0;

@@ -350,6 +350,18 @@ Test(checkpoint, wiped_header_is_reported) {
 
 // A checkpoint without the seal (as h5py would write it: HDF5 signature at
 // byte 0) loads, validated by HDF5 and the loader's checks alone.
+// A FIFO given as a checkpoint (--ckpt, --resume's files) is refused at once
+// rather than waited on (issue 11, case 10).
+Test(checkpoint, fifo_is_refused_without_blocking, .timeout = 20) {
+    char path[1024], err[2048];
+    snprintf(path, sizeof path, "%s/ckpt_00000001.h5", tmp_dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    Config c;
+    long step;
+    cr_assert_eq(ckpt_read_config(path, &c, &step, err, sizeof err), -1);
+    cr_assert(strstr(err, path) && strstr(err, "not a regular file"), "%s", err);
+}
+
 // Train m one step on c and save it, then write the same checkpoint without
 // its seal (h5unjam) to tmp_dir/name, whose path goes to plain. Skips the
 // test where h5unjam is missing.

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -720,6 +721,18 @@ Test(config_ini, missing_file_names_the_path) {
     cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1);
     cr_assert(strstr(err, path) != NULL, "error '%s' does not name the file", err);
     cr_assert(strchr(err, '\n') == NULL);
+}
+
+// A FIFO given as --config is refused at once rather than waited on.
+Test(config_ini, fifo_is_refused_without_blocking, .timeout = 10) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/pipe.ini", tmp_dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    Config c;
+    config_defaults(&c);
+    char err[ERRLEN] = "";
+    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1);
+    cr_assert(strstr(err, path) && strstr(err, "not a regular file"), "%s", err);
 }
 
 Test(config_ini, crlf_line_endings) {
