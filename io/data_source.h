@@ -26,6 +26,30 @@ int data_refuse_special(const char *key, const char *path, mode_t mode, char *er
 int data_map_file(Dataset *ds, const char *key, const char *path, const void **data, size_t *len, char *err,
                   size_t errlen);
 
+// Reads of mapped data are guarded against SIGBUS, which is what a read of a
+// mapped page gets once its file was truncated (or rewritten in place, which
+// truncates first) under the trainer. A reader brackets its reads:
+//
+//     sigjmp_buf jump;
+//     if (sigsetjmp(jump, 0)) data_mapped_read_failed(ds);  // does not return
+//     data_guard_begin(&jump);
+//     ... reads of mapped documents ...
+//     data_guard_end();
+//
+// and a SIGBUS inside lands in data_mapped_read_failed, which stops the
+// program with one line naming the file, its size then and now. Outside a
+// guard a SIGBUS keeps its default action. The guard is a thread-local
+// pointer, so setting it costs nothing per batch (no system call); checking
+// every file's size per batch instead would cost a stat per PG19 book and
+// still race with a truncation between the check and the read.
+#include <setjmp.h>
+void data_guard_begin(sigjmp_buf *jump);
+void data_guard_end(void);
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+void data_mapped_read_failed(const Dataset *ds);
+
 // Append a document of len tokens to a split.
 void data_add_doc(DataSplit *s, const void *data, size_t len);
 
