@@ -5,7 +5,7 @@
 CC ?= gcc
 CFLAGS ?= -O2
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unknown-pragmas -fopenmp -Icore -Iio -MMD -MP
-LDLIBS = -lopenblas -linih -lm
+LDLIBS = -lopenblas -lm
 LDFLAGS += -fopenmp
 
 # HDF5 (checkpoints, metrics): Debian's serial build keeps its headers and

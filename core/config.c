@@ -7,80 +7,141 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-const char *const CONFIG_KEYS[] = {
-    "vocab_size", "d_model", "d_ff", "n_heads", "d_head", "n_layers", "attn_layers", "attn",
-    "lsh_chunk", "local_chunk", "n_hashes", "n_buckets", "axial_shape", "axial_dims",
-    "ff_chunk", "loss_chunk", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
-    "seq_len", "batch", "sp", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
-    "beta1", "beta2", "adam_eps", "clip", "seed", "data", "data_format", "split_fractions",
-    "cross_docs", "dup_alphabet", "out_dir", "device", "precision", "log_every", "ckpt_every", "keep_ckpts",
-    "eval_every", "eval_windows", NULL};
-
 const char *const DATA_FORMATS[] = {"auto", "text", "enwik8", "pg19", "tokens", "dup", "random", NULL};
 
-// param_layout_build reads exactly these (seq_len through the automatic
-// axial shape; attn_layers through the per-layer kind: w_qk or w_q/w_k).
-const char *const CONFIG_SHAPE_KEYS[] = {
-    "vocab_size", "d_model", "d_ff", "n_heads", "d_head", "n_layers", "attn_layers",
-    "seq_len", "axial_shape", "axial_dims", NULL};
+// Names of the enum-valued keys, in the enum's order (value i is NAMES[i]).
+static const char *const ATTN_NAMES[] = {"pattern", "full", NULL};
+static const char *const ACTIVATION_NAMES[] = {"relu", "gelu", NULL};
+static const char *const SCHEDULE_NAMES[] = {"rsqrt", "cosine", "constant", NULL};
+static const char *const PRECISION_NAMES[] = {"fp32", "bf16", NULL};
+static const char *const DEVICE_NAMES[] = {"cpu", "cuda", NULL};
+// CHOICE keys store the index as an int.
+_Static_assert(sizeof(Activation) == sizeof(int) && sizeof(Schedule) == sizeof(int) &&
+                   sizeof(Precision) == sizeof(int),
+               "CHOICE keys write their enum as an int");
 
-void config_defaults(Config *c) {
-    memset(c, 0, sizeof *c);
-    c->vocab_size = 256;
-    c->d_model = 128;
-    c->d_ff = 512;
-    c->n_heads = 4;
-    c->d_head = 0;
-    c->n_layers = 4;
-    snprintf(c->attn_layers, sizeof c->attn_layers, "local,lsh");
-    c->attn_full = 0;
-    c->lsh_chunk = 0;    // auto: see config_finalize
-    c->local_chunk = 0;
-    c->n_hashes = 2;
-    c->n_buckets = 0;
-    c->n_axes = 2;
-    c->ff_chunk = 1024;
-    c->loss_chunk = 1024;
-    c->ff_activation = ACT_GELU;
-    c->ln_eps = 1e-6;  // trax; HF uses 1e-12
-    c->dropout = 0.0;
-    c->init_std = 0.02;
-    c->reversible = 1;
-    c->seq_len = 512;
-    c->batch = 4;
-    c->sp = 1;
-    c->lr = 2e-3;
-    c->warmup = 50;
-    c->steps = 300;
-    c->schedule = SCHED_COSINE;
-    c->lr_min = 1e-4;
-    c->weight_decay = 0.0;
-    c->beta1 = 0.9;
-    c->beta2 = 0.98;
-    c->adam_eps = 1e-9;
-    c->clip = 1.0;
-    c->seed = 1337;
-    snprintf(c->data, sizeof c->data, "data/tinyshakespeare.txt");
-    snprintf(c->data_format, sizeof c->data_format, "auto");
-    c->split_fractions[0] = 0.9;
-    c->split_fractions[1] = 0.05;
-    c->split_fractions[2] = 0.05;
-    c->cross_docs = 0;
-    c->dup_alphabet = 128;
-    snprintf(c->out_dir, sizeof c->out_dir, "runs/default");
-    snprintf(c->device, sizeof c->device, "cpu");
-    c->precision = PRECISION_FP32;
-    c->log_every = 1;
-    c->ckpt_every = 1000;
-    c->keep_ckpts = 3;
-    c->eval_every = 100;
-    c->eval_windows = 64;
-}
+typedef enum {
+    KEY_INT,     // int in [lo, hi]
+    KEY_DOUBLE,  // double in [lo, hi], finite
+    KEY_BOOL,    // int 0/1; reads 1/0, true/false, yes/no, on/off
+    KEY_U64,     // uint64_t, non-negative decimal
+    KEY_STRING,  // char[size], non-empty
+    KEY_CHOICE,  // int index into names
+    KEY_NAME,    // char[size] holding one of names
+    KEY_AXES,    // int[MAX_AXES], 1 to MAX_AXES positive entries; their count in
+                 // the int at count_offset (0 = not given: auto); printed with n_axes
+    KEY_CUSTOM,  // parsed and printed by codec
+} KeyType;
+
+struct KeyRow;
+typedef struct {
+    int (*parse)(Config *c, const struct KeyRow *k, const char *s, char *err, size_t errlen);
+    void (*format)(const Config *c, const struct KeyRow *k, char *buf, size_t cap);
+} KeyCodec;
+
+typedef struct KeyRow {
+    const char *name;
+    KeyType type;
+    size_t offset, size;        // the Config field
+    size_t count_offset;        // KEY_AXES
+    double lo, hi;              // KEY_INT, KEY_DOUBLE bounds (inclusive)
+    const char *const *names;   // KEY_CHOICE, KEY_NAME
+    const KeyCodec *codec;      // KEY_CUSTOM
+    const char *default_text;   // parsed by config_defaults; NULL = all zero (auto)
+    int shape;                  // fixes the parameter layout (CONFIG_SHAPE_KEYS)
+} KeyRow;
+
+static const KeyCodec SPLIT_FRACTIONS_CODEC;
+
+#define FIELD(f) .offset = offsetof(Config, f), .size = sizeof(((Config *)0)->f)
+#define INT(f, lo_, hi_) .type = KEY_INT, FIELD(f), .lo = (lo_), .hi = (hi_)
+#define DOUBLE(f, lo_, hi_) .type = KEY_DOUBLE, FIELD(f), .lo = (lo_), .hi = (hi_)
+#define BOOL(f) .type = KEY_BOOL, FIELD(f)
+#define U64(f) .type = KEY_U64, FIELD(f)
+#define STRING(f) .type = KEY_STRING, FIELD(f)
+#define CHOICE(f, names_) .type = KEY_CHOICE, FIELD(f), .names = (names_)
+#define NAME(f, names_) .type = KEY_NAME, FIELD(f), .names = (names_)
+#define AXES(f) .type = KEY_AXES, FIELD(f), .count_offset = offsetof(Config, f##_set)
+#define CUSTOM(codec_) .type = KEY_CUSTOM, .codec = &(codec_)
+
+// THE config keys: the one list that config_set, config_get, config_print,
+// config_defaults, checkpoints, `reformer help` and the tests all read. A new
+// key is one row here (plus its field in Config, and any rule tying it to other
+// keys in config_finalize). Order = the order of `reformer help`.
+//
+//   X(name,          how it is parsed and stored,          default,  shape key?)
+#define CONFIG_TABLE(X)                                                                      \
+    X(vocab_size,      INT(vocab_size, 2, 1 << 20),           "256",          SHAPE)         \
+    X(d_model,         INT(d_model, 1, 1 << 16),              "128",          SHAPE)         \
+    X(d_ff,            INT(d_ff, 1, 1 << 20),                 "512",          SHAPE)         \
+    X(n_heads,         INT(n_heads, 1, 1024),                 "4",            SHAPE)         \
+    X(d_head,          INT(d_head, 0, 1 << 14),               "0",            SHAPE)         \
+    X(n_layers,        INT(n_layers, 1, MAX_LAYERS),          "4",            SHAPE)         \
+    X(attn_layers,     STRING(attn_layers),                   "local,lsh",    SHAPE)         \
+    X(attn,            CHOICE(attn_full, ATTN_NAMES),         "pattern",      0)             \
+    X(lsh_chunk,       INT(lsh_chunk, 0, 1 << 20),            "0",            0)             \
+    X(local_chunk,     INT(local_chunk, 0, 1 << 20),          "0",            0)             \
+    X(n_hashes,        INT(n_hashes, 1, 64),                  "2",            0)             \
+    X(n_buckets,       INT(n_buckets, 0, 65536),              "0",            0)             \
+    X(axial_shape,     AXES(axial_shape),                    NULL,           SHAPE)         \
+    X(axial_dims,      AXES(axial_dims),                     NULL,           SHAPE)         \
+    X(ff_chunk,        INT(ff_chunk, 1, INT_MAX),             "1024",         0)             \
+    X(loss_chunk,      INT(loss_chunk, 1, INT_MAX),           "1024",         0)             \
+    X(ff_activation,   CHOICE(ff_activation, ACTIVATION_NAMES), "gelu",       0)             \
+    X(ln_eps,          DOUBLE(ln_eps, 1e-30, 1.0),            "1e-6",         0) /* trax; HF 1e-12 */ \
+    X(dropout,         DOUBLE(dropout, 0.0, 0.99),            "0",            0)             \
+    X(init_std,        DOUBLE(init_std, 0.0, 10.0),           "0.02",         0)             \
+    X(reversible,      BOOL(reversible),                      "1",            0)             \
+    X(seq_len,         INT(seq_len, 1, 1 << 28),              "512",          SHAPE)         \
+    X(batch,           INT(batch, 1, 1 << 20),                "4",            0)             \
+    X(sp,              INT(sp, 1, 4096),                      "1",            0)             \
+    X(lr,              DOUBLE(lr, 0.0, 10.0),                 "2e-3",         0)             \
+    X(warmup,          INT(warmup, 0, INT_MAX),               "50",           0)             \
+    X(steps,           INT(steps, 0, INT_MAX),                "300",          0)             \
+    X(schedule,        CHOICE(schedule, SCHEDULE_NAMES),      "cosine",       0)             \
+    X(lr_min,          DOUBLE(lr_min, 0.0, 10.0),             "1e-4",         0)             \
+    X(weight_decay,    DOUBLE(weight_decay, 0.0, 10.0),       "0",            0)             \
+    X(beta1,           DOUBLE(beta1, 0.0, 0.999999),          "0.9",          0)             \
+    X(beta2,           DOUBLE(beta2, 0.0, 0.99999999),        "0.98",         0)             \
+    X(adam_eps,        DOUBLE(adam_eps, 1e-30, 1.0),          "1e-9",         0)             \
+    X(clip,            DOUBLE(clip, 0.0, 1e30),               "1",            0)             \
+    X(seed,            U64(seed),                             "1337",         0)             \
+    X(data,            STRING(data),                          "data/tinyshakespeare.txt", 0) \
+    X(data_format,     NAME(data_format, DATA_FORMATS),       "auto",         0)             \
+    X(split_fractions, CUSTOM(SPLIT_FRACTIONS_CODEC),         "0.9,0.05,0.05", 0)            \
+    X(cross_docs,      BOOL(cross_docs),                      "0",            0)             \
+    X(dup_alphabet,    INT(dup_alphabet, 2, 1 << 20),         "128",          0)             \
+    X(out_dir,         STRING(out_dir),                       "runs/default", 0)             \
+    X(device,          NAME(device, DEVICE_NAMES),            "cpu",          0)             \
+    X(precision,       CHOICE(precision, PRECISION_NAMES),    "fp32",         0)             \
+    X(log_every,       INT(log_every, 1, INT_MAX),            "1",            0)             \
+    X(ckpt_every,      INT(ckpt_every, 0, INT_MAX),           "1000",         0)             \
+    X(keep_ckpts,      INT(keep_ckpts, 0, INT_MAX),           "3",            0)             \
+    X(eval_every,      INT(eval_every, 0, INT_MAX),           "100",          0)             \
+    X(eval_windows,    INT(eval_windows, 0, INT_MAX),         "64",           0)
+
+// The last column is the token SHAPE or 0, pasted (never expanded) below so
+// that CONFIG_SHAPE_KEYS is filtered at compile time.
+#define IS_SHAPE_SHAPE 1
+#define IS_SHAPE_0 0
+#define IF_SHAPE_SHAPE(x) x,
+#define IF_SHAPE_0(x)
+
+#define ROW(name_, how, default_, shape_) {.name = #name_, how, .default_text = (default_), .shape = IS_SHAPE_##shape_},
+static const KeyRow KEY_ROWS[] = {CONFIG_TABLE(ROW)};
+#define N_KEYS ((int)(sizeof KEY_ROWS / sizeof KEY_ROWS[0]))
+
+#define NAME_OF(name_, how, default_, shape_) #name_,
+const char *const CONFIG_KEYS[] = {CONFIG_TABLE(NAME_OF) NULL};
+
+#define SHAPE_NAME_OF(name_, how, default_, shape_) IF_SHAPE_##shape_(#name_)
+const char *const CONFIG_SHAPE_KEYS[] = {CONFIG_TABLE(SHAPE_NAME_OF) NULL};
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
@@ -115,6 +176,42 @@ static int parse_double(const char *key, const char *s, double lo, double hi, do
     return 0;
 }
 
+static int parse_bool(const char *key, const char *s, int *out, char *err, size_t errlen) {
+    if (!strcasecmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcasecmp(s, "on")) *out = 1;
+    else if (!strcasecmp(s, "0") || !strcasecmp(s, "false") || !strcasecmp(s, "no") || !strcasecmp(s, "off")) *out = 0;
+    else return fail(err, errlen, "%s: '%s' is not a boolean (use 1 or 0)", key, s);
+    return 0;
+}
+
+static int parse_u64(const char *key, const char *s, uint64_t *out, char *err, size_t errlen) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || *end || errno || s[0] == '-')
+        return fail(err, errlen, "%s: '%s' is not a non-negative integer", key, s);
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int parse_string(const char *key, const char *s, char *dst, size_t cap, char *err,
+                        size_t errlen) {
+    if (strlen(s) >= cap) return fail(err, errlen, "%s: value longer than %zu characters", key, cap - 1);
+    if (s[0] == '\0') return fail(err, errlen, "%s: empty value", key);
+    snprintf(dst, cap, "%s", s);
+    return 0;
+}
+
+// The index of s in names, or -1 with "key: 's' is not one of a, b, c".
+static int parse_choice(const char *key, const char *s, const char *const *names, char *err, size_t errlen) {
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(s, names[i])) return i;
+    char list[256] = "";
+    for (int i = 0; names[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+    fail(err, errlen, "%s: '%s' is not one of %s", key, s, list);
+    return -1;
+}
+
 static int parse_list(const char *key, const char *s, int *vals, int *count, char *err,
                       size_t errlen) {
     char buf[256];
@@ -132,25 +229,25 @@ static int parse_list(const char *key, const char *s, int *vals, int *count, cha
     return 0;
 }
 
-static int parse_string(const char *key, const char *s, char *dst, size_t cap, char *err,
-                        size_t errlen) {
-    if (strlen(s) >= cap) return fail(err, errlen, "%s: value longer than %zu characters", key, cap - 1);
-    if (s[0] == '\0') return fail(err, errlen, "%s: empty value", key);
-    snprintf(dst, cap, "%s", s);
-    return 0;
+static void format_list(char *buf, size_t cap, const int *v, int n) {
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) snprintf(buf + strlen(buf), cap - strlen(buf), "%s%d", i ? "," : "", v[i]);
 }
 
-static int parse_bool(const char *key, const char *s, int *out, char *err, size_t errlen) {
-    if (!strcasecmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcasecmp(s, "on")) *out = 1;
-    else if (!strcasecmp(s, "0") || !strcasecmp(s, "false") || !strcasecmp(s, "no") || !strcasecmp(s, "off")) *out = 0;
-    else return fail(err, errlen, "%s: '%s' is not a boolean (use 1 or 0)", key, s);
-    return 0;
+// Shortest of %.15g, %.16g, %.17g that strtod reads back to v exactly, so a
+// printed config (and a checkpoint's) reproduces every double bit for bit
+// while defaults still read "0.002", not "0.0020000000000000000".
+static void format_double(char *buf, size_t cap, double v) {
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
 }
 
 // "train,validation,test": three non-negative shares summing to 1 (to 1e-9,
 // so decimal fractions like 0.9,0.05,0.05 pass), a positive train share.
-static int parse_split_fractions(const char *s, double out[3], char *err, size_t errlen) {
-    const char *key = "split_fractions";
+static int parse_split_fractions(Config *c, const KeyRow *k, const char *s, char *err, size_t errlen) {
+    const char *key = k->name;
     double f[3], sum = 0;
     const char *p = s;
     for (int i = 0; i < 3; i++) {
@@ -165,112 +262,111 @@ static int parse_split_fractions(const char *s, double out[3], char *err, size_t
     }
     if (fabs(sum - 1.0) > 1e-9) return fail(err, errlen, "%s: '%s' sums to %.17g, not 1", key, s, sum);
     if (f[0] <= 0) return fail(err, errlen, "%s: '%s' leaves nothing to train on", key, s);
-    memcpy(out, f, sizeof f);
+    memcpy(c->split_fractions, f, sizeof f);
+    return 0;
+}
+static void format_split_fractions(const Config *c, const KeyRow *k, char *buf, size_t cap) {
+    (void)k;
+    char f[3][32];
+    for (int i = 0; i < 3; i++) format_double(f[i], sizeof f[i], c->split_fractions[i]);
+    snprintf(buf, cap, "%s,%s,%s", f[0], f[1], f[2]);
+}
+
+static const KeyCodec SPLIT_FRACTIONS_CODEC = {parse_split_fractions, format_split_fractions};
+
+static const KeyRow *find_key(const char *key) {
+    for (int i = 0; i < N_KEYS; i++)
+        if (!strcmp(KEY_ROWS[i].name, key)) return &KEY_ROWS[i];
+    return NULL;
+}
+
+// Parse value into row k's field of c; on failure c is unchanged.
+static int set_row(Config *c, const KeyRow *k, const char *value, char *err, size_t errlen) {
+    void *field = (char *)c + k->offset;
+    switch (k->type) {
+    case KEY_INT: return parse_int(k->name, value, (long)k->lo, (long)k->hi, field, err, errlen);
+    case KEY_DOUBLE: return parse_double(k->name, value, k->lo, k->hi, field, err, errlen);
+    case KEY_BOOL: return parse_bool(k->name, value, field, err, errlen);
+    case KEY_U64: return parse_u64(k->name, value, field, err, errlen);
+    case KEY_STRING: return parse_string(k->name, value, field, k->size, err, errlen);
+    case KEY_CHOICE: {
+        int i = parse_choice(k->name, value, k->names, err, errlen);
+        if (i < 0) return -1;
+        *(int *)field = i;
+        return 0;
+    }
+    case KEY_NAME: {
+        int i = parse_choice(k->name, value, k->names, err, errlen);
+        if (i < 0) return -1;
+        return parse_string(k->name, k->names[i], field, k->size, err, errlen);
+    }
+    case KEY_AXES: {
+        int v[MAX_AXES] = {0}, n;
+        if (parse_list(k->name, value, v, &n, err, errlen)) return -1;
+        memcpy(field, v, sizeof v);
+        *(int *)((char *)c + k->count_offset) = n;
+        return 0;
+    }
+    case KEY_CUSTOM: return k->codec->parse(c, k, value, err, errlen);
+    }
+    return fail(err, errlen, "%s: key of unknown type", k->name);
+}
+
+static void get_row(const Config *c, const KeyRow *k, char *buf, size_t cap) {
+    const void *field = (const char *)c + k->offset;
+    switch (k->type) {
+    case KEY_INT:
+    case KEY_BOOL: snprintf(buf, cap, "%d", *(const int *)field); return;
+    case KEY_DOUBLE: format_double(buf, cap, *(const double *)field); return;
+    case KEY_U64: snprintf(buf, cap, "%llu", (unsigned long long)*(const uint64_t *)field); return;
+    case KEY_STRING:
+    case KEY_NAME: snprintf(buf, cap, "%s", (const char *)field); return;
+    case KEY_CHOICE: snprintf(buf, cap, "%s", k->names[*(const int *)field]); return;
+    case KEY_AXES: format_list(buf, cap, field, c->n_axes); return;
+    case KEY_CUSTOM: k->codec->format(c, k, buf, cap); return;
+    }
+}
+
+void config_defaults(Config *c) {
+    memset(c, 0, sizeof *c);
+    char err[256];
+    for (int i = 0; i < N_KEYS; i++) {
+        const KeyRow *k = &KEY_ROWS[i];
+        if (k->default_text && set_row(c, k, k->default_text, err, sizeof err)) {
+            fprintf(stderr, "reformer: internal error: core/config.c: default of %s rejected: %s\n", k->name, err);
+            abort();
+        }
+    }
+    c->n_axes = 2;  // the automatic axial split, until config_finalize derives it
+}
+
+int config_set(Config *c, const char *key, const char *value, char *err, size_t errlen) {
+    const KeyRow *k = find_key(key);
+    if (!k) return fail(err, errlen, "%s: unknown config key (see `reformer help` for the list)", key);
+    return set_row(c, k, value, err, errlen);
+}
+
+int config_get(const Config *c, const char *key, char *buf, size_t cap) {
+    const KeyRow *k = find_key(key);
+    if (!k) {
+        if (cap) buf[0] = '\0';
+        return -1;
+    }
+    get_row(c, k, buf, cap);
     return 0;
 }
 
-#define IS(k) (strcmp(key, (k)) == 0)
-#define INT(k, field, lo, hi) if (IS(k)) return parse_int(key, value, lo, hi, &c->field, err, errlen)
-#define DBL(k, field, lo, hi) if (IS(k)) return parse_double(key, value, lo, hi, &c->field, err, errlen)
+int config_key_is_shape(const char *key) {
+    const KeyRow *k = find_key(key);
+    return k && k->shape;
+}
 
-int config_set(Config *c, const char *key, const char *value, char *err, size_t errlen) {
-    INT("vocab_size", vocab_size, 2, 1 << 20);
-    INT("d_model", d_model, 1, 1 << 16);
-    INT("d_ff", d_ff, 1, 1 << 20);
-    INT("n_heads", n_heads, 1, 1024);
-    INT("d_head", d_head, 0, 1 << 14);
-    INT("n_layers", n_layers, 1, MAX_LAYERS);
-    INT("lsh_chunk", lsh_chunk, 0, 1 << 20);
-    INT("local_chunk", local_chunk, 0, 1 << 20);
-    INT("n_hashes", n_hashes, 1, 64);
-    INT("n_buckets", n_buckets, 0, 65536);
-    INT("ff_chunk", ff_chunk, 1, INT_MAX);
-    INT("loss_chunk", loss_chunk, 1, INT_MAX);
-    INT("seq_len", seq_len, 1, 1 << 28);
-    INT("batch", batch, 1, 1 << 20);
-    INT("sp", sp, 1, 4096);
-    INT("warmup", warmup, 0, INT_MAX);
-    INT("steps", steps, 0, INT_MAX);
-    INT("dup_alphabet", dup_alphabet, 2, 1 << 20);
-    INT("log_every", log_every, 1, INT_MAX);
-    INT("ckpt_every", ckpt_every, 0, INT_MAX);
-    INT("keep_ckpts", keep_ckpts, 0, INT_MAX);
-    INT("eval_every", eval_every, 0, INT_MAX);
-    INT("eval_windows", eval_windows, 0, INT_MAX);
-    DBL("ln_eps", ln_eps, 1e-30, 1.0);
-    DBL("dropout", dropout, 0.0, 0.99);
-    DBL("init_std", init_std, 0.0, 10.0);
-    DBL("lr", lr, 0.0, 10.0);
-    DBL("lr_min", lr_min, 0.0, 10.0);
-    DBL("weight_decay", weight_decay, 0.0, 10.0);
-    DBL("beta1", beta1, 0.0, 0.999999);
-    DBL("beta2", beta2, 0.0, 0.99999999);
-    DBL("adam_eps", adam_eps, 1e-30, 1.0);
-    DBL("clip", clip, 0.0, 1e30);
-    if (IS("reversible")) return parse_bool(key, value, &c->reversible, err, errlen);
-    if (IS("cross_docs")) return parse_bool(key, value, &c->cross_docs, err, errlen);
-    if (IS("split_fractions")) return parse_split_fractions(value, c->split_fractions, err, errlen);
-    if (IS("data_format")) {
-        for (int i = 0; DATA_FORMATS[i]; i++)
-            if (!strcmp(value, DATA_FORMATS[i])) return snprintf(c->data_format, sizeof c->data_format, "%s", value), 0;
-        return fail(err, errlen, "data_format: '%s' is not one of auto, text, enwik8, pg19, tokens, dup, random", value);
+void config_print(const Config *c, FILE *out) {
+    char value[1100];
+    for (int i = 0; i < N_KEYS; i++) {
+        get_row(c, &KEY_ROWS[i], value, sizeof value);
+        fprintf(out, "%s=%s\n", KEY_ROWS[i].name, value);
     }
-    if (IS("attn_layers")) return parse_string(key, value, c->attn_layers, sizeof c->attn_layers, err, errlen);
-    if (IS("data")) return parse_string(key, value, c->data, sizeof c->data, err, errlen);
-    if (IS("out_dir")) return parse_string(key, value, c->out_dir, sizeof c->out_dir, err, errlen);
-    if (IS("attn")) {
-        if (!strcmp(value, "full")) c->attn_full = 1;
-        else if (!strcmp(value, "pattern")) c->attn_full = 0;
-        else return fail(err, errlen, "attn: '%s' is not one of pattern, full", value);
-        return 0;
-    }
-    if (IS("ff_activation")) {
-        if (!strcmp(value, "relu")) c->ff_activation = ACT_RELU;
-        else if (!strcmp(value, "gelu")) c->ff_activation = ACT_GELU;
-        else return fail(err, errlen, "ff_activation: '%s' is not one of relu, gelu", value);
-        return 0;
-    }
-    if (IS("schedule")) {
-        if (!strcmp(value, "rsqrt")) c->schedule = SCHED_RSQRT;
-        else if (!strcmp(value, "cosine")) c->schedule = SCHED_COSINE;
-        else if (!strcmp(value, "constant")) c->schedule = SCHED_CONSTANT;
-        else return fail(err, errlen, "schedule: '%s' is not one of rsqrt, cosine, constant", value);
-        return 0;
-    }
-    if (IS("device")) {
-        if (strcmp(value, "cpu") && strcmp(value, "cuda"))
-            return fail(err, errlen, "device: '%s' is not one of cpu, cuda", value);
-        snprintf(c->device, sizeof c->device, "%s", value);
-        return 0;
-    }
-    if (IS("precision")) {
-        if (!strcmp(value, "fp32")) c->precision = PRECISION_FP32;
-        else if (!strcmp(value, "bf16")) c->precision = PRECISION_BF16;
-        else return fail(err, errlen, "precision: '%s' is not one of fp32, bf16", value);
-        return 0;
-    }
-    if (IS("seed")) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(value, &end, 10);
-        if (end == value || *end || errno || value[0] == '-')
-            return fail(err, errlen, "seed: '%s' is not a non-negative integer", value);
-        c->seed = (uint64_t)v;
-        return 0;
-    }
-    if (IS("axial_shape")) {
-        int n;
-        if (parse_list(key, value, c->axial_shape, &n, err, errlen)) return -1;
-        c->axial_shape_set = n;
-        return 0;
-    }
-    if (IS("axial_dims")) {
-        int n;
-        if (parse_list(key, value, c->axial_dims, &n, err, errlen)) return -1;
-        c->axial_dims_set = n;
-        return 0;
-    }
-    return fail(err, errlen, "%s: unknown config key (see `reformer help` for the list)", key);
 }
 
 int config_set_pair(Config *c, const char *pair, char *err, size_t errlen) {
@@ -405,92 +501,4 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     if (dup && c->dup_alphabet > c->vocab_size)
         return fail(err, errlen, "dup_alphabet: %d exceeds vocab_size=%d", c->dup_alphabet, c->vocab_size);
     return 0;
-}
-
-static void get_list(char *buf, size_t cap, const int *v, int n) {
-    buf[0] = '\0';
-    for (int i = 0; i < n; i++) snprintf(buf + strlen(buf), cap - strlen(buf), "%s%d", i ? "," : "", v[i]);
-}
-
-// Shortest of %.15g, %.16g, %.17g that strtod reads back to v exactly, so a
-// printed config (and a checkpoint's) reproduces every double bit for bit
-// while defaults still read "0.002", not "0.0020000000000000000".
-static void get_double(char *buf, size_t cap, double v) {
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, cap, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) return;
-    }
-}
-
-int config_get(const Config *c, const char *key, char *buf, size_t cap) {
-    static const char *acts[] = {"relu", "gelu"}, *scheds[] = {"rsqrt", "cosine", "constant"},
-                      *precisions[] = {"fp32", "bf16"};
-#define GI(k, v) if (IS(k)) return snprintf(buf, cap, "%d", (v)), 0
-#define GD(k, v) if (IS(k)) return get_double(buf, cap, (v)), 0
-#define GS(k, v) if (IS(k)) return snprintf(buf, cap, "%s", (v)), 0
-    GI("vocab_size", c->vocab_size);
-    GI("d_model", c->d_model);
-    GI("d_ff", c->d_ff);
-    GI("n_heads", c->n_heads);
-    GI("d_head", c->d_head);
-    GI("n_layers", c->n_layers);
-    GS("attn_layers", c->attn_layers);
-    GS("attn", c->attn_full ? "full" : "pattern");
-    GI("lsh_chunk", c->lsh_chunk);
-    GI("local_chunk", c->local_chunk);
-    GI("n_hashes", c->n_hashes);
-    GI("n_buckets", c->n_buckets);
-    if (IS("axial_shape")) return get_list(buf, cap, c->axial_shape, c->n_axes), 0;
-    if (IS("axial_dims")) return get_list(buf, cap, c->axial_dims, c->n_axes), 0;
-    GI("ff_chunk", c->ff_chunk);
-    GI("loss_chunk", c->loss_chunk);
-    GS("ff_activation", acts[c->ff_activation]);
-    GD("ln_eps", c->ln_eps);
-    GD("dropout", c->dropout);
-    GD("init_std", c->init_std);
-    GI("reversible", c->reversible);
-    GI("seq_len", c->seq_len);
-    GI("batch", c->batch);
-    GI("sp", c->sp);
-    GD("lr", c->lr);
-    GI("warmup", c->warmup);
-    GI("steps", c->steps);
-    GS("schedule", scheds[c->schedule]);
-    GD("lr_min", c->lr_min);
-    GD("weight_decay", c->weight_decay);
-    GD("beta1", c->beta1);
-    GD("beta2", c->beta2);
-    GD("adam_eps", c->adam_eps);
-    GD("clip", c->clip);
-    if (IS("seed")) return snprintf(buf, cap, "%llu", (unsigned long long)c->seed), 0;
-    GS("data", c->data);
-    GS("data_format", c->data_format);
-    if (IS("split_fractions")) {
-        char f[3][32];
-        for (int i = 0; i < 3; i++) get_double(f[i], sizeof f[i], c->split_fractions[i]);
-        return snprintf(buf, cap, "%s,%s,%s", f[0], f[1], f[2]), 0;
-    }
-    GI("cross_docs", c->cross_docs);
-    GI("dup_alphabet", c->dup_alphabet);
-    GS("out_dir", c->out_dir);
-    GS("device", c->device);
-    GS("precision", precisions[c->precision]);
-    GI("log_every", c->log_every);
-    GI("ckpt_every", c->ckpt_every);
-    GI("keep_ckpts", c->keep_ckpts);
-    GI("eval_every", c->eval_every);
-    GI("eval_windows", c->eval_windows);
-#undef GI
-#undef GD
-#undef GS
-    if (cap) buf[0] = '\0';
-    return -1;
-}
-
-void config_print(const Config *c, FILE *out) {
-    char value[1100];
-    for (int i = 0; CONFIG_KEYS[i]; i++) {
-        config_get(c, CONFIG_KEYS[i], value, sizeof value);
-        fprintf(out, "%s=%s\n", CONFIG_KEYS[i], value);
-    }
 }

@@ -1,7 +1,9 @@
 // Model and training configuration: every key, its default, and validation.
 //
 // Keys are set by name (`config_set`) from INI files and `--set key=value`
-// alike, so the two can never disagree. `config_finalize` fills derived values
+// alike, so the two can never disagree. Every key (name, type, range or
+// choices, default, whether it fixes the parameter layout) is one row of the
+// table CONFIG_TABLE in config.c, which everything else here reads. `config_finalize` fills derived values
 // (d_head, n_buckets, axial shape) and validates everything, reporting the
 // first problem as one line that names the key.
 #pragma once
@@ -109,5 +111,9 @@ extern const char *const CONFIG_KEYS[];
 
 // The keys that fix the parameter layout (tensor names and shapes), NULL-
 // terminated: a checkpoint only loads into a model that agrees on all of them,
-// and a resumed run may not change them.
+// and a resumed run may not change them. (param_layout_build reads exactly
+// these config fields: the SHAPE rows of the table.)
 extern const char *const CONFIG_SHAPE_KEYS[];
+
+// 1 when key is one of CONFIG_SHAPE_KEYS, else 0.
+int config_key_is_shape(const char *key);

@@ -91,7 +91,7 @@ int ckpt_reseal(const char *path, char *err, size_t errlen) { return write_seal(
 // written by h5py, say) has no seal and is validated by HDF5 and the checks
 // below alone.
 static int verify_seal(H5Ctx *x) {
-    int fd = open(x->path, O_RDONLY);
+    int fd = open(x->path, O_RDONLY | O_NONBLOCK);  // a FIFO is refused below, never waited on
     if (fd < 0) return h5_error(x, "cannot open: %s", strerror(errno));
     struct stat st;
     unsigned char head[SEAL_BYTES + 1];
@@ -366,9 +366,7 @@ static int open_checked(H5Ctx *x, hid_t *file, Config *c, long *step) {
         const char *key = CONFIG_KEYS[i];
         htri_t has = h5_check(x, H5Aexists(*file, key), key);
         if (has < 0) return -1;
-        int shape = 0;
-        for (int k = 0; CONFIG_SHAPE_KEYS[k]; k++) shape |= !strcmp(CONFIG_SHAPE_KEYS[k], key);
-        if (!has && !shape) continue;
+        if (!has && !config_key_is_shape(key)) continue;
         if (h5_read_attr_string(x, *file, key, value, sizeof value)) return -1;
         if (config_set(c, key, value, msg, sizeof msg)) return h5_error(x, "config %s", msg);
     }

@@ -81,6 +81,7 @@ int data_open_enwik8(Dataset *ds, char *err, size_t errlen) {
     if (data_require_byte_vocab(ds, err, errlen)) return -1;
     struct stat st;
     if (stat(ds->path, &st) != 0) return data_fail(err, errlen, "data: cannot open '%s': %s", ds->path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return data_refuse_special("data", ds->path, st.st_mode, err, errlen);
     const void *bytes;
     size_t n = ENWIK8_BYTES;
     if (is_zip_name(ds->path)) {

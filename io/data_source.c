@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,14 +35,93 @@ static void *grow(void *p, long *cap, long need, size_t elem) {
     return q;
 }
 
+const char *data_file_kind(mode_t mode) {
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "not a regular file";
+}
+
+int data_refuse_special(const char *key, const char *path, mode_t mode, char *err, size_t errlen) {
+    return data_fail(err, errlen,
+                     "%s: '%s' is %s, not a regular file (data is mapped into memory: write it to a file first)", key,
+                     path, data_file_kind(mode));
+}
+
+// ------------------------------------------------------------ SIGBUS guard
+
+static __thread sigjmp_buf *guard_jump;
+static __thread void *volatile guard_addr;
+
+static void on_sigbus(int sig, siginfo_t *info, void *context) {
+    (void)context;
+    if (guard_jump) {
+        guard_addr = info->si_addr;
+        sigjmp_buf *jump = guard_jump;
+        guard_jump = NULL;
+        siglongjmp(*jump, 1);
+    }
+    // Not a read of mapped data: the default action (end with SIGBUS).
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_sigbus_handler(void) {
+    static int installed;
+    if (installed) return;
+    installed = 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, NULL) != 0)
+        FATAL(NULL, "sigaction(SIGBUS) failed: %s", strerror(errno));
+}
+
+void data_guard_begin(sigjmp_buf *jump) { guard_jump = jump; }
+
+void data_guard_end(void) { guard_jump = NULL; }
+
+void data_mapped_read_failed(const Dataset *ds) {
+    const char *addr = guard_addr;
+    for (long i = 0; i < ds->n_maps; i++) {
+        const struct DataMap *m = &ds->maps[i];
+        if (addr < (const char *)m->addr || addr >= (const char *)m->addr + m->len) continue;
+        struct stat st;
+        char now[96];
+        if (stat(m->path, &st) == 0) snprintf(now, sizeof now, "%lld bytes now", (long long)st.st_size);
+        else snprintf(now, sizeof now, "now %s", strerror(errno));
+        fflush(stdout);
+        fprintf(stderr,
+                "reformer: error: data: '%s' was truncated or rewritten while training (%zu bytes when opened, %s): "
+                "reading it failed (SIGBUS); restore it and --resume (to replace data, write a new file and rename "
+                "it over the old one)\n",
+                m->path, m->len, now);
+        exit(1);
+    }
+    FATAL(NULL, "SIGBUS reading the data at %p, outside every mapped file of '%s'", (void *)addr, ds->path);
+}
+
 int data_map_file(Dataset *ds, const char *key, const char *path, const void **data, size_t *len, char *err,
                   size_t errlen) {
-    int fd = open(path, O_RDONLY);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer forever; it changes nothing for a regular file, which is all
+    // that is mapped.
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return data_fail(err, errlen, "%s: cannot open '%s': %s", key, path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
         close(fd);
-        return data_fail(err, errlen, "%s: '%s' is not a regular file", key, path);
+        return data_fail(err, errlen, "%s: cannot stat '%s': %s", key, path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return data_refuse_special(key, path, st.st_mode, err, errlen);
     }
     if (st.st_size == 0) {
         close(fd);
@@ -51,7 +131,10 @@ int data_map_file(Dataset *ds, const char *key, const char *path, const void **d
     close(fd);  // the mapping keeps the file open
     if (p == MAP_FAILED) return data_fail(err, errlen, "%s: cannot map '%s': %s", key, path, strerror(errno));
     ds->maps = grow(ds->maps, &ds->cap_maps, ds->n_maps + 1, sizeof *ds->maps);
-    ds->maps[ds->n_maps++] = (struct DataMap){.addr = p, .len = (size_t)st.st_size};
+    char *copy = strdup(path);
+    if (!copy) FATAL(NULL, "out of memory");
+    install_sigbus_handler();
+    ds->maps[ds->n_maps++] = (struct DataMap){.addr = p, .len = (size_t)st.st_size, .path = copy};
     *data = p;
     *len = (size_t)st.st_size;
     return 0;

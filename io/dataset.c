@@ -51,6 +51,8 @@ static int detect_kind(const char *path, DataKind *kind, char *err, size_t errle
     struct stat st;
     if (stat(path, &st) != 0) return data_fail(err, errlen, "data: cannot open '%s': %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) return *kind = DATA_PG19, 0;
+    // Reading a FIFO's first bytes would block, and a pipe cannot be mapped.
+    if (!S_ISREG(st.st_mode)) return data_refuse_special("data", path, st.st_mode, err, errlen);
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     if (ends_with(path, ".zip") || (!strcmp(base, "enwik8") && st.st_size == ENWIK8_BYTES)) return *kind = DATA_ENWIK8, 0;
     int32_t magic = 0;
@@ -147,7 +149,10 @@ int dataset_open(Dataset *ds, const Config *c, char *err, size_t errlen) {
 }
 
 void dataset_close(Dataset *ds) {
-    for (long i = 0; i < ds->n_maps; i++) munmap(ds->maps[i].addr, ds->maps[i].len);
+    for (long i = 0; i < ds->n_maps; i++) {
+        munmap(ds->maps[i].addr, ds->maps[i].len);
+        free(ds->maps[i].path);
+    }
     free(ds->maps);
     free(ds->owned);
     for (int s = 0; s < N_SPLITS; s++) {
@@ -207,7 +212,7 @@ static void train_window(const Dataset *ds, uint64_t draw, int *tok, int *tgt) {
     copy_window(ds, s, pos, tok, tgt);
 }
 
-void dataset_batch(const Dataset *ds, uint32_t step, size_t first_seq, int n_seq, int *tokens, int *targets) {
+static void batch_windows(const Dataset *ds, uint32_t step, size_t first_seq, int n_seq, int *tokens, int *targets) {
     const int L = ds->seq_len;
     const uint32_t tag = data_tag(ds->kind);
     for (int b = 0; b < n_seq; b++) {
@@ -237,6 +242,14 @@ void dataset_batch(const Dataset *ds, uint32_t step, size_t first_seq, int n_seq
     }
 }
 
+void dataset_batch(const Dataset *ds, uint32_t step, size_t first_seq, int n_seq, int *tokens, int *targets) {
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 0)) data_mapped_read_failed(ds);  // a file shrank under its mapping
+    data_guard_begin(&jump);
+    batch_windows(ds, step, first_seq, n_seq, tokens, targets);
+    data_guard_end();
+}
+
 long dataset_eval_windows(const Dataset *ds, Split split) {
     if (split < SPLIT_TRAIN || split >= N_SPLITS) return 0;
     return ds->split[split].n_eval_windows;
@@ -251,11 +264,15 @@ void dataset_eval_window(const Dataset *ds, Split split, long window, int *token
     long d = find_doc(s->eval_prefix, s->n_docs, (size_t)window);
     const DataDoc *doc = &s->docs[d];
     size_t base = ((size_t)window - s->eval_prefix[d]) * L;
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 0)) data_mapped_read_failed(ds);
+    data_guard_begin(&jump);
     for (size_t i = 0; i < L; i++) {
         size_t p = base + i;
         tokens[i] = p < doc->len ? token_at(ds, doc, p) : 0;
         targets[i] = p + 1 < doc->len ? token_at(ds, doc, p + 1) : -1;
     }
+    data_guard_end();
 }
 
 void dataset_describe(const Dataset *ds, char *buf, size_t cap) {

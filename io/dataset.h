@@ -62,7 +62,7 @@ typedef struct {
     int seq_len, vocab_size, dup_alphabet, cross_docs;
     uint64_t seed;
     // Mappings and buffers to release.
-    struct DataMap { void *addr; size_t len; } *maps;
+    struct DataMap { void *addr; size_t len; char *path; } *maps;
     long n_maps, cap_maps;
     void *owned;             // inflated enwik8.zip
 } Dataset;

@@ -122,8 +122,6 @@ static hid_t open_attr(H5Ctx *x, hid_t obj, const char *name, H5T_class_t cls, c
     int ok = type >= 0 && space >= 0;
     if (ok && H5Tget_class(type) != cls) ok = h5_error(x, "attribute %s is not %s", name, cls_name) == 0;
     if (ok && H5Sget_simple_extent_npoints(space) != 1) ok = h5_error(x, "attribute %s is not a single value", name) == 0;
-    if (ok && cls == H5T_STRING && H5Tis_variable_str(type) != 0)
-        ok = h5_error(x, "attribute %s is not a fixed-length string", name) == 0;
     h5_close(type);
     h5_close(space);
     if (!ok) {
@@ -133,18 +131,41 @@ static hid_t open_attr(H5Ctx *x, hid_t obj, const char *name, H5T_class_t cls, c
     return attr;
 }
 
+// Strings as our writer stores them (fixed-length UTF-8, NUL-padded) and as
+// h5py stores them: a str is variable-length UTF-8, numpy bytes fixed-length
+// ASCII. Each is read in its own character set (HDF5 converts between ASCII
+// and UTF-8 in no direction) and padding. A variable-length value lives in
+// HDF5's global heap, which has no checksum: our own (sealed) files never
+// hold one, and a sealed file is CRC-checked before HDF5 parses it.
 int h5_read_attr_string(H5Ctx *x, hid_t obj, const char *name, char *buf, size_t cap) {
     hid_t attr = open_attr(x, obj, name, H5T_STRING, "a string");
     if (attr < 0) return -1;
     char what[160];
     snprintf(what, sizeof what, "reading attribute %s", name);
     hid_t ftype = h5_check(x, H5Aget_type(attr), what), t = -1;
-    size_t size = ftype >= 0 ? H5Tget_size(ftype) : 0;
     int rc = -1;
-    if (ftype < 0 || size == 0) h5_check(x, -1, what);
+    htri_t vlen = ftype >= 0 ? h5_check(x, H5Tis_variable_str(ftype), what) : -1;
+    size_t size = vlen == 0 ? H5Tget_size(ftype) : 0;
+    H5T_cset_t cset = ftype >= 0 ? H5Tget_cset(ftype) : H5T_CSET_ERROR;
+    if (vlen < 0 || cset == H5T_CSET_ERROR) h5_check(x, -1, what);
+    else if (vlen) {
+        char *value = NULL;
+        if ((t = h5_check(x, H5Tcopy(H5T_C_S1), what)) >= 0 && h5_check(x, H5Tset_size(t, H5T_VARIABLE), what) >= 0 &&
+            h5_check(x, H5Tset_cset(t, cset), what) >= 0 && h5_check(x, H5Aread(attr, t, &value), what) >= 0) {
+            if (!value) h5_error(x, "attribute %s is a null string", name);
+            else if (strlen(value) >= cap) h5_error(x, "attribute %s is longer than %zu characters", name, cap - 1);
+            else {
+                memcpy(buf, value, strlen(value) + 1);
+                rc = 0;
+            }
+            H5free_memory(value);
+        }
+    } else if (size == 0) h5_check(x, -1, what);
     else if (size >= cap) h5_error(x, "attribute %s is longer than %zu characters", name, cap - 1);
-    else if ((t = string_type(x, size)) >= 0 && h5_check(x, H5Aread(attr, t, buf), what) >= 0) {
+    else if ((t = h5_check(x, H5Tcopy(ftype), what)) >= 0 && h5_check(x, H5Aread(attr, t, buf), what) >= 0) {
         buf[size] = '\0';  // NUL-padded to size: a full-length value has no terminator
+        if (H5Tget_strpad(ftype) == H5T_STR_SPACEPAD)  // Fortran-style padding
+            for (size_t n = strlen(buf); n > 0 && buf[n - 1] == ' '; n--) buf[n - 1] = '\0';
         rc = 0;
     }
     h5_close(t);

@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
     # build and unit tests
-    gcc make pkg-config libopenblas-dev libcriterion-dev libinih-dev python3
+    gcc make pkg-config libopenblas-dev libcriterion-dev python3
     # HDF5 checkpoints and metrics, MPI distribution, zipped datasets
     libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libzip-dev zlib1g-dev
     # tests that read those files as a Python user would

@@ -350,17 +350,38 @@ Test(checkpoint, wiped_header_is_reported) {
 
 // A checkpoint without the seal (as h5py would write it: HDF5 signature at
 // byte 0) loads, validated by HDF5 and the loader's checks alone.
-Test(checkpoint, unsealed_hdf5_file_loads_and_is_validated) {
+// A FIFO given as a checkpoint (--ckpt, --resume's files) is refused at once
+// rather than waited on (issue 11, case 10).
+Test(checkpoint, fifo_is_refused_without_blocking, .timeout = 20) {
+    char path[1024], err[2048];
+    snprintf(path, sizeof path, "%s/ckpt_00000001.h5", tmp_dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    Config c;
+    long step;
+    cr_assert_eq(ckpt_read_config(path, &c, &step, err, sizeof err), -1);
+    cr_assert(strstr(err, path) && strstr(err, "not a regular file"), "%s", err);
+}
+
+// Train m one step on c and save it, then write the same checkpoint without
+// its seal (h5unjam) to tmp_dir/name, whose path goes to plain. Skips the
+// test where h5unjam is missing.
+static void unsealed_checkpoint(Model *m, Config *c, const char *name, char *plain, size_t cap) {
     if (system("command -v h5unjam >/dev/null 2>&1") != 0)
         cr_skip_test("h5unjam not installed (Debian package hdf5-tools): skipped, not passed");
-    Config c = small_config();
-    Model m, r;
-    trained_model(&m, &c, 1);
-    char path[1024], err[2048], plain[1100], cmd[2400];
-    save_ok(&m, 1, 0, path, sizeof path);
-    snprintf(plain, sizeof plain, "%s/plain.h5", tmp_dir);
+    *c = small_config();
+    trained_model(m, c, 1);
+    char path[1024], cmd[3400];
+    save_ok(m, 1, 0, path, sizeof path);
+    snprintf(plain, cap, "%s/%s", tmp_dir, name);
     snprintf(cmd, sizeof cmd, "h5unjam -i '%s' -o '%s' >/dev/null 2>&1", path, plain);
     cr_assert_eq(system(cmd), 0, "h5unjam failed");
+}
+
+Test(checkpoint, unsealed_hdf5_file_loads_and_is_validated) {
+    Config c;
+    Model m, r;
+    char err[2048], plain[1100];
+    unsealed_checkpoint(&m, &c, "plain.h5", plain, sizeof plain);
     size_t len;
     unsigned char *bytes = slurp(plain, &len);
     cr_assert(len > 8 && !memcmp(bytes, "\x89HDF\r\n\x1a\n", 8), "h5unjam left a user block");
@@ -371,6 +392,39 @@ Test(checkpoint, unsealed_hdf5_file_loads_and_is_validated) {
     ckpt_delete(plain, "/params/lnf/b");  // an unsealed file is edited without resealing
     cr_assert_eq(ckpt_load(plain, &r, NULL, err, sizeof err), -1);
     cr_assert(strstr(err, "/params/lnf/b is missing"), "%s", err);
+    model_free(&m);
+    model_free(&r);
+}
+
+// Issue 11, case 13: h5py writes a str attribute as a variable-length UTF-8
+// string and np.bytes_ as fixed-length ASCII; the loader took only
+// fixed-length UTF-8 ("no appropriate function for conversion path"). An
+// unsealed checkpoint whose config attributes h5py rewrote (every kind, the
+// values unchanged) loads with the same config and parameters.
+Test(checkpoint, h5py_written_string_attributes_load) {
+    Config c;
+    Model m, r;
+    char err[2048], plain[1100], cmd[1400];
+    unsealed_checkpoint(&m, &c, "h5py.h5", plain, sizeof plain);
+    const char *py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+    snprintf(cmd, sizeof cmd, "%s tests/h5py_write_attrs.py '%s' >&2", py, plain);
+    int rc = system(cmd);
+    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77)
+        cr_skip_test("h5py not installed (Debian package python3-h5py, installed by make setup): skipped, not passed");
+    cr_assert_eq(rc, 0, "h5py could not rewrite the attributes");
+    Config got;
+    long step;
+    cr_assert_eq(ckpt_read_config(plain, &got, &step, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(step, 1);
+    char va[1100], vb[1100];
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        config_get(&m.cfg, CONFIG_KEYS[i], va, sizeof va);
+        config_get(&got, CONFIG_KEYS[i], vb, sizeof vb);
+        cr_assert_str_eq(vb, va, "config key %s changed", CONFIG_KEYS[i]);
+    }
+    model_init(&r, &c, backend_cpu());
+    cr_assert_eq(ckpt_load(plain, &r, NULL, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(memcmp(r.params, m.params, m.layout.n_params * sizeof(real)), 0);
     model_free(&m);
     model_free(&r);
 }

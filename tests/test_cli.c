@@ -684,6 +684,40 @@ Test(cli, killed_while_checkpointing_resumes_from_the_previous_checkpoint) {
     cr_assert(!exists(p), "the dead writer's temporary file was not cleaned up");
 }
 
+// Issue 11, case 9: the data file truncated under a running trainer ended it
+// with SIGBUS (status 135) and no text. Now: exit 1 and one line naming the
+// file, its size then and now.
+Test(cli, data_truncated_while_training_is_one_line_naming_the_file) {
+    char data[512], out[512], p[1024];
+    path_in(data, sizeof data, "shrinks.txt");
+    path_in(out, sizeof out, "run");
+    sh("cp data/tinyshakespeare.txt '%s'", data);
+    pid_t pid = spawn_cli(NULL, "train %s --set data='%s' --set steps=1000000 --set eval_every=0 --set out_dir='%s'",
+                          TINY_MODEL, data, out);
+    snprintf(p, sizeof p, "%s/metrics.h5", out);
+    for (int i = 0; i < 3000 && !exists(p) && still_running(pid); i++) usleep(10000);
+    cr_assert(exists(p), "training never started");
+    usleep(300000);
+    cr_assert_eq(truncate(data, 0), 0);
+    int status = 0;
+    pid_t done = 0;
+    for (int i = 0; i < 1000 && (done = waitpid(pid, &status, WNOHANG)) == 0; i++) usleep(10000);
+    if (done == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        cr_assert_fail("still training 10 s after its data file was truncated");
+    }
+    cr_assert(WIFEXITED(status), "ended by signal %d (no message)", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    cr_assert_eq(WEXITSTATUS(status), 1);
+    snprintf(p, sizeof p, "%s/bg.err", tmp_dir);
+    char *err = read_all(p);
+    char want[700];
+    snprintf(want, sizeof want, "reformer: error: data: '%s' was truncated", data);
+    cr_assert(strstr(err, want) && strstr(err, "0 bytes now"), "stderr: %s", err);
+    cr_assert(strchr(err, '\n') == err + strlen(err) - 1, "not one line: %s", err);
+    free(err);
+}
+
 // Damaged newest checkpoint: --resume fails with one line naming the file and
 // the field, and leaves every file in the directory as it was.
 Test(cli, damaged_checkpoints_fail_resume_with_one_line) {

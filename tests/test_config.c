@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -160,6 +161,49 @@ Test(config, every_key_is_accepted_and_lands) {
         if (!strcmp(key, "precision")) cr_assert_eq(config_set(&c, "device", "cuda", err, sizeof err), 0);
         cr_assert_eq(config_finalize(&c, err, sizeof err), 0, "%s=%s then finalize rejected: %s", key, value, err);
     }
+}
+
+// One table is the single source of the keys (issue 11, case 15): every key
+// is exactly one row `X(key, ...)` of CONFIG_TABLE in core/config.c, and its
+// name appears nowhere else there as a string literal (no second list, setter
+// or getter that could be left behind when a key is added).
+static int count_in(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
+Test(config, every_key_is_one_row_of_one_table) {
+    FILE *f = fopen("core/config.c", "r");
+    cr_assert_not_null(f, "run from the repository root");
+    static char text[1 << 18];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        char row[128], literal[128];
+        snprintf(row, sizeof row, "X(%s,", CONFIG_KEYS[i]);
+        snprintf(literal, sizeof literal, "\"%s\"", CONFIG_KEYS[i]);
+        cr_assert_eq(count_in(text, row), 1, "key %s: %d rows '%s' in core/config.c, expected 1", CONFIG_KEYS[i],
+                     count_in(text, row), row);
+        cr_assert_eq(count_in(text, literal), 0, "key %s is spelled out as %s in core/config.c %d time(s) outside the table",
+                     CONFIG_KEYS[i], literal, count_in(text, literal));
+    }
+}
+
+// config_defaults is the table's default column: printing the defaults and
+// reading every line back into a zeroed config gives the defaults again.
+Test(config, defaults_are_the_printed_defaults) {
+    Config d, r;
+    config_defaults(&d);
+    config_defaults(&r);
+    char err[ERRLEN], value[1100];
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        cr_assert_eq(config_get(&d, CONFIG_KEYS[i], value, sizeof value), 0);
+        if (!strcmp(CONFIG_KEYS[i], "axial_shape") || !strcmp(CONFIG_KEYS[i], "axial_dims")) continue;  // auto: 0,0
+        cr_assert_eq(config_set(&r, CONFIG_KEYS[i], value, err, sizeof err), 0, "default %s=%s: %s", CONFIG_KEYS[i], value, err);
+    }
+    cr_assert_eq(memcmp(&d, &r, sizeof d), 0, "a default does not read back to itself");
 }
 
 Test(config, set_pair_matches_set) {
@@ -679,6 +723,18 @@ Test(config_ini, missing_file_names_the_path) {
     cr_assert(strchr(err, '\n') == NULL);
 }
 
+// A FIFO given as --config is refused at once rather than waited on.
+Test(config_ini, fifo_is_refused_without_blocking, .timeout = 10) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/pipe.ini", tmp_dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    Config c;
+    config_defaults(&c);
+    char err[ERRLEN] = "";
+    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1);
+    cr_assert(strstr(err, path) && strstr(err, "not a regular file"), "%s", err);
+}
+
 Test(config_ini, crlf_line_endings) {
     char path[512];
     snprintf(path, sizeof path, "%s/crlf.ini", tmp_dir);
@@ -691,28 +747,69 @@ Test(config_ini, crlf_line_endings) {
     cr_assert_eq(c.n_heads, 2);
 }
 
-Test(config_ini, long_line_is_reported_not_truncated) {
-    // libinih's line buffer is 200 bytes; a longer line must not be cut into
-    // a truncated value plus a bogus "malformed" later line.
-    char path[512], want[600], text[1024], value[400];
+// Issue 11, case 14: libinih cut lines at 200 bytes, so a long `data =` path
+// that --set takes was refused from a file. Lines have no length limit now;
+// only the key's own limit applies, reported with file, line and key.
+Test(config_ini, long_lines_load_whole) {
+    char path[512], want[600], text[4096], value[2048];
     snprintf(path, sizeof path, "%s/long.ini", tmp_dir);
-    memset(value, 'a', 300);
-    value[300] = '\0';
-    snprintf(text, sizeof text, "d_model = 64\nout_dir = /tmp/%s\nn_heads = 2\n", value);
+    memset(value, 'a', 900);
+    value[900] = '\0';
+    snprintf(text, sizeof text, "d_model = 64\ndata = /tmp/%s\nn_heads = 2\n", value);
     write_file(path, text);
     Config c;
     config_defaults(&c);
     char err[ERRLEN] = "";
-    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1, "a 300-character value was accepted");
-    snprintf(want, sizeof want, "%s:2:", path);
-    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
+    cr_assert_eq(config_load_file(&c, path, err, sizeof err), 0, "a 905-character data path was refused: %s", err);
+    cr_assert_eq(strlen(c.data), 905);
+    cr_assert_eq(c.n_heads, 2, "the line after the long one was lost");
 
-    // A value well inside the limit loads whole.
-    memset(value, 'b', 150);
-    value[150] = '\0';
-    snprintf(text, sizeof text, "out_dir = /tmp/%s\n", value);
+    // Past the key's own limit (data holds 1023 characters): file:line: key.
+    memset(value, 'b', 1500);
+    value[1500] = '\0';
+    snprintf(text, sizeof text, "d_model = 64\ndata = /tmp/%s\n", value);
     write_file(path, text);
     config_defaults(&c);
+    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1, "a 1505-character data path was accepted");
+    snprintf(want, sizeof want, "%s:2: data:", path);
+    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
+}
+
+// Issue 11, case 14: `#` after a value is a comment, as the README says (it
+// was part of the value), like `;`; a `#` inside a value is kept.
+Test(config_ini, hash_after_a_value_is_a_comment) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/hash.ini", tmp_dir);
+    write_file(path, "n_layers = 3 # three blocks\n"
+                     "lr = 0.0005\t# tab before the comment\n"
+                     "data = runs/file#1.txt\n"
+                     "  d_model = 64   ; indented, inline ;\n"
+                     "  # an indented comment\n");
+    Config c;
+    config_defaults(&c);
+    char err[ERRLEN] = "";
     cr_assert_eq(config_load_file(&c, path, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(strlen(c.out_dir), 155);
+    cr_assert_eq(c.n_layers, 3);
+    cr_assert_float_eq(c.lr, 0.0005, 1e-15);
+    cr_assert_str_eq(c.data, "runs/file#1.txt");
+    cr_assert_eq(c.d_model, 64);
+}
+
+// Issue 11, case 14: a NUL byte cut the value silently and the error named no
+// file or line; now it is an error at its line.
+Test(config_ini, nul_byte_gives_file_and_line) {
+    char path[512], want[600];
+    snprintf(path, sizeof path, "%s/nul.ini", tmp_dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fwrite("d_model = 64\n\nn_heads = 2\0 junk\nseq_len = 256\n", 1, 46, f);
+    fclose(f);
+    Config c;
+    config_defaults(&c);
+    char err[ERRLEN] = "";
+    cr_assert_eq(config_load_file(&c, path, err, sizeof err), -1, "a NUL byte was accepted");
+    snprintf(want, sizeof want, "%s:3:", path);
+    cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
+    cr_assert(strstr(err, "NUL") != NULL, "error '%s' does not say NUL", err);
+    cr_assert(strchr(err, '\n') == NULL);
 }

@@ -1,4 +1,4 @@
-// Fuzz of the INI config loader (io/config_file.c over libinih) and the
+// Fuzz of the INI config loader (io/config_file.c) and the
 // validation behind it: thousands of damaged config files, each loaded and
 // finalized. Nothing may crash, and every rejection is a single line; a
 // rejection by the loader starts with the file's name (it names the file and
@@ -69,7 +69,7 @@ static size_t mutate(Draw *d, char *buf, size_t len) {
     }
     case 3:  // insert a NUL byte
         return insert(buf, len, at, "", 1);
-    case 4: {  // a very long line (inih's buffer is 200 bytes)
+    case 4: {  // a very long line (libinih, used before, cut lines at 200 bytes)
         size_t n = 100 + (size_t)draw(d, sizeof tmp - 100);
         memset(tmp, 'a' + (char)draw(d, 26), n);
         memcpy(tmp, "out_dir = ", 10);

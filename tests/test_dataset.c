@@ -451,6 +451,26 @@ Test(dataset, pg19_errors) {
     OPEN_FAILS(&c, "no-such-dir");
 }
 
+// Issue 11, case 10: a FIFO given as data (or as a PG19 book) blocked forever
+// in open(). It is refused at once, in every format, with one line naming the
+// file and what it is (the suite's timeout fails a test that blocks).
+Test(dataset, fifos_are_refused_without_blocking, .timeout = 20) {
+    const int L = 32;
+    const char *fifo = tmp_path(0, "pipe");
+    cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo failed");
+    const char *formats[] = {"auto", "text", "tokens", "enwik8"};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        Config c = config_for(fifo, formats[i], L);
+        OPEN_FAILS(&c, "pipe", "FIFO");
+    }
+    const char *root = tmp_path(1, "fifobook");
+    const Book books[] = {{"train", "1.txt", 100}, {"validation", "2.txt", 50}};
+    write_pg19(root, books, 2);
+    cr_assert_eq(mkfifo(tmp_path(2, "fifobook/train/2.txt"), 0600), 0, "mkfifo failed");
+    Config c = config_for(root, "auto", L);
+    OPEN_FAILS(&c, "fifobook/train/2.txt", "FIFO");
+}
+
 // ------------------------------------------------------------------ tokens
 
 static void write_tokens(const char *path, int32_t magic, int32_t version, int32_t count, const uint16_t *tokens,
