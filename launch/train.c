@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "rank_batch.h"
+#include "signals.h"
 #include "util.h"
 
 // Forward and backward of this rank's part; on a grid, the loss is normalised
@@ -65,10 +66,10 @@ static double dup_eval(Model *m, const Dataset *ds, const Dist *d, RankBatch *rb
     return acc / batches;
 }
 
-static void save_checkpoint(Model *m, long step, long global_batch) {
-    char err[2048], path[2048];
+static void save_checkpoint(Model *m, long step, long global_batch, char *path, size_t path_cap) {
+    char err[2048];
     double t0 = now_seconds();
-    if (ckpt_save(m->cfg.out_dir, m, step, global_batch, m->cfg.keep_ckpts, path, sizeof path, err, sizeof err))
+    if (ckpt_save(m->cfg.out_dir, m, step, global_batch, m->cfg.keep_ckpts, path, path_cap, err, sizeof err))
         run_error(err);
     struct stat st;
     double mib = stat(path, &st) == 0 ? (double)st.st_size / (1024.0 * 1024.0) : 0;
@@ -139,6 +140,38 @@ static long resume_from_checkpoint(Model *m, const char *path, Dist *d) {
     return got.step;
 }
 
+// A stop signal reached some rank before step `next`: every rank agreed on it
+// (so none waits in a collective). Rank 0 checkpoints the last finished step
+// (unless that checkpoint exists) and closes metrics.h5, then every rank
+// exits with TRAIN_EXIT_STOPPED once rank 0 is done.
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+static void stop_on_signal(Dist *d, Model *m, MetricsFile *metrics, int sig, long next, long saved_step,
+                           long global_batch) {
+    const Config *c = &m->cfg;
+    if (d->rank == 0) {
+        char err[2048], path[2048] = "", what[2400];
+        long done = next - 1;
+        if (done > saved_step) save_checkpoint(m, done, global_batch, path, sizeof path);
+        else if (done > 0) ckpt_path(path, sizeof path, c->out_dir, done);
+        if (metrics_close(metrics, err, sizeof err)) run_error(err);
+        if (done > 0)
+            snprintf(what, sizeof what, "after step %ld/%d: checkpoint %s, metrics.h5 closed; continue with "
+                     "`reformer train --resume %s`", done, c->steps, path, c->out_dir);
+        else
+            snprintf(what, sizeof what, "before step 1: nothing to save, metrics.h5 closed");
+        fflush(stdout);
+        fprintf(stderr, "reformer: stopped by %s %s (exit status %d)\n", stop_signal_name(sig), what,
+                TRAIN_EXIT_STOPPED);
+        fflush(stderr);
+    }
+    dist_barrier(d, DIST_WORLD);  // no rank leaves (ending the job) before rank 0 has written
+    dist_close_device_collectives(d);
+    dist_finalize(d);
+    exit(TRAIN_EXIT_STOPPED);
+}
+
 // One line: the grid, where its ranks are, and the global batch.
 static void describe_grid(const Dist *d, const Config *c) {
     float nodes = d->local_rank == 0;  // one leader per node
@@ -150,14 +183,20 @@ static void describe_grid(const Dist *d, const Config *c) {
                c->seq_len / d->sp, c->seq_len);
 }
 
-// Test hook: REFORMER_TEST_DIE_RANK=<r> and REFORMER_TEST_DIE_STEP=<s> make
-// rank r SIGKILL itself at the start of step s, as a crashed node would.
+// Test hooks: REFORMER_TEST_DIE_RANK=<r> and REFORMER_TEST_DIE_STEP=<s> make
+// rank r SIGKILL itself at the start of step s, as a crashed node would;
+// REFORMER_TEST_TERM_STEP=<s> (REFORMER_TEST_TERM_RANK=<r>, default 0) make it
+// send itself SIGTERM there instead: a stop signal reaching one rank mid-step.
 static void maybe_die_for_test(const Dist *d, int step) {
     const char *r = getenv("REFORMER_TEST_DIE_RANK"), *s = getenv("REFORMER_TEST_DIE_STEP");
     if (r && s && atoi(r) == d->rank && atoi(s) == step) raise(SIGKILL);
+    const char *tr = getenv("REFORMER_TEST_TERM_RANK"), *ts = getenv("REFORMER_TEST_TERM_STEP");
+    if (ts && atoi(ts) == step && (tr ? atoi(tr) : 0) == d->rank) raise(SIGTERM);
 }
 
 int cmd_train(int argc, char **argv) {
+    // A stop signal from here on is acted on between steps (signals.h).
+    stop_signals_install();
     Args a;
     parse_args(&a, argc, argv, CMD_TRAIN);
     Config *c = &a.cfg;
@@ -229,7 +268,12 @@ int cmd_train(int argc, char **argv) {
     // Everything a step draws (batch, hash rotations, dropout, AdamW's bias
     // correction, the learning rate) is keyed by the global step, so a
     // resumed run continues bit for bit as if it had never stopped.
+    long saved_step = start - 1;  // the newest checkpoint of this run (0: none)
+    char ckpt_written[2048];
     for (int step = (int)start; step <= c->steps; step++) {
+        // Between steps: did a stop signal reach any rank? (One int all-reduced.)
+        int sig = dist_max_int(&dist, DIST_WORLD, stop_signal_received());
+        if (sig) stop_on_signal(&dist, &m, metrics, sig, step, saved_step, global_batch);
         maybe_die_for_test(&dist, step);
         rank_batch_draw(&rb, &ds, &dist, (uint32_t)step);
         double t0 = now_seconds(), comm0 = dist_comm_seconds();
@@ -266,11 +310,13 @@ int cmd_train(int argc, char **argv) {
         }
         if (can_eval && (step % c->eval_every == 0 || step == c->steps))
             eval_bpb = periodic_eval(&m, &ds, &dist, step, metrics);
-        if (lead && c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps)
-            save_checkpoint(&m, step, global_batch);
+        if (c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps) {
+            if (lead) save_checkpoint(&m, step, global_batch, ckpt_written, sizeof ckpt_written);
+            saved_step = step;
+        }
     }
     if (lead) {
-        save_checkpoint(&m, c->steps, global_batch);
+        save_checkpoint(&m, c->steps, global_batch, ckpt_written, sizeof ckpt_written);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
     }
     double total = now_seconds() - t_begin, comm_total = dist_comm_seconds() - comm_begin;

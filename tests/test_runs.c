@@ -1,0 +1,142 @@
+// Runs on a cluster (issue 11, cases 1-7): stop signals, SLURM requeue and
+// `--resume auto`, divergence, one run per directory (lock), run identity,
+// fallback past a damaged newest checkpoint, SWMR readers across a resume.
+// Real processes: `reformer` is started as a subprocess (cli_run.h), signalled
+// and resumed; a resumed run must equal an uninterrupted one bit for bit.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli_run.h"
+#include "h5_helpers.h"
+
+TestSuite(runs, .init = setup, .fini = teardown, .timeout = 120);
+
+// Long enough that a signal sent after a few steps arrives mid-run (about
+// 10 ms a step), with evaluations in the metrics.
+#define LONG_RUN TINY_TRAIN " --set steps=150 --set log_every=50 --set eval_every=40 --set eval_windows=2"
+
+static int wait_status(pid_t pid) {
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+// Rows in a metrics file (SWMR reader while it is written), -1 if unreadable.
+static long metrics_rows_now(const char *path) {
+    double v[1];
+    return exists(path) ? h5_read_column(path, "step", v, 1) : -1;
+}
+
+// Wait (at most 30 s) until the run in the background has written n rows.
+static void wait_for_rows(pid_t pid, const char *metrics, long n) {
+    for (int i = 0; i < 3000 && still_running(pid) && metrics_rows_now(metrics) < n; i++) usleep(10000);
+    cr_assert(still_running(pid), "the run ended before %ld rows were written", n);
+}
+
+// A plain (non-SWMR) HDF5 reader opens the file: the writer closed it.
+static int plain_reader_opens(const char *path) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) H5Fclose(f);
+    return f >= 0;
+}
+
+// The training and evaluation rows of two metrics files are identical.
+static void assert_same_metrics(const char *a, const char *b) {
+    static const char *cols[] = {"step", "loss", "grad_norm", "lr", "/eval/step", "/eval/bits_per_byte"};
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        static char va[65536], vb[65536];
+        long na = metrics_column(a, cols[i], va, sizeof va), nb = metrics_column(b, cols[i], vb, sizeof vb);
+        cr_assert_eq(na, nb, "%s: %ld rows in %s, %ld in %s", cols[i], na, a, nb, b);
+        cr_assert_str_eq(va, vb, "column %s differs between %s and %s", cols[i], a, b);
+    }
+}
+
+// The final checkpoint and the metrics of directory x equal those of y.
+static void assert_same_run(const char *x, const char *y, int steps) {
+    char p[1024], q[1024];
+    snprintf(p, sizeof p, "%s/ckpt_%08d.h5", x, steps);
+    snprintf(q, sizeof q, "%s/ckpt_%08d.h5", y, steps);
+    assert_same_tensors(p, q);
+    snprintf(p, sizeof p, "%s/metrics.h5", x);
+    snprintf(q, sizeof q, "%s/metrics.h5", y);
+    assert_same_metrics(p, q);
+}
+
+// ------------------------------------------------------------- 1. signals
+
+// SIGTERM, SIGINT or SIGUSR1 mid-run: the step in flight finishes, a
+// checkpoint of it is written, metrics.h5 is closed (a plain reader opens
+// it), one line says so, the exit status is 75; --resume then finishes the
+// run bit for bit as one that was never stopped.
+Test(runs, stop_signals_checkpoint_and_resume_bit_for_bit) {
+    char ref[512], dir[512], metrics[1024], want[1100];
+    path_in(ref, sizeof ref, "ref");
+    train_ok("train %s --set out_dir='%s'", LONG_RUN, ref);
+    static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
+    static const char *names[] = {"SIGTERM", "SIGINT", "SIGUSR1"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "%s/%s", tmp_dir, names[i]);
+        snprintf(metrics, sizeof metrics, "%s/metrics.h5", dir);
+        pid_t pid = spawn_cli(NULL, "train %s --set out_dir='%s'", LONG_RUN, dir);
+        wait_for_rows(pid, metrics, 3);
+        kill(pid, sigs[i]);
+        cr_assert_eq(wait_status(pid), 75, "%s: exit status", names[i]);
+        char path[600];
+        snprintf(path, sizeof path, "%s/bg.err", tmp_dir);
+        char *err = read_all(path);
+        long step = -1;
+        const char *at = strstr(err, "after step ");
+        cr_assert(at && sscanf(at, "after step %ld/", &step) == 1, "%s: no stop line: %s", names[i], err);
+        cr_assert_eq(count_lines(err), 1, "%s: not one line: %s", names[i], err);
+        snprintf(want, sizeof want, "reformer: stopped by %s after step %ld/150: checkpoint %s/ckpt_%08ld.h5",
+                 names[i], step, dir, step);
+        cr_assert(!strncmp(err, want, strlen(want)), "%s: expected '%s...', got: %s", names[i], want, err);
+        cr_assert(strstr(err, "(exit status 75)"), "%s", err);
+        free(err);
+        cr_assert(step >= 3 && step < 150, "%s: stopped after step %ld", names[i], step);
+        cr_assert(plain_reader_opens(metrics), "%s: metrics.h5 was left open", names[i]);
+        cr_assert_eq(metrics_rows_now(metrics), step, "%s: metrics rows", names[i]);
+        Run r = run_cli("train --resume '%s'", dir);
+        cr_assert_eq(r.rc, 0, "%s: resume failed: %s", names[i], r.err);
+        run_free(&r);
+        assert_same_run(dir, ref, 150);
+    }
+}
+
+// A second signal while the first one's checkpoint is being written ends the
+// process at once; the previous checkpoint is intact and resumes the run bit
+// for bit. (The test hooks: SIGTERM raised during step 5, and the
+// writer of checkpoint 5, the stop checkpoint, stalled after /params.)
+Test(runs, second_signal_exits_at_once_and_keeps_the_previous_checkpoint) {
+    char ref[512], dir[512], p[1024];
+    path_in(ref, sizeof ref, "ref");
+    path_in(dir, sizeof dir, "b");
+    train_ok("train %s --set ckpt_every=2 --set out_dir='%s'", TINY_TRAIN, ref);
+    setenv("REFORMER_TEST_TERM_STEP", "5", 1);
+    pid_t pid = spawn_cli("REFORMER_TEST_CKPT_STALL=5", "train %s --set ckpt_every=3 --set out_dir='%s'", TINY_TRAIN,
+                          dir);
+    unsetenv("REFORMER_TEST_TERM_STEP");
+    snprintf(p, sizeof p, "%s/ckpt_00000005.h5.tmp", dir);
+    for (int i = 0; i < 3000 && !exists(p) && still_running(pid); i++) usleep(10000);
+    cr_assert(exists(p), "the stop checkpoint (step 5) was never started");
+    usleep(200000);
+    cr_assert(still_running(pid), "the writer is not stalled mid-checkpoint");
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_status(pid), 128 + SIGTERM, "the second signal did not end the process at once");
+    snprintf(p, sizeof p, "%s/ckpt_00000005.h5", dir);
+    cr_assert(!exists(p), "a torn checkpoint appeared under its final name");
+    Run r = run_cli("train --resume '%s'", dir);
+    cr_assert_eq(r.rc, 0, "resume failed: %s", r.err);
+    snprintf(p, sizeof p, "resume: %s/ckpt_00000003.h5 (step 3)", dir);
+    cr_assert(strstr(r.out, p), "did not resume from checkpoint 3:\n%s", r.out);
+    run_free(&r);
+    assert_same_run(dir, ref, 6);
+}
