@@ -21,7 +21,9 @@ typedef struct {
     Source *sources;         // --config and --set in command-line order
     int n_sources;
     // train
-    const char *resume;      // --resume DIR
+    const char *resume;      // --resume DIR (for --resume auto: out_dir when it holds a checkpoint, else NULL)
+    int resume_auto;         // --resume auto was given
+    char resume_dir[1100];   // --resume auto: the out_dir resumed
     // eval, sample
     const char *ckpt;        // --ckpt FILE
     // train --resume, eval, sample: the checkpoint the config came from

@@ -237,6 +237,7 @@ int cmd_train(int argc, char **argv) {
     if (lead) describe(&m);
     if (dist.world > 1) describe_grid(&dist, c);
     if (lead && a.resume) printf("resume: %s (step %ld)\n", a.ckpt_path, start - 1);
+    if (lead && a.resume_auto && !a.resume) printf("resume: no checkpoint in %s: a new run\n", c->out_dir);
     if (a.resume && start > c->steps) {
         if (lead)
             printf("nothing to do: the checkpoint is at step %ld and steps=%d (raise it with --set steps=N)\n",

@@ -140,3 +140,83 @@ Test(runs, second_signal_exits_at_once_and_keeps_the_previous_checkpoint) {
     run_free(&r);
     assert_same_run(dir, ref, 6);
 }
+
+// ------------------------------------------------- 2. SLURM: requeue and resume
+
+// launch/slurm/reformer.sbatch run by bash as SLURM would, with stand-ins
+// for srun (drops its options and runs the command: one rank) and scontrol
+// (records its arguments). USR1 to the script (SLURM's --signal=B:USR1@...)
+// reaches the rank, which checkpoints and exits 75; the script requeues the
+// job. The requeued job (same id, same command) resumes from the
+// checkpoint with --resume auto, and the finished run equals one that never
+// stopped, bit for bit; started once more it has nothing to do.
+static pid_t spawn_sbatch(const char *args) {
+    char cwd[512], cmd[4096];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && exec env PATH='%s/fakebin':\"$PATH\" SLURM_JOB_ID=4242 SLURM_JOB_NAME=req "
+             "SLURM_SUBMIT_DIR='%s' REFORMER='%s/%s' bash '%s/launch/slurm/reformer.sbatch' %s "
+             ">>'%s/sbatch.out' 2>&1 </dev/null",
+             tmp_dir, tmp_dir, tmp_dir, cwd, bin(), cwd, args, tmp_dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+Test(runs, sbatch_requeues_on_usr1_and_the_requeued_job_resumes) {
+    char cwd[512], ref[512], run[600], metrics[700], args[2048], p[1024];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    path_in(ref, sizeof ref, "ref");
+    snprintf(run, sizeof run, "%s/runs/req", tmp_dir);
+    snprintf(metrics, sizeof metrics, "%s/metrics.h5", run);
+    // The same run in the test's own directory (the script runs in
+    // SLURM_SUBMIT_DIR), with the script's one OpenMP thread per rank (the
+    // thread count changes the order of float sums).
+    snprintf(args, sizeof args, "%s --set data='%s/data/tinyshakespeare.txt'", LONG_RUN, cwd);
+    setenv("OMP_NUM_THREADS", "1", 1);
+    train_ok("train %s --set out_dir='%s'", args, ref);
+    unsetenv("OMP_NUM_THREADS");
+    sh("mkdir -p '%s/fakebin' && printf '%%s\\n' '#!/bin/sh' "
+       "'while [ $# -gt 0 ]; do case \"$1\" in --*) shift;; *) break;; esac; done' 'exec \"$@\"' "
+       ">'%s/fakebin/srun' && printf '%%s\\n' '#!/bin/sh' 'echo \"$@\" >>\"$SLURM_SUBMIT_DIR/scontrol.log\"' "
+       ">'%s/fakebin/scontrol' && chmod +x '%s/fakebin/srun' '%s/fakebin/scontrol'",
+       tmp_dir, tmp_dir, tmp_dir, tmp_dir, tmp_dir);
+
+    pid_t pid = spawn_sbatch(args);
+    wait_for_rows(pid, metrics, 3);
+    kill(pid, SIGUSR1);
+    int rc = wait_status(pid);
+    snprintf(p, sizeof p, "%s/sbatch.out", tmp_dir);
+    char *out = read_all(p);
+    cr_assert_eq(rc, 0, "the script exited %d:\n%s", rc, out);
+    cr_assert(strstr(out, "resume: no checkpoint in runs/req: a new run"), "%s", out);
+    cr_assert(strstr(out, "reformer: stopped by SIGUSR1 after step "), "%s", out);
+    cr_assert(strstr(out, "requeueing job 4242"), "%s", out);
+    free(out);
+    snprintf(p, sizeof p, "%s/scontrol.log", tmp_dir);
+    out = read_all(p);
+    cr_assert_str_eq(out, "requeue 4242\n", "scontrol was not asked to requeue the job");
+    free(out);
+
+    // The requeued job: same id, same command.
+    cr_assert_eq(wait_status(spawn_sbatch(args)), 0);
+    snprintf(p, sizeof p, "%s/sbatch.out", tmp_dir);
+    out = read_all(p);
+    cr_assert(strstr(out, "resume: runs/req/ckpt_"), "the requeued job did not resume:\n%s", out);
+    cr_assert(strstr(out, "done: 150 steps"), "%s", out);
+    free(out);
+    assert_same_run(run, ref, 150);
+    cr_assert_eq(wait_status(spawn_sbatch(args)), 0);
+    out = read_all(p);
+    cr_assert(strstr(out, "nothing to do"), "%s", out);
+    free(out);
+    snprintf(p, sizeof p, "%s/scontrol.log", tmp_dir);
+    out = read_all(p);
+    cr_assert_str_eq(out, "requeue 4242\n", "a finished run was requeued");
+    free(out);
+}
