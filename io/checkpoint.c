@@ -247,9 +247,11 @@ static int cmp_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-// Delete all but the newest keep checkpoints and every leftover *.tmp (one
-// writer per directory: any other temporary file is a crashed writer's).
-static void prune(const char *dir, int keep) {
+// Delete every leftover *.tmp (one writer per directory: any other temporary
+// file is a crashed writer's) and, of the checkpoints older than the one just
+// written (step `written`, always kept), all but the newest keep - 1. Newer
+// ones (a resume skipped them as damaged) are left for the run to overwrite.
+static void prune(const char *dir, long written, int keep) {
     DIR *d = opendir(dir);
     if (!d) return;
     long *steps = NULL;
@@ -275,7 +277,9 @@ static void prune(const char *dir, int keep) {
     closedir(d);
     if (keep > 0 && n > (size_t)keep) {
         qsort(steps, n, sizeof *steps, cmp_desc);
-        for (size_t i = (size_t)keep; i < n; i++) {
+        int kept = 1;  // the one just written
+        for (size_t i = 0; i < n; i++) {
+            if (steps[i] >= written || kept++ < keep) continue;
             ckpt_path(path, sizeof path, dir, steps[i]);
             unlink(path);
         }
@@ -312,7 +316,7 @@ int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep,
         return -1;
     }
     close(dfd);
-    prune(dir, keep);
+    prune(dir, step, keep);
     return 0;
 }
 
@@ -465,6 +469,63 @@ static int read_scalar(H5Ctx *x, hid_t file, const char *path, int is_unsigned, 
     return rc;
 }
 
+// Every tensor (shapes of layout p, finite, second moments >= 0) and /state
+// of an open checkpoint whose config c and step were read by open_checked.
+// host[g] (parameters, m, v) receive the values; a NULL host[g] reads into
+// scratch (validation only). st receives the state.
+static int read_checked(H5Ctx *x, hid_t file, const Config *c, long step, const ParamLayout *p, real *const host[3],
+                        CkptState *st) {
+    size_t largest = 1;
+    for (int t = 0; t < p->n_tensors; t++) largest = MAX(largest, p->tensors[t].size);
+    real *scratch = NULL;
+    int rc = -1;
+    for (int g = 0; g < 3; g++) {
+        if (!host[g] && !scratch && !(scratch = malloc(largest * sizeof(real)))) {
+            h5_error(x, "out of memory staging %zu values", largest);
+            goto done;
+        }
+        for (int t = 0; t < p->n_tensors; t++) {
+            char obj[256];
+            object_path(obj, sizeof obj, MOMENT_GROUPS[g], p->tensors[t].name);
+            real *dst = host[g] ? host[g] + p->tensors[t].offset : scratch;
+            if (read_tensor(x, file, obj, &p->tensors[t], dst, g == 2)) goto done;
+        }
+    }
+    int64_t s_step, cursor;
+    uint64_t seed;
+    if (read_scalar(x, file, "/state/step", 0, &s_step) || read_scalar(x, file, "/state/seed", 1, &seed) ||
+        read_scalar(x, file, "/state/data_cursor", 0, &cursor))
+        goto done;
+    if (s_step != step) {
+        h5_error(x, "/state/step is %lld but the step attribute is %ld", (long long)s_step, step);
+        goto done;
+    }
+    if (seed != c->seed) {
+        h5_error(x, "/state/seed is %llu but the config has seed=%llu", (unsigned long long)seed,
+                 (unsigned long long)c->seed);
+        goto done;
+    }
+    if (cursor != step) {  // batches are a function of the step in this format version
+        h5_error(x, "/state/data_cursor is %lld, expected the step %ld", (long long)cursor, step);
+        goto done;
+    }
+    // Older checkpoints were written by one process: their global batch is
+    // the config's batch.
+    int64_t global = c->batch;
+    int has_global = h5_path_exists(x, file, "/state/global_batch");
+    if (has_global < 0 || (has_global && read_scalar(x, file, "/state/global_batch", 0, &global))) goto done;
+    if (global < c->batch || global % c->batch) {
+        h5_error(x, "/state/global_batch is %lld, not a multiple of the config's batch=%d", (long long)global,
+                 c->batch);
+        goto done;
+    }
+    *st = (CkptState){.step = step, .seed = seed, .data_cursor = (long)cursor, .global_batch = (long)global};
+    rc = 0;
+done:
+    free(scratch);
+    return rc;
+}
+
 int ckpt_load(const char *path, Model *m, CkptState *st_out, char *err, size_t errlen) {
     h5_init();
     H5Ctx x = {.path = path, .err = err, .errlen = errlen};
@@ -473,6 +534,7 @@ int ckpt_load(const char *path, Model *m, CkptState *st_out, char *err, size_t e
     Config c;
     long step;
     hid_t file;
+    CkptState st;
     int rc = -1;
     if (open_checked(&x, &file, &c, &step)) goto done;
     char have[1100], want[1100];
@@ -486,52 +548,92 @@ int ckpt_load(const char *path, Model *m, CkptState *st_out, char *err, size_t e
         }
     }
     for (int g = 0; g < 3; g++) {
-        host[g] = malloc(p->n_params * sizeof(real));
+        host[g] = calloc(p->n_params, sizeof(real));  // zeroed: alignment gaps between tensors
         if (!host[g]) {
             h5_error(&x, "out of memory staging %zu parameters", p->n_params);
             goto done;
         }
-        memset(host[g], 0, p->n_params * sizeof(real));  // alignment gaps between tensors
-        for (int t = 0; t < p->n_tensors; t++) {
-            char obj[256];
-            object_path(obj, sizeof obj, MOMENT_GROUPS[g], p->tensors[t].name);
-            if (read_tensor(&x, file, obj, &p->tensors[t], host[g] + p->tensors[t].offset, g == 2)) goto done;
-        }
     }
-    int64_t s_step, cursor;
-    uint64_t seed;
-    if (read_scalar(&x, file, "/state/step", 0, &s_step) || read_scalar(&x, file, "/state/seed", 1, &seed) ||
-        read_scalar(&x, file, "/state/data_cursor", 0, &cursor))
-        goto done;
-    if (s_step != step) {
-        h5_error(&x, "/state/step is %lld but the step attribute is %ld", (long long)s_step, step);
-        goto done;
-    }
-    if (seed != c.seed) {
-        h5_error(&x, "/state/seed is %llu but the config has seed=%llu", (unsigned long long)seed,
-                 (unsigned long long)c.seed);
-        goto done;
-    }
-    if (cursor != step) {  // batches are a function of the step in this format version
-        h5_error(&x, "/state/data_cursor is %lld, expected the step %ld", (long long)cursor, step);
-        goto done;
-    }
-    // Older checkpoints were written by one process: their global batch is
-    // the config's batch.
-    int64_t global = c.batch;
-    int has_global = h5_path_exists(&x, file, "/state/global_batch");
-    if (has_global < 0 || (has_global && read_scalar(&x, file, "/state/global_batch", 0, &global))) goto done;
-    if (global < c.batch || global % c.batch) {
-        h5_error(&x, "/state/global_batch is %lld, not a multiple of the config's batch=%d", (long long)global,
-                 c.batch);
-        goto done;
-    }
+    if (read_checked(&x, file, &c, step, p, host, &st)) goto done;
     real *const dst[3] = {m->params, m->adam_m, m->adam_v};
     for (int g = 0; g < 3; g++) m->be->upload(dst[g], host[g], p->n_params * sizeof(real));
-    if (st_out) *st_out = (CkptState){.step = step, .seed = seed, .data_cursor = (long)cursor, .global_batch = (long)global};
+    if (st_out) *st_out = st;
     rc = 0;
 done:
     h5_close(file);
     for (int g = 0; g < 3; g++) free(host[g]);
     return rc;
+}
+
+int ckpt_verify(const char *path, Config *c, long *step, char *err, size_t errlen) {
+    h5_init();
+    H5Ctx x = {.path = path, .err = err, .errlen = errlen};
+    hid_t file;
+    int rc = open_checked(&x, &file, c, step);
+    if (rc == 0) {
+        ParamLayout p;
+        param_layout_build(&p, c);
+        real *const none[3] = {NULL, NULL, NULL};
+        CkptState st;
+        rc = read_checked(&x, file, c, *step, &p, none, &st);
+        param_layout_free(&p);
+    }
+    h5_close(file);
+    return rc;
+}
+
+// Checkpoint steps of dir, newest first (*n of them; free the result).
+static long *list_steps(const char *dir, size_t *n, char *err, size_t errlen) {
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        sys_error(err, errlen, dir, "cannot open the directory");
+        return NULL;
+    }
+    long *steps = NULL;
+    size_t cap = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        int tmp;
+        long s = parse_name(e->d_name, &tmp);
+        if (s < 0 || tmp) continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            long *grown = realloc(steps, cap * sizeof *steps);
+            if (!grown) break;
+            steps = grown;
+        }
+        steps[(*n)++] = s;
+    }
+    closedir(d);
+    if (*n) qsort(steps, *n, sizeof *steps, cmp_desc);
+    return steps ? steps : calloc(1, sizeof *steps);
+}
+
+int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Config *c, char *skipped,
+                        size_t skipped_cap, char *err, size_t errlen) {
+    size_t n;
+    if (skipped_cap) skipped[0] = '\0';
+    long *steps = list_steps(dir, &n, err, errlen);
+    if (!steps) return -1;
+    if (n == 0) {
+        free(steps);
+        snprintf(err, errlen, "%s: no checkpoint (ckpt_<step>.h5) to resume from", dir);
+        return -1;
+    }
+    char why[2048], all[8192] = "";
+    for (size_t i = 0; i < n; i++) {
+        ckpt_path(path, cap, dir, steps[i]);
+        if (ckpt_verify(path, c, step, why, sizeof why) == 0) {
+            free(steps);
+            return 0;
+        }
+        // why begins with the path: keep it, one skipped file per line.
+        size_t used = strlen(skipped);
+        if (skipped_cap > used) snprintf(skipped + used, skipped_cap - used, "%s\n", why);
+        used = strlen(all);
+        snprintf(all + used, sizeof all - used, "%s%s", used ? "; " : "", why);
+    }
+    free(steps);
+    snprintf(err, errlen, "%s: no valid checkpoint to resume from: %s", dir, all);
+    return -1;
 }

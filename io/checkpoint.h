@@ -65,6 +65,19 @@ int ckpt_read_config(const char *path, Config *c, long *step, char *err, size_t 
 // unchanged. st (may be NULL) receives the state.
 int ckpt_load(const char *path, Model *m, CkptState *st, char *err, size_t errlen);
 
+// Validate a whole checkpoint as ckpt_load would, against the model its own
+// config describes (every tensor, every value, the state), without a model:
+// fill c with its finalized config and *step. Returns 0, or -1 with a
+// one-line message naming the file and the field.
+int ckpt_verify(const char *path, Config *c, long *step, char *err, size_t errlen);
+
+// The newest checkpoint of dir that ckpt_verify accepts: its path, step and
+// config. Each newer one that fails is skipped, and its one-line reason
+// (naming the file) appended to skipped, one line each. Returns 0, or -1
+// when dir has no checkpoint or none is valid (err then lists every reason).
+int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Config *c, char *skipped,
+                        size_t skipped_cap, char *err, size_t errlen);
+
 // Recompute and rewrite the seal of a checkpoint file in place (for tools and
 // tests that edit a checkpoint through HDF5 on purpose).
 int ckpt_reseal(const char *path, char *err, size_t errlen);

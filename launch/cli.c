@@ -115,7 +115,7 @@ static void wrong_command(const char *flag, const char *owner, Command cmd) {
 }
 
 void parse_args(Args *a, int argc, char **argv, Command cmd) {
-    char err[1024];
+    char err[8192];
     memset(a, 0, sizeof *a);
     a->cmd = cmd;
     a->steps_override = -1;
@@ -194,13 +194,14 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     Config ckpt;
     if (a->resume || a->ckpt) {
         if (a->resume) {
-            if (ckpt_find_latest(a->resume, a->ckpt_path, sizeof a->ckpt_path, &a->ckpt_step, err, sizeof err))
+            // The newest checkpoint that is whole, skipping damaged ones.
+            if (ckpt_find_resumable(a->resume, a->ckpt_path, sizeof a->ckpt_path, &a->ckpt_step, &ckpt, a->skipped,
+                                    sizeof a->skipped, err, sizeof err))
                 usage_error("--resume: %s", err);
         } else {
             snprintf(a->ckpt_path, sizeof a->ckpt_path, "%s", a->ckpt);
+            if (ckpt_read_config(a->ckpt_path, &ckpt, &a->ckpt_step, err, sizeof err)) usage_error("--ckpt: %s", err);
         }
-        if (ckpt_read_config(a->ckpt_path, &ckpt, &a->ckpt_step, err, sizeof err))
-            usage_error("%s: %s", a->resume ? "--resume" : "--ckpt", err);
         a->cfg = ckpt;
         // A resumed run continues where its files are, wherever it was started.
         if (a->resume && config_set(&a->cfg, "out_dir", a->resume, err, sizeof err)) usage_error("--resume: %s", err);

@@ -29,6 +29,7 @@ typedef struct {
     // train --resume, eval, sample: the checkpoint the config came from
     char ckpt_path[2048];
     long ckpt_step;
+    char skipped[4096];      // train --resume: newer checkpoints skipped as damaged, one reason per line
     // bench
     int steps_override;      // --steps N (-1: unset)
     int warmup_override;     // --warmup N (-1: unset)

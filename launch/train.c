@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "rank_batch.h"
+#include "run_dir.h"
 #include "signals.h"
 #include "util.h"
 
@@ -217,7 +218,22 @@ int cmd_train(int argc, char **argv) {
                  "or choose another out_dir",
                  c->out_dir, found, c->out_dir);
     agree_or_fail(&dist, used, 2, used_msg);
-    if (lead) make_dirs(c->out_dir);
+    // One run per directory: rank 0, which writes every file, holds the
+    // lock until it exits; then, under the lock, a fresh run checks again
+    // that no run started beside it has written a checkpoint meanwhile.
+    int locked = 0;
+    if (lead) {
+        make_dirs(c->out_dir);
+        locked = run_dir_lock(c->out_dir, used_msg, sizeof used_msg) == 0;
+        if (locked && !a.resume &&
+            ckpt_find_latest(c->out_dir, found, sizeof found, &found_step, err, sizeof err) == 0) {
+            locked = 0;
+            snprintf(used_msg, sizeof used_msg, "out_dir: '%s' already holds checkpoints (newest %s), written by "
+                     "a run that started at the same time; choose another out_dir", c->out_dir, found);
+        }
+    }
+    dist_bcast(&dist, DIST_WORLD, &locked, sizeof locked, 0);
+    if (!locked) fail_on_every_rank(&dist, 2, used_msg);
 
     Model m;
     model_init(&m, c, pick_backend(c));
@@ -236,7 +252,15 @@ int cmd_train(int argc, char **argv) {
     else if (dist.world > 1) dist_broadcast_parameters(&dist, DIST_WORLD, &m);
     if (lead) describe(&m);
     if (dist.world > 1) describe_grid(&dist, c);
-    if (lead && a.resume) printf("resume: %s (step %ld)\n", a.ckpt_path, start - 1);
+    if (lead && a.resume) {
+        for (const char *line = a.skipped; *line;) {  // damaged newer checkpoints, each with its reason
+            const char *nl = strchr(line, '\n');
+            int len = nl ? (int)(nl - line) : (int)strlen(line);
+            printf("resume: skipped %.*s\n", len, line);
+            line += len + (nl != NULL);
+        }
+        printf("resume: %s (step %ld)\n", a.ckpt_path, start - 1);
+    }
     if (lead && a.resume_auto && !a.resume) printf("resume: no checkpoint in %s: a new run\n", c->out_dir);
     if (a.resume && start > c->steps) {
         if (lead)

@@ -201,7 +201,8 @@ static inline void assert_same_tensors(const char *a, const char *b) {
     }
 }
 
-// Every file of a directory, names and bytes, for "left untouched" checks.
+// Every file of a directory (but its lock file), names and bytes, for
+// "left untouched" checks.
 static inline GroupBytes dir_snapshot(const char *dir) {
     GroupBytes g = {0};
     struct dirent **names;
@@ -211,7 +212,9 @@ static inline GroupBytes dir_snapshot(const char *dir) {
         char p[1024];
         snprintf(p, sizeof p, "%s/%s", dir, names[i]->d_name);
         struct stat st;
-        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) {
+        // train.lock names the last process that held the directory (any
+        // train that got past its checks); it holds no run data.
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && strcmp(names[i]->d_name, "train.lock")) {
             size_t len;
             unsigned char *b = slurp(p, &len);
             group_bytes_add(&g, names[i]->d_name, strlen(names[i]->d_name) + 1);

@@ -22,6 +22,13 @@ TestSuite(runs, .init = setup, .fini = teardown, .timeout = 120);
 // 10 ms a step), with evaluations in the metrics.
 #define LONG_RUN TINY_TRAIN " --set steps=150 --set log_every=50 --set eval_every=40 --set eval_windows=2"
 
+// The child has not ended (without reaping it, unlike cli_run.h's still_running).
+static int alive(pid_t pid) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0;
+}
+
 static int wait_status(pid_t pid) {
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
@@ -36,8 +43,8 @@ static long metrics_rows_now(const char *path) {
 
 // Wait (at most 30 s) until the run in the background has written n rows.
 static void wait_for_rows(pid_t pid, const char *metrics, long n) {
-    for (int i = 0; i < 3000 && still_running(pid) && metrics_rows_now(metrics) < n; i++) usleep(10000);
-    cr_assert(still_running(pid), "the run ended before %ld rows were written", n);
+    for (int i = 0; i < 3000 && alive(pid) && metrics_rows_now(metrics) < n; i++) usleep(10000);
+    cr_assert(alive(pid), "the run ended before %ld rows were written", n);
 }
 
 // A plain (non-SWMR) HDF5 reader opens the file: the writer closed it.
@@ -125,10 +132,10 @@ Test(runs, second_signal_exits_at_once_and_keeps_the_previous_checkpoint) {
                           dir);
     unsetenv("REFORMER_TEST_TERM_STEP");
     snprintf(p, sizeof p, "%s/ckpt_00000005.h5.tmp", dir);
-    for (int i = 0; i < 3000 && !exists(p) && still_running(pid); i++) usleep(10000);
+    for (int i = 0; i < 3000 && !exists(p) && alive(pid); i++) usleep(10000);
     cr_assert(exists(p), "the stop checkpoint (step 5) was never started");
     usleep(200000);
-    cr_assert(still_running(pid), "the writer is not stalled mid-checkpoint");
+    cr_assert(alive(pid), "the writer is not stalled mid-checkpoint");
     kill(pid, SIGTERM);
     cr_assert_eq(wait_status(pid), 128 + SIGTERM, "the second signal did not end the process at once");
     snprintf(p, sizeof p, "%s/ckpt_00000005.h5", dir);
@@ -219,4 +226,130 @@ Test(runs, sbatch_requeues_on_usr1_and_the_requeued_job_resumes) {
     out = read_all(p);
     cr_assert_str_eq(out, "requeue 4242\n", "a finished run was requeued");
     free(out);
+}
+
+// ------------------------------------ 6. damaged newest checkpoint: fall back
+
+// Each way of damaging the newest checkpoint (ckpt 4): --resume says it
+// skipped that file and why, resumes from ckpt 2, and the finished run equals
+// the undamaged one bit for bit (checkpoint 4 rewritten, metrics the same).
+// With every checkpoint damaged it stops with one line naming each file and
+// leaves the directory as it was.
+Test(runs, damaged_newest_checkpoint_falls_back_to_the_newest_valid_one) {
+    char base[512];
+    path_in(base, sizeof base, "base");
+    train_ok("train %s --set steps=4 --set ckpt_every=2 --set out_dir='%s'", TINY_TRAIN, base);
+    static const char *cases[][2] = {
+        {"truncate", "truncated"},   {"flip", "checksum"},          {"version", "format_version"},
+        {"shape", "/params/out/w"},  {"missing", "/optim/m/tok_emb"}, {"nan", "/params/lnf/g"},
+        {"text", "not a checkpoint"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[600], ck[700], want[1400];
+        snprintf(dir, sizeof dir, "%s/%s", tmp_dir, cases[i][0]);
+        sh("cp -r '%s' '%s'", base, dir);
+        snprintf(ck, sizeof ck, "%s/ckpt_00000004.h5", dir);
+        size_t len;
+        unsigned char *bytes = slurp(ck, &len);
+        const char *kind = cases[i][0];
+        if (!strcmp(kind, "truncate")) cr_assert_eq(truncate(ck, (off_t)len / 2), 0);
+        else if (!strcmp(kind, "flip")) bytes[len * 3 / 4] ^= 0x01, spit(ck, bytes, len);
+        else if (!strcmp(kind, "version")) ckpt_set_format_version(ck, 99);
+        else if (!strcmp(kind, "shape")) ckpt_reshape(ck, "/params/out/w", 64, 7);
+        else if (!strcmp(kind, "missing")) ckpt_delete(ck, "/optim/m/tok_emb");
+        else if (!strcmp(kind, "nan")) ckpt_poke(ck, "/params/lnf/g", 5, INFINITY);
+        else spit(ck, (const unsigned char *)"hello\n", 6);
+        free(bytes);
+        Run r = run_cli("train --resume '%s'", dir);
+        cr_assert_eq(r.rc, 0, "%s: resume failed (%d): %s", kind, r.rc, r.err);
+        snprintf(want, sizeof want, "resume: skipped %s: ", ck);
+        const char *line = strstr(r.out, want);
+        cr_assert(line, "%s: no '%s' line:\n%s", kind, want, r.out);
+        const char *eol = strchr(line, '\n');
+        cr_assert(eol && strstr(line, cases[i][1]) && strstr(line, cases[i][1]) < eol, "%s: reason not given: %s",
+                  kind, line);
+        snprintf(want, sizeof want, "resume: %s/ckpt_00000002.h5 (step 2)", dir);
+        cr_assert(strstr(r.out, want), "%s: did not resume from checkpoint 2:\n%s", kind, r.out);
+        run_free(&r);
+        assert_same_run(dir, base, 4);
+    }
+    // Every checkpoint damaged: one line naming both, nothing changed.
+    char dir[600], ck[700];
+    snprintf(dir, sizeof dir, "%s/all", tmp_dir);
+    sh("cp -r '%s' '%s'", base, dir);
+    snprintf(ck, sizeof ck, "%s/ckpt_00000002.h5", dir);
+    cr_assert_eq(truncate(ck, 1000), 0);
+    snprintf(ck, sizeof ck, "%s/ckpt_00000004.h5", dir);
+    spit(ck, (const unsigned char *)"hello\n", 6);
+    GroupBytes snap = dir_snapshot(dir);
+    Run r = run_cli("train --resume '%s'", dir);
+    ASSERT_ONE_LINE_ERROR(&r, "every checkpoint damaged", "no valid checkpoint", "ckpt_00000002.h5: truncated",
+                          "ckpt_00000004.h5: not a checkpoint");
+    run_free(&r);
+    assert_same_snapshot(&snap, dir, "refused resume");
+}
+
+// ------------------------------------------------ 4. one run per directory
+
+// `reformer <args>` in the background, its stdout and stderr to
+// <tmp_dir>/<name>.out and .err.
+static pid_t spawn_named(const char *name, const char *args) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "exec '%s' %s >'%s/%s.out' 2>'%s/%s.err' </dev/null", bin(), args, tmp_dir, name,
+             tmp_dir, name);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static char *read_named(const char *name, const char *ext) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s.%s", tmp_dir, name, ext);
+    return read_all(p);
+}
+
+// Two runs started together on one out_dir: exactly one trains; the other
+// is refused with one line naming the holder (its pid and host) and writes
+// nothing. While the first runs, --resume of the directory is refused too.
+// A lock left by a SIGKILLed run does not block the resume that follows.
+Test(runs, one_run_per_directory) {
+    char dir[512], args[4096], metrics[700], host[256];
+    path_in(dir, sizeof dir, "run");
+    snprintf(metrics, sizeof metrics, "%s/metrics.h5", dir);
+    gethostname(host, sizeof host);
+    snprintf(args, sizeof args, "train %s --set steps=400 --set ckpt_every=5 --set out_dir='%s'", LONG_RUN, dir);
+    pid_t a = spawn_named("a", args), b = spawn_named("b", args);
+    for (int i = 0; i < 3000 && alive(a) && alive(b); i++) usleep(10000);
+    // The refused one ends within moments; the other is still training.
+    int a_left = !alive(a);
+    pid_t winner = a_left ? b : a, loser = a_left ? a : b;
+    const char *lname = a_left ? "a" : "b";
+    cr_assert(alive(winner), "both runs ended at once");
+    int rc = wait_status(loser);
+    char *err = read_named(lname, "err");
+    cr_assert_eq(rc, 2, "the second run exited %d: %s", rc, err);
+    cr_assert_eq(count_lines(err), 1, "%s", err);
+    char want[1024];
+    snprintf(want, sizeof want, "is in use by another reformer train (pid %ld on host %s since ", (long)winner, host);
+    cr_assert(strstr(err, "reformer: error: out_dir: ") && strstr(err, want), "expected '%s' in: %s", want, err);
+    free(err);
+    wait_for_rows(winner, metrics, 6);
+    Run r = run_cli("train --resume '%s'", dir);
+    cr_assert_eq(r.rc, 2, "--resume while the run holds the directory: %d %s", r.rc, r.err);
+    cr_assert(strstr(r.err, want), "%s", r.err);
+    run_free(&r);
+    kill(winner, SIGKILL);
+    cr_assert_eq(wait_status(winner), 128 + SIGKILL);
+    // Dead holder: the lock is gone with it (the file stays).
+    snprintf(want, sizeof want, "%s/train.lock", dir);
+    cr_assert(exists(want));
+    char first[8192];
+    snprintf(first, sizeof first, "train --resume auto %s --set steps=400 --set ckpt_every=5 --set out_dir='%s'", LONG_RUN, dir);
+    r = run_cli("%s", first);
+    cr_assert_eq(r.rc, 0, "after the holder was killed: %d %s", r.rc, r.err);
+    run_free(&r);
 }
