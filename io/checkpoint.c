@@ -172,7 +172,10 @@ static void maybe_stall(hid_t file, long step) {
     for (;;) pause();
 }
 
-static int write_file(H5Ctx *x, const char *path, Model *m, long step, long global_batch, real *host) {
+int ckpt_loss_is_sane(double loss, int vocab_size) { return isfinite(loss) && loss <= 2.0 * log((double)vocab_size); }
+
+static int write_file(H5Ctx *x, const char *path, Model *m, const CkptState *run, real *host) {
+    const long step = run->step, global_batch = run->global_batch;
     const Config *c = &m->cfg;
     const ParamLayout *p = &m->layout;
     hid_t fcpl = h5_check(x, H5Pcreate(H5P_FILE_CREATE), "file properties");
@@ -190,6 +193,11 @@ static int write_file(H5Ctx *x, const char *path, Model *m, long step, long glob
     if (file < 0) goto done;
     if (h5_write_attr_int64(x, file, "format_version", CKPT_FORMAT_VERSION) ||
         h5_write_attr_int64(x, file, "step", step))
+        goto done;
+    char loss[64];
+    snprintf(loss, sizeof loss, "%.17g", run->loss);
+    if (h5_write_attr_string(x, file, "loss", loss) || h5_write_attr_int64(x, file, "last_sane_step", run->last_sane_step) ||
+        (run->run_id[0] && h5_write_attr_string(x, file, "run_id", run->run_id)))
         goto done;
     char value[1100];
     for (int i = 0; CONFIG_KEYS[i]; i++) {
@@ -249,9 +257,10 @@ static int cmp_desc(const void *a, const void *b) {
 
 // Delete every leftover *.tmp (one writer per directory: any other temporary
 // file is a crashed writer's) and, of the checkpoints older than the one just
-// written (step `written`, always kept), all but the newest keep - 1. Newer
-// ones (a resume skipped them as damaged) are left for the run to overwrite.
-static void prune(const char *dir, long written, int keep) {
+// written (step `written`, always kept), all but the newest keep - 1 and the
+// one of step `protect` (the last sane one of a diverging run). Newer ones
+// (a resume skipped them as damaged) are left for the run to overwrite.
+static void prune(const char *dir, long written, long protect, int keep) {
     DIR *d = opendir(dir);
     if (!d) return;
     long *steps = NULL;
@@ -279,7 +288,7 @@ static void prune(const char *dir, long written, int keep) {
         qsort(steps, n, sizeof *steps, cmp_desc);
         int kept = 1;  // the one just written
         for (size_t i = 0; i < n; i++) {
-            if (steps[i] >= written || kept++ < keep) continue;
+            if (steps[i] >= written || steps[i] == protect || kept++ < keep) continue;
             ckpt_path(path, sizeof path, dir, steps[i]);
             unlink(path);
         }
@@ -289,6 +298,13 @@ static void prune(const char *dir, long written, int keep) {
 
 int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep, char *path_out, size_t path_cap,
               char *err, size_t errlen) {
+    CkptState st = {.step = step, .global_batch = global_batch, .loss = NAN, .last_sane_step = step};
+    return ckpt_save_run(dir, m, &st, keep, path_out, path_cap, err, errlen);
+}
+
+int ckpt_save_run(const char *dir, Model *m, const CkptState *run, int keep, char *path_out, size_t path_cap,
+                  char *err, size_t errlen) {
+    const long step = run->step;
     h5_init();
     char path[2048], tmp[2100];
     ckpt_path(path, sizeof path, dir, step);
@@ -300,7 +316,7 @@ int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep,
         snprintf(err, errlen, "%s: out of memory staging %zu parameters", tmp, m->layout.n_params);
         return -1;
     }
-    int rc = write_file(&x, tmp, m, step, global_batch, host);
+    int rc = write_file(&x, tmp, m, run, host);
     free(host);
     if (rc == 0) rc = write_seal(tmp, err, errlen);
     if (rc == 0 && rename(tmp, path) != 0) rc = sys_error(err, errlen, path, "cannot rename the temporary file into place");
@@ -316,7 +332,7 @@ int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep,
         return -1;
     }
     close(dfd);
-    prune(dir, step, keep);
+    prune(dir, step, run->last_sane_step, keep);
     return 0;
 }
 
@@ -469,6 +485,25 @@ static int read_scalar(H5Ctx *x, hid_t file, const char *path, int is_unsigned, 
     return rc;
 }
 
+// The optional root attributes loss, last_sane_step and run_id into st.
+static int read_run_attrs(H5Ctx *x, hid_t file, CkptState *st) {
+    char text[64];
+    int64_t sane;
+    htri_t has = h5_check(x, H5Aexists(file, "loss"), "loss");
+    if (has < 0 || (has && h5_read_attr_string(x, file, "loss", text, sizeof text))) return -1;
+    if (has) st->loss = strtod(text, NULL);
+    has = h5_check(x, H5Aexists(file, "last_sane_step"), "last_sane_step");
+    if (has < 0 || (has && h5_read_attr_int64(x, file, "last_sane_step", &sane))) return -1;
+    if (has) {
+        if (sane < 0 || sane > st->step)
+            return h5_error(x, "attribute last_sane_step is %lld, not in [0, step %ld]", (long long)sane, st->step);
+        st->last_sane_step = (long)sane;
+    }
+    has = h5_check(x, H5Aexists(file, "run_id"), "run_id");
+    if (has < 0 || (has && h5_read_attr_string(x, file, "run_id", st->run_id, sizeof st->run_id))) return -1;
+    return 0;
+}
+
 // Every tensor (shapes of layout p, finite, second moments >= 0) and /state
 // of an open checkpoint whose config c and step were read by open_checked.
 // host[g] (parameters, m, v) receive the values; a NULL host[g] reads into
@@ -519,7 +554,9 @@ static int read_checked(H5Ctx *x, hid_t file, const Config *c, long step, const 
                  c->batch);
         goto done;
     }
-    *st = (CkptState){.step = step, .seed = seed, .data_cursor = (long)cursor, .global_batch = (long)global};
+    *st = (CkptState){.step = step, .seed = seed, .data_cursor = (long)cursor, .global_batch = (long)global,
+                      .loss = NAN, .last_sane_step = step};
+    if (read_run_attrs(x, file, st)) goto done;
     rc = 0;
 done:
     free(scratch);

@@ -1,4 +1,5 @@
 // reformer eval: bits per byte of a checkpoint over a whole dataset split.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,14 @@ int cmd_eval(int argc, char **argv) {
     printf("eval: %s (step %ld) | %s\n", a.ckpt_path, a.ckpt_step, desc);
     fflush(stdout);
     EvalTotals t = evaluate_split(&m, &ds, NULL, split, a.max_windows, 1);
+    if (!isfinite(t.loss_sum)) {
+        char msg[4096];
+        snprintf(msg, sizeof msg,
+                 "%s: the loss on the %s split is %g, not a finite number: the model's outputs overflow (a run that "
+                 "diverged); evaluate an earlier checkpoint",
+                 a.ckpt_path, split_name(split), t.loss_sum);
+        run_error(msg);
+    }
     char dur[32];
     format_duration(dur, sizeof dur, t.seconds);
     printf("eval: %s | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f bits per byte | %s (%.0f tok/s)\n",

@@ -67,10 +67,25 @@ static double dup_eval(Model *m, const Dataset *ds, const Dist *d, RankBatch *rb
     return acc / batches;
 }
 
-static void save_checkpoint(Model *m, long step, long global_batch, char *path, size_t path_cap) {
+// What rank 0 records of the run in its checkpoints: global batch, identity,
+// and the newest checkpoint whose loss was sane (kept out of pruning, so a
+// diverging run never prunes its last good state away).
+typedef struct {
+    CkptState st;      // global_batch, run_id, last_sane_step (0: none yet)
+    double sane_loss;  // the loss of that checkpoint (NAN: not known)
+} RunRecord;
+
+// Checkpoint of `step`, whose training loss was `loss`.
+static void save_checkpoint(Model *m, RunRecord *run, long step, double loss, char *path, size_t path_cap) {
     char err[2048];
     double t0 = now_seconds();
-    if (ckpt_save(m->cfg.out_dir, m, step, global_batch, m->cfg.keep_ckpts, path, path_cap, err, sizeof err))
+    run->st.step = step;
+    run->st.loss = loss;
+    if (ckpt_loss_is_sane(loss, m->cfg.vocab_size)) {
+        run->st.last_sane_step = step;
+        run->sane_loss = loss;
+    }
+    if (ckpt_save_run(m->cfg.out_dir, m, &run->st, m->cfg.keep_ckpts, path, path_cap, err, sizeof err))
         run_error(err);
     struct stat st;
     double mib = stat(path, &st) == 0 ? (double)st.st_size / (1024.0 * 1024.0) : 0;
@@ -107,7 +122,7 @@ static void agree_or_fail(Dist *d, int failed, int status, const char *msg) {
 // Rank 0 reads and validates the checkpoint (one reader, one message, and
 // the file need only be readable where rank 0 runs), then sends parameters
 // and AdamW moments to every rank. Returns the checkpoint's step.
-static long resume_from_checkpoint(Model *m, const char *path, Dist *d) {
+static long resume_from_checkpoint(Model *m, const char *path, Dist *d, CkptState *resumed) {
     char err[2048] = "";
     struct {
         int status;
@@ -134,6 +149,7 @@ static long resume_from_checkpoint(Model *m, const char *path, Dist *d) {
                          "run on a number of data-parallel replicas (ranks / sp) that divides %ld", st.global_batch);
         }
         got.step = st.step;
+        *resumed = st;
     }
     dist_bcast(d, DIST_WORLD, &got, sizeof got, 0);
     if (got.status) fail_on_every_rank(d, got.status, err);
@@ -149,12 +165,12 @@ static long resume_from_checkpoint(Model *m, const char *path, Dist *d) {
 __attribute__((noreturn))
 #endif
 static void stop_on_signal(Dist *d, Model *m, MetricsFile *metrics, int sig, long next, long saved_step,
-                           long global_batch) {
+                           RunRecord *run, double loss) {
     const Config *c = &m->cfg;
     if (d->rank == 0) {
         char err[2048], path[2048] = "", what[2400];
         long done = next - 1;
-        if (done > saved_step) save_checkpoint(m, done, global_batch, path, sizeof path);
+        if (done > saved_step) save_checkpoint(m, run, done, loss, path, sizeof path);
         else if (done > 0) ckpt_path(path, sizeof path, c->out_dir, done);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
         if (done > 0)
@@ -248,7 +264,14 @@ int cmd_train(int argc, char **argv) {
     m.batch_offset = (size_t)dist.dp_rank * c->batch;  // dropout masks by global sequence
     if (c->sp > 1) dist_attach_sequence_parallel(&dist, &m);
     long start = 1;
-    if (a.resume) start = resume_from_checkpoint(&m, a.ckpt_path, &dist) + 1;
+    const long global_batch = (long)dist.dp * c->batch;
+    RunRecord run = {.st = {.global_batch = global_batch, .last_sane_step = 0}, .sane_loss = NAN};
+    if (a.resume) {
+        CkptState resumed = {0};
+        start = resume_from_checkpoint(&m, a.ckpt_path, &dist, &resumed) + 1;
+        run.st.last_sane_step = resumed.last_sane_step;
+        if (resumed.last_sane_step == resumed.step) run.sane_loss = resumed.loss;
+    }
     else if (dist.world > 1) dist_broadcast_parameters(&dist, DIST_WORLD, &m);
     if (lead) describe(&m);
     if (dist.world > 1) describe_grid(&dist, c);
@@ -284,7 +307,6 @@ int cmd_train(int argc, char **argv) {
     }
     RankBatch rb;
     rank_batch_init(&rb, &m, &dist);
-    const long global_batch = (long)dist.dp * c->batch;
     const double tokens_per_step = (double)global_batch * c->seq_len;
     double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1;
     // Periodic evaluation needs a validation split (not dup/random, not empty).
@@ -298,7 +320,7 @@ int cmd_train(int argc, char **argv) {
     for (int step = (int)start; step <= c->steps; step++) {
         // Between steps: did a stop signal reach any rank? (One int all-reduced.)
         int sig = dist_max_int(&dist, DIST_WORLD, stop_signal_received());
-        if (sig) stop_on_signal(&dist, &m, metrics, sig, step, saved_step, global_batch);
+        if (sig) stop_on_signal(&dist, &m, metrics, sig, step, saved_step, &run, loss);
         maybe_die_for_test(&dist, step);
         rank_batch_draw(&rb, &ds, &dist, (uint32_t)step);
         double t0 = now_seconds(), comm0 = dist_comm_seconds();
@@ -306,14 +328,28 @@ int cmd_train(int argc, char **argv) {
         double lr = lr_at(c, step);
         double norm = model_update(&m, step, lr);
         double dt = now_seconds() - t0, comm_share = (dist_comm_seconds() - comm0) / dt;
-        loss = st.loss;
         if (!isfinite(st.loss) || !isfinite(norm)) {  // the same on every rank: grads and loss are reduced
-            snprintf(err, sizeof err,
-                     "loss or gradient became non-finite at step %d (loss %g, grad norm %g); lower lr, raise warmup "
-                     "or set clip",
-                     step, st.loss, norm);
+            int n = snprintf(err, sizeof err,
+                             "loss or gradient became non-finite at step %d (loss %g, grad norm %g) with lr=%g, "
+                             "warmup=%d, clip=%g: lower lr or raise warmup%s",
+                             step, st.loss, norm, c->lr, c->warmup, c->clip,
+                             c->clip > 0 ? "" : ", or set clip (0: off)");
+            if (lead) {
+                char sane[1100], sane_loss[64] = "";
+                ckpt_path(sane, sizeof sane, c->out_dir, run.st.last_sane_step);
+                if (isfinite(run.sane_loss)) snprintf(sane_loss, sizeof sane_loss, ", loss %.4f", run.sane_loss);
+                if (run.st.last_sane_step > 0)
+                    snprintf(err + n, sizeof err - (size_t)n,
+                             "; the last checkpoint with a sane loss is %.1100s (step %ld%s), kept: to go on from it, "
+                             "move the newer ones out of the directory and --resume it",
+                             sane, run.st.last_sane_step, sane_loss);
+                else
+                    snprintf(err + n, sizeof err - (size_t)n, "; no checkpoint of this run had a sane loss");
+                if (metrics_close(metrics, sane, sizeof sane)) run_error(sane);
+            }
             fail_on_every_rank(&dist, 1, err);
         }
+        loss = st.loss;
         tok_total += tokens_per_step;
         double tps = tokens_per_step / dt, bpb = st.loss / M_LN2;
         if (lead) {
@@ -336,12 +372,12 @@ int cmd_train(int argc, char **argv) {
         if (can_eval && (step % c->eval_every == 0 || step == c->steps))
             eval_bpb = periodic_eval(&m, &ds, &dist, step, metrics);
         if (c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps) {
-            if (lead) save_checkpoint(&m, step, global_batch, ckpt_written, sizeof ckpt_written);
+            if (lead) save_checkpoint(&m, &run, step, loss, ckpt_written, sizeof ckpt_written);
             saved_step = step;
         }
     }
     if (lead) {
-        save_checkpoint(&m, c->steps, global_batch, ckpt_written, sizeof ckpt_written);
+        save_checkpoint(&m, &run, c->steps, loss, ckpt_written, sizeof ckpt_written);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
     }
     double total = now_seconds() - t_begin, comm_total = dist_comm_seconds() - comm_begin;

@@ -353,3 +353,60 @@ Test(runs, one_run_per_directory) {
     cr_assert_eq(r.rc, 0, "after the holder was killed: %d %s", r.rc, r.err);
     run_free(&r);
 }
+
+// ------------------------------------------------------------ 3. divergence
+
+// lr=10 diverges within a few steps (measured: non-finite at step 16 with
+// warmup=5). The run stops with one line that says what was set (lr,
+// warmup, clip: no "set clip" when clip is set) and names the last
+// checkpoint with a sane loss, which pruning (keep_ckpts=3, a checkpoint
+// every step) kept; metrics.h5 is closed. eval and sample of a checkpoint
+// whose outputs overflow fail with one line instead of printing nan or
+// garbage with status 0.
+Test(runs, divergence_keeps_the_last_sane_checkpoint_and_says_what_was_set) {
+    char dir[512], p[1024];
+    path_in(dir, sizeof dir, "div");
+    Run r = run_cli("train %s --set steps=300 --set lr=10 --set warmup=5 --set ckpt_every=1 --set keep_ckpts=3 "
+                    "--set out_dir='%s'", TINY_TRAIN, dir);
+    snprintf(p, sizeof p, "the last checkpoint with a sane loss is %s/ckpt_00000001.h5 (step 1, loss 5.", dir);
+    ASSERT_ONE_LINE_ERROR(&r, "lr=10", "became non-finite at step ", "with lr=10, warmup=5, clip=1: lower lr", p);
+    cr_assert_eq(r.rc, 1);
+    cr_assert(!strstr(r.err, "set clip"), "clip is set, yet: %s", r.err);
+    long last = -1;
+    cr_assert_eq(sscanf(strstr(r.err, "at step "), "at step %ld", &last), 1);
+    run_free(&r);
+    snprintf(p, sizeof p, "%s/ckpt_00000001.h5", dir);
+    cr_assert(exists(p), "the last sane checkpoint was pruned");
+    for (long s = last - 3; s < last; s++) {
+        snprintf(p, sizeof p, "%s/ckpt_%08ld.h5", dir, s);
+        cr_assert(exists(p), "the newest checkpoints are not kept (step %ld)", s);
+    }
+    snprintf(p, sizeof p, "%s/ckpt_%08ld.h5", dir, last - 4);
+    cr_assert(!exists(p), "keep_ckpts=3 did not prune");
+    snprintf(p, sizeof p, "%s/metrics.h5", dir);
+    cr_assert(plain_reader_opens(p), "metrics.h5 was left open");
+    cr_assert_eq(metrics_rows_now(p), last - 1);
+    // The sane checkpoint evaluates; one whose outputs overflow (a token
+    // embedding of 3e38, which LayerNorm squares) is refused by eval and sample.
+    snprintf(p, sizeof p, "%s/ckpt_00000001.h5", dir);
+    r = run_cli("eval --ckpt '%s' --windows 2", p);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    run_free(&r);
+    char bad[1100];
+    snprintf(bad, sizeof bad, "%s/overflow.h5", tmp_dir);
+    sh("cp '%s' '%s'", p, bad);
+    for (int i = 0; i < 256; i++) ckpt_poke(bad, "/params/tok_emb", (size_t)i * 32, 3e38f);
+    r = run_cli("eval --ckpt '%s' --windows 2", bad);
+    // (eval's stderr also has its progress lines: the error is the last line.)
+    const char *last_line = r.err + strlen(r.err) - 1;
+    while (last_line > r.err && last_line[-1] != '\n') last_line--;
+    cr_assert_eq(r.rc, 1, "eval of an overflowing checkpoint exited %d: %s%s", r.rc, r.out, r.err);
+    cr_assert(!strncmp(last_line, "reformer: error: ", 17) && strstr(last_line, "overflow.h5") &&
+                  strstr(last_line, "not a finite number"),
+              "%s", r.err);
+    cr_assert(!strstr(r.out, "bits per byte"), "eval printed a result: %s", r.out);
+    run_free(&r);
+    r = run_cli("sample --ckpt '%s' --prompt 'ROMEO:' --len 20", bad);
+    ASSERT_ONE_LINE_ERROR(&r, "sample of an overflowing checkpoint", "overflow.h5", "not a finite number");
+    run_free(&r);
+}
