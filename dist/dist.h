@@ -58,6 +58,9 @@ void dist_abort(const Dist *d, const char *msg);
 void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count);
 // The same in double: totals that float would round (loss sums, counts).
 void dist_allreduce_sum_f64(const Dist *d, DistGroup g, double *buf, size_t count);
+// The largest of every rank's value (an all-reduce max of one int): flags
+// every rank must act on together, such as a stop signal one rank received.
+int dist_max_int(const Dist *d, DistGroup g, int value);
 // All-to-all over a group of n ranks: block j (count floats) of send goes to
 // rank j, block i of recv comes from rank i. send and recv hold n * count.
 void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, size_t count);

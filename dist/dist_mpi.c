@@ -140,6 +140,12 @@ void dist_allreduce_sum_f64(const Dist *d, DistGroup g, double *buf, size_t coun
     }
 }
 
+int dist_max_int(const Dist *d, DistGroup g, int value) {
+    if (!d->with_mpi) return value;
+    TIMED_COMM(mpi_check(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, C(d, g))));
+    return value;
+}
+
 void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, size_t count) {
     if (!d->with_mpi) {
         memmove(recv, send, count * sizeof(float));

@@ -34,6 +34,8 @@ void dist_allreduce_sum_f64(const Dist *d, DistGroup g, double *buf, size_t coun
     (void)d, (void)g, (void)buf, (void)count;
 }
 
+int dist_max_int(const Dist *d, DistGroup g, int value) { return (void)d, (void)g, value; }
+
 void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, size_t count) {
     (void)d, (void)g;
     memmove(recv, send, count * sizeof(float));

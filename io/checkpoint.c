@@ -172,7 +172,10 @@ static void maybe_stall(hid_t file, long step) {
     for (;;) pause();
 }
 
-static int write_file(H5Ctx *x, const char *path, Model *m, long step, long global_batch, real *host) {
+int ckpt_loss_is_sane(double loss, int vocab_size) { return isfinite(loss) && loss <= 2.0 * log((double)vocab_size); }
+
+static int write_file(H5Ctx *x, const char *path, Model *m, const CkptState *run, real *host) {
+    const long step = run->step, global_batch = run->global_batch;
     const Config *c = &m->cfg;
     const ParamLayout *p = &m->layout;
     hid_t fcpl = h5_check(x, H5Pcreate(H5P_FILE_CREATE), "file properties");
@@ -190,6 +193,11 @@ static int write_file(H5Ctx *x, const char *path, Model *m, long step, long glob
     if (file < 0) goto done;
     if (h5_write_attr_int64(x, file, "format_version", CKPT_FORMAT_VERSION) ||
         h5_write_attr_int64(x, file, "step", step))
+        goto done;
+    char loss[64];
+    snprintf(loss, sizeof loss, "%.17g", run->loss);
+    if (h5_write_attr_string(x, file, "loss", loss) || h5_write_attr_int64(x, file, "last_sane_step", run->last_sane_step) ||
+        (run->run_id[0] && h5_write_attr_string(x, file, "run_id", run->run_id)))
         goto done;
     char value[1100];
     for (int i = 0; CONFIG_KEYS[i]; i++) {
@@ -247,9 +255,12 @@ static int cmp_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-// Delete all but the newest keep checkpoints and every leftover *.tmp (one
-// writer per directory: any other temporary file is a crashed writer's).
-static void prune(const char *dir, int keep) {
+// Delete every leftover *.tmp (one writer per directory: any other temporary
+// file is a crashed writer's) and, of the checkpoints older than the one just
+// written (step `written`, always kept), all but the newest keep - 1 and the
+// one of step `protect` (the last sane one of a diverging run). Newer ones
+// (a resume skipped them as damaged) are left for the run to overwrite.
+static void prune(const char *dir, long written, long protect, int keep) {
     DIR *d = opendir(dir);
     if (!d) return;
     long *steps = NULL;
@@ -275,7 +286,9 @@ static void prune(const char *dir, int keep) {
     closedir(d);
     if (keep > 0 && n > (size_t)keep) {
         qsort(steps, n, sizeof *steps, cmp_desc);
-        for (size_t i = (size_t)keep; i < n; i++) {
+        int kept = 1;  // the one just written
+        for (size_t i = 0; i < n; i++) {
+            if (steps[i] >= written || steps[i] == protect || kept++ < keep) continue;
             ckpt_path(path, sizeof path, dir, steps[i]);
             unlink(path);
         }
@@ -285,6 +298,13 @@ static void prune(const char *dir, int keep) {
 
 int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep, char *path_out, size_t path_cap,
               char *err, size_t errlen) {
+    CkptState st = {.step = step, .global_batch = global_batch, .loss = NAN, .last_sane_step = step};
+    return ckpt_save_run(dir, m, &st, keep, path_out, path_cap, err, errlen);
+}
+
+int ckpt_save_run(const char *dir, Model *m, const CkptState *run, int keep, char *path_out, size_t path_cap,
+                  char *err, size_t errlen) {
+    const long step = run->step;
     h5_init();
     char path[2048], tmp[2100];
     ckpt_path(path, sizeof path, dir, step);
@@ -296,7 +316,7 @@ int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep,
         snprintf(err, errlen, "%s: out of memory staging %zu parameters", tmp, m->layout.n_params);
         return -1;
     }
-    int rc = write_file(&x, tmp, m, step, global_batch, host);
+    int rc = write_file(&x, tmp, m, run, host);
     free(host);
     if (rc == 0) rc = write_seal(tmp, err, errlen);
     if (rc == 0 && rename(tmp, path) != 0) rc = sys_error(err, errlen, path, "cannot rename the temporary file into place");
@@ -312,7 +332,7 @@ int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep,
         return -1;
     }
     close(dfd);
-    prune(dir, keep);
+    prune(dir, step, run->last_sane_step, keep);
     return 0;
 }
 
@@ -463,6 +483,84 @@ static int read_scalar(H5Ctx *x, hid_t file, const char *path, int is_unsigned, 
     return rc;
 }
 
+// The optional root attributes loss, last_sane_step and run_id into st.
+static int read_run_attrs(H5Ctx *x, hid_t file, CkptState *st) {
+    char text[64];
+    int64_t sane;
+    htri_t has = h5_check(x, H5Aexists(file, "loss"), "loss");
+    if (has < 0 || (has && h5_read_attr_string(x, file, "loss", text, sizeof text))) return -1;
+    if (has) st->loss = strtod(text, NULL);
+    has = h5_check(x, H5Aexists(file, "last_sane_step"), "last_sane_step");
+    if (has < 0 || (has && h5_read_attr_int64(x, file, "last_sane_step", &sane))) return -1;
+    if (has) {
+        if (sane < 0 || sane > st->step)
+            return h5_error(x, "attribute last_sane_step is %lld, not in [0, step %ld]", (long long)sane, st->step);
+        st->last_sane_step = (long)sane;
+    }
+    has = h5_check(x, H5Aexists(file, "run_id"), "run_id");
+    if (has < 0 || (has && h5_read_attr_string(x, file, "run_id", st->run_id, sizeof st->run_id))) return -1;
+    return 0;
+}
+
+// Every tensor (shapes of layout p, finite, second moments >= 0) and /state
+// of an open checkpoint whose config c and step were read by open_checked.
+// host[g] (parameters, m, v) receive the values; a NULL host[g] reads into
+// scratch (validation only). st receives the state.
+static int read_checked(H5Ctx *x, hid_t file, const Config *c, long step, const ParamLayout *p, real *const host[3],
+                        CkptState *st) {
+    size_t largest = 1;
+    for (int t = 0; t < p->n_tensors; t++) largest = MAX(largest, p->tensors[t].size);
+    real *scratch = NULL;
+    int rc = -1;
+    for (int g = 0; g < 3; g++) {
+        if (!host[g] && !scratch && !(scratch = malloc(largest * sizeof(real)))) {
+            h5_error(x, "out of memory staging %zu values", largest);
+            goto done;
+        }
+        for (int t = 0; t < p->n_tensors; t++) {
+            char obj[256];
+            object_path(obj, sizeof obj, MOMENT_GROUPS[g], p->tensors[t].name);
+            real *dst = host[g] ? host[g] + p->tensors[t].offset : scratch;
+            if (read_tensor(x, file, obj, &p->tensors[t], dst, g == 2)) goto done;
+        }
+    }
+    int64_t s_step, cursor;
+    uint64_t seed;
+    if (read_scalar(x, file, "/state/step", 0, &s_step) || read_scalar(x, file, "/state/seed", 1, &seed) ||
+        read_scalar(x, file, "/state/data_cursor", 0, &cursor))
+        goto done;
+    if (s_step != step) {
+        h5_error(x, "/state/step is %lld but the step attribute is %ld", (long long)s_step, step);
+        goto done;
+    }
+    if (seed != c->seed) {
+        h5_error(x, "/state/seed is %llu but the config has seed=%llu", (unsigned long long)seed,
+                 (unsigned long long)c->seed);
+        goto done;
+    }
+    if (cursor != step) {  // batches are a function of the step in this format version
+        h5_error(x, "/state/data_cursor is %lld, expected the step %ld", (long long)cursor, step);
+        goto done;
+    }
+    // Older checkpoints were written by one process: their global batch is
+    // the config's batch.
+    int64_t global = c->batch;
+    int has_global = h5_path_exists(x, file, "/state/global_batch");
+    if (has_global < 0 || (has_global && read_scalar(x, file, "/state/global_batch", 0, &global))) goto done;
+    if (global < c->batch || global % c->batch) {
+        h5_error(x, "/state/global_batch is %lld, not a multiple of the config's batch=%d", (long long)global,
+                 c->batch);
+        goto done;
+    }
+    *st = (CkptState){.step = step, .seed = seed, .data_cursor = (long)cursor, .global_batch = (long)global,
+                      .loss = NAN, .last_sane_step = step};
+    if (read_run_attrs(x, file, st)) goto done;
+    rc = 0;
+done:
+    free(scratch);
+    return rc;
+}
+
 int ckpt_load(const char *path, Model *m, CkptState *st_out, char *err, size_t errlen) {
     h5_init();
     H5Ctx x = {.path = path, .err = err, .errlen = errlen};
@@ -471,6 +569,7 @@ int ckpt_load(const char *path, Model *m, CkptState *st_out, char *err, size_t e
     Config c;
     long step;
     hid_t file;
+    CkptState st;
     int rc = -1;
     if (open_checked(&x, &file, &c, &step)) goto done;
     char have[1100], want[1100];
@@ -484,52 +583,92 @@ int ckpt_load(const char *path, Model *m, CkptState *st_out, char *err, size_t e
         }
     }
     for (int g = 0; g < 3; g++) {
-        host[g] = malloc(p->n_params * sizeof(real));
+        host[g] = calloc(p->n_params, sizeof(real));  // zeroed: alignment gaps between tensors
         if (!host[g]) {
             h5_error(&x, "out of memory staging %zu parameters", p->n_params);
             goto done;
         }
-        memset(host[g], 0, p->n_params * sizeof(real));  // alignment gaps between tensors
-        for (int t = 0; t < p->n_tensors; t++) {
-            char obj[256];
-            object_path(obj, sizeof obj, MOMENT_GROUPS[g], p->tensors[t].name);
-            if (read_tensor(&x, file, obj, &p->tensors[t], host[g] + p->tensors[t].offset, g == 2)) goto done;
-        }
     }
-    int64_t s_step, cursor;
-    uint64_t seed;
-    if (read_scalar(&x, file, "/state/step", 0, &s_step) || read_scalar(&x, file, "/state/seed", 1, &seed) ||
-        read_scalar(&x, file, "/state/data_cursor", 0, &cursor))
-        goto done;
-    if (s_step != step) {
-        h5_error(&x, "/state/step is %lld but the step attribute is %ld", (long long)s_step, step);
-        goto done;
-    }
-    if (seed != c.seed) {
-        h5_error(&x, "/state/seed is %llu but the config has seed=%llu", (unsigned long long)seed,
-                 (unsigned long long)c.seed);
-        goto done;
-    }
-    if (cursor != step) {  // batches are a function of the step in this format version
-        h5_error(&x, "/state/data_cursor is %lld, expected the step %ld", (long long)cursor, step);
-        goto done;
-    }
-    // Older checkpoints were written by one process: their global batch is
-    // the config's batch.
-    int64_t global = c.batch;
-    int has_global = h5_path_exists(&x, file, "/state/global_batch");
-    if (has_global < 0 || (has_global && read_scalar(&x, file, "/state/global_batch", 0, &global))) goto done;
-    if (global < c.batch || global % c.batch) {
-        h5_error(&x, "/state/global_batch is %lld, not a multiple of the config's batch=%d", (long long)global,
-                 c.batch);
-        goto done;
-    }
+    if (read_checked(&x, file, &c, step, p, host, &st)) goto done;
     real *const dst[3] = {m->params, m->adam_m, m->adam_v};
     for (int g = 0; g < 3; g++) m->be->upload(dst[g], host[g], p->n_params * sizeof(real));
-    if (st_out) *st_out = (CkptState){.step = step, .seed = seed, .data_cursor = (long)cursor, .global_batch = (long)global};
+    if (st_out) *st_out = st;
     rc = 0;
 done:
     h5_close(file);
     for (int g = 0; g < 3; g++) free(host[g]);
     return rc;
+}
+
+int ckpt_verify(const char *path, Config *c, long *step, char *err, size_t errlen) {
+    h5_init();
+    H5Ctx x = {.path = path, .err = err, .errlen = errlen};
+    hid_t file;
+    int rc = open_checked(&x, &file, c, step);
+    if (rc == 0) {
+        ParamLayout p;
+        param_layout_build(&p, c);
+        real *const none[3] = {NULL, NULL, NULL};
+        CkptState st;
+        rc = read_checked(&x, file, c, *step, &p, none, &st);
+        param_layout_free(&p);
+    }
+    h5_close(file);
+    return rc;
+}
+
+// Checkpoint steps of dir, newest first (*n of them; free the result).
+static long *list_steps(const char *dir, size_t *n, char *err, size_t errlen) {
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        sys_error(err, errlen, dir, "cannot open the directory");
+        return NULL;
+    }
+    long *steps = NULL;
+    size_t cap = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        int tmp;
+        long s = parse_name(e->d_name, &tmp);
+        if (s < 0 || tmp) continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            long *grown = realloc(steps, cap * sizeof *steps);
+            if (!grown) break;
+            steps = grown;
+        }
+        steps[(*n)++] = s;
+    }
+    closedir(d);
+    if (*n) qsort(steps, *n, sizeof *steps, cmp_desc);
+    return steps ? steps : calloc(1, sizeof *steps);
+}
+
+int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Config *c, char *skipped,
+                        size_t skipped_cap, char *err, size_t errlen) {
+    size_t n;
+    if (skipped_cap) skipped[0] = '\0';
+    long *steps = list_steps(dir, &n, err, errlen);
+    if (!steps) return -1;
+    if (n == 0) {
+        free(steps);
+        snprintf(err, errlen, "%s: no checkpoint (ckpt_<step>.h5) to resume from", dir);
+        return -1;
+    }
+    char why[2048], all[8192] = "";
+    for (size_t i = 0; i < n; i++) {
+        ckpt_path(path, cap, dir, steps[i]);
+        if (ckpt_verify(path, c, step, why, sizeof why) == 0) {
+            free(steps);
+            return 0;
+        }
+        // why begins with the path: keep it, one skipped file per line.
+        size_t used = strlen(skipped);
+        if (skipped_cap > used) snprintf(skipped + used, skipped_cap - used, "%s\n", why);
+        used = strlen(all);
+        snprintf(all + used, sizeof all - used, "%s%s", used ? "; " : "", why);
+    }
+    free(steps);
+    snprintf(err, errlen, "%s: no valid checkpoint to resume from: %s", dir, all);
+    return -1;
 }

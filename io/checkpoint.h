@@ -31,13 +31,24 @@
 
 #define CKPT_FORMAT_VERSION 1
 
+#define CKPT_RUN_ID_LEN 40  // room for a run identity (32 hex digits) and its NUL
+
 typedef struct {
     long step;          // optimizer steps taken; training resumes at step + 1
     uint64_t seed;
     long data_cursor;   // next batch is dataset_batch(data_cursor + 1)
     long global_batch;  // sequences per step over all data-parallel replicas
                         // (dp x batch): it decides which windows are drawn
+    // What the run knew when it wrote the file (root attributes; absent in
+    // files of older builds: loss NAN, last_sane_step = step, run_id ""):
+    double loss;          // training loss of the step (attribute "loss")
+    long last_sane_step;  // the newest checkpoint of the run whose loss was sane, this one included
+    char run_id[CKPT_RUN_ID_LEN];  // the run's identity (attribute "run_id")
 } CkptState;
+
+// A training loss is sane when finite and at most twice that of a uniform
+// guess, 2 ln(vocab_size): a run far above it has diverged.
+int ckpt_loss_is_sane(double loss, int vocab_size);
 
 // "<dir>/ckpt_<step, 8 digits>.h5".
 void ckpt_path(char *out, size_t cap, const char *dir, long step);
@@ -50,6 +61,13 @@ void ckpt_path(char *out, size_t cap, const char *dir, long step);
 // existing checkpoints are untouched).
 int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep, char *path_out, size_t path_cap,
               char *err, size_t errlen);
+
+// ckpt_save with what the trainer knows of the run, stored as root
+// attributes: st->step, global_batch, loss, last_sane_step and run_id (the
+// seed and cursor come from the model and step). Pruning never deletes the
+// checkpoint of last_sane_step, so a diverging run keeps its last sane one.
+int ckpt_save_run(const char *dir, Model *m, const CkptState *st, int keep, char *path_out, size_t path_cap,
+                  char *err, size_t errlen);
 
 // The newest complete checkpoint in dir (largest step; *.tmp ignored).
 // Returns 0, or -1 with a one-line message naming dir.
@@ -64,6 +82,19 @@ int ckpt_read_config(const char *path, Config *c, long *step, char *err, size_t 
 // and only then copy parameters and AdamW moments into m. On failure m is
 // unchanged. st (may be NULL) receives the state.
 int ckpt_load(const char *path, Model *m, CkptState *st, char *err, size_t errlen);
+
+// Validate a whole checkpoint as ckpt_load would, against the model its own
+// config describes (every tensor, every value, the state), without a model:
+// fill c with its finalized config and *step. Returns 0, or -1 with a
+// one-line message naming the file and the field.
+int ckpt_verify(const char *path, Config *c, long *step, char *err, size_t errlen);
+
+// The newest checkpoint of dir that ckpt_verify accepts: its path, step and
+// config. Each newer one that fails is skipped, and its one-line reason
+// (naming the file) appended to skipped, one line each. Returns 0, or -1
+// when dir has no checkpoint or none is valid (err then lists every reason).
+int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Config *c, char *skipped,
+                        size_t skipped_cap, char *err, size_t errlen);
 
 // Recompute and rewrite the seal of a checkpoint file in place (for tools and
 // tests that edit a checkpoint through HDF5 on purpose).

@@ -50,7 +50,7 @@ void run_error(const char *msg) {
 
 void print_help(void) {
     printf("usage:\n"
-           "  reformer train [--config FILE] [--set key=value ...] [--resume DIR]\n"
+           "  reformer train [--config FILE] [--set key=value ...] [--resume DIR|auto]\n"
            "  reformer eval --ckpt FILE [--data PATH] [--split validation|test] [--windows N] [--set key=value ...]\n"
            "  reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
            "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--warmup N] [--json]\n"
@@ -58,6 +58,7 @@ void print_help(void) {
            "Every config key can be set in an INI file (--config) and overridden with --set.\n"
            "--resume DIR continues the run in DIR from its newest checkpoint, with the\n"
            "checkpoint's config; --config/--set may then change any key but the shape keys.\n"
+           "--resume auto resumes the run in out_dir if it holds a checkpoint, else starts it.\n"
            "eval and sample start from the config of the checkpoint given with --ckpt.\n"
            "Keys and defaults:\n");
     Config c;
@@ -114,7 +115,7 @@ static void wrong_command(const char *flag, const char *owner, Command cmd) {
 }
 
 void parse_args(Args *a, int argc, char **argv, Command cmd) {
-    char err[1024];
+    char err[8192];
     memset(a, 0, sizeof *a);
     a->cmd = cmd;
     a->steps_override = -1;
@@ -175,16 +176,32 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     if (cmd == CMD_SAMPLE && !a->prompt) usage_error("sample needs --prompt TEXT (may be empty: --prompt '')");
     if (cmd == CMD_SAMPLE && a->gen_len < 0) usage_error("sample needs --len N (bytes to generate)");
 
+    if (a->resume && !strcmp(a->resume, "auto")) {
+        // --resume auto: the run in out_dir when it holds a checkpoint, else
+        // a new run there (a requeued job's command line works both times).
+        Config probe;
+        config_defaults(&probe);
+        for (int i = 0; i < a->n_sources; i++) apply_source(&probe, &a->sources[i]);
+        char found[2048];
+        long found_step;
+        a->resume_auto = 1;
+        a->resume = NULL;
+        if (ckpt_find_latest(probe.out_dir, found, sizeof found, &found_step, err, sizeof err) == 0) {
+            snprintf(a->resume_dir, sizeof a->resume_dir, "%s", probe.out_dir);
+            a->resume = a->resume_dir;
+        }
+    }
     Config ckpt;
     if (a->resume || a->ckpt) {
         if (a->resume) {
-            if (ckpt_find_latest(a->resume, a->ckpt_path, sizeof a->ckpt_path, &a->ckpt_step, err, sizeof err))
+            // The newest checkpoint that is whole, skipping damaged ones.
+            if (ckpt_find_resumable(a->resume, a->ckpt_path, sizeof a->ckpt_path, &a->ckpt_step, &ckpt, a->skipped,
+                                    sizeof a->skipped, err, sizeof err))
                 usage_error("--resume: %s", err);
         } else {
             snprintf(a->ckpt_path, sizeof a->ckpt_path, "%s", a->ckpt);
+            if (ckpt_read_config(a->ckpt_path, &ckpt, &a->ckpt_step, err, sizeof err)) usage_error("--ckpt: %s", err);
         }
-        if (ckpt_read_config(a->ckpt_path, &ckpt, &a->ckpt_step, err, sizeof err))
-            usage_error("%s: %s", a->resume ? "--resume" : "--ckpt", err);
         a->cfg = ckpt;
         // A resumed run continues where its files are, wherever it was started.
         if (a->resume && config_set(&a->cfg, "out_dir", a->resume, err, sizeof err)) usage_error("--resume: %s", err);

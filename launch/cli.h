@@ -21,12 +21,15 @@ typedef struct {
     Source *sources;         // --config and --set in command-line order
     int n_sources;
     // train
-    const char *resume;      // --resume DIR
+    const char *resume;      // --resume DIR (for --resume auto: out_dir when it holds a checkpoint, else NULL)
+    int resume_auto;         // --resume auto was given
+    char resume_dir[1100];   // --resume auto: the out_dir resumed
     // eval, sample
     const char *ckpt;        // --ckpt FILE
     // train --resume, eval, sample: the checkpoint the config came from
     char ckpt_path[2048];
     long ckpt_step;
+    char skipped[4096];      // train --resume: newer checkpoints skipped as damaged, one reason per line
     // bench
     int steps_override;      // --steps N (-1: unset)
     int warmup_override;     // --warmup N (-1: unset)

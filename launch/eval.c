@@ -1,5 +1,6 @@
 // reformer eval: bits per byte of a checkpoint over a whole dataset split, or
 // accuracy on the duplication task.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,18 @@
 #include "model.h"
 #include "util.h"
 
+// A non-finite loss is an error, not a result (a checkpoint of a run that
+// diverged).
+static void refuse_non_finite(const EvalTotals *t, const char *ckpt, const char *what) {
+    if (isfinite(t->loss_sum)) return;
+    char msg[4096];
+    snprintf(msg, sizeof msg,
+             "%s: the loss on the %s is %g, not a finite number: the model's outputs overflow (a run that "
+             "diverged); evaluate an earlier checkpoint",
+             ckpt, what, t->loss_sum);
+    run_error(msg);
+}
+
 // The duplication task: accuracy and loss on the second copy over fresh
 // batches (launch/evaluate.h), with this run's attention settings, which
 // --set may change from the checkpoint's (n_hashes, lsh_chunk, n_buckets).
@@ -18,6 +31,7 @@ static void eval_duplication(Model *m, const Dataset *ds, const Args *a) {
     const Config *c = &m->cfg;
     long n_seqs = a->max_windows > 0 ? a->max_windows : DUP_EVAL_SEQUENCES;
     EvalTotals t = evaluate_dup(m, ds, NULL, n_seqs);
+    refuse_non_finite(&t, a->ckpt_path, "duplication task");
     char attn[64];  // what layer 0 (the task's one layer) does
     int chunk = config_layer_chunk(c, 0);
     if (chunk >= c->seq_len) snprintf(attn, sizeof attn, "full attention");
@@ -61,6 +75,9 @@ int cmd_eval(int argc, char **argv) {
     printf("eval: %s (step %ld) | %s\n", a.ckpt_path, a.ckpt_step, desc);
     fflush(stdout);
     EvalTotals t = evaluate_split(&m, &ds, NULL, split, a.max_windows, 1);
+    char what[64];
+    snprintf(what, sizeof what, "%s split", split_name(split));
+    refuse_non_finite(&t, a.ckpt_path, what);
     char dur[32];
     format_duration(dur, sizeof dur, t.seconds);
     printf("eval: %s | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f bits per byte | %s (%.0f tok/s)\n",

@@ -19,6 +19,8 @@
 #include "metrics.h"
 #include "model.h"
 #include "rank_batch.h"
+#include "run_dir.h"
+#include "signals.h"
 #include "util.h"
 
 // Forward and backward of this rank's part; on a grid, the loss is normalised
@@ -51,10 +53,25 @@ static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step
     return bpb;
 }
 
-static void save_checkpoint(Model *m, long step, long global_batch) {
-    char err[2048], path[2048];
+// What rank 0 records of the run in its checkpoints: global batch, identity,
+// and the newest checkpoint whose loss was sane (kept out of pruning, so a
+// diverging run never prunes its last good state away).
+typedef struct {
+    CkptState st;      // global_batch, run_id, last_sane_step (0: none yet)
+    double sane_loss;  // the loss of that checkpoint (NAN: not known)
+} RunRecord;
+
+// Checkpoint of `step`, whose training loss was `loss`.
+static void save_checkpoint(Model *m, RunRecord *run, long step, double loss, char *path, size_t path_cap) {
+    char err[2048];
     double t0 = now_seconds();
-    if (ckpt_save(m->cfg.out_dir, m, step, global_batch, m->cfg.keep_ckpts, path, sizeof path, err, sizeof err))
+    run->st.step = step;
+    run->st.loss = loss;
+    if (ckpt_loss_is_sane(loss, m->cfg.vocab_size)) {
+        run->st.last_sane_step = step;
+        run->sane_loss = loss;
+    }
+    if (ckpt_save_run(m->cfg.out_dir, m, &run->st, m->cfg.keep_ckpts, path, path_cap, err, sizeof err))
         run_error(err);
     struct stat st;
     double mib = stat(path, &st) == 0 ? (double)st.st_size / (1024.0 * 1024.0) : 0;
@@ -91,7 +108,7 @@ static void agree_or_fail(Dist *d, int failed, int status, const char *msg) {
 // Rank 0 reads and validates the checkpoint (one reader, one message, and
 // the file need only be readable where rank 0 runs), then sends parameters
 // and AdamW moments to every rank. Returns the checkpoint's step.
-static long resume_from_checkpoint(Model *m, const char *path, Dist *d) {
+static long resume_from_checkpoint(Model *m, const char *path, Dist *d, CkptState *resumed) {
     char err[2048] = "";
     struct {
         int status;
@@ -118,11 +135,44 @@ static long resume_from_checkpoint(Model *m, const char *path, Dist *d) {
                          "run on a number of data-parallel replicas (ranks / sp) that divides %ld", st.global_batch);
         }
         got.step = st.step;
+        *resumed = st;
     }
     dist_bcast(d, DIST_WORLD, &got, sizeof got, 0);
     if (got.status) fail_on_every_rank(d, got.status, err);
     dist_broadcast_training_state(d, DIST_WORLD, m);
     return got.step;
+}
+
+// A stop signal reached some rank before step `next`: every rank agreed on it
+// (so none waits in a collective). Rank 0 checkpoints the last finished step
+// (unless that checkpoint exists) and closes metrics.h5, then every rank
+// exits with TRAIN_EXIT_STOPPED once rank 0 is done.
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+static void stop_on_signal(Dist *d, Model *m, MetricsFile *metrics, int sig, long next, long saved_step,
+                           RunRecord *run, double loss) {
+    const Config *c = &m->cfg;
+    if (d->rank == 0) {
+        char err[2048], path[2048] = "", what[2400];
+        long done = next - 1;
+        if (done > saved_step) save_checkpoint(m, run, done, loss, path, sizeof path);
+        else if (done > 0) ckpt_path(path, sizeof path, c->out_dir, done);
+        if (metrics_close(metrics, err, sizeof err)) run_error(err);
+        if (done > 0)
+            snprintf(what, sizeof what, "after step %ld/%d: checkpoint %s, metrics.h5 closed; continue with "
+                     "`reformer train --resume %s`", done, c->steps, path, c->out_dir);
+        else
+            snprintf(what, sizeof what, "before step 1: nothing to save, metrics.h5 closed");
+        fflush(stdout);
+        fprintf(stderr, "reformer: stopped by %s %s (exit status %d)\n", stop_signal_name(sig), what,
+                TRAIN_EXIT_STOPPED);
+        fflush(stderr);
+    }
+    dist_barrier(d, DIST_WORLD);  // no rank leaves (ending the job) before rank 0 has written
+    dist_close_device_collectives(d);
+    dist_finalize(d);
+    exit(TRAIN_EXIT_STOPPED);
 }
 
 // One line: the grid, where its ranks are, and the global batch.
@@ -136,14 +186,20 @@ static void describe_grid(const Dist *d, const Config *c) {
                c->seq_len / d->sp, c->seq_len);
 }
 
-// Test hook: REFORMER_TEST_DIE_RANK=<r> and REFORMER_TEST_DIE_STEP=<s> make
-// rank r SIGKILL itself at the start of step s, as a crashed node would.
+// Test hooks: REFORMER_TEST_DIE_RANK=<r> and REFORMER_TEST_DIE_STEP=<s> make
+// rank r SIGKILL itself at the start of step s, as a crashed node would;
+// REFORMER_TEST_TERM_STEP=<s> (REFORMER_TEST_TERM_RANK=<r>, default 0) make it
+// send itself SIGTERM there instead: a stop signal reaching one rank mid-step.
 static void maybe_die_for_test(const Dist *d, int step) {
     const char *r = getenv("REFORMER_TEST_DIE_RANK"), *s = getenv("REFORMER_TEST_DIE_STEP");
     if (r && s && atoi(r) == d->rank && atoi(s) == step) raise(SIGKILL);
+    const char *tr = getenv("REFORMER_TEST_TERM_RANK"), *ts = getenv("REFORMER_TEST_TERM_STEP");
+    if (ts && atoi(ts) == step && (tr ? atoi(tr) : 0) == d->rank) raise(SIGTERM);
 }
 
 int cmd_train(int argc, char **argv) {
+    // A stop signal from here on is acted on between steps (signals.h).
+    stop_signals_install();
     Args a;
     parse_args(&a, argc, argv, CMD_TRAIN);
     Config *c = &a.cfg;
@@ -164,7 +220,22 @@ int cmd_train(int argc, char **argv) {
                  "or choose another out_dir",
                  c->out_dir, found, c->out_dir);
     agree_or_fail(&dist, used, 2, used_msg);
-    if (lead) make_dirs(c->out_dir);
+    // One run per directory: rank 0, which writes every file, holds the
+    // lock until it exits; then, under the lock, a fresh run checks again
+    // that no run started beside it has written a checkpoint meanwhile.
+    int locked = 0;
+    if (lead) {
+        make_dirs(c->out_dir);
+        locked = run_dir_lock(c->out_dir, used_msg, sizeof used_msg) == 0;
+        if (locked && !a.resume &&
+            ckpt_find_latest(c->out_dir, found, sizeof found, &found_step, err, sizeof err) == 0) {
+            locked = 0;
+            snprintf(used_msg, sizeof used_msg, "out_dir: '%s' already holds checkpoints (newest %s), written by "
+                     "a run that started at the same time; choose another out_dir", c->out_dir, found);
+        }
+    }
+    dist_bcast(&dist, DIST_WORLD, &locked, sizeof locked, 0);
+    if (!locked) fail_on_every_rank(&dist, 2, used_msg);
 
     Model m;
     model_init(&m, c, pick_backend(c));
@@ -179,11 +250,27 @@ int cmd_train(int argc, char **argv) {
     m.batch_offset = (size_t)dist.dp_rank * c->batch;  // dropout masks by global sequence
     if (c->sp > 1) dist_attach_sequence_parallel(&dist, &m);
     long start = 1;
-    if (a.resume) start = resume_from_checkpoint(&m, a.ckpt_path, &dist) + 1;
+    const long global_batch = (long)dist.dp * c->batch;
+    RunRecord run = {.st = {.global_batch = global_batch, .last_sane_step = 0}, .sane_loss = NAN};
+    if (a.resume) {
+        CkptState resumed = {0};
+        start = resume_from_checkpoint(&m, a.ckpt_path, &dist, &resumed) + 1;
+        run.st.last_sane_step = resumed.last_sane_step;
+        if (resumed.last_sane_step == resumed.step) run.sane_loss = resumed.loss;
+    }
     else if (dist.world > 1) dist_broadcast_parameters(&dist, DIST_WORLD, &m);
     if (lead) describe(&m);
     if (dist.world > 1) describe_grid(&dist, c);
-    if (lead && a.resume) printf("resume: %s (step %ld)\n", a.ckpt_path, start - 1);
+    if (lead && a.resume) {
+        for (const char *line = a.skipped; *line;) {  // damaged newer checkpoints, each with its reason
+            const char *nl = strchr(line, '\n');
+            int len = nl ? (int)(nl - line) : (int)strlen(line);
+            printf("resume: skipped %.*s\n", len, line);
+            line += len + (nl != NULL);
+        }
+        printf("resume: %s (step %ld)\n", a.ckpt_path, start - 1);
+    }
+    if (lead && a.resume_auto && !a.resume) printf("resume: no checkpoint in %s: a new run\n", c->out_dir);
     if (a.resume && start > c->steps) {
         if (lead)
             printf("nothing to do: the checkpoint is at step %ld and steps=%d (raise it with --set steps=N)\n",
@@ -206,7 +293,6 @@ int cmd_train(int argc, char **argv) {
     }
     RankBatch rb;
     rank_batch_init(&rb, &m, &dist);
-    const long global_batch = (long)dist.dp * c->batch;
     const double tokens_per_step = (double)global_batch * c->seq_len;
     double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1;
     // Periodic evaluation needs a validation split (not dup/random, not empty).
@@ -215,7 +301,12 @@ int cmd_train(int argc, char **argv) {
     // Everything a step draws (batch, hash rotations, dropout, AdamW's bias
     // correction, the learning rate) is keyed by the global step, so a
     // resumed run continues bit for bit as if it had never stopped.
+    long saved_step = start - 1;  // the newest checkpoint of this run (0: none)
+    char ckpt_written[2048];
     for (int step = (int)start; step <= c->steps; step++) {
+        // Between steps: did a stop signal reach any rank? (One int all-reduced.)
+        int sig = dist_max_int(&dist, DIST_WORLD, stop_signal_received());
+        if (sig) stop_on_signal(&dist, &m, metrics, sig, step, saved_step, &run, loss);
         maybe_die_for_test(&dist, step);
         rank_batch_draw(&rb, &ds, &dist, (uint32_t)step);
         double t0 = now_seconds(), comm0 = dist_comm_seconds();
@@ -223,14 +314,28 @@ int cmd_train(int argc, char **argv) {
         double lr = lr_at(c, step);
         double norm = model_update(&m, step, lr);
         double dt = now_seconds() - t0, comm_share = (dist_comm_seconds() - comm0) / dt;
-        loss = st.loss;
         if (!isfinite(st.loss) || !isfinite(norm)) {  // the same on every rank: grads and loss are reduced
-            snprintf(err, sizeof err,
-                     "loss or gradient became non-finite at step %d (loss %g, grad norm %g); lower lr, raise warmup "
-                     "or set clip",
-                     step, st.loss, norm);
+            int n = snprintf(err, sizeof err,
+                             "loss or gradient became non-finite at step %d (loss %g, grad norm %g) with lr=%g, "
+                             "warmup=%d, clip=%g: lower lr or raise warmup%s",
+                             step, st.loss, norm, c->lr, c->warmup, c->clip,
+                             c->clip > 0 ? "" : ", or set clip (0: off)");
+            if (lead) {
+                char sane[1100], sane_loss[64] = "";
+                ckpt_path(sane, sizeof sane, c->out_dir, run.st.last_sane_step);
+                if (isfinite(run.sane_loss)) snprintf(sane_loss, sizeof sane_loss, ", loss %.4f", run.sane_loss);
+                if (run.st.last_sane_step > 0)
+                    snprintf(err + n, sizeof err - (size_t)n,
+                             "; the last checkpoint with a sane loss is %.1100s (step %ld%s), kept: to go on from it, "
+                             "move the newer ones out of the directory and --resume it",
+                             sane, run.st.last_sane_step, sane_loss);
+                else
+                    snprintf(err + n, sizeof err - (size_t)n, "; no checkpoint of this run had a sane loss");
+                if (metrics_close(metrics, sane, sizeof sane)) run_error(sane);
+            }
             fail_on_every_rank(&dist, 1, err);
         }
+        loss = st.loss;
         tok_total += tokens_per_step;
         double tps = tokens_per_step / dt, bpb = st.loss / M_LN2;
         if (lead) {
@@ -252,11 +357,13 @@ int cmd_train(int argc, char **argv) {
         }
         if (can_eval && (step % c->eval_every == 0 || step == c->steps))
             eval_bpb = periodic_eval(&m, &ds, &dist, step, metrics);
-        if (lead && c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps)
-            save_checkpoint(&m, step, global_batch);
+        if (c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps) {
+            if (lead) save_checkpoint(&m, &run, step, loss, ckpt_written, sizeof ckpt_written);
+            saved_step = step;
+        }
     }
     if (lead) {
-        save_checkpoint(&m, c->steps, global_batch);
+        save_checkpoint(&m, &run, c->steps, loss, ckpt_written, sizeof ckpt_written);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
     }
     double total = now_seconds() - t_begin, comm_total = dist_comm_seconds() - comm_begin;

@@ -334,6 +334,57 @@ Test(train_mpi, killed_rank_ends_the_job) {
     cr_assert_lt(r.seconds, 30, "took %.1f s to end the job", r.seconds);
 }
 
+// /params and /optim of two checkpoints of run_dir are bit-identical.
+static void assert_same_tensors(const char *a, const char *b) {
+    static const char *groups[] = {"/params", "/optim"};
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s/%s", run_dir, a);
+    snprintf(pb, sizeof pb, "%s/%s", run_dir, b);
+    for (int g = 0; g < 2; g++) {
+        GroupBytes x = h5_group_bytes(pa, groups[g]), y = h5_group_bytes(pb, groups[g]);
+        cr_assert_gt(x.datasets, 0, "%s has no %s", pa, groups[g]);
+        cr_assert(x.len == y.len && !memcmp(x.buf, y.buf, x.len), "%s of %s and %s differ", groups[g], a, b);
+        free(x.buf);
+        free(y.buf);
+    }
+}
+
+// A stop signal that reaches one rank (the test hook: rank 1 sends itself
+// SIGTERM during step 6) stops every rank after that same step: the decision
+// is all-reduced between steps, so no rank waits in a collective. Rank 0
+// writes checkpoint 6 and says so once; the job exits 75. Resumed on 2 ranks
+// the run equals an uninterrupted 2-rank run bit for bit. Then a real
+// SIGUSR1 to mpirun (which forwards it to every rank) stops a run the same way.
+Test(train_mpi, stop_signal_on_one_rank_stops_every_rank_after_the_same_step) {
+    need_mpi();
+    train_ok(MPIRUN "-np 2", "straight", "steps=12 batch=1");
+    Result r = train_run("REFORMER_TEST_TERM_STEP=6 REFORMER_TEST_TERM_RANK=1 " MPIRUN
+                         "-np 2 -x REFORMER_TEST_TERM_STEP -x REFORMER_TEST_TERM_RANK",
+                         "stopped", "steps=12 batch=1");
+    cr_assert_eq(r.rc, 75, "exit status %d:\n%s", r.rc, r.out);
+    cr_assert_eq(count(r.out, "reformer: stopped by SIGTERM after step 6/12: checkpoint "), 1, "%s", r.out);
+    cr_assert_eq(count(r.out, "reformer: stopped"), 1, "more than one stop line:\n%s", r.out);
+    cr_assert(strstr(r.out, " 6/12 |") && !strstr(r.out, " 7/12 |"), "did not stop after step 6:\n%s", r.out);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, MPIRUN "-np 2 build/reformer train --resume %s/stopped 2>&1", run_dir);
+    Result resumed = run(cmd);
+    cr_assert_eq(resumed.rc, 0, "%s", resumed.out);
+    cr_assert(strstr(resumed.out, "(step 6)"), "%s", resumed.out);
+    assert_same_tensors("straight/ckpt_00000012.h5", "stopped/ckpt_00000012.h5");
+    double a[16], b[16];
+    read_losses("straight", a, 12);
+    read_losses("stopped", b, 12);
+    cr_assert(!memcmp(a, b, sizeof(double) * 12), "losses of the resumed run differ");
+
+    snprintf(cmd, sizeof cmd,
+             "(" MPIRUN "-np 2 build/reformer train " TINY " steps=100000 batch=1 out_dir=%s/usr1 & pid=$!; "
+             "sleep 3; kill -USR1 $pid; wait $pid) 2>&1",
+             run_dir);
+    Result usr1 = run(cmd);
+    cr_assert_eq(usr1.rc, 75, "exit status %d:\n%s", usr1.rc, usr1.out);
+    cr_assert_eq(count(usr1.out, "reformer: stopped by SIGUSR1 "), 1, "%s", usr1.out);
+}
+
 // Errors in the arguments are found by every rank before MPI is up, and
 // said once (by rank 0); every rank exits non-zero.
 Test(train_mpi, config_errors_are_printed_once) {
