@@ -919,17 +919,67 @@ static int scratch_overrun_stops(char *why, size_t n) {
     return 0;
 }
 
-int main(void) {
+// --quick: one small case of every op family, path and precision, for the
+// compute-sanitizer runs of cuda/device_check.sh (memcheck and racecheck are
+// 10-100x slower than a plain run).
+static void quick_set(void) {
+    test_device_memory();
+    test_matmul(37, 53, 29);
+    test_matmul_bf16(37, 53, 29, 0);
+    test_bias(16, 12);
+    test_vector_ops(1003);
+    test_rows(33, 20);
+    test_embedding(16, 16, 8);
+    test_axial(2, (const int[]){4, 8}, (const int[]){5, 3}, 2, 32, 0);
+    test_layernorm(10, 8);
+    test_activation(1003, ACT_RELU);
+    test_activation(1003, ACT_GELU);
+    test_dropout(1003, 12345, 0.1f);
+    test_xent(20, 16);
+    test_adamw(1007);
+    test_lsh(shape(2, 64, 2, 8, 8, 2, 8, 0));
+    test_lsh(shape(1, 32, 2, 16, 32, 1, 0, 0));
+    test_local(shape(2, 64, 2, 8, 8, 1, 0, 0));
+    AttnShape s = shape(2, 64, 2, 8, 8, 2, 8, 0);
+    s.bf16 = 1;
+    test_lsh(s);
+    test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_FP32);
+    test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_BF16);
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: test_cuda [--quick | --probe]\n"
+                    "  --quick  a small case of every op family (for compute-sanitizer)\n"
+                    "  --probe  only say whether a CUDA device is usable (exit 0, or 77)\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    int quick = 0, probe = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--probe")) probe = 1;
+        else return usage();
+    }
     char why[256], overrun_why[1200];
-    int overrun = scratch_overrun_stops(overrun_why, sizeof overrun_why);  // before CUDA starts here
+    // Before CUDA starts here (fork); not under --quick, whose sanitizers
+    // would follow the child into its deliberate failure.
+    int overrun = quick || probe ? 0 : scratch_overrun_stops(overrun_why, sizeof overrun_why);
     if (!cuda_device_available(why, sizeof why)) {
         printf("test_cuda: SKIPPED: no CUDA device (%s)\n", why);
         return 77;
     }
     printf("test_cuda: %s\n", why);
+    if (probe) return 0;
     cpu = backend_cpu();
     gpu = backend_cuda();
     printf("%-44s %10s  %7s  %s\n", "op", "max_rel_err", "tol", "result");
+    if (quick) {
+        quick_set();
+        gpu->synchronize();
+        printf("test_cuda --quick: %d checks, %d failed\n", n_checks, n_failed);
+        return n_failed ? 1 : 0;
+    }
     if (overrun) printf("    scratch overrun: %s\n", overrun_why);
     report("scratch overrun stops the program (child)", overrun != 0, 0);
     test_device_memory();
