@@ -246,7 +246,8 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
     if (IS("precision")) {
         if (!strcmp(value, "fp32")) c->precision = PRECISION_FP32;
         else if (!strcmp(value, "bf16")) c->precision = PRECISION_BF16;
-        else return fail(err, errlen, "precision: '%s' is not one of fp32, bf16", value);
+        else if (!strcmp(value, "tf32")) c->precision = PRECISION_TF32;
+        else return fail(err, errlen, "precision: '%s' is not one of fp32, bf16, tf32", value);
         return 0;
     }
     if (IS("seed")) {
@@ -399,8 +400,9 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     if (c->vocab_size < 2) return fail(err, errlen, "vocab_size: must be at least 2");
     if (c->lr_min > c->lr) return fail(err, errlen, "lr_min: %g is above lr=%g", c->lr_min, c->lr);
     // The CPU backend is the fp32 reference: it does not emulate bf16.
-    if (c->precision == PRECISION_BF16 && strcmp(c->device, "cuda"))
-        return fail(err, errlen, "precision: bf16 needs device=cuda (the %s backend computes in fp32 only)", c->device);
+    if (c->precision != PRECISION_FP32 && strcmp(c->device, "cuda"))
+        return fail(err, errlen, "precision: %s needs device=cuda (the %s backend computes in fp32 only)",
+                    precision_name(c->precision), c->device);
     int dup = !strcmp(c->data_format, "dup") || (!strcmp(c->data_format, "auto") && !strcmp(c->data, "dup"));
     if (dup && c->dup_alphabet > c->vocab_size)
         return fail(err, errlen, "dup_alphabet: %d exceeds vocab_size=%d", c->dup_alphabet, c->vocab_size);
@@ -422,9 +424,12 @@ static void get_double(char *buf, size_t cap, double v) {
     }
 }
 
+const char *precision_name(Precision p) {
+    return p == PRECISION_BF16 ? "bf16" : p == PRECISION_TF32 ? "tf32" : "fp32";
+}
+
 int config_get(const Config *c, const char *key, char *buf, size_t cap) {
-    static const char *acts[] = {"relu", "gelu"}, *scheds[] = {"rsqrt", "cosine", "constant"},
-                      *precisions[] = {"fp32", "bf16"};
+    static const char *acts[] = {"relu", "gelu"}, *scheds[] = {"rsqrt", "cosine", "constant"};
 #define GI(k, v) if (IS(k)) return snprintf(buf, cap, "%d", (v)), 0
 #define GD(k, v) if (IS(k)) return get_double(buf, cap, (v)), 0
 #define GS(k, v) if (IS(k)) return snprintf(buf, cap, "%s", (v)), 0
@@ -474,7 +479,7 @@ int config_get(const Config *c, const char *key, char *buf, size_t cap) {
     GI("dup_alphabet", c->dup_alphabet);
     GS("out_dir", c->out_dir);
     GS("device", c->device);
-    GS("precision", precisions[c->precision]);
+    GS("precision", precision_name(c->precision));
     GI("log_every", c->log_every);
     GI("ckpt_every", c->ckpt_every);
     GI("keep_ckpts", c->keep_ckpts);

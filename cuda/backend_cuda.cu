@@ -14,7 +14,8 @@
 //   - attention backward runs two kernels, one owning each query's dQ and one
 //     owning each key's dK/dV, and the LSH un-sort is a gather over rounds;
 //   - cuBLAS gemm is deterministic on one stream (cuBLAS documentation,
-//     "Results reproducibility"); TF32 is not enabled (CUBLAS_DEFAULT_MATH).
+//     "Results reproducibility"); TF32 only with precision=tf32 (matmul_tf32:
+//     CUBLAS_COMPUTE_32F_FAST_TF32), else CUBLAS_DEFAULT_MATH.
 // The LSH hash computes its projections in a different order than the CPU's
 // sgemm, so a projection that ties to ~1e-7 may pick another bucket than the
 // CPU; it is still deterministic on the GPU.
@@ -111,6 +112,7 @@ static Backend make_backend(void) {
     b.local_attention_backward = cu_local_attention_backward;
     b.xent_forward_backward = cu_xent_forward_backward;
     b.adamw = cu_adamw;
+    b.matmul_tf32 = cu_matmul_tf32;
     return b;
 }
 

@@ -90,7 +90,8 @@ finish() {
 N_GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 CC_FOUND=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
 case $CC_FOUND in '' | *[!0-9]*) CC_FOUND= ;; esac
-say "device_check: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo 'no nvidia-smi')," \
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+say "device_check: ${GPU_NAME:-no GPU seen by nvidia-smi}," \
     "$N_GPUS GPU(s), sm_${CC_FOUND:-none}; budget ${BUDGET_S}s"
 
 # --- deps: the carried packages into a private prefix ----------------------------
@@ -119,7 +120,8 @@ if ls "$ROOT"/.devdeps/*.deb >/dev/null 2>&1; then
     # their /usr paths moved under the prefix.
     export PKG_CONFIG_LIBDIR=$ML/pkgconfig:$PREFIX/usr/share/pkgconfig PKG_CONFIG_SYSROOT_DIR=$PREFIX
     RUN_LIBS=$ML:$ML/openblas-pthread:$ML/hdf5/serial
-    command -v make >/dev/null || export PATH=$PATH:$PREFIX/usr/bin
+    # The carried make only where the image has no working one.
+    make --version >/dev/null 2>&1 || export PATH=$PREFIX/usr/bin:$PATH
 else
     say "deps       none carried (.devdeps/ absent): building against the image's libraries"
     RUN_LIBS=

@@ -37,7 +37,9 @@ unshare -m bash -c '
     n=0
     for p in "$@"; do
         while read -r f; do
-            [ -f "$f" ] || continue            # files (and links to files) only
+            # Plain files only: a link (libz.so in zlib1g-dev) would bind over
+            # its target, which may belong to a package kept visible.
+            [ -f "$f" ] && [ ! -L "$f" ] || continue
             mount --bind /dev/null "$f" && n=$((n + 1))
         done < <(dpkg -L "$p" 2>/dev/null)
     done

@@ -267,7 +267,7 @@ static Backend counting_backend(void) {
     b.dropout = r_dropout, b.lsh_hash = r_lsh_hash;
     b.lsh_attention_forward = r_lsh_forward, b.lsh_attention_backward = r_lsh_backward;
     b.local_attention_forward = r_local_forward, b.local_attention_backward = r_local_backward;
-    b.xent_forward_backward = r_xent, b.adamw = r_adamw;
+    b.xent_forward_backward = r_xent, b.adamw = r_adamw, b.matmul_tf32 = r_matmul;
     return b;
 }
 
