@@ -111,15 +111,16 @@ if ls "$ROOT"/.devdeps/*.deb >/dev/null 2>&1; then
     export ROOT PREFIX
     part deps 30 unpack_deps || finish "FAILED: could not unpack .devdeps" 1
     ML=$PREFIX/usr/lib/x86_64-linux-gnu
+    BL=$PREFIX/lib/x86_64-linux-gnu  # Debian ships some libraries under /lib (libcom-err2, libkeyutils1, zlib1g)
     # Headers and libraries from the prefix first; the image's own after.
     export CFLAGS="-O2 -I$PREFIX/usr/include -I$PREFIX/usr/include/x86_64-linux-gnu \
 -I$PREFIX/usr/include/x86_64-linux-gnu/openblas-pthread -I$PREFIX/usr/include/hdf5/serial"
-    export LDFLAGS="-L$ML -L$ML/openblas-pthread -L$ML/hdf5/serial -Wl,-rpath-link,$ML \
--Wl,-rpath-link,$ML/openblas-pthread"
+    export LDFLAGS="-L$ML -L$BL -L$ML/openblas-pthread -L$ML/hdf5/serial -Wl,-rpath-link,$ML \
+-Wl,-rpath-link,$BL -Wl,-rpath-link,$ML/openblas-pthread"
     # pkg-config (if the image has it) sees only the prefix's .pc files, with
     # their /usr paths moved under the prefix.
     export PKG_CONFIG_LIBDIR=$ML/pkgconfig:$PREFIX/usr/share/pkgconfig PKG_CONFIG_SYSROOT_DIR=$PREFIX
-    RUN_LIBS=$ML:$ML/openblas-pthread:$ML/hdf5/serial
+    RUN_LIBS=$ML:$BL:$ML/openblas-pthread:$ML/hdf5/serial
     # The carried make only where the image has no working one.
     make --version >/dev/null 2>&1 || export PATH=$PREFIX/usr/bin:$PATH
 else

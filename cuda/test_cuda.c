@@ -992,6 +992,10 @@ static void quick_set(void) {
     AttnShape s = shape(2, 64, 2, 8, 8, 2, 8, 0);
     s.bf16 = 1;
     test_lsh(s);
+    cuda_set_test_knobs(1, 8);  // groups after the first, the smallest tile
+    test_lsh(shape(2, 64, 2, 8, 8, 2, 8, 0));
+    test_local(shape(2, 64, 2, 8, 8, 1, 0, 0));
+    cuda_set_test_knobs(0, 0);
     test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_FP32);
     test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_BF16);
     test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_TF32);
@@ -1079,6 +1083,37 @@ int main(int argc, char **argv) {
     test_local(shape(1, 96, 2, 32, 48, 1, 0, 0));
     test_local(shape(1, 128, 3, 20, 32, 1, 0, 0));
     test_local(shape(1, 512, 1, 128, 128, 1, 0, 0));
+
+    // Every path the dispatcher can take, on small inputs: each tile size
+    // (partial tiles where a chunk is shorter than the tile), and LSH groups
+    // forced small, so that groups after the first (p0 > 0) run, including
+    // an uneven last group (6 pairs in groups of 4).
+    for (int T = 8; T <= 32; T *= 2) {
+        printf("    attention tile forced to %d\n", T);
+        cuda_set_test_knobs(0, T);
+        test_lsh(shape(2, 64, 2, 8, 8, 2, 8, 0));
+        test_lsh(shape(1, 128, 3, 20, 32, 2, 8, 1));
+        test_local(shape(2, 64, 2, 8, 8, 1, 0, 0));
+        test_local(shape(1, 128, 3, 20, 32, 1, 0, 0));
+    }
+    for (int g = 1; g <= 4; g += 3) {
+        printf("    LSH groups forced to %d pair(s)\n", g);
+        cuda_set_test_knobs(g, 0);
+        test_lsh(shape(2, 64, 3, 8, 8, 2, 8, 0));
+        test_lsh(shape(2, 32, 3, 16, 32, 1, 0, 0));  // one chunk: no buckets
+        AttnShape sb = shape(2, 64, 3, 8, 8, 2, 8, 0);
+        sb.bf16 = 1;
+        test_lsh(sb);
+    }
+    cuda_set_test_knobs(0, 0);
+    // Sizes past 2^16 for the grid-stride loops and the launch splits:
+    // sequences of 69632 positions (LSH: 139264 items), and 66000 (batch,
+    // head) pairs, past gridDim.y's 65535 (the hash, local attention and the
+    // LSH groups split their launches there).
+    test_lsh(shape(1, 69632, 1, 8, 64, 2, 2048, 0));
+    test_local(shape(1, 69632, 1, 8, 64, 1, 0, 0));
+    test_lsh(shape(1, 16, 66000, 4, 8, 2, 4, 0));
+    test_local(shape(1, 8, 66000, 4, 8, 1, 0, 0));
 
     // precision=bf16: the shapes above with LSH chunks over several tiles,
     // one chunk (no buckets) and a large d_head.
