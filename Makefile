@@ -83,7 +83,7 @@ build/f32/launch/cli.o build/f32/tests/test_dist.o: CFLAGS += -DREFORMER_NCCL
 endif
 endif
 
-.PHONY: all test test-cuda setup clean
+.PHONY: all test test-cuda setup clean roofline device-deps device-check device-check-rehearsal
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
 .SECONDARY:
@@ -155,3 +155,23 @@ clean:
 	rm -rf build
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# The roofline table (experiments/roofline/): FLOPs and bytes of every op of
+# one training step of each model in configs.txt, computed without a GPU.
+build/roofline: build/f32/experiments/roofline/roofline.o $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+roofline: build/roofline
+	build/roofline experiments/roofline/configs.txt > experiments/roofline/roofline.tsv
+	build/roofline --md experiments/roofline/configs.txt > experiments/roofline/results.md
+
+# The lent GPU machine's check (cuda/README.md, "On a lent GPU"): device-deps
+# downloads the Debian packages it carries into .devdeps/ (here, once);
+# device-check runs it (there; without a GPU it builds, then says SKIPPED).
+device-deps:
+	cuda/fetch_device_deps.sh
+device-check:
+	cuda/device_check.sh
+# The whole check, here, as that machine meets it (fresh clone, only the
+# carried packages visible; root): must end SKIPPED without a GPU.
+device-check-rehearsal:
+	cuda/rehearse_device_check.sh

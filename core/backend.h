@@ -180,6 +180,13 @@ typedef struct Backend {
     // (clipping) before use; decoupled weight decay wd * lr * p.
     void (*adamw)(real *p, real *m, real *v, const real *g, size_t n, float lr, float beta1,
                   float beta2, float eps, float wd, float grad_scale, int t);
+
+    // --- additions (new entries go last, so existing initialisers stay valid) ---
+    // matmul on TF32 tensor cores (precision=tf32): A and B rounded to TF32
+    // (10 explicit mantissa bits) inside the matrix units, fp32 accumulation,
+    // C fp32; no scratch (SCRATCH_MATMUL). NULL where the backend has none.
+    void (*matmul_tf32)(real *C, const real *A, const real *B, int M, int N, int K, int trans_a,
+                        int trans_b, real beta);
 } Backend;
 
 // The CPU reference backend.

@@ -19,7 +19,7 @@ const char *const DATA_FORMATS[] = {"auto", "text", "enwik8", "pg19", "tokens", 
 static const char *const ATTN_NAMES[] = {"pattern", "full", NULL};
 static const char *const ACTIVATION_NAMES[] = {"relu", "gelu", NULL};
 static const char *const SCHEDULE_NAMES[] = {"rsqrt", "cosine", "constant", NULL};
-static const char *const PRECISION_NAMES[] = {"fp32", "bf16", NULL};
+static const char *const PRECISION_NAMES[] = {"fp32", "bf16", "tf32", NULL};  // indexed by Precision
 static const char *const DEVICE_NAMES[] = {"cpu", "cuda", NULL};
 // CHOICE keys store the index as an int.
 _Static_assert(sizeof(Activation) == sizeof(int) && sizeof(Schedule) == sizeof(int) &&
@@ -495,10 +495,13 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     if (c->vocab_size < 2) return fail(err, errlen, "vocab_size: must be at least 2");
     if (c->lr_min > c->lr) return fail(err, errlen, "lr_min: %g is above lr=%g", c->lr_min, c->lr);
     // The CPU backend is the fp32 reference: it does not emulate bf16.
-    if (c->precision == PRECISION_BF16 && strcmp(c->device, "cuda"))
-        return fail(err, errlen, "precision: bf16 needs device=cuda (the %s backend computes in fp32 only)", c->device);
+    if (c->precision != PRECISION_FP32 && strcmp(c->device, "cuda"))
+        return fail(err, errlen, "precision: %s needs device=cuda (the %s backend computes in fp32 only)",
+                    precision_name(c->precision), c->device);
     int dup = !strcmp(c->data_format, "dup") || (!strcmp(c->data_format, "auto") && !strcmp(c->data, "dup"));
     if (dup && c->dup_alphabet > c->vocab_size)
         return fail(err, errlen, "dup_alphabet: %d exceeds vocab_size=%d", c->dup_alphabet, c->vocab_size);
     return 0;
 }
+
+const char *precision_name(Precision p) { return PRECISION_NAMES[p]; }

@@ -17,7 +17,13 @@
 typedef enum { ATTN_LOCAL = 0, ATTN_LSH = 1 } AttnKind;
 typedef enum { ACT_RELU = 0, ACT_GELU = 1 } Activation;
 typedef enum { SCHED_RSQRT = 0, SCHED_COSINE = 1, SCHED_CONSTANT = 2 } Schedule;
-typedef enum { PRECISION_FP32 = 0, PRECISION_BF16 = 1 } Precision;
+// fp32: exact fp32 everywhere (the reference). bf16: bf16 matmul operands and
+// attention inputs, fp32 accumulation and master weights. tf32: matmuls on
+// TF32 tensor cores (operands rounded to 10 mantissa bits inside them, fp32
+// accumulation), everything else fp32. bf16 and tf32 need device=cuda.
+typedef enum { PRECISION_FP32 = 0, PRECISION_BF16 = 1, PRECISION_TF32 = 2 } Precision;
+// "fp32", "bf16", "tf32" (the config value).
+const char *precision_name(Precision p);
 
 typedef struct {
     // --- model ---
@@ -64,8 +70,7 @@ typedef struct {
     int dup_alphabet;      // duplication task: symbols are 1 .. dup_alphabet-1
     char out_dir[1024];
     char device[16];       // cpu | cuda
-    Precision precision;   // fp32 | bf16 (CUDA: bf16 matmul operands and attention
-                           // inputs, fp32 accumulation and master weights)
+    Precision precision;   // fp32 | bf16 | tf32 (see Precision)
     int log_every;
     int ckpt_every;        // steps between checkpoints; 0 = only the final one
     int keep_ckpts;        // newest checkpoints kept in out_dir; 0 = all

@@ -53,6 +53,7 @@ static void prof_stop(Model *m, int what, double t0) {
 
 static void mm(Model *m, real *C, const real *A, const real *B, int M, int N, int K, int ta, int tb, real beta) {
     if (m->cfg.precision == PRECISION_BF16) TIMED(PROF_MATMUL, m->be->matmul_bf16(C, A, B, M, N, K, ta, tb, beta));
+    else if (m->cfg.precision == PRECISION_TF32) TIMED(PROF_MATMUL, m->be->matmul_tf32(C, A, B, M, N, K, ta, tb, beta));
     else TIMED(PROF_MATMUL, m->be->matmul(C, A, B, M, N, K, ta, tb, beta));
 }
 
@@ -98,6 +99,8 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     m->be = be;
     if (c->precision == PRECISION_BF16 && !be->matmul_bf16)
         FATAL("use precision=fp32 with this backend", "precision=bf16: the %s backend has no bf16", be->name);
+    if (c->precision == PRECISION_TF32 && !be->matmul_tf32)
+        FATAL("use precision=fp32 with this backend", "precision=tf32: the %s backend has no tf32", be->name);
     m->B = c->batch;
     m->L = c->seq_len;
     m->seq.sp = c->sp;

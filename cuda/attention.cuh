@@ -419,20 +419,47 @@ static int smem_optin(void) {
 }
 
 // Largest tile (32, 16 or 8 items) whose three kernels fit in shared memory.
+// test_cuda's knob (cuda_set_test_knobs): a forced tile size, 0 = automatic.
+static int g_knob_tile = 0;
+
+static int attn_tile_fits(int T, int dh) {
+    size_t need = dkv_smem(T, dh);
+    if (fwd_smem(T, dh) > need) need = fwd_smem(T, dh);
+    if (dq_smem(T, dh) > need) need = dq_smem(T, dh);
+    return need <= (size_t)smem_optin();
+}
+
 static int attn_tile(int dh) {
-    for (int T = 32; T >= 8; T /= 2) {
-        size_t need = dkv_smem(T, dh);
-        if (fwd_smem(T, dh) > need) need = fwd_smem(T, dh);
-        if (dq_smem(T, dh) > need) need = dq_smem(T, dh);
-        if (need <= (size_t)smem_optin()) return T;
+    if (g_knob_tile) {
+        if (!attn_tile_fits(g_knob_tile, dh)) cuda_fatal("report it", "forced attention tile does not fit shared memory");
+        return g_knob_tile;
     }
+    for (int T = 32; T >= 8; T /= 2)
+        if (attn_tile_fits(T, dh)) return T;
     cuda_fatal("use a smaller d_head", "d_head too large for the attention kernels' shared memory");
     return 0;
 }
 
+// Raise a kernel's dynamic shared-memory limit once to the most it has been
+// launched with (cudaFuncSetAttribute is a driver call: not on every launch).
+// One device per process (cuda_select_device), so one table.
 template <typename K>
 static void set_smem(K kernel, size_t bytes) {
+    static struct {
+        const void *kernel;
+        size_t bytes;
+    } raised[16];
+    static int n_raised = 0;
+    const void *key = (const void *)kernel;
+    int i = 0;
+    while (i < n_raised && raised[i].kernel != key) i++;
+    if (i < n_raised && raised[i].bytes >= bytes) return;
     cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    if (i == n_raised) {
+        if (n_raised == (int)(sizeof raised / sizeof raised[0])) return;  // full: raise on every call, still correct
+        raised[n_raised++].kernel = key;
+    }
+    raised[i].bytes = bytes;
 }
 
 static Attn attn_base(const AttnShape *s, int lsh) {

@@ -14,7 +14,8 @@
 //   - attention backward runs two kernels, one owning each query's dQ and one
 //     owning each key's dK/dV, and the LSH un-sort is a gather over rounds;
 //   - cuBLAS gemm is deterministic on one stream (cuBLAS documentation,
-//     "Results reproducibility"); TF32 is not enabled (CUBLAS_DEFAULT_MATH).
+//     "Results reproducibility"); TF32 only with precision=tf32 (matmul_tf32:
+//     CUBLAS_COMPUTE_32F_FAST_TF32), else CUBLAS_DEFAULT_MATH.
 // The LSH hash computes its projections in a different order than the CPU's
 // sgemm, so a projection that ties to ~1e-7 may pick another bucket than the
 // CPU; it is still deterministic on the GPU.
@@ -111,6 +112,7 @@ static Backend make_backend(void) {
     b.local_attention_backward = cu_local_attention_backward;
     b.xent_forward_backward = cu_xent_forward_backward;
     b.adamw = cu_adamw;
+    b.matmul_tf32 = cu_matmul_tf32;
     return b;
 }
 
@@ -142,6 +144,13 @@ extern "C" int cuda_select_device(int local_rank, char *why, size_t n) {
                  prop.major, prop.minor, (double)total_bytes / (1024.0 * 1024.0 * 1024.0));
     else snprintf(why, n, "device %d of %d (local rank %d)", dev, count, local_rank);
     return dev;
+}
+
+extern "C" void cuda_set_test_knobs(int max_group_pairs, int tile) {
+    if (max_group_pairs < 0 || !(tile == 0 || tile == 8 || tile == 16 || tile == 32))
+        cuda_fatal("report it", "cuda_set_test_knobs: group pairs >= 0, tile 0, 8, 16 or 32");
+    g_knob_group_pairs = max_group_pairs;
+    g_knob_tile = tile;
 }
 
 extern "C" int cuda_device_available(char *why, size_t n) { return cuda_select_device(0, why, n) >= 0; }

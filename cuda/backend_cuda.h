@@ -29,6 +29,13 @@ int cuda_select_device(int local_rank, char *why, size_t n);
 // cuda_select_device(0, why, n) >= 0: 1 if a usable CUDA device exists, else 0.
 int cuda_device_available(char *why, size_t n);
 
+// test_cuda's knobs, so that every path the dispatcher can take is compared
+// on small inputs (0 = automatic, the default): at most max_group_pairs
+// (batch, head) pairs per LSH group (groups after the first run), and the
+// attention tile size (8, 16 or 32 items). Set them before asking
+// attention_workspace_bytes for the calls they are to govern.
+void cuda_set_test_knobs(int max_group_pairs, int tile);
+
 #ifdef __cplusplus
 }
 #endif

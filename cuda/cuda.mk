@@ -23,7 +23,10 @@ CUDA_OBJ := build/cuda/backend_cuda.o
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++
 CUDA_CFLAGS := -DREFORMER_CUDA -I$(CUDA_HOME)/include
 NVCCFLAGS ?= -O2
-NVCCFLAGS += -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+# The GPUs to build machine code for (compute capability x 10): Ampere (A100)
+# and Hopper (H100, H200) by default; cuda/device_check.sh sets the one it finds.
+CUDA_ARCHS ?= 80 90
+NVCCFLAGS += -std=c++17 $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
              -Icore -Xcompiler -Wall,-Wextra,-fPIC
 CUDA_MODULE := build/libreformer_cuda.so
 
@@ -38,6 +41,11 @@ $(CUDA_MODULE): $(CUDA_OBJ)
 # the launcher (cli.c loads the module) and its test only need to know it is there.
 build/f32/cuda/test_cuda.o: CFLAGS += $(CUDA_CFLAGS) -Itests
 build/f32/launch/cli.o build/f32/tests/test_cli.o build/f32/tests/test_dist.o: CFLAGS += -DREFORMER_CUDA -Icuda
+
+# The measured ceilings (large GEMMs in fp32/TF32/bf16 through cuBLAS, a
+# device-to-device copy) that cuda/device_check.sh sets the achieved rates against.
+build/cuda_peak: build/cuda/cuda_peak.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(CUDA_LIBS)
 
 build/test_cuda: build/f32/cuda/test_cuda.o build/f32/tests/gradcheck.o $(CUDA_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)

@@ -23,9 +23,9 @@ __global__ void lsh_rotations_kernel(float *rot, int H, size_t per_head, int hea
 // p = x Rot_r by the shared rule (lsh_argmax_*, core/lsh_rules.h).
 #define HASH_POS 64
 __global__ void lsh_hash_kernel(uint16_t *buckets, const float *qk, const float *rot, int L, int H, int dh, int R,
-                                int half, int bf16) {
+                                int half, int bf16, int pair0) {
     extern __shared__ float qs[];  // [HASH_POS][dh + 1]
-    const int ld = dh + 1, pair = blockIdx.y, b = pair / H, h = pair % H, i0 = blockIdx.x * HASH_POS;
+    const int ld = dh + 1, pair = pair0 + (int)blockIdx.y, b = pair / H, h = pair % H, i0 = blockIdx.x * HASH_POS;
     const int HD = H * dh, width = R * half;
     for (int e = threadIdx.x; e < HASH_POS * dh; e += blockDim.x) {
         int i = e / dh, d = e % dh;
@@ -179,6 +179,9 @@ __global__ void lsh_unsort_kernel(float *dqk, float *dv, const float *dsq, const
 // LSH workspace: (b, h) pairs are processed in groups of G so that the
 // scratch stays bounded (DESIGN.md: attention processed in bounded groups).
 #define LSH_GROUP_BUDGET ((size_t)512 << 20)
+// test_cuda's knob (cuda_set_test_knobs): at most this many pairs per group,
+// so that groups after the first (p0 > 0) run on small inputs; 0 = automatic.
+static int g_knob_group_pairs = 0;
 
 typedef struct {
     int G;                      // pairs per group
@@ -208,6 +211,7 @@ static LshWork lsh_work(const AttnShape *s, void *base) {
     const size_t nb = s->n_buckets > 0 ? (size_t)s->n_buckets : 1;
     const size_t per_pair = 4 * (5 * n + L + n * (2 + 3 * dh));
     size_t G = pairs;
+    if (g_knob_group_pairs > 0 && G > (size_t)g_knob_group_pairs) G = (size_t)g_knob_group_pairs;
     while (G > 1 && (G * per_pair > LSH_GROUP_BUDGET || G * n > (size_t)INT_MAX / 2 ||
                      G * (size_t)s->n_hashes * nb > ((size_t)1 << 31) || G > 65535))
         G = (G + 1) / 2;
@@ -264,10 +268,12 @@ static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, u
     size_t bytes = (size_t)HASH_POS * (dh + 1) * sizeof(float);
     if (bytes > (size_t)smem_optin()) cuda_fatal("use a smaller d_head", "d_head too large for the hash kernel");
     set_smem(lsh_hash_kernel, bytes);
-    if (B * H > 65535) cuda_fatal("reduce batch or n_heads", "more than 65535 (batch, head) pairs in one hash call");
-    dim3 grid((unsigned)((L + HASH_POS - 1) / HASH_POS), (unsigned)(B * H));
-    lsh_hash_kernel<<<grid, HASH_POS, bytes>>>(buckets, qk, w.rot, L, H, dh, R, half, s->bf16);
-    launch_check();
+    // gridDim.y is at most 65535: pairs in launches of that many.
+    for (int p0 = 0; p0 < B * H; p0 += 65535) {
+        dim3 grid((unsigned)((L + HASH_POS - 1) / HASH_POS), (unsigned)(B * H - p0 < 65535 ? B * H - p0 : 65535));
+        lsh_hash_kernel<<<grid, HASH_POS, bytes>>>(buckets, qk, w.rot, L, H, dh, R, half, s->bf16, p0);
+        launch_check();
+    }
 }
 
 // Sort the items of pairs [p0, p0 + g) into w.pos / w.inv and compute the key

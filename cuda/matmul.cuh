@@ -49,6 +49,18 @@ static void cu_matmul_bf16(real *C, const real *A, const real *B, int M, int N, 
                               &beta, C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+// precision=tf32: cu_matmul on the TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32:
+// fp32 data, operands rounded to TF32 in the matrix units, fp32 accumulation).
+// Deterministic on one stream like every cuBLAS GEMM here; no scratch.
+static void cu_matmul_tf32(real *C, const real *A, const real *B, int M, int N, int K, int trans_a, int trans_b,
+                           real beta) {
+    if (M <= 0 || N <= 0) return;
+    const float alpha = 1.0f;
+    cublas_check(cublasGemmEx(cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N,
+                              M, K, &alpha, B, CUDA_R_32F, trans_b ? K : N, A, CUDA_R_32F, trans_a ? M : K, &beta, C,
+                              CUDA_R_32F, N, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+}
+
 __global__ void bias_forward_kernel(float *out, const float *bias, size_t n, int C) {
     GRID_STRIDE(i, n) out[i] += bias[i % (size_t)C];
 }

@@ -250,6 +250,46 @@ static void test_matmul_bf16(int M, int N, int K, int positive) {
     gpu->release_scratch();
 }
 
+// matmul_tf32 (precision=tf32): A and B rounded to TF32 inside the tensor
+// cores (10 explicit mantissa bits: relative 2^-11 rounding to nearest,
+// 2^-10 truncating, and cuBLAS does not say which), fp32 accumulation.
+// Against the CPU's fp32 matmul, element-wise relative to S as in
+// test_matmul_bf16: each product is off by at most 2u + u^2 with u = 2^-10,
+// plus the two accumulations: tolerance 2^-9 + 2^-20 + 3 K 2^-24. Positive
+// operands (K = 4096) again catch low-precision accumulation.
+static void test_matmul_tf32(int M, int N, int K, int positive) {
+    reserve(SCRATCH_MATMUL, (size_t)M, (size_t)N, (size_t)K);
+    const size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
+    const double tol = 0x1p-9 + 0x1p-20 + 3.0 * K * 0x1p-24;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int bi = 0; bi < 2; bi++) {
+                real beta = bi ? (real)0.5 : 0;
+                real *A = positive ? host_uniform(na, 1) : host_normal(na, 1, 1);
+                real *B = positive ? host_uniform(nb, 2) : host_normal(nb, 1, 2);
+                real *C0 = host_normal(nc, 1, 3), *Cf = xcalloc(nc, sizeof(real)), *S = xcalloc(nc, sizeof(real));
+                real *Aa = host_abs(A, na), *Ba = host_abs(B, nb);
+                memcpy(Cf, C0, nc * sizeof(real));
+                cpu->matmul(Cf, A, B, M, N, K, ta, tb, beta);
+                cpu->matmul(S, Aa, Ba, M, N, K, ta, tb, 0);
+                for (size_t i = 0; i < nc; i++) S[i] += (real)fabs((double)beta * C0[i]);
+                void *dA = dev_from(A, na * sizeof(real)), *dB = dev_from(B, nb * sizeof(real));
+                void *dC = dev_from(C0, nc * sizeof(real)), *dC2 = dev_from(C0, nc * sizeof(real));
+                gpu->matmul_tf32(dC, dA, dB, M, N, K, ta, tb, beta);
+                gpu->matmul_tf32(dC2, dA, dB, M, N, K, ta, tb, beta);
+                char name[128];
+                snprintf(name, sizeof name, "matmul_tf32 %dx%dx%d%s ta=%d tb=%d beta=%g (vs fp32, err/S)", M, N, K,
+                         positive ? " positive" : "", ta, tb, (double)beta);
+                check_bounded(name, dC, Cf, S, nc, tol);
+                snprintf(name, sizeof name, "matmul_tf32 %dx%dx%d ta=%d tb=%d beta=%g [deterministic]", M, N, K, ta,
+                         tb, (double)beta);
+                report(name, differs(dC, dC2, nc * sizeof(real)), 0);
+                gpu->release(dA), gpu->release(dB), gpu->release(dC), gpu->release(dC2);
+                free(A), free(B), free(C0), free(Cf), free(S), free(Aa), free(Ba);
+            }
+    gpu->release_scratch();
+}
+
 static void test_bias(int N, int C) {
     char name[96];
     reserve(SCRATCH_COLUMN_SUMS, (size_t)N, (size_t)C, 0);
@@ -770,6 +810,11 @@ static void tiny_batch(int *tokens, int *targets, int T, int V, unsigned salt) {
 // worst tensor.
 #define BF16_MODEL_LOSS_TOL 0x1p-5
 #define BF16_MODEL_GRAD_TOL 0x1p-4
+// precision=tf32: only the matmul operands are rounded, by up to 2^-10
+// (truncating) instead of bf16's 2^-8, attention stays fp32: the bf16
+// estimate scaled by 2^-2. Not yet calibrated on a GPU.
+#define TF32_MODEL_LOSS_TOL 0x1p-7
+#define TF32_MODEL_GRAD_TOL 0x1p-6
 
 // One training step on the CPU (fp32) and twice on the GPU (precision fp32 or
 // bf16): loss, every gradient tensor, determinism; the device memory the GPU
@@ -777,8 +822,10 @@ static void tiny_batch(int *tokens, int *targets, int T, int V, unsigned salt) {
 static void test_model(const char *label, const char *const *sets, const char *pattern, int n_layers,
                        Precision precision) {
     char name[160], err[256];
-    const int bf16 = precision == PRECISION_BF16;
-    const char *tag = bf16 ? " bf16" : "";
+    const int bf16 = precision == PRECISION_BF16, tf32 = precision == PRECISION_TF32;
+    const char *tag = bf16 ? " bf16" : tf32 ? " tf32" : "";
+    const double loss_tol = bf16 ? BF16_MODEL_LOSS_TOL : tf32 ? TF32_MODEL_LOSS_TOL : 1e-4;
+    const double grad_tol = bf16 ? BF16_MODEL_GRAD_TOL : tf32 ? TF32_MODEL_GRAD_TOL : 1e-4;
     Config c, cg;
     if (make_config(&c, sets, pattern, n_layers) != 0) {
         report("model config", 1, 0);
@@ -786,7 +833,7 @@ static void test_model(const char *label, const char *const *sets, const char *p
     }
     cg = c;
     if (config_set(&cg, "device", "cuda", err, sizeof err) ||
-        config_set(&cg, "precision", bf16 ? "bf16" : "fp32", err, sizeof err) ||
+        config_set(&cg, "precision", precision_name(precision), err, sizeof err) ||
         config_finalize(&cg, err, sizeof err)) {
         printf("test_cuda: config: %s\n", err);
         report("model config (GPU)", 1, 0);
@@ -815,7 +862,7 @@ static void test_model(const char *label, const char *const *sets, const char *p
     LossStats lg2 = model_forward_backward(&mg2, tokens, targets, 3);
     // fp32 1e-4: the loss goes through every op above; float rounding differs in each.
     snprintf(name, sizeof name, "model %s%s step (loss)", label, tag);
-    report(name, fabs(lg.loss - lc.loss) / fabs(lc.loss), bf16 ? BF16_MODEL_LOSS_TOL : 1e-4);
+    report(name, fabs(lg.loss - lc.loss) / fabs(lc.loss), loss_tol);
     real *gc = xcalloc(np, sizeof(real)), *gg = xcalloc(np, sizeof(real)), *gg2 = xcalloc(np, sizeof(real));
     model_get_grads(&mc, gc);
     model_get_grads(&mg, gg);
@@ -831,14 +878,15 @@ static void test_model(const char *label, const char *const *sets, const char *p
     // activations in float on both sides (CPU f32 vs stored: ~1e-6, see
     // tests/test_model.c), and each op adds its own rounding.
     snprintf(name, sizeof name, "model %s%s step (grads, worst %s)", label, tag, worst_name);
-    report(name, worst, bf16 ? BF16_MODEL_GRAD_TOL : 1e-4);
+    report(name, worst, grad_tol);
     snprintf(name, sizeof name, "model %s%s step [deterministic]", label, tag);
     report(name, (lg.loss != lg2.loss) + (memcmp(gg, gg2, np * sizeof(real)) != 0), 0);
 
     model_free(&mg2);
-    if (!bf16) {
+    if (precision == PRECISION_FP32) {
         // 20 training steps from the same start: the loss curves. (Not with
-        // bf16: its per-step differences are ~2^-8, and AdamW makes them grow.)
+        // bf16 or tf32: their per-step differences are ~2^-8 and ~2^-10, and
+        // AdamW makes them grow.)
         Model tc, tg;
         model_init(&tc, &c, cpu);
         model_init(&tg, &cg, gpu);
@@ -919,17 +967,73 @@ static int scratch_overrun_stops(char *why, size_t n) {
     return 0;
 }
 
-int main(void) {
+// --quick: one small case of every op family, path and precision, for the
+// compute-sanitizer runs of cuda/device_check.sh (memcheck and racecheck are
+// 10-100x slower than a plain run).
+static void quick_set(void) {
+    test_device_memory();
+    test_matmul(37, 53, 29);
+    test_matmul_bf16(37, 53, 29, 0);
+    test_matmul_tf32(37, 53, 29, 0);
+    test_bias(16, 12);
+    test_vector_ops(1003);
+    test_rows(33, 20);
+    test_embedding(16, 16, 8);
+    test_axial(2, (const int[]){4, 8}, (const int[]){5, 3}, 2, 32, 0);
+    test_layernorm(10, 8);
+    test_activation(1003, ACT_RELU);
+    test_activation(1003, ACT_GELU);
+    test_dropout(1003, 12345, 0.1f);
+    test_xent(20, 16);
+    test_adamw(1007);
+    test_lsh(shape(2, 64, 2, 8, 8, 2, 8, 0));
+    test_lsh(shape(1, 32, 2, 16, 32, 1, 0, 0));
+    test_local(shape(2, 64, 2, 8, 8, 1, 0, 0));
+    AttnShape s = shape(2, 64, 2, 8, 8, 2, 8, 0);
+    s.bf16 = 1;
+    test_lsh(s);
+    cuda_set_test_knobs(1, 8);  // groups after the first, the smallest tile
+    test_lsh(shape(2, 64, 2, 8, 8, 2, 8, 0));
+    test_local(shape(2, 64, 2, 8, 8, 1, 0, 0));
+    cuda_set_test_knobs(0, 0);
+    test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_FP32);
+    test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_BF16);
+    test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_TF32);
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: test_cuda [--quick | --probe]\n"
+                    "  --quick  a small case of every op family (for compute-sanitizer)\n"
+                    "  --probe  only say whether a CUDA device is usable (exit 0, or 77)\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    int quick = 0, probe = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--probe")) probe = 1;
+        else return usage();
+    }
     char why[256], overrun_why[1200];
-    int overrun = scratch_overrun_stops(overrun_why, sizeof overrun_why);  // before CUDA starts here
+    // Before CUDA starts here (fork); not under --quick, whose sanitizers
+    // would follow the child into its deliberate failure.
+    int overrun = quick || probe ? 0 : scratch_overrun_stops(overrun_why, sizeof overrun_why);
     if (!cuda_device_available(why, sizeof why)) {
         printf("test_cuda: SKIPPED: no CUDA device (%s)\n", why);
         return 77;
     }
     printf("test_cuda: %s\n", why);
+    if (probe) return 0;
     cpu = backend_cpu();
     gpu = backend_cuda();
     printf("%-44s %10s  %7s  %s\n", "op", "max_rel_err", "tol", "result");
+    if (quick) {
+        quick_set();
+        gpu->synchronize();
+        printf("test_cuda --quick: %d checks, %d failed\n", n_checks, n_failed);
+        return n_failed ? 1 : 0;
+    }
     if (overrun) printf("    scratch overrun: %s\n", overrun_why);
     report("scratch overrun stops the program (child)", overrun != 0, 0);
     test_device_memory();
@@ -939,6 +1043,9 @@ int main(void) {
     test_matmul_bf16(37, 53, 29, 0);
     test_matmul_bf16(256, 512, 384, 0);
     test_matmul_bf16(64, 48, 4096, 1);
+    test_matmul_tf32(37, 53, 29, 0);
+    test_matmul_tf32(256, 512, 384, 0);
+    test_matmul_tf32(64, 48, 4096, 1);
     test_bias(16, 12);
     test_bias(5000, 300);
     test_vector_ops(100003);
@@ -977,6 +1084,37 @@ int main(void) {
     test_local(shape(1, 128, 3, 20, 32, 1, 0, 0));
     test_local(shape(1, 512, 1, 128, 128, 1, 0, 0));
 
+    // Every path the dispatcher can take, on small inputs: each tile size
+    // (partial tiles where a chunk is shorter than the tile), and LSH groups
+    // forced small, so that groups after the first (p0 > 0) run, including
+    // an uneven last group (6 pairs in groups of 4).
+    for (int T = 8; T <= 32; T *= 2) {
+        printf("    attention tile forced to %d\n", T);
+        cuda_set_test_knobs(0, T);
+        test_lsh(shape(2, 64, 2, 8, 8, 2, 8, 0));
+        test_lsh(shape(1, 128, 3, 20, 32, 2, 8, 1));
+        test_local(shape(2, 64, 2, 8, 8, 1, 0, 0));
+        test_local(shape(1, 128, 3, 20, 32, 1, 0, 0));
+    }
+    for (int g = 1; g <= 4; g += 3) {
+        printf("    LSH groups forced to %d pair(s)\n", g);
+        cuda_set_test_knobs(g, 0);
+        test_lsh(shape(2, 64, 3, 8, 8, 2, 8, 0));
+        test_lsh(shape(2, 32, 3, 16, 32, 1, 0, 0));  // one chunk: no buckets
+        AttnShape sb = shape(2, 64, 3, 8, 8, 2, 8, 0);
+        sb.bf16 = 1;
+        test_lsh(sb);
+    }
+    cuda_set_test_knobs(0, 0);
+    // Sizes past 2^16 for the grid-stride loops and the launch splits:
+    // sequences of 69632 positions (LSH: 139264 items), and 66000 (batch,
+    // head) pairs, past gridDim.y's 65535 (the hash, local attention and the
+    // LSH groups split their launches there).
+    test_lsh(shape(1, 69632, 1, 8, 64, 2, 2048, 0));
+    test_local(shape(1, 69632, 1, 8, 64, 1, 0, 0));
+    test_lsh(shape(1, 16, 66000, 4, 8, 2, 4, 0));
+    test_local(shape(1, 8, 66000, 4, 8, 1, 0, 0));
+
     // precision=bf16: the shapes above with LSH chunks over several tiles,
     // one chunk (no buckets) and a large d_head.
     AttnShape bf16_shapes[] = {shape(2, 64, 2, 8, 8, 2, 8, 0), shape(1, 32, 2, 16, 32, 1, 0, 0),
@@ -993,6 +1131,8 @@ int main(void) {
     test_model("small local,local,lsh,local", SMALL, "local,local,lsh,local", 4, PRECISION_FP32);
     test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_BF16);
     test_model("small local,local,lsh,local", SMALL, "local,local,lsh,local", 4, PRECISION_BF16);
+    test_model("tiny lsh,local", TINY, "lsh,local", 2, PRECISION_TF32);
+    test_model("small local,local,lsh,local", SMALL, "local,local,lsh,local", 4, PRECISION_TF32);
 
     gpu->synchronize();
     printf("test_cuda: %d checks, %d failed\n", n_checks, n_failed);

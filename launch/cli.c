@@ -362,5 +362,5 @@ void describe(const Model *m) {
            c->n_heads, c->d_head, c->seq_len, c->batch, c->n_hashes, c->n_buckets,
            c->reversible ? "reversible" : "stored activations", (double)m->bytes_planned / (1024.0 * 1024.0));
     if (!strcmp(c->device, "cuda"))
-        printf("device: cuda %s | precision %s\n", g_device_desc, c->precision == PRECISION_BF16 ? "bf16" : "fp32");
+        printf("device: cuda %s | precision %s\n", g_device_desc, precision_name(c->precision));
 }

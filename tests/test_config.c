@@ -380,7 +380,7 @@ Test(config_bad, bad_enum_values) {
 }
 
 // The CPU backend is the fp32 reference and does not emulate bf16.
-Test(config, precision_is_fp32_by_default_and_bf16_needs_cuda) {
+Test(config, precision_is_fp32_by_default_and_bf16_and_tf32_need_cuda) {
     Config c;
     EXPECT_OK(&c, "d_model=64");
     cr_assert_eq(c.precision, PRECISION_FP32);
@@ -388,6 +388,13 @@ Test(config, precision_is_fp32_by_default_and_bf16_needs_cuda) {
     cr_assert_eq(c.precision, PRECISION_BF16);
     EXPECT_BAD("precision", "device=cuda", "precision=bf16");
     EXPECT_BAD("precision", "device=cuda", "device=cuda", "precision=bf16", "device=cpu");
+    EXPECT_OK(&c, "device=cuda", "precision=tf32");
+    cr_assert_eq(c.precision, PRECISION_TF32);
+    char v[16];
+    cr_assert_eq(config_get(&c, "precision", v, sizeof v), 0);
+    cr_assert_str_eq(v, "tf32");
+    EXPECT_BAD("precision", "device=cuda", "precision=tf32");
+    EXPECT_BAD("precision", NULL, "device=cuda", "precision=fp16");
     for (int k = 0; CONFIG_SHAPE_KEYS[k]; k++)
         cr_assert_str_neq(CONFIG_SHAPE_KEYS[k], "precision", "precision must not fix the model's shape");
 }

@@ -395,12 +395,27 @@ Test(train_mpi, config_errors_are_printed_once) {
     cr_assert_eq(count(r.out, "reformer: "), 1, "%s", r.out);
 }
 
+// GPUs this process may use, counted without CUDA (this test does not link
+// it): nvidia-smi's list, cut to CUDA_VISIBLE_DEVICES's entries when set.
+static int visible_gpus(void) {
+    Result r = run("nvidia-smi -L 2>/dev/null | grep -c '^GPU'");
+    int n = atoi(r.out);
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    if (vis) {
+        int listed = *vis ? 1 : 0;
+        for (const char *c = vis; *c; c++) listed += *c == ',';
+        if (listed < n) n = listed;
+    }
+    return n;
+}
+
 // device=cuda on two ranks trains through NCCL where each rank has a GPU:
 // dp 2 and sp 2, each against one GPU process on the global batch, with
 // the CPU's 1e-5 (assert_losses_match; not yet calibrated on GPUs: this
-// branch has never run). Otherwise both ranks end within seconds with one
-// line each, before any file is written: without a GPU, CUDA's reason from
-// every rank; one GPU for two ranks, NCCL's refusal (a checked call,
+// branch has never run). With two or more GPUs it must train and match:
+// any failure fails the test. Otherwise both ranks end within seconds with
+// one line each, before any file is written: without a GPU, CUDA's reason
+// from every rank; one GPU for two ranks, NCCL's refusal (a checked call,
 // file:line); a build with CUDA but no NCCL (make NCCL_HOME=/nonexistent)
 // and one without CUDA (make NVCC=) say so once, exit 2.
 Test(train_mpi, device_cuda_on_two_ranks_trains_or_fails_with_one_line) {
@@ -409,6 +424,8 @@ Test(train_mpi, device_cuda_on_two_ranks_trains_or_fails_with_one_line) {
     char out_dir[512];
     snprintf(out_dir, sizeof out_dir, "%s/cuda2", run_dir);
 #if defined(REFORMER_NCCL)
+    const int gpus = visible_gpus();
+    if (gpus >= 2) cr_assert_eq(r.rc, 0, "%d GPUs: device=cuda on 2 ranks must train:\n%s", gpus, r.out);
     if (r.rc == 0) {
         cr_assert(strstr(r.out, "grid: 2 ranks = dp 2 x sp 1") && strstr(r.out, "done: 10 steps"), "%s", r.out);
         train_ok("", "cuda1", "steps=10 batch=2 device=cuda");
@@ -417,7 +434,7 @@ Test(train_mpi, device_cuda_on_two_ranks_trains_or_fails_with_one_line) {
         assert_losses_match("cuda_sp2", "cuda1", 10);
         return;
     }
-    if (!strstr(r.out, "no usable CUDA device")) {
+    if (gpus == 1) {  // two ranks on one GPU: NCCL refuses
         cr_assert(strstr(r.out, "dist_nccl.c:") && strstr(r.out, "failed: "), "neither trained nor said why:\n%s",
                   r.out);
         return;
