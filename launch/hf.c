@@ -106,7 +106,21 @@ int cmd_import_hf(int argc, char **argv) {
     static const char *const names[2] = {"--model", "--out"};
     const char *v[2];
     parse_flags("import-hf", argc, argv, names, v);
+    // --out DIR/ (or an existing directory) names DIR/ckpt_00000000.h5, the
+    // file `train --resume DIR` starts a fine-tuning run from.
     struct stat st;
+    char out[PATH_MAX];
+    size_t n = strlen(v[1]);
+    if ((n && v[1][n - 1] == '/') || (stat(v[1], &st) == 0 && S_ISDIR(st.st_mode))) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", v[1]);
+        for (size_t k = strlen(dir); k > 1 && dir[k - 1] == '/'; k--) dir[k - 1] = '\0';
+        make_dirs(dir);
+        ckpt_path(out, sizeof out, dir, 0);
+    } else {
+        snprintf(out, sizeof out, "%s", v[1]);
+    }
+    v[1] = out;
     if (stat(v[1], &st) == 0) usage_error("--out: %s already exists (choose another name or remove it)", v[1]);
     char parent[PATH_MAX];
     snprintf(parent, sizeof parent, "%s", v[1]);
@@ -117,7 +131,7 @@ int cmd_import_hf(int argc, char **argv) {
     }
     // Every key of this build with its default, so the checkpoint holds a
     // complete config (the mapped keys override these).
-    char tmp[PATH_MAX], defaults[PATH_MAX + 16], err[2048];
+    char tmp[PATH_MAX + 8], defaults[PATH_MAX + 24], err[2048];
     snprintf(tmp, sizeof tmp, "%s.tmp", v[1]);
     snprintf(defaults, sizeof defaults, "%s.defaults", tmp);
     FILE *f = fopen(defaults, "w");

@@ -406,7 +406,7 @@ def test_imported_checkpoint_fine_tunes_and_samples():
     d = os.path.join(WORK, "finetune")
     random_hf_model(os.path.join(d, "hf"), lsh_attn_chunk_length=16, num_buckets=8)
     run_dir = os.path.join(d, "run")
-    run([BIN, "import-hf", "--model", os.path.join(d, "hf"), "--out", os.path.join(run_dir, "ckpt_00000000.h5")])
+    run([BIN, "import-hf", "--model", os.path.join(d, "hf"), "--out", run_dir + "/"])  # DIR/ckpt_00000000.h5
     # A fine-tuning start: step 0, so the schedule warms up from its start
     # and any batch may be chosen (no batch has been drawn yet).
     p = run([BIN, "train", "--resume", run_dir, "--set", "steps=3", "--set", "batch=3", "--set", "warmup=3",
