@@ -270,6 +270,8 @@ EXPORT_CASES = [
                                             n_buckets=8, n_hashes=2, ff_activation="relu", axial_shape=64,
                                             n_heads=3, d_head=8, ln_eps=1e-12), True),
     ("attn_full", dict(attn="full", n_hashes=2), False),
+    # the default model's sizes and derived values (seq_len 512, chunks 64, 16 buckets, 2 rounds)
+    ("hash_project_defaults", dict(d_model=128, n_heads=4, d_ff=512, seq_len=512, steps=3), True),
 ]
 
 
