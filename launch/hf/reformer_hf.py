@@ -338,13 +338,22 @@ def write_checkpoint(path, cfg, params, order):
 
 # ------------------------------------------------------------- commands
 
+def _transformers():
+    """The two classes, with transformers' own warnings off: the commands
+    report every problem themselves, in one line."""
+    from transformers import ReformerConfig, ReformerModelWithLMHead
+    from transformers.utils import logging
+    logging.set_verbosity_error()
+    return ReformerConfig, ReformerModelWithLMHead
+
+
 def export(ckpt, out_dir):
     cfg, params = read_checkpoint(ckpt)
     kw = hf_config_from_project(cfg)
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         refuse("--out", f"{out_dir} exists and is not an empty directory (choose another)")
     import torch
-    from transformers import ReformerConfig, ReformerModelWithLMHead
+    ReformerConfig, ReformerModelWithLMHead = _transformers()
     hc = ReformerConfig(**kw)
     state = {}
     for name, key, how in tensor_map(cfg):
@@ -377,7 +386,7 @@ def import_(model_dir, out, defaults_path):
         model_type = json.load(f).get("model_type")
     if model_type != "reformer":
         refuse("--model", f"{model_dir}: model_type is '{model_type}', not 'reformer'")
-    from transformers import ReformerConfig, ReformerModelWithLMHead
+    ReformerConfig, ReformerModelWithLMHead = _transformers()
     hc = ReformerConfig.from_pretrained(model_dir)
     notes = []
     mapped = project_config_from_hf(hc, notes)
@@ -389,7 +398,11 @@ def import_(model_dir, out, defaults_path):
                 cfg[k] = v
     cfg.update(mapped)
     import torch
-    model = ReformerModelWithLMHead.from_pretrained(model_dir, torch_dtype=torch.float32)
+    model, info = ReformerModelWithLMHead.from_pretrained(model_dir, torch_dtype=torch.float32,
+                                                          output_loading_info=True)
+    if info["missing_keys"]:  # transformers would fill them with random values
+        refuse("--model", f"{model_dir}: the weights lack {', '.join(info['missing_keys'][:3])}"
+               f"{' ...' if len(info['missing_keys']) > 3 else ''} (a model without the language-model head?)")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     params, order = {}, []
     for name, key, how in tensor_map(cfg):

@@ -501,6 +501,16 @@ def refusal_tests():
         t.__name__ = "t_import_" + name
         tests.append(t)
 
+    def t_import_without_lm_head():
+        # A ReformerModel (no language-model head) saved as the model.
+        d = os.path.join(WORK, "refuse_nohead")
+        model = random_hf_model(os.path.join(d, "full"))
+        model.reformer.save_pretrained(os.path.join(d, "hf"), safe_serialization=True)
+        out = os.path.join(d, "ckpt.h5")
+        expect_refusal([BIN, "import-hf", "--model", os.path.join(d, "hf"), "--out", out],
+                       "the weights lack lm_head.", [out, out + ".tmp"])
+    tests.append(t_import_without_lm_head)
+
     def t_import_not_a_model():
         d = os.path.join(WORK, "refuse_notmodel")
         os.makedirs(d)
