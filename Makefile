@@ -13,7 +13,8 @@ LDFLAGS += -fopenmp
 # see them: core/ must never include HDF5 (DESIGN.md), so it compiles without.
 HDF5_CFLAGS := $(shell pkg-config --cflags hdf5-serial 2>/dev/null || echo -I/usr/include/hdf5/serial)
 HDF5_LIBS := $(shell pkg-config --libs hdf5-serial 2>/dev/null || echo -lhdf5_serial) -lz
-build/f32/io/%.o build/f32/launch/%.o build/f32/tests/%.o: CFLAGS += $(HDF5_CFLAGS)
+build/f32/io/%.o build/f32/launch/%.o build/f32/tests/%.o build/f64/io/%.o build/f64/tests/hf_dump.o: \
+    CFLAGS += $(HDF5_CFLAGS)
 
 # libzip (enwik8.zip), also for io/'s users only.
 ZIP_LIBS := $(shell pkg-config --libs libzip 2>/dev/null || echo -lzip)
@@ -83,7 +84,7 @@ build/f32/launch/cli.o build/f32/tests/test_dist.o: CFLAGS += -DREFORMER_NCCL
 endif
 endif
 
-.PHONY: all test test-cuda setup clean roofline device-deps device-check device-check-rehearsal
+.PHONY: all test test-cuda test-hf setup setup-hf clean roofline device-deps device-check device-check-rehearsal
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
 .SECONDARY:
@@ -150,6 +151,24 @@ test-cuda: build/test_cuda
 
 setup:
 	@./launch/setup.sh
+
+# Hugging Face interop (reformer export-hf / import-hf): `make setup-hf`
+# makes .venv-hf (Debian's torch, pinned transformers); `make test-hf`
+# compares this project with transformers' Reformer (tests/hf/), through
+# tests/hf_dump.c, which loads a checkpoint and dumps per-position losses,
+# bucket ids and gradients, in float32 and (hf_dump_f64) float64.
+HF_DUMP := build/tests/hf_dump build/tests/hf_dump_f64
+build/tests/hf_dump: build/f32/tests/hf_dump.o $(CORE_OBJ) $(IO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS)
+build/tests/hf_dump_f64: build/f64/tests/hf_dump.o $(CORE64_OBJ) $(IO_SRC:%.c=build/f64/%.o)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS)
+setup-hf:
+	@./launch/hf/setup.sh
+test-hf: build/reformer $(HF_DUMP)
+	@test -x .venv-hf/bin/python || { echo "test-hf: .venv-hf is missing: run make setup-hf first" >&2; exit 2; }
+	@.venv-hf/bin/python tests/hf/test_hf.py
 
 clean:
 	rm -rf build

@@ -54,6 +54,8 @@ void print_help(void) {
            "  reformer eval --ckpt FILE [--data PATH] [--split validation|test] [--windows N] [--set key=value ...]\n"
            "  reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
            "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--warmup N] [--json]\n"
+           "  reformer export-hf --ckpt FILE --out DIR     (a Hugging Face transformers model; needs make setup-hf)\n"
+           "  reformer import-hf --model DIR --out FILE    (a checkpoint at step 0; needs make setup-hf)\n"
            "  reformer help\n\n"
            "Every config key can be set in an INI file (--config) and overridden with --set.\n"
            "--resume DIR continues the run in DIR from its newest checkpoint, with the\n"

@@ -82,3 +82,6 @@ int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+// Hugging Face transformers interop (hf.c, launch/hf/).
+int cmd_export_hf(int argc, char **argv);
+int cmd_import_hf(int argc, char **argv);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the build and the tests need, skipping the
 # ones already installed. Run by `make setup`; safe to run again.
+# With arguments, installs those packages instead (launch/hf/setup.sh).
 #
 # REFORMER_SETUP_EXTRAS=1 also installs matplotlib for
 # experiments/plot_metrics.py (nothing in the build or the tests needs it).
@@ -18,6 +19,10 @@ packages=(
 )
 if [[ "${REFORMER_SETUP_EXTRAS:-0}" == 1 ]]; then
     packages+=(python3-matplotlib)
+fi
+# launch/setup.sh PACKAGE...: those packages instead (make setup-hf's).
+if [[ $# -gt 0 ]]; then
+    packages=("$@")
 fi
 
 missing=()

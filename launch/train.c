@@ -119,9 +119,11 @@ static long resume_from_checkpoint(Model *m, const char *path, Dist *d, CkptStat
         long global_batch = (long)d->dp * m->cfg.batch;
         if (ckpt_load(path, m, &st, err, sizeof err)) {
             got.status = 1;
-        } else if (st.global_batch != global_batch) {
+        } else if (st.global_batch != global_batch && st.step > 0) {
             // The global batch decides which windows each step draws: keep it,
-            // so a run resumed on another grid continues the same run.
+            // so a run resumed on another grid continues the same run. A
+            // step-0 checkpoint (reformer import-hf) has drawn none yet: a
+            // fine-tuning start takes any batch.
             got.status = 2;
             int n = snprintf(err, sizeof err,
                              "batch: %s was trained with a global batch of %ld sequences per step, and dp %d x "
