@@ -751,14 +751,14 @@ struct Attn {
     float scale;
     int bf16;       // round q, k, v to bf16 where they are read (precision=bf16)
     int pair0;      // global index (b*H + h) of the launch's first pair (blockIdx.y = 0)
-    size_t sstride; // LSH: reals per pair of the saved layout, n*(dh+1)
+    size_t sstride; // LSH: reals per pair of the per-round outputs (workspace), n*dh
     const float *q, *k, *v;  // [B, L, HD] (LSH: q is qk and k is unused)
     const int *pos;          // LSH: [pairs of launch, n] positions of sorted items
     const float *rn;         // LSH: [pairs of launch, L] 1 / sqrt(|qk|^2 + dh*eps)
-    float *o;                // forward: LSH saved-layout base of pair0; local: out [B, L, HD]
-    float *lse;              // local: [B*H, L]
+    float *o;                // forward: LSH per-round outputs of pair0 (workspace); local: out [B, L, HD]
+    float *lse;              // forward: [B*H, n] per item (the saved buffer)
     const float *dout;       // backward: [B, L, HD]
-    const float *slse;       // backward: LSH saved-layout base of pair0; local: lse [B*H, L]
+    const float *slse;       // backward: lse [B*H, n] per item (the saved buffer)
     const float *wt;         // LSH backward: [pairs, n] round weight of each item
     const float *Dm;         // backward: [pairs, n] D - dlse per item (see lsh_prep_kernel)
     float *dq, *dk, *dv;     // LSH: item space [pairs, n, dh]; local: [B, L, HD]
@@ -780,7 +780,8 @@ __device__ __forceinline__ int item_pos(const Attn &a, int lp, int t) {
 }
 template <bool LSH>
 __device__ __forceinline__ float item_lse(const Attn &a, int lp, int t) {
-    return LSH ? a.slse[(size_t)lp * a.sstride + (size_t)a.n * a.dh + t] : a.slse[(size_t)(a.pair0 + lp) * a.L + t];
+    (void)LSH;
+    return a.slse[(size_t)(a.pair0 + lp) * a.n + t];
 }
 
 // A chunk's key list: nb blocks of m items, block 0 starting at item s0 and
@@ -933,8 +934,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_forward_kernel(Attn a) {
     }
     for (int i = tid; i < nq; i += blockDim.x) {
         float lse = rl[i];
-        if (LSH) a.o[(size_t)lp * a.sstride + (size_t)a.n * dh + q0 + i] = lse;
-        else a.lse[(size_t)pair * a.L + q0 + i] = lse;
+        a.lse[(size_t)pair * a.n + q0 + i] = lse;
     }
 }
 
@@ -1220,13 +1220,13 @@ __device__ __forceinline__ void round_softmax(const float *slse, const int *inv,
 }
 
 // out[b, i, h] = sum_r w_r o_r, one warp per (pair, position).
-__global__ void lsh_combine_kernel(float *out, const float *saved, const int *inv, int pair0, int g, int L, int H,
-                                   int dh, int R, size_t sstride) {
+__global__ void lsh_combine_kernel(float *out, const float *so_base, const float *lse, const int *inv, int pair0, int g,
+                                   int L, int H, int dh, int R, size_t sstride) {
     const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (w >= (size_t)g * L) return;
     const int lp = (int)(w / (size_t)L), i = (int)(w % (size_t)L), pair = pair0 + lp, n = R * L;
-    const float *so = saved + (size_t)lp * sstride, *slse = so + (size_t)n * dh;
+    const float *so = so_base + (size_t)lp * sstride, *slse = lse + (size_t)pair * n;
     const int *iv = inv + (size_t)lp * n;
     float mx, sum;
     round_softmax(slse, iv, i, L, R, &mx, &sum);
@@ -1246,13 +1246,13 @@ __global__ void lsh_combine_kernel(float *out, const float *saved, const int *in
 // chunk backward needs dS = P (dP - D_t + dlse_t) with D_t = dO_t . o_r, and
 // D_t - dlse_t = w_r (dout . out): stored as Dm (one dot per position, and
 // no cancellation between two large terms).
-__global__ void lsh_prep_kernel(float *wt, float *Dm, const float *saved, const int *inv, const float *dout,
-                                const float *out, int pair0, int g, int L, int H, int dh, int R, size_t sstride) {
+__global__ void lsh_prep_kernel(float *wt, float *Dm, const float *lse, const int *inv, const float *dout,
+                                const float *out, int pair0, int g, int L, int H, int dh, int R) {
     const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (w >= (size_t)g * L) return;
     const int lp = (int)(w / (size_t)L), i = (int)(w % (size_t)L), pair = pair0 + lp, n = R * L;
-    const float *slse = saved + (size_t)lp * sstride + (size_t)n * dh;
+    const float *slse = lse + (size_t)pair * n;
     const int *iv = inv + (size_t)lp * n;
     const size_t row = ((size_t)(pair / H) * L + i) * H * dh + (size_t)(pair % H) * dh;
     float dot = 0.f;
@@ -1347,7 +1347,7 @@ static Attn attn_base(const AttnShape *s, int lsh) {
     a.ld = a.dh + 1;
     a.scale = lsh ? 1.0f : 1.0f / sqrtf((float)a.dh);
     a.bf16 = s->bf16;
-    a.sstride = (size_t)a.n * (a.dh + 1);
+    a.sstride = (size_t)a.n * a.dh;
     if (a.m <= 0 || a.n % a.m != 0)
         cuda_fatal("seq_len * n_hashes must be a multiple of the chunk length", "attention chunk does not divide the items");
     return a;
@@ -1388,7 +1388,7 @@ typedef struct {
     int *vals_in, *pos, *inv;   // [G, n]
     void *sort_tmp;
     float *rn;                  // [G, L]
-    float *so;                  // [G, n*(dh+1)] forward outputs when no saved buffer (aliases the backward buffers)
+    float *so;                  // [G, n*dh] forward: per-round outputs (aliases the backward buffers)
     float *wt, *Dm;             // [G, n]
     float *dsq, *dsk, *dsv;     // [G, n, dh]
     float *rot;                 // hash only: [H, dh * R * nb/2] (aliases the rest)
@@ -1437,8 +1437,8 @@ static LshWork lsh_work(const AttnShape *s, void *base) {
     CARVE(dsq, float, G * n * dh);
     CARVE(dsk, float, G * n * dh);
     CARVE(dsv, float, G * n * dh);
-    w.so = p ? (float *)(p + region) : NULL;  // forward only: [G, n*(dh+1)] <= the backward buffers
-    if (G * n * (dh + 1) * sizeof(float) > off - region) off = region + align256(G * n * (dh + 1) * sizeof(float));
+    w.so = p ? (float *)(p + region) : NULL;  // forward only: [G, n*dh] <= the backward buffers
+    if (G * n * dh * sizeof(float) > off - region) off = region + align256(G * n * dh * sizeof(float));
 #undef CARVE
     size_t rot_bytes = align256((size_t)s->n_heads * dh * s->n_hashes * (nb / 2 > 0 ? nb / 2 : 1) * sizeof(float));
     w.rot = (float *)p;
@@ -1504,13 +1504,14 @@ static void cu_lsh_attention_forward(real *out, real *saved, const real *qk, con
     a.v = v;
     a.pos = w.pos;
     a.rn = w.rn;
+    a.o = w.so;
+    a.lse = saved;
     for (int p0 = 0; p0 < pairs; p0 += w.G) {
         int g = pairs - p0 < w.G ? pairs - p0 : w.G;
         lsh_prepare_group(w, buckets, qk, s, p0, g);
         a.pair0 = p0;
-        a.o = saved ? saved + (size_t)p0 * a.sstride : w.so;
         launch_forward<true>(a, g);
-        lsh_combine_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(out, a.o, w.inv, p0, g, L, s->n_heads,
+        lsh_combine_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(out, w.so, saved, w.inv, p0, g, L, s->n_heads,
                                                                     s->d_head, s->n_hashes, a.sstride);
         launch_check();
     }
@@ -1533,13 +1534,13 @@ static void cu_lsh_attention_backward(real *dqk, real *dv, const real *dout, con
     a.dq = w.dsq;
     a.dk = w.dsk;
     a.dv = w.dsv;
+    a.slse = saved;
     for (int p0 = 0; p0 < pairs; p0 += w.G) {
         int g = pairs - p0 < w.G ? pairs - p0 : w.G;
         lsh_prepare_group(w, buckets, qk, s, p0, g);
         a.pair0 = p0;
-        a.slse = saved + (size_t)p0 * a.sstride;
-        lsh_prep_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(w.wt, w.Dm, a.slse, w.inv, dout, out, p0, g, L,
-                                                                 s->n_heads, s->d_head, s->n_hashes, a.sstride);
+        lsh_prep_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(w.wt, w.Dm, saved, w.inv, dout, out, p0, g, L,
+                                                                 s->n_heads, s->d_head, s->n_hashes);
         launch_check();
         launch_backward<true>(a, g);
         lsh_unsort_kernel<<<blocks_for((size_t)g * L * s->d_head), THREADS>>>(dqk, dv, w.dsq, w.dsk, w.dsv, w.inv, p0,
