@@ -55,10 +55,12 @@ typedef struct {
     int *perm, *pos, *inv, *counts;       // LSH sort of one (b, h): [n] x3, [nb]
     int *rows, *rpos;                     // [gr]: item and position of each group row
     real *gq, *gk, *gv, *go, *gdo;        // [gr, dh]: the group's queries, keys, values, outputs
-    real *glse, *gdlse;                   // [gr]
+    real *gc;                             // [gr] backward: dout . out of each row's position (weighted)
     real *gdq, *gdk, *gdv;                // [gr, dh]: gradients of the group's rows
     real *tile_p, *tile_dp;               // [m, nk]: one chunk's logits and their gradient
     int *kpos;                            // [nk]: positions of the chunk's keys
+    real *pos_acc, *pos_sum;              // [L] each: LSH forward: largest lse and weight sum of
+                                          // the rounds seen; backward: pos_acc = dout . out
 } Scratch;
 
 static int n_chunks(const AttnShape *s) { return (int)(attn_items(s) / (size_t)s->chunk_len); }
@@ -89,14 +91,15 @@ static size_t scratch_carve(Scratch *sc, char *base, const AttnShape *s) {
     CARVE(gv, real, gr * dh);
     CARVE(go, real, gr * dh);
     CARVE(gdo, real, gr * dh);
-    CARVE(glse, real, gr);
-    CARVE(gdlse, real, gr);
+    CARVE(gc, real, gr);
     CARVE(gdq, real, gr * dh);
     CARVE(gdk, real, gr * dh);
     CARVE(gdv, real, gr * dh);
     CARVE(tile_p, real, m * nk);
     CARVE(tile_dp, real, m * nk);
     CARVE(kpos, int, nk);
+    CARVE(pos_acc, real, s->seq_len);
+    CARVE(pos_sum, real, s->seq_len);
 #undef CARVE
     return off;
 }
@@ -214,9 +217,14 @@ static void chunk_forward(Scratch *sc, real *o, real *lse, int qrow, int prow, i
 }
 
 // One chunk's backward, accumulating (+=) into the group's gdq, gdk, gdv.
-// o, lse: the chunk's forward outputs; dout [m, dh], dlse [m] (NULL: none).
-static void chunk_backward(Scratch *sc, const real *o, const real *lse, const real *dout, const real *dlse, int qrow,
-                           int prow, int m, int dh, real scale, int self_mask) {
+// lse: the chunk's forward logsumexps; dout [m, dh] the gradient of its
+// (per-round) outputs; dot [m]: per query, dout . out with out the layer's
+// output (LSH: the round-combined one) and dout its gradient, both scaled by
+// the round weight. Softmax backward dZ = P (dP - D + dlse) with D = dO . o_r
+// and, through the round combination, dlse = D - w_r (dout . out): the D terms
+// cancel, so no per-round output is needed (the forward keeps none).
+static void chunk_backward(Scratch *sc, const real *lse, const real *dout, const real *dot, int qrow, int prow, int m,
+                           int dh, real scale, int self_mask) {
     int block[2], nb = chunk_blocks(sc, qrow, prow, m, block), nk = nb * m;
     const real *q = sc->gq + (size_t)qrow * dh;
     real *P = sc->tile_p, *dZ = sc->tile_dp;
@@ -227,15 +235,12 @@ static void chunk_backward(Scratch *sc, const real *o, const real *lse, const re
     for (int i = 0; i < m; i++) {
         int pq = sc->rpos[qrow + i];
         real *p = P + (size_t)i * nk, *dz = dZ + (size_t)i * nk;
-        const real *oi = o + (size_t)i * dh, *g = dout + (size_t)i * dh;
         mask_row(p, sc->kpos, nk, pq, self_mask);
-        real dl = dlse ? dlse[i] : 0, D = 0;
-        for (int d = 0; d < dh; d++) D += g[d] * oi[d];
         for (int j = 0; j < nk; j++) {
             int masked = sc->kpos[j] > pq || (self_mask && sc->kpos[j] == pq);
             p[j] = sc->kpos[j] <= pq ? R_EXP(p[j] - lse[i]) : 0;  // see chunk_forward
             // A replaced (masked) logit is a constant: no gradient to q, k.
-            dz[j] = masked ? 0 : p[j] * (dz[j] - D + dl);
+            dz[j] = masked ? 0 : p[j] * (dz[j] - dot[i]);
         }
     }
     for (int b = 0; b < nb; b++) {
@@ -244,6 +249,17 @@ static void chunk_backward(Scratch *sc, const real *o, const real *lse, const re
         tile_gemm(sc->gdq + (size_t)qrow * dh, dh, dZb, nk, sc->gk + kb, dh, m, dh, m, 0, 0, scale, 1);  // dQ += dZ K
         tile_gemm(sc->gdk + kb, dh, dZb, nk, q, dh, m, dh, m, 1, 0, scale, 1);                          // dK += dZ^T Q
         tile_gemm(sc->gdv + kb, dh, Pb, nk, dout, dh, m, dh, m, 1, 0, 1, 1);                            // dV += P^T dO
+    }
+}
+
+// dot[i] = dout[i] . out[i] over head h's columns, every position of sequence b.
+static void head_dots(real *dot, const real *dout, const real *out, int b, int h, const AttnShape *s) {
+    const int L = s->seq_len, dh = s->d_head, HD = s->n_heads * dh;
+    for (int i = 0; i < L; i++) {
+        size_t at = ((size_t)b * L + i) * HD + (size_t)h * dh;
+        real acc = 0;
+        for (int d = 0; d < dh; d++) acc += dout[at + d] * out[at + d];
+        dot[i] = acc;
     }
 }
 
@@ -363,26 +379,45 @@ void cpu_lsh_attention_forward(real *out, real *saved, const real *qk, const rea
         for (int h = 0; h < H; h++) {
             Scratch sc = thread_scratch(work, s);
             lsh_sort(&sc, buckets ? buckets + ((size_t)b * H + h) * R * L : NULL, L, R, s->n_buckets);
-            // Per-round outputs and logsumexps in sorted order, kept for the
-            // round combination and the backward.
-            real *so = saved + ((size_t)b * H + h) * (size_t)n * (dh + 1), *slse = so + (size_t)n * dh;
+            // Per-item logsumexps in sorted order, kept for the backward. The
+            // per-round outputs are combined into out as each chunk is done:
+            // items are sorted by round first, so round 0 writes every
+            // position before a later round meets it. out_i holds
+            // sum_r exp(lse_r - M_i) o_r over the rounds seen, with M_i their
+            // largest lse and S_i = sum_r exp(lse_r - M_i) (pos_acc, pos_sum);
+            // out_i /= S_i at the end: the weights of the old two-pass form.
+            real *slse = saved + ((size_t)b * H + h) * (size_t)n, *M = sc.pos_acc, *S = sc.pos_sum;
             for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
                 Group g = group_rows(&sc, sc.pos, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 1);
                 lsh_gather(&sc, &g, qk, v, b, h, s);
-                for (int c = g.c0; c < g.c1; c++)
-                    chunk_forward(&sc, so + (size_t)c * m * dh, slse + (size_t)c * m, query_row(&g, c, m),
-                                  prev_row(&g, c, m), m, dh, 1, 1);
-            }
-            real w[64];
-            for (int i = 0; i < L; i++) {
-                round_weights(w, slse, sc.inv, i, L, R);
-                real *o = out + ((size_t)b * L + i) * HD + (size_t)h * dh;
-                for (int d = 0; d < dh; d++) o[d] = 0;
-                for (int r = 0; r < R; r++) {
-                    const real *orow = so + (size_t)sc.inv[r * L + i] * dh;
-                    for (int d = 0; d < dh; d++) o[d] += w[r] * orow[d];
+                for (int c = g.c0; c < g.c1; c++) {
+                    int qr = query_row(&g, c, m);
+                    chunk_forward(&sc, sc.go + (size_t)qr * dh, slse + (size_t)c * m, qr, prev_row(&g, c, m), m, dh,
+                                  1, 1);
+                    for (int row = qr; row < qr + m; row++) {
+                        int i = sc.rpos[row];
+                        real lse = slse[sc.rows[row]], *o = out + ((size_t)b * L + i) * HD + (size_t)h * dh;
+                        const real *orow = sc.go + (size_t)row * dh;
+                        if (sc.rows[row] < L) {  // round 0
+                            memcpy(o, orow, (size_t)dh * sizeof(real));
+                            M[i] = lse, S[i] = 1;
+                        } else if (lse > M[i]) {
+                            real keep = R_EXP(M[i] - lse);
+                            for (int d = 0; d < dh; d++) o[d] = keep * o[d] + orow[d];
+                            S[i] = keep * S[i] + 1, M[i] = lse;
+                        } else {
+                            real w = R_EXP(lse - M[i]);
+                            for (int d = 0; d < dh; d++) o[d] += w * orow[d];
+                            S[i] += w;
+                        }
+                    }
                 }
             }
+            if (R > 1)
+                for (int i = 0; i < L; i++) {
+                    real *o = out + ((size_t)b * L + i) * HD + (size_t)h * dh, inv_sum = 1 / S[i];
+                    for (int d = 0; d < dh; d++) o[d] *= inv_sum;
+                }
         }
 }
 
@@ -396,7 +431,9 @@ void cpu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const rea
         for (int h = 0; h < H; h++) {
             Scratch sc = thread_scratch(work, s);
             lsh_sort(&sc, buckets ? buckets + ((size_t)b * H + h) * R * L : NULL, L, R, s->n_buckets);
-            const real *so = saved + ((size_t)b * H + h) * (size_t)n * (dh + 1), *slse = so + (size_t)n * dh;
+            const real *slse = saved + ((size_t)b * H + h) * (size_t)n;
+            // out is read once, here, before dqk (which may alias it) is written.
+            head_dots(sc.pos_acc, dout, out, b, h, s);
             zero_head(dqk, b, h, s);
             zero_head(dv, b, h, s);
             real w[64];
@@ -404,25 +441,21 @@ void cpu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const rea
                 Group g = group_rows(&sc, sc.pos, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 1);
                 lsh_gather(&sc, &g, qk, v, b, h, s);
                 // Through the round combination o = sum_r w_r o_r, w = softmax(lse):
-                // do_r = w_r do,  dlse_r = w_r (do . (o_r - o)).
+                // do_r = w_r do (see chunk_backward for the lse part).
                 for (int row = g.base; row < g.n_rows; row++) {
                     int t = sc.rows[row], i = sc.rpos[row], r = t / L;
                     round_weights(w, slse, sc.inv, i, L, R);
                     size_t at = ((size_t)b * L + i) * HD + (size_t)h * dh;
-                    real dot = 0;
-                    for (int d = 0; d < dh; d++) {
-                        sc.gdo[(size_t)row * dh + d] = w[r] * dout[at + d];
-                        dot += dout[at + d] * (so[(size_t)t * dh + d] - out[at + d]);
-                    }
-                    sc.gdlse[row] = w[r] * dot;
+                    for (int d = 0; d < dh; d++) sc.gdo[(size_t)row * dh + d] = w[r] * dout[at + d];
+                    sc.gc[row] = w[r] * sc.pos_acc[i];
                 }
                 memset(sc.gdq, 0, (size_t)g.n_rows * dh * sizeof(real));
                 memset(sc.gdk, 0, (size_t)g.n_rows * dh * sizeof(real));
                 memset(sc.gdv, 0, (size_t)g.n_rows * dh * sizeof(real));
                 for (int c = g.c0; c < g.c1; c++) {
                     int qr = query_row(&g, c, m);
-                    chunk_backward(&sc, so + (size_t)c * m * dh, slse + (size_t)c * m, sc.gdo + (size_t)qr * dh,
-                                   sc.gdlse + qr, qr, prev_row(&g, c, m), m, dh, 1, 1);
+                    chunk_backward(&sc, slse + (size_t)c * m, sc.gdo + (size_t)qr * dh, sc.gc + qr, qr,
+                                   prev_row(&g, c, m), m, dh, 1, 1);
                 }
                 // Through the key normalisation k = q / sqrt(|q|^2 + eps') (linear
                 // in dk, so partial sums per group are fine): dq += r dk - r^3 (q . dk) q.
@@ -477,6 +510,8 @@ void cpu_local_attention_backward(real *dq, real *dk, real *dv, const real *dout
         for (int h = 0; h < H; h++) {
             Scratch sc = thread_scratch(work, s);
             const real *head_lse = lse + ((size_t)b * H + h) * L;
+            // out is read once, here, before dq (which may alias it) is written.
+            head_dots(sc.pos_acc, dout, out, b, h, s);
             zero_head(dq, b, h, s);
             zero_head(dk, b, h, s);
             zero_head(dv, b, h, s);
@@ -485,15 +520,15 @@ void cpu_local_attention_backward(real *dq, real *dk, real *dv, const real *dout
                 gather_rows(sc.gq, q, &sc, g.n_rows, b, h, s);
                 gather_rows(sc.gk, k, &sc, g.n_rows, b, h, s);
                 gather_rows(sc.gv, v, &sc, g.n_rows, b, h, s);
-                gather_rows(sc.go, out, &sc, g.n_rows, b, h, s);
                 gather_rows(sc.gdo, dout, &sc, g.n_rows, b, h, s);
+                for (int row = 0; row < g.n_rows; row++) sc.gc[row] = sc.pos_acc[sc.rpos[row]];
                 memset(sc.gdq, 0, (size_t)g.n_rows * dh * sizeof(real));
                 memset(sc.gdk, 0, (size_t)g.n_rows * dh * sizeof(real));
                 memset(sc.gdv, 0, (size_t)g.n_rows * dh * sizeof(real));
                 for (int c = g.c0; c < g.c1; c++) {
                     int qr = query_row(&g, c, m);
-                    chunk_backward(&sc, sc.go + (size_t)qr * dh, head_lse + (size_t)c * m, sc.gdo + (size_t)qr * dh, NULL,
-                                   qr, prev_row(&g, c, m), m, dh, scale, 0);
+                    chunk_backward(&sc, head_lse + (size_t)c * m, sc.gdo + (size_t)qr * dh, sc.gc + qr, qr,
+                                   prev_row(&g, c, m), m, dh, scale, 0);
                 }
                 scatter_add_rows(dq, sc.gdq, &sc, 0, g.n_rows, b, h, s);
                 scatter_add_rows(dk, sc.gdk, &sc, 0, g.n_rows, b, h, s);

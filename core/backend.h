@@ -33,10 +33,12 @@ typedef struct {
 // Items hashed and sorted per (batch, head) for LSH: R * L.
 static inline size_t attn_items(const AttnShape *s) { return (size_t)s->n_hashes * s->seq_len; }
 
-// Reals the LSH forward keeps for its backward: per (b, h) the sorted per-round
-// outputs [R*L, dh] and their logsumexps [R*L].
+// Reals the LSH forward keeps for its backward: per (b, h) the logsumexp of
+// every sorted item [R*L]. The per-round outputs are combined as they are
+// computed; the backward needs only dout . out per position (see
+// attention_cpu.c, chunk_backward), so none is kept.
 static inline size_t lsh_saved_elems(const AttnShape *s) {
-    return (size_t)s->batch * s->n_heads * attn_items(s) * (size_t)(s->d_head + 1);
+    return (size_t)s->batch * s->n_heads * attn_items(s);
 }
 // Reals the local attention forward keeps: logsumexp per (b, h, position).
 static inline size_t local_saved_elems(const AttnShape *s) {
@@ -150,11 +152,12 @@ typedef struct Backend {
     void (*lsh_hash)(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed,
                      uint32_t step, uint32_t layer, void *work);
     // Shared-QK LSH attention (REFORMER.md steps 4-10) with the given buckets.
-    // out [B, L, H*dh]; saved [lsh_saved_elems] receives the per-round outputs
-    // the round combination and the backward need (required).
+    // out [B, L, H*dh]; saved [lsh_saved_elems] receives the per-item
+    // logsumexps the backward needs (required).
     void (*lsh_attention_forward)(real *out, real *saved, const real *qk, const real *v,
                                   const uint16_t *buckets, const AttnShape *s, void *work);
     // dqk, dv [B, L, H*dh] are written (=). out and saved from the forward.
+    // dqk may alias out (out is read before dqk is written), not the others.
     void (*lsh_attention_backward)(real *dqk, real *dv, const real *dout, const real *out,
                                    const real *saved, const real *qk, const real *v,
                                    const uint16_t *buckets, const AttnShape *s, void *work);
@@ -162,7 +165,7 @@ typedef struct Backend {
     // out [B, L, H*dh]; lse [local_saved_elems].
     void (*local_attention_forward)(real *out, real *lse, const real *q, const real *k,
                                     const real *v, const AttnShape *s, void *work);
-    // dq, dk, dv written (=).
+    // dq, dk, dv written (=); dq may alias out, as for LSH.
     void (*local_attention_backward)(real *dq, real *dk, real *dv, const real *dout,
                                      const real *out, const real *lse, const real *q,
                                      const real *k, const real *v, const AttnShape *s, void *work);

@@ -29,14 +29,14 @@ struct Attn {
     float scale;
     int bf16;       // round q, k, v to bf16 where they are read (precision=bf16)
     int pair0;      // global index (b*H + h) of the launch's first pair (blockIdx.y = 0)
-    size_t sstride; // LSH: reals per pair of the saved layout, n*(dh+1)
+    size_t sstride; // LSH: reals per pair of the per-round outputs (workspace), n*dh
     const float *q, *k, *v;  // [B, L, HD] (LSH: q is qk and k is unused)
     const int *pos;          // LSH: [pairs of launch, n] positions of sorted items
     const float *rn;         // LSH: [pairs of launch, L] 1 / sqrt(|qk|^2 + dh*eps)
-    float *o;                // forward: LSH saved-layout base of pair0; local: out [B, L, HD]
-    float *lse;              // local: [B*H, L]
+    float *o;                // forward: LSH per-round outputs of pair0 (workspace); local: out [B, L, HD]
+    float *lse;              // forward: [B*H, n] per item (the saved buffer)
     const float *dout;       // backward: [B, L, HD]
-    const float *slse;       // backward: LSH saved-layout base of pair0; local: lse [B*H, L]
+    const float *slse;       // backward: lse [B*H, n] per item (the saved buffer)
     const float *wt;         // LSH backward: [pairs, n] round weight of each item
     const float *Dm;         // backward: [pairs, n] D - dlse per item (see lsh_prep_kernel)
     float *dq, *dk, *dv;     // LSH: item space [pairs, n, dh]; local: [B, L, HD]
@@ -58,7 +58,8 @@ __device__ __forceinline__ int item_pos(const Attn &a, int lp, int t) {
 }
 template <bool LSH>
 __device__ __forceinline__ float item_lse(const Attn &a, int lp, int t) {
-    return LSH ? a.slse[(size_t)lp * a.sstride + (size_t)a.n * a.dh + t] : a.slse[(size_t)(a.pair0 + lp) * a.L + t];
+    (void)LSH;
+    return a.slse[(size_t)(a.pair0 + lp) * a.n + t];
 }
 
 // A chunk's key list: nb blocks of m items, block 0 starting at item s0 and
@@ -211,8 +212,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_forward_kernel(Attn a) {
     }
     for (int i = tid; i < nq; i += blockDim.x) {
         float lse = rl[i];
-        if (LSH) a.o[(size_t)lp * a.sstride + (size_t)a.n * dh + q0 + i] = lse;
-        else a.lse[(size_t)pair * a.L + q0 + i] = lse;
+        a.lse[(size_t)pair * a.n + q0 + i] = lse;
     }
 }
 
@@ -477,7 +477,7 @@ static Attn attn_base(const AttnShape *s, int lsh) {
     a.ld = a.dh + 1;
     a.scale = lsh ? 1.0f : 1.0f / sqrtf((float)a.dh);
     a.bf16 = s->bf16;
-    a.sstride = (size_t)a.n * (a.dh + 1);
+    a.sstride = (size_t)a.n * a.dh;
     if (a.m <= 0 || a.n % a.m != 0)
         cuda_fatal("seq_len * n_hashes must be a multiple of the chunk length", "attention chunk does not divide the items");
     return a;

@@ -106,13 +106,13 @@ __device__ __forceinline__ void round_softmax(const float *slse, const int *inv,
 }
 
 // out[b, i, h] = sum_r w_r o_r, one warp per (pair, position).
-__global__ void lsh_combine_kernel(float *out, const float *saved, const int *inv, int pair0, int g, int L, int H,
-                                   int dh, int R, size_t sstride) {
+__global__ void lsh_combine_kernel(float *out, const float *so_base, const float *lse, const int *inv, int pair0, int g,
+                                   int L, int H, int dh, int R, size_t sstride) {
     const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (w >= (size_t)g * L) return;
     const int lp = (int)(w / (size_t)L), i = (int)(w % (size_t)L), pair = pair0 + lp, n = R * L;
-    const float *so = saved + (size_t)lp * sstride, *slse = so + (size_t)n * dh;
+    const float *so = so_base + (size_t)lp * sstride, *slse = lse + (size_t)pair * n;
     const int *iv = inv + (size_t)lp * n;
     float mx, sum;
     round_softmax(slse, iv, i, L, R, &mx, &sum);
@@ -132,13 +132,13 @@ __global__ void lsh_combine_kernel(float *out, const float *saved, const int *in
 // chunk backward needs dS = P (dP - D_t + dlse_t) with D_t = dO_t . o_r, and
 // D_t - dlse_t = w_r (dout . out): stored as Dm (one dot per position, and
 // no cancellation between two large terms).
-__global__ void lsh_prep_kernel(float *wt, float *Dm, const float *saved, const int *inv, const float *dout,
-                                const float *out, int pair0, int g, int L, int H, int dh, int R, size_t sstride) {
+__global__ void lsh_prep_kernel(float *wt, float *Dm, const float *lse, const int *inv, const float *dout,
+                                const float *out, int pair0, int g, int L, int H, int dh, int R) {
     const size_t w = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (w >= (size_t)g * L) return;
     const int lp = (int)(w / (size_t)L), i = (int)(w % (size_t)L), pair = pair0 + lp, n = R * L;
-    const float *slse = saved + (size_t)lp * sstride + (size_t)n * dh;
+    const float *slse = lse + (size_t)pair * n;
     const int *iv = inv + (size_t)lp * n;
     const size_t row = ((size_t)(pair / H) * L + i) * H * dh + (size_t)(pair % H) * dh;
     float dot = 0.f;
@@ -191,7 +191,7 @@ typedef struct {
     int *vals_in, *pos, *inv;   // [G, n]
     void *sort_tmp;
     float *rn;                  // [G, L]
-    float *so;                  // [G, n*(dh+1)] forward outputs when no saved buffer (aliases the backward buffers)
+    float *so;                  // [G, n*dh] forward: per-round outputs (aliases the backward buffers)
     float *wt, *Dm;             // [G, n]
     float *dsq, *dsk, *dsv;     // [G, n, dh]
     float *rot;                 // hash only: [H, dh * R * nb/2] (aliases the rest)
@@ -241,8 +241,8 @@ static LshWork lsh_work(const AttnShape *s, void *base) {
     CARVE(dsq, float, G * n * dh);
     CARVE(dsk, float, G * n * dh);
     CARVE(dsv, float, G * n * dh);
-    w.so = p ? (float *)(p + region) : NULL;  // forward only: [G, n*(dh+1)] <= the backward buffers
-    if (G * n * (dh + 1) * sizeof(float) > off - region) off = region + align256(G * n * (dh + 1) * sizeof(float));
+    w.so = p ? (float *)(p + region) : NULL;  // forward only: [G, n*dh] <= the backward buffers
+    if (G * n * dh * sizeof(float) > off - region) off = region + align256(G * n * dh * sizeof(float));
 #undef CARVE
     size_t rot_bytes = align256((size_t)s->n_heads * dh * s->n_hashes * (nb / 2 > 0 ? nb / 2 : 1) * sizeof(float));
     w.rot = (float *)p;
@@ -310,13 +310,14 @@ static void cu_lsh_attention_forward(real *out, real *saved, const real *qk, con
     a.v = v;
     a.pos = w.pos;
     a.rn = w.rn;
+    a.o = w.so;
+    a.lse = saved;
     for (int p0 = 0; p0 < pairs; p0 += w.G) {
         int g = pairs - p0 < w.G ? pairs - p0 : w.G;
         lsh_prepare_group(w, buckets, qk, s, p0, g);
         a.pair0 = p0;
-        a.o = saved ? saved + (size_t)p0 * a.sstride : w.so;
         launch_forward<true>(a, g);
-        lsh_combine_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(out, a.o, w.inv, p0, g, L, s->n_heads,
+        lsh_combine_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(out, w.so, saved, w.inv, p0, g, L, s->n_heads,
                                                                     s->d_head, s->n_hashes, a.sstride);
         launch_check();
     }
@@ -339,13 +340,13 @@ static void cu_lsh_attention_backward(real *dqk, real *dv, const real *dout, con
     a.dq = w.dsq;
     a.dk = w.dsk;
     a.dv = w.dsv;
+    a.slse = saved;
     for (int p0 = 0; p0 < pairs; p0 += w.G) {
         int g = pairs - p0 < w.G ? pairs - p0 : w.G;
         lsh_prepare_group(w, buckets, qk, s, p0, g);
         a.pair0 = p0;
-        a.slse = saved + (size_t)p0 * a.sstride;
-        lsh_prep_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(w.wt, w.Dm, a.slse, w.inv, dout, out, p0, g, L,
-                                                                 s->n_heads, s->d_head, s->n_hashes, a.sstride);
+        lsh_prep_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(w.wt, w.Dm, saved, w.inv, dout, out, p0, g, L,
+                                                                 s->n_heads, s->d_head, s->n_hashes);
         launch_check();
         launch_backward<true>(a, g);
         lsh_unsort_kernel<<<blocks_for((size_t)g * L * s->d_head), THREADS>>>(dqk, dv, w.dsq, w.dsk, w.dsv, w.inv, p0,
