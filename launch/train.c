@@ -166,6 +166,7 @@ int cmd_train(int argc, char **argv) {
     Dist dist;
     if (dist_init(&dist, &argc, &argv, c->sp, err, sizeof err)) fail_on_every_rank(&dist, 2, err);
     if (dist_agree_config(&dist, c, err, sizeof err)) fail_on_every_rank(&dist, 2, err);  // every rank, one config
+    dist_set_watchdog(&dist, c->watchdog_s);
     const int lead = dist.rank == 0;  // prints, writes metrics and checkpoints
     Dataset ds;
     agree_or_fail(&dist, dataset_open(&ds, c, err, sizeof err) != 0, 2, err);

@@ -384,6 +384,29 @@ Test(train_mpi, ranks_that_see_different_data_stop_with_one_line) {
     cr_assert_eq(count(r.out, "reformer: "), 1, "not one line:\n%s", r.out);
 }
 
+// Issue 11, case 12: a stalled rank (SIGSTOP here, through a test hook that
+// stops rank 1 as it enters its 40th collective; a hung file system in
+// practice) left the others spinning in their collective forever. With
+// watchdog_s=3 the job ends within seconds with one line naming rank 1.
+// A healthy run with a watchdog of 1 s is not stopped.
+Test(train_mpi, stalled_rank_is_named_by_the_watchdog) {
+    need_mpi();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "REFORMER_TEST_STOP_RANK=1 REFORMER_TEST_STOP_COLLECTIVE=40 timeout 60 " MPIRUN
+             "-np 2 -x REFORMER_TEST_STOP_RANK -x REFORMER_TEST_STOP_COLLECTIVE build/reformer train " TINY
+             " steps=100000 batch=1 watchdog_s=3 out_dir=%s/stalled 2>&1",
+             run_dir);
+    Result r = run(cmd);
+    cr_assert(r.rc != 0 && r.rc != 124, "exit %d (124: hung):\n%s", r.rc, r.out);
+    cr_assert(strstr(r.out, "reformer: error: watchdog: rank 1 (pid ") && strstr(r.out, "is silent: rank 0 waited"),
+              "no line naming the silent rank 1:\n%s", r.out);
+    cr_assert_eq(count(r.out, "error:"), 1, "not one line:\n%s", r.out);
+    cr_assert_lt(r.seconds, 40, "took %.1f s to end the job", r.seconds);
+    Result ok = train_run(MPIRUN "-np 2", "watched", "steps=10 batch=1 watchdog_s=1");
+    cr_assert_eq(ok.rc, 0, "a healthy run was stopped:\n%s", ok.out);
+}
+
 // Errors in the arguments are found by every rank before MPI is up, and
 // said once (by rank 0); every rank exits non-zero.
 Test(train_mpi, config_errors_are_printed_once) {
