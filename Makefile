@@ -111,7 +111,7 @@ build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parall
 LAUNCH_OBJ := $(patsubst %.c,build/f32/%.o,$(wildcard launch/*.c))
 # The CUDA and NCCL modules (when built) are loaded at run time, not linked.
 build/f32/launch/%.o: CFLAGS += -Idist
-build/reformer: $(LAUNCH_OBJ) build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ) $(IO_OBJ) \
+build/reformer: $(LAUNCH_OBJ) build/f32/dist/data_parallel.o build/f32/dist/agree.o $(DIST_OBJ) $(CORE_OBJ) $(IO_OBJ) \
                 | $(CUDA_MODULE) $(NCCL_MODULE)
 	$(CC) $(LDFLAGS) $(REFORMER_EXPORTS) -o $@ $(filter %.o,$^) $(MPI_LIBS) $(LDLIBS) $(IO_LIBS) -ldl
 build/reformer: $(if $(NCCL_MODULE),dist/nccl_module.exports)  # relink when the list changes

@@ -124,7 +124,8 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
     X(ckpt_every,      INT(ckpt_every, 0, INT_MAX),           "1000",         0)             \
     X(keep_ckpts,      INT(keep_ckpts, 0, INT_MAX),           "3",            0)             \
     X(eval_every,      INT(eval_every, 0, INT_MAX),           "100",          0)             \
-    X(eval_windows,    INT(eval_windows, 0, INT_MAX),         "64",           0)
+    X(eval_windows,    INT(eval_windows, 0, INT_MAX),         "64",           0)             \
+    X(watchdog_s,      INT(watchdog_s, 0, INT_MAX),           "600",          0)
 
 // The last column is the token SHAPE or 0, pasted (never expanded) below so
 // that CONFIG_SHAPE_KEYS is filtered at compile time.

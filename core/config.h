@@ -76,6 +76,8 @@ typedef struct {
     int keep_ckpts;        // newest checkpoints kept in out_dir; 0 = all
     int eval_every;        // steps between evaluations while training; 0 = never
     int eval_windows;      // windows per periodic evaluation; 0 = the whole split
+    int watchdog_s;        // on several ranks: seconds a rank may wait in a collective
+                           // before the job stops naming the silent rank; 0 = never
     // --- derived by config_finalize ---
     AttnKind layer_kind[MAX_LAYERS];
 } Config;

@@ -160,17 +160,19 @@ static int run_alltoall(const Dist *d, const Path *p, DistGroup g, size_t count,
 int main(int argc, char **argv) {
     size_t min_bytes = 1024, max_bytes = (size_t)64 << 20;
     int sp = 1, nccl = 0;
+    double watchdog = 0;
     DistGroup group = DIST_WORLD;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--nccl")) nccl = 1;
         else if (!strcmp(argv[i], "--min-bytes") && i + 1 < argc) min_bytes = parse_bytes(argv[++i]);
         else if (!strcmp(argv[i], "--max-bytes") && i + 1 < argc) max_bytes = parse_bytes(argv[++i]);
         else if (!strcmp(argv[i], "--sp") && i + 1 < argc) sp = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--watchdog") && i + 1 < argc) watchdog = atof(argv[++i]);
         else if (!strcmp(argv[i], "--group") && i + 1 < argc) {
             const char *g = argv[++i];
             group = !strcmp(g, "dp") ? DIST_DP : !strcmp(g, "sp") ? DIST_SP : DIST_WORLD;
         } else {
-            fprintf(stderr, "usage: %s [--nccl] [--min-bytes B] [--max-bytes B] [--sp S] [--group world|dp|sp]\n",
+            fprintf(stderr, "usage: %s [--nccl] [--min-bytes B] [--max-bytes B] [--sp S] [--group world|dp|sp] [--watchdog S]\n",
                     argv[0]);
             return 2;
         }
@@ -181,11 +183,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_collectives: %s\n", err);
         return 2;
     }
+    dist_set_watchdog(&d, watchdog);  // host collectives: nonblocking and watched when > 0
     int n = dist_group_size(&d, group);
     Path path = nccl ? device_path(&d, group) : host_path(&d);
     if (d.rank == 0) {
-        printf("# bench_collectives: %d ranks (dp %d x sp %d), group %s of %d ranks, %s\n", d.world, d.dp, d.sp,
-               group == DIST_DP ? "dp" : group == DIST_SP ? "sp" : "world", n, path.name);
+        printf("# bench_collectives: %d ranks (dp %d x sp %d), group %s of %d ranks, %s, watchdog %g s\n", d.world, d.dp,
+               d.sp, group == DIST_DP ? "dp" : group == DIST_SP ? "sp" : "world", n, path.name, watchdog);
         printf("#%11s %12s %10s %11s %11s %11s %11s %11s %11s\n", "bytes", "floats", "", "allreduce", "algbw",
                "busbw", "alltoall", "algbw", "busbw");
         printf("#%11s %12s %10s %11s %11s %11s %11s %11s %11s\n", "", "", "check", "us", "GB/s", "GB/s", "us", "GB/s",

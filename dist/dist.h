@@ -54,6 +54,12 @@ __attribute__((noreturn))
 #endif
 void dist_abort(const Dist *d, const char *msg);
 
+// The watchdog (dist_mpi.c): from now on a rank that waits more than seconds
+// in a host collective finds the silent ranks (those that do not answer) and
+// ends the job with one line naming them (rank, pid, host). 0 = none.
+// Collective: every rank calls it with the same value. No-op on one process.
+void dist_set_watchdog(Dist *d, double seconds);
+
 // In-place sum of a host float buffer over a group.
 void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count);
 // The same in double: totals that float would round (loss sums, counts).

@@ -6,7 +6,9 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dist.h"
 
@@ -40,8 +42,184 @@ void dist_add_comm_seconds(double seconds) { comm_seconds += seconds; }
 
 static MPI_Comm C(const Dist *d, DistGroup g) { return *(MPI_Comm *)d->comm[g]; }
 
+// One collective: the blocking call without a watchdog (MPI's tuned
+// algorithms, unchanged), else its nonblocking form waited on by
+// wait_collective.
+#define COLLECTIVE(what, blocking, nonblocking)          \
+    do {                                                 \
+        if (watchdog_seconds <= 0) {                     \
+            mpi_check(blocking);                         \
+        } else {                                         \
+            MPI_Request rq;                              \
+            mpi_check(nonblocking);                      \
+            wait_collective(&rq, what);                  \
+        }                                                \
+    } while (0)
+
 // Largest element count per MPI call (counts are int).
 #define MAX_CHUNK ((size_t)1 << 30)
+
+// ------------------------------------------------------------------ watchdog
+//
+// A rank that stops (SIGSTOP, a hung filesystem, a wedged driver) used to
+// leave the others spinning in their next collective forever. With a
+// watchdog (dist_set_watchdog, config watchdog_s) every collective is started
+// nonblocking and waited on in a loop that also answers the watchdog's pings
+// on a communicator of its own. A rank that has waited watchdog_s seconds
+// pings every other rank and listens for a grace period: every rank that is
+// itself waiting in a collective answers at once (with how many collectives
+// it has entered), a stopped one cannot. The lowest rank that answered names
+// the silent ranks in one line and aborts the job; the others abort after a
+// longer delay should that rank be gone too. Everything stays on the
+// calling thread (no MPI_THREAD_MULTIPLE). Device (NCCL) collectives are not
+// covered.
+enum { TAG_PING = 7101, TAG_PONG = 7102 };
+typedef struct {
+    int pid;
+    char host[64];
+} RankId;
+static double watchdog_seconds;  // 0: blocking collectives, no watchdog
+static MPI_Comm watch_comm = MPI_COMM_NULL;
+static int watch_rank, watch_world;
+static RankId *rank_ids;
+static long collectives_entered;  // on this rank: the PONG payload
+
+void dist_set_watchdog(Dist *d, double seconds) {
+    if (!d->with_mpi || d->world < 2) return;
+    if (seconds > 0 && watch_comm == MPI_COMM_NULL) {
+        mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &watch_comm));
+        mpi_check(MPI_Comm_set_errhandler(watch_comm, MPI_ERRORS_RETURN));
+        watch_rank = d->rank;
+        watch_world = d->world;
+        rank_ids = calloc((size_t)d->world, sizeof *rank_ids);
+        RankId me = {.pid = (int)getpid()};
+        if (gethostname(me.host, sizeof me.host - 1) != 0) snprintf(me.host, sizeof me.host, "?");
+        mpi_check(MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, rank_ids, (int)sizeof me, MPI_BYTE, watch_comm));
+    }
+    watchdog_seconds = watch_comm != MPI_COMM_NULL ? seconds : 0;
+}
+
+static void answer_pings(void) {
+    static long pong;  // the buffer of sends never waited on
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, TAG_PING, watch_comm, &flag, &st));
+        if (!flag) return;
+        long ping;
+        mpi_check(MPI_Recv(&ping, 1, MPI_LONG, st.MPI_SOURCE, TAG_PING, watch_comm, MPI_STATUS_IGNORE));
+        pong = collectives_entered;
+        MPI_Request rq;
+        mpi_check(MPI_Isend(&pong, 1, MPI_LONG, st.MPI_SOURCE, TAG_PONG, watch_comm, &rq));
+        mpi_check(MPI_Request_free(&rq));
+    }
+}
+
+// "rank 1 (pid 42 on node7)" or "ranks 1 (...), 3 (...)" of the ranks with silent[r].
+static void describe_ranks(char *buf, size_t cap, const char *silent, int n) {
+    int len = snprintf(buf, cap, "rank%s", n > 1 ? "s" : "");
+    for (int r = 0, k = 0; r < watch_world && len > 0 && (size_t)len < cap; r++)
+        if (silent[r])
+            len += snprintf(buf + len, cap - (size_t)len, "%s %d (pid %d on %s)", k++ ? "," : "", r, rank_ids[r].pid,
+                            rank_ids[r].host);
+}
+
+__attribute__((noreturn)) static void watchdog_fire(const char *what, double waited) {
+    char *heard = calloc((size_t)watch_world, 1);
+    long *entered = calloc((size_t)watch_world, sizeof *entered);
+    if (!heard || !entered) MPI_Abort(MPI_COMM_WORLD, 1);
+    heard[watch_rank] = 1;
+    entered[watch_rank] = collectives_entered;
+    static long ping = 1;
+    for (int r = 0; r < watch_world; r++) {
+        if (r == watch_rank) continue;
+        MPI_Request rq;
+        mpi_check(MPI_Isend(&ping, 1, MPI_LONG, r, TAG_PING, watch_comm, &rq));
+        mpi_check(MPI_Request_free(&rq));
+    }
+    const double grace = watchdog_seconds / 10 < 2 ? 2 : watchdog_seconds / 10 > 30 ? 30 : watchdog_seconds / 10;
+    for (double g0 = MPI_Wtime(); MPI_Wtime() - g0 < grace;) {
+        answer_pings();
+        int flag = 0;
+        MPI_Status st;
+        mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, TAG_PONG, watch_comm, &flag, &st));
+        if (!flag) {
+            usleep(1000);
+            continue;
+        }
+        mpi_check(MPI_Recv(&entered[st.MPI_SOURCE], 1, MPI_LONG, st.MPI_SOURCE, TAG_PONG, watch_comm, MPI_STATUS_IGNORE));
+        heard[st.MPI_SOURCE] = 1;
+    }
+    int reporter = 0, n_silent = 0;
+    while (!heard[reporter]) reporter++;
+    for (int r = 0; r < watch_world; r++) n_silent += !heard[r];
+    char msg[2048], who[1024];
+    if (n_silent) {
+        for (int r = 0; r < watch_world; r++) heard[r] = !heard[r];
+        describe_ranks(who, sizeof who, heard, n_silent);
+        snprintf(msg, sizeof msg,
+                 "watchdog: %s %s silent: rank %d waited %.0f s in %s for %s and got no answer in %.0f s; stopping "
+                 "the job (watchdog_s=%g; a rank stopped, or hung in the file system or a driver)",
+                 who, n_silent > 1 ? "are" : "is", watch_rank, waited, what, n_silent > 1 ? "them" : "it", grace,
+                 watchdog_seconds);
+    } else {
+        int len = snprintf(msg, sizeof msg,
+                           "watchdog: %s has not completed for %.0f s although every rank answers: the ranks wait in "
+                           "different collectives (entered so far:",
+                           what, waited);
+        for (int r = 0; r < watch_world && r < 16 && len > 0 && (size_t)len < sizeof msg; r++)
+            len += snprintf(msg + len, sizeof msg - (size_t)len, " rank %d %ld", r, entered[r]);
+        snprintf(msg + len, sizeof msg - (size_t)len, "); stopping the job (watchdog_s=%g)", watchdog_seconds);
+    }
+    if (watch_rank != reporter) {
+        // The reporter ends the job; end it from here if it cannot.
+        for (double t0 = MPI_Wtime(); MPI_Wtime() - t0 < grace + 10;) {
+            answer_pings();
+            usleep(10000);
+        }
+    }
+    fflush(stdout);
+    if (watch_rank == reporter) fprintf(stderr, "reformer: error: %s\n", msg);
+    else fprintf(stderr, "reformer: rank %d: error: %s\n", watch_rank, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+// Test hook: REFORMER_TEST_STOP_RANK=<r> and REFORMER_TEST_STOP_COLLECTIVE=<n>
+// make rank r SIGSTOP itself on entering its n-th collective, as a rank
+// whose node froze would.
+static void maybe_stop_for_test(void) {
+    static int rank = -2, at;
+    if (rank == -2) {
+        const char *r = getenv("REFORMER_TEST_STOP_RANK"), *n = getenv("REFORMER_TEST_STOP_COLLECTIVE");
+        rank = r && n ? atoi(r) : -1;
+        at = n ? atoi(n) : 0;
+    }
+    if (rank == watch_rank && collectives_entered == at) raise(SIGSTOP);
+}
+
+// Complete a nonblocking collective: with the watchdog, in a loop that
+// answers pings and fires after watchdog_seconds; else a plain MPI_Wait.
+static void wait_collective(MPI_Request *req, const char *what) {
+    if (watchdog_seconds <= 0) {
+        mpi_check(MPI_Wait(req, MPI_STATUS_IGNORE));
+        return;
+    }
+    collectives_entered++;
+    maybe_stop_for_test();
+    double t0 = MPI_Wtime();
+    for (unsigned spin = 1;; spin++) {
+        int done = 0;
+        mpi_check(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        if (done) return;
+        if (spin % 256 == 0) {
+            answer_pings();
+            double waited = MPI_Wtime() - t0;
+            if (waited > watchdog_seconds) watchdog_fire(what, waited);
+        }
+    }
+}
 
 // atexit: a rank that leaves without dist_finalize (an error exit on this
 // rank alone) must not leave the others waiting in a collective forever.
@@ -128,7 +306,8 @@ void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count) {
     if (!d->with_mpi) return;
     for (size_t off = 0; off < count; off += MAX_CHUNK) {
         int n = (int)(count - off < MAX_CHUNK ? count - off : MAX_CHUNK);
-        TIMED_COMM(mpi_check(MPI_Allreduce(MPI_IN_PLACE, buf + off, n, MPI_FLOAT, MPI_SUM, C(d, g))));
+        TIMED_COMM(COLLECTIVE("an all-reduce", MPI_Allreduce(MPI_IN_PLACE, buf + off, n, MPI_FLOAT, MPI_SUM, C(d, g)),
+                              MPI_Iallreduce(MPI_IN_PLACE, buf + off, n, MPI_FLOAT, MPI_SUM, C(d, g), &rq)));
     }
 }
 
@@ -136,7 +315,8 @@ void dist_allreduce_sum_f64(const Dist *d, DistGroup g, double *buf, size_t coun
     if (!d->with_mpi) return;
     for (size_t off = 0; off < count; off += MAX_CHUNK) {
         int n = (int)(count - off < MAX_CHUNK ? count - off : MAX_CHUNK);
-        TIMED_COMM(mpi_check(MPI_Allreduce(MPI_IN_PLACE, buf + off, n, MPI_DOUBLE, MPI_SUM, C(d, g))));
+        TIMED_COMM(COLLECTIVE("an all-reduce", MPI_Allreduce(MPI_IN_PLACE, buf + off, n, MPI_DOUBLE, MPI_SUM, C(d, g)),
+                              MPI_Iallreduce(MPI_IN_PLACE, buf + off, n, MPI_DOUBLE, MPI_SUM, C(d, g), &rq)));
     }
 }
 
@@ -152,19 +332,21 @@ void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, s
         return;
     }
     if (count > (size_t)INT_MAX) dist_abort(d, "dist_alltoall: block larger than INT_MAX floats");
-    TIMED_COMM(mpi_check(MPI_Alltoall(send, (int)count, MPI_FLOAT, recv, (int)count, MPI_FLOAT, C(d, g))));
+    TIMED_COMM(COLLECTIVE("an all-to-all", MPI_Alltoall(send, (int)count, MPI_FLOAT, recv, (int)count, MPI_FLOAT, C(d, g)),
+                          MPI_Ialltoall(send, (int)count, MPI_FLOAT, recv, (int)count, MPI_FLOAT, C(d, g), &rq)));
 }
 
 void dist_bcast(const Dist *d, DistGroup g, void *buf, size_t bytes, int root) {
     if (!d->with_mpi) return;
     for (size_t off = 0; off < bytes; off += MAX_CHUNK) {
         int n = (int)(bytes - off < MAX_CHUNK ? bytes - off : MAX_CHUNK);
-        TIMED_COMM(mpi_check(MPI_Bcast((char *)buf + off, n, MPI_BYTE, root, C(d, g))));
+        TIMED_COMM(COLLECTIVE("a broadcast", MPI_Bcast((char *)buf + off, n, MPI_BYTE, root, C(d, g)),
+                              MPI_Ibcast((char *)buf + off, n, MPI_BYTE, root, C(d, g), &rq)));
     }
 }
 
 void dist_barrier(const Dist *d, DistGroup g) {
-    if (d->with_mpi) TIMED_COMM(mpi_check(MPI_Barrier(C(d, g))));
+    if (d->with_mpi) TIMED_COMM(COLLECTIVE("a barrier", MPI_Barrier(C(d, g)), MPI_Ibarrier(C(d, g), &rq)));
 }
 
 int dist_group_size(const Dist *d, DistGroup g) {

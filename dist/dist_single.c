@@ -20,6 +20,8 @@ int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen
 
 void dist_finalize(Dist *d) { memset(d, 0, sizeof *d); }
 
+void dist_set_watchdog(Dist *d, double seconds) { (void)d, (void)seconds; }
+
 void dist_abort(const Dist *d, const char *msg) {
     (void)d;
     fprintf(stderr, "reformer: error: %s\n", msg);

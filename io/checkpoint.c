@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -226,7 +227,14 @@ static int write_file(H5Ctx *x, const char *path, Model *m, const CkptState *run
         goto done;
     h5_check(x, H5Fflush(file, H5F_SCOPE_GLOBAL), "flush");
 done:
-    if (file >= 0 && h5_check(x, H5Fclose(file), "close") < 0) x->failed = 1;
+    // After a failed write (a full disk) the temporary file is worthless:
+    // truncating it first gives the disk back its space, so that closing it
+    // (HDF5 flushes its metadata on close) can succeed.
+    if (file >= 0 && x->failed && truncate(path, 0) != 0) { /* the close below reports the state */ }
+    if (file >= 0 && h5_check(x, H5Fclose(file), "close") < 0) {
+        x->failed = 1;
+        h5_abandon_file(file);
+    }
     h5_close(lcpl);
     h5_close(fapl);
     h5_close(fcpl);
@@ -296,6 +304,35 @@ static void prune(const char *dir, long written, long protect, int keep) {
     free(steps);
 }
 
+// A full disk is refused before HDF5 writes a byte when the file system
+// cannot even hold the tensors (params and both moments, float32): a lower
+// bound of the file's size, so a checkpoint that fits is never refused.
+// A disk that fills during the write fails in HDF5 instead, handled alike.
+static int check_space(const char *dir, const Model *m, char *err, size_t errlen) {
+    if (getenv("REFORMER_TEST_CKPT_NO_SPACE_CHECK")) return 0;  // test hook: reach the write failure
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0) return 0;  // the write itself will say what is wrong
+    unsigned long long need = 3ull * m->layout.n_params * sizeof(float);
+    unsigned long long avail = (unsigned long long)(geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail) * vfs.f_frsize;
+    if (avail >= need) return 0;
+    snprintf(err, errlen, "%s: no space left for the checkpoint: it needs at least %.1f MiB, %.1f MiB are free", dir,
+             (double)need / (1 << 20), (double)avail / (1 << 20));
+    return -1;
+}
+
+// Append what a failed save left behind to its message: nothing is lost up
+// to the newest checkpoint, and how to go on.
+static void explain_failed_save(const char *dir, char *err, size_t errlen) {
+    char newest[2048], ignored[512];
+    long newest_step;
+    size_t n = strlen(err);
+    if (ckpt_find_latest(dir, newest, sizeof newest, &newest_step, ignored, sizeof ignored) == 0)
+        snprintf(err + n, errlen - n, "; the newest checkpoint, %s (step %ld), is intact: free space, then --resume %s",
+                 newest, newest_step, dir);
+    else
+        snprintf(err + n, errlen - n, "; no checkpoint of this run was written yet");
+}
+
 int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep, char *path_out, size_t path_cap,
               char *err, size_t errlen) {
     CkptState st = {.step = step, .global_batch = global_batch, .loss = NAN, .last_sane_step = step};
@@ -310,6 +347,10 @@ int ckpt_save_run(const char *dir, Model *m, const CkptState *run, int keep, cha
     ckpt_path(path, sizeof path, dir, step);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (path_out) snprintf(path_out, path_cap, "%s", path);
+    if (check_space(dir, m, err, errlen)) {
+        explain_failed_save(dir, err, errlen);
+        return -1;
+    }
     H5Ctx x = {.path = tmp, .err = err, .errlen = errlen};
     real *host = malloc(m->layout.n_params * sizeof(real));
     if (!host) {
@@ -322,6 +363,7 @@ int ckpt_save_run(const char *dir, Model *m, const CkptState *run, int keep, cha
     if (rc == 0 && rename(tmp, path) != 0) rc = sys_error(err, errlen, path, "cannot rename the temporary file into place");
     if (rc != 0) {
         unlink(tmp);
+        explain_failed_save(dir, err, errlen);
         return -1;
     }
     // The rename is durable only once the directory entry is on disk.

@@ -55,6 +55,7 @@ int data_refuse_special(const char *key, const char *path, mode_t mode, char *er
 
 static __thread sigjmp_buf *guard_jump;
 static __thread void *volatile guard_addr;
+static struct sigaction previous_sigbus;  // e.g. Open MPI's backtrace handler
 
 static void on_sigbus(int sig, siginfo_t *info, void *context) {
     (void)context;
@@ -64,8 +65,9 @@ static void on_sigbus(int sig, siginfo_t *info, void *context) {
         guard_jump = NULL;
         siglongjmp(*jump, 1);
     }
-    // Not a read of mapped data: the default action (end with SIGBUS).
-    signal(sig, SIG_DFL);
+    // Not a read of mapped data: whatever handled SIGBUS before (the default
+    // action: end with SIGBUS), for this and any later one.
+    sigaction(sig, &previous_sigbus, NULL);
     raise(sig);
 }
 
@@ -78,7 +80,7 @@ static void install_sigbus_handler(void) {
     sa.sa_sigaction = on_sigbus;
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGBUS, &sa, NULL) != 0)
+    if (sigaction(SIGBUS, &sa, &previous_sigbus) != 0)
         FATAL(NULL, "sigaction(SIGBUS) failed: %s", strerror(errno));
 }
 

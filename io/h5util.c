@@ -5,19 +5,69 @@
 #include <stdlib.h>
 #include <string.h>
 
+// Files whose close failed (a write error, typically a full disk): HDF5 keeps
+// them half-closed, and its own exit handler (H5_term_library) then crashed
+// closing them again (SIGSEGV, status 139, after a disk-full checkpoint).
+void h5_close(hid_t id);
+#define MAX_ABANDONED 16
+static hid_t abandoned[MAX_ABANDONED];
+static int n_abandoned;
+
+// Instead of HDF5's exit handler: close every object still open, then every
+// file except the abandoned ones (metrics.h5 on an error exit, so that it is
+// left closed and plain readers open it), and leave the library itself to
+// the end of the process. (An open dataset keeps its file open past
+// H5Fclose, hence the objects first. Checkpoint writes leave no object open
+// when they fail.)
+static void close_ids(unsigned types, int skip_abandoned) {
+    ssize_t n = H5Fget_obj_count(H5F_OBJ_ALL, types);
+    if (n <= 0) return;
+    hid_t *ids = calloc((size_t)n, sizeof *ids);
+    if (!ids) return;
+    n = H5Fget_obj_ids(H5F_OBJ_ALL, types, (size_t)n, ids);
+    for (ssize_t i = 0; i < n; i++) {
+        int skip = 0;
+        for (int k = 0; skip_abandoned && k < n_abandoned; k++) skip |= abandoned[k] == ids[i];
+        if (!skip) h5_close(ids[i]);
+    }
+    free(ids);
+}
+
+static void close_files_at_exit(void) {
+    close_ids(H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_DATATYPE | H5F_OBJ_ATTR, 0);
+    close_ids(H5F_OBJ_FILE, 1);
+}
+
 void h5_init(void) {
     static int done;
     if (done) return;
     done = 1;
+    H5dont_atexit();  // before the library initialises: see close_files_at_exit
     H5open();
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    atexit(close_files_at_exit);
+}
+
+void h5_abandon_file(hid_t file) {
+    if (file >= 0 && n_abandoned < MAX_ABANDONED) abandoned[n_abandoned++] = file;
 }
 
 // H5Ewalk2 callback: keep the innermost (most specific) description, which
 // says what was wrong ("truncated file: eof = ...", "file signature not
 // found"); the outer entries only repeat which API call failed.
+// A failed system call reads "file write failed: time = ..., filename = ...,
+// errno = 28, error message = 'No space left on device', buf = ...": keep
+// what failed and the system's message.
 static herr_t innermost(unsigned n, const H5E_error2_t *e, void *data) {
-    if (n == 0 && e->desc) snprintf(data, 256, "%s", e->desc);
+    if (n != 0 || !e->desc) return 0;
+    const char *msg = strstr(e->desc, "error message = '"), *colon = strchr(e->desc, ':');
+    if (msg && colon && colon < msg) {
+        msg += strlen("error message = '");
+        const char *end = strchr(msg, '\'');
+        snprintf(data, 256, "%.*s: %.*s", (int)(colon - e->desc), e->desc, (int)(end ? end - msg : 120), msg);
+    } else {
+        snprintf(data, 256, "%s", e->desc);
+    }
     return 0;
 }
 

@@ -16,8 +16,15 @@ typedef struct {
 } H5Ctx;
 
 // Once per process before any HDF5 call (idempotent): switch off HDF5's
-// automatic error-stack printing; h5_check reports instead.
+// automatic error-stack printing (h5_check reports instead), and replace
+// HDF5's exit handler by one that closes the files still open except those
+// given to h5_abandon_file.
 void h5_init(void);
+
+// A file whose H5Fclose failed (a write error): HDF5 has already torn it
+// down halfway, so any further call on it crashes; it is never touched again,
+// not even at exit (where HDF5's own handler crashed on it).
+void h5_abandon_file(hid_t file);
 
 // Checks the result of an HDF5 call (hid_t or herr_t: negative = failure).
 // On failure, records "path: what: <HDF5's reason> (src.c:line)" unless an

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "agree.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "data_parallel.h"
@@ -208,9 +209,12 @@ int cmd_train(int argc, char **argv) {
     char err[2048] = "";
     Dist dist;
     if (dist_init(&dist, &argc, &argv, c->sp, err, sizeof err)) fail_on_every_rank(&dist, 2, err);
+    if (dist_agree_config(&dist, c, err, sizeof err)) fail_on_every_rank(&dist, 2, err);  // every rank, one config
+    dist_set_watchdog(&dist, c->watchdog_s);
     const int lead = dist.rank == 0;  // prints, writes metrics and checkpoints
     Dataset ds;
     agree_or_fail(&dist, dataset_open(&ds, c, err, sizeof err) != 0, 2, err);
+    if (dist_agree_data(&dist, &ds, err, sizeof err)) fail_on_every_rank(&dist, 2, err);  // and the same data
     // A fresh run never writes into another run's checkpoints: pruning and
     // --resume would mix the two.
     char found[2048], used_msg[8192] = "";

@@ -38,8 +38,9 @@ static inline void setup(void) {
 }
 
 static inline void teardown(void) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+    char cmd[1024];
+    // A test may have mounted a small tmpfs at tmp_dir/full (disk-full cases).
+    snprintf(cmd, sizeof cmd, "umount '%s/full' 2>/dev/null; rm -rf '%s'", tmp_dir, tmp_dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmp_dir);
 }
 
