@@ -142,11 +142,10 @@ static int read_table(H5Ctx *x, hid_t file, const TableSpec *s, long through, Ke
 // Every table's kept rows of an existing file. A SWMR reader opens a file
 // whose writer was killed (its superblock still says "open for writing"),
 // which a plain reader refuses.
+static hid_t open_existing(H5Ctx *x, const char *what);
+
 static int read_kept(H5Ctx *x, long through, Kept *kept) {
-    hid_t file;
-    H5E_BEGIN_TRY { file = H5Fopen(x->path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT); }
-    H5E_END_TRY;
-    if (file < 0) file = h5_check(x, H5Fopen(x->path, H5F_ACC_RDONLY, H5P_DEFAULT), "cannot open to resume");
+    hid_t file = open_existing(x, "cannot open to resume");
     if (file < 0) return -1;
     for (int t = 0; t < N_TABLES && !x->failed; t++) read_table(x, file, &TABLES[t], through, &kept[t]);
     h5_close(file);
@@ -178,7 +177,7 @@ static void create_table(H5Ctx *x, hid_t file, hid_t dcpl, const TableSpec *s, T
 // Create the file at tmp holding the kept rows, switch it to SWMR writing and
 // leave it open in f. SWMR allows no new objects later, so every table is
 // created now.
-static int create_file(H5Ctx *x, MetricsFile *f, const char *tmp, const Kept *kept) {
+static int create_file(H5Ctx *x, MetricsFile *f, const char *tmp, const Kept *kept, const char *run_id) {
     hid_t fapl = h5_check(x, H5Pcreate(H5P_FILE_ACCESS), "file properties");
     hid_t dcpl = h5_check(x, H5Pcreate(H5P_DATASET_CREATE), "dataset properties");
     hsize_t chunk = CHUNK_ROWS;
@@ -188,7 +187,8 @@ static int create_file(H5Ctx *x, MetricsFile *f, const char *tmp, const Kept *ke
         h5_check(x, H5Pset_chunk(dcpl, 1, &chunk), "chunking") >= 0)
         f->file = h5_check(x, H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create");
     if (f->file >= 0 && h5_write_attr_int64(x, f->file, "format_version", METRICS_FORMAT_VERSION) == 0 &&
-        h5_write_attr_string(x, f->file, "eval_split_codes", "0=train 1=validation 2=test") == 0)
+        h5_write_attr_string(x, f->file, "eval_split_codes", "0=train 1=validation 2=test") == 0 &&
+        (!run_id || !run_id[0] || h5_write_attr_string(x, f->file, "run_id", run_id) == 0))
         for (int t = 0; t < N_TABLES && !x->failed; t++) create_table(x, f->file, dcpl, &TABLES[t], &f->t[t], &kept[t]);
     if (!x->failed) h5_check(x, H5Fstart_swmr_write(f->file), "cannot start SWMR writing");
     h5_close(dcpl);
@@ -217,6 +217,35 @@ static MetricsFile *new_file(const char *path) {
 }
 
 MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t errlen) {
+    return metrics_open_run(path, resume_step, NULL, err, errlen);
+}
+
+// Open an existing metrics file for reading: as a SWMR reader (a file whose
+// writer was killed still says "open for writing", which a plain reader
+// refuses), else plainly.
+static hid_t open_existing(H5Ctx *x, const char *what) {
+    hid_t file;
+    H5E_BEGIN_TRY { file = H5Fopen(x->path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT); }
+    H5E_END_TRY;
+    if (file < 0) file = h5_check(x, H5Fopen(x->path, H5F_ACC_RDONLY, H5P_DEFAULT), what);
+    return file;
+}
+
+int metrics_read_run_id(const char *path, char *run_id, size_t cap, char *err, size_t errlen) {
+    h5_init();
+    run_id[0] = '\0';
+    struct stat st;
+    if (stat(path, &st) != 0) return 1;
+    H5Ctx x = {.path = path, .err = err, .errlen = errlen};
+    hid_t file = open_existing(&x, "cannot open");
+    if (file < 0) return -1;
+    htri_t has = h5_check(&x, H5Aexists(file, "run_id"), "run_id");
+    if (has > 0) h5_read_attr_string(&x, file, "run_id", run_id, cap);
+    h5_close(file);
+    return x.failed ? -1 : 0;
+}
+
+MetricsFile *metrics_open_run(const char *path, long resume_step, const char *run_id, char *err, size_t errlen) {
     h5_init();
     MetricsFile *f = new_file(path);
     if (!f) {
@@ -240,7 +269,7 @@ MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t 
     char tmp[2100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     H5Ctx x = {.path = tmp, .err = err, .errlen = errlen};
-    int rc = create_file(&x, f, tmp, kept);
+    int rc = create_file(&x, f, tmp, kept, run_id);
     for (int t = 0; t < N_TABLES; t++) free(kept[t].mem);
     if (rc == 0 && rename(tmp, path) != 0) {
         snprintf(err, errlen, "%s: cannot rename into place: %s", tmp, strerror(errno));

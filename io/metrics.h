@@ -46,6 +46,15 @@ typedef struct MetricsFile MetricsFile;
 // (the old file is then untouched).
 MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t errlen);
 
+// metrics_open for the run `run_id` (may be NULL): the file's root attribute
+// run_id names the run its rows belong to.
+MetricsFile *metrics_open_run(const char *path, long resume_step, const char *run_id, char *err, size_t errlen);
+
+// The run_id attribute of an existing metrics file into run_id ("" when the
+// file has none: older builds). Returns 0, 1 when there is no file at path,
+// or -1 with a one-line message (the file cannot be read).
+int metrics_read_run_id(const char *path, char *run_id, size_t cap, char *err, size_t errlen);
+
 // Append one row and flush it to the file. Returns 0 or -1 with a message.
 int metrics_append(MetricsFile *f, const MetricsRow *row, char *err, size_t errlen);
 

@@ -13,8 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "cli_run.h"
 #include "h5_helpers.h"
+#include "metrics.h"
 
 TestSuite(runs, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -409,4 +411,69 @@ Test(runs, divergence_keeps_the_last_sane_checkpoint_and_says_what_was_set) {
     r = run_cli("sample --ckpt '%s' --prompt 'ROMEO:' --len 20", bad);
     ASSERT_ONE_LINE_ERROR(&r, "sample of an overflowing checkpoint", "overflow.h5", "not a finite number");
     run_free(&r);
+}
+
+// ----------------------------------------------------------- 5. run identity
+
+// Every run has an identity, stored in its checkpoints and metrics.h5 and
+// kept by --resume. A checkpoint of another run in the directory (copied in
+// under its own step, or renamed to another one) is refused rather than
+// resumed; --resume writing into a directory of another run is refused; a
+// new run into a directory holding another run's metrics.h5 is refused.
+// Refused runs change nothing. Writing to an empty directory is allowed.
+Test(runs, run_identity_keeps_runs_apart) {
+    char a[512], f[512], c[512], m[512], p[1024], q[1024], id_a[CKPT_RUN_ID_LEN], id_f[CKPT_RUN_ID_LEN], err[2048];
+    path_in(a, sizeof a, "a");
+    path_in(f, sizeof f, "f");
+    path_in(c, sizeof c, "c");
+    path_in(m, sizeof m, "m");
+    train_ok("train %s --set steps=4 --set ckpt_every=2 --set out_dir='%s'", TINY_TRAIN, a);
+    train_ok("train %s --set steps=6 --set ckpt_every=2 --set seed=9 --set out_dir='%s'", TINY_TRAIN, f);
+    snprintf(p, sizeof p, "%s/ckpt_00000004.h5", a);
+    cr_assert_eq(ckpt_read_run_id(p, id_a, sizeof id_a, err, sizeof err), 0, "%s", err);
+    snprintf(p, sizeof p, "%s/metrics.h5", a);
+    cr_assert_eq(metrics_read_run_id(p, q, sizeof q, err, sizeof err), 0, "%s", err);
+    cr_assert(strlen(id_a) == 32 && !strcmp(q, id_a), "checkpoint run_id '%s', metrics run_id '%s'", id_a, q);
+    snprintf(p, sizeof p, "%s/ckpt_00000006.h5", f);
+    cr_assert_eq(ckpt_read_run_id(p, id_f, sizeof id_f, err, sizeof err), 0, "%s", err);
+    cr_assert(strcmp(id_a, id_f), "two runs have the same id %s", id_a);
+
+    // Another run's checkpoint, copied in under its own step.
+    sh("cp '%s/ckpt_00000006.h5' '%s/ckpt_00000006.h5'", f, a);
+    GroupBytes snap = dir_snapshot(a);
+    Run r = run_cli("train --resume '%s' --set steps=8", a);
+    ASSERT_ONE_LINE_ERROR(&r, "a foreign checkpoint", "ckpt_00000006.h5", id_f, id_a, "mixes two runs");
+    run_free(&r);
+    assert_same_snapshot(&snap, a, "foreign checkpoint refused");
+    // ... renamed to another step.
+    sh("mv '%s/ckpt_00000006.h5' '%s/ckpt_00000009.h5'", a, a);
+    snap = dir_snapshot(a);
+    r = run_cli("train --resume '%s' --set steps=12", a);
+    ASSERT_ONE_LINE_ERROR(&r, "a renamed checkpoint", "ckpt_00000009.h5 holds step 6");
+    run_free(&r);
+    assert_same_snapshot(&snap, a, "renamed checkpoint refused");
+    sh("rm '%s/ckpt_00000009.h5'", a);
+
+    // --resume a run into another run's directory.
+    snap = dir_snapshot(f);
+    r = run_cli("train --resume '%s' --set steps=6 --set out_dir='%s'", a, f);
+    ASSERT_ONE_LINE_ERROR(&r, "resume into another run's directory", "holds another run", id_f);
+    run_free(&r);
+    assert_same_snapshot(&snap, f, "resume into another run refused");
+    // A new run into a directory holding only another run's metrics.
+    sh("mkdir -p '%s' && cp '%s/metrics.h5' '%s/'", m, f, m);
+    snap = dir_snapshot(m);
+    r = run_cli("train %s --set out_dir='%s'", TINY_TRAIN, m);
+    ASSERT_ONE_LINE_ERROR(&r, "new run beside another run's metrics", "holds another run", id_f, "--resume auto");
+    run_free(&r);
+    assert_same_snapshot(&snap, m, "new run refused");
+
+    // Into an empty directory: the run continues there, under its identity.
+    train_ok("train --resume '%s' --set steps=6 --set out_dir='%s'", a, c);
+    snprintf(p, sizeof p, "%s/ckpt_00000006.h5", c);
+    cr_assert_eq(ckpt_read_run_id(p, q, sizeof q, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(q, id_a);
+    snprintf(p, sizeof p, "%s/metrics.h5", c);
+    cr_assert_eq(metrics_read_run_id(p, q, sizeof q, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(q, id_a);
 }
