@@ -37,13 +37,16 @@ extern const char *const METRICS_EVAL_COLUMNS[METRICS_N_EVAL_COLUMNS];
 
 typedef struct MetricsFile MetricsFile;
 
-// Open path for appending. resume_step 0 starts an empty file (replacing any
-// old one). resume_step > 0 keeps the existing file's rows (training and
-// evaluation) with step <= resume_step (rows a crashed run wrote after its
-// last checkpoint are dropped) and appends after them; a missing file starts
-// empty, and a format-1 file (no /eval) keeps its training rows. The new file replaces
-// the old one atomically. Returns NULL with a one-line message on failure
-// (the old file is then untouched).
+// Open path for appending. resume_step 0 starts an empty file (a new file,
+// built aside and renamed over any old one). resume_step > 0 keeps the
+// existing file's rows (training and evaluation) with step <= resume_step
+// (rows a crashed run wrote after its last checkpoint are dropped) and
+// appends after them, in place: the same file, so SWMR readers holding it
+// open see the new rows (after H5Drefresh); a format-1 file (no /eval)
+// gains its /eval table; a file this program cannot extend in place is
+// rebuilt with the kept rows; a missing file starts empty. The caller must
+// be the only writer (train holds the run directory's lock). Returns NULL
+// with a one-line message on failure (an unreadable file is then untouched).
 MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t errlen);
 
 // metrics_open for the run `run_id` (may be NULL): the file's root attribute

@@ -477,3 +477,58 @@ Test(runs, run_identity_keeps_runs_apart) {
     cr_assert_eq(metrics_read_run_id(p, q, sizeof q, err, sizeof err), 0, "%s", err);
     cr_assert_str_eq(q, id_a);
 }
+
+// ------------------------------------------------- 7. readers across resume
+
+// Rows of the 1-D dataset ds of an open file, after H5Drefresh (what a SWMR
+// reader does to see new rows); values into v (at most cap).
+static long refreshed_rows(hid_t ds, double *v, long cap) {
+    cr_assert(H5Drefresh(ds) >= 0, "H5Drefresh failed");
+    hid_t space = H5Dget_space(ds);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space, &n, NULL);
+    H5Sclose(space);
+    if ((long)n <= cap) cr_assert(H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    return (long)n;
+}
+
+// A SWMR reader that opened metrics.h5 while the run trained keeps it open
+// across a crash (SIGKILL) and the --resume that finishes the run, and then
+// sees every step, 1..150, with the resumed run's values: resume continues
+// the file in place (main replaced it, leaving the reader on the old file).
+Test(runs, swmr_reader_sees_the_resumed_rows) {
+    char dir[512], metrics[700];
+    path_in(dir, sizeof dir, "live");
+    snprintf(metrics, sizeof metrics, "%s/metrics.h5", dir);
+    pid_t pid = spawn_cli(NULL, "train %s --set ckpt_every=20 --set out_dir='%s'", LONG_RUN, dir);
+    wait_for_rows(pid, metrics, 25);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(metrics, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    cr_assert(f >= 0, "a SWMR reader cannot open the file while training runs");
+    hid_t ds = H5Dopen2(f, "step", H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    kill(pid, SIGKILL);  // (a stop signal ends the same way; SIGKILL also leaves rows past the checkpoint)
+    cr_assert_eq(wait_status(pid), 128 + SIGKILL);
+    static double v[512];
+    long stopped = refreshed_rows(ds, v, 512);
+    cr_assert(stopped >= 25 && stopped < 150, "%ld rows after the kill", stopped);
+
+    // (The reader holds HDF5's shared file lock, as every reader does: the
+    // resume must not be refused for it.)
+    Run r = run_cli("train --resume '%s'", dir);
+    cr_assert_eq(r.rc, 0, "resume failed: %s", r.err);
+    run_free(&r);
+    long n = refreshed_rows(ds, v, 512);
+    cr_assert_eq(n, 150, "the SWMR reader sees %ld rows after the resume (it saw %ld before)", n, stopped);
+    for (long i = 0; i < n; i++) cr_assert_eq(v[i], (double)(i + 1), "row %ld has step %g", i, v[i]);
+    hid_t loss = H5Dopen2(f, "loss", H5P_DEFAULT);
+    static double lv[512], ref[512];
+    cr_assert_eq(refreshed_rows(loss, lv, 512), 150);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/metrics.h5", dir);
+    H5Dclose(loss);
+    H5Dclose(ds);
+    H5Fclose(f);
+    cr_assert_eq(h5_read_column(p, "loss", ref, 512), 150);
+    cr_assert(!memcmp(lv, ref, sizeof(double) * 150), "the reader sees other losses than the file holds");
+}
