@@ -159,14 +159,8 @@ Test(runs, second_signal_exits_at_once_and_keeps_the_previous_checkpoint) {
 // job. The requeued job (same id, same command) resumes from the
 // checkpoint with --resume auto, and the finished run equals one that never
 // stopped, bit for bit; started once more it has nothing to do.
-static pid_t spawn_sbatch(const char *args) {
-    char cwd[512], cmd[4096];
-    cr_assert_not_null(getcwd(cwd, sizeof cwd));
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && exec env PATH='%s/fakebin':\"$PATH\" SLURM_JOB_ID=4242 SLURM_JOB_NAME=req "
-             "SLURM_SUBMIT_DIR='%s' REFORMER='%s/%s' bash '%s/launch/slurm/reformer.sbatch' %s "
-             ">>'%s/sbatch.out' 2>&1 </dev/null",
-             tmp_dir, tmp_dir, tmp_dir, cwd, bin(), cwd, args, tmp_dir);
+// Run the shell command cmd in the background.
+static pid_t spawn_sh(const char *cmd) {
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
@@ -175,6 +169,17 @@ static pid_t spawn_sbatch(const char *args) {
         _exit(127);
     }
     return pid;
+}
+
+static pid_t spawn_sbatch(const char *args) {
+    char cwd[512], cmd[4096];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && exec env PATH='%s/fakebin':\"$PATH\" SLURM_JOB_ID=4242 SLURM_JOB_NAME=req "
+             "SLURM_SUBMIT_DIR='%s' REFORMER='%s/%s' bash '%s/launch/slurm/reformer.sbatch' %s "
+             ">>'%s/sbatch.out' 2>&1 </dev/null",
+             tmp_dir, tmp_dir, tmp_dir, cwd, bin(), cwd, args, tmp_dir);
+    return spawn_sh(cmd);
 }
 
 Test(runs, sbatch_requeues_on_usr1_and_the_requeued_job_resumes) {
@@ -298,14 +303,7 @@ static pid_t spawn_named(const char *name, const char *args) {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "exec '%s' %s >'%s/%s.out' 2>'%s/%s.err' </dev/null", bin(), args, tmp_dir, name,
              tmp_dir, name);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return spawn_sh(cmd);
 }
 
 static char *read_named(const char *name, const char *ext) {
