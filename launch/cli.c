@@ -200,6 +200,9 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
                                     a->skipped, sizeof a->skipped, err, sizeof err))
                 usage_error("--resume: %s", err);
             snprintf(a->ckpt_run_id, sizeof a->ckpt_run_id, "%s", st.run_id);
+            char newest[2048];
+            if (ckpt_find_latest(a->resume, newest, sizeof newest, &a->newest_step, err, sizeof err))
+                a->newest_step = a->ckpt_step;
         } else {
             snprintf(a->ckpt_path, sizeof a->ckpt_path, "%s", a->ckpt);
             if (ckpt_read_config(a->ckpt_path, &ckpt, &a->ckpt_step, err, sizeof err)) usage_error("--ckpt: %s", err);

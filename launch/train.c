@@ -247,6 +247,15 @@ int cmd_train(int argc, char **argv) {
             snprintf(used_msg, sizeof used_msg, "out_dir: '%s' already holds checkpoints (newest %s), written by "
                      "a run that started at the same time; choose another out_dir", c->out_dir, found);
         }
+        // A resume chose its checkpoint before it held the lock: a run that
+        // ended meanwhile may have written a newer one. Then start again.
+        if (locked && a.resume &&
+            ckpt_find_latest(a.resume, found, sizeof found, &found_step, err, sizeof err) == 0 &&
+            found_step != a.newest_step) {
+            locked = 0;
+            snprintf(used_msg, sizeof used_msg, "--resume: %s was written by a run that ended while this one "
+                     "started; run the command again to resume from it", found);
+        }
     }
     // The run's identity: the resumed checkpoint's (a new one for files of
     // older builds), else a new one; no directory may hold two runs.
