@@ -636,8 +636,7 @@ int ckpt_read_run_id(const char *path, char *run_id, size_t cap, char *err, size
     return rc;
 }
 
-// Checkpoint steps of dir, newest first (*n of them; free the result).
-static long *list_steps(const char *dir, size_t *n, char *err, size_t errlen) {
+long *ckpt_list_steps(const char *dir, size_t *n, char *err, size_t errlen) {
     *n = 0;
     DIR *d = opendir(dir);
     if (!d) {
@@ -667,7 +666,7 @@ int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Con
                         char *skipped, size_t skipped_cap, char *err, size_t errlen) {
     size_t n;
     if (skipped_cap) skipped[0] = '\0';
-    long *steps = list_steps(dir, &n, err, errlen);
+    long *steps = ckpt_list_steps(dir, &n, err, errlen);
     if (!steps) return -1;
     if (n == 0) {
         free(steps);

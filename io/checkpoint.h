@@ -99,6 +99,11 @@ int ckpt_verify(const char *path, Config *c, long *step, CkptState *st, char *er
 int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Config *c, CkptState *st,
                         char *skipped, size_t skipped_cap, char *err, size_t errlen);
 
+// The steps of dir's checkpoints (ckpt_<step>.h5; *.tmp ignored), newest
+// first, *n of them; free() the result. NULL with a message if dir cannot be
+// read.
+long *ckpt_list_steps(const char *dir, size_t *n, char *err, size_t errlen);
+
 // The run identity a checkpoint stores ("" for files of older builds),
 // after checking its seal. Returns 0, or -1 with a one-line message.
 int ckpt_read_run_id(const char *path, char *run_id, size_t cap, char *err, size_t errlen);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/random.h>
@@ -80,7 +81,27 @@ int run_dir_check_identity(const char *dir, const char *run_id, const char *ckpt
                  ckpt, or_unnamed(run_id), path, found, dir);
         return -1;
     }
-    if (in_place) return 0;
+    if (in_place && rc == 0 && found[0]) return 0;
+    if (in_place) {
+        // No metrics.h5 naming the run: the directory's other checkpoints
+        // must be this run's.
+        size_t n;
+        long *steps = run_id[0] ? ckpt_list_steps(dir, &n, why, sizeof why) : NULL;
+        for (size_t i = 0; steps && i < n; i++) {
+            ckpt_path(path, sizeof path, dir, steps[i]);
+            if (!strcmp(path, ckpt) || ckpt_read_run_id(path, found, sizeof found, why, sizeof why) != 0) continue;
+            if (found[0] && strcmp(found, run_id)) {
+                snprintf(err, errlen,
+                         "--resume: %s belongs to run %s, but %s to run %s: the directory mixes two runs; move the "
+                         "files that are not this run's out of %s",
+                         ckpt, run_id, path, found, dir);
+                free(steps);
+                return -1;
+            }
+        }
+        free(steps);
+        return 0;
+    }
     if (rc == 0 && (!found[0] || strcmp(found, run_id))) {
         snprintf(err, errlen, "out_dir: '%s' holds another run (%s belongs to run %s%s); writing into it would mix "
                  "the two: %schoose another out_dir",

@@ -443,6 +443,16 @@ Test(runs, run_identity_keeps_runs_apart) {
     ASSERT_ONE_LINE_ERROR(&r, "a foreign checkpoint", "ckpt_00000006.h5", id_f, id_a, "mixes two runs");
     run_free(&r);
     assert_same_snapshot(&snap, a, "foreign checkpoint refused");
+    // ... the same without metrics.h5: the run's other checkpoints tell.
+    char a2[600];
+    snprintf(a2, sizeof a2, "%s/a2", tmp_dir);
+    sh("cp -r '%s' '%s' && rm '%s/metrics.h5'", a, a2, a2);
+    snap = dir_snapshot(a2);
+    r = run_cli("train --resume '%s' --set steps=8", a2);
+    ASSERT_ONE_LINE_ERROR(&r, "a foreign checkpoint, no metrics", "ckpt_00000006.h5", "ckpt_00000004.h5", id_f, id_a,
+                          "mixes two runs");
+    run_free(&r);
+    assert_same_snapshot(&snap, a2, "foreign checkpoint refused (no metrics.h5)");
     // ... renamed to another step.
     sh("mv '%s/ckpt_00000006.h5' '%s/ckpt_00000009.h5'", a, a);
     snap = dir_snapshot(a);
