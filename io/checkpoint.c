@@ -642,7 +642,7 @@ done:
     return rc;
 }
 
-int ckpt_verify(const char *path, Config *c, long *step, char *err, size_t errlen) {
+int ckpt_verify(const char *path, Config *c, long *step, CkptState *st_out, char *err, size_t errlen) {
     h5_init();
     H5Ctx x = {.path = path, .err = err, .errlen = errlen};
     hid_t file;
@@ -653,14 +653,30 @@ int ckpt_verify(const char *path, Config *c, long *step, char *err, size_t errle
         real *const none[3] = {NULL, NULL, NULL};
         CkptState st;
         rc = read_checked(&x, file, c, *step, &p, none, &st);
+        if (rc == 0 && st_out) *st_out = st;
         param_layout_free(&p);
     }
     h5_close(file);
     return rc;
 }
 
-// Checkpoint steps of dir, newest first (*n of them; free the result).
-static long *list_steps(const char *dir, size_t *n, char *err, size_t errlen) {
+int ckpt_read_run_id(const char *path, char *run_id, size_t cap, char *err, size_t errlen) {
+    h5_init();
+    H5Ctx x = {.path = path, .err = err, .errlen = errlen};
+    hid_t file;
+    Config c;
+    long step;
+    run_id[0] = '\0';
+    int rc = open_checked(&x, &file, &c, &step);
+    if (rc == 0) {
+        htri_t has = h5_check(&x, H5Aexists(file, "run_id"), "run_id");
+        if (has < 0 || (has && h5_read_attr_string(&x, file, "run_id", run_id, cap))) rc = -1;
+    }
+    h5_close(file);
+    return rc;
+}
+
+long *ckpt_list_steps(const char *dir, size_t *n, char *err, size_t errlen) {
     *n = 0;
     DIR *d = opendir(dir);
     if (!d) {
@@ -686,11 +702,11 @@ static long *list_steps(const char *dir, size_t *n, char *err, size_t errlen) {
     return steps ? steps : calloc(1, sizeof *steps);
 }
 
-int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Config *c, char *skipped,
-                        size_t skipped_cap, char *err, size_t errlen) {
+int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Config *c, CkptState *st,
+                        char *skipped, size_t skipped_cap, char *err, size_t errlen) {
     size_t n;
     if (skipped_cap) skipped[0] = '\0';
-    long *steps = list_steps(dir, &n, err, errlen);
+    long *steps = ckpt_list_steps(dir, &n, err, errlen);
     if (!steps) return -1;
     if (n == 0) {
         free(steps);
@@ -700,9 +716,15 @@ int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Con
     char why[2048], all[8192] = "";
     for (size_t i = 0; i < n; i++) {
         ckpt_path(path, cap, dir, steps[i]);
-        if (ckpt_verify(path, c, step, why, sizeof why) == 0) {
+        if (ckpt_verify(path, c, step, st, why, sizeof why) == 0) {
+            long named = steps[i];
             free(steps);
-            return 0;
+            if (*step == named) return 0;
+            snprintf(err, errlen,
+                     "%s holds step %ld, not the step %ld of its name: a checkpoint renamed into %s, not this run's; "
+                     "move it out of the directory",
+                     path, *step, named, dir);
+            return -1;
         }
         // why begins with the path: keep it, one skipped file per line.
         size_t used = strlen(skipped);

@@ -87,14 +87,26 @@ int ckpt_load(const char *path, Model *m, CkptState *st, char *err, size_t errle
 // config describes (every tensor, every value, the state), without a model:
 // fill c with its finalized config and *step. Returns 0, or -1 with a
 // one-line message naming the file and the field.
-int ckpt_verify(const char *path, Config *c, long *step, char *err, size_t errlen);
+int ckpt_verify(const char *path, Config *c, long *step, CkptState *st, char *err, size_t errlen);
 
 // The newest checkpoint of dir that ckpt_verify accepts: its path, step and
 // config. Each newer one that fails is skipped, and its one-line reason
 // (naming the file) appended to skipped, one line each. Returns 0, or -1
 // when dir has no checkpoint or none is valid (err then lists every reason).
-int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Config *c, char *skipped,
-                        size_t skipped_cap, char *err, size_t errlen);
+// A file whose name says another step than the one inside it (a checkpoint
+// renamed into the directory) is refused, not skipped. st (may be NULL)
+// receives the chosen file's state (run_id, last_sane_step, ...).
+int ckpt_find_resumable(const char *dir, char *path, size_t cap, long *step, Config *c, CkptState *st,
+                        char *skipped, size_t skipped_cap, char *err, size_t errlen);
+
+// The steps of dir's checkpoints (ckpt_<step>.h5; *.tmp ignored), newest
+// first, *n of them; free() the result. NULL with a message if dir cannot be
+// read.
+long *ckpt_list_steps(const char *dir, size_t *n, char *err, size_t errlen);
+
+// The run identity a checkpoint stores ("" for files of older builds),
+// after checking its seal. Returns 0, or -1 with a one-line message.
+int ckpt_read_run_id(const char *path, char *run_id, size_t cap, char *err, size_t errlen);
 
 // Recompute and rewrite the seal of a checkpoint file in place (for tools and
 // tests that edit a checkpoint through HDF5 on purpose).

@@ -142,11 +142,10 @@ static int read_table(H5Ctx *x, hid_t file, const TableSpec *s, long through, Ke
 // Every table's kept rows of an existing file. A SWMR reader opens a file
 // whose writer was killed (its superblock still says "open for writing"),
 // which a plain reader refuses.
+static hid_t open_existing(H5Ctx *x, const char *what);
+
 static int read_kept(H5Ctx *x, long through, Kept *kept) {
-    hid_t file;
-    H5E_BEGIN_TRY { file = H5Fopen(x->path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT); }
-    H5E_END_TRY;
-    if (file < 0) file = h5_check(x, H5Fopen(x->path, H5F_ACC_RDONLY, H5P_DEFAULT), "cannot open to resume");
+    hid_t file = open_existing(x, "cannot open to resume");
     if (file < 0) return -1;
     for (int t = 0; t < N_TABLES && !x->failed; t++) read_table(x, file, &TABLES[t], through, &kept[t]);
     h5_close(file);
@@ -178,7 +177,7 @@ static void create_table(H5Ctx *x, hid_t file, hid_t dcpl, const TableSpec *s, T
 // Create the file at tmp holding the kept rows, switch it to SWMR writing and
 // leave it open in f. SWMR allows no new objects later, so every table is
 // created now.
-static int create_file(H5Ctx *x, MetricsFile *f, const char *tmp, const Kept *kept) {
+static int create_file(H5Ctx *x, MetricsFile *f, const char *tmp, const Kept *kept, const char *run_id) {
     hid_t fapl = h5_check(x, H5Pcreate(H5P_FILE_ACCESS), "file properties");
     hid_t dcpl = h5_check(x, H5Pcreate(H5P_DATASET_CREATE), "dataset properties");
     hsize_t chunk = CHUNK_ROWS;
@@ -188,7 +187,8 @@ static int create_file(H5Ctx *x, MetricsFile *f, const char *tmp, const Kept *ke
         h5_check(x, H5Pset_chunk(dcpl, 1, &chunk), "chunking") >= 0)
         f->file = h5_check(x, H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl), "cannot create");
     if (f->file >= 0 && h5_write_attr_int64(x, f->file, "format_version", METRICS_FORMAT_VERSION) == 0 &&
-        h5_write_attr_string(x, f->file, "eval_split_codes", "0=train 1=validation 2=test") == 0)
+        h5_write_attr_string(x, f->file, "eval_split_codes", "0=train 1=validation 2=test") == 0 &&
+        (!run_id || !run_id[0] || h5_write_attr_string(x, f->file, "run_id", run_id) == 0))
         for (int t = 0; t < N_TABLES && !x->failed; t++) create_table(x, f->file, dcpl, &TABLES[t], &f->t[t], &kept[t]);
     if (!x->failed) h5_check(x, H5Fstart_swmr_write(f->file), "cannot start SWMR writing");
     h5_close(dcpl);
@@ -217,6 +217,81 @@ static MetricsFile *new_file(const char *path) {
 }
 
 MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t errlen) {
+    return metrics_open_run(path, resume_step, NULL, err, errlen);
+}
+
+// Open an existing metrics file for reading: as a SWMR reader (a file whose
+// writer was killed still says "open for writing", which a plain reader
+// refuses), else plainly.
+static hid_t open_existing(H5Ctx *x, const char *what) {
+    hid_t file;
+    H5E_BEGIN_TRY { file = H5Fopen(x->path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT); }
+    H5E_END_TRY;
+    if (file < 0) file = h5_check(x, H5Fopen(x->path, H5F_ACC_RDONLY, H5P_DEFAULT), what);
+    return file;
+}
+
+int metrics_read_run_id(const char *path, char *run_id, size_t cap, char *err, size_t errlen) {
+    h5_init();
+    run_id[0] = '\0';
+    struct stat st;
+    if (stat(path, &st) != 0) return 1;
+    H5Ctx x = {.path = path, .err = err, .errlen = errlen};
+    hid_t file = open_existing(&x, "cannot open");
+    if (file < 0) return -1;
+    htri_t has = h5_check(&x, H5Aexists(file, "run_id"), "run_id");
+    if (has > 0) h5_read_attr_string(&x, file, "run_id", run_id, cap);
+    h5_close(file);
+    return x.failed ? -1 : 0;
+}
+
+// Continue an existing file in place: keep its rows in kept (rows a killed
+// run wrote after its checkpoint are cut off), add the tables a format-1
+// file lacks, record run_id if it has none, and switch to SWMR writing. The
+// run directory's lock (launch/run_dir.h) means no other writer exists, so
+// the status flags a killed writer left in the superblock are cleared (as
+// h5clear -s does), and HDF5's own file lock is not taken: every reader
+// (SWMR or not) holds a shared one, which would refuse the resume.
+static int open_in_place(H5Ctx *x, MetricsFile *f, const Kept *kept, const char *run_id) {
+    hid_t fapl = h5_check(x, H5Pcreate(H5P_FILE_ACCESS), "file properties");
+    hid_t dcpl = h5_check(x, H5Pcreate(H5P_DATASET_CREATE), "dataset properties");
+    hsize_t chunk = CHUNK_ROWS;
+    hbool_t clear_flags = 1;
+    if (fapl >= 0 && dcpl >= 0 &&
+        h5_check(x, H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), "format version") >= 0 &&
+        h5_check(x, H5Pset(fapl, "clear_status_flags", &clear_flags), "file properties") >= 0 &&
+        h5_check(x, H5Pset_file_locking(fapl, 0, 1), "file locking") >= 0 &&
+        h5_check(x, H5Pset_chunk(dcpl, 1, &chunk), "chunking") >= 0)
+        f->file = h5_check(x, H5Fopen(x->path, H5F_ACC_RDWR, fapl), "cannot open to resume");
+    if (f->file >= 0 && run_id && run_id[0] && h5_check(x, H5Aexists(f->file, "run_id"), "run_id") == 0)
+        h5_write_attr_string(x, f->file, "run_id", run_id);
+    for (int t = 0; t < N_TABLES && !x->failed && f->file >= 0; t++) {
+        const TableSpec *spec = &TABLES[t];
+        char obj[64];
+        column_path(obj, sizeof obj, spec, 0);
+        if (h5_path_exists(x, f->file, obj) == 0) {  // a format-1 file: no /eval yet
+            create_table(x, f->file, dcpl, spec, &f->t[t], &kept[t]);
+            if (!x->failed && h5_check(x, H5Adelete(f->file, "format_version"), "format_version") >= 0 &&
+                h5_write_attr_int64(x, f->file, "format_version", METRICS_FORMAT_VERSION) == 0 &&
+                h5_check(x, H5Aexists(f->file, "eval_split_codes"), "eval_split_codes") == 0)
+                h5_write_attr_string(x, f->file, "eval_split_codes", "0=train 1=validation 2=test");
+            continue;
+        }
+        hsize_t rows = (hsize_t)kept[t].rows;
+        for (int c = 0; c < spec->n_cols && !x->failed; c++) {
+            column_path(obj, sizeof obj, spec, c);
+            f->t[t].ds[c] = h5_check(x, H5Dopen2(f->file, obj, H5P_DEFAULT), obj);
+            if (f->t[t].ds[c] >= 0) h5_check(x, H5Dset_extent(f->t[t].ds[c], &rows), obj);
+        }
+        f->t[t].rows = kept[t].rows;
+    }
+    if (!x->failed) h5_check(x, H5Fstart_swmr_write(f->file), "cannot start SWMR writing");
+    h5_close(dcpl);
+    h5_close(fapl);
+    return x->failed ? -1 : 0;
+}
+
+MetricsFile *metrics_open_run(const char *path, long resume_step, const char *run_id, char *err, size_t errlen) {
     h5_init();
     MetricsFile *f = new_file(path);
     if (!f) {
@@ -226,21 +301,35 @@ MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t 
     Kept kept[N_TABLES] = {0};
     struct stat st;
     if (resume_step > 0 && stat(path, &st) == 0) {
+        // Resume in place: the same file (inode), so SWMR readers that hold
+        // it open see the resumed run's rows (a new file would leave them
+        // reading the old one forever).
         H5Ctx rx = {.path = path, .err = err, .errlen = errlen};
         if (read_kept(&rx, resume_step, kept)) {
             for (int t = 0; t < N_TABLES; t++) free(kept[t].mem);
             size_t n = strlen(err);
-            snprintf(err + n, errlen - n, " (move the file away to start a new one)");
+            snprintf(err + n, errlen - n,
+                     " (this file cannot be continued: rename it, e.g. to metrics.h5.old, to keep its rows, then "
+                     "resume again to start a new one)");
             free(f);
             return NULL;
         }
+        H5Ctx px = {.path = path, .err = err, .errlen = errlen};
+        if (open_in_place(&px, f, kept, run_id) == 0) {
+            for (int t = 0; t < N_TABLES; t++) free(kept[t].mem);
+            return f;
+        }
+        // Not a file this program wrote (contiguous or fixed-size columns, an
+        // older format): rebuild it with the kept rows, as a new file.
+        close_all(f);
+        for (int t = 0; t < N_TABLES; t++) f->t[t].rows = 0;
     }
     // Built under a temporary name and renamed into place only once in SWMR
     // mode, so a reader never finds a half-made file or one it cannot share.
     char tmp[2100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     H5Ctx x = {.path = tmp, .err = err, .errlen = errlen};
-    int rc = create_file(&x, f, tmp, kept);
+    int rc = create_file(&x, f, tmp, kept, run_id);
     for (int t = 0; t < N_TABLES; t++) free(kept[t].mem);
     if (rc == 0 && rename(tmp, path) != 0) {
         snprintf(err, errlen, "%s: cannot rename into place: %s", tmp, strerror(errno));

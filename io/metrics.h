@@ -37,14 +37,26 @@ extern const char *const METRICS_EVAL_COLUMNS[METRICS_N_EVAL_COLUMNS];
 
 typedef struct MetricsFile MetricsFile;
 
-// Open path for appending. resume_step 0 starts an empty file (replacing any
-// old one). resume_step > 0 keeps the existing file's rows (training and
-// evaluation) with step <= resume_step (rows a crashed run wrote after its
-// last checkpoint are dropped) and appends after them; a missing file starts
-// empty, and a format-1 file (no /eval) keeps its training rows. The new file replaces
-// the old one atomically. Returns NULL with a one-line message on failure
-// (the old file is then untouched).
+// Open path for appending. resume_step 0 starts an empty file (a new file,
+// built aside and renamed over any old one). resume_step > 0 keeps the
+// existing file's rows (training and evaluation) with step <= resume_step
+// (rows a crashed run wrote after its last checkpoint are dropped) and
+// appends after them, in place: the same file, so SWMR readers holding it
+// open see the new rows (after H5Drefresh); a format-1 file (no /eval)
+// gains its /eval table; a file this program cannot extend in place is
+// rebuilt with the kept rows; a missing file starts empty. The caller must
+// be the only writer (train holds the run directory's lock). Returns NULL
+// with a one-line message on failure (an unreadable file is then untouched).
 MetricsFile *metrics_open(const char *path, long resume_step, char *err, size_t errlen);
+
+// metrics_open for the run `run_id` (may be NULL): the file's root attribute
+// run_id names the run its rows belong to.
+MetricsFile *metrics_open_run(const char *path, long resume_step, const char *run_id, char *err, size_t errlen);
+
+// The run_id attribute of an existing metrics file into run_id ("" when the
+// file has none: older builds). Returns 0, 1 when there is no file at path,
+// or -1 with a one-line message (the file cannot be read).
+int metrics_read_run_id(const char *path, char *run_id, size_t cap, char *err, size_t errlen);
 
 // Append one row and flush it to the file. Returns 0 or -1 with a message.
 int metrics_append(MetricsFile *f, const MetricsRow *row, char *err, size_t errlen);

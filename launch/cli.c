@@ -197,9 +197,14 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     if (a->resume || a->ckpt) {
         if (a->resume) {
             // The newest checkpoint that is whole, skipping damaged ones.
-            if (ckpt_find_resumable(a->resume, a->ckpt_path, sizeof a->ckpt_path, &a->ckpt_step, &ckpt, a->skipped,
-                                    sizeof a->skipped, err, sizeof err))
+            CkptState st;
+            if (ckpt_find_resumable(a->resume, a->ckpt_path, sizeof a->ckpt_path, &a->ckpt_step, &ckpt, &st,
+                                    a->skipped, sizeof a->skipped, err, sizeof err))
                 usage_error("--resume: %s", err);
+            snprintf(a->ckpt_run_id, sizeof a->ckpt_run_id, "%s", st.run_id);
+            char newest[2048];
+            if (ckpt_find_latest(a->resume, newest, sizeof newest, &a->newest_step, err, sizeof err))
+                a->newest_step = a->ckpt_step;
         } else {
             snprintf(a->ckpt_path, sizeof a->ckpt_path, "%s", a->ckpt);
             if (ckpt_read_config(a->ckpt_path, &ckpt, &a->ckpt_step, err, sizeof err)) usage_error("--ckpt: %s", err);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "config.h"
 #include "model.h"
 
@@ -30,6 +31,8 @@ typedef struct {
     char ckpt_path[2048];
     long ckpt_step;
     char skipped[4096];      // train --resume: newer checkpoints skipped as damaged, one reason per line
+    char ckpt_run_id[CKPT_RUN_ID_LEN];  // train --resume: that checkpoint's run identity ("" for older files)
+    long newest_step;        // train --resume: the newest checkpoint name in the directory, valid or not
     // bench
     int steps_override;      // --steps N (-1: unset)
     int warmup_override;     // --warmup N (-1: unset)

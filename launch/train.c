@@ -239,6 +239,26 @@ int cmd_train(int argc, char **argv) {
             snprintf(used_msg, sizeof used_msg, "out_dir: '%s' already holds checkpoints (newest %s), written by "
                      "a run that started at the same time; choose another out_dir", c->out_dir, found);
         }
+        // A resume chose its checkpoint before it held the lock: a run that
+        // ended meanwhile may have written a newer one. Then start again.
+        if (locked && a.resume &&
+            ckpt_find_latest(a.resume, found, sizeof found, &found_step, err, sizeof err) == 0 &&
+            found_step != a.newest_step) {
+            locked = 0;
+            snprintf(used_msg, sizeof used_msg, "--resume: %s was written by a run that ended while this one "
+                     "started; run the command again to resume from it", found);
+        }
+    }
+    // The run's identity: the resumed checkpoint's (a new one for files of
+    // older builds), else a new one; no directory may hold two runs.
+    char run_id[CKPT_RUN_ID_LEN] = "";
+    if (lead && locked) {
+        if (a.resume) snprintf(run_id, sizeof run_id, "%s", a.ckpt_run_id);
+        const int in_place = a.resume && !strcmp(a.resume, c->out_dir);
+        if (!a.resume_auto || a.resume)  // --resume auto without a checkpoint starts that run again
+            locked = run_dir_check_identity(c->out_dir, run_id, a.resume ? a.ckpt_path : NULL, in_place, used_msg,
+                                            sizeof used_msg) == 0;
+        if (!run_id[0]) run_id_new(run_id, sizeof run_id);
     }
     dist_bcast(&dist, DIST_WORLD, &locked, sizeof locked, 0);
     if (!locked) fail_on_every_rank(&dist, 2, used_msg);
@@ -258,6 +278,7 @@ int cmd_train(int argc, char **argv) {
     long start = 1;
     const long global_batch = (long)dist.dp * c->batch;
     RunRecord run = {.st = {.global_batch = global_batch, .last_sane_step = 0}, .sane_loss = NAN};
+    snprintf(run.st.run_id, sizeof run.st.run_id, "%s", run_id);
     if (a.resume) {
         CkptState resumed = {0};
         start = resume_from_checkpoint(&m, a.ckpt_path, &dist, &resumed) + 1;
@@ -291,7 +312,7 @@ int cmd_train(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/metrics.h5", c->out_dir);
     MetricsFile *metrics = NULL;
     if (lead) {
-        metrics = metrics_open(path, start - 1, err, sizeof err);
+        metrics = metrics_open_run(path, start - 1, run_id, err, sizeof err);
         if (!metrics) run_error(err);
         char data_line[1024];
         dataset_describe(&ds, data_line, sizeof data_line);

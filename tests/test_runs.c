@@ -13,8 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "cli_run.h"
 #include "h5_helpers.h"
+#include "metrics.h"
 
 TestSuite(runs, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -157,14 +159,8 @@ Test(runs, second_signal_exits_at_once_and_keeps_the_previous_checkpoint) {
 // job. The requeued job (same id, same command) resumes from the
 // checkpoint with --resume auto, and the finished run equals one that never
 // stopped, bit for bit; started once more it has nothing to do.
-static pid_t spawn_sbatch(const char *args) {
-    char cwd[512], cmd[4096];
-    cr_assert_not_null(getcwd(cwd, sizeof cwd));
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && exec env PATH='%s/fakebin':\"$PATH\" SLURM_JOB_ID=4242 SLURM_JOB_NAME=req "
-             "SLURM_SUBMIT_DIR='%s' REFORMER='%s/%s' bash '%s/launch/slurm/reformer.sbatch' %s "
-             ">>'%s/sbatch.out' 2>&1 </dev/null",
-             tmp_dir, tmp_dir, tmp_dir, cwd, bin(), cwd, args, tmp_dir);
+// Run the shell command cmd in the background.
+static pid_t spawn_sh(const char *cmd) {
     fflush(NULL);
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
@@ -173,6 +169,17 @@ static pid_t spawn_sbatch(const char *args) {
         _exit(127);
     }
     return pid;
+}
+
+static pid_t spawn_sbatch(const char *args) {
+    char cwd[512], cmd[4096];
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && exec env PATH='%s/fakebin':\"$PATH\" SLURM_JOB_ID=4242 SLURM_JOB_NAME=req "
+             "SLURM_SUBMIT_DIR='%s' REFORMER='%s/%s' bash '%s/launch/slurm/reformer.sbatch' %s "
+             ">>'%s/sbatch.out' 2>&1 </dev/null",
+             tmp_dir, tmp_dir, tmp_dir, cwd, bin(), cwd, args, tmp_dir);
+    return spawn_sh(cmd);
 }
 
 Test(runs, sbatch_requeues_on_usr1_and_the_requeued_job_resumes) {
@@ -296,14 +303,7 @@ static pid_t spawn_named(const char *name, const char *args) {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "exec '%s' %s >'%s/%s.out' 2>'%s/%s.err' </dev/null", bin(), args, tmp_dir, name,
              tmp_dir, name);
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return spawn_sh(cmd);
 }
 
 static char *read_named(const char *name, const char *ext) {
@@ -409,4 +409,134 @@ Test(runs, divergence_keeps_the_last_sane_checkpoint_and_says_what_was_set) {
     r = run_cli("sample --ckpt '%s' --prompt 'ROMEO:' --len 20", bad);
     ASSERT_ONE_LINE_ERROR(&r, "sample of an overflowing checkpoint", "overflow.h5", "not a finite number");
     run_free(&r);
+}
+
+// ----------------------------------------------------------- 5. run identity
+
+// Every run has an identity, stored in its checkpoints and metrics.h5 and
+// kept by --resume. A checkpoint of another run in the directory (copied in
+// under its own step, or renamed to another one) is refused rather than
+// resumed; --resume writing into a directory of another run is refused; a
+// new run into a directory holding another run's metrics.h5 is refused.
+// Refused runs change nothing. Writing to an empty directory is allowed.
+Test(runs, run_identity_keeps_runs_apart) {
+    char a[512], f[512], c[512], m[512], p[1024], q[1024], id_a[CKPT_RUN_ID_LEN], id_f[CKPT_RUN_ID_LEN], err[2048];
+    path_in(a, sizeof a, "a");
+    path_in(f, sizeof f, "f");
+    path_in(c, sizeof c, "c");
+    path_in(m, sizeof m, "m");
+    train_ok("train %s --set steps=4 --set ckpt_every=2 --set out_dir='%s'", TINY_TRAIN, a);
+    train_ok("train %s --set steps=6 --set ckpt_every=2 --set seed=9 --set out_dir='%s'", TINY_TRAIN, f);
+    snprintf(p, sizeof p, "%s/ckpt_00000004.h5", a);
+    cr_assert_eq(ckpt_read_run_id(p, id_a, sizeof id_a, err, sizeof err), 0, "%s", err);
+    snprintf(p, sizeof p, "%s/metrics.h5", a);
+    cr_assert_eq(metrics_read_run_id(p, q, sizeof q, err, sizeof err), 0, "%s", err);
+    cr_assert(strlen(id_a) == 32 && !strcmp(q, id_a), "checkpoint run_id '%s', metrics run_id '%s'", id_a, q);
+    snprintf(p, sizeof p, "%s/ckpt_00000006.h5", f);
+    cr_assert_eq(ckpt_read_run_id(p, id_f, sizeof id_f, err, sizeof err), 0, "%s", err);
+    cr_assert(strcmp(id_a, id_f), "two runs have the same id %s", id_a);
+
+    // Another run's checkpoint, copied in under its own step.
+    sh("cp '%s/ckpt_00000006.h5' '%s/ckpt_00000006.h5'", f, a);
+    GroupBytes snap = dir_snapshot(a);
+    Run r = run_cli("train --resume '%s' --set steps=8", a);
+    ASSERT_ONE_LINE_ERROR(&r, "a foreign checkpoint", "ckpt_00000006.h5", id_f, id_a, "mixes two runs");
+    run_free(&r);
+    assert_same_snapshot(&snap, a, "foreign checkpoint refused");
+    // ... the same without metrics.h5: the run's other checkpoints tell.
+    char a2[600];
+    snprintf(a2, sizeof a2, "%s/a2", tmp_dir);
+    sh("cp -r '%s' '%s' && rm '%s/metrics.h5'", a, a2, a2);
+    snap = dir_snapshot(a2);
+    r = run_cli("train --resume '%s' --set steps=8", a2);
+    ASSERT_ONE_LINE_ERROR(&r, "a foreign checkpoint, no metrics", "ckpt_00000006.h5", "ckpt_00000004.h5", id_f, id_a,
+                          "mixes two runs");
+    run_free(&r);
+    assert_same_snapshot(&snap, a2, "foreign checkpoint refused (no metrics.h5)");
+    // ... renamed to another step.
+    sh("mv '%s/ckpt_00000006.h5' '%s/ckpt_00000009.h5'", a, a);
+    snap = dir_snapshot(a);
+    r = run_cli("train --resume '%s' --set steps=12", a);
+    ASSERT_ONE_LINE_ERROR(&r, "a renamed checkpoint", "ckpt_00000009.h5 holds step 6");
+    run_free(&r);
+    assert_same_snapshot(&snap, a, "renamed checkpoint refused");
+    sh("rm '%s/ckpt_00000009.h5'", a);
+
+    // --resume a run into another run's directory.
+    snap = dir_snapshot(f);
+    r = run_cli("train --resume '%s' --set steps=6 --set out_dir='%s'", a, f);
+    ASSERT_ONE_LINE_ERROR(&r, "resume into another run's directory", "holds another run", id_f);
+    run_free(&r);
+    assert_same_snapshot(&snap, f, "resume into another run refused");
+    // A new run into a directory holding only another run's metrics.
+    sh("mkdir -p '%s' && cp '%s/metrics.h5' '%s/'", m, f, m);
+    snap = dir_snapshot(m);
+    r = run_cli("train %s --set out_dir='%s'", TINY_TRAIN, m);
+    ASSERT_ONE_LINE_ERROR(&r, "new run beside another run's metrics", "holds another run", id_f, "--resume auto");
+    run_free(&r);
+    assert_same_snapshot(&snap, m, "new run refused");
+
+    // Into an empty directory: the run continues there, under its identity.
+    train_ok("train --resume '%s' --set steps=6 --set out_dir='%s'", a, c);
+    snprintf(p, sizeof p, "%s/ckpt_00000006.h5", c);
+    cr_assert_eq(ckpt_read_run_id(p, q, sizeof q, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(q, id_a);
+    snprintf(p, sizeof p, "%s/metrics.h5", c);
+    cr_assert_eq(metrics_read_run_id(p, q, sizeof q, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(q, id_a);
+}
+
+// ------------------------------------------------- 7. readers across resume
+
+// Rows of the 1-D dataset ds of an open file, after H5Drefresh (what a SWMR
+// reader does to see new rows); values into v (at most cap).
+static long refreshed_rows(hid_t ds, double *v, long cap) {
+    cr_assert(H5Drefresh(ds) >= 0, "H5Drefresh failed");
+    hid_t space = H5Dget_space(ds);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space, &n, NULL);
+    H5Sclose(space);
+    if ((long)n <= cap) cr_assert(H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    return (long)n;
+}
+
+// A SWMR reader that opened metrics.h5 while the run trained keeps it open
+// across a crash (SIGKILL) and the --resume that finishes the run, and then
+// sees every step, 1..150, with the resumed run's values: resume continues
+// the file in place (main replaced it, leaving the reader on the old file).
+Test(runs, swmr_reader_sees_the_resumed_rows) {
+    char dir[512], metrics[700];
+    path_in(dir, sizeof dir, "live");
+    snprintf(metrics, sizeof metrics, "%s/metrics.h5", dir);
+    pid_t pid = spawn_cli(NULL, "train %s --set ckpt_every=20 --set out_dir='%s'", LONG_RUN, dir);
+    wait_for_rows(pid, metrics, 25);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(metrics, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    cr_assert(f >= 0, "a SWMR reader cannot open the file while training runs");
+    hid_t ds = H5Dopen2(f, "step", H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    kill(pid, SIGKILL);  // (a stop signal ends the same way; SIGKILL also leaves rows past the checkpoint)
+    cr_assert_eq(wait_status(pid), 128 + SIGKILL);
+    static double v[512];
+    long stopped = refreshed_rows(ds, v, 512);
+    cr_assert(stopped >= 25 && stopped < 150, "%ld rows after the kill", stopped);
+
+    // (The reader holds HDF5's shared file lock, as every reader does: the
+    // resume must not be refused for it.)
+    Run r = run_cli("train --resume '%s'", dir);
+    cr_assert_eq(r.rc, 0, "resume failed: %s", r.err);
+    run_free(&r);
+    long n = refreshed_rows(ds, v, 512);
+    cr_assert_eq(n, 150, "the SWMR reader sees %ld rows after the resume (it saw %ld before)", n, stopped);
+    for (long i = 0; i < n; i++) cr_assert_eq(v[i], (double)(i + 1), "row %ld has step %g", i, v[i]);
+    hid_t loss = H5Dopen2(f, "loss", H5P_DEFAULT);
+    static double lv[512], ref[512];
+    cr_assert_eq(refreshed_rows(loss, lv, 512), 150);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/metrics.h5", dir);
+    H5Dclose(loss);
+    H5Dclose(ds);
+    H5Fclose(f);
+    cr_assert_eq(h5_read_column(p, "loss", ref, 512), 150);
+    cr_assert(!memcmp(lv, ref, sizeof(double) * 150), "the reader sees other losses than the file holds");
 }
