@@ -472,6 +472,36 @@ def refusal_tests():
         expect_refusal([BIN, "export-hf", "--ckpt", bad, "--out", out], "checksum mismatch", [out])
     tests.append(t_export_damaged_checkpoint)
 
+    def unsealed_copy(dst, edit):
+        """The checkpoint rewritten by h5py (no seal: it loads like one
+        written by any HDF5 tool), after edit(file) changed it."""
+        with h5py.File(small_ckpt(), "r") as a, h5py.File(dst, "w") as b:
+            for k, v in a.attrs.items():  # strings as fixed-length UTF-8, which today's loader reads
+                if isinstance(v, bytes):
+                    reformer_hf._string_attr(b, k, v.decode())
+                else:
+                    b.attrs[k] = v
+            for k in a:
+                a.copy(k, b)
+            edit(b)
+        return dst
+
+    def t_export_non_finite_parameter():
+        def nan(f):
+            x = f["params/layers/1/ff/w1"][()]
+            x[0, 0] = np.nan
+            f["params/layers/1/ff/w1"][...] = x
+        bad = unsealed_copy(os.path.join(WORK, "refuse_export", "nan.h5"), nan)
+        out = os.path.join(WORK, "refuse_export", "hf_nan")
+        expect_refusal([BIN, "export-hf", "--ckpt", bad, "--out", out], "/params/layers/1/ff/w1 holds non-finite", [out])
+    tests.append(t_export_non_finite_parameter)
+
+    def t_export_missing_tensor():
+        bad = unsealed_copy(os.path.join(WORK, "refuse_export", "missing.h5"), lambda f: f.__delitem__("params/out/b"))
+        out = os.path.join(WORK, "refuse_export", "hf_missing")
+        expect_refusal([BIN, "export-hf", "--ckpt", bad, "--out", out], "/params/out/b is missing", [out])
+    tests.append(t_export_missing_tensor)
+
     def t_export_into_nonempty_dir():
         out = os.path.join(WORK, "refuse_export", "hf_nonempty")
         os.makedirs(out)
@@ -487,6 +517,10 @@ def refusal_tests():
         ("two_chunks_before", dict(lsh_num_chunks_before=2), "lsh_num_chunks_before/after: 2/0"),
         ("chunk_after", dict(edit_config=dict(local_num_chunks_after=1)), "local_num_chunks_before/after: 1/1"),
         ("activation", dict(hidden_act="gelu_new"), "hidden_act: 'gelu_new'"),
+        ("five_axes", dict(edit_config=dict(axial_pos_shape=[2, 2, 2, 2, 4], axial_pos_embds_dim=[8, 8, 8, 4, 4])),
+         "axial_pos_shape: [2, 2, 2, 2, 4]: at most 4 axes"),
+        ("attention_kind", dict(edit_config=dict(attn_layers=["local", "full"])), "attn_layers: 'full' is not lsh"),
+        ("model_type", dict(edit_config=dict(model_type="gpt2")), "model_type is 'gpt2', not 'reformer'"),
         ("length_not_chunk_multiple", dict(axial_pos_shape=[4, 10], max_position_embeddings=40,
                                            lsh_attn_chunk_length=16, local_attn_chunk_length=8),
          "lsh_chunk: seq_len=40 is not a multiple of lsh_chunk=16"),
