@@ -18,7 +18,7 @@ const char *const CONFIG_KEYS[] = {
     "ff_chunk", "loss_chunk", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
     "seq_len", "batch", "sp", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
     "beta1", "beta2", "adam_eps", "clip", "seed", "data", "data_format", "split_fractions",
-    "cross_docs", "dup_alphabet", "out_dir", "device", "precision", "log_every", "ckpt_every", "keep_ckpts",
+    "cross_docs", "dup_alphabet", "out_dir", "device", "precision", "attn_impl", "log_every", "ckpt_every", "keep_ckpts",
     "eval_every", "eval_windows", NULL};
 
 const char *const DATA_FORMATS[] = {"auto", "text", "enwik8", "pg19", "tokens", "dup", "random", NULL};
@@ -75,6 +75,7 @@ void config_defaults(Config *c) {
     snprintf(c->out_dir, sizeof c->out_dir, "runs/default");
     snprintf(c->device, sizeof c->device, "cpu");
     c->precision = PRECISION_FP32;
+    c->attn_reference = 0;
     c->log_every = 1;
     c->ckpt_every = 1000;
     c->keep_ckpts = 3;
@@ -248,6 +249,12 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
         else if (!strcmp(value, "bf16")) c->precision = PRECISION_BF16;
         else if (!strcmp(value, "tf32")) c->precision = PRECISION_TF32;
         else return fail(err, errlen, "precision: '%s' is not one of fp32, bf16, tf32", value);
+        return 0;
+    }
+    if (IS("attn_impl")) {
+        if (!strcmp(value, "fast")) c->attn_reference = 0;
+        else if (!strcmp(value, "reference")) c->attn_reference = 1;
+        else return fail(err, errlen, "attn_impl: '%s' is not one of fast, reference", value);
         return 0;
     }
     if (IS("seed")) {
@@ -480,6 +487,7 @@ int config_get(const Config *c, const char *key, char *buf, size_t cap) {
     GS("out_dir", c->out_dir);
     GS("device", c->device);
     GS("precision", precision_name(c->precision));
+    GS("attn_impl", c->attn_reference ? "reference" : "fast");
     GI("log_every", c->log_every);
     GI("ckpt_every", c->ckpt_every);
     GI("keep_ckpts", c->keep_ckpts);

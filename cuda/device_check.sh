@@ -6,7 +6,8 @@
 #                                       else build/device_check)
 #
 # In order, each part under a hard time limit and all of them under one
-# budget (BUDGET_S, default 400 s: a run and a rerun fit one 15-minute lease):
+# budget (BUDGET_S, default 400 s: a run and a rerun fit one 15-minute lease;
+# BUILD_S, default 200 s, limits the build, ~1 minute on 16 cores):
 #   deps       unpack the carried .devdeps/*.deb into a private prefix
 #              (dpkg -x, never into /) and point the build at it
 #   build      make for the GPU found (its compute capability; sm_80 and
@@ -166,7 +167,7 @@ build() {
 }
 export JOBS NCCL_READY MAKE_EXTRA ARCHS RUN_LIBS
 export -f build
-part build 200 build || finish "FAILED: build (see build.log)" 1
+part build "${BUILD_S:-200}" build || finish "FAILED: build (see build.log)" 1
 
 # --- is there a GPU? ----------------------------------------------------------------
 probe_gpu() { run_ours build/test_cuda --probe; }

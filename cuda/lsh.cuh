@@ -4,7 +4,7 @@
 
 #include <cub/device/device_radix_sort.cuh>
 
-#include "attention.cuh"
+#include "attention_gemm.cuh"
 #include "lsh_rules.h"  // the rotations, the bucket rule, KEY_NORM_EPS: shared with the CPU
 
 // --- LSH pieces ----------------------------------------------------------------
@@ -250,10 +250,16 @@ static LshWork lsh_work(const AttnShape *s, void *base) {
     return w;
 }
 
+// LSH: the group buffers, then (tensor-core path) one slice of blocks;
+// local: local_work_bytes (attention_gemm.cuh).
 static size_t cu_attention_workspace_bytes(const AttnShape *s, int lsh) {
-    if (lsh) return lsh_work(s, NULL).bytes;
-    return align256((size_t)s->batch * s->n_heads * s->seq_len * sizeof(float));  // local: D per position
+    if (!lsh) return local_work_bytes(s);
+    LshWork w = lsh_work(s, NULL);
+    size_t bytes = align256(w.bytes);
+    if (gm_enabled(s, 1)) bytes += gm_slice_bytes(s, 1, gm_slice_blocks(s, 1, (size_t)w.G * (attn_items(s) / s->chunk_len)));
+    return bytes;
 }
+static void *lsh_slice_scratch(const LshWork &w, void *work) { return (char *)work + align256(w.bytes); }
 
 static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed, uint32_t step,
                         uint32_t layer, void *work) {
@@ -310,12 +316,21 @@ static void cu_lsh_attention_forward(real *out, real *saved, const real *qk, con
     a.v = v;
     a.pos = w.pos;
     a.rn = w.rn;
+    const int fast = gm_enabled(s, 1);
+    Gm gm = gm_base(s, 1);
+    gm.q = qk, gm.v = v, gm.pos = w.pos, gm.rn = w.rn;
+    const int slice = fast ? gm_slice_blocks(s, 1, (size_t)w.G * gm.nc) : 0;
     for (int p0 = 0; p0 < pairs; p0 += w.G) {
         int g = pairs - p0 < w.G ? pairs - p0 : w.G;
         lsh_prepare_group(w, buckets, qk, s, p0, g);
         a.pair0 = p0;
         a.o = saved ? saved + (size_t)p0 * a.sstride : w.so;
-        launch_forward<true>(a, g);
+        if (fast) {
+            gm.pair0 = p0;
+            gm_forward(gm, s, lsh_slice_scratch(w, work), slice, g * gm.nc, a.o, NULL, a.sstride);
+        } else {
+            launch_forward<true>(a, g);
+        }
         lsh_combine_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(out, a.o, w.inv, p0, g, L, s->n_heads,
                                                                     s->d_head, s->n_hashes, a.sstride);
         launch_check();
@@ -339,6 +354,10 @@ static void cu_lsh_attention_backward(real *dqk, real *dv, const real *dout, con
     a.dq = w.dsq;
     a.dk = w.dsk;
     a.dv = w.dsv;
+    const int fast = gm_enabled(s, 1);
+    Gm gm = gm_base(s, 1);
+    gm.q = qk, gm.v = v, gm.pos = w.pos, gm.rn = w.rn;
+    const int slice = fast ? gm_slice_blocks(s, 1, (size_t)w.G * gm.nc) : 0;
     for (int p0 = 0; p0 < pairs; p0 += w.G) {
         int g = pairs - p0 < w.G ? pairs - p0 : w.G;
         lsh_prepare_group(w, buckets, qk, s, p0, g);
@@ -347,7 +366,18 @@ static void cu_lsh_attention_backward(real *dqk, real *dv, const real *dout, con
         lsh_prep_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(w.wt, w.Dm, a.slse, w.inv, dout, out, p0, g, L,
                                                                  s->n_heads, s->d_head, s->n_hashes, a.sstride);
         launch_check();
-        launch_backward<true>(a, g);
+        if (fast) {
+            const size_t item_grads = (size_t)g * gm.n * s->d_head * sizeof(float);
+            gm.pair0 = p0;
+            cuda_check(cudaMemsetAsync(w.dsk, 0, item_grads));  // the key halves are added
+            cuda_check(cudaMemsetAsync(w.dsv, 0, item_grads));
+            gm_backward(gm, s, lsh_slice_scratch(w, work), slice, g * gm.nc, w.dsq, w.dsk, w.dsv, dout, w.wt, a.slse,
+                        a.sstride, (size_t)gm.n * s->d_head, w.Dm, (size_t)gm.n);
+            gm_key_norm_backward_kernel<<<warp_blocks((size_t)g * gm.n), THREADS>>>(w.dsk, gm, g);
+            launch_check();
+        } else {
+            launch_backward<true>(a, g);
+        }
         lsh_unsort_kernel<<<blocks_for((size_t)g * L * s->d_head), THREADS>>>(dqk, dv, w.dsq, w.dsk, w.dsv, w.inv, p0,
                                                                               g, L, s->n_heads, s->d_head, s->n_hashes);
         launch_check();
