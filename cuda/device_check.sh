@@ -189,23 +189,31 @@ for t in memcheck racecheck; do grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOGS
 
 part peak 40 run_ours build/cuda_peak 8192 && grep '^{' "$LOGS/peak.log" | tee -a "$RESULTS" >/dev/null
 
-# bench: each model of configs.txt in each precision, one process each.
-bench_one() {  # NAME PRECISION SETS...
-    local name=$1 prec=$2 args=()
-    shift 2
+# bench: one process per run, 1 untimed and 2 timed steps.
+bench_one() {  # NAME PRECISION ATTN_IMPL SETS...
+    local name=$1 prec=$2 impl=$3 args=()
+    shift 3
     for kv in "$@"; do args+=(--set "$kv"); done
-    run_ours build/reformer bench --json --steps 2 --warmup 1 --set device=cuda --set precision="$prec" "${args[@]}" |
-        sed "s/^{/{\"model\": \"$name\", /"
+    run_ours build/reformer bench --json --steps 2 --warmup 1 --set device=cuda --set precision="$prec" \
+        --set attn_impl="$impl" "${args[@]}" | sed "s/^{/{\"model\": \"$name\", \"attn_impl\": \"$impl\", /"
 }
 export -f bench_one
-while read -r name sets; do
-    case $name in '#'* | '') continue ;; esac
-    for prec in fp32 tf32 bf16; do
-        # shellcheck disable=SC2086 # sets is a list of key=value words
-        part "bench_${name}_$prec" 75 bench_one "$name" "$prec" $sets &&
-            grep '^{' "$LOGS/bench_${name}_$prec.log" >>"$RESULTS"
-    done
-done <experiments/roofline/configs.txt
+# The plan: the enwik8 model in every precision on the tensor-core path, and
+# bf16 on the reference kernels (what the fast path gains); the long model in
+# bf16 (does its step fit 16 GiB?). Models by name from configs.txt.
+BENCH_PLAN="enwik8_64k:fp32:fast enwik8_64k:tf32:fast enwik8_64k:bf16:fast enwik8_64k:bf16:reference long_1m:bf16:fast"
+for run in $BENCH_PLAN; do
+    IFS=: read -r name prec impl <<<"$run"
+    sets=$(awk -v n="$name" '$1 == n { $1 = ""; print }' experiments/roofline/configs.txt)
+    if [ -z "$sets" ]; then
+        say "bench      FAIL (no model $name in experiments/roofline/configs.txt)"
+        FAILED=1
+        continue
+    fi
+    # shellcheck disable=SC2086 # sets is a list of key=value words
+    part "bench_${name}_${prec}_$impl" 75 bench_one "$name" "$prec" "$impl" $sets &&
+        grep '^{' "$LOGS/bench_${name}_${prec}_$impl.log" >>"$RESULTS"
+done
 
 if [ "${N_GPUS:-0}" -ge 2 ]; then
     if [ "$NCCL_READY" = 1 ] && [ -x build/bench_collectives ]; then

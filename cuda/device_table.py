@@ -59,8 +59,8 @@ def main():
                  peak["copy_gbps"]))
     else:
         print("peak: not measured (fractions of peak left out)")
-    print("%-11s %-5s %9s %8s %9s %9s %7s %9s %7s" % ("model", "prec", "tokens/s", "step_ms", "dev_MiB",
-                                                     "mm_TF/s", "mm_pk", "attn_TF/s", "attn_pk"))
+    print("%-11s %-5s %-4s %9s %8s %9s %9s %7s %9s %7s" % ("model", "prec", "attn", "tokens/s", "step_ms", "dev_MiB",
+                                                          "mm_TF/s", "mm_pk", "attn_TF/s", "attn_pk"))
     for r in runs:
         model, prec = r.get("model", "?"), r.get("precision", "?")
         cats = roof.get(model, {})
@@ -73,8 +73,9 @@ def main():
                 cols += ["%.1f" % tf, "%.0f%%" % (100 * tf / pk) if pk else "-"]
             else:
                 cols += ["-", "-"]
-        print("%-11s %-5s %9.0f %8.1f %9s %9s %7s %9s %7s" % (model, prec, r["tokens_per_s"], r["step_ms"],
-                                                             r.get("device_used_mb", "-"), *cols))
+        print("%-11s %-5s %-4s %9.0f %8.1f %9s %9s %7s %9s %7s" % (model, prec, r.get("attn_impl", "?")[:4],
+                                                                  r["tokens_per_s"], r["step_ms"],
+                                                                  r.get("device_used_mb", "-"), *cols))
     if not runs:
         print("(no bench runs)")
 
