@@ -21,6 +21,7 @@
 #   bench      reformer bench on experiments/roofline/configs.txt's models,
 #              fp32, tf32 and bf16, next to the roofline table: achieved
 #              TFLOP/s and fraction of the measured peak
+#   pytorch    reformer-pytorch (carried wheels) on the enwik8 model, bf16
 #   nccl       bench_collectives --nccl over 2 ranks, where there are 2+ GPUs
 #              and the image has mpirun
 # Results: OUTDIR/summary.txt (also printed last), OUTDIR/results.jsonl (one
@@ -174,7 +175,7 @@ probe_gpu() { run_ours build/test_cuda --probe; }
 export -f probe_gpu
 if ! part gpu 30 probe_gpu; then
     why=$(head -1 "$LOGS/gpu.log")
-    for p in test_cuda memcheck racecheck peak bench nccl; do say "$(printf '%-10s SKIPPED (no GPU)' "$p")"; done
+    for p in test_cuda memcheck racecheck peak bench pytorch nccl; do say "$(printf '%-10s SKIPPED (no GPU)' "$p")"; done
     [ -n "$why" ] && say "           $why"
     finish "SKIPPED: no GPU" 77
 fi
@@ -214,6 +215,30 @@ for run in $BENCH_PLAN; do
     part "bench_${name}_${prec}_$impl" 75 bench_one "$name" "$prec" "$impl" $sets &&
         grep '^{' "$LOGS/bench_${name}_${prec}_$impl.log" >>"$RESULTS"
 done
+
+# reformer-pytorch on the same enwik8 model and GPU, bf16 (the carried wheels
+# into a private folder; the image's torch and einops).
+pytorch_bench() {
+    python3 -c 'import torch, einops' || return 1
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/reformer-site \
+        "$ROOT"/.devdeps/wheels/*.whl || return 1
+    local sets kv a=()
+    sets=$(awk '$1 == "enwik8_64k" { $1 = ""; print }' experiments/roofline/configs.txt)
+    for kv in $sets; do
+        case ${kv%%=*} in
+        seq_len) a+=(--seq-len "${kv#*=}") ;; d_model) a+=(--d-model "${kv#*=}") ;; d_ff) a+=(--d-ff "${kv#*=}") ;;
+        n_heads) a+=(--heads "${kv#*=}") ;; n_layers) a+=(--layers "${kv#*=}") ;; n_hashes) a+=(--n-hashes "${kv#*=}") ;;
+        esac
+    done
+    PYTHONPATH=/tmp/reformer-site PYTHONUNBUFFERED=1 python3 experiments/reformer_pytorch/bench.py "${a[@]}" \
+        --bucket 64 --precision bf16 | sed 's/^{/{"model": "enwik8_64k", /'
+}
+export -f pytorch_bench
+if ls "$ROOT"/.devdeps/wheels/*.whl >/dev/null 2>&1; then
+    part pytorch 90 pytorch_bench && grep '^{' "$LOGS/pytorch.log" >>"$RESULTS"
+else
+    say "pytorch    SKIPPED (no .devdeps/wheels: make device-deps)"
+fi
 
 if [ "${N_GPUS:-0}" -ge 2 ]; then
     if [ "$NCCL_READY" = 1 ] && [ -x build/bench_collectives ]; then

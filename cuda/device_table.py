@@ -41,7 +41,7 @@ def read_roofline(path):
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    runs, peak = [], None
+    runs, others, peak = [], [], None
     with open(sys.argv[1]) as f:
         for line in f:
             line = line.strip()
@@ -50,6 +50,8 @@ def main():
             d = json.loads(line)
             if "fp32_tflops" in d:
                 peak = d
+            elif "impl" in d:
+                others.append(d)
             elif "tokens_per_s" in d:
                 runs.append(d)
     roof = read_roofline(sys.argv[2])
@@ -78,6 +80,10 @@ def main():
                                                                   r.get("device_used_mb", "-"), *cols))
     if not runs:
         print("(no bench runs)")
+    for o in others:  # reformer-pytorch, side by side
+        print("%-11s %-5s %-4s %9.0f %8.1f %9s  (%s, torch %s)" % (o.get("model", "?"), o["precision"], "rpt",
+                                                               o["tokens_per_s"], o["step_ms"],
+                                                               o.get("device_peak_mb", "-"), o["impl"], o["torch"]))
 
 
 if __name__ == "__main__":
