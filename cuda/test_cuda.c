@@ -673,6 +673,7 @@ static void check_vs_fp32(const char *op, const AttnShape *s, const char *tensor
 }
 
 static void lsh_case(AttnShape s) {
+    gpu->reserve_scratch(0);  // the cuBLAS handle: the fast path's GEMMs and hash
     const int B = s.batch, L = s.seq_len, H = s.n_heads, dh = s.d_head, R = s.n_hashes;
     const size_t nx = (size_t)B * L * H * dh, nbk = (size_t)B * H * R * L, nsaved = lsh_saved_elems(&s);
     const uint64_t seed = 99;
@@ -744,9 +745,11 @@ static void lsh_case(AttnShape s) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) gpu->release(bufs[i]);
     free(cwork), free(qk), free(v), free(dout), free(bk), free(gbk_host), free(out), free(saved), free(gq), free(gvv);
+    gpu->release_scratch();
 }
 
 static void local_case(AttnShape s) {
+    gpu->reserve_scratch(0);  // the cuBLAS handle: the fast path's GEMMs
     const int B = s.batch, L = s.seq_len, H = s.n_heads, dh = s.d_head;
     const size_t nx = (size_t)B * L * H * dh, nl = local_saved_elems(&s);
     AttnShape sc = s;  // as in test_lsh
@@ -789,6 +792,7 @@ static void local_case(AttnShape s) {
     void *bufs[] = {gwork, dq, dk, dv, ddout, gout, glse, ggq, ggk, ggv, ggq2, ggk2, ggv2};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->release(bufs[i]);
     free(cwork), free(q), free(k), free(v), free(dout), free(out), free(lse), free(gq), free(gk), free(gv);
+    gpu->release_scratch();
 }
 
 // Both paths on each shape: the reference kernels, then the tensor-core path
