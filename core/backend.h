@@ -28,6 +28,9 @@ typedef struct {
                       // reads them (hash, logits, values), fp32 accumulation.
                       // CUDA only; the CPU backend computes in fp32 and ignores it
                       // (config refuses precision=bf16 with device=cpu)
+    int tf32;         // precision=tf32: attention GEMMs on TF32 tensor cores (CUDA)
+    int reference;    // attn_impl=reference: the CUDA backend's fused fp32 kernels
+                      // instead of its tensor-core GEMM path (the CPU ignores both)
 } AttnShape;
 
 // Items hashed and sorted per (batch, head) for LSH: R * L.

@@ -21,6 +21,7 @@ static const char *const ACTIVATION_NAMES[] = {"relu", "gelu", NULL};
 static const char *const SCHEDULE_NAMES[] = {"rsqrt", "cosine", "constant", NULL};
 static const char *const PRECISION_NAMES[] = {"fp32", "bf16", "tf32", NULL};  // indexed by Precision
 static const char *const DEVICE_NAMES[] = {"cpu", "cuda", NULL};
+static const char *const ATTN_IMPL_NAMES[] = {"fast", "reference", NULL};  // attn_reference 0 / 1
 // CHOICE keys store the index as an int.
 _Static_assert(sizeof(Activation) == sizeof(int) && sizeof(Schedule) == sizeof(int) &&
                    sizeof(Precision) == sizeof(int),
@@ -120,6 +121,7 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
     X(out_dir,         STRING(out_dir),                       "runs/default", 0)             \
     X(device,          NAME(device, DEVICE_NAMES),            "cpu",          0)             \
     X(precision,       CHOICE(precision, PRECISION_NAMES),    "fp32",         0)             \
+    X(attn_impl,       CHOICE(attn_reference, ATTN_IMPL_NAMES), "fast",       0)             \
     X(log_every,       INT(log_every, 1, INT_MAX),            "1",            0)             \
     X(ckpt_every,      INT(ckpt_every, 0, INT_MAX),           "1000",         0)             \
     X(keep_ckpts,      INT(keep_ckpts, 0, INT_MAX),           "3",            0)             \

@@ -71,6 +71,8 @@ typedef struct {
     char out_dir[1024];
     char device[16];       // cpu | cuda
     Precision precision;   // fp32 | bf16 | tf32 (see Precision)
+    int attn_reference;    // attn_impl: fast (0: CUDA attention as tensor-core GEMMs) |
+                           // reference (1: the fused fp32 kernels); the CPU ignores it
     int log_every;
     int ckpt_every;        // steps between checkpoints; 0 = only the final one
     int keep_ckpts;        // newest checkpoints kept in out_dir; 0 = all

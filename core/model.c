@@ -24,7 +24,8 @@ static AttnShape layer_shape(const Model *m, int l) {
     int heads = c->n_heads / m->seq.sp;
     AttnShape s = {.batch = m->B, .seq_len = m->L, .n_heads = heads, .d_head = c->d_head,
                    .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
-                   .head_offset = m->seq.sp_rank * heads, .bf16 = c->precision == PRECISION_BF16};
+                   .head_offset = m->seq.sp_rank * heads, .bf16 = c->precision == PRECISION_BF16,
+                   .tf32 = c->precision == PRECISION_TF32, .reference = c->attn_reference};
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < m->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;

@@ -48,6 +48,7 @@
 #include "embedding.cuh"
 #include "layernorm.cuh"
 #include "attention.cuh"
+#include "attention_gemm.cuh"
 #include "lsh.cuh"
 #include "loss.cuh"
 #include "adamw.cuh"
@@ -146,11 +147,12 @@ extern "C" int cuda_select_device(int local_rank, char *why, size_t n) {
     return dev;
 }
 
-extern "C" void cuda_set_test_knobs(int max_group_pairs, int tile) {
-    if (max_group_pairs < 0 || !(tile == 0 || tile == 8 || tile == 16 || tile == 32))
-        cuda_fatal("report it", "cuda_set_test_knobs: group pairs >= 0, tile 0, 8, 16 or 32");
+extern "C" void cuda_set_test_knobs(int max_group_pairs, int tile, int max_slice_blocks) {
+    if (max_group_pairs < 0 || max_slice_blocks < 0 || !(tile == 0 || tile == 8 || tile == 16 || tile == 32))
+        cuda_fatal("report it", "cuda_set_test_knobs: group pairs >= 0, tile 0, 8, 16 or 32, slice blocks >= 0");
     g_knob_group_pairs = max_group_pairs;
     g_knob_tile = tile;
+    g_knob_slice_blocks = max_slice_blocks;
 }
 
 extern "C" int cuda_device_available(char *why, size_t n) { return cuda_select_device(0, why, n) >= 0; }

@@ -31,10 +31,12 @@ int cuda_device_available(char *why, size_t n);
 
 // test_cuda's knobs, so that every path the dispatcher can take is compared
 // on small inputs (0 = automatic, the default): at most max_group_pairs
-// (batch, head) pairs per LSH group (groups after the first run), and the
-// attention tile size (8, 16 or 32 items). Set them before asking
-// attention_workspace_bytes for the calls they are to govern.
-void cuda_set_test_knobs(int max_group_pairs, int tile);
+// (batch, head) pairs per LSH group (groups after the first run), the
+// reference kernels' tile size (8, 16 or 32 items), and at most
+// max_slice_blocks chunk blocks per slice of the tensor-core path (slice
+// boundaries inside pairs). Set them before asking attention_workspace_bytes
+// for the calls they are to govern.
+void cuda_set_test_knobs(int max_group_pairs, int tile, int max_slice_blocks);
 
 #ifdef __cplusplus
 }

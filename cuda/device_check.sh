@@ -6,7 +6,9 @@
 #                                       else build/device_check)
 #
 # In order, each part under a hard time limit and all of them under one
-# budget (BUDGET_S, default 400 s: a run and a rerun fit one 15-minute lease):
+# budget (BUDGET_S, default 450 s: a run and a short rerun (PARTS=...) fit one
+# 15-minute lease;
+# BUILD_S, default 200 s, limits the build, ~1 minute on 16 cores):
 #   deps       unpack the carried .devdeps/*.deb into a private prefix
 #              (dpkg -x, never into /) and point the build at it
 #   build      make for the GPU found (its compute capability; sm_80 and
@@ -20,6 +22,7 @@
 #   bench      reformer bench on experiments/roofline/configs.txt's models,
 #              fp32, tf32 and bf16, next to the roofline table: achieved
 #              TFLOP/s and fraction of the measured peak
+#   pytorch    reformer-pytorch (carried wheels) on the enwik8 model, bf16
 #   nccl       bench_collectives --nccl over 2 ranks, where there are 2+ GPUs
 #              and the image has mpirun
 # Results: OUTDIR/summary.txt (also printed last), OUTDIR/results.jsonl (one
@@ -32,7 +35,11 @@ ROOT=$PWD
 OUTDIR=${1:-${OUT:-$ROOT/build/device_check}}
 mkdir -p "$OUTDIR"
 LOGS=$(mktemp -d /tmp/device_check_logs.XXXXXX)
-BUDGET_S=${BUDGET_S:-400}
+BUDGET_S=${BUDGET_S:-450}
+# PARTS: run only the checks whose names start with one of these words (a
+# rerun of what failed, e.g. PARTS="bench pytorch"); deps, build and gpu
+# always run. Empty: all.
+PARTS=${PARTS:-}
 START=$(date +%s)
 SUMMARY=$OUTDIR/summary.txt
 RESULTS=$OUTDIR/results.jsonl
@@ -45,8 +52,15 @@ left() { echo $((BUDGET_S - ($(date +%s) - START))); }
 # part NAME LIMIT_S CMD...: run CMD with its output in $LOGS/NAME.log, under
 # min(LIMIT_S, what is left of the budget); one summary line with its status.
 part() {
-    local name=$1 limit=$2 rem t0 rc
+    local name=$1 limit=$2 rem t0 rc w
     shift 2
+    if [ -n "$PARTS" ] && [ "$name" != deps ] && [ "$name" != build ] && [ "$name" != gpu ]; then
+        for w in $PARTS; do [[ $name == "$w"* ]] && break; w=; done
+        if [ -z "$w" ]; then
+            say "$(printf '%-10s not selected (PARTS=%s)' "$name" "$PARTS")"
+            return 1
+        fi
+    fi
     rem=$(($(left) - 5))
     if [ "$rem" -lt 10 ]; then
         say "$(printf '%-10s NOT RUN (time budget of %ss spent)' "$name" "$BUDGET_S")"
@@ -166,45 +180,78 @@ build() {
 }
 export JOBS NCCL_READY MAKE_EXTRA ARCHS RUN_LIBS
 export -f build
-part build 200 build || finish "FAILED: build (see build.log)" 1
+part build "${BUILD_S:-200}" build || finish "FAILED: build (see build.log)" 1
 
 # --- is there a GPU? ----------------------------------------------------------------
 probe_gpu() { run_ours build/test_cuda --probe; }
 export -f probe_gpu
 if ! part gpu 30 probe_gpu; then
     why=$(head -1 "$LOGS/gpu.log")
-    for p in test_cuda memcheck racecheck peak bench nccl; do say "$(printf '%-10s SKIPPED (no GPU)' "$p")"; done
+    for p in test_cuda memcheck racecheck peak bench pytorch nccl; do say "$(printf '%-10s SKIPPED (no GPU)' "$p")"; done
     [ -n "$why" ] && say "           $why"
     finish "SKIPPED: no GPU" 77
 fi
 
 # --- checks ------------------------------------------------------------------------
-part test_cuda 150 run_ours build/test_cuda
+part test_cuda 120 run_ours build/test_cuda
 grep -E "^test_cuda:|FAIL" "$LOGS/test_cuda.log" | head -20 | sed 's/^/           /' | tee -a "$SUMMARY"
 SAN=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
-part memcheck 60 run_ours "$SAN" --tool memcheck --error-exitcode 3 build/test_cuda --quick
-part racecheck 60 run_ours "$SAN" --tool racecheck --error-exitcode 3 build/test_cuda --quick
+part memcheck 45 run_ours "$SAN" --tool memcheck --error-exitcode 3 build/test_cuda --quick
+part racecheck 45 run_ours "$SAN" --tool racecheck --error-exitcode 3 build/test_cuda --quick
 for t in memcheck racecheck; do grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOGS/$t.log" | sed "s/^/           $t: /" | tee -a "$SUMMARY"; done
 
-part peak 40 run_ours build/cuda_peak 8192 && grep '^{' "$LOGS/peak.log" | tee -a "$RESULTS" >/dev/null
+part peak 30 run_ours build/cuda_peak 8192 && grep '^{' "$LOGS/peak.log" | tee -a "$RESULTS" >/dev/null
 
-# bench: each model of configs.txt in each precision, one process each.
-bench_one() {  # NAME PRECISION SETS...
-    local name=$1 prec=$2 args=()
-    shift 2
+# bench: one process per run, 1 untimed and 2 timed steps.
+bench_one() {  # NAME PRECISION ATTN_IMPL SETS...
+    local name=$1 prec=$2 impl=$3 args=()
+    shift 3
     for kv in "$@"; do args+=(--set "$kv"); done
-    run_ours build/reformer bench --json --steps 2 --warmup 1 --set device=cuda --set precision="$prec" "${args[@]}" |
-        sed "s/^{/{\"model\": \"$name\", /"
+    run_ours build/reformer bench --json --steps 2 --warmup 1 --set device=cuda --set precision="$prec" \
+        --set attn_impl="$impl" "${args[@]}" | sed "s/^{/{\"model\": \"$name\", \"attn_impl\": \"$impl\", /"
 }
 export -f bench_one
-while read -r name sets; do
-    case $name in '#'* | '') continue ;; esac
-    for prec in fp32 tf32 bf16; do
-        # shellcheck disable=SC2086 # sets is a list of key=value words
-        part "bench_${name}_$prec" 75 bench_one "$name" "$prec" $sets &&
-            grep '^{' "$LOGS/bench_${name}_$prec.log" >>"$RESULTS"
+# The plan: the enwik8 model in every precision on the tensor-core path, and
+# bf16 on the reference kernels (what the fast path gains); the long model in
+# bf16 (does its step fit 16 GiB?). Models by name from configs.txt.
+# bf16 first: the issue's targets are set in bf16.
+BENCH_PLAN="enwik8_64k:bf16:fast enwik8_64k:fp32:fast enwik8_64k:tf32:fast long_1m:bf16:fast enwik8_64k:bf16:reference"
+for run in $BENCH_PLAN; do
+    IFS=: read -r name prec impl <<<"$run"
+    sets=$(awk -v n="$name" '$1 == n { $1 = ""; print }' experiments/roofline/configs.txt)
+    if [ -z "$sets" ]; then
+        say "bench      FAIL (no model $name in experiments/roofline/configs.txt)"
+        FAILED=1
+        continue
+    fi
+    # shellcheck disable=SC2086 # sets is a list of key=value words
+    part "bench_${name}_${prec}_$impl" 60 bench_one "$name" "$prec" "$impl" $sets &&
+        grep '^{' "$LOGS/bench_${name}_${prec}_$impl.log" >>"$RESULTS"
+done
+
+# reformer-pytorch on the same enwik8 model and GPU, bf16 (the carried wheels
+# into a private folder; the image's torch and einops).
+pytorch_bench() {
+    python3 -c 'import torch, einops' || return 1
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/reformer-site \
+        "$ROOT"/.devdeps/wheels/*.whl || return 1
+    local sets kv a=()
+    sets=$(awk '$1 == "enwik8_64k" { $1 = ""; print }' experiments/roofline/configs.txt)
+    for kv in $sets; do
+        case ${kv%%=*} in
+        seq_len) a+=(--seq-len "${kv#*=}") ;; d_model) a+=(--d-model "${kv#*=}") ;; d_ff) a+=(--d-ff "${kv#*=}") ;;
+        n_heads) a+=(--heads "${kv#*=}") ;; n_layers) a+=(--layers "${kv#*=}") ;; n_hashes) a+=(--n-hashes "${kv#*=}") ;;
+        esac
     done
-done <experiments/roofline/configs.txt
+    PYTHONPATH=/tmp/reformer-site PYTHONUNBUFFERED=1 python3 experiments/reformer_pytorch/bench.py "${a[@]}" \
+        --bucket 64 --precision bf16 | sed 's/^{/{"model": "enwik8_64k", /'
+}
+export -f pytorch_bench
+if ls "$ROOT"/.devdeps/wheels/*.whl >/dev/null 2>&1; then
+    part pytorch 60 pytorch_bench && grep '^{' "$LOGS/pytorch.log" >>"$RESULTS"
+else
+    say "pytorch    SKIPPED (no .devdeps/wheels: make device-deps)"
+fi
 
 if [ "${N_GPUS:-0}" -ge 2 ]; then
     if [ "$NCCL_READY" = 1 ] && [ -x build/bench_collectives ]; then

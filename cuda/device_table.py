@@ -41,7 +41,7 @@ def read_roofline(path):
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
-    runs, peak = [], None
+    runs, others, peak = [], [], None
     with open(sys.argv[1]) as f:
         for line in f:
             line = line.strip()
@@ -50,6 +50,8 @@ def main():
             d = json.loads(line)
             if "fp32_tflops" in d:
                 peak = d
+            elif "impl" in d:
+                others.append(d)
             elif "tokens_per_s" in d:
                 runs.append(d)
     roof = read_roofline(sys.argv[2])
@@ -59,8 +61,8 @@ def main():
                  peak["copy_gbps"]))
     else:
         print("peak: not measured (fractions of peak left out)")
-    print("%-11s %-5s %9s %8s %9s %9s %7s %9s %7s" % ("model", "prec", "tokens/s", "step_ms", "dev_MiB",
-                                                     "mm_TF/s", "mm_pk", "attn_TF/s", "attn_pk"))
+    print("%-11s %-5s %-4s %9s %8s %9s %9s %7s %9s %7s" % ("model", "prec", "attn", "tokens/s", "step_ms", "dev_MiB",
+                                                          "mm_TF/s", "mm_pk", "attn_TF/s", "attn_pk"))
     for r in runs:
         model, prec = r.get("model", "?"), r.get("precision", "?")
         cats = roof.get(model, {})
@@ -73,10 +75,15 @@ def main():
                 cols += ["%.1f" % tf, "%.0f%%" % (100 * tf / pk) if pk else "-"]
             else:
                 cols += ["-", "-"]
-        print("%-11s %-5s %9.0f %8.1f %9s %9s %7s %9s %7s" % (model, prec, r["tokens_per_s"], r["step_ms"],
-                                                             r.get("device_used_mb", "-"), *cols))
+        print("%-11s %-5s %-4s %9.0f %8.1f %9s %9s %7s %9s %7s" % (model, prec, r.get("attn_impl", "?")[:4],
+                                                                  r["tokens_per_s"], r["step_ms"],
+                                                                  r.get("device_used_mb", "-"), *cols))
     if not runs:
         print("(no bench runs)")
+    for o in others:  # reformer-pytorch, side by side
+        print("%-11s %-5s %-4s %9.0f %8.1f %9s  (%s, torch %s)" % (o.get("model", "?"), o["precision"], "rpt",
+                                                               o["tokens_per_s"], o["step_ms"],
+                                                               o.get("device_peak_mb", "-"), o["impl"], o["torch"]))
 
 
 if __name__ == "__main__":

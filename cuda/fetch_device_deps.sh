@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Download the packages of cuda/device_deps.txt into .devdeps/ (or $1), for
+# Download the packages of cuda/device_deps.txt into .devdeps/ (or $1), and
+# the wheels of cuda/device_wheels.txt into .devdeps/wheels/, for
 # the device run call to carry (cuda/README.md, "On a lent GPU"). Needs apt
 # on a Debian bookworm amd64 machine (this project's CI and build image); it
 # installs nothing. `make device-deps` runs it.
@@ -17,4 +18,15 @@ if [ "$n" -ne "${#pkgs[@]}" ]; then
     echo "fetch_device_deps: error: ${#pkgs[@]} packages listed, $n downloaded into $dest (hint: apt-get update)" >&2
     exit 1
 fi
-echo "fetch_device_deps: $n packages, $(du -sh "$dest" | cut -f1) in $dest"
+# The wheels of cuda/device_wheels.txt (pure Python, for the reformer-pytorch
+# side-by-side) into $dest/wheels.
+mapfile -t wheels < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' cuda/device_wheels.txt)
+rm -rf "$dest/wheels"
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform any \
+    -d "$dest/wheels" "${wheels[@]}"
+nw=$(find "$dest/wheels" -name '*.whl' | wc -l)
+if [ "$nw" -ne "${#wheels[@]}" ]; then
+    echo "fetch_device_deps: error: ${#wheels[@]} wheels listed, $nw downloaded into $dest/wheels" >&2
+    exit 1
+fi
+echo "fetch_device_deps: $n packages and $nw wheels, $(du -sh "$dest" | cut -f1) in $dest"

@@ -1,10 +1,11 @@
-// LSH attention: rotations and hashing, the bucket sort (CUB), the grouped
+// LSH attention: rotations and hashing (attn_impl=fast: batched SGEMM of the
+// projections; reference: one thread per position), the bucket sort (CUB), the grouped
 // workspace, the round combination and the un-sort.
 #pragma once
 
 #include <cub/device/device_radix_sort.cuh>
 
-#include "attention.cuh"
+#include "attention_gemm.cuh"
 #include "lsh_rules.h"  // the rotations, the bucket rule, KEY_NORM_EPS: shared with the CPU
 
 // --- LSH pieces ----------------------------------------------------------------
@@ -204,6 +205,61 @@ static int bits_for(size_t count) {  // bits to represent 0 .. count-1
     return b;
 }
 
+// The hash on the fast path (attn_impl=fast): the projections of a slice of
+// Ls positions of every head as one strided batched SGEMM, proj_h [Ls, R*nb/2]
+// = X_h [Ls, dh] Rot_h [dh, R*nb/2], then the bucket rule per (head,
+// position, round). fp32 data and accumulation, no TF32: a bucket is an
+// argmax, and TF32's rounding of the operands would move projections that
+// tie to 2^-11 (the CPU comparison allows ties to float rounding only).
+#define HASH_SLICE_BUDGET ((size_t)128 << 20)
+
+static int hash_slice_positions(const AttnShape *s) {
+    const size_t W = (size_t)s->n_hashes * (s->n_buckets / 2), per_pos = (size_t)s->n_heads * (s->d_head + W) * 4;
+    size_t Ls = HASH_SLICE_BUDGET / (per_pos ? per_pos : 1);
+    if (Ls > (size_t)s->seq_len) Ls = (size_t)s->seq_len;
+    return (int)(Ls < 1 ? 1 : Ls);
+}
+// X [H, Ls, dh] and proj [H, Ls, W] of one slice.
+static size_t hash_slice_bytes(const AttnShape *s, int Ls) {
+    const size_t W = (size_t)s->n_hashes * (s->n_buckets / 2), H = (size_t)s->n_heads;
+    return align256(H * Ls * s->d_head * 4) + align256(H * Ls * W * 4);
+}
+
+// X [H, Ls, dh]: positions [i0, i0 + Ls) of batch element b, as attention reads them.
+__global__ void hash_gather_kernel(float *X, const float *qk, int b, int i0, int Ls, int L, int H, int dh, int bf16) {
+    GRID_STRIDE(e, (size_t)H * Ls * dh) {
+        const int d = (int)(e % dh), i = (int)((e / dh) % Ls), h = (int)(e / ((size_t)dh * Ls));
+        X[e] = attn_input(qk[((size_t)b * L + i0 + i) * H * dh + (size_t)h * dh + d], bf16);
+    }
+}
+// buckets [B, H, R, L] of the slice from proj [H, Ls, R*half].
+__global__ void hash_buckets_kernel(uint16_t *buckets, const float *proj, int b, int i0, int Ls, int L, int H, int R,
+                                    int half) {
+    GRID_STRIDE(t, (size_t)H * Ls * R) {
+        const int r = (int)(t % R), i = (int)((t / R) % Ls), h = (int)(t / ((size_t)R * Ls));
+        const float *p = proj + ((size_t)h * Ls + i) * R * half + (size_t)r * half;
+        buckets[(((size_t)b * H + h) * R + r) * L + i0 + i] = (uint16_t)lsh_bucket_of(p, half);
+    }
+}
+
+static void hash_by_gemm(uint16_t *buckets, const float *qk, const float *rot, const AttnShape *s, void *slice) {
+    const int L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, half = s->n_buckets / 2, W = R * half;
+    const int Ls = hash_slice_positions(s);
+    float *X = (float *)slice, *proj = (float *)((char *)slice + align256((size_t)H * Ls * dh * 4));
+    const float one = 1.f, zero = 0.f;
+    for (int b = 0; b < s->batch; b++)
+        for (int i0 = 0; i0 < L; i0 += Ls) {
+            const int ls = L - i0 < Ls ? L - i0 : Ls;
+            hash_gather_kernel<<<blocks_for((size_t)H * ls * dh), THREADS>>>(X, qk, b, i0, ls, L, H, dh, s->bf16);
+            launch_check();
+            cublas_check(cublasSgemmStridedBatched(cublas(), CUBLAS_OP_N, CUBLAS_OP_N, W, ls, dh, &one, rot, W,
+                                                   (long long)dh * W, X, dh, (long long)ls * dh, &zero, proj, W,
+                                                   (long long)ls * W, H));
+            hash_buckets_kernel<<<blocks_for((size_t)H * ls * R), THREADS>>>(buckets, proj, b, i0, ls, L, H, R, half);
+            launch_check();
+        }
+}
+
 static LshWork lsh_work(const AttnShape *s, void *base) {
     LshWork w;
     memset(&w, 0, sizeof w);
@@ -246,14 +302,22 @@ static LshWork lsh_work(const AttnShape *s, void *base) {
 #undef CARVE
     size_t rot_bytes = align256((size_t)s->n_heads * dh * s->n_hashes * (nb / 2 > 0 ? nb / 2 : 1) * sizeof(float));
     w.rot = (float *)p;
+    // The hash's GEMM path puts its position slice after the rotations.
+    if (!s->reference && s->n_buckets > 0) rot_bytes += hash_slice_bytes(s, hash_slice_positions(s));
     w.bytes = off > rot_bytes ? off : rot_bytes;
     return w;
 }
 
+// LSH: the group buffers, then (tensor-core path) one slice of blocks;
+// local: local_work_bytes (attention_gemm.cuh).
 static size_t cu_attention_workspace_bytes(const AttnShape *s, int lsh) {
-    if (lsh) return lsh_work(s, NULL).bytes;
-    return align256((size_t)s->batch * s->n_heads * s->seq_len * sizeof(float));  // local: D per position
+    if (!lsh) return local_work_bytes(s);
+    LshWork w = lsh_work(s, NULL);
+    size_t bytes = align256(w.bytes);
+    if (gm_enabled(s, 1)) bytes += gm_slice_bytes(s, 1, gm_slice_blocks(s, 1, (size_t)w.G * (attn_items(s) / s->chunk_len)));
+    return bytes;
 }
+static void *lsh_slice_scratch(const LshWork &w, void *work) { return (char *)work + align256(w.bytes); }
 
 static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed, uint32_t step,
                         uint32_t layer, void *work) {
@@ -265,6 +329,11 @@ static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, u
     lsh_rotations_kernel<<<blocks_for((size_t)H * per_head), THREADS>>>(w.rot, H, per_head, s->head_offset, seed, step,
                                                                         layer);
     launch_check();
+    if (!s->reference) {
+        const size_t rot_bytes = align256((size_t)H * per_head * sizeof(float));
+        hash_by_gemm(buckets, qk, w.rot, s, (char *)work + rot_bytes);
+        return;
+    }
     size_t bytes = (size_t)HASH_POS * (dh + 1) * sizeof(float);
     if (bytes > (size_t)smem_optin()) cuda_fatal("use a smaller d_head", "d_head too large for the hash kernel");
     set_smem(lsh_hash_kernel, bytes);
@@ -312,11 +381,20 @@ static void cu_lsh_attention_forward(real *out, real *saved, const real *qk, con
     a.rn = w.rn;
     a.o = w.so;
     a.lse = saved;
+    const int fast = gm_enabled(s, 1);
+    Gm gm = gm_base(s, 1);
+    gm.q = qk, gm.v = v, gm.pos = w.pos, gm.rn = w.rn;
+    const int slice = fast ? gm_slice_blocks(s, 1, (size_t)w.G * gm.nc) : 0;
     for (int p0 = 0; p0 < pairs; p0 += w.G) {
         int g = pairs - p0 < w.G ? pairs - p0 : w.G;
         lsh_prepare_group(w, buckets, qk, s, p0, g);
         a.pair0 = p0;
-        launch_forward<true>(a, g);
+        if (fast) {
+            gm.pair0 = p0;
+            gm_forward(gm, s, lsh_slice_scratch(w, work), slice, g * gm.nc, w.so, saved, a.sstride);
+        } else {
+            launch_forward<true>(a, g);
+        }
         lsh_combine_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(out, w.so, saved, w.inv, p0, g, L, s->n_heads,
                                                                     s->d_head, s->n_hashes, a.sstride);
         launch_check();
@@ -341,6 +419,10 @@ static void cu_lsh_attention_backward(real *dqk, real *dv, const real *dout, con
     a.dk = w.dsk;
     a.dv = w.dsv;
     a.slse = saved;
+    const int fast = gm_enabled(s, 1);
+    Gm gm = gm_base(s, 1);
+    gm.q = qk, gm.v = v, gm.pos = w.pos, gm.rn = w.rn;
+    const int slice = fast ? gm_slice_blocks(s, 1, (size_t)w.G * gm.nc) : 0;
     for (int p0 = 0; p0 < pairs; p0 += w.G) {
         int g = pairs - p0 < w.G ? pairs - p0 : w.G;
         lsh_prepare_group(w, buckets, qk, s, p0, g);
@@ -348,7 +430,19 @@ static void cu_lsh_attention_backward(real *dqk, real *dv, const real *dout, con
         lsh_prep_kernel<<<warp_blocks((size_t)g * L), THREADS>>>(w.wt, w.Dm, saved, w.inv, dout, out, p0, g, L,
                                                                  s->n_heads, s->d_head, s->n_hashes);
         launch_check();
-        launch_backward<true>(a, g);
+        if (fast) {
+            const size_t item_grads = (size_t)g * gm.n * s->d_head * sizeof(float);
+            gm.pair0 = p0;
+            cuda_check(cudaMemsetAsync(w.dsk, 0, item_grads));  // the key halves are added
+            cuda_check(cudaMemsetAsync(w.dsv, 0, item_grads));
+            // lse of the group's pairs: saved [pairs, n] from pair p0 on.
+            gm_backward(gm, s, lsh_slice_scratch(w, work), slice, g * gm.nc, w.dsq, w.dsk, w.dsv, dout, w.wt,
+                        saved + (size_t)p0 * gm.n, (size_t)gm.n, 0, w.Dm, (size_t)gm.n);
+            gm_key_norm_backward_kernel<<<warp_blocks((size_t)g * gm.n), THREADS>>>(w.dsk, gm, g);
+            launch_check();
+        } else {
+            launch_backward<true>(a, g);
+        }
         lsh_unsort_kernel<<<blocks_for((size_t)g * L * s->d_head), THREADS>>>(dqk, dv, w.dsq, w.dsk, w.dsv, w.inv, p0,
                                                                               g, L, s->n_heads, s->d_head, s->n_hashes);
         launch_check();

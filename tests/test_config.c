@@ -101,7 +101,7 @@ static const struct {
     {"lr_min", "0"},           {"weight_decay", "0.01"},    {"beta1", "0.8"},
     {"beta2", "0.99"},         {"adam_eps", "1e-08"},       {"clip", "0"},
     {"seed", "42"},            {"data", "dup"},             {"dup_alphabet", "64"},
-    {"out_dir", "/tmp/reformer-test-out"}, {"device", "cuda"}, {"precision", "bf16"},
+    {"out_dir", "/tmp/reformer-test-out"}, {"device", "cuda"}, {"precision", "bf16"}, {"attn_impl", "reference"},
     {"log_every", "5"},
     {"ckpt_every", "50"},      {"keep_ckpts", "0"},
     {"data_format", "enwik8"}, {"split_fractions", "0.8,0.1,0.1"}, {"cross_docs", "1"},
