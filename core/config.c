@@ -16,7 +16,7 @@ const char *const CONFIG_KEYS[] = {
     "vocab_size", "d_model", "d_ff", "n_heads", "d_head", "n_layers", "attn_layers", "attn",
     "lsh_chunk", "local_chunk", "n_hashes", "n_buckets", "axial_shape", "axial_dims",
     "ff_chunk", "loss_chunk", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
-    "seq_len", "batch", "sp", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
+    "seq_len", "batch", "sp", "sp_attention", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
     "beta1", "beta2", "adam_eps", "clip", "seed", "data", "data_format", "split_fractions",
     "cross_docs", "dup_alphabet", "out_dir", "device", "precision", "log_every", "ckpt_every", "keep_ckpts",
     "eval_every", "eval_windows", NULL};
@@ -243,6 +243,13 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
         snprintf(c->device, sizeof c->device, "%s", value);
         return 0;
     }
+    if (IS("sp_attention")) {
+        if (!strcmp(value, "auto")) c->sp_attention = SP_ATTN_AUTO;
+        else if (!strcmp(value, "heads")) c->sp_attention = SP_ATTN_HEADS;
+        else if (!strcmp(value, "sequence")) c->sp_attention = SP_ATTN_SEQUENCE;
+        else return fail(err, errlen, "sp_attention: '%s' is not one of auto, heads, sequence", value);
+        return 0;
+    }
     if (IS("precision")) {
         if (!strcmp(value, "fp32")) c->precision = PRECISION_FP32;
         else if (!strcmp(value, "bf16")) c->precision = PRECISION_BF16;
@@ -298,6 +305,13 @@ int config_layer_chunk(const Config *c, int layer) {
     return m >= c->seq_len ? c->seq_len : m;
 }
 
+// The chunk length of layers of one kind (config_layer_chunk by kind).
+static int config_layer_chunk_of(const Config *c, AttnKind kind) {
+    if (c->attn_full) return c->seq_len;
+    int m = kind == ATTN_LSH ? c->lsh_chunk : c->local_chunk;
+    return m >= c->seq_len ? c->seq_len : m;
+}
+
 int config_count_lsh_layers(const Config *c) {
     int n = 0;
     for (int l = 0; l < c->n_layers; l++) n += c->layer_kind[l] == ATTN_LSH;
@@ -312,6 +326,46 @@ static int largest_divisor_upto(int n, int cap) {
     return 1;
 }
 
+// Which path each attention kind takes with sp > 1 (c->sp_sequence). The
+// sequence-sharded path needs chunk-aligned shards: a local layer's shard of
+// seq_len/sp positions a whole number of local chunks, an LSH layer's slice of
+// the sorted order (n_hashes * seq_len/sp items) a whole number of LSH chunks.
+static int sp_attention_plan(Config *c, int has_lsh, int has_local, char *err, size_t errlen) {
+    c->sp_sequence[ATTN_LOCAL] = c->sp_sequence[ATTN_LSH] = 0;
+    if (c->sp == 1) return 0;
+    const int shard = c->seq_len / c->sp, heads_ok = c->n_heads % c->sp == 0;
+    const int lsh_m = config_layer_chunk_of(c, ATTN_LSH), local_m = config_layer_chunk_of(c, ATTN_LOCAL);
+    const int lsh_rounds = lsh_m < c->seq_len ? c->n_hashes : 1;
+    const int kinds[2] = {ATTN_LOCAL, ATTN_LSH}, present[2] = {has_local, has_lsh};
+    for (int i = 0; i < 2; i++) {
+        int kind = kinds[i], m = kind == ATTN_LSH ? lsh_m : local_m;
+        int aligned = m < c->seq_len && ((long)(kind == ATTN_LSH ? lsh_rounds : 1) * shard) % m == 0;
+        int seq;
+        if (c->sp_attention == SP_ATTN_HEADS) seq = 0;
+        else if (c->sp_attention == SP_ATTN_SEQUENCE) seq = 1;
+        else seq = kind == ATTN_LOCAL ? aligned || !heads_ok : !heads_ok;  // auto
+        c->sp_sequence[kind] = seq;
+        if (!present[i]) continue;
+        const char *what = kind == ATTN_LSH ? "lsh_chunk" : "local_chunk";
+        if (!seq && !heads_ok)
+            return fail(err, errlen, "sp: %d does not divide n_heads=%d (sp_attention=heads shards the heads; "
+                        "sp_attention=auto or sequence shards the sequence past the head count)", c->sp, c->n_heads);
+        if (seq && !aligned) {
+            if (m >= c->seq_len)
+                return fail(err, errlen, "sp: %d ranks cannot shard %s attention over one chunk of the whole "
+                            "sequence (%s=%d >= seq_len=%d); use sp dividing n_heads=%d with sp_attention=heads",
+                            c->sp, kind == ATTN_LSH ? "LSH" : "local", what, m, c->seq_len, c->n_heads);
+            if (kind == ATTN_LSH)
+                return fail(err, errlen, "sp: %d ranks give each %d of the %d x %d sorted LSH items, not a multiple of "
+                            "lsh_chunk=%d (sequence-sharded attention needs chunk-aligned shards)", c->sp,
+                            lsh_rounds * shard, lsh_rounds, c->seq_len, m);
+            return fail(err, errlen, "sp: %d ranks give each %d positions, not a multiple of local_chunk=%d "
+                        "(sequence-sharded attention needs chunk-aligned shards)", c->sp, shard, m);
+        }
+    }
+    return 0;
+}
+
 int config_finalize(Config *c, char *err, size_t errlen) {
     if (c->lsh_chunk == 0) c->lsh_chunk = largest_divisor_upto(c->seq_len, DEFAULT_CHUNK);
     if (c->local_chunk == 0) c->local_chunk = largest_divisor_upto(c->seq_len, DEFAULT_CHUNK);
@@ -322,9 +376,6 @@ int config_finalize(Config *c, char *err, size_t errlen) {
                         c->n_heads, c->d_model);
         c->d_head = c->d_model / c->n_heads;
     }
-    // Sequence parallelism splits heads and positions evenly.
-    if (c->n_heads % c->sp)
-        return fail(err, errlen, "sp: %d does not divide n_heads=%d", c->sp, c->n_heads);
     if (c->seq_len % c->sp)
         return fail(err, errlen, "sp: %d does not divide seq_len=%d", c->sp, c->seq_len);
     // Attention pattern, repeated over the layers.
@@ -352,6 +403,7 @@ int config_finalize(Config *c, char *err, size_t errlen) {
             return fail(err, errlen, "local_chunk: seq_len=%d is not a multiple of local_chunk=%d",
                         c->seq_len, c->local_chunk);
     }
+    if (sp_attention_plan(c, has_lsh, has_local, err, errlen)) return -1;
     // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3).
     if (c->n_buckets == 0) {
         int chunks = c->seq_len / c->lsh_chunk;
@@ -424,7 +476,7 @@ static void get_double(char *buf, size_t cap, double v) {
 
 int config_get(const Config *c, const char *key, char *buf, size_t cap) {
     static const char *acts[] = {"relu", "gelu"}, *scheds[] = {"rsqrt", "cosine", "constant"},
-                      *precisions[] = {"fp32", "bf16"};
+                      *precisions[] = {"fp32", "bf16"}, *sp_attentions[] = {"auto", "heads", "sequence"};
 #define GI(k, v) if (IS(k)) return snprintf(buf, cap, "%d", (v)), 0
 #define GD(k, v) if (IS(k)) return get_double(buf, cap, (v)), 0
 #define GS(k, v) if (IS(k)) return snprintf(buf, cap, "%s", (v)), 0
@@ -452,6 +504,7 @@ int config_get(const Config *c, const char *key, char *buf, size_t cap) {
     GI("seq_len", c->seq_len);
     GI("batch", c->batch);
     GI("sp", c->sp);
+    GS("sp_attention", sp_attentions[c->sp_attention]);
     GD("lr", c->lr);
     GI("warmup", c->warmup);
     GI("steps", c->steps);
