@@ -1,7 +1,11 @@
 // Distributed training-step benchmark: the `bench` command's measurement on
 // a dp x sp grid of MPI ranks, on random tokens.
 //
-//   mpirun -np N build/dist_bench [--sp S] [--steps K] [--warmup W] [key=value ...]
+//   mpirun -np N build/dist_bench [--sp S] [--steps K] [--warmup W] [--plan-only] [key=value ...]
+//
+// --plan-only: set the model up, print what model_init planned per rank
+// (max over ranks) and the peak RSS so far, and take no step (seconds, at
+// any length: the planned buffers are not touched).
 //
 // Prints one JSON line (rank 0): global tokens/s, step time, the share of the
 // step spent in collectives (max over ranks), peak RSS (max over ranks), and
@@ -29,7 +33,7 @@ static double peak_rss_mib(void) {
 }
 
 int main(int argc, char **argv) {
-    int sp = 1, steps = 2, warmup = 1;
+    int sp = 1, steps = 2, warmup = 1, plan_only = 0;
     Config c;
     config_defaults(&c);
     char err[512];
@@ -37,6 +41,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--sp") && i + 1 < argc) sp = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--plan-only")) plan_only = 1;
         else if (config_set_pair(&c, argv[i], err, sizeof err)) return fprintf(stderr, "dist_bench: %s\n", err), 2;
     }
     c.sp = sp;
@@ -50,6 +55,25 @@ int main(int argc, char **argv) {
     m.batch_offset = (size_t)d.dp_rank * c.batch;
     dist_attach_sequence_parallel(&d, &m);
     dist_broadcast_parameters(&d, DIST_WORLD, &m);
+    if (plan_only) {
+        double planned[2] = {(double)m.bytes_planned / 1048576.0, peak_rss_mib()};
+        double *all = calloc((size_t)2 * d.world, sizeof(double));
+        memcpy(all + 2 * d.rank, planned, sizeof planned);
+        dist_allreduce_sum_f64(&d, DIST_WORLD, all, (size_t)2 * d.world);
+        double max_planned = 0, max_rss = 0;
+        for (int r = 0; r < d.world; r++) {
+            if (all[2 * r] > max_planned) max_planned = all[2 * r];
+            if (all[2 * r + 1] > max_rss) max_rss = all[2 * r + 1];
+        }
+        if (d.rank == 0)
+            printf("{\"world\": %d, \"dp\": %d, \"sp\": %d, \"seq_len\": %d, \"n_layers\": %d, "
+                   "\"planned_mb_max_rank\": %.1f, \"rss_before_step_mb_max_rank\": %.1f}\n",
+                   d.world, d.dp, d.sp, c.seq_len, c.n_layers, max_planned, max_rss);
+        free(all);
+        model_free(&m);
+        dist_finalize(&d);
+        return 0;
+    }
     int *tokens = calloc((size_t)m.T, sizeof(int)), *targets = calloc((size_t)m.T, sizeof(int));
     double t0 = 0, comm0 = 0;
     DistSeqBytes bytes0 = {0};
@@ -95,12 +119,14 @@ int main(int argc, char **argv) {
     if (d.rank == 0)
         printf("{\"world\": %d, \"dp\": %d, \"sp\": %d, \"seq_len\": %d, \"batch_per_replica\": %d, \"d_model\": %d, "
                "\"n_layers\": %d, \"tokens_per_step\": %ld, \"tokens_per_s\": %.1f, \"step_ms\": %.1f, "
-               "\"comm_share\": %.3f, \"peak_rss_mb_max_rank\": %.1f, \"params\": %zu, \"loss\": %.4f, "
+               "\"comm_share\": %.3f, \"peak_rss_mb_max_rank\": %.1f, \"planned_mb\": %.1f, \"params\": %zu, "
+               "\"loss\": %.4f, "
                "\"attn_layers\": \"%s\", \"n_heads\": %d, \"n_hashes\": %d, \"local_path\": \"%s\", "
                "\"lsh_path\": \"%s\", \"bytes_per_step_rank\": {\"ulysses\": %.0f, \"sort\": %.0f, "
                "\"halo\": %.0f, \"histogram\": %.0f, \"control\": %.0f}, \"bytes_per_step_max_rank\": %.0f}\n",
                d.world, d.dp, d.sp, c.seq_len, c.batch, c.d_model, c.n_layers, (long)c.batch * c.seq_len * d.dp,
-               (double)c.batch * c.seq_len * d.dp / dt, dt * 1e3, max_share, max_rss, m.layout.n_params, st.loss,
+               (double)c.batch * c.seq_len * d.dp / dt, dt * 1e3, max_share, max_rss,
+               (double)m.bytes_planned / 1048576.0, m.layout.n_params, st.loss,
                c.attn_layers, c.n_heads, c.n_hashes, d.sp > 1 ? path[c.sp_sequence[ATTN_LOCAL]] : "none",
                d.sp > 1 ? path[c.sp_sequence[ATTN_LSH]] : "none", kinds[0] / d.world, kinds[1] / d.world,
                kinds[2] / d.world, kinds[3] / d.world, kinds[4] / d.world, max_total);

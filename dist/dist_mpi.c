@@ -150,10 +150,12 @@ void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, s
 }
 
 // MPI counts and displacements are int: a larger exchange ends the job with
-// a hint rather than wrapping around.
-static int *int_counts(const Dist *d, const size_t *counts, int n, int *displs) {
-    int *out = malloc((size_t)n * sizeof(int));
-    if (!out) dist_abort(d, "dist_alltoallv: out of memory");
+// a hint rather than wrapping around. Static, so the step allocates nothing
+// (groups of up to 4096 ranks: config caps sp there).
+#define MAX_GROUP 4096
+static int a2av_counts[2][MAX_GROUP], a2av_displs[2][MAX_GROUP];
+
+static void int_counts(const Dist *d, const size_t *counts, int n, int *out, int *displs) {
     size_t at = 0;
     for (int j = 0; j < n; j++) {
         if (counts[j] > (size_t)INT_MAX || at > (size_t)INT_MAX)
@@ -163,7 +165,6 @@ static int *int_counts(const Dist *d, const size_t *counts, int n, int *displs) 
         displs[j] = (int)at;
         at += counts[j];
     }
-    return out;
 }
 
 void dist_alltoallv(const Dist *d, DistGroup g, const float *send, const size_t *send_counts, float *recv,
@@ -173,11 +174,11 @@ void dist_alltoallv(const Dist *d, DistGroup g, const float *send, const size_t 
         return;
     }
     int n = dist_group_size(d, g);
-    int *sdispl = malloc((size_t)n * sizeof(int)), *rdispl = malloc((size_t)n * sizeof(int));
-    if (!sdispl || !rdispl) dist_abort(d, "dist_alltoallv: out of memory");
-    int *sc = int_counts(d, send_counts, n, sdispl), *rc = int_counts(d, recv_counts, n, rdispl);
-    TIMED_COMM(mpi_check(MPI_Alltoallv(send, sc, sdispl, MPI_FLOAT, recv, rc, rdispl, MPI_FLOAT, C(d, g))));
-    free(sc), free(rc), free(sdispl), free(rdispl);
+    if (n > MAX_GROUP) dist_abort(d, "dist_alltoallv: a group of more than 4096 ranks");
+    int_counts(d, send_counts, n, a2av_counts[0], a2av_displs[0]);
+    int_counts(d, recv_counts, n, a2av_counts[1], a2av_displs[1]);
+    TIMED_COMM(mpi_check(MPI_Alltoallv(send, a2av_counts[0], a2av_displs[0], MPI_FLOAT, recv, a2av_counts[1],
+                                       a2av_displs[1], MPI_FLOAT, C(d, g))));
 }
 
 void dist_alltoall_counts(const Dist *d, DistGroup g, const size_t *send_counts, size_t *recv_counts) {

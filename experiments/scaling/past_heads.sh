@@ -9,13 +9,13 @@
 #            (counted in the callbacks), for one local layer, one LSH layer
 #            and the 4-layer local,lsh model, seq_len 8192, sp 2, 4, 8, each
 #            path (heads where sp divides the 4 heads; sequence; auto).
-# share:     the share of the step in collectives, seq_len 16384, 4 layers,
+# share:     the share of the step in collectives, seq_len 8192, 4 layers,
 #            sp 2 and 4, each path (sp 4 is 4 ranks on 2 cores).
 # memory:    peak RSS per rank of one training step against positions per
 #            rank (4 layers, sp 1, 2, 4, 8; auto), two lengths each for the
-#            affine fit of the table, then a run at the predicted longest
-#            length for 1 GiB (and for 4 GiB where the ranks' total fits
-#            in this 24 GiB machine).
+#            affine fit of the table; then, at the predicted longest length
+#            for 1 GiB and 4 GiB (where the ranks' total fits in this 24 GiB
+#            machine), the model set up with its buffers touched, no step.
 # bandwidth: bench_collectives all-to-all on 2 and 4 ranks (host, MPI).
 # Appends to past_heads.jsonl; past_heads_table.py writes past_heads.md.
 # Heavy: run it under `flock /tmp/reformer-heavy.lock`.
@@ -53,27 +53,30 @@ for phase in $phases; do
         for sp in 2 4; do
             for path in heads sequence auto; do
                 # shellcheck disable=SC2086
-                bench share "$sp" --steps 1 --warmup 1 seq_len=16384 $model n_layers=4 sp_attention=$path
+                bench share "$sp" --steps 1 --warmup 1 seq_len=8192 $model n_layers=4 sp_attention=$path
             done
         done
         ;;
     memory)
         for sp in 1 2 4 8; do
-            for per_rank in 4096 8192; do
+            for per_rank in 1024 2048; do
                 # shellcheck disable=SC2086
                 bench memory_fit "$sp" --steps 1 --warmup 0 seq_len=$((per_rank * sp)) $model n_layers=4
             done
         done
-        # The predicted longest lengths (past_heads_table.py --predict), run.
+        # At the longest lengths the fit predicts: the model set up and its
+        # buffers touched (cpu_alloc zeroes them), no step (--plan-only:
+        # seconds instead of the half hour a step of 300K tokens takes on 2
+        # shared cores); the step's own transient memory is the fit runs'
+        # peak minus their planned bytes (past_heads_table.py adds it).
         for line in $(python3 "$here/past_heads_table.py" --predict "$out"); do
             IFS=: read -r sp budget_mib len <<< "$line"
-            need=$((sp * budget_mib))
-            if [ "$need" -gt 12288 ]; then
-                echo "[memory] sp $sp $budget_mib MiB: $sp ranks x $budget_mib MiB exceed what this machine can hold for one job; predicted only" >&2
+            if [ $((sp * budget_mib)) -gt 12288 ]; then
+                echo "[memory] sp $sp x $budget_mib MiB is more than this machine can hold for one job: predicted only" >&2
                 continue
             fi
             # shellcheck disable=SC2086
-            bench "memory_check_${budget_mib}" "$sp" --steps 1 --warmup 0 seq_len=$len $model n_layers=4
+            bench "memory_plan_${budget_mib}" "$sp" --plan-only seq_len=$len $model n_layers=4
         done
         ;;
     bandwidth)

@@ -96,28 +96,36 @@ def memory_table(rows):
     fits = memory_fit(rows)
     out = ["## Longest training step in 1 GiB and 4 GiB peak RSS per rank", "",
            "d_model 256, d_ff 1024, 4 heads of 64, 4 layers local,lsh, 2 hashes, chunks 64, batch 1, "
-           "sp_attention=auto (sp 1, 2, 4: local halo + Ulysses LSH; sp 8: both sequence-sharded; before this "
-           "change sp was capped at 4 for this model). Peak RSS per rank is affine in the positions per rank: "
-           "fitted on two measured lengths (`memory_fit` rows), the longest length solved from the fit "
-           "(rounded down to whole chunks per rank), then run (`memory_check_*` rows) where the ranks' total fits "
-           "in this 24 GiB machine; otherwise it is a prediction and says so.", "",
-           "| sp | fit: MiB = a + b x positions per rank | 1 GiB: longest seq_len | its measured peak MiB | "
-           "4 GiB: longest seq_len | its measured peak MiB |", "|---|---|---|---|---|---|"]
-    checks = {}
+           "sp_attention=auto (sp 1: unsharded; sp 2, 4: local halo + Ulysses LSH; sp 8: both sequence-sharded; "
+           "before this change sp was capped at 4 for this model). Peak RSS per rank of a real training step is "
+           "affine in the positions per rank: fitted on two measured lengths (`memory_fit` rows, 1024 and 2048 "
+           "positions per rank). The longest length is solved from the fit (whole chunks per rank). At that length "
+           "the model is then set up with every buffer touched but no step taken (`memory_plan_*` rows, "
+           "`dist_bench --plan-only`: a step of 300K tokens takes about half an hour on these 2 shared cores); "
+           "its estimate is that resident size plus the fit runs' own step overhead (their peak minus their "
+           "planned bytes). Where sp ranks x the budget exceed what this 24 GiB machine can give one job, the "
+           "length is the fit's prediction alone.", "",
+           "| sp | fit: peak MiB = a + b x positions per rank | step overhead MiB | budget | longest seq_len | "
+           "positions per rank | planned MiB per rank | resident MiB, set up | estimated step peak MiB |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    plans = {}
     for r in rows:
-        if r["experiment"].startswith("memory_check_"):
-            checks[(r["sp"], int(r["experiment"].split("_")[-1]))] = r
+        if r["experiment"].startswith("memory_plan_"):
+            plans[(r["sp"], int(r["experiment"].split("_")[-1]))] = r
     for sp, (a, b) in sorted(fits.items()):
-        cells = []
+        overhead = max(r["peak_rss_mb_max_rank"] - r.get("planned_mb", 0) for r in rows
+                       if r["experiment"] == "memory_fit" and r["sp"] == sp)
         for budget in BUDGETS_MIB:
             L = predicted(fits, sp, budget)
-            c = checks.get((sp, budget))
-            if c:
-                ok = "within" if c["peak_rss_mb_max_rank"] <= budget else "OVER"
-                cells += [f"{c['seq_len']}", f"{c['peak_rss_mb_max_rank']:.0f} ({ok})"]
+            p = plans.get((sp, budget))
+            if p:
+                est = p["planned_mb_max_rank"] + overhead
+                cells = [f"{p['planned_mb_max_rank']:.0f}", f"{p['rss_before_step_mb_max_rank']:.0f}",
+                         f"{est:.0f} ({'within' if est <= budget else 'OVER'})"]
             else:
-                cells += [f"{L} (predicted)", "not run: the ranks' total exceeds the machine"]
-        out.append(f"| {sp} | {a:.0f} + {b * 1024:.1f} KiB/position | " + " | ".join(cells) + " |")
+                cells = ["-", "-", "predicted only (sp x budget exceeds this machine)"]
+            out.append(f"| {sp} | {a:.0f} + {b * 1024:.1f} KiB x positions | {overhead:.0f} | {budget} MiB | {L} | "
+                       f"{L // sp} | " + " | ".join(cells) + " |")
     return out
 
 
