@@ -362,6 +362,10 @@ static int sp_attention_plan(Config *c, int has_lsh, int has_local, char *err, s
             return fail(err, errlen, "sp: %d ranks give each %d positions, not a multiple of local_chunk=%d "
                         "(sequence-sharded attention needs chunk-aligned shards)", c->sp, shard, m);
         }
+        if (seq && kind == ATTN_LSH && !strcmp(c->device, "cuda"))
+            return fail(err, errlen, "sp: %d with device=cuda: sequence-sharded LSH attention (sp past n_heads=%d, or "
+                        "sp_attention=sequence) is not yet on the GPU; use sp dividing n_heads, or device=cpu",
+                        c->sp, c->n_heads);
     }
     return 0;
 }

@@ -29,7 +29,8 @@ static AttnShape layer_shape(const Model *m, int l) {
     int heads = c->n_heads / (seq_sharded(m, l) ? 1 : m->seq.sp);
     AttnShape s = {.batch = m->B, .seq_len = m->L, .n_heads = heads, .d_head = c->d_head,
                    .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
-                   .head_offset = m->seq.sp_rank * heads, .bf16 = c->precision == PRECISION_BF16};
+                   .head_offset = seq_sharded(m, l) ? 0 : m->seq.sp_rank * heads,
+                   .bf16 = c->precision == PRECISION_BF16};
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < m->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;

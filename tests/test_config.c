@@ -273,6 +273,8 @@ Test(config_bad, sp_sequence_shards_not_chunk_aligned) {
     EXPECT_BAD("sp", "local_chunk", "n_heads=4", "sp=8", "local_chunk=128");
     // 1 round x 128 positions per rank, LSH chunks of 256.
     EXPECT_BAD("sp", "lsh_chunk", "n_heads=4", "sp=4", "sp_attention=sequence", "n_hashes=1", "lsh_chunk=256");
+    // Not yet on the GPU: said before anything starts.
+    EXPECT_BAD("sp", "device=cuda", "n_heads=4", "sp=8", "device=cuda");
     // One chunk of the whole sequence (full attention) cannot be sharded.
     EXPECT_BAD("sp", "sp_attention=heads", "n_heads=4", "sp=8", "attn=full");
 }
