@@ -26,7 +26,7 @@ ifneq ($(MPICC),)
 MPI_CFLAGS := $(shell mpicc --showme:compile)
 MPI_LIBS := $(shell mpicc --showme:link)
 DIST_OBJ := build/f32/dist/dist_mpi.o build/f32/dist/dist_env.o
-DIST_PROGRAMS := build/bench_collectives build/dist_selftest build/parallel_check build/dist_bench
+DIST_PROGRAMS := build/bench_collectives build/dist_selftest build/parallel_check build/dist_bench build/sort_check
 else
 DIST_OBJ := build/f32/dist/dist_single.o build/f32/dist/dist_env.o
 endif
@@ -104,6 +104,9 @@ build/dist_bench: build/f32/dist/dist_bench.o build/f32/dist/data_parallel.o $(D
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)
 
 build/parallel_check: build/f32/dist/parallel_check.o build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)
+
+build/sort_check: build/f32/dist/sort_check.o build/f32/dist/data_parallel.o $(DIST_OBJ) $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MPI_LIBS) $(LDLIBS)
 
 # reformer trains over MPI when built with it (dist_mpi.o; one process

@@ -348,18 +348,35 @@ static void lsh_sort(Scratch *sc, const uint16_t *bk, int L, int R, int nb) {
     for (int t = 0; t < R * L; t++) sc->pos[t] = sc->perm[t] % L;
 }
 
-// The group's queries (qk), keys (unit-length qk) and values, sorted order.
-static void lsh_gather(Scratch *sc, const Group *g, const real *qk, const real *v, int b, int h, const AttnShape *s) {
-    const int dh = s->d_head;
-    gather_rows(sc->gq, qk, sc, g->n_rows, b, h, s);
-    gather_rows(sc->gv, v, sc, g->n_rows, b, h, s);
-    for (int r = 0; r < g->n_rows; r++) {
+// Shared-QK keys of the group's rows: gk = gq / sqrt(|gq|^2 + dh * eps).
+static void normalise_keys(Scratch *sc, int n_rows, int dh) {
+    for (int r = 0; r < n_rows; r++) {
         const real *q = sc->gq + (size_t)r * dh;
         real *k = sc->gk + (size_t)r * dh, ss = 0;
         for (int d = 0; d < dh; d++) ss += q[d] * q[d];
         real inv_norm = 1 / R_SQRT(ss + (real)(dh * KEY_NORM_EPS));
         for (int d = 0; d < dh; d++) k[d] = q[d] * inv_norm;
     }
+}
+
+// Through the key normalisation of the group's rows (linear in dk, so partial
+// sums per group are fine): dq += r dk - r^3 (q . dk) q.
+static void normalise_keys_backward(Scratch *sc, int n_rows, int dh) {
+    for (int row = 0; row < n_rows; row++) {
+        const real *q = sc->gq + (size_t)row * dh, *dk = sc->gdk + (size_t)row * dh;
+        real *dq = sc->gdq + (size_t)row * dh, ss = 0, qdk = 0;
+        for (int d = 0; d < dh; d++) ss += q[d] * q[d], qdk += q[d] * dk[d];
+        real r = 1 / R_SQRT(ss + (real)(dh * KEY_NORM_EPS));
+        for (int d = 0; d < dh; d++) dq[d] += r * dk[d] - r * r * r * qdk * q[d];
+    }
+}
+
+// The group's queries (qk), keys (unit-length qk) and values, sorted order.
+static void lsh_gather(Scratch *sc, const Group *g, const real *qk, const real *v, int b, int h, const AttnShape *s) {
+    const int dh = s->d_head;
+    gather_rows(sc->gq, qk, sc, g->n_rows, b, h, s);
+    gather_rows(sc->gv, v, sc, g->n_rows, b, h, s);
+    normalise_keys(sc, g->n_rows, dh);
 }
 
 // Round-combination weights of position i: w[r] = softmax_r(lse_r(i)).
@@ -457,20 +474,105 @@ void cpu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const rea
                     chunk_backward(&sc, slse + (size_t)c * m, sc.gdo + (size_t)qr * dh, sc.gc + qr, qr,
                                    prev_row(&g, c, m), m, dh, 1, 1);
                 }
-                // Through the key normalisation k = q / sqrt(|q|^2 + eps') (linear
-                // in dk, so partial sums per group are fine): dq += r dk - r^3 (q . dk) q.
-                for (int row = 0; row < g.n_rows; row++) {
-                    const real *q = sc.gq + (size_t)row * dh, *dk = sc.gdk + (size_t)row * dh;
-                    real *dq = sc.gdq + (size_t)row * dh, ss = 0, qdk = 0;
-                    for (int d = 0; d < dh; d++) ss += q[d] * q[d], qdk += q[d] * dk[d];
-                    real r = 1 / R_SQRT(ss + (real)(dh * KEY_NORM_EPS));
-                    for (int d = 0; d < dh; d++) dq[d] += r * dk[d] - r * r * r * qdk * q[d];
-                }
+                normalise_keys_backward(&sc, g.n_rows, dh);  // k = q / sqrt(|q|^2 + eps')
                 // Un-sort: scatter-add every row's gradient to its position.
                 scatter_add_rows(dqk, sc.gdq, &sc, 0, g.n_rows, b, h, s);
                 scatter_add_rows(dv, sc.gdv, &sc, 0, g.n_rows, b, h, s);
             }
         }
+}
+
+// --- LSH on a slice of the sorted order (sequence-sharded) --------------------
+//
+// The same chunk kernel on rows another step has already sorted and moved
+// here (core/attention_seq.c): lane rows [m previous + n own] in sorted
+// order, so a group of own chunks [c0, c1) is the contiguous lane rows
+// [c0 m, (c1 + 1) m), the first m its previous chunk. Every chunk sees the
+// same rows, in the same tile layout, as in cpu_lsh_attention_forward.
+
+// The scratch layout of a lane of n + m rows in chunks of m (one chunk more
+// than the slice: the previous one), so every group has room for its
+// previous chunk.
+static AttnShape sorted_shape(int n, int m, int dh) {
+    AttnShape s = {.batch = 1, .seq_len = n + m, .n_heads = 1, .d_head = dh, .chunk_len = m, .n_hashes = 1};
+    return s;
+}
+
+size_t cpu_lsh_sorted_workspace_bytes(int n, int m, int dh) {
+    AttnShape s = sorted_shape(n, m, dh);
+    return cpu_attention_workspace_bytes(&s, 0);
+}
+
+static Group sorted_group(Scratch *sc, const real *sq, const real *sv, const int *spos, int c0, int c1, int m,
+                          int dh) {
+    Group g = {c0, c1, 1, m, (c1 - c0 + 1) * m};
+    size_t first = (size_t)c0 * m;
+    for (int r = 0; r < g.n_rows; r++) sc->rows[r] = (int)first + r, sc->rpos[r] = spos[first + r];
+    memcpy(sc->gq, sq + first * dh, (size_t)g.n_rows * dh * sizeof(real));
+    memcpy(sc->gv, sv + first * dh, (size_t)g.n_rows * dh * sizeof(real));
+    normalise_keys(sc, g.n_rows, dh);
+    return g;
+}
+
+void cpu_lsh_sorted_forward(real *so, real *slse, const real *sq, const real *sv, const int *spos, int lanes, int n,
+                            int m, int dh, void *work) {
+    const AttnShape s = sorted_shape(n, m, dh);
+    const int nc = n / m;
+    const size_t rows = (size_t)n + m;
+#pragma omp parallel for schedule(dynamic)
+    for (int lane = 0; lane < lanes; lane++) {
+        Scratch sc = thread_scratch(work, &s);
+        const real *q = sq + lane * rows * dh, *v = sv + lane * rows * dh;
+        real *o = so + (size_t)lane * n * dh, *lse = slse + (size_t)lane * n;
+        for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
+            Group g = sorted_group(&sc, q, v, spos + lane * rows, c0, MIN(nc, c0 + GROUP_CHUNKS), m, dh);
+            for (int c = g.c0; c < g.c1; c++)
+                chunk_forward(&sc, o + (size_t)c * m * dh, lse + (size_t)c * m, query_row(&g, c, m),
+                              prev_row(&g, c, m), m, dh, 1, 1);
+        }
+    }
+}
+
+void cpu_lsh_sorted_backward(real *dsq, real *dsv, const real *dso, const real *dslse, const real *so,
+                             const real *slse, const real *sq, const real *sv, const int *spos, int lanes, int n,
+                             int m, int dh, void *work) {
+    const AttnShape s = sorted_shape(n, m, dh);
+    const int nc = n / m;
+    const size_t rows = (size_t)n + m;
+#pragma omp parallel for schedule(dynamic)
+    for (int lane = 0; lane < lanes; lane++) {
+        Scratch sc = thread_scratch(work, &s);
+        const real *q = sq + lane * rows * dh, *v = sv + lane * rows * dh;
+        const real *o = so + (size_t)lane * n * dh, *lse = slse + (size_t)lane * n;
+        const real *dout = dso + (size_t)lane * n * dh, *dlse = dslse + (size_t)lane * n;
+        real *dq = dsq + lane * rows * dh, *dv = dsv + lane * rows * dh;
+        memset(dq, 0, rows * dh * sizeof(real));
+        memset(dv, 0, rows * dh * sizeof(real));
+        for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
+            Group g = sorted_group(&sc, q, v, spos + lane * rows, c0, MIN(nc, c0 + GROUP_CHUNKS), m, dh);
+            memset(sc.gdq, 0, (size_t)g.n_rows * dh * sizeof(real));
+            memset(sc.gdk, 0, (size_t)g.n_rows * dh * sizeof(real));
+            memset(sc.gdv, 0, (size_t)g.n_rows * dh * sizeof(real));
+            for (int c = g.c0; c < g.c1; c++) {
+                // chunk_backward's per-query dot: D - dlse, D = dO . o of the
+                // (per-round) output, dlse its logsumexp's gradient.
+                const real *oc = o + (size_t)c * m * dh, *dc = dout + (size_t)c * m * dh, *dl = dlse + (size_t)c * m;
+                for (int i = 0; i < m; i++) {
+                    real D = 0;
+                    for (int d = 0; d < dh; d++) D += dc[(size_t)i * dh + d] * oc[(size_t)i * dh + d];
+                    sc.gc[i] = D - dl[i];
+                }
+                chunk_backward(&sc, lse + (size_t)c * m, dc, sc.gc, query_row(&g, c, m), prev_row(&g, c, m), m, dh, 1,
+                               1);
+            }
+            normalise_keys_backward(&sc, g.n_rows, dh);
+            size_t first = (size_t)c0 * m;
+            for (size_t e = 0; e < (size_t)g.n_rows * dh; e++) {
+                dq[first * dh + e] += sc.gdq[e];
+                dv[first * dh + e] += sc.gdv[e];
+            }
+        }
+    }
 }
 
 // --- local ------------------------------------------------------------------

@@ -193,6 +193,24 @@ typedef struct Backend {
     // C fp32; no scratch (SCRATCH_MATMUL). NULL where the backend has none.
     void (*matmul_tf32)(real *C, const real *A, const real *B, int M, int N, int K, int trans_a,
                         int trans_b, real beta);
+    // --- sequence-sharded LSH (core/attention_seq.c; NULL: not on this backend) ---
+    // The chunk kernel of LSH attention on rows already in sorted order: per
+    // lane (batch x head) m + n rows of sq (qk) and sv [lanes, m + n, dh] with
+    // their positions spos [lanes, m + n]. Rows 0..m-1 are the chunk before
+    // this rank's slice (the neighbour's last), rows m.. the n = whole chunks
+    // of this rank's slice of the sorted order; each chunk attends to itself
+    // and the m rows before it, shared-QK keys, self and causal masks by
+    // position, as lsh_attention_forward. so [lanes, n, dh], slse [lanes, n].
+    void (*lsh_sorted_forward)(real *so, real *slse, const real *sq, const real *sv, const int *spos,
+                               int lanes, int n, int m, int dh, void *work);
+    // dsq, dsv [lanes, m + n, dh] written (=), the previous chunk's rows
+    // included (their gradients go back to the neighbour). dso [lanes, n, dh]
+    // and dslse [lanes, n]: gradients of so and slse.
+    void (*lsh_sorted_backward)(real *dsq, real *dsv, const real *dso, const real *dslse, const real *so,
+                                const real *slse, const real *sq, const real *sv, const int *spos, int lanes,
+                                int n, int m, int dh, void *work);
+    // Scratch of either call for n rows per lane in chunks of m.
+    size_t (*lsh_sorted_workspace_bytes)(int n, int m, int dh);
 } Backend;
 
 // The CPU reference backend.

@@ -21,10 +21,11 @@ static const char *const ACTIVATION_NAMES[] = {"relu", "gelu", NULL};
 static const char *const SCHEDULE_NAMES[] = {"rsqrt", "cosine", "constant", NULL};
 static const char *const PRECISION_NAMES[] = {"fp32", "bf16", "tf32", NULL};  // indexed by Precision
 static const char *const DEVICE_NAMES[] = {"cpu", "cuda", NULL};
+static const char *const SP_ATTENTION_NAMES[] = {"auto", "heads", "sequence", NULL};  // indexed by SpAttention
 static const char *const ATTN_IMPL_NAMES[] = {"fast", "reference", NULL};  // attn_reference 0 / 1
 // CHOICE keys store the index as an int.
 _Static_assert(sizeof(Activation) == sizeof(int) && sizeof(Schedule) == sizeof(int) &&
-                   sizeof(Precision) == sizeof(int),
+                   sizeof(Precision) == sizeof(int) && sizeof(SpAttention) == sizeof(int),
                "CHOICE keys write their enum as an int");
 
 typedef enum {
@@ -102,6 +103,7 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
     X(seq_len,         INT(seq_len, 1, 1 << 28),              "512",          SHAPE)         \
     X(batch,           INT(batch, 1, 1 << 20),                "4",            0)             \
     X(sp,              INT(sp, 1, 4096),                      "1",            0)             \
+    X(sp_attention,    CHOICE(sp_attention, SP_ATTENTION_NAMES), "auto",      0)             \
     X(lr,              DOUBLE(lr, 0.0, 10.0),                 "2e-3",         0)             \
     X(warmup,          INT(warmup, 0, INT_MAX),               "50",           0)             \
     X(steps,           INT(steps, 0, INT_MAX),                "300",          0)             \
@@ -411,6 +413,57 @@ static int largest_divisor_upto(int n, int cap) {
     return 1;
 }
 
+// The chunk length of layers of one kind (config_layer_chunk by kind).
+static int config_layer_chunk_of(const Config *c, AttnKind kind) {
+    if (c->attn_full) return c->seq_len;
+    int m = kind == ATTN_LSH ? c->lsh_chunk : c->local_chunk;
+    return m >= c->seq_len ? c->seq_len : m;
+}
+
+// Which path each attention kind takes with sp > 1 (c->sp_sequence). The
+// sequence-sharded path needs chunk-aligned shards: a local layer's shard of
+// seq_len/sp positions a whole number of local chunks, an LSH layer's slice of
+// the sorted order (n_hashes * seq_len/sp items) a whole number of LSH chunks.
+static int sp_attention_plan(Config *c, int has_lsh, int has_local, char *err, size_t errlen) {
+    c->sp_sequence[ATTN_LOCAL] = c->sp_sequence[ATTN_LSH] = 0;
+    if (c->sp == 1) return 0;
+    const int shard = c->seq_len / c->sp, heads_ok = c->n_heads % c->sp == 0;
+    const int lsh_m = config_layer_chunk_of(c, ATTN_LSH), local_m = config_layer_chunk_of(c, ATTN_LOCAL);
+    const int lsh_rounds = lsh_m < c->seq_len ? c->n_hashes : 1;
+    const int kinds[2] = {ATTN_LOCAL, ATTN_LSH}, present[2] = {has_local, has_lsh};
+    for (int i = 0; i < 2; i++) {
+        int kind = kinds[i], m = kind == ATTN_LSH ? lsh_m : local_m;
+        int aligned = m < c->seq_len && ((long)(kind == ATTN_LSH ? lsh_rounds : 1) * shard) % m == 0;
+        int seq;
+        if (c->sp_attention == SP_ATTN_HEADS) seq = 0;
+        else if (c->sp_attention == SP_ATTN_SEQUENCE) seq = 1;
+        else seq = kind == ATTN_LOCAL ? aligned || !heads_ok : !heads_ok;  // auto
+        c->sp_sequence[kind] = seq;
+        if (!present[i]) continue;
+        const char *what = kind == ATTN_LSH ? "lsh" : "local";  // the key is <what>_chunk
+        if (!seq && !heads_ok)
+            return fail(err, errlen, "sp: %d does not divide n_heads=%d (sp_attention=heads shards the heads; "
+                        "sp_attention=auto or sequence shards the sequence past the head count)", c->sp, c->n_heads);
+        if (seq && !aligned) {
+            if (m >= c->seq_len)
+                return fail(err, errlen, "sp: %d ranks cannot shard %s attention over one chunk of the whole "
+                            "sequence (%s_chunk=%d >= seq_len=%d); use sp dividing n_heads=%d with sp_attention=heads",
+                            c->sp, kind == ATTN_LSH ? "LSH" : "local", what, m, c->seq_len, c->n_heads);
+            if (kind == ATTN_LSH)
+                return fail(err, errlen, "sp: %d ranks give each %d of the %d x %d sorted LSH items, not a multiple of "
+                            "lsh_chunk=%d (sequence-sharded attention needs chunk-aligned shards)", c->sp,
+                            lsh_rounds * shard, lsh_rounds, c->seq_len, m);
+            return fail(err, errlen, "sp: %d ranks give each %d positions, not a multiple of local_chunk=%d "
+                        "(sequence-sharded attention needs chunk-aligned shards)", c->sp, shard, m);
+        }
+        if (seq && kind == ATTN_LSH && !strcmp(c->device, "cuda"))
+            return fail(err, errlen, "sp: %d with device=cuda: sequence-sharded LSH attention (sp past n_heads=%d, or "
+                        "sp_attention=sequence) is not yet on the GPU; use sp dividing n_heads, or device=cpu",
+                        c->sp, c->n_heads);
+    }
+    return 0;
+}
+
 int config_finalize(Config *c, char *err, size_t errlen) {
     if (c->lsh_chunk == 0) c->lsh_chunk = largest_divisor_upto(c->seq_len, DEFAULT_CHUNK);
     if (c->local_chunk == 0) c->local_chunk = largest_divisor_upto(c->seq_len, DEFAULT_CHUNK);
@@ -421,9 +474,6 @@ int config_finalize(Config *c, char *err, size_t errlen) {
                         c->n_heads, c->d_model);
         c->d_head = c->d_model / c->n_heads;
     }
-    // Sequence parallelism splits heads and positions evenly.
-    if (c->n_heads % c->sp)
-        return fail(err, errlen, "sp: %d does not divide n_heads=%d", c->sp, c->n_heads);
     if (c->seq_len % c->sp)
         return fail(err, errlen, "sp: %d does not divide seq_len=%d", c->sp, c->seq_len);
     // Attention pattern, repeated over the layers.
@@ -451,6 +501,7 @@ int config_finalize(Config *c, char *err, size_t errlen) {
             return fail(err, errlen, "local_chunk: seq_len=%d is not a multiple of local_chunk=%d",
                         c->seq_len, c->local_chunk);
     }
+    if (sp_attention_plan(c, has_lsh, has_local, err, errlen)) return -1;
     // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3).
     if (c->n_buckets == 0) {
         int chunks = c->seq_len / c->lsh_chunk;

@@ -24,6 +24,12 @@ typedef enum { SCHED_RSQRT = 0, SCHED_COSINE = 1, SCHED_CONSTANT = 2 } Schedule;
 typedef enum { PRECISION_FP32 = 0, PRECISION_BF16 = 1, PRECISION_TF32 = 2 } Precision;
 // "fp32", "bf16", "tf32" (the config value).
 const char *precision_name(Precision p);
+// How attention runs when sp > 1 (DESIGN.md, Distribution; dist/README.md):
+// heads = Ulysses all-to-all around attention (sp divides n_heads);
+// sequence = the sequence stays sharded (LSH: distributed sort; local: halo
+// of the previous chunk); auto = halo for local layers, Ulysses for LSH
+// layers where sp divides n_heads, the distributed sort past the heads.
+typedef enum { SP_ATTN_AUTO = 0, SP_ATTN_HEADS = 1, SP_ATTN_SEQUENCE = 2 } SpAttention;
 
 typedef struct {
     // --- model ---
@@ -53,7 +59,8 @@ typedef struct {
     // --- training ---
     int seq_len;
     int batch;             // sequences per data-parallel replica
-    int sp;                // sequence-parallel ranks per replica (divides n_heads and seq_len)
+    int sp;                // sequence-parallel ranks per replica (divides seq_len)
+    SpAttention sp_attention;  // auto | heads | sequence (see SpAttention)
     double lr;             // peak learning rate (after warmup)
     int warmup;
     int steps;
@@ -82,6 +89,7 @@ typedef struct {
                            // before the job stops naming the silent rank; 0 = never
     // --- derived by config_finalize ---
     AttnKind layer_kind[MAX_LAYERS];
+    int sp_sequence[2];    // by AttnKind: 1 = that kind runs sequence-sharded (sp > 1)
 } Config;
 
 // Defaults: a small model that trains on the shipped text out of the box.

@@ -18,14 +18,20 @@ static void *plan(Model *m, size_t bytes) {
 static real *P(Model *m, int t) { return tensor_ptr(m->params, &m->layout, t); }
 static real *G(Model *m, int t) { return tensor_ptr(m->grads, &m->layout, t); }
 
+// 1: layer l runs sequence-sharded (attention_seq.c); 0: on this rank's
+// heads of whole sequences (Ulysses), or unsharded when sp = 1.
+static int seq_sharded(const Model *m, int l) { return m->seq.sp > 1 && m->cfg.sp_sequence[m->cfg.layer_kind[l]]; }
+
 static AttnShape layer_shape(const Model *m, int l) {
     const Config *c = &m->cfg;
-    // Attention sees whole sequences and this rank's n_heads / sp heads.
-    int heads = c->n_heads / m->seq.sp;
+    // Attention sees whole sequences and this rank's n_heads / sp heads
+    // (a sequence-sharded layer plans its own shapes: attention_seq.c).
+    int heads = c->n_heads / (seq_sharded(m, l) ? 1 : m->seq.sp);
     AttnShape s = {.batch = m->B, .seq_len = m->L, .n_heads = heads, .d_head = c->d_head,
                    .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
-                   .head_offset = m->seq.sp_rank * heads, .bf16 = c->precision == PRECISION_BF16,
-                   .tf32 = c->precision == PRECISION_TF32, .reference = c->attn_reference};
+                   .head_offset = seq_sharded(m, l) ? 0 : m->seq.sp_rank * heads,
+                   .bf16 = c->precision == PRECISION_BF16, .tf32 = c->precision == PRECISION_TF32,
+                   .reference = c->attn_reference};
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < m->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;
@@ -131,13 +137,27 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     m->targets = plan(m, T * sizeof(int));
 
     size_t saved = 0, work = 0;
+    int ulysses = 0, sequence = 0;
     for (int l = 0; l < c->n_layers; l++) {
         AttnShape s = layer_shape(m, l);
         int lsh = c->layer_kind[l] == ATTN_LSH;
+        if (seq_sharded(m, l)) {  // buckets of my positions [B, H, R, L/sp]; buffers below
+            if (lsh) m->buckets[l] = plan(m, (size_t)m->B * s.n_heads * s.n_hashes * m->L_local * sizeof(uint16_t));
+            sequence = 1;
+            continue;
+        }
+        ulysses |= c->sp > 1;
         if (lsh && s.n_buckets > 0)
             m->buckets[l] = plan(m, (size_t)m->B * s.n_heads * s.n_hashes * m->L * sizeof(uint16_t));
         saved = MAX(saved, lsh ? lsh_saved_elems(&s) : local_saved_elems(&s));
         work = MAX(work, be->attention_workspace_bytes(&s, lsh));
+    }
+    if (sequence) {
+        if (c->sp_sequence[ATTN_LSH] && config_count_lsh_layers(c) > 0 && !be->lsh_sorted_forward)
+            FATAL("use sp dividing n_heads (sp_attention=heads) or device=cpu",
+                  "sp=%d: sequence-sharded LSH attention is not yet on the %s backend", c->sp, be->name);
+        m->seq_blob = plan(m, seq_attention_layout(&m->seq_attn, NULL, c, be, m->B));
+        seq_attention_layout(&m->seq_attn, m->seq_blob, c, be, m->B);
     }
     m->ln_out = PLAN_REAL(m, T * d);
     m->ln_mean = PLAN_REAL(m, T);
@@ -153,8 +173,8 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     m->attn_out = PLAN_REAL(m, T * d);
     m->d_block = PLAN_REAL(m, T * d);
     m->d_ln = PLAN_REAL(m, T * d);
-    m->attn_saved = PLAN_REAL(m, saved);
-    m->attn_work = plan(m, work);
+    if (saved) m->attn_saved = PLAN_REAL(m, saved);
+    if (work) m->attn_work = plan(m, work);
 
     m->ff_rows = MIN(c->ff_chunk, m->T);
     size_t fr = (size_t)m->ff_rows, dff = (size_t)c->d_ff;
@@ -178,7 +198,7 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     m->d_head_ln = PLAN_REAL(m, hr * 2 * d);
     m->losses = PLAN_REAL(m, T);
     m->correct = plan(m, T * sizeof(int));
-    if (c->sp > 1) {
+    if (ulysses) {
         real **hb[] = {&m->qh, &m->kh, &m->vh, &m->oh, &m->dqh, &m->dkh, &m->dvh, &m->doh, &m->xsend, &m->xrecv};
         for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) *hb[i] = PLAN_REAL(m, T * HD);
     }
@@ -203,7 +223,8 @@ void model_free(Model *m) {
         if (*bufs[i]) be->release(*bufs[i]);
     for (int l = 0; l < MAX_LAYERS; l++)
         if (m->buckets[l]) be->release(m->buckets[l]);
-    be->release(m->attn_work);
+    if (m->attn_work) be->release(m->attn_work);
+    if (m->seq_blob) be->release(m->seq_blob);
     be->release(m->tokens);
     be->release(m->targets);
     be->release(m->correct);
@@ -270,9 +291,10 @@ static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, in
     AttnShape s = layer_shape(m, l);
     be->layernorm_forward(m->ln_out, m->ln_mean, m->ln_rstd, x, P(m, lt->ln1_g), P(m, lt->ln1_b), T, d,
                           (real)c->ln_eps);
-    // With sequence parallelism, attention runs on head-sharded whole
-    // sequences (qa, ka, va, oa); otherwise on the local buffers directly.
-    const int shard = m->seq.sp > 1;
+    // With Ulysses sequence parallelism, attention runs on head-sharded whole
+    // sequences (qa, ka, va, oa); otherwise on the local buffers directly
+    // (sequence-sharded layers: attention_seq.c, exchanging as they go).
+    const int sharded = seq_sharded(m, l), shard = m->seq.sp > 1 && !sharded;
     real *qa = shard ? m->qh : m->q, *ka = shard ? m->kh : m->k, *va = shard ? m->vh : m->v;
     real *oa = shard ? m->oh : m->attn_o;
     if (c->layer_kind[l] == ATTN_LSH) {
@@ -280,17 +302,25 @@ static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, in
         mm(m, m->v, m->ln_out, P(m, lt->w_v), T, HD, d, 0, 0, 0);
         uint16_t *bk = m->buckets[l];
         TIMED(PROF_ATTENTION, {
-            if (shard) to_heads(m, m->q, qa), to_heads(m, m->v, va);
-            if (bk && hash) be->lsh_hash(bk, qa, &s, c->seed, step, (uint32_t)l, m->attn_work);
-            be->lsh_attention_forward(oa, m->attn_saved, qa, va, bk, &s, m->attn_work);
+            if (sharded) {
+                seq_lsh_forward(&m->seq_attn, be, &m->seq, oa, m->q, m->v, bk, hash, c->seed, step, (uint32_t)l);
+            } else {
+                if (shard) to_heads(m, m->q, qa), to_heads(m, m->v, va);
+                if (bk && hash) be->lsh_hash(bk, qa, &s, c->seed, step, (uint32_t)l, m->attn_work);
+                be->lsh_attention_forward(oa, m->attn_saved, qa, va, bk, &s, m->attn_work);
+            }
         });
     } else {
         mm(m, m->q, m->ln_out, P(m, lt->w_q), T, HD, d, 0, 0, 0);
         mm(m, m->k, m->ln_out, P(m, lt->w_k), T, HD, d, 0, 0, 0);
         mm(m, m->v, m->ln_out, P(m, lt->w_v), T, HD, d, 0, 0, 0);
         TIMED(PROF_ATTENTION, {
-            if (shard) to_heads(m, m->q, qa), to_heads(m, m->k, ka), to_heads(m, m->v, va);
-            be->local_attention_forward(oa, m->attn_saved, qa, ka, va, &s, m->attn_work);
+            if (sharded) {
+                seq_local_forward(&m->seq_attn, be, &m->seq, oa, m->q, m->k, m->v);
+            } else {
+                if (shard) to_heads(m, m->q, qa), to_heads(m, m->k, ka), to_heads(m, m->v, va);
+                be->local_attention_forward(oa, m->attn_saved, qa, ka, va, &s, m->attn_work);
+            }
         });
     }
     if (shard) TIMED(PROF_ATTENTION, to_tokens(m, oa, m->attn_o));
@@ -310,15 +340,20 @@ static void attn_block_backward(Model *m, int l, const real *x, real *dx, const 
     dropout_rows(m, m->d_block, 0, T, step, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN));
     mm(m, G(m, lt->w_o), m->attn_o, m->d_block, HD, d, T, 1, 0, 1);
     mm(m, m->d_attn_o, m->d_block, P(m, lt->w_o), T, HD, d, 0, 1, 0);
-    const int shard = m->seq.sp > 1;
+    const int sharded = seq_sharded(m, l), shard = m->seq.sp > 1 && !sharded;
     real *qa = shard ? m->qh : m->q, *ka = shard ? m->kh : m->k, *va = shard ? m->vh : m->v;
     real *oa = shard ? m->oh : m->attn_o, *doa = shard ? m->doh : m->d_attn_o;
     real *dqa = shard ? m->dqh : m->dq, *dka = shard ? m->dkh : m->dk, *dva = shard ? m->dvh : m->dv;
     if (c->layer_kind[l] == ATTN_LSH) {
         TIMED(PROF_ATTENTION, {
-            if (shard) to_heads(m, m->d_attn_o, doa);
-            be->lsh_attention_backward(dqa, dva, doa, oa, m->attn_saved, qa, va, m->buckets[l], &s, m->attn_work);
-            if (shard) to_tokens(m, dqa, m->dq), to_tokens(m, dva, m->dv);
+            if (sharded) {
+                seq_lsh_backward(&m->seq_attn, be, &m->seq, m->dq, m->dv, m->d_attn_o, m->attn_o);
+            } else {
+                if (shard) to_heads(m, m->d_attn_o, doa);
+                be->lsh_attention_backward(dqa, dva, doa, oa, m->attn_saved, qa, va, m->buckets[l], &s,
+                                           m->attn_work);
+                if (shard) to_tokens(m, dqa, m->dq), to_tokens(m, dva, m->dv);
+            }
         });
         mm(m, G(m, lt->w_qk), m->ln_out, m->dq, d, HD, T, 1, 0, 1);
         mm(m, G(m, lt->w_v), m->ln_out, m->dv, d, HD, T, 1, 0, 1);
@@ -326,9 +361,14 @@ static void attn_block_backward(Model *m, int l, const real *x, real *dx, const 
         mm(m, m->d_ln, m->dv, P(m, lt->w_v), T, d, HD, 0, 1, 1);
     } else {
         TIMED(PROF_ATTENTION, {
-            if (shard) to_heads(m, m->d_attn_o, doa);
-            be->local_attention_backward(dqa, dka, dva, doa, oa, m->attn_saved, qa, ka, va, &s, m->attn_work);
-            if (shard) to_tokens(m, dqa, m->dq), to_tokens(m, dka, m->dk), to_tokens(m, dva, m->dv);
+            if (sharded) {
+                seq_local_backward(&m->seq_attn, be, &m->seq, m->dq, m->dk, m->dv, m->d_attn_o, m->attn_o, m->q,
+                                   m->k, m->v);
+            } else {
+                if (shard) to_heads(m, m->d_attn_o, doa);
+                be->local_attention_backward(dqa, dka, dva, doa, oa, m->attn_saved, qa, ka, va, &s, m->attn_work);
+                if (shard) to_tokens(m, dqa, m->dq), to_tokens(m, dka, m->dk), to_tokens(m, dva, m->dv);
+            }
         });
         mm(m, G(m, lt->w_q), m->ln_out, m->dq, d, HD, T, 1, 0, 1);
         mm(m, G(m, lt->w_k), m->ln_out, m->dk, d, HD, T, 1, 0, 1);
@@ -438,8 +478,9 @@ static LossStats run(Model *m, const int *tokens, const int *targets, uint32_t s
     const Config *c = &m->cfg;
     const int T = m->T, d = m->d;
     const size_t Td = (size_t)T * d;
-    if (m->seq.sp > 1 && !m->seq.alltoall)
-        FATAL("the launcher must set Model.seq.alltoall", "sp=%d but no sequence-parallel exchange is set", m->seq.sp);
+    if (m->seq.sp > 1 && (!m->seq.alltoall || !m->seq.alltoallv || !m->seq.shift || !m->seq.scan_counts))
+        FATAL("the launcher must set Model.seq's exchanges", "sp=%d but no sequence-parallel exchange is set",
+              m->seq.sp);
     double t_start = prof_start(m);
     long n_targets = 0;
     for (int i = 0; i < T; i++) n_targets += targets[i] >= 0;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attention_seq.h"
 #include "backend.h"
 #include "config.h"
 #include "params.h"
@@ -21,16 +22,11 @@ typedef struct {
 } LossStats;
 
 // Sequence parallelism (DESIGN.md, Distribution): each of sp ranks holds
-// L/sp contiguous tokens of every sequence; around attention an all-to-all
-// turns "all heads, my tokens" into "my heads, all tokens" and back. core/
-// knows no MPI: the launcher supplies the exchange.
-typedef struct {
-    int sp, sp_rank;
-    void *ctx;
-    // Block j (count reals) of send goes to rank j of the sequence-parallel
-    // group; block i of recv comes from rank i.
-    void (*alltoall)(void *ctx, const real *send, real *recv, size_t count);
-} SeqParallel;
+// L/sp contiguous tokens of every sequence. Around attention either an
+// all-to-all turns "all heads, my tokens" into "my heads, all tokens" and
+// back (Ulysses; sp divides n_heads), or the sequence stays sharded (LSH: a
+// distributed sort; local: a halo): config sp_attention, attention_seq.h.
+// core/ knows no MPI: the launcher supplies the exchanges (SeqParallel).
 
 // Time shares of a step, filled when Model.profile is set (synchronising).
 enum { PROF_MATMUL, PROF_ATTENTION, PROF_TOTAL, PROF_COUNT };
@@ -68,6 +64,9 @@ typedef struct {
     // Sequence parallel only (sp > 1): head-sharded full-sequence buffers
     // [B * L, HD / sp] (as large as [T, HD]) and the exchange buffers.
     real *qh, *kh, *vh, *oh, *dqh, *dkh, *dvh, *doh, *xsend, *xrecv;
+    // Layers that run sequence-sharded (c->sp_sequence): their buffers.
+    SeqAttention seq_attn;
+    void *seq_blob;
 
     // Host staging.
     real *host_losses;

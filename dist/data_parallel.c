@@ -89,21 +89,82 @@ void dist_broadcast_training_state(const Dist *d, DistGroup g, Model *m) {
     broadcast_buffer(d, g, m, m->adam_v);
 }
 
+// Bytes this rank sends to other ranks in the sequence-parallel exchanges
+// (its own block excluded), by kind: the communication model's counts.
+static DistSeqBytes seq_bytes;
+DistSeqBytes dist_seq_bytes(void) { return seq_bytes; }
+void dist_seq_bytes_reset(void) { memset(&seq_bytes, 0, sizeof seq_bytes); }
+
 static void sp_alltoall_host(void *ctx, const float *send, float *recv, size_t count) {
-    dist_alltoall((const Dist *)ctx, DIST_SP, send, recv, count);
+    const Dist *d = ctx;
+    seq_bytes.ulysses += (double)count * (d->sp - 1) * sizeof(float);
+    dist_alltoall(d, DIST_SP, send, recv, count);
 }
 
 // The model calls the exchange with its own buffers (xsend, xrecv): device
 // memory for a GPU backend.
 static void sp_alltoall_device(void *ctx, const float *send, float *recv, size_t count) {
     const Dist *d = ctx;
+    seq_bytes.ulysses += (double)count * (d->sp - 1) * sizeof(float);
     d->device->ops->alltoall(d->device->comm[DIST_SP], send, recv, count);
+}
+
+// All-to-all-v: the counts (host integers) over MPI, then the rows over MPI
+// (host buffers) or the device collectives.
+static void sp_alltoallv(void *ctx, const float *send, const size_t *send_counts, float *recv, size_t *recv_counts,
+                         int device) {
+    const Dist *d = ctx;
+    dist_alltoall_counts(d, DIST_SP, send_counts, recv_counts);
+    for (int j = 0; j < d->sp; j++)
+        if (j != d->sp_rank) seq_bytes.sort += (double)send_counts[j] * sizeof(float);
+    seq_bytes.control += (double)(d->sp - 1) * sizeof(size_t);
+    if (device) d->device->ops->alltoallv(d->device->comm[DIST_SP], send, send_counts, recv, recv_counts);
+    else dist_alltoallv(d, DIST_SP, send, send_counts, recv, recv_counts);
+}
+static void sp_alltoallv_host(void *ctx, const float *send, const size_t *send_counts, float *recv,
+                              size_t *recv_counts) {
+    sp_alltoallv(ctx, send, send_counts, recv, recv_counts, 0);
+}
+static void sp_alltoallv_device(void *ctx, const float *send, const size_t *send_counts, float *recv,
+                                size_t *recv_counts) {
+    sp_alltoallv(ctx, send, send_counts, recv, recv_counts, 1);
+}
+
+static void count_shift(const Dist *d, size_t count, int dir, int cyclic) {
+    int to = d->sp_rank + dir;
+    if (cyclic || (to >= 0 && to < d->sp)) seq_bytes.halo += (double)count * sizeof(float);
+}
+static void sp_shift_host(void *ctx, const float *send, float *recv, size_t count, int dir, int cyclic) {
+    const Dist *d = ctx;
+    count_shift(d, count, dir, cyclic);
+    dist_shift(d, DIST_SP, send, recv, count, dir, cyclic);
+}
+static void sp_shift_device(void *ctx, const float *send, float *recv, size_t count, int dir, int cyclic) {
+    const Dist *d = ctx;
+    count_shift(d, count, dir, cyclic);
+    d->device->ops->shift(d->device->comm[DIST_SP], send, recv, count, dir, cyclic);
+}
+
+// Bucket histograms are host integers (the sort runs on the host): MPI.
+// Counted as a ring moves them: the scan n, the sum 2 n (sp - 1) / sp.
+static void sp_scan_counts(void *ctx, const int *mine, int *before, int *total, size_t n) {
+    const Dist *d = ctx;
+    seq_bytes.histogram += (double)n * sizeof(int) * (1.0 + 2.0 * (d->sp - 1) / d->sp);
+    dist_scan_sum_int(d, DIST_SP, mine, before, total, n);
+}
+
+void dist_seq_parallel_exchanges(const Dist *d, SeqParallel *seq, int device) {
+    seq->sp = d->sp;
+    seq->sp_rank = d->sp_rank;
+    seq->ctx = (void *)d;
+    seq->alltoall = device ? sp_alltoall_device : sp_alltoall_host;
+    seq->alltoallv = device ? sp_alltoallv_device : sp_alltoallv_host;
+    seq->shift = device ? sp_shift_device : sp_shift_host;
+    seq->scan_counts = sp_scan_counts;
 }
 
 void dist_attach_sequence_parallel(const Dist *d, Model *m) {
     if (m->seq.sp != d->sp) dist_abort(d, "config sp differs from the process grid's sp");
-    m->seq.sp_rank = d->sp_rank;
-    m->seq.ctx = (void *)d;
     // With sp = 1 the model never exchanges, and no sp communicator is open.
-    m->seq.alltoall = d->sp > 1 && device_comm(d, DIST_SP, m) ? sp_alltoall_device : sp_alltoall_host;
+    dist_seq_parallel_exchanges(d, &m->seq, d->sp > 1 && device_comm(d, DIST_SP, m));
 }

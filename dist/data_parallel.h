@@ -37,6 +37,21 @@ void dist_broadcast_parameters(const Dist *d, DistGroup g, Model *m);
 // Parameters and both AdamW moments (a run resumed from rank 0's checkpoint).
 void dist_broadcast_training_state(const Dist *d, DistGroup g, Model *m);
 
-// Connect the model's sequence-parallel exchange to the grid's sp group
-// (on device buffers when the device collectives are open).
+// Connect the model's sequence-parallel exchanges to the grid's sp group
+// (on device buffers when the device collectives are open; the sort's
+// histograms and the all-to-all-v counts are host integers over MPI).
 void dist_attach_sequence_parallel(const Dist *d, Model *m);
+// The same exchanges for any SeqParallel (device: buffers in device memory,
+// through the open device collectives).
+void dist_seq_parallel_exchanges(const Dist *d, SeqParallel *seq, int device);
+
+// Bytes this rank has sent to other ranks of its sp group since start (or
+// the last reset), by exchange: Ulysses all-to-alls; the LSH sort's rows
+// (all-to-all-v, both ways); halos (LSH previous chunk, local attention);
+// the sort's histograms (scan + sum, counted as a ring moves them); the
+// all-to-all-v counts. Counted in the callbacks, not estimated.
+typedef struct {
+    double ulysses, sort, halo, histogram, control;
+} DistSeqBytes;
+DistSeqBytes dist_seq_bytes(void);
+void dist_seq_bytes_reset(void);

@@ -70,6 +70,23 @@ int dist_max_int(const Dist *d, DistGroup g, int value);
 // All-to-all over a group of n ranks: block j (count floats) of send goes to
 // rank j, block i of recv comes from rank i. send and recv hold n * count.
 void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, size_t count);
+// All-to-all-v over a group of n ranks (the sequence-sharded LSH exchange):
+// send holds n blocks back to back, block j (send_counts[j] floats) for rank
+// j; recv receives block i (recv_counts[i] floats) from rank i, back to back.
+// recv_counts must be what the senders send (dist_alltoall_counts).
+void dist_alltoallv(const Dist *d, DistGroup g, const float *send, const size_t *send_counts, float *recv,
+                    const size_t *recv_counts);
+// recv_counts[i] = send_counts[j == me] of rank i: the counts an
+// all-to-all-v needs before its data moves (host integers, MPI).
+void dist_alltoall_counts(const Dist *d, DistGroup g, const size_t *send_counts, size_t *recv_counts);
+// Halo exchange along the group: send (count floats) goes to group rank
+// me + dir, recv comes from me - dir (dir = +1 or -1). cyclic: the ends wrap;
+// otherwise the last rank in the direction sends nothing and the first
+// receives nothing (recv left as it is).
+void dist_shift(const Dist *d, DistGroup g, const float *send, float *recv, size_t count, int dir, int cyclic);
+// Per element, over the group: before[i] = sum of in[i] of the lower ranks
+// (exclusive scan), total[i] = sum over every rank (integers: histograms).
+void dist_scan_sum_int(const Dist *d, DistGroup g, const int *in, int *before, int *total, size_t count);
 // Broadcast bytes from root of the group.
 void dist_bcast(const Dist *d, DistGroup g, void *buf, size_t bytes, int root);
 void dist_barrier(const Dist *d, DistGroup g);

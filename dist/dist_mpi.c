@@ -336,6 +336,75 @@ void dist_alltoall(const Dist *d, DistGroup g, const float *send, float *recv, s
                           MPI_Ialltoall(send, (int)count, MPI_FLOAT, recv, (int)count, MPI_FLOAT, C(d, g), &rq)));
 }
 
+// MPI counts and displacements are int: a larger exchange ends the job with
+// a hint rather than wrapping around. Static, so the step allocates nothing
+// (groups of up to 4096 ranks: config caps sp there).
+#define MAX_GROUP 4096
+static int a2av_counts[2][MAX_GROUP], a2av_displs[2][MAX_GROUP];
+
+static void int_counts(const Dist *d, const size_t *counts, int n, int *out, int *displs) {
+    size_t at = 0;
+    for (int j = 0; j < n; j++) {
+        if (counts[j] > (size_t)INT_MAX || at > (size_t)INT_MAX)
+            dist_abort(d, "dist_alltoallv: more than INT_MAX floats in one exchange (hint: use more sp ranks or a "
+                          "shorter seq_len per rank)");
+        out[j] = (int)counts[j];
+        displs[j] = (int)at;
+        at += counts[j];
+    }
+}
+
+void dist_alltoallv(const Dist *d, DistGroup g, const float *send, const size_t *send_counts, float *recv,
+                    const size_t *recv_counts) {
+    if (!d->with_mpi) {
+        memmove(recv, send, send_counts[0] * sizeof(float));
+        return;
+    }
+    int n = dist_group_size(d, g);
+    if (n > MAX_GROUP) dist_abort(d, "dist_alltoallv: a group of more than 4096 ranks");
+    int_counts(d, send_counts, n, a2av_counts[0], a2av_displs[0]);
+    int_counts(d, recv_counts, n, a2av_counts[1], a2av_displs[1]);
+    TIMED_COMM(mpi_check(MPI_Alltoallv(send, a2av_counts[0], a2av_displs[0], MPI_FLOAT, recv, a2av_counts[1],
+                                       a2av_displs[1], MPI_FLOAT, C(d, g))));
+}
+
+void dist_alltoall_counts(const Dist *d, DistGroup g, const size_t *send_counts, size_t *recv_counts) {
+    if (!d->with_mpi) {
+        recv_counts[0] = send_counts[0];
+        return;
+    }
+    unsigned long long *s = (unsigned long long *)send_counts, *r = (unsigned long long *)recv_counts;
+    _Static_assert(sizeof(size_t) == sizeof(unsigned long long), "size_t is 64 bits");
+    TIMED_COMM(mpi_check(MPI_Alltoall(s, 1, MPI_UNSIGNED_LONG_LONG, r, 1, MPI_UNSIGNED_LONG_LONG, C(d, g))));
+}
+
+void dist_shift(const Dist *d, DistGroup g, const float *send, float *recv, size_t count, int dir, int cyclic) {
+    int n = dist_group_size(d, g), me = dist_group_rank(d, g);
+    int to = me + dir, from = me - dir;
+    if (cyclic) to = (to + n) % n, from = (from + n) % n;
+    if (!d->with_mpi || n == 1) {
+        if (cyclic) memmove(recv, send, count * sizeof(float));
+        return;
+    }
+    if (count > (size_t)INT_MAX) dist_abort(d, "dist_shift: block larger than INT_MAX floats");
+    int dst = to >= 0 && to < n ? to : MPI_PROC_NULL, src = from >= 0 && from < n ? from : MPI_PROC_NULL;
+    TIMED_COMM(mpi_check(MPI_Sendrecv(send, (int)count, MPI_FLOAT, dst, 17, recv, (int)count, MPI_FLOAT, src, 17,
+                                      C(d, g), MPI_STATUS_IGNORE)));
+}
+
+void dist_scan_sum_int(const Dist *d, DistGroup g, const int *in, int *before, int *total, size_t count) {
+    if (!d->with_mpi) {
+        memset(before, 0, count * sizeof(int));
+        memcpy(total, in, count * sizeof(int));
+        return;
+    }
+    if (count > (size_t)INT_MAX) dist_abort(d, "dist_scan_sum_int: more than INT_MAX counts");
+    TIMED_COMM(mpi_check(MPI_Exscan(in, before, (int)count, MPI_INT, MPI_SUM, C(d, g))));
+    // MPI_Exscan leaves rank 0's result undefined.
+    if (dist_group_rank(d, g) == 0) memset(before, 0, count * sizeof(int));
+    TIMED_COMM(mpi_check(MPI_Allreduce(in, total, (int)count, MPI_INT, MPI_SUM, C(d, g))));
+}
+
 void dist_bcast(const Dist *d, DistGroup g, void *buf, size_t bytes, int root) {
     if (!d->with_mpi) return;
     for (size_t off = 0; off < bytes; off += MAX_CHUNK) {

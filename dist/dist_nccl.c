@@ -96,6 +96,34 @@ void dist_nccl_alltoall(DistNccl *n, const float *device_send, float *device_rec
     dist_add_comm_seconds(seconds_now() - t0);
 }
 
+void dist_nccl_alltoallv(DistNccl *n, const float *device_send, const size_t *send_counts, float *device_recv,
+                         const size_t *recv_counts) {
+    double t0 = seconds_now();
+    size_t soff = 0, roff = 0;
+    nccl_check(ncclGroupStart());
+    for (int j = 0; j < n->size; j++) {
+        if (send_counts[j]) nccl_check(ncclSend(device_send + soff, send_counts[j], ncclFloat, j, n->comm, n->stream));
+        if (recv_counts[j]) nccl_check(ncclRecv(device_recv + roff, recv_counts[j], ncclFloat, j, n->comm, n->stream));
+        soff += send_counts[j];
+        roff += recv_counts[j];
+    }
+    nccl_check(ncclGroupEnd());
+    cuda_check(cudaStreamSynchronize(n->stream));
+    dist_add_comm_seconds(seconds_now() - t0);
+}
+
+void dist_nccl_shift(DistNccl *n, const float *device_send, float *device_recv, size_t count, int dir, int cyclic) {
+    int to = n->rank + dir, from = n->rank - dir;
+    if (cyclic) to = (to + n->size) % n->size, from = (from + n->size) % n->size;
+    double t0 = seconds_now();
+    nccl_check(ncclGroupStart());
+    if (to >= 0 && to < n->size) nccl_check(ncclSend(device_send, count, ncclFloat, to, n->comm, n->stream));
+    if (from >= 0 && from < n->size) nccl_check(ncclRecv(device_recv, count, ncclFloat, from, n->comm, n->stream));
+    nccl_check(ncclGroupEnd());
+    cuda_check(cudaStreamSynchronize(n->stream));
+    dist_add_comm_seconds(seconds_now() - t0);
+}
+
 void dist_nccl_bcast(DistNccl *n, float *device_buf, size_t count, int root) {
     double t0 = seconds_now();
     nccl_check(ncclBroadcast(device_buf, device_buf, count, ncclFloat, root, n->comm, n->stream));
@@ -104,8 +132,8 @@ void dist_nccl_bcast(DistNccl *n, float *device_buf, size_t count, int root) {
 }
 
 const DistNcclOps *dist_nccl_ops(void) {
-    static const DistNcclOps ops = {dist_nccl_init, dist_nccl_free, dist_nccl_allreduce_sum, dist_nccl_bcast,
-                                    dist_nccl_alltoall};
+    static const DistNcclOps ops = {dist_nccl_init,     dist_nccl_free,      dist_nccl_allreduce_sum, dist_nccl_bcast,
+                                    dist_nccl_alltoall, dist_nccl_alltoallv, dist_nccl_shift};
     return &ops;
 }
 

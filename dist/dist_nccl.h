@@ -31,6 +31,14 @@ void dist_nccl_allreduce_sum(DistNccl *n, float *device_buf, size_t count);
 void dist_nccl_alltoall(DistNccl *n, const float *device_send, float *device_recv, size_t count);
 // In-place broadcast of a device float buffer from the group's rank root.
 void dist_nccl_bcast(DistNccl *n, float *device_buf, size_t count, int root);
+// All-to-all-v (grouped send/recv): block j of send (send_counts[j] floats,
+// blocks back to back) goes to rank j, block i of recv (recv_counts[i]) comes
+// from rank i. Counts are host arrays, exchanged beforehand over MPI.
+void dist_nccl_alltoallv(DistNccl *n, const float *device_send, const size_t *send_counts, float *device_recv,
+                         const size_t *recv_counts);
+// Halo exchange: send goes to rank me + dir, recv comes from me - dir
+// (dist_shift's contract, cyclic or not).
+void dist_nccl_shift(DistNccl *n, const float *device_send, float *device_recv, size_t count, int dir, int cyclic);
 
 // The collectives as one table: what the module exports to the trainer,
 // which finds it by name (dlsym "dist_nccl_ops") and so needs no CUDA or
@@ -43,6 +51,10 @@ typedef struct DistNcclOps {
     void (*allreduce_sum)(DistNccl *n, float *device_buf, size_t count);
     void (*bcast)(DistNccl *n, float *device_buf, size_t count, int root);
     void (*alltoall)(DistNccl *n, const float *device_send, float *device_recv, size_t count);
+    // Sequence-sharded attention (LSH sort exchange, local-attention halo).
+    void (*alltoallv)(DistNccl *n, const float *device_send, const size_t *send_counts, float *device_recv,
+                      const size_t *recv_counts);
+    void (*shift)(DistNccl *n, const float *device_send, float *device_recv, size_t count, int dir, int cyclic);
 } DistNcclOps;
 const DistNcclOps *dist_nccl_ops(void);
 

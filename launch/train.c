@@ -184,9 +184,11 @@ static void describe_grid(const Dist *d, const Config *c) {
     dist_allreduce_sum(d, DIST_WORLD, &nodes, 1);
     if (d->rank == 0)
         printf("grid: %d ranks = dp %d x sp %d | %d node(s), %d ranks on rank 0's node | global batch %d "
-               "(dp %d x batch %d) | %d of %d positions per rank\n",
+               "(dp %d x batch %d) | %d of %d positions per rank%s%s%s%s\n",
                d->world, d->dp, d->sp, (int)nodes, d->local_size, d->dp * c->batch, d->dp, c->batch,
-               c->seq_len / d->sp, c->seq_len);
+               c->seq_len / d->sp, c->seq_len, d->sp > 1 ? " | attention: local " : "",
+               d->sp > 1 ? (c->sp_sequence[ATTN_LOCAL] ? "halo" : "heads") : "", d->sp > 1 ? ", lsh " : "",
+               d->sp > 1 ? (c->sp_sequence[ATTN_LSH] ? "sort" : "heads") : "");
 }
 
 // Test hooks: REFORMER_TEST_DIE_RANK=<r> and REFORMER_TEST_DIE_STEP=<s> make

@@ -96,7 +96,7 @@ static const struct {
     {"axial_shape", "32,16"},  {"axial_dims", "32,96"},     {"ff_chunk", "256"},
     {"loss_chunk", "256"},     {"ff_activation", "relu"},   {"ln_eps", "1e-05"},
     {"dropout", "0.1"},        {"init_std", "0.01"},        {"reversible", "0"},
-    {"seq_len", "1024"},       {"batch", "8"},              {"sp", "2"},           {"lr", "0.001"},
+    {"seq_len", "1024"},       {"batch", "8"},              {"sp", "2"},           {"sp_attention", "heads"}, {"lr", "0.001"},
     {"warmup", "10"},          {"steps", "20"},             {"schedule", "rsqrt"},
     {"lr_min", "0"},           {"weight_decay", "0.01"},    {"beta1", "0.8"},
     {"beta2", "0.99"},         {"adam_eps", "1e-08"},       {"clip", "0"},
@@ -303,9 +303,43 @@ Test(config_bad, axial_entry_counts_disagree) {
 }
 
 Test(config_bad, sp_not_dividing_heads_or_length) {
-    EXPECT_BAD("sp", "n_heads", "n_heads=4", "sp=3");
+    EXPECT_BAD("sp", "n_heads", "n_heads=4", "sp=3", "seq_len=384", "sp_attention=heads");
+    EXPECT_BAD("sp", "seq_len", "n_heads=4", "sp=3");
     EXPECT_BAD("sp", "seq_len", "n_heads=4", "sp=4", "seq_len=6", "axial_shape=2,3");
     EXPECT_BAD("sp", NULL, "sp=0");
+    EXPECT_BAD("sp_attention", NULL, "sp_attention=rows");
+}
+
+// Past the head count the sequence stays sharded, in chunk-aligned shards:
+// a shard that is not whole chunks is one line naming sp and the chunk key.
+Test(config_bad, sp_sequence_shards_not_chunk_aligned) {
+    // 512 / 8 = 64 positions per rank, local chunks of 128.
+    EXPECT_BAD("sp", "local_chunk", "n_heads=4", "sp=8", "local_chunk=128");
+    // 1 round x 128 positions per rank, LSH chunks of 256.
+    EXPECT_BAD("sp", "lsh_chunk", "n_heads=4", "sp=4", "sp_attention=sequence", "n_hashes=1", "lsh_chunk=256");
+    // Not yet on the GPU: said before anything starts.
+    EXPECT_BAD("sp", "device=cuda", "n_heads=4", "sp=8", "device=cuda");
+    // One chunk of the whole sequence (full attention) cannot be sharded.
+    EXPECT_BAD("sp", "sp_attention=heads", "n_heads=4", "sp=8", "attn=full");
+}
+
+Test(config, sp_attention_picks_a_path_per_kind) {
+    Config c;
+    // auto, sp dividing the heads: halo for local layers, Ulysses for LSH.
+    EXPECT_OK(&c, "n_heads=4", "sp=2");
+    cr_assert(c.sp_sequence[ATTN_LOCAL] && !c.sp_sequence[ATTN_LSH]);
+    // auto past the heads: both sequence-sharded (2 rounds x 64 positions).
+    EXPECT_OK(&c, "n_heads=4", "sp=8");
+    cr_assert(c.sp_sequence[ATTN_LOCAL] && c.sp_sequence[ATTN_LSH]);
+    // auto, local shards not whole chunks but sp dividing the heads: Ulysses.
+    EXPECT_OK(&c, "n_heads=4", "sp=4", "local_chunk=256");
+    cr_assert(!c.sp_sequence[ATTN_LOCAL] && !c.sp_sequence[ATTN_LSH]);
+    EXPECT_OK(&c, "n_heads=4", "sp=2", "sp_attention=heads");
+    cr_assert(!c.sp_sequence[ATTN_LOCAL] && !c.sp_sequence[ATTN_LSH]);
+    EXPECT_OK(&c, "n_heads=4", "sp=2", "sp_attention=sequence");
+    cr_assert(c.sp_sequence[ATTN_LOCAL] && c.sp_sequence[ATTN_LSH]);
+    EXPECT_OK(&c, "n_heads=4");
+    cr_assert(!c.sp_sequence[ATTN_LOCAL] && !c.sp_sequence[ATTN_LSH]);  // sp = 1: nothing sharded
 }
 
 Test(config_bad, n_heads_not_dividing_d_model) {

@@ -105,8 +105,12 @@ Test(dist, collectives_data_checked, .timeout = 120) {
 // Distributed training equals one process (build/parallel_check states and
 // checks the float tolerances: 1e-5 relative on gradients and parameters).
 static Result parallel_check_with(int np, int sp, int steps, const char *pattern, const char *flags) {
-    char cmd[256], want[128];
-    snprintf(cmd, sizeof cmd, MPIRUN "-np %d build/parallel_check %d %d %s %s 2>&1", np, sp, steps, pattern, flags);
+    char cmd[512], want[128];
+    // One OpenMP thread per rank: up to 8 ranks share 2 cores here, and
+    // spinning threads of oversubscribed ranks slow the run 10x (results do
+    // not depend on the thread count).
+    snprintf(cmd, sizeof cmd, MPIRUN "-x OMP_NUM_THREADS=1 -np %d build/parallel_check %d %d %s %s 2>&1", np, sp, steps,
+             pattern, flags);
     Result r = run(cmd);
     cr_assert_eq(r.rc, 0, "%s:\n%s", cmd, r.out);
     snprintf(want, sizeof want, "parallel_check dp %d x sp %d (%s): OK", np / sp, sp, pattern);
@@ -156,8 +160,68 @@ Test(dist, device_route_equals_one_process, .timeout = 180) {
     const int grids[][2] = {{2, 1}, {2, 2}, {4, 2}, {4, 4}};  // ranks, sp
     for (int i = 0; i < 4; i++) {
         Result r = parallel_check_with(grids[i][0], grids[i][1], 2, "local,lsh", "--device-standin");
-        cr_assert(strstr(r.out, "device route: ") && strstr(r.out, "all-to-alls: OK"), "%s", r.out);
+        cr_assert(strstr(r.out, "device route: ") && strstr(r.out, "shifts: OK"), "%s", r.out);
     }
+    // Sequence-sharded attention past the heads: all-to-all-v and halo
+    // exchanges through the device collectives as well.
+    Result r = parallel_check_with(4, 4, 2, "local,lsh", "--device-standin n_heads=2 d_head=8 seq_len=64");
+    cr_assert(strstr(r.out, "sequence-sharded (halo)") && strstr(r.out, "sequence-sharded (sort)"), "%s", r.out);
+    cr_assert(strstr(r.out, " 0 all-to-alls,") && strstr(r.out, "shifts: OK"), "%s", r.out);
+}
+
+// ------------------------------------------ sequence sharding past the heads
+//
+// n_heads = 2, sp up to 8: the sequence stays sharded through attention
+// (LSH: the distributed sort; local: the halo). sp_attention=sequence, so
+// sp = 2 takes that path too (auto would use Ulysses there). Shards of 8
+// positions (seq_len 64 at sp 8) and chunks of 8.
+#define PAST_HEADS "n_heads=2 d_head=8 seq_len=64 n_layers=2 sp_attention=sequence"
+
+// The distributed sort's slices equal one process's stable sort, exactly,
+// on 24 cases of random and skewed bucket vectors (build/sort_check).
+Test(dist, distributed_sort_equals_one_process_sort, .timeout = 120) {
+    need_mpi();
+    const int nps[] = {2, 3, 8};
+    for (int i = 0; i < 3; i++) {
+        char cmd[256], want[64];
+        snprintf(cmd, sizeof cmd, MPIRUN "-x OMP_NUM_THREADS=1 -np %d build/sort_check 24 2>&1", nps[i]);
+        Result r = run(cmd);
+        cr_assert_eq(r.rc, 0, "%s:\n%s", cmd, r.out);
+        snprintf(want, sizeof want, "sort_check sp %d: 24 cases, ", nps[i]);
+        cr_assert(strstr(r.out, want) && strstr(r.out, " 0 wrong: OK"), "%s:\n%s", cmd, r.out);
+    }
+}
+
+// sp = 2, 4, 8 with 2 heads, 1, 2 and 4 hashing rounds, local and LSH
+// layers, through the reversible backward with dropout: loss, gradients
+// (all together and every tensor) and parameters after 5 steps equal one
+// process (parallel_check's tolerances: 1e-5 relative, 1e-4 per tensor).
+Test(dist, sequence_sharded_past_the_heads_equals_one_process, .timeout = 300) {
+    need_mpi();
+    const int sps[] = {2, 4, 8}, rounds[] = {1, 2, 4};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            char flags[160];
+            snprintf(flags, sizeof flags, PAST_HEADS " n_hashes=%d", rounds[j]);
+            Result r = parallel_check_with(sps[i], sps[i], 5, "local,lsh", flags);
+            cr_assert(strstr(r.out, "local sequence-sharded (halo), lsh sequence-sharded (sort)"), "%s", r.out);
+        }
+    parallel_check_with(8, 8, 5, "lsh", PAST_HEADS " n_hashes=2");
+    parallel_check_with(8, 8, 5, "local", PAST_HEADS);
+}
+
+// One repeated byte: buckets as skewed as the input makes them; every rank
+// still holds an equal slice of the sorted order.
+Test(dist, sequence_sharded_on_a_skewed_input_equals_one_process, .timeout = 180) {
+    need_mpi();
+    parallel_check_with(4, 4, 5, "local,lsh", PAST_HEADS " --skewed");
+    parallel_check_with(8, 8, 5, "local,lsh", PAST_HEADS " n_hashes=4 --skewed");
+}
+
+// A dp 2 x sp 4 grid past the heads trains 20 steps like one process.
+Test(dist, dp2_sp4_past_the_heads_trains_like_one_process, .timeout = 180) {
+    need_mpi();
+    parallel_check_with(8, 4, 20, "local,lsh", PAST_HEADS);
 }
 
 // ---------------------------------------------------- reformer train over MPI
@@ -313,6 +377,38 @@ Test(train_mpi, resume_on_another_grid_continues_the_run) {
     cr_assert_eq(sp.rc, 0, "%s", sp.out);
     cr_assert(strstr(sp.out, "grid: 2 ranks = dp 1 x sp 2") && strstr(sp.out, "(step 15)"), "%s", sp.out);
     assert_losses_match("moved", "straight", 20);
+}
+
+// Past the head count (2 heads): 10 steps on sp = 4, then 5 on one process,
+// then 5 on sp = 8 (16 positions per rank: one local and one LSH chunk,
+// sequence-sharded attention) continue one uninterrupted sp = 1 run.
+#define TINY_2_HEADS                                                                                           \
+    "data=data/tinyshakespeare.txt d_model=32 n_heads=2 d_head=16 d_ff=48 n_layers=2 attn_layers=local,lsh " \
+    "seq_len=128 lsh_chunk=16 local_chunk=16 dropout=0.1 warmup=5 lr=0.005 ckpt_every=5 log_every=1 "       \
+    "schedule=constant batch=1"
+
+Test(train_mpi, resume_past_the_heads_on_sp1_and_sp8_continues_the_run, .timeout = 180) {
+    need_mpi();
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "build/reformer train " TINY_2_HEADS " steps=20 out_dir=%s/straight2 2>&1", run_dir);
+    Result straight = run(cmd);
+    cr_assert_eq(straight.rc, 0, "%s", straight.out);
+    snprintf(cmd, sizeof cmd, MPIRUN "-np 4 build/reformer train " TINY_2_HEADS " steps=10 sp=4 out_dir=%s/moved2 2>&1",
+             run_dir);
+    Result sp4 = run(cmd);
+    cr_assert_eq(sp4.rc, 0, "%s", sp4.out);
+    cr_assert(strstr(sp4.out, "grid: 4 ranks = dp 1 x sp 4"), "%s", sp4.out);
+    snprintf(cmd, sizeof cmd, "build/reformer train --resume %s/moved2 --set steps=15 --set sp=1 2>&1", run_dir);
+    Result one = run(cmd);
+    cr_assert_eq(one.rc, 0, "%s", one.out);
+    cr_assert(strstr(one.out, "(step 10)"), "%s", one.out);
+    snprintf(cmd, sizeof cmd, MPIRUN "-np 8 build/reformer train --resume %s/moved2 --set steps=20 --set sp=8 2>&1",
+             run_dir);
+    Result sp8 = run(cmd);
+    cr_assert_eq(sp8.rc, 0, "%s", sp8.out);
+    cr_assert(strstr(sp8.out, "grid: 8 ranks = dp 1 x sp 8") && strstr(sp8.out, "(step 15)"), "%s", sp8.out);
+    cr_assert(strstr(sp8.out, "16 of 128 positions per rank"), "%s", sp8.out);
+    assert_losses_match("moved2", "straight2", 20);
 }
 
 // A rank killed mid-training (SIGKILL at step 5, as a crashed node) ends the

@@ -1,0 +1,404 @@
+// Sequence-sharded LSH and local attention (attention_seq.h). The sort, the
+// packing and the round combination are host loops (LSH needs a backend
+// whose buffers the host can address and that has lsh_sorted_forward: the CPU
+// one today); the local halo uses only backend ops and the exchanges.
+#include "attention_seq.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "util.h"
+
+// Integers travel inside rows of reals bit for bit (the exchanges move bytes).
+static void put_int(real *at, int v) { memcpy(at, &v, sizeof v); }
+static int get_int(const real *at) {
+    int v;
+    memcpy(&v, at, sizeof v);
+    return v;
+}
+
+static AttnShape hash_shape(const SeqAttention *sa) {
+    AttnShape s = {.batch = sa->B, .seq_len = sa->Ll, .n_heads = sa->H, .d_head = sa->dh, .chunk_len = sa->m,
+                   .n_hashes = sa->R, .n_buckets = sa->nb};
+    return s;
+}
+
+// Local kernel shapes: [halo ; mine] rows, or mine alone on rank 0.
+static AttnShape local_shape(const SeqAttention *sa, int with_halo) {
+    AttnShape s = {.batch = sa->B, .seq_len = sa->Ll + (with_halo ? sa->ml : 0), .n_heads = sa->H,
+                   .d_head = sa->dh, .chunk_len = sa->ml, .n_hashes = 1};
+    return s;
+}
+
+size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const Backend *be, int B) {
+    memset(sa, 0, sizeof *sa);
+    sa->B = B, sa->H = c->n_heads, sa->dh = c->d_head, sa->L = c->seq_len, sa->Ll = c->seq_len / c->sp;
+    int has_lsh = config_count_lsh_layers(c) > 0, has_local = config_count_lsh_layers(c) < c->n_layers;
+    sa->lsh = has_lsh && c->sp_sequence[ATTN_LSH];
+    sa->local = has_local && c->sp_sequence[ATTN_LOCAL];
+    const size_t lanes = (size_t)B * sa->H, dh = (size_t)sa->dh, HD = (size_t)sa->H * dh, sp = (size_t)c->sp;
+    size_t off = 0, work = 0;
+#define CARVE(field, type, count)                                     \
+    do {                                                              \
+        if (base) sa->field = (type *)(base + off);                   \
+        off += (((size_t)(count) * sizeof(type)) + 63) & ~(size_t)63; \
+    } while (0)
+    if (sa->lsh) {
+        sa->R = c->n_hashes, sa->nb = c->n_buckets, sa->m = c->lsh_chunk;
+        sa->n_own = sa->R * sa->Ll;
+        const size_t n = (size_t)sa->n_own, m = (size_t)sa->m, hist = lanes * sa->R * sa->nb;
+        // Rows of 2 dh + 2 (forward), or the gradients of [m + n] rows.
+        const size_t xcap = MAX(lanes * n * (2 * dh + 2), lanes * (m + n) * 2 * dh);
+        CARVE(counts, int, hist);
+        CARVE(before, int, hist);
+        CARVE(total, int, hist);
+        CARVE(route, int, lanes * n);
+        CARVE(slot_of, int, lanes * n);
+        CARVE(send_rows, size_t, sp);
+        CARVE(recv_rows, size_t, sp);
+        CARVE(xcounts, size_t, sp);
+        CARVE(rcounts, size_t, sp);
+        CARVE(send, real, xcap);
+        CARVE(recv, real, xcap);
+        CARVE(sq, real, lanes * (m + n) * dh);
+        CARVE(sv, real, lanes * (m + n) * dh);
+        CARVE(spos, int, lanes * (m + n));
+        CARVE(so, real, lanes * n * dh);
+        CARVE(slse, real, lanes * n);
+        CARVE(saved, real, lanes * n * (dh + 1));
+        CARVE(halo_send, real, lanes * m * (2 * dh + 1));
+        CARVE(halo_recv, real, lanes * m * (2 * dh + 1));
+        AttnShape hs = hash_shape(sa);
+        work = MAX(work, be->attention_workspace_bytes(&hs, 1));
+        work = MAX(work, be->lsh_sorted_workspace_bytes(sa->n_own, sa->m, sa->dh));
+    }
+    if (sa->local) {
+        sa->ml = c->local_chunk;
+        const size_t rows = (size_t)B * (sa->ml + sa->Ll);
+        real **ext[] = {&sa->qe, &sa->ke, &sa->ve, &sa->oe, &sa->doe, &sa->dqe, &sa->dke, &sa->dve};
+        for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+            if (base) *ext[i] = (real *)(base + off);
+            off += ((rows * HD * sizeof(real)) + 63) & ~(size_t)63;
+        }
+        CARVE(lse_e, real, rows * sa->H);
+        CARVE(lhalo_send, real, (size_t)B * sa->ml * 2 * HD);
+        CARVE(lhalo_recv, real, (size_t)B * sa->ml * 2 * HD);
+        AttnShape with = local_shape(sa, 1), without = local_shape(sa, 0);
+        work = MAX(work, be->attention_workspace_bytes(&with, 0));
+        work = MAX(work, be->attention_workspace_bytes(&without, 0));
+    }
+    CARVE(work, char, work);
+#undef CARVE
+    sa->bytes = off;
+    return off;
+}
+
+// --- LSH ----------------------------------------------------------------------
+
+void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real *qk, const real *v,
+                           const uint16_t *buckets) {
+    const int B = sa->B, H = sa->H, dh = sa->dh, R = sa->R, nb = sa->nb, Ll = sa->Ll, L = sa->L, n = sa->n_own;
+    const int sp = seq->sp, p0 = seq->sp_rank * Ll, HD = H * dh, W = 2 * dh + 2, lanes = B * H;
+    const size_t hist = (size_t)lanes * R * nb;
+    // Histograms of my items per (lane, round, bucket), then over the group.
+    memset(sa->counts, 0, hist * sizeof(int));
+    for (size_t lr = 0; lr < (size_t)lanes * R; lr++)
+        for (int i = 0; i < Ll; i++) sa->counts[lr * nb + buckets[lr * Ll + i]]++;
+    seq->scan_counts(seq->ctx, sa->counts, sa->before, sa->total, hist);
+    // Global index of each item in the stable sort by (round, bucket,
+    // position): the round's start, the items of lower buckets (all ranks),
+    // those of its bucket on lower ranks, then mine in position order.
+    memset(sa->send_rows, 0, (size_t)sp * sizeof(size_t));
+    for (int lane = 0; lane < lanes; lane++)
+        for (int r = 0; r < R; r++) {
+            size_t lr = (size_t)lane * R + r;
+            int *next = sa->before + lr * nb;  // becomes the next free index per bucket
+            const int *tot = sa->total + lr * nb;
+            for (int k = 0, acc = r * L; k < nb; k++) {
+                int cnt = tot[k];
+                next[k] += acc;
+                acc += cnt;
+            }
+            for (int i = 0; i < Ll; i++) {
+                int s = next[buckets[lr * Ll + i]]++;
+                sa->route[lr * Ll + i] = s;
+                sa->send_rows[s / n]++;
+            }
+        }
+    // Rows grouped by destination (the rank owning that slice of the sorted
+    // order), in (lane, round, position) order within each.
+    size_t at[4096];
+    if (sp > 4096) FATAL("sp is at most 4096 (config)", "sp=%d", sp);
+    for (int j = 0, acc = 0; j < sp; j++) at[j] = (size_t)acc, acc += (int)sa->send_rows[j];
+    for (int lane = 0; lane < lanes; lane++) {
+        const int b = lane / H, h = lane % H;
+        for (int r = 0; r < R; r++)
+            for (int i = 0; i < Ll; i++) {
+                size_t item = ((size_t)lane * R + r) * Ll + i;
+                int s = sa->route[item], owner = s / n;
+                size_t row = at[owner]++;
+                sa->route[item] = (int)row;
+                real *dst = sa->send + row * W;
+                const size_t src = ((size_t)b * Ll + i) * HD + (size_t)h * dh;
+                memcpy(dst, qk + src, (size_t)dh * sizeof(real));
+                memcpy(dst + dh, v + src, (size_t)dh * sizeof(real));
+                put_int(dst + 2 * dh, lane * n + s % n);
+                put_int(dst + 2 * dh + 1, p0 + i);
+            }
+    }
+    for (int j = 0; j < sp; j++) sa->xcounts[j] = sa->send_rows[j] * W;
+    seq->alltoallv(seq->ctx, sa->send, sa->xcounts, sa->recv, sa->rcounts);
+    size_t got = 0;
+    for (int j = 0; j < sp; j++) {
+        if (sa->rcounts[j] % W) FATAL("every rank must run the same build and config", "ragged LSH exchange");
+        sa->recv_rows[j] = sa->rcounts[j] / W;
+        got += sa->recv_rows[j];
+    }
+    if (got != (size_t)lanes * n)
+        FATAL("every rank must run the same config", "LSH exchange: received %zu rows, expected %zu", got,
+              (size_t)lanes * n);
+    // Into sorted order: lane rows m.. hold my slice.
+    const size_t rows = (size_t)sa->m + n;
+    for (size_t j = 0; j < got; j++) {
+        const real *src = sa->recv + j * W;
+        int slot = get_int(src + 2 * dh), lane = slot / n, t = slot % n;
+        size_t er = (size_t)lane * rows + sa->m + t;
+        memcpy(sa->sq + er * dh, src, (size_t)dh * sizeof(real));
+        memcpy(sa->sv + er * dh, src + dh, (size_t)dh * sizeof(real));
+        sa->spos[er] = get_int(src + 2 * dh + 1);
+        sa->slot_of[j] = slot;
+    }
+}
+
+// The chunk before my slice: the previous rank's last m rows (cyclic: rank
+// 0's is the end of the whole sorted array, as in one process).
+static void lsh_halo_forward(SeqAttention *sa, const SeqParallel *seq) {
+    const int lanes = sa->B * sa->H, dh = sa->dh, m = sa->m, W = 2 * dh + 1;
+    const size_t rows = (size_t)m + sa->n_own;
+    for (int lane = 0; lane < lanes; lane++)
+        for (int t = 0; t < m; t++) {
+            size_t er = (size_t)lane * rows + sa->n_own + t;  // my last chunk
+            real *dst = sa->halo_send + ((size_t)lane * m + t) * W;
+            memcpy(dst, sa->sq + er * dh, (size_t)dh * sizeof(real));
+            memcpy(dst + dh, sa->sv + er * dh, (size_t)dh * sizeof(real));
+            put_int(dst + 2 * dh, sa->spos[er]);
+        }
+    seq->shift(seq->ctx, sa->halo_send, sa->halo_recv, (size_t)lanes * m * W, +1, 1);
+    for (int lane = 0; lane < lanes; lane++)
+        for (int t = 0; t < m; t++) {
+            size_t er = (size_t)lane * rows + t;
+            const real *src = sa->halo_recv + ((size_t)lane * m + t) * W;
+            memcpy(sa->sq + er * dh, src, (size_t)dh * sizeof(real));
+            memcpy(sa->sv + er * dh, src + dh, (size_t)dh * sizeof(real));
+            sa->spos[er] = get_int(src + 2 * dh);
+        }
+}
+
+// The reverse exchange: row j of what I received goes back, width reals
+// each, to the rank it came from; the owner finds it at its send row.
+static void send_back(SeqAttention *sa, const SeqParallel *seq, int width) {
+    for (int j = 0; j < seq->sp; j++) sa->xcounts[j] = sa->recv_rows[j] * width;
+    seq->alltoallv(seq->ctx, sa->send, sa->xcounts, sa->recv, sa->rcounts);
+}
+
+// Round-combination weights of one position: w[r] = softmax_r(lse_r), the
+// arithmetic of attention_cpu.c's round_weights.
+static void round_weights(real *w, const real *saved, size_t lane_item0, int i, int Ll, int R, int dh) {
+    real mx = -INFINITY, sum = 0;
+    for (int r = 0; r < R; r++) mx = MAX(mx, saved[(lane_item0 + (size_t)r * Ll + i) * (dh + 1) + dh]);
+    for (int r = 0; r < R; r++) sum += (w[r] = R_EXP(saved[(lane_item0 + (size_t)r * Ll + i) * (dh + 1) + dh] - mx));
+    for (int r = 0; r < R; r++) w[r] /= sum;
+}
+
+void seq_lsh_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, const real *qk,
+                     const real *v, uint16_t *buckets, int hash, uint64_t seed, uint32_t step, uint32_t layer) {
+    const int B = sa->B, H = sa->H, dh = sa->dh, R = sa->R, Ll = sa->Ll, HD = H * dh, lanes = B * H;
+    if (hash) {
+        AttnShape hs = hash_shape(sa);
+        be->lsh_hash(buckets, qk, &hs, seed, step, layer, sa->work);
+    }
+    seq_lsh_sort_exchange(sa, seq, qk, v, buckets);
+    lsh_halo_forward(sa, seq);
+    be->lsh_sorted_forward(sa->so, sa->slse, sa->sq, sa->sv, sa->spos, lanes, sa->n_own, sa->m, dh, sa->work);
+    // Outputs and logsumexps back to their positions' ranks.
+    const size_t got = (size_t)lanes * sa->n_own;
+    for (size_t j = 0; j < got; j++) {
+        int slot = sa->slot_of[j];
+        real *dst = sa->send + j * (dh + 1);
+        memcpy(dst, sa->so + (size_t)slot * dh, (size_t)dh * sizeof(real));
+        dst[dh] = sa->slse[slot];
+    }
+    send_back(sa, seq, dh + 1);
+    for (size_t item = 0; item < got; item++)
+        memcpy(sa->saved + item * (dh + 1), sa->recv + (size_t)sa->route[item] * (dh + 1),
+               (size_t)(dh + 1) * sizeof(real));
+    real w[64];
+    for (int lane = 0; lane < lanes; lane++) {
+        const int b = lane / H, h = lane % H;
+        const size_t item0 = (size_t)lane * R * Ll;
+        for (int i = 0; i < Ll; i++) {
+            round_weights(w, sa->saved, item0, i, Ll, R, dh);
+            real *o = out + ((size_t)b * Ll + i) * HD + (size_t)h * dh;
+            for (int d = 0; d < dh; d++) o[d] = 0;
+            for (int r = 0; r < R; r++) {
+                const real *orow = sa->saved + (item0 + (size_t)r * Ll + i) * (dh + 1);
+                for (int d = 0; d < dh; d++) o[d] += w[r] * orow[d];
+            }
+        }
+    }
+}
+
+void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *dqk, real *dv,
+                      const real *dout, const real *out) {
+    const int B = sa->B, H = sa->H, dh = sa->dh, R = sa->R, Ll = sa->Ll, HD = H * dh, lanes = B * H, m = sa->m;
+    const int n = sa->n_own;
+    const size_t rows = (size_t)m + n, got = (size_t)lanes * n;
+    // Through the round combination o = sum_r w_r o_r, w = softmax(lse):
+    // do_r = w_r do, dlse_r = w_r (do . (o_r - o)), to where each round's row
+    // was attended (the forward's rows, in the forward's order).
+    real w[64];
+    for (int lane = 0; lane < lanes; lane++) {
+        const int b = lane / H, h = lane % H;
+        const size_t item0 = (size_t)lane * R * Ll;
+        for (int i = 0; i < Ll; i++) {
+            round_weights(w, sa->saved, item0, i, Ll, R, dh);
+            const size_t at = ((size_t)b * Ll + i) * HD + (size_t)h * dh;
+            for (int r = 0; r < R; r++) {
+                size_t item = item0 + (size_t)r * Ll + i;
+                const real *orow = sa->saved + item * (dh + 1);
+                real *dst = sa->send + (size_t)sa->route[item] * (dh + 1), dot = 0;
+                for (int d = 0; d < dh; d++) {
+                    dst[d] = w[r] * dout[at + d];
+                    dot += dout[at + d] * (orow[d] - out[at + d]);
+                }
+                dst[dh] = w[r] * dot;
+            }
+        }
+    }
+    for (int j = 0; j < seq->sp; j++) sa->xcounts[j] = sa->send_rows[j] * (dh + 1);
+    seq->alltoallv(seq->ctx, sa->send, sa->xcounts, sa->recv, sa->rcounts);
+    // Sorted-side gradients: dso, dslse into the send buffer (free now);
+    // dsq, dsv into the receive buffer once it is unpacked (its capacity
+    // covers [m + n] rows of 2 dh per lane: seq_attention_layout).
+    real *dso = sa->send, *dslse = sa->send + got * dh;
+    for (size_t j = 0; j < got; j++) {
+        int slot = sa->slot_of[j];
+        const real *src = sa->recv + j * (dh + 1);
+        memcpy(dso + (size_t)slot * dh, src, (size_t)dh * sizeof(real));
+        dslse[slot] = src[dh];
+    }
+    real *dsq = sa->recv, *dsv = dsq + (size_t)lanes * rows * dh;
+    be->lsh_sorted_backward(dsq, dsv, dso, dslse, sa->so, sa->slse, sa->sq, sa->sv, sa->spos, lanes, n, m, dh,
+                            sa->work);
+    // The previous chunk's gradients back to its rank, added to its last chunk.
+    const int W = 2 * dh;
+    for (int lane = 0; lane < lanes; lane++)
+        for (int t = 0; t < m; t++) {
+            size_t er = (size_t)lane * rows + t;
+            real *dst = sa->halo_send + ((size_t)lane * m + t) * W;
+            memcpy(dst, dsq + er * dh, (size_t)dh * sizeof(real));
+            memcpy(dst + dh, dsv + er * dh, (size_t)dh * sizeof(real));
+        }
+    seq->shift(seq->ctx, sa->halo_send, sa->halo_recv, (size_t)lanes * m * W, -1, 1);
+    for (int lane = 0; lane < lanes; lane++)
+        for (int t = 0; t < m; t++) {
+            size_t er = (size_t)lane * rows + n + t;
+            const real *src = sa->halo_recv + ((size_t)lane * m + t) * W;
+            for (int d = 0; d < dh; d++) dsq[er * dh + d] += src[d], dsv[er * dh + d] += src[dh + d];
+        }
+    // (dqk, dv) of every sorted row back to its position's rank.
+    for (size_t j = 0; j < got; j++) {
+        int slot = sa->slot_of[j], lane = slot / n, t = slot % n;
+        size_t er = (size_t)lane * rows + m + t;
+        real *dst = sa->send + j * W;
+        memcpy(dst, dsq + er * dh, (size_t)dh * sizeof(real));
+        memcpy(dst + dh, dsv + er * dh, (size_t)dh * sizeof(real));
+    }
+    send_back(sa, seq, W);
+    memset(dqk, 0, (size_t)B * Ll * HD * sizeof(real));
+    memset(dv, 0, (size_t)B * Ll * HD * sizeof(real));
+    for (int lane = 0; lane < lanes; lane++) {
+        const int b = lane / H, h = lane % H;
+        for (int r = 0; r < R; r++)
+            for (int i = 0; i < Ll; i++) {
+                size_t item = ((size_t)lane * R + r) * Ll + i;
+                const real *src = sa->recv + (size_t)sa->route[item] * W;
+                real *gq = dqk + ((size_t)b * Ll + i) * HD + (size_t)h * dh, *gv = dv + (gq - dqk);
+                for (int d = 0; d < dh; d++) gq[d] += src[d], gv[d] += src[dh + d];
+            }
+    }
+}
+
+// --- local ----------------------------------------------------------------------
+
+void seq_local_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, const real *q,
+                       const real *k, const real *v) {
+    const int B = sa->B, Ll = sa->Ll, m = sa->ml, HD = sa->H * sa->dh, E = m + Ll;
+    // My last chunk of keys and values to the next rank (not cyclic: local
+    // attention looks back along the sequence only).
+    for (int b = 0; b < B; b++) {
+        real *hs = sa->lhalo_send + (size_t)b * m * 2 * HD;
+        be->copy_2d(hs, 2 * HD, k + ((size_t)b * Ll + Ll - m) * HD, HD, m, HD);
+        be->copy_2d(hs + HD, 2 * HD, v + ((size_t)b * Ll + Ll - m) * HD, HD, m, HD);
+    }
+    seq->shift(seq->ctx, sa->lhalo_send, sa->lhalo_recv, (size_t)B * m * 2 * HD, +1, 0);
+    if (seq->sp_rank == 0) {  // the sequence's first chunk: nothing before it
+        AttnShape s = local_shape(sa, 0);
+        be->local_attention_forward(out, sa->lse_e, q, k, v, &s, sa->work);
+        return;
+    }
+    // [halo ; mine] rows; the halo's queries are zero and their outputs unused.
+    for (int b = 0; b < B; b++) {
+        size_t e0 = (size_t)b * E * HD, own = e0 + (size_t)m * HD, mine = (size_t)b * Ll * HD;
+        const real *hr = sa->lhalo_recv + (size_t)b * m * 2 * HD;
+        be->zero(sa->qe + e0, (size_t)m * HD * sizeof(real));
+        be->copy_2d(sa->ke + e0, HD, hr, 2 * HD, m, HD);
+        be->copy_2d(sa->ve + e0, HD, hr + HD, 2 * HD, m, HD);
+        be->copy(sa->qe + own, q + mine, (size_t)Ll * HD * sizeof(real));
+        be->copy(sa->ke + own, k + mine, (size_t)Ll * HD * sizeof(real));
+        be->copy(sa->ve + own, v + mine, (size_t)Ll * HD * sizeof(real));
+    }
+    AttnShape s = local_shape(sa, 1);
+    be->local_attention_forward(sa->oe, sa->lse_e, sa->qe, sa->ke, sa->ve, &s, sa->work);
+    for (int b = 0; b < B; b++)
+        be->copy(out + (size_t)b * Ll * HD, sa->oe + ((size_t)b * E + m) * HD, (size_t)Ll * HD * sizeof(real));
+}
+
+void seq_local_backward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *dq, real *dk, real *dv,
+                        const real *dout, const real *out, const real *q, const real *k, const real *v) {
+    const int B = sa->B, Ll = sa->Ll, m = sa->ml, HD = sa->H * sa->dh, E = m + Ll;
+    if (seq->sp_rank == 0) {
+        AttnShape s = local_shape(sa, 0);
+        be->local_attention_backward(dq, dk, dv, dout, out, sa->lse_e, q, k, v, &s, sa->work);
+    } else {
+        for (int b = 0; b < B; b++) {
+            size_t e0 = (size_t)b * E * HD;
+            be->zero(sa->doe + e0, (size_t)m * HD * sizeof(real));
+            be->copy(sa->doe + e0 + (size_t)m * HD, dout + (size_t)b * Ll * HD, (size_t)Ll * HD * sizeof(real));
+        }
+        AttnShape s = local_shape(sa, 1);
+        be->local_attention_backward(sa->dqe, sa->dke, sa->dve, sa->doe, sa->oe, sa->lse_e, sa->qe, sa->ke, sa->ve,
+                                     &s, sa->work);
+        for (int b = 0; b < B; b++) {
+            size_t own = ((size_t)b * E + m) * HD, mine = (size_t)b * Ll * HD, e0 = (size_t)b * E * HD;
+            be->copy(dq + mine, sa->dqe + own, (size_t)Ll * HD * sizeof(real));
+            be->copy(dk + mine, sa->dke + own, (size_t)Ll * HD * sizeof(real));
+            be->copy(dv + mine, sa->dve + own, (size_t)Ll * HD * sizeof(real));
+            real *hs = sa->lhalo_send + (size_t)b * m * 2 * HD;
+            be->copy_2d(hs, 2 * HD, sa->dke + e0, HD, m, HD);
+            be->copy_2d(hs + HD, 2 * HD, sa->dve + e0, HD, m, HD);
+        }
+    }
+    // The halo's key and value gradients back to the rank before.
+    seq->shift(seq->ctx, sa->lhalo_send, sa->lhalo_recv, (size_t)B * m * 2 * HD, -1, 0);
+    if (seq->sp_rank == seq->sp - 1) return;  // nobody after me
+    for (int b = 0; b < B; b++) {
+        size_t last = ((size_t)b * Ll + Ll - m) * HD;
+        const real *hr = sa->lhalo_recv + (size_t)b * m * 2 * HD;
+        // dk rows [Ll - m, Ll) += halo gradient (strided source: pack first).
+        be->copy_2d(sa->lhalo_send + (size_t)b * m * 2 * HD, HD, hr, 2 * HD, m, HD);
+        be->axpy(dk + last, sa->lhalo_send + (size_t)b * m * 2 * HD, 1, (size_t)m * HD);
+        be->copy_2d(sa->lhalo_send + (size_t)b * m * 2 * HD, HD, hr + HD, 2 * HD, m, HD);
+        be->axpy(dv + last, sa->lhalo_send + (size_t)b * m * 2 * HD, 1, (size_t)m * HD);
+    }
+}

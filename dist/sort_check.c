@@ -1,0 +1,116 @@
+// The distributed LSH sort against one process's, started by
+// tests/test_dist.c:
+//
+//   mpirun -np N build/sort_check CASES
+//
+// N ranks of one sequence-parallel group. For each case, every rank draws the
+// same bucket vectors [B, H, R, L] (uniform, all in one bucket, two buckets
+// split by position, or piled onto the last rank's positions), keeps its
+// L/N positions, and runs the model's sort and move
+// (seq_lsh_sort_exchange) on rows that encode (lane, position). Each rank's
+// slice of the sorted order must equal, row for row, the slice of
+// lsh_sort_items' stable sort by (round, bucket, position) on one process:
+// positions and the rows that travelled with them, exactly (integers).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention_cpu.h"
+#include "attention_seq.h"
+#include "data_parallel.h"
+#include "rng.h"
+
+enum { UNIFORM, ONE_BUCKET, TWO_HALVES, PILED_ON_LAST, N_KINDS };
+static const char *const KIND_NAMES[] = {"uniform", "one bucket", "two halves", "piled on the last rank"};
+
+static int bucket_of(int kind, int nb, uint64_t seed, size_t e, int i, int L, int sp) {
+    int r = (int)(rng_bits64(seed, e, 0, 99) % (uint64_t)nb);
+    switch (kind) {
+    case ONE_BUCKET: return nb - 1;
+    case TWO_HALVES: return i < L / 2 ? 1 : 0;  // later positions sort first
+    case PILED_ON_LAST: return i >= L - L / sp ? 0 : r;
+    default: return r;
+    }
+}
+
+int main(int argc, char **argv) {
+    int cases = argc > 1 ? atoi(argv[1]) : 8;
+    int world = dist_env_world() > 0 ? dist_env_world() : 1;
+    Dist d;
+    char err[256];
+    if (dist_init(&d, &argc, &argv, world, err, sizeof err)) return fprintf(stderr, "sort_check: %s\n", err), 2;
+    const int sp = d.sp;
+    if (sp < 2) {  // one process never takes the sequence-sharded path
+        fprintf(stderr, "sort_check: start 2 or more ranks with mpirun\n");
+        dist_finalize(&d);
+        return 2;
+    }
+    SeqParallel seq;
+    dist_seq_parallel_exchanges(&d, &seq, 0);
+    long bad = 0, rows_checked = 0;
+    for (int cs = 0; cs < cases; cs++) {
+        const uint64_t seed = 1000 + (uint64_t)cs;
+        // Shapes: B, H, R, nb, chunk, positions per rank, drawn per case.
+        const int kind = cs % N_KINDS, B = 1 + cs % 2, H = 1 + (cs / 2) % 3, R = 1 << (cs % 3), dh = 2;
+        const int Ll = 4 * (1 + cs % 3), L = Ll * sp, nb = 2 << (cs % 4);
+        char sets[8][64];
+        snprintf(sets[0], 64, "n_heads=%d", H);
+        snprintf(sets[1], 64, "d_head=%d", dh);
+        snprintf(sets[2], 64, "seq_len=%d", L);
+        snprintf(sets[3], 64, "n_hashes=%d", R);
+        snprintf(sets[4], 64, "n_buckets=%d", nb);
+        snprintf(sets[5], 64, "lsh_chunk=%d", 4);
+        snprintf(sets[6], 64, "attn_layers=lsh");
+        snprintf(sets[7], 64, "sp_attention=sequence");
+        Config c;
+        config_defaults(&c);
+        c.n_layers = 1, c.sp = sp, c.d_model = H * dh;
+        for (int i = 0; i < 8; i++)
+            if (config_set_pair(&c, sets[i], err, sizeof err)) return fprintf(stderr, "sort_check: %s\n", err), 2;
+        if (config_finalize(&c, err, sizeof err)) return fprintf(stderr, "sort_check: %s\n", err), 2;
+        SeqAttention sa;
+        char *blob = calloc(1, seq_attention_layout(&sa, NULL, &c, backend_cpu(), B));
+        seq_attention_layout(&sa, blob, &c, backend_cpu(), B);
+        const int lanes = B * H, HD = H * dh, n = sa.n_own, m = sa.m;
+        uint16_t *global = malloc((size_t)lanes * R * L * sizeof(uint16_t));
+        uint16_t *mine = malloc((size_t)lanes * R * Ll * sizeof(uint16_t));
+        real *qk = malloc((size_t)B * Ll * HD * sizeof(real)), *v = malloc((size_t)B * Ll * HD * sizeof(real));
+        for (size_t e = 0; e < (size_t)lanes * R * L; e++)
+            global[e] = (uint16_t)bucket_of(kind, nb, seed, e, (int)(e % (size_t)L), L, sp);
+        for (size_t lr = 0; lr < (size_t)lanes * R; lr++)
+            memcpy(mine + lr * Ll, global + lr * L + (size_t)d.sp_rank * Ll, (size_t)Ll * sizeof(uint16_t));
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < Ll; i++)
+                for (int h = 0; h < H; h++) {
+                    real *q = qk + ((size_t)b * Ll + i) * HD + (size_t)h * dh, *vv = v + (q - qk);
+                    q[0] = (real)(b * H + h), q[1] = (real)(d.sp_rank * Ll + i);
+                    vv[0] = (real)(1000 * (b * H + h)), vv[1] = -(real)(d.sp_rank * Ll + i);
+                }
+        seq_lsh_sort_exchange(&sa, &seq, qk, v, mine);
+        int *perm = malloc((size_t)R * L * sizeof(int)), *inv = malloc((size_t)R * L * sizeof(int));
+        int *counts = malloc((size_t)nb * sizeof(int));
+        for (int lane = 0; lane < lanes; lane++) {
+            lsh_sort_items(perm, inv, counts, global + (size_t)lane * R * L, L, R, nb);
+            for (int t = 0; t < n; t++) {
+                int want = perm[d.sp_rank * n + t] % L;
+                size_t er = (size_t)lane * (m + n) + m + t;
+                const real *q = sa.sq + er * dh, *vv = sa.sv + er * dh;
+                int ok = sa.spos[er] == want && q[0] == (real)lane && q[1] == (real)want &&
+                         vv[0] == (real)(1000 * lane) && vv[1] == -(real)want;
+                if (!ok && bad < 5)
+                    fprintf(stderr, "sort_check: rank %d case %d (%s) lane %d slot %d: position %d, want %d\n",
+                            d.sp_rank, cs, KIND_NAMES[kind], lane, d.sp_rank * n + t, sa.spos[er], want);
+                bad += !ok;
+                rows_checked++;
+            }
+        }
+        free(perm), free(inv), free(counts), free(global), free(mine), free(qk), free(v), free(blob);
+    }
+    float totals[2] = {(float)bad, (float)rows_checked};
+    dist_allreduce_sum(&d, DIST_WORLD, totals, 2);
+    if (d.rank == 0)
+        printf("sort_check sp %d: %d cases, %.0f sorted rows checked, %.0f wrong: %s\n", sp, cases, totals[1], totals[0],
+               totals[0] > 0 ? "FAIL" : "OK");
+    dist_finalize(&d);
+    return totals[0] > 0;
+}

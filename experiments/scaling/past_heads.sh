@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Sequence sharding past the head count (issue 10), with build/dist_bench
+# and build/bench_collectives. Model: d_model 256, d_ff 1024, 4 heads of 64,
+# 2 hashes, chunks 64, batch 1; 1 OpenMP thread per rank.
+#
+#   experiments/scaling/past_heads.sh [counts] [share] [memory] [bandwidth]
+#
+# counts:    bytes one rank sends per step in the sequence-parallel exchanges
+#            (counted in the callbacks), for one local layer, one LSH layer
+#            and the 4-layer local,lsh model, seq_len 8192, sp 2, 4, 8, each
+#            path (heads where sp divides the 4 heads; sequence; auto).
+# share:     the share of the step in collectives, seq_len 8192, 4 layers,
+#            sp 2 and 4, each path (sp 4 is 4 ranks on 2 cores).
+# memory:    peak RSS per rank of one training step against positions per
+#            rank (4 layers, sp 1, 2, 4, 8; auto), two lengths each for the
+#            affine fit of the table; then, at the predicted longest length
+#            for 1 GiB and 4 GiB (where the ranks' total fits in this 24 GiB
+#            machine), the model set up with its buffers touched, no step.
+# bandwidth: bench_collectives all-to-all on 2 and 4 ranks (host, MPI).
+# Appends to past_heads.jsonl; past_heads_table.py writes past_heads.md.
+# Heavy: run it under `flock /tmp/reformer-heavy.lock`.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/../.."
+make -s build/dist_bench build/bench_collectives
+out="$here/past_heads.jsonl"
+MPI="mpirun --allow-run-as-root --oversubscribe --bind-to none -x OMP_WAIT_POLICY=passive -x OMP_NUM_THREADS=1"
+model="d_model=256 d_ff=1024 n_heads=4 d_head=64 n_hashes=2 lsh_chunk=64 local_chunk=64 batch=1"
+tag() { sed "s/^{/{\"experiment\": \"$1\", /"; }
+phases="${*:-counts share memory bandwidth}"
+
+bench() {  # bench TAG SP ARGS...
+    local t="$1" sp="$2"
+    shift 2
+    echo "[$t] sp $sp $*" >&2
+    $MPI -np "$sp" build/dist_bench --sp "$sp" "$@" | tag "$t" >> "$out"
+}
+
+for phase in $phases; do
+    case "$phase" in
+    counts)
+        for layers in "attn_layers=local n_layers=1" "attn_layers=lsh n_layers=1" "attn_layers=local,lsh n_layers=4"; do
+            for sp in 2 4 8; do
+                for path in heads sequence auto; do
+                    [ "$path" = heads ] && [ "$sp" = 8 ] && continue  # 8 does not divide 4 heads
+                    # shellcheck disable=SC2086
+                    bench counts "$sp" --steps 1 --warmup 0 seq_len=8192 $model $layers sp_attention=$path
+                done
+            done
+        done
+        ;;
+    share)
+        for sp in 2 4; do
+            for path in heads sequence auto; do
+                # shellcheck disable=SC2086
+                bench share "$sp" --steps 1 --warmup 1 seq_len=8192 $model n_layers=4 sp_attention=$path
+            done
+        done
+        ;;
+    memory)
+        for sp in 1 2 4 8; do
+            for per_rank in 1024 2048; do
+                # shellcheck disable=SC2086
+                bench memory_fit "$sp" --steps 1 --warmup 0 seq_len=$((per_rank * sp)) $model n_layers=4
+            done
+        done
+        # At the longest lengths the fit predicts: the model set up and its
+        # buffers touched (cpu_alloc zeroes them), no step (--plan-only:
+        # seconds instead of the half hour a step of 300K tokens takes on 2
+        # shared cores); the step's own transient memory is the fit runs'
+        # peak minus their planned bytes (past_heads_table.py adds it).
+        for line in $(python3 "$here/past_heads_table.py" --predict "$out"); do
+            IFS=: read -r sp budget_mib len <<< "$line"
+            if [ $((sp * budget_mib)) -gt 12288 ]; then
+                echo "[memory] sp $sp x $budget_mib MiB is more than this machine can hold for one job: predicted only" >&2
+                continue
+            fi
+            # shellcheck disable=SC2086
+            bench "memory_plan_${budget_mib}" "$sp" --plan-only seq_len=$len $model n_layers=4
+        done
+        ;;
+    bandwidth)
+        for np in 2 4; do
+            echo "[bandwidth] $np ranks" >&2
+            $MPI -np "$np" build/bench_collectives --min-bytes 1M --max-bytes 64M |
+                awk -v np="$np" '/^ *[0-9]+ / && /OK/ {print "{\"experiment\": \"bandwidth\", \"ranks\": " np ", \"line\": \"" $0 "\"}"}' >> "$out"
+        done
+        ;;
+    esac
+done
+python3 "$here/past_heads_table.py" "$out" > "$here/past_heads.md"
+cat "$here/past_heads.md"
