@@ -480,6 +480,7 @@ Test(train_mpi, stop_signal_on_one_rank_stops_every_rank_after_the_same_step) {
     // reader then leaves and the trainer dies of SIGPIPE (status 141).
     Result usr1 = run(cmd);
     cr_assert_eq(usr1.rc, 75, "exit status %d:\n%s", usr1.rc, usr1.out);
+    // (log_every keeps the output within Result's buffer, whatever the speed.)
     cr_assert_eq(count(usr1.out, "reformer: stopped by SIGUSR1 "), 1, "%s", usr1.out);
 }
 
