@@ -15,7 +15,7 @@
 const char *const CONFIG_KEYS[] = {
     "vocab_size", "d_model", "d_ff", "n_heads", "d_head", "n_layers", "attn_layers", "attn",
     "lsh_chunk", "local_chunk", "n_hashes", "n_buckets", "axial_shape", "axial_dims",
-    "ff_chunk", "loss_chunk", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
+    "ff_chunk", "loss_chunk", "attn_head_group", "ff_activation", "ln_eps", "dropout", "init_std", "reversible",
     "seq_len", "batch", "sp", "lr", "warmup", "steps", "schedule", "lr_min", "weight_decay",
     "beta1", "beta2", "adam_eps", "clip", "seed", "data", "data_format", "split_fractions",
     "cross_docs", "dup_alphabet", "out_dir", "device", "precision", "log_every", "ckpt_every", "keep_ckpts",
@@ -186,6 +186,7 @@ int config_set(Config *c, const char *key, const char *value, char *err, size_t 
     INT("n_buckets", n_buckets, 0, 65536);
     INT("ff_chunk", ff_chunk, 1, INT_MAX);
     INT("loss_chunk", loss_chunk, 1, INT_MAX);
+    INT("attn_head_group", attn_head_group, 0, 1024);
     INT("seq_len", seq_len, 1, 1 << 28);
     INT("batch", batch, 1, 1 << 20);
     INT("sp", sp, 1, 4096);
@@ -327,6 +328,13 @@ int config_finalize(Config *c, char *err, size_t errlen) {
         return fail(err, errlen, "sp: %d does not divide n_heads=%d", c->sp, c->n_heads);
     if (c->seq_len % c->sp)
         return fail(err, errlen, "sp: %d does not divide seq_len=%d", c->sp, c->seq_len);
+    // Attention passes: groups of heads (the sequence-parallel exchange works
+    // on all of a rank's heads at once).
+    if (c->attn_head_group > 0 && c->n_heads % c->attn_head_group)
+        return fail(err, errlen, "attn_head_group: %d does not divide n_heads=%d", c->attn_head_group, c->n_heads);
+    if (c->attn_head_group > 0 && c->sp > 1 && c->attn_head_group != c->n_heads / c->sp)
+        return fail(err, errlen, "attn_head_group: with sp=%d attention runs on all %d heads of a rank at once; "
+                    "leave it 0", c->sp, c->n_heads / c->sp);
     // Attention pattern, repeated over the layers.
     AttnKind pattern[MAX_LAYERS];
     int n_pattern = 0;
@@ -444,6 +452,7 @@ int config_get(const Config *c, const char *key, char *buf, size_t cap) {
     if (IS("axial_dims")) return get_list(buf, cap, c->axial_dims, c->n_axes), 0;
     GI("ff_chunk", c->ff_chunk);
     GI("loss_chunk", c->loss_chunk);
+    GI("attn_head_group", c->attn_head_group);
     GS("ff_activation", acts[c->ff_activation]);
     GD("ln_eps", c->ln_eps);
     GD("dropout", c->dropout);

@@ -53,6 +53,7 @@ extern "C" {
 #include "backend.h"
 }
 #include "backend_cuda.h"
+#include "cuda_sizes.h"  // sizing rules shared with the memory planner
 
 static_assert(sizeof(real) == sizeof(float), "the CUDA backend is fp32 only: build core without REFORMER_F64");
 
@@ -145,7 +146,7 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+static size_t align256(size_t x) { return cuda_align256(x); }
 
 // --- device memory, counted ------------------------------------------------------
 
@@ -201,7 +202,7 @@ static size_t cublas_workspace_bytes(void) {
     int dev = 0, major = 0;
     cuda_check(cudaGetDevice(&dev));
     cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    return (size_t)(major >= 9 ? 32 : 4) << 20;
+    return cuda_cublas_workspace_bytes(major);
 }
 
 static void cu_reserve_scratch(size_t bytes) {
@@ -247,11 +248,12 @@ static cublasHandle_t cublas(void) {
     return g_cublas;
 }
 
-static int cu_device_memory(size_t *held_bytes, size_t *device_used_bytes) {
+static int cu_device_memory(size_t *held_bytes, size_t *device_used_bytes, size_t *device_free_bytes) {
     size_t free_bytes = 0, total_bytes = 0;
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
     *held_bytes = g_held_bytes;
     *device_used_bytes = total_bytes - free_bytes;
+    *device_free_bytes = free_bytes;
     return 0;
 }
 
@@ -298,9 +300,7 @@ static void to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
 }
 
 // Scratch of matmul_bf16: the bf16 copies of A [M*K] and B [K*N].
-static size_t matmul_bf16_bytes(size_t M, size_t N, size_t K) {
-    return align256(M * K * sizeof(__nv_bfloat16)) + align256(K * N * sizeof(__nv_bfloat16));
-}
+static size_t matmul_bf16_bytes(size_t M, size_t N, size_t K) { return cuda_matmul_bf16_bytes(M, N, K); }
 
 // cu_matmul with A and B rounded to bf16 into the scratch, fp32 accumulation
 // (CUBLAS_COMPUTE_32F) and fp32 C: bf16 products are exact in fp32, so the
@@ -371,19 +371,11 @@ __global__ void colsum_final_kernel(float *db, float *dg, const float *part_b, c
 }
 
 // Splits: a function of N only (so of the shapes), never of timing.
-static int col_splits(int N, int *rows_per_split) {
-    int splits = (N + 255) / 256;
-    if (splits > 128) splits = 128;
-    if (splits < 1) splits = 1;
-    *rows_per_split = (N + splits - 1) / splits;
-    return splits;
-}
+static int col_splits(int N, int *rows_per_split) { return cuda_col_splits(N, rows_per_split); }
 
 // Scratch of column_sums: the partial sums of b and g per split.
 static size_t column_sums_bytes(int N, int C) {
-    if (N <= 0 || C <= 0) return 0;
-    int rps, splits = col_splits(N, &rps);
-    return (size_t)2 * splits * C * sizeof(float);
+    return N <= 0 || C <= 0 ? 0 : cuda_column_sums_bytes((size_t)N, (size_t)C);
 }
 
 // db[c] += sum_n dout[n, c]; with x: dg[c] += sum_n dout (x - mean) rstd.
@@ -425,8 +417,8 @@ static void cu_scale(real *x, real alpha, size_t n) {
 
 // Fixed grid: per-thread double sums, a fixed tree per block, the block sums
 // added on the host in block order.
-#define SUMSQ_BLOCKS 256
-static size_t sum_squares_bytes(void) { return SUMSQ_BLOCKS * sizeof(double); }
+#define SUMSQ_BLOCKS CUDA_SUMSQ_BLOCKS
+static size_t sum_squares_bytes(void) { return cuda_sum_squares_bytes(); }
 __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
     __shared__ double warps[THREADS / 32];
     double s = 0;
@@ -533,7 +525,7 @@ static size_t embedding_backward_bytes(int N, size_t *arr, size_t *tmp_bytes) {
     if (N <= 0) return 0;
     cuda_check(cub::DeviceRadixSort::SortPairs(NULL, *tmp_bytes, (const int *)NULL, (int *)NULL, (const int *)NULL,
                                                (int *)NULL, N));
-    return 3 * *arr + *tmp_bytes;
+    return cuda_embedding_backward_bytes((size_t)N, *tmp_bytes);
 }
 
 static void cu_embedding_backward(real *dtable, const real *dout, const int *tokens, int N, int C) {
@@ -1376,9 +1368,7 @@ static void launch_backward(const Attn &a, int g) {
 
 static unsigned warp_blocks(size_t warps) { return (unsigned)((warps + THREADS / 32 - 1) / (THREADS / 32)); }
 
-// LSH workspace: (b, h) pairs are processed in groups of G so that the
-// scratch stays bounded (DESIGN.md: attention processed in bounded groups).
-#define LSH_GROUP_BUDGET ((size_t)512 << 20)
+// LSH workspace: (b, h) pairs in groups of G, laid out by cuda_lsh_layout.
 
 typedef struct {
     int G;                      // pairs per group
@@ -1404,51 +1394,40 @@ static int bits_for(size_t count) {  // bits to represent 0 .. count-1
 static LshWork lsh_work(const AttnShape *s, void *base) {
     LshWork w;
     memset(&w, 0, sizeof w);
-    const size_t n = attn_items(s), L = (size_t)s->seq_len, dh = (size_t)s->d_head, pairs = (size_t)s->batch * s->n_heads;
+    const size_t n = attn_items(s);
     const size_t nb = s->n_buckets > 0 ? (size_t)s->n_buckets : 1;
-    const size_t per_pair = 4 * (5 * n + L + n * (2 + 3 * dh));
-    size_t G = pairs;
-    while (G > 1 && (G * per_pair > LSH_GROUP_BUDGET || G * n > (size_t)INT_MAX / 2 ||
-                     G * (size_t)s->n_hashes * nb > ((size_t)1 << 31) || G > 65535))
-        G = (G + 1) / 2;
+    size_t G = cuda_lsh_pairs_per_group(s);
     if (G * n > (size_t)INT_MAX / 2 || G * (size_t)s->n_hashes * nb > ((size_t)1 << 31))
         cuda_fatal("reduce seq_len or n_hashes", "LSH attention: too many items per (batch, head) for the sort");
     w.G = (int)G;
     w.end_bit = bits_for(G * (size_t)s->n_hashes * nb);
     cuda_check(cub::DeviceRadixSort::SortPairs(NULL, w.sort_bytes, (const uint32_t *)NULL, (uint32_t *)NULL,
                                                (const int *)NULL, (int *)NULL, (int)(G * n), 0, w.end_bit));
+    CudaLshLayout lay = cuda_lsh_layout(s, G, w.sort_bytes);
     char *p = (char *)base;
-    size_t off = 0;
-#define CARVE(field, type, count)                                     \
-    do {                                                              \
-        w.field = p ? (type *)(p + off) : NULL;                       \
-        off += align256((size_t)(count) * sizeof(type));              \
-    } while (0)
-    CARVE(keys_in, uint32_t, G * n);
-    CARVE(keys_out, uint32_t, G * n);
-    CARVE(vals_in, int, G * n);
-    CARVE(pos, int, G * n);
-    CARVE(inv, int, G * n);
-    CARVE(sort_tmp, char, w.sort_bytes);
-    CARVE(rn, float, G * L);
-    size_t region = off;
-    CARVE(wt, float, G * n);
-    CARVE(Dm, float, G * n);
-    CARVE(dsq, float, G * n * dh);
-    CARVE(dsk, float, G * n * dh);
-    CARVE(dsv, float, G * n * dh);
-    w.so = p ? (float *)(p + region) : NULL;  // forward only: [G, n*dh] <= the backward buffers
-    if (G * n * dh * sizeof(float) > off - region) off = region + align256(G * n * dh * sizeof(float));
-#undef CARVE
-    size_t rot_bytes = align256((size_t)s->n_heads * dh * s->n_hashes * (nb / 2 > 0 ? nb / 2 : 1) * sizeof(float));
+#define AT(field, type) w.field = p ? (type *)(p + lay.field) : NULL
+    AT(keys_in, uint32_t);
+    AT(keys_out, uint32_t);
+    AT(vals_in, int);
+    AT(pos, int);
+    AT(inv, int);
+    AT(sort_tmp, char);
+    AT(rn, float);
+    AT(wt, float);
+    AT(Dm, float);
+    AT(dsq, float);
+    AT(dsk, float);
+    AT(dsv, float);
+    AT(so, float);
+#undef AT
     w.rot = (float *)p;
-    w.bytes = off > rot_bytes ? off : rot_bytes;
+    w.bytes = lay.bytes;
     return w;
 }
 
 static size_t cu_attention_workspace_bytes(const AttnShape *s, int lsh) {
     if (lsh) return lsh_work(s, NULL).bytes;
-    return align256((size_t)s->batch * s->n_heads * s->seq_len * sizeof(float));  // local: D per position
+    return cuda_local_work_bytes(s);  // local: D per position
 }
 
 static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed, uint32_t step,
@@ -1689,6 +1668,7 @@ static Backend make_backend(void) {
     Backend b;
     memset(&b, 0, sizeof b);
     b.name = "cuda";
+    b.alloc_align = 256;  // device_alloc's align256
     b.alloc = cu_alloc;
     b.release = cu_release;
     b.upload = cu_upload;

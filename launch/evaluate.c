@@ -48,8 +48,7 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
     const int lead = !d || d->rank == 0;
     RankBatch rb;
     rank_batch_init(&rb, m, d);
-    const long saved_count = m->loss_count;
-    m->loss_count = 0;  // each rank's mean over its own targets, summed below as loss * count
+    // model_forward: each rank's mean over its own targets, summed below as loss * count.
     EvalTotals t = {0};
     double sums[2] = {0, 0}, t0 = now_seconds(), last_draw = -1;
     int last_decile = 0;
@@ -81,7 +80,6 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
     t.loss_sum = sums[0];
     t.n_targets = (long)sums[1];
     t.seconds = now_seconds() - t0;
-    m->loss_count = saved_count;
     rank_batch_free(&rb);
     return t;
 }

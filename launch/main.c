@@ -4,6 +4,7 @@
 //   reformer eval --ckpt FILE [--data PATH] [--split validation|test]
 //   reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S]
 //   reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]
+//   reformer plan [--config FILE] [--set key=value ...] [--fit BYTES]
 //   reformer help
 //
 // One file per command (train.c, bench.c, ...); cli.c parses arguments.
@@ -36,5 +37,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
-    usage_error("unknown command '%s' (commands: train, eval, sample, bench, help)", argv[1]);
+    if (!strcmp(argv[1], "plan")) return cmd_plan(argc - 2, argv + 2);
+    usage_error("unknown command '%s' (commands: train, eval, sample, bench, plan, help)", argv[1]);
 }

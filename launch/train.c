@@ -25,9 +25,11 @@
 // by the global target count and the gradients summed over every rank, so
 // they are those of the whole global batch.
 static LossStats forward_backward(Model *m, const Dist *d, const RankBatch *rb, uint32_t step) {
-    if (d->world == 1) return model_forward_backward(m, rb->tokens, rb->targets, step);
-    m->loss_count = dist_count_targets(d, DIST_WORLD, rb->targets, (size_t)m->T);
-    return dist_reduce_step(d, DIST_WORLD, m, model_forward_backward(m, rb->tokens, rb->targets, step));
+    // Dropout masks by global sequence.
+    ModelStep st = {.step = step, .train = 1, .backward = 1, .batch_offset = (size_t)d->dp_rank * m->B};
+    if (d->world == 1) return model_step(m, rb->tokens, rb->targets, &st);
+    st.loss_count = dist_count_targets(d, DIST_WORLD, rb->targets, (size_t)m->T);
+    return dist_reduce_step(d, DIST_WORLD, m, model_step(m, rb->tokens, rb->targets, &st));
 }
 
 // Periodic evaluation on the validation split (eval_windows of its windows,
@@ -178,6 +180,9 @@ int cmd_train(int argc, char **argv) {
                  "or choose another out_dir",
                  c->out_dir, found, c->out_dir);
     agree_or_fail(&dist, used, 2, used_msg);
+    // The summary line, then the memory check, before any file or buffer
+    // (a resumed run prints it once its checkpoint is accepted, below).
+    agree_or_fail(&dist, preflight(c, pick_backend(c), lead && !a.resume, err, sizeof err) != 0, 2, err);
     if (lead) make_dirs(c->out_dir);
 
     Model m;
@@ -190,12 +195,11 @@ int cmd_train(int argc, char **argv) {
         if (!ops) fail_on_every_rank(&dist, 2, err);
         dist_open_device_collectives(&dist, ops);
     }
-    m.batch_offset = (size_t)dist.dp_rank * c->batch;  // dropout masks by global sequence
     if (c->sp > 1) dist_attach_sequence_parallel(&dist, &m);
     long start = 1;
     if (a.resume) start = resume_from_checkpoint(&m, a.ckpt_path, &dist) + 1;
     else if (dist.world > 1) dist_broadcast_parameters(&dist, DIST_WORLD, &m);
-    if (lead) describe(&m);
+    if (lead && a.resume) describe(c, &m.plan);
     if (dist.world > 1) describe_grid(&dist, c);
     if (lead && a.resume) printf("resume: %s (step %ld)\n", a.ckpt_path, start - 1);
     if (a.resume && start > c->steps) {
