@@ -30,7 +30,7 @@ static AttnShape local_shape(const SeqAttention *sa, int with_halo) {
     return s;
 }
 
-size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const Backend *be, int B) {
+size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const SeqSizeRules *be, int B) {
     memset(sa, 0, sizeof *sa);
     sa->B = B, sa->H = c->n_heads, sa->dh = c->d_head, sa->L = c->seq_len, sa->Ll = c->seq_len / c->sp;
     int has_lsh = config_count_lsh_layers(c) > 0, has_local = config_count_lsh_layers(c) < c->n_layers;
@@ -70,7 +70,7 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
         CARVE(halo_recv, real, lanes * m * (2 * dh + 1));
         AttnShape hs = hash_shape(sa);
         work = MAX(work, be->attention_workspace_bytes(&hs, 1));
-        work = MAX(work, be->lsh_sorted_workspace_bytes(sa->n_own, sa->m, sa->dh));
+        if (be->lsh_sorted_workspace_bytes) work = MAX(work, be->lsh_sorted_workspace_bytes(sa->n_own, sa->m, sa->dh));
     }
     if (sa->local) {
         sa->ml = c->local_chunk;

@@ -76,7 +76,13 @@ typedef struct SeqAttention {
 
 // Lay out the buffers at base for batch B of config c (c->sp > 1, some kind
 // with c->sp_sequence set); base NULL only measures. Returns bytes.
-size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const Backend *be, int B);
+// The sizing rules the layout needs (a live backend's, or the memory plan's
+// rules for a backend that is not loaded: core/memplan.h).
+typedef struct {
+    size_t (*attention_workspace_bytes)(const AttnShape *s, int lsh);
+    size_t (*lsh_sorted_workspace_bytes)(int n, int m, int dh);  // NULL: no sequence-sharded LSH
+} SeqSizeRules;
+size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const SeqSizeRules *rules, int B);
 
 // LSH layer forward on this rank's positions: qk, v, out [B, Ll, H*dh];
 // buckets [B, H, R, Ll] (hash = 1 draws them for (seed, step, layer) first,

@@ -65,6 +65,7 @@ typedef struct Backend {
     const char *name;
 
     // --- memory: zero-filled allocations in the backend's address space ---
+    size_t alloc_align;  // alloc rounds every size up to a multiple of this (the memory plan counts so)
     void *(*alloc)(size_t bytes);
     void (*release)(void *p);
     void (*upload)(void *dst, const void *host_src, size_t bytes);
@@ -84,10 +85,11 @@ typedef struct Backend {
     void (*reserve_scratch)(size_t bytes);
     void (*release_scratch)(void);
     // Device memory (GPU backends): bytes this backend holds (alloc and
-    // internal scratch/workspaces, not yet released) and the device's used
-    // memory now (total - free: every process and context on it). Returns 0,
-    // or -1 where the backend has no device memory (CPU).
-    int (*device_memory)(size_t *held_bytes, size_t *device_used_bytes);
+    // internal scratch/workspaces, not yet released), the device's used
+    // memory now (total - free: every process and context on it) and its
+    // free memory (what a preflight may still plan for). Returns 0, or -1
+    // where the backend has no device memory (CPU).
+    int (*device_memory)(size_t *held_bytes, size_t *device_used_bytes, size_t *device_free_bytes);
 
     // --- dense ---
     // C[M,N] = beta * C + op(A) op(B);  op(A): [M,K], op(B): [K,N]
@@ -215,3 +217,6 @@ typedef struct Backend {
 
 // The CPU reference backend.
 const Backend *backend_cpu(void);
+// Bytes its alloc holds now (rounded sizes, not yet released): what the memory
+// plan's test compares against.
+size_t backend_cpu_held_bytes(void);

@@ -25,18 +25,33 @@
 
 // --- memory ---------------------------------------------------------------
 
+// Bytes held by cpu_alloc (64-byte rounded sizes), for the memory plan's test.
+static size_t g_held_bytes = 0;
+#define ALLOC_HEADER 64  // keeps the block 64-byte aligned and records its size
+
 static void *cpu_alloc(size_t bytes) {
     // 64-byte aligned and zeroed. calloc maps fresh zero pages for large sizes,
     // so untouched workspace costs no resident memory.
     void *p = NULL;
     size_t rounded = (bytes + 63) & ~(size_t)63;
-    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0)
+    if (!rounded) rounded = 64;
+    if (posix_memalign(&p, 64, rounded + ALLOC_HEADER) != 0)
         FATAL("reduce seq_len, batch or the model size", "out of memory allocating %.1f MiB",
               (double)bytes / (1024.0 * 1024.0));
-    memset(p, 0, rounded);
-    return p;
+    memset(p, 0, rounded + ALLOC_HEADER);
+    *(size_t *)p = rounded;
+#pragma omp atomic
+    g_held_bytes += rounded;
+    return (char *)p + ALLOC_HEADER;
 }
-static void cpu_release(void *p) { free(p); }
+static void cpu_release(void *p) {
+    if (!p) return;
+    char *base = (char *)p - ALLOC_HEADER;
+#pragma omp atomic
+    g_held_bytes -= *(size_t *)base;
+    free(base);
+}
+size_t backend_cpu_held_bytes(void) { return g_held_bytes; }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
 static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_synchronize(void) {}
@@ -305,13 +320,14 @@ static size_t cpu_scratch_bytes(ScratchOp op, size_t a, size_t b, size_t c) {
 }
 static void cpu_reserve_scratch(size_t bytes) { (void)bytes; }
 static void cpu_release_scratch(void) {}
-static int cpu_device_memory(size_t *held_bytes, size_t *device_used_bytes) {
-    *held_bytes = *device_used_bytes = 0;
+static int cpu_device_memory(size_t *held_bytes, size_t *device_used_bytes, size_t *device_free_bytes) {
+    *held_bytes = *device_used_bytes = *device_free_bytes = 0;
     return -1;
 }
 
 static const Backend CPU_BACKEND = {
     .name = "cpu",
+    .alloc_align = 64,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .upload = cpu_copy,

@@ -95,6 +95,7 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
     X(axial_dims,      AXES(axial_dims),                     NULL,           SHAPE)         \
     X(ff_chunk,        INT(ff_chunk, 1, INT_MAX),             "1024",         0)             \
     X(loss_chunk,      INT(loss_chunk, 1, INT_MAX),           "1024",         0)             \
+    X(attn_head_group, INT(attn_head_group, 0, 1024),          "0",            0)             \
     X(ff_activation,   CHOICE(ff_activation, ACTIVATION_NAMES), "gelu",       0)             \
     X(ln_eps,          DOUBLE(ln_eps, 1e-30, 1.0),            "1e-6",         0) /* trax; HF 1e-12 */ \
     X(dropout,         DOUBLE(dropout, 0.0, 0.99),            "0",            0)             \
@@ -502,6 +503,13 @@ int config_finalize(Config *c, char *err, size_t errlen) {
                         c->seq_len, c->local_chunk);
     }
     if (sp_attention_plan(c, has_lsh, has_local, err, errlen)) return -1;
+    // Attention passes: groups of heads (the sequence-parallel exchange works
+    // on all of a rank's heads at once).
+    if (c->attn_head_group > 0 && c->n_heads % c->attn_head_group)
+        return fail(err, errlen, "attn_head_group: %d does not divide n_heads=%d", c->attn_head_group, c->n_heads);
+    if (c->attn_head_group > 0 && c->sp > 1 && c->attn_head_group != c->n_heads / c->sp)
+        return fail(err, errlen, "attn_head_group: with sp=%d attention runs on all %d heads of a rank at once; "
+                    "leave it 0", c->sp, c->n_heads / c->sp);
     // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3).
     if (c->n_buckets == 0) {
         int chunks = c->seq_len / c->lsh_chunk;

@@ -51,6 +51,7 @@ typedef struct {
     int axial_shape_set, axial_dims_set;
     int ff_chunk;          // tokens per feed-forward chunk
     int loss_chunk;        // tokens per output/loss chunk
+    int attn_head_group;   // heads per attention pass (memory: its buffers are [T, group * d_head]); 0 = all
     Activation ff_activation;
     double ln_eps;
     double dropout;        // on each block's output (attention and feed-forward)

@@ -9,12 +9,6 @@
 // Dropout sites, the last field of a dropout mask's RNG tag.
 enum { SITE_ATTN = 0, SITE_FFN = 1 };
 
-static void *plan(Model *m, size_t bytes) {
-    m->bytes_planned += bytes;
-    return m->be->alloc(bytes);
-}
-#define PLAN_REAL(m, n) ((real *)plan((m), (size_t)(n) * sizeof(real)))
-
 static real *P(Model *m, int t) { return tensor_ptr(m->params, &m->layout, t); }
 static real *G(Model *m, int t) { return tensor_ptr(m->grads, &m->layout, t); }
 
@@ -64,40 +58,21 @@ static void mm(Model *m, real *C, const real *A, const real *B, int M, int N, in
     else TIMED(PROF_MATMUL, m->be->matmul(C, A, B, M, N, K, ta, tb, beta));
 }
 
-// --- plan -------------------------------------------------------------------
+// --- plan and allocation ------------------------------------------------------
 
-// Scratch of the three matmuls of a linear layer y[rows, out] = x[rows, in] W:
-// forward, dW += x^T dy and dx = dy W^T.
-static size_t linear_scratch(const Model *m, int rows, int in, int out) {
-    const Backend *be = m->be;
-    ScratchOp op = m->cfg.precision == PRECISION_BF16 ? SCRATCH_MATMUL_BF16 : SCRATCH_MATMUL;
-    size_t fwd = be->scratch_bytes(op, (size_t)rows, (size_t)out, (size_t)in);
-    size_t dw = be->scratch_bytes(op, (size_t)in, (size_t)out, (size_t)rows);
-    size_t dx = be->scratch_bytes(op, (size_t)rows, (size_t)in, (size_t)out);
-    return MAX(fwd, MAX(dw, dx));
-}
-
-// The largest internal scratch any op of a step asks the backend for: every
-// call shape the step makes, each at its largest (full chunks: a partial last
-// chunk needs no more, the sizes being monotone).
-static size_t scratch_plan(const Model *m) {
-    const Backend *be = m->be;
-    const Config *c = &m->cfg;
-    const int T = m->T, d = m->d, HD = m->HD, V = c->vocab_size, fr = m->ff_rows, hr = m->head_rows;
-    size_t need = 0;
-    need = MAX(need, linear_scratch(m, T, d, HD));        // q, k, v (qk) projections
-    need = MAX(need, linear_scratch(m, T, HD, d));        // attention output projection
-    need = MAX(need, linear_scratch(m, fr, d, c->d_ff));  // feed-forward in
-    need = MAX(need, linear_scratch(m, fr, c->d_ff, d));  // feed-forward out
-    need = MAX(need, linear_scratch(m, hr, 2 * d, V));    // output layer
-    // bias and LayerNorm backward
-    const int colsum_shapes[][2] = {{T, d}, {fr, c->d_ff}, {fr, d}, {hr, V}, {hr, 2 * d}};
-    for (size_t i = 0; i < sizeof colsum_shapes / sizeof colsum_shapes[0]; i++)
-        need = MAX(need, be->scratch_bytes(SCRATCH_COLUMN_SUMS, (size_t)colsum_shapes[i][0],
-                                           (size_t)colsum_shapes[i][1], 0));
-    need = MAX(need, be->scratch_bytes(SCRATCH_EMBEDDING_BACKWARD, (size_t)T, 0, 0));
-    need = MAX(need, be->scratch_bytes(SCRATCH_SUM_SQUARES, m->layout.n_params, 0, 0));
-    return need;
+// Allocate the plan's table (memplan.c): one backend allocation per row, the
+// scratch row through reserve_scratch, host rows with calloc.
+static void allocate_plan(Model *m) {
+    const MemPlan *p = &m->plan;
+    for (int i = 0; i < p->n; i++) {
+        const MemItem *it = &p->item[i];
+        if (it->where == MEM_SCRATCH) {
+            m->be->reserve_scratch(p->scratch);
+            continue;
+        }
+        void **slot = (void **)((char *)m + it->field);
+        *slot = it->where == MEM_HOST ? checked_calloc(1, it->bytes) : m->be->alloc(it->bytes);
+    }
 }
 
 void model_init(Model *m, const Config *c, const Backend *be) {
@@ -108,129 +83,56 @@ void model_init(Model *m, const Config *c, const Backend *be) {
         FATAL("use precision=fp32 with this backend", "precision=bf16: the %s backend has no bf16", be->name);
     if (c->precision == PRECISION_TF32 && !be->matmul_tf32)
         FATAL("use precision=fp32 with this backend", "precision=tf32: the %s backend has no tf32", be->name);
-    m->B = c->batch;
-    m->L = c->seq_len;
+    MemRules rules = mem_rules_backend(be);
+    char err[256];
+    if (!mem_plan_build(&m->plan, c, &rules, err, sizeof err)) FATAL("reduce batch or seq_len", "%s", err);
+    const MemPlan *p = &m->plan;
+    m->B = p->B;
+    m->L = p->L;
     m->seq.sp = c->sp;
-    m->L_local = c->seq_len / c->sp;
-    m->T = c->batch * m->L_local;
-    m->d = c->d_model;
-    m->HD = c->n_heads * c->d_head;
-    const size_t T = (size_t)m->T, d = (size_t)m->d, HD = (size_t)m->HD, V = (size_t)c->vocab_size;
+    m->L_local = p->L_local;
+    m->T = p->T;
+    m->d = p->d;
+    m->HD = p->HD;
+    m->head_group = p->head_group;
+    m->n_groups = p->n_groups;
+    m->gw = p->gw;
+    m->rows = p->rows;
+    m->head_rows = p->head_rows;
     param_layout_build(&m->layout, c);
-    size_t np = m->layout.n_params;
+    allocate_plan(m);
+    if (m->seq_blob) {
+        if (c->sp_sequence[ATTN_LSH] && config_count_lsh_layers(c) > 0 && !be->lsh_sorted_forward)
+            FATAL("use sp dividing n_heads (sp_attention=heads) or device=cpu",
+                  "sp=%d: sequence-sharded LSH attention is not yet on the %s backend", c->sp, be->name);
+        SeqSizeRules sr = {be->attention_workspace_bytes, be->lsh_sorted_workspace_bytes};
+        seq_attention_layout(&m->seq_attn, m->seq_blob, c, &sr, m->B);
+    }
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->layer_kind[l] == ATTN_LSH && layer_shape(m, l).n_buckets > 0)
+            m->buckets[l] = m->bucket_store + p->bucket_elems[l];
+    m->bytes_planned = p->backend_bytes;
+    m->scratch_planned = p->scratch;
 
-    m->params = PLAN_REAL(m, np);
-    m->grads = PLAN_REAL(m, np);
-    m->adam_m = PLAN_REAL(m, np);
-    m->adam_v = PLAN_REAL(m, np);
+    size_t np = m->layout.n_params;
     real *host = checked_calloc(np, sizeof(real));
     param_init_host(&m->layout, host, c->seed);
     be->upload(m->params, host, np * sizeof(real));
     free(host);
-
-    m->x1 = PLAN_REAL(m, T * d);
-    m->x2 = PLAN_REAL(m, T * d);
-    m->dx1 = PLAN_REAL(m, T * d);
-    m->dx2 = PLAN_REAL(m, T * d);
-    if (!c->reversible) m->stored = PLAN_REAL(m, (size_t)c->n_layers * 2 * T * d);
-    m->tokens = plan(m, T * sizeof(int));
-    m->targets = plan(m, T * sizeof(int));
-
-    size_t saved = 0, work = 0;
-    int ulysses = 0, sequence = 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        AttnShape s = layer_shape(m, l);
-        int lsh = c->layer_kind[l] == ATTN_LSH;
-        if (seq_sharded(m, l)) {  // buckets of my positions [B, H, R, L/sp]; buffers below
-            if (lsh) m->buckets[l] = plan(m, (size_t)m->B * s.n_heads * s.n_hashes * m->L_local * sizeof(uint16_t));
-            sequence = 1;
-            continue;
-        }
-        ulysses |= c->sp > 1;
-        if (lsh && s.n_buckets > 0)
-            m->buckets[l] = plan(m, (size_t)m->B * s.n_heads * s.n_hashes * m->L * sizeof(uint16_t));
-        saved = MAX(saved, lsh ? lsh_saved_elems(&s) : local_saved_elems(&s));
-        work = MAX(work, be->attention_workspace_bytes(&s, lsh));
-    }
-    if (sequence) {
-        if (c->sp_sequence[ATTN_LSH] && config_count_lsh_layers(c) > 0 && !be->lsh_sorted_forward)
-            FATAL("use sp dividing n_heads (sp_attention=heads) or device=cpu",
-                  "sp=%d: sequence-sharded LSH attention is not yet on the %s backend", c->sp, be->name);
-        m->seq_blob = plan(m, seq_attention_layout(&m->seq_attn, NULL, c, be, m->B));
-        seq_attention_layout(&m->seq_attn, m->seq_blob, c, be, m->B);
-    }
-    m->ln_out = PLAN_REAL(m, T * d);
-    m->ln_mean = PLAN_REAL(m, T);
-    m->ln_rstd = PLAN_REAL(m, T);
-    m->q = PLAN_REAL(m, T * HD);
-    m->k = PLAN_REAL(m, T * HD);
-    m->v = PLAN_REAL(m, T * HD);
-    m->attn_o = PLAN_REAL(m, T * HD);
-    m->dq = PLAN_REAL(m, T * HD);
-    m->dk = PLAN_REAL(m, T * HD);
-    m->dv = PLAN_REAL(m, T * HD);
-    m->d_attn_o = PLAN_REAL(m, T * HD);
-    m->attn_out = PLAN_REAL(m, T * d);
-    m->d_block = PLAN_REAL(m, T * d);
-    m->d_ln = PLAN_REAL(m, T * d);
-    if (saved) m->attn_saved = PLAN_REAL(m, saved);
-    if (work) m->attn_work = plan(m, work);
-
-    m->ff_rows = MIN(c->ff_chunk, m->T);
-    size_t fr = (size_t)m->ff_rows, dff = (size_t)c->d_ff;
-    m->ff_ln = PLAN_REAL(m, fr * d);
-    m->ff_mean = PLAN_REAL(m, fr);
-    m->ff_rstd = PLAN_REAL(m, fr);
-    m->ff_h = PLAN_REAL(m, fr * dff);
-    m->ff_a = PLAN_REAL(m, fr * dff);
-    m->ff_da = PLAN_REAL(m, fr * dff);
-    m->ff_out = PLAN_REAL(m, fr * d);
-    m->ff_dln = PLAN_REAL(m, fr * d);
-
-    m->head_rows = MIN(c->loss_chunk, m->T);
-    size_t hr = (size_t)m->head_rows;
-    m->head_in = PLAN_REAL(m, hr * 2 * d);
-    m->head_ln = PLAN_REAL(m, hr * 2 * d);
-    m->head_mean = PLAN_REAL(m, hr);
-    m->head_rstd = PLAN_REAL(m, hr);
-    m->logits = PLAN_REAL(m, hr * V);
-    m->d_head_in = PLAN_REAL(m, hr * 2 * d);
-    m->d_head_ln = PLAN_REAL(m, hr * 2 * d);
-    m->losses = PLAN_REAL(m, T);
-    m->correct = plan(m, T * sizeof(int));
-    if (ulysses) {
-        real **hb[] = {&m->qh, &m->kh, &m->vh, &m->oh, &m->dqh, &m->dkh, &m->dvh, &m->doh, &m->xsend, &m->xrecv};
-        for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) *hb[i] = PLAN_REAL(m, T * HD);
-    }
-    m->host_losses = checked_calloc(T, sizeof(real));
-    m->host_correct = checked_calloc(T, sizeof(int));
-
-    m->scratch_planned = scratch_plan(m);
-    be->reserve_scratch(m->scratch_planned);
-    m->bytes_planned += m->scratch_planned;
 }
 
 void model_free(Model *m) {
-    const Backend *be = m->be;
-    real **bufs[] = {&m->params, &m->grads, &m->adam_m, &m->adam_v, &m->x1, &m->x2, &m->dx1, &m->dx2,
-                     &m->stored, &m->ln_out, &m->ln_mean, &m->ln_rstd, &m->q, &m->k, &m->v, &m->attn_o,
-                     &m->dq, &m->dk, &m->dv, &m->d_attn_o, &m->attn_out, &m->d_block, &m->d_ln,
-                     &m->attn_saved, &m->ff_ln, &m->ff_mean, &m->ff_rstd, &m->ff_h, &m->ff_a, &m->ff_da,
-                     &m->ff_out, &m->ff_dln, &m->head_in, &m->head_ln, &m->head_mean, &m->head_rstd,
-                     &m->logits, &m->d_head_in, &m->d_head_ln, &m->losses, &m->qh, &m->kh, &m->vh, &m->oh,
-                     &m->dqh, &m->dkh, &m->dvh, &m->doh, &m->xsend, &m->xrecv};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (*bufs[i]) be->release(*bufs[i]);
-    for (int l = 0; l < MAX_LAYERS; l++)
-        if (m->buckets[l]) be->release(m->buckets[l]);
-    if (m->attn_work) be->release(m->attn_work);
-    if (m->seq_blob) be->release(m->seq_blob);
-    be->release(m->tokens);
-    be->release(m->targets);
-    be->release(m->correct);
-    be->release_scratch();
-    free(m->host_losses);
-    free(m->host_correct);
+    const MemPlan *p = &m->plan;
+    for (int i = 0; i < p->n; i++) {
+        const MemItem *it = &p->item[i];
+        if (it->where == MEM_SCRATCH) {
+            m->be->release_scratch();
+            continue;
+        }
+        void **slot = (void **)((char *)m + it->field);
+        if (it->where == MEM_HOST) free(*slot);
+        else m->be->release(*slot);
+    }
     param_layout_free(&m->layout);
     memset(m, 0, sizeof *m);
 }
@@ -268,22 +170,177 @@ static void to_tokens(Model *m, const real *xh, real *x) {
 // Dropout on local rows [r0, r0 + n) of a [*, d] buffer (x points at row r0),
 // masks drawn by global position (batch_offset, sequence shard), so they do
 // not depend on how the batch or the sequence is split over ranks.
-static void dropout_rows(Model *m, real *x, int r0, int n, uint32_t step, uint32_t tag) {
+static void dropout_rows(Model *m, real *x, int r0, int n, const ModelStep *st, uint32_t tag) {
     const Config *c = &m->cfg;
     const int Ll = m->L_local, d = m->d;
     for (int r = r0; r < r0 + n;) {
         int seg = MIN(r0 + n, (r / Ll + 1) * Ll) - r;  // up to the end of this sequence
-        size_t global_row = (m->batch_offset + (size_t)(r / Ll)) * m->L + (size_t)m->seq.sp_rank * Ll + r % Ll;
-        m->be->dropout(x + (size_t)(r - r0) * d, (size_t)seg * d, global_row * d, (float)c->dropout, c->seed, step, tag);
+        size_t global_row = (st->batch_offset + (size_t)(r / Ll)) * m->L + (size_t)m->seq.sp_rank * Ll + r % Ll;
+        m->be->dropout(x + (size_t)(r - r0) * d, (size_t)seg * d, global_row * d, (float)c->dropout, c->seed,
+                       st->step, tag);
         r += seg;
     }
 }
+static uint32_t attn_tag(int l) { return rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN); }
 
-// --- blocks -----------------------------------------------------------------
+// --- attention half, one process per sequence (sp = 1) -------------------------
+//
+// The attention of a layer runs in n_groups passes of head_group heads: each
+// pass projects LN1(x) onto its heads' columns chunk by chunk (LN1 recomputed
+// per chunk, never stored), runs the attention op on its [T, gw] buffers and
+// adds its share of the output projection, dropout(o_g W_o[g rows]), into the
+// residual chunk by chunk. Dropout is linear, so the passes' shares add up to
+// dropout(Attn(LN1(x))) W_o exactly (up to rounding). The backward of a pass
+// follows its recomputed forward at once, so one pass's buffers are the whole
+// attention workspace.
+
+// The projections of a layer: LSH shares qk (w_qk) and has no k.
+typedef struct {
+    int n;
+    int tensor[3];
+    real *x[3], *dx[3];  // the pass buffers and their gradients (dq over o)
+} Projections;
+
+static Projections layer_projections(Model *m, int l) {
+    const LayerTensors *lt = &m->layout.layers[l];
+    if (m->cfg.layer_kind[l] == ATTN_LSH)
+        return (Projections){2, {lt->w_qk, lt->w_v}, {m->gq, m->gv}, {m->go, m->gdv}};
+    return (Projections){3, {lt->w_q, lt->w_k, lt->w_v}, {m->gq, m->gk, m->gv}, {m->go, m->gdk, m->gdv}};
+}
+
+static AttnShape pass_shape(const Model *m, int l, int g) {
+    AttnShape s = layer_shape(m, l);
+    s.n_heads = m->head_group;
+    s.head_offset = g * m->head_group;
+    return s;
+}
+
+// Columns [g*gw, (g+1)*gw) of a [d, HD] weight, contiguous [d, gw] (the
+// tensor itself when there is one pass).
+static const real *weight_cols(Model *m, int t, int g, int slot) {
+    if (m->n_groups == 1) return P(m, t);
+    m->be->copy_2d(m->w_slice[slot], (size_t)m->gw, P(m, t) + (size_t)g * m->gw, (size_t)m->HD, (size_t)m->d,
+                   (size_t)m->gw);
+    return m->w_slice[slot];
+}
+// The same columns of the gradient, to accumulate into; grad_cols_done puts them back.
+static real *grad_cols(Model *m, int t, int g, int slot) {
+    if (m->n_groups == 1) return G(m, t);
+    m->be->copy_2d(m->g_slice[slot], (size_t)m->gw, G(m, t) + (size_t)g * m->gw, (size_t)m->HD, (size_t)m->d,
+                   (size_t)m->gw);
+    return m->g_slice[slot];
+}
+static void grad_cols_done(Model *m, int t, int g, int slot) {
+    if (m->n_groups == 1) return;
+    m->be->copy_2d(G(m, t) + (size_t)g * m->gw, (size_t)m->HD, m->g_slice[slot], (size_t)m->gw, (size_t)m->d,
+                   (size_t)m->gw);
+}
+
+// Pass g of layer l: q, k, v of its heads for every token, then attention
+// into go and attn_saved. hash = 1 draws fresh buckets; 0 reuses the cached ones.
+static void attn_pass_forward(Model *m, int l, int g, const real *x, const ModelStep *st, int hash) {
+    const Backend *be = m->be;
+    const Config *c = &m->cfg;
+    const LayerTensors *lt = &m->layout.layers[l];
+    const int T = m->T, d = m->d, gw = m->gw;
+    Projections pj = layer_projections(m, l);
+    const real *w[3];
+    for (int i = 0; i < pj.n; i++) w[i] = weight_cols(m, pj.tensor[i], g, i);
+    for (int r0 = 0; r0 < T; r0 += m->rows) {
+        int n = MIN(m->rows, T - r0);
+        be->layernorm_forward(m->row_ln, m->row_mean, m->row_rstd, x + (size_t)r0 * d, P(m, lt->ln1_g),
+                              P(m, lt->ln1_b), n, d, (real)c->ln_eps);
+        for (int i = 0; i < pj.n; i++) mm(m, pj.x[i] + (size_t)r0 * gw, m->row_ln, w[i], n, gw, d, 0, 0, 0);
+    }
+    AttnShape s = pass_shape(m, l, g);
+    if (c->layer_kind[l] == ATTN_LSH) {
+        uint16_t *bk = m->buckets[l] ? m->buckets[l] + (size_t)g * m->B * m->head_group * s.n_hashes * m->L : NULL;
+        TIMED(PROF_ATTENTION, {
+            if (bk && hash) be->lsh_hash(bk, m->gq, &s, c->seed, st->step, (uint32_t)l, m->attn_work);
+            be->lsh_attention_forward(m->go, m->attn_saved, m->gq, m->gv, bk, &s, m->attn_work);
+        });
+    } else {
+        TIMED(PROF_ATTENTION,
+              be->local_attention_forward(m->go, m->attn_saved, m->gq, m->gk, m->gv, &s, m->attn_work));
+    }
+}
+
+// y += sign * dropout(go W_o[g rows]), chunk by chunk: the pass's share of
+// the block output (sign -1: taken back out, reconstructing the block input).
+static void attn_pass_output(Model *m, int l, int g, real *y, real sign, const ModelStep *st) {
+    const real *wo = P(m, m->layout.layers[l].w_o) + (size_t)g * m->gw * m->d;
+    const int T = m->T, d = m->d, gw = m->gw;
+    for (int r0 = 0; r0 < T; r0 += m->rows) {
+        int n = MIN(m->rows, T - r0);
+        mm(m, m->row_out, m->go + (size_t)r0 * gw, wo, n, d, gw, 0, 0, 0);
+        if (st->train) dropout_rows(m, m->row_out, r0, n, st, attn_tag(l));
+        m->be->axpy(y + (size_t)r0 * d, m->row_out, sign, (size_t)n * d);
+    }
+}
+
+// Backward of pass g (its forward just recomputed): y -= its share of the
+// output (reversible reconstruction; y NULL: none), dx += d/dx <dy, share>,
+// parameter gradients accumulate.
+static void attn_pass_backward(Model *m, int l, int g, const real *x, real *dx, const real *dy, real *y,
+                               const ModelStep *st) {
+    const Backend *be = m->be;
+    const Config *c = &m->cfg;
+    const LayerTensors *lt = &m->layout.layers[l];
+    const int T = m->T, d = m->d, gw = m->gw;
+    const real *wo = P(m, lt->w_o) + (size_t)g * gw * d;
+    real *dwo = G(m, lt->w_o) + (size_t)g * gw * d;
+    for (int r0 = 0; r0 < T; r0 += m->rows) {
+        int n = MIN(m->rows, T - r0);
+        const real *o = m->go + (size_t)r0 * gw;
+        if (y) {
+            mm(m, m->row_out, o, wo, n, d, gw, 0, 0, 0);
+            if (st->train) dropout_rows(m, m->row_out, r0, n, st, attn_tag(l));
+            be->axpy(y + (size_t)r0 * d, m->row_out, -1, (size_t)n * d);
+        }
+        be->copy(m->row_out, dy + (size_t)r0 * d, (size_t)n * d * sizeof(real));
+        if (st->train) dropout_rows(m, m->row_out, r0, n, st, attn_tag(l));
+        mm(m, dwo, o, m->row_out, gw, d, n, 1, 0, 1);                   // dW_o[g rows] += o^T d_block
+        mm(m, m->gdo + (size_t)r0 * gw, m->row_out, wo, n, gw, d, 0, 1, 0);  // do = d_block W_o[g rows]^T
+    }
+    AttnShape s = pass_shape(m, l, g);
+    if (c->layer_kind[l] == ATTN_LSH) {
+        const uint16_t *bk =
+            m->buckets[l] ? m->buckets[l] + (size_t)g * m->B * m->head_group * s.n_hashes * m->L : NULL;
+        TIMED(PROF_ATTENTION, be->lsh_attention_backward(m->go, m->gdv, m->gdo, m->go, m->attn_saved, m->gq, m->gv,
+                                                         bk, &s, m->attn_work));
+    } else {
+        TIMED(PROF_ATTENTION, be->local_attention_backward(m->go, m->gdk, m->gdv, m->gdo, m->go, m->attn_saved, m->gq,
+                                                           m->gk, m->gv, &s, m->attn_work));
+    }
+    // Through the projections and LN1, chunk by chunk (LN1 recomputed).
+    Projections pj = layer_projections(m, l);
+    const real *w[3];
+    real *dw[3];
+    for (int i = 0; i < pj.n; i++) w[i] = weight_cols(m, pj.tensor[i], g, i), dw[i] = grad_cols(m, pj.tensor[i], g, i);
+    for (int r0 = 0; r0 < T; r0 += m->rows) {
+        int n = MIN(m->rows, T - r0);
+        size_t off = (size_t)r0 * d;
+        be->layernorm_forward(m->row_ln, m->row_mean, m->row_rstd, x + off, P(m, lt->ln1_g), P(m, lt->ln1_b), n,
+                              d, (real)c->ln_eps);
+        for (int i = 0; i < pj.n; i++) {
+            const real *dxi = pj.dx[i] + (size_t)r0 * gw;
+            mm(m, dw[i], m->row_ln, dxi, d, gw, n, 1, 0, 1);             // dW += LN1(x)^T dq
+            mm(m, m->row_dln, dxi, w[i], n, d, gw, 0, 1, i ? 1 : 0);     // d LN1(x) = sum dq W^T
+        }
+        be->layernorm_backward(dx + off, G(m, lt->ln1_g), G(m, lt->ln1_b), m->row_dln, x + off, P(m, lt->ln1_g),
+                               m->row_mean, m->row_rstd, n, d);
+    }
+    for (int i = 0; i < pj.n; i++) grad_cols_done(m, pj.tensor[i], g, i);
+}
+
+// --- attention half, sequence parallel (sp > 1) --------------------------------
+//
+// Each rank projects all heads of its own tokens, the all-to-all turns them
+// into its heads of every token (one pass of n_heads / sp heads), and back.
 
 // attn_out = dropout(Attn_l(LN1(x))), keeping the layer's intermediates for
 // a backward. hash = 1 draws fresh buckets; 0 reuses the cached ones.
-static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, int train, int hash) {
+static void sharded_attn_forward(Model *m, int l, const real *x, const ModelStep *st, int hash) {
     const Backend *be = m->be;
     const Config *c = &m->cfg;
     const LayerTensors *lt = &m->layout.layers[l];
@@ -303,10 +360,10 @@ static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, in
         uint16_t *bk = m->buckets[l];
         TIMED(PROF_ATTENTION, {
             if (sharded) {
-                seq_lsh_forward(&m->seq_attn, be, &m->seq, oa, m->q, m->v, bk, hash, c->seed, step, (uint32_t)l);
+                seq_lsh_forward(&m->seq_attn, be, &m->seq, oa, m->q, m->v, bk, hash, c->seed, st->step, (uint32_t)l);
             } else {
                 if (shard) to_heads(m, m->q, qa), to_heads(m, m->v, va);
-                if (bk && hash) be->lsh_hash(bk, qa, &s, c->seed, step, (uint32_t)l, m->attn_work);
+                if (bk && hash) be->lsh_hash(bk, qa, &s, c->seed, st->step, (uint32_t)l, m->attn_work);
                 be->lsh_attention_forward(oa, m->attn_saved, qa, va, bk, &s, m->attn_work);
             }
         });
@@ -325,19 +382,19 @@ static void attn_block_forward(Model *m, int l, const real *x, uint32_t step, in
     }
     if (shard) TIMED(PROF_ATTENTION, to_tokens(m, oa, m->attn_o));
     mm(m, m->attn_out, m->attn_o, P(m, lt->w_o), T, d, HD, 0, 0, 0);
-    if (train) dropout_rows(m, m->attn_out, 0, T, step, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN));
+    if (st->train) dropout_rows(m, m->attn_out, 0, T, st, attn_tag(l));
 }
 
-// Backward of attn_block_forward (whose intermediates must be current):
+// Backward of sharded_attn_forward (whose intermediates must be current):
 // dx += d/dx of <dy, attn_out>; parameter gradients accumulate.
-static void attn_block_backward(Model *m, int l, const real *x, real *dx, const real *dy, uint32_t step) {
+static void sharded_attn_backward(Model *m, int l, const real *x, real *dx, const real *dy, const ModelStep *st) {
     const Backend *be = m->be;
     const Config *c = &m->cfg;
     const LayerTensors *lt = &m->layout.layers[l];
     const int T = m->T, d = m->d, HD = m->HD;
     AttnShape s = layer_shape(m, l);
     be->copy(m->d_block, dy, (size_t)T * d * sizeof(real));
-    dropout_rows(m, m->d_block, 0, T, step, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN));
+    if (st->train) dropout_rows(m, m->d_block, 0, T, st, attn_tag(l));
     mm(m, G(m, lt->w_o), m->attn_o, m->d_block, HD, d, T, 1, 0, 1);
     mm(m, m->d_attn_o, m->d_block, P(m, lt->w_o), T, HD, d, 0, 1, 0);
     const int sharded = seq_sharded(m, l), shard = m->seq.sp > 1 && !sharded;
@@ -381,42 +438,79 @@ static void attn_block_backward(Model *m, int l, const real *x, real *dx, const 
                            m->ln_rstd, T, d);
 }
 
-// ff_out = dropout(FFN_l(LN2(y))) for rows [r0, r0 + n) of y (y points at row r0).
-static void ffn_chunk_forward(Model *m, int l, const real *y, int r0, int n, uint32_t step, int train) {
-    const Backend *be = m->be;
-    const Config *c = &m->cfg;
-    const LayerTensors *lt = &m->layout.layers[l];
-    const int d = m->d, dff = c->d_ff;
-    be->layernorm_forward(m->ff_ln, m->ff_mean, m->ff_rstd, y, P(m, lt->ln2_g), P(m, lt->ln2_b), n, d,
-                          (real)c->ln_eps);
-    mm(m, m->ff_h, m->ff_ln, P(m, lt->ff_w1), n, dff, d, 0, 0, 0);
-    be->bias_forward(m->ff_h, P(m, lt->ff_b1), n, dff);
-    be->activation_forward(m->ff_a, m->ff_h, (size_t)n * dff, c->ff_activation);
-    mm(m, m->ff_out, m->ff_a, P(m, lt->ff_w2), n, d, dff, 0, 0, 0);
-    be->bias_forward(m->ff_out, P(m, lt->ff_b2), n, d);
-    if (train) dropout_rows(m, m->ff_out, r0, n, step, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
+// --- the attention half, either way -----------------------------------------------
+
+// y1 = x1 + dropout(Attn_l(LN1(x2))): y (x1) += the block output.
+static void attn_half_forward(Model *m, int l, const real *x, real *y, const ModelStep *st) {
+    if (m->seq.sp > 1) {
+        sharded_attn_forward(m, l, x, st, !st->reuse_buckets);
+        m->be->axpy(y, m->attn_out, 1, (size_t)m->T * m->d);
+        return;
+    }
+    for (int g = 0; g < m->n_groups; g++) {
+        attn_pass_forward(m, l, g, x, st, !st->reuse_buckets);
+        attn_pass_output(m, l, g, y, 1, st);
+    }
 }
 
-// Backward of ffn_chunk_forward for the same rows: dy += d/dy <dout, ff_out>.
-// Uses ff_out as scratch.
-static void ffn_chunk_backward(Model *m, int l, const real *y, real *dy, const real *dout, int r0, int n,
-                               uint32_t step) {
+// Backward of the attention half with the forward's buckets: y (y1 on entry)
+// becomes x1 = y1 - Attn(LN1(x)) (or a copy of stored_in, reversible=0);
+// dx += d/dx <dy, Attn(LN1(x))>.
+static void attn_half_backward(Model *m, int l, const real *x, real *dx, const real *dy, real *y,
+                               const real *stored_in, const ModelStep *st) {
+    const size_t Td = (size_t)m->T * m->d;
+    if (m->seq.sp > 1) {
+        sharded_attn_forward(m, l, x, st, 0);
+        if (stored_in) m->be->copy(y, stored_in, Td * sizeof(real));
+        else m->be->axpy(y, m->attn_out, -1, Td);
+        sharded_attn_backward(m, l, x, dx, dy, st);
+        return;
+    }
+    if (stored_in) m->be->copy(y, stored_in, Td * sizeof(real));
+    for (int g = 0; g < m->n_groups; g++) {
+        attn_pass_forward(m, l, g, x, st, 0);
+        attn_pass_backward(m, l, g, x, dx, dy, stored_in ? NULL : y, st);
+    }
+}
+
+// --- feed-forward half ----------------------------------------------------------
+
+// row_out = dropout(FFN_l(LN2(y))) for rows [r0, r0 + n) of y (y points at row r0).
+static void ffn_chunk_forward(Model *m, int l, const real *y, int r0, int n, const ModelStep *st) {
     const Backend *be = m->be;
     const Config *c = &m->cfg;
     const LayerTensors *lt = &m->layout.layers[l];
     const int d = m->d, dff = c->d_ff;
-    real *df = m->ff_out;
+    be->layernorm_forward(m->row_ln, m->row_mean, m->row_rstd, y, P(m, lt->ln2_g), P(m, lt->ln2_b), n, d,
+                          (real)c->ln_eps);
+    mm(m, m->ff_h, m->row_ln, P(m, lt->ff_w1), n, dff, d, 0, 0, 0);
+    be->bias_forward(m->ff_h, P(m, lt->ff_b1), n, dff);
+    be->activation_forward(m->ff_a, m->ff_h, (size_t)n * dff, c->ff_activation);
+    mm(m, m->row_out, m->ff_a, P(m, lt->ff_w2), n, d, dff, 0, 0, 0);
+    be->bias_forward(m->row_out, P(m, lt->ff_b2), n, d);
+    if (st->train) dropout_rows(m, m->row_out, r0, n, st, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
+}
+
+// Backward of ffn_chunk_forward for the same rows: dy += d/dy <dout, row_out>.
+// Uses row_out as scratch.
+static void ffn_chunk_backward(Model *m, int l, const real *y, real *dy, const real *dout, int r0, int n,
+                               const ModelStep *st) {
+    const Backend *be = m->be;
+    const Config *c = &m->cfg;
+    const LayerTensors *lt = &m->layout.layers[l];
+    const int d = m->d, dff = c->d_ff;
+    real *df = m->row_out;
     be->copy(df, dout, (size_t)n * d * sizeof(real));
-    dropout_rows(m, df, r0, n, step, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
+    if (st->train) dropout_rows(m, df, r0, n, st, rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_FFN));
     mm(m, G(m, lt->ff_w2), m->ff_a, df, dff, d, n, 1, 0, 1);
     be->bias_backward(G(m, lt->ff_b2), df, n, d);
     mm(m, m->ff_da, df, P(m, lt->ff_w2), n, dff, d, 0, 1, 0);
     be->activation_backward(m->ff_da, m->ff_da, m->ff_h, (size_t)n * dff, c->ff_activation);
-    mm(m, G(m, lt->ff_w1), m->ff_ln, m->ff_da, d, dff, n, 1, 0, 1);
+    mm(m, G(m, lt->ff_w1), m->row_ln, m->ff_da, d, dff, n, 1, 0, 1);
     be->bias_backward(G(m, lt->ff_b1), m->ff_da, n, dff);
-    mm(m, m->ff_dln, m->ff_da, P(m, lt->ff_w1), n, d, dff, 0, 1, 0);
-    be->layernorm_backward(dy, G(m, lt->ln2_g), G(m, lt->ln2_b), m->ff_dln, y, P(m, lt->ln2_g), m->ff_mean,
-                           m->ff_rstd, n, d);
+    mm(m, m->row_dln, m->ff_da, P(m, lt->ff_w1), n, d, dff, 0, 1, 0);
+    be->layernorm_backward(dy, G(m, lt->ln2_g), G(m, lt->ln2_b), m->row_dln, y, P(m, lt->ln2_g), m->row_mean,
+                           m->row_rstd, n, d);
 }
 
 // --- whole model --------------------------------------------------------------
@@ -446,12 +540,11 @@ static void embed_backward(Model *m) {
 // LayerNorm(concat(x1, x2)) -> logits -> cross-entropy, chunk by chunk. With
 // backward, each chunk's gradient goes straight into dx1, dx2 and the head's
 // parameter gradients, so logits never exist for the whole sequence.
-static void loss_head(Model *m, int backward, long n_targets) {
+static void loss_head(Model *m, int backward, long count) {
     const Backend *be = m->be;
     const Config *c = &m->cfg;
     const ParamLayout *p = &m->layout;
     const int d = m->d, V = c->vocab_size;
-    long count = m->loss_count > 0 ? m->loss_count : n_targets;
     real dscale = backward && count > 0 ? (real)(1.0 / (double)count) : 0;
     for (int r0 = 0; r0 < m->T; r0 += m->head_rows) {
         int n = MIN(m->head_rows, m->T - r0);
@@ -473,7 +566,7 @@ static void loss_head(Model *m, int backward, long n_targets) {
     }
 }
 
-static LossStats run(Model *m, const int *tokens, const int *targets, uint32_t step, int train, int backward) {
+LossStats model_step(Model *m, const int *tokens, const int *targets, const ModelStep *st) {
     const Backend *be = m->be;
     const Config *c = &m->cfg;
     const int T = m->T, d = m->d;
@@ -486,7 +579,7 @@ static LossStats run(Model *m, const int *tokens, const int *targets, uint32_t s
     for (int i = 0; i < T; i++) n_targets += targets[i] >= 0;
     be->upload(m->tokens, tokens, (size_t)T * sizeof(int));
     be->upload(m->targets, targets, (size_t)T * sizeof(int));
-    if (backward) be->zero(m->grads, m->layout.n_params * sizeof(real));
+    if (st->backward) be->zero(m->grads, m->layout.n_params * sizeof(real));
 
     embed(m);
     for (int l = 0; l < c->n_layers; l++) {
@@ -494,33 +587,31 @@ static LossStats run(Model *m, const int *tokens, const int *targets, uint32_t s
             be->copy(m->stored + (size_t)l * 2 * Td, m->x1, Td * sizeof(real));
             be->copy(m->stored + (size_t)l * 2 * Td + Td, m->x2, Td * sizeof(real));
         }
-        attn_block_forward(m, l, m->x2, step, train, !m->freeze_buckets);
-        be->axpy(m->x1, m->attn_out, 1, Td);  // y1 = x1 + Attn(LN1(x2))
-        for (int r0 = 0; r0 < T; r0 += m->ff_rows) {
-            int n = MIN(m->ff_rows, T - r0);
-            ffn_chunk_forward(m, l, m->x1 + (size_t)r0 * d, r0, n, step, train);
-            be->axpy(m->x2 + (size_t)r0 * d, m->ff_out, 1, (size_t)n * d);  // y2 = x2 + FFN(LN2(y1))
+        attn_half_forward(m, l, m->x2, m->x1, st);  // y1 = x1 + Attn(LN1(x2))
+        for (int r0 = 0; r0 < T; r0 += m->rows) {
+            int n = MIN(m->rows, T - r0);
+            ffn_chunk_forward(m, l, m->x1 + (size_t)r0 * d, r0, n, st);
+            be->axpy(m->x2 + (size_t)r0 * d, m->row_out, 1, (size_t)n * d);  // y2 = x2 + FFN(LN2(y1))
         }
     }
-    loss_head(m, backward, n_targets);
+    loss_head(m, st->backward, st->loss_count > 0 ? st->loss_count : n_targets);
 
-    if (backward) {
+    if (st->backward) {
         for (int l = c->n_layers - 1; l >= 0; l--) {
             const real *in1 = m->stored ? m->stored + (size_t)l * 2 * Td : NULL, *in2 = in1 ? in1 + Td : NULL;
             // Feed-forward half: x2 = y2 - FFN(LN2(y1)); dy1 += FFN'(dy2).
-            for (int r0 = 0; r0 < T; r0 += m->ff_rows) {
-                int n = MIN(m->ff_rows, T - r0);
+            for (int r0 = 0; r0 < T; r0 += m->rows) {
+                int n = MIN(m->rows, T - r0);
                 size_t off = (size_t)r0 * d;
-                ffn_chunk_forward(m, l, m->x1 + off, r0, n, step, train);
+                ffn_chunk_forward(m, l, m->x1 + off, r0, n, st);
                 if (in2) be->copy(m->x2 + off, in2 + off, (size_t)n * d * sizeof(real));
-                else be->axpy(m->x2 + off, m->ff_out, -1, (size_t)n * d);
-                ffn_chunk_backward(m, l, m->x1 + off, m->dx1 + off, m->dx2 + off, r0, n, step);
+                else be->axpy(m->x2 + off, m->row_out, -1, (size_t)n * d);
+                ffn_chunk_backward(m, l, m->x1 + off, m->dx1 + off, m->dx2 + off, r0, n, st);
             }
             // Attention half, with the forward's buckets: x1 = y1 - Attn(LN1(x2)).
-            attn_block_forward(m, l, m->x2, step, train, 0);
-            if (in1) be->copy(m->x1, in1, Td * sizeof(real));
-            else be->axpy(m->x1, m->attn_out, -1, Td);
-            attn_block_backward(m, l, m->x2, m->dx2, m->dx1, step);
+            ModelStep again = *st;
+            again.reuse_buckets = 1;
+            attn_half_backward(m, l, m->x2, m->dx2, m->dx1, m->x1, in1, &again);
         }
         embed_backward(m);
     }
@@ -534,18 +625,20 @@ static LossStats run(Model *m, const int *tokens, const int *targets, uint32_t s
         hits += m->host_correct[i];
     }
     prof_stop(m, PROF_TOTAL, t_start);
-    LossStats st = {.loss = n_targets ? sum / (double)n_targets : 0,
-                    .accuracy = n_targets ? (double)hits / (double)n_targets : 0,
-                    .n_targets = n_targets};
-    return st;
+    LossStats out = {.loss = n_targets ? sum / (double)n_targets : 0,
+                     .accuracy = n_targets ? (double)hits / (double)n_targets : 0,
+                     .n_targets = n_targets};
+    return out;
 }
 
 LossStats model_forward(Model *m, const int *tokens, const int *targets, uint32_t step, int train) {
-    return run(m, tokens, targets, step, train, 0);
+    ModelStep st = {.step = step, .train = train, .reuse_buckets = m->freeze_buckets};
+    return model_step(m, tokens, targets, &st);
 }
 
 LossStats model_forward_backward(Model *m, const int *tokens, const int *targets, uint32_t step) {
-    return run(m, tokens, targets, step, 1, 1);
+    ModelStep st = {.step = step, .train = 1, .backward = 1, .reuse_buckets = m->freeze_buckets};
+    return model_step(m, tokens, targets, &st);
 }
 
 double model_grad_norm(Model *m) { return sqrt(m->be->sum_squares(m->grads, m->layout.n_params)); }

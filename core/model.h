@@ -1,11 +1,14 @@
 // The Reformer language model driver: memory plan, forward, reversible
 // backward and optimiser step, written once against the Backend table.
 //
-// Memory (DESIGN.md, "The memory contract"): parameters, gradients and two
-// AdamW moments; the two residual streams and their gradients (4 x B*L*d);
-// per LSH layer the bucket ids of the forward pass; and one layer's workspace,
-// bounded by chunking (attention tiles, ff_chunk, loss_chunk). Everything is
-// allocated in model_init; the step allocates nothing.
+// Memory (DESIGN.md, "The memory contract"; core/memplan.h): parameters,
+// gradients and two AdamW moments; the two residual streams and their
+// gradients (4 x B*L*d); per LSH layer the bucket ids of the forward pass; and
+// one layer's workspace: attention in passes of attn_head_group heads over the
+// whole sequence (q, k, v, o, their gradients at [T, group width], per-item
+// logsumexps), every per-token op outside attention in chunks of ff_chunk
+// rows, the loss in chunks of loss_chunk rows. model_init allocates exactly
+// the MemPlan table; the step allocates nothing.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +16,7 @@
 #include "attention_seq.h"
 #include "backend.h"
 #include "config.h"
+#include "memplan.h"
 #include "params.h"
 
 typedef struct {
@@ -35,34 +39,39 @@ typedef struct {
     Config cfg;
     const Backend *be;
     ParamLayout layout;
+    MemPlan plan;        // every buffer below, its shape and size (memplan.h)
     int B, L, T, d, HD;  // L full sequence length; T = B * L / sp local tokens; HD = n_heads * d_head
     int L_local;         // L / sp: this rank's positions of each sequence
+    int head_group, n_groups, gw;  // heads per attention pass, passes, pass width head_group * d_head
     SeqParallel seq;     // sp = 1 unless the launcher shards the sequence
 
     real *params, *grads, *adam_m, *adam_v;  // [n_params] each
     real *x1, *x2, *dx1, *dx2;               // residual streams and gradients [T, d]
     real *stored;                            // reversible=0: every layer's inputs
-    uint16_t *buckets[MAX_LAYERS];           // LSH layers: [B, H, R, L]; else NULL
+    uint16_t *bucket_store;                  // every LSH layer's buckets
+    uint16_t *buckets[MAX_LAYERS];           // LSH layers: [n_groups][B, head_group, R, L] in bucket_store; else NULL
     int *tokens, *targets;                   // [T]
 
-    // One layer's workspace.
-    real *ln_out, *ln_mean, *ln_rstd;        // [T, d], [T], [T]
-    real *q, *k, *v, *attn_o;                // [T, HD] (q holds qk for LSH layers)
-    real *dq, *dk, *dv, *d_attn_o;           // [T, HD]
-    real *attn_out, *d_block, *d_ln;         // [T, d]
-    real *attn_saved;                        // LSH sorted outputs + lse, or local lse
+    // One layer's workspace. Attention pass (sp = 1): head_group heads, all tokens.
+    real *gq, *gk, *gv, *go;                 // [T, gw] q (qk), k, v, o; go receives dq (dqk) in the backward
+    real *gdo, *gdk, *gdv;                   // [T, gw]
+    real *w_slice[3], *g_slice[3];           // [d, gw]: one pass's columns of w_q/w_k/w_v and their gradients
+    real *attn_saved;                        // logsumexps: LSH per item, local per position
     void *attn_work;                         // backend attention scratch
-    int ff_rows;                             // rows per feed-forward chunk
-    real *ff_ln, *ff_mean, *ff_rstd;         // [ff_rows, d], [ff_rows] x2
-    real *ff_h, *ff_a, *ff_da;               // [ff_rows, d_ff]
-    real *ff_out, *ff_dln;                   // [ff_rows, d]
+    int rows;                                // rows per token chunk (ff_chunk)
+    real *row_ln, *row_mean, *row_rstd;      // [rows, d], [rows] x2: LayerNorm of a chunk (LN1 or LN2)
+    real *row_out, *row_dln;                 // [rows, d]: a chunk's block output / its gradient, d(LN out)
+    real *ff_h, *ff_a, *ff_da;               // [rows, d_ff]
     int head_rows;                           // rows per loss chunk
     real *head_in, *head_ln, *head_mean, *head_rstd;  // [rows, 2d], [rows, 2d], [rows] x2
     real *logits, *d_head_in, *d_head_ln;    // [rows, V], [rows, 2d] x2
     real *losses;                            // [T]
     int *correct;                            // [T]
-    // Sequence parallel only (sp > 1): head-sharded full-sequence buffers
-    // [B * L, HD / sp] (as large as [T, HD]) and the exchange buffers.
+    // Sequence parallel only (sp > 1): all heads of this rank's tokens [T, *],
+    // head-sharded full-sequence buffers [B * L, HD / sp] and the exchange buffers.
+    real *ln_out, *ln_mean, *ln_rstd;        // [T, d], [T], [T]
+    real *q, *k, *v, *attn_o, *dq, *dk, *dv, *d_attn_o;  // [T, HD]
+    real *attn_out, *d_block, *d_ln;         // [T, d]
     real *qh, *kh, *vh, *oh, *dqh, *dkh, *dvh, *doh, *xsend, *xrecv;
     // Layers that run sequence-sharded (c->sp_sequence): their buffers.
     SeqAttention seq_attn;
@@ -72,21 +81,35 @@ typedef struct {
     real *host_losses;
     int *host_correct;
 
-    size_t batch_offset;        // global index of local sequence 0 (data-parallel ranks):
-                                // dropout masks are drawn by global position
-    long loss_count;            // > 0: normalise the loss by this global target count
-                                // (data/sequence parallel); 0: by the local count
-    size_t bytes_planned;       // everything model_init allocated (scratch_planned included)
+    size_t bytes_planned;       // plan.backend_bytes: everything model_init allocated in the backend
     size_t scratch_planned;     // the backend's internal scratch reserved for the step's ops
-    int freeze_buckets;         // forward reuses the cached bucket ids (no re-hashing)
+    int freeze_buckets;         // test hook: model_forward(_backward) reuses the cached bucket ids
     int profile;                // time matmul / attention shares (synchronises)
     double prof_seconds[PROF_COUNT];
 } Model;
+
+// One step's arguments beyond the batch: everything that differs between
+// ranks or calls (the launcher passes it; nothing is written into Model).
+typedef struct {
+    uint32_t step;        // keys the hash rotations and dropout masks
+    int train;            // 1: dropout
+    int backward;         // 1: also grads = d(loss)/d(params) (overwritten)
+    int reuse_buckets;    // 1: forward reuses the cached bucket ids (no re-hashing)
+    size_t batch_offset;  // global index of local sequence 0 (data-parallel ranks):
+                          // dropout masks are drawn by global position
+    long loss_count;      // > 0: normalise the loss by this global target count
+                          // (data/sequence parallel); 0: by the local count
+} ModelStep;
 
 // Plan and allocate everything for a finalized config; initialise parameters.
 void model_init(Model *m, const Config *c, const Backend *be);
 void model_free(Model *m);
 
+// One step: forward (and backward when st->backward) of tokens/targets
+// (host [T]; targets < 0 are ignored).
+LossStats model_step(Model *m, const int *tokens, const int *targets, const ModelStep *st);
+
+// One process's shorthands for model_step (batch_offset 0, loss_count 0).
 // Forward only; train = 1 applies dropout. tokens/targets: host [B*L];
 // targets < 0 are ignored. step keys the hash rotations and dropout masks.
 LossStats model_forward(Model *m, const int *tokens, const int *targets, uint32_t step, int train);

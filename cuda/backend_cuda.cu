@@ -75,6 +75,7 @@ static Backend make_backend(void) {
     Backend b;
     memset(&b, 0, sizeof b);
     b.name = "cuda";
+    b.alloc_align = 256;  // device_alloc's align256 (core/memplan.c rounds rows the same way)
     b.alloc = cu_alloc;
     b.release = cu_release;
     b.upload = cu_upload;

@@ -104,11 +104,12 @@ static cublasHandle_t cublas(void) {
     return g_cublas;
 }
 
-static int cu_device_memory(size_t *held_bytes, size_t *device_used_bytes) {
+static int cu_device_memory(size_t *held_bytes, size_t *device_used_bytes, size_t *device_free_bytes) {
     size_t free_bytes = 0, total_bytes = 0;
     cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes));
     *held_bytes = g_held_bytes;
     *device_used_bytes = total_bytes - free_bytes;
+    *device_free_bytes = free_bytes;
     return 0;
 }
 

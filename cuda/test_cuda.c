@@ -891,11 +891,11 @@ static void test_model(const char *label, const char *const *sets, const char *p
         return;
     }
     Model mc, mg, mg2;
-    size_t held0, held1, used;
-    gpu->device_memory(&held0, &used);
+    size_t held0, held1, used, free_bytes;
+    gpu->device_memory(&held0, &used, &free_bytes);
     model_init(&mc, &c, cpu);
     model_init(&mg, &cg, gpu);
-    gpu->device_memory(&held1, &used);
+    gpu->device_memory(&held1, &used, &free_bytes);
     // Everything model_init plans is held on the device (each allocation
     // rounded up to 256 bytes; the first reservation adds cuBLAS's workspace).
     snprintf(name, sizeof name, "model %s%s device memory held < planned", label, tag);
@@ -968,14 +968,14 @@ static void test_model(const char *label, const char *const *sets, const char *p
 
 // device_memory counts every alloc (rounded up to 256 bytes) until its release.
 static void test_device_memory(void) {
-    size_t held0, held1, held2, used0, used1, used2;
-    gpu->device_memory(&held0, &used0);
+    size_t held0, held1, held2, used0, used1, used2, free_bytes;
+    gpu->device_memory(&held0, &used0, &free_bytes);
     void *p = gpu->alloc(1000000);
-    gpu->device_memory(&held1, &used1);
+    gpu->device_memory(&held1, &used1, &free_bytes);
     report("device_memory: alloc of 1000000 bytes (held - 1000192)", fabs((double)(held1 - held0) - 1000192.0), 0);
     report("device_memory: device used < held", used1 < held1, 0);
     gpu->release(p);
-    gpu->device_memory(&held2, &used2);
+    gpu->device_memory(&held2, &used2, &free_bytes);
     report("device_memory: release (held - held before alloc)", fabs((double)held2 - (double)held0), 0);
 }
 

@@ -2,7 +2,7 @@
 //
 // Every rank holds the replicated parameters. A step: count the scored
 // targets over all ranks (dist_count_targets) and give that count to the
-// model (Model.loss_count), so each rank's backward yields its tokens' share
+// model step (ModelStep.loss_count), so each rank's backward yields its tokens' share
 // of the gradient of the global mean loss; then dist_reduce_step sums the
 // gradients over all ranks. The optimiser step is then identical everywhere.
 //

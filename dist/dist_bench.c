@@ -52,7 +52,6 @@ int main(int argc, char **argv) {
     }
     Model m;
     model_init(&m, &c, backend_cpu());
-    m.batch_offset = (size_t)d.dp_rank * c.batch;
     dist_attach_sequence_parallel(&d, &m);
     dist_broadcast_parameters(&d, DIST_WORLD, &m);
     if (plan_only) {
@@ -85,8 +84,9 @@ int main(int argc, char **argv) {
             tokens[i] = (int)(rng_bits64(c.seed, ((uint64_t)d.rank << 32) | (uint32_t)i, (uint32_t)s, 7) % (uint64_t)c.vocab_size);
             targets[i] = (int)(rng_bits64(c.seed, ((uint64_t)d.rank << 32) | (uint32_t)i, (uint32_t)s, 8) % (uint64_t)c.vocab_size);
         }
-        m.loss_count = dist_count_targets(&d, DIST_WORLD, targets, (size_t)m.T);
-        st = dist_reduce_step(&d, DIST_WORLD, &m, model_forward_backward(&m, tokens, targets, (uint32_t)s));
+        ModelStep step = {.step = (uint32_t)s, .train = 1, .backward = 1, .batch_offset = (size_t)d.dp_rank * c.batch,
+                          .loss_count = dist_count_targets(&d, DIST_WORLD, targets, (size_t)m.T)};
+        st = dist_reduce_step(&d, DIST_WORLD, &m, model_step(&m, tokens, targets, &step));
         model_update(&m, s, 1e-3);
     }
     dist_barrier(&d, DIST_WORLD);

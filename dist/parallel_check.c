@@ -130,7 +130,6 @@ int main(int argc, char **argv) {
     as_device.name = "cpu as a device (stand-in)";
     model_init(&m, &cfg, standin ? &as_device : backend_cpu());
     if (standin) dist_open_device_collectives(&d, &standin_ops);
-    m.batch_offset = (size_t)d.dp_rank * per_replica;
     dist_attach_sequence_parallel(&d, &m);
     dist_broadcast_parameters(&d, DIST_WORLD, &m);
     if (d.rank == 0) model_init(&ref, &ref_cfg, backend_cpu());
@@ -145,8 +144,10 @@ int main(int argc, char **argv) {
             memcpy(lt + (size_t)b * Ll, gt + src, (size_t)Ll * sizeof(int));
             memcpy(ly + (size_t)b * Ll, gy + src, (size_t)Ll * sizeof(int));
         }
-        m.loss_count = dist_count_targets(&d, DIST_WORLD, ly, (size_t)per_replica * Ll);
-        LossStats mine = model_forward_backward(&m, lt, ly, (uint32_t)step);
+        ModelStep st = {.step = (uint32_t)step, .train = 1, .backward = 1,
+                        .batch_offset = (size_t)d.dp_rank * per_replica,
+                        .loss_count = dist_count_targets(&d, DIST_WORLD, ly, (size_t)per_replica * Ll)};
+        LossStats mine = model_step(&m, lt, ly, &st);
         LossStats global = dist_reduce_step(&d, DIST_WORLD, &m, mine);
         if (d.rank == 0) {
             LossStats want = model_forward_backward(&ref, gt, gy, (uint32_t)step);

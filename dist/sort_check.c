@@ -69,8 +69,10 @@ int main(int argc, char **argv) {
             if (config_set_pair(&c, sets[i], err, sizeof err)) return fprintf(stderr, "sort_check: %s\n", err), 2;
         if (config_finalize(&c, err, sizeof err)) return fprintf(stderr, "sort_check: %s\n", err), 2;
         SeqAttention sa;
-        char *blob = calloc(1, seq_attention_layout(&sa, NULL, &c, backend_cpu(), B));
-        seq_attention_layout(&sa, blob, &c, backend_cpu(), B);
+        const Backend *cpu = backend_cpu();
+        SeqSizeRules sr = {cpu->attention_workspace_bytes, cpu->lsh_sorted_workspace_bytes};
+        char *blob = calloc(1, seq_attention_layout(&sa, NULL, &c, &sr, B));
+        seq_attention_layout(&sa, blob, &c, &sr, B);
         const int lanes = B * H, HD = H * dh, n = sa.n_own, m = sa.m;
         uint16_t *global = malloc((size_t)lanes * R * L * sizeof(uint16_t));
         uint16_t *mine = malloc((size_t)lanes * R * Ll * sizeof(uint16_t));

@@ -17,9 +17,10 @@ int cmd_bench(int argc, char **argv) {
     char err[1024];
     Dataset ds;
     if (dataset_open(&ds, c, err, sizeof err)) usage_error("%s", err);
+    const Backend *be = pick_backend(c);
+    if (preflight(c, be, !a.json, err, sizeof err)) usage_error("%s", err);
     Model m;
-    model_init(&m, c, pick_backend(c));
-    if (!a.json) describe(&m);
+    model_init(&m, c, be);
     int *tokens = checked_calloc((size_t)m.T, sizeof(int)), *targets = checked_calloc((size_t)m.T, sizeof(int));
     // Untimed warm-up steps touch every buffer and warm caches; peak memory
     // is the whole run's, so one timed step alone also measures it.
@@ -41,9 +42,9 @@ int cmd_bench(int argc, char **argv) {
     double dt = (now_seconds() - t0) / steps;
     // Device memory at the peak: nothing is allocated during steps, so after
     // them. null for device=cpu.
-    size_t held = 0, used = 0;
+    size_t held = 0, used = 0, free_bytes = 0;
     char device_planned[32] = "null", device_used[32] = "null";
-    if (m.be->device_memory(&held, &used) == 0) {
+    if (m.be->device_memory(&held, &used, &free_bytes) == 0) {
         snprintf(device_planned, sizeof device_planned, "%.1f", (double)held / (1024.0 * 1024.0));
         snprintf(device_used, sizeof device_used, "%.1f", (double)used / (1024.0 * 1024.0));
     }

@@ -56,6 +56,7 @@ void print_help(void) {
            "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--warmup N] [--json]\n"
            "  reformer export-hf --ckpt FILE --out DIR     (a Hugging Face transformers model; needs make setup-hf)\n"
            "  reformer import-hf --model DIR --out FILE    (a checkpoint at step 0; needs make setup-hf)\n"
+           "  reformer plan [--config FILE] [--set key=value ...] [--fit BYTES]\n"
            "  reformer help\n\n"
            "Every config key can be set in an INI file (--config) and overridden with --set.\n"
            "--resume DIR continues the run in DIR from its newest checkpoint, with the\n"
@@ -108,7 +109,7 @@ static double parse_double_flag(const char *flag, const char *val, double lo, do
 }
 
 static const char *command_name(Command c) {
-    return c == CMD_TRAIN ? "train" : c == CMD_BENCH ? "bench" : c == CMD_EVAL ? "eval" : "sample";
+    return c == CMD_TRAIN ? "train" : c == CMD_BENCH ? "bench" : c == CMD_EVAL ? "eval" : c == CMD_PLAN ? "plan" : "sample";
 }
 
 // A flag of another command: say which one it belongs to.
@@ -132,7 +133,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
                           !strcmp(arg, "--warmup") || !strcmp(arg, "--resume") || !strcmp(arg, "--ckpt") ||
                           !strcmp(arg, "--data") || !strcmp(arg, "--split") || !strcmp(arg, "--windows") ||
                           !strcmp(arg, "--prompt") || !strcmp(arg, "--len") || !strcmp(arg, "--temperature") ||
-                          !strcmp(arg, "--top-k") || !strcmp(arg, "--seed");
+                          !strcmp(arg, "--top-k") || !strcmp(arg, "--seed") || !strcmp(arg, "--fit");
         if (takes_value && i + 1 >= argc) usage_error("%s needs a value", arg);
         const char *val = takes_value ? argv[++i] : NULL;
         if (!strcmp(arg, "--config") || !strcmp(arg, "--set")) {
@@ -147,6 +148,9 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
             }
             if (!strcmp(arg, "--steps")) a->steps_override = (int)parse_long_flag(arg, val, 1, 1000000);
             else a->warmup_override = (int)parse_long_flag(arg, val, 0, 1000000);
+        } else if (!strcmp(arg, "--fit")) {
+            if (cmd != CMD_PLAN) wrong_command(arg, "plan", cmd);
+            a->fit = val;
         } else if (!strcmp(arg, "--json")) {
             if (cmd != CMD_BENCH) wrong_command(arg, "bench", cmd);
             a->json = 1;
@@ -219,7 +223,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
         }
     } else {
         config_defaults(&a->cfg);
-        if (cmd == CMD_BENCH) snprintf(a->cfg.data, sizeof a->cfg.data, "random");
+        if (cmd == CMD_BENCH || cmd == CMD_PLAN) snprintf(a->cfg.data, sizeof a->cfg.data, "random");
         for (int i = 0; i < a->n_sources; i++) apply_source(&a->cfg, &a->sources[i]);
     }
     if (cmd == CMD_SAMPLE) {
@@ -239,7 +243,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
         !load_device_collectives(world, err, sizeof err))
         usage_error("%s", err);
 #endif
-    pick_backend(&a->cfg);
+    if (cmd != CMD_PLAN) pick_backend(&a->cfg);  // plan needs no device: it uses the backend's sizing rules
 }
 
 void free_args(Args *a) {
@@ -361,13 +365,118 @@ void format_duration(char *buf, size_t n, double seconds) {
     else snprintf(buf, n, "%ld:%02ld", s / 60, s % 60);
 }
 
-void describe(const Model *m) {
-    const Config *c = &m->cfg;
+void describe(const Config *c, const MemPlan *p) {
     printf("reformer: %zu params | %d layers (%s%s) | d_model %d | heads %dx%d | seq_len %d | batch %d | "
-           "n_hashes %d n_buckets %d | %s | planned %.1f MiB\n",
-           m->layout.n_params, c->n_layers, c->attn_full ? "full attention, " : "", c->attn_layers, c->d_model,
+           "n_hashes %d n_buckets %d | %s | planned %.1f MiB (%zu bytes per token)\n",
+           p->n_params, c->n_layers, c->attn_full ? "full attention, " : "", c->attn_layers, c->d_model,
            c->n_heads, c->d_head, c->seq_len, c->batch, c->n_hashes, c->n_buckets,
-           c->reversible ? "reversible" : "stored activations", (double)m->bytes_planned / (1024.0 * 1024.0));
+           c->reversible ? "reversible" : "stored activations", (double)p->backend_bytes / (1024.0 * 1024.0),
+           p->per_token_bytes);
     if (!strcmp(c->device, "cuda"))
         printf("device: cuda %s | precision %s\n", g_device_desc, precision_name(c->precision));
+    fflush(stdout);  // before anything large is allocated: an OOM kill must not lose it
+}
+
+// A number from a /proc or /sys file ("max" or absent: none).
+static int read_size_file(const char *path, size_t *out) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char buf[64] = "";
+    int ok = fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    if (!ok || !strncmp(buf, "max", 3)) return 0;
+    char *end;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (end == buf) return 0;
+    *out = (size_t)v;
+    return 1;
+}
+
+// The tightest (limit - usage) of a cgroup and its parents.
+static void cgroup_cap(const char *root, const char *rel, const char *limit_name, const char *usage_name,
+                       size_t *avail, char *source, size_t n, const char *label) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s%s", root, rel);
+    for (;;) {
+        char lp[1200], up[1200];
+        size_t limit, usage = 0;
+        snprintf(lp, sizeof lp, "%s/%s", dir, limit_name);
+        snprintf(up, sizeof up, "%s/%s", dir, usage_name);
+        // cgroup v1 reports "no limit" as a huge number (page-rounded LONG_MAX).
+        if (read_size_file(lp, &limit) && limit < ((size_t)1 << 60)) {
+            read_size_file(up, &usage);
+            size_t left = limit > usage ? limit - usage : 0;
+            if (left < *avail) *avail = left, snprintf(source, n, "%s %s", label, lp);
+        }
+        char *slash = strrchr(dir, '/');
+        if (!slash || (size_t)(slash - dir) < strlen(root)) break;
+        *slash = '\0';
+    }
+}
+
+size_t host_memory_available(char *source, size_t n) {
+    const char *env = getenv("REFORMER_MEM_AVAILABLE");
+    if (env && *env) {
+        size_t v = mem_parse_size(env);
+        if (!v) usage_error("REFORMER_MEM_AVAILABLE: '%s' is not a size (like 12G or 800M)", env);
+        snprintf(source, n, "REFORMER_MEM_AVAILABLE");
+        return v;
+    }
+    size_t avail = (size_t)-1;
+    snprintf(source, n, "unknown");
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                avail = (size_t)kb * 1024;
+                snprintf(source, n, "MemAvailable");
+            }
+        fclose(f);
+    }
+    f = fopen("/proc/self/cgroup", "r");
+    if (f) {
+        char line[1024];
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\n")] = '\0';
+            char *path = strrchr(line, ':');
+            if (!path) continue;
+            *path++ = '\0';
+            if (!strcmp(line, "0:")) {  // v2: "0::/path"
+                cgroup_cap("/sys/fs/cgroup", !strcmp(path, "/") ? "" : path, "memory.max", "memory.current", &avail,
+                           source, n, "cgroup");
+            } else if (strstr(line, ":memory") || strstr(line, ",memory")) {  // v1
+                cgroup_cap("/sys/fs/cgroup/memory", !strcmp(path, "/") ? "" : path, "memory.limit_in_bytes",
+                           "memory.usage_in_bytes", &avail, source, n, "cgroup");
+            }
+        }
+        fclose(f);
+    }
+    return avail;
+}
+
+int preflight(const Config *c, const Backend *be, int print, char *err, size_t errlen) {
+    MemRules rules = mem_rules_backend(be);
+    MemPlan plan;
+    if (!mem_plan_build(&plan, c, &rules, err, errlen)) return 1;
+    if (print) describe(c, &plan);
+    size_t need = mem_plan_need(&plan, &rules), avail;
+    char source[1300];
+    size_t held, used, free_bytes;
+    if (be->device_memory(&held, &used, &free_bytes) == 0) {
+        avail = free_bytes;
+        snprintf(source, sizeof source, "free on the GPU");
+    } else {
+        avail = host_memory_available(source, sizeof source);
+    }
+    if (need <= avail) return 0;
+    const double GiB = 1024.0 * 1024.0 * 1024.0;
+    snprintf(err, errlen,
+             "memory: this run plans %.2f GiB on %s (seq_len=%d, batch=%d, sp=%d, %zu bytes per token) but %.2f GiB "
+             "is available (%s); lower seq_len or batch, raise sp%s, or see `reformer plan`",
+             (double)need / GiB, be->name, c->seq_len, c->batch, c->sp, plan.per_token_bytes, (double)avail / GiB,
+             source,
+             c->sp == 1 && plan.head_group > 1 ? ", or set attn_head_group=1 (fewer heads per attention pass)" : "");
+    return 1;
 }

@@ -9,7 +9,7 @@
 #include "config.h"
 #include "model.h"
 
-typedef enum { CMD_TRAIN, CMD_BENCH, CMD_EVAL, CMD_SAMPLE } Command;
+typedef enum { CMD_TRAIN, CMD_BENCH, CMD_EVAL, CMD_SAMPLE, CMD_PLAN } Command;
 
 typedef struct {
     int is_file;        // --config FILE, else --set / bare key=value
@@ -37,6 +37,8 @@ typedef struct {
     int steps_override;      // --steps N (-1: unset)
     int warmup_override;     // --warmup N (-1: unset)
     int json;                // --json
+    // plan
+    const char *fit;         // --fit BYTES: the longest seq_len that fits
     // eval
     const char *split;       // --split validation|test (default validation)
     const char *data;        // --data PATH (shorthand for --set data=PATH)
@@ -78,8 +80,21 @@ const struct DistNcclOps *load_device_collectives(int world, char *err, size_t e
 void make_dirs(const char *path);
 // "m:ss" or "h:mm:ss".
 void format_duration(char *buf, size_t n, double seconds);
-// One line: parameters, layers, sizes, attention, planned memory.
-void describe(const Model *m);
+// One line: parameters, layers, sizes, attention, planned memory (from the plan).
+void describe(const Config *c, const MemPlan *p);
+
+// Memory this process can get: MemAvailable, capped by the cgroup (v2
+// memory.max - memory.current, v1 limit - usage, every level up to the root)
+// where one is set; REFORMER_MEM_AVAILABLE=BYTES (e.g. 2G) replaces the
+// measurement (tests, or a scheduler's figure). source names what decided it.
+size_t host_memory_available(char *source, size_t n);
+
+// Before anything is allocated or written: plan the run on its backend,
+// print the summary line (print = 1; flushed), and compare the plan with
+// what the process can get (host memory for device=cpu, the device's free
+// memory for device=cuda). Returns 0 when it fits, else 1 with the one-line
+// message (planned, available, what to change) in err.
+int preflight(const Config *c, const Backend *be, int print, char *err, size_t errlen);
 
 int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -88,3 +103,4 @@ int cmd_eval(int argc, char **argv);
 // Hugging Face transformers interop (hf.c, launch/hf/).
 int cmd_export_hf(int argc, char **argv);
 int cmd_import_hf(int argc, char **argv);
+int cmd_plan(int argc, char **argv);

@@ -49,8 +49,7 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
     const int lead = !d || d->rank == 0;
     RankBatch rb;
     rank_batch_init(&rb, m, d);
-    const long saved_count = m->loss_count;
-    m->loss_count = 0;  // each rank's mean over its own targets, summed below as loss * count
+    // model_forward: each rank's mean over its own targets, summed below as loss * count.
     EvalTotals t = {0};
     double sums[2] = {0, 0}, t0 = now_seconds(), last_draw = -1;
     int last_decile = 0;
@@ -82,7 +81,6 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
     t.loss_sum = sums[0];
     t.n_targets = (long)sums[1];
     t.seconds = now_seconds() - t0;
-    m->loss_count = saved_count;
     rank_batch_free(&rb);
     return t;
 }
@@ -93,8 +91,7 @@ EvalTotals evaluate_dup(Model *m, const Dataset *ds, const Dist *d, long n_seqs)
     const Dist one = {.world = 1, .dp = 1};  // rank_batch_draw's view of a single process
     RankBatch rb;
     rank_batch_init(&rb, m, d);
-    const long saved_count = m->loss_count;
-    m->loss_count = 0;
+    // model_forward: each rank's mean over its own targets, summed below as loss * count.
     double sums[3] = {0, 0, 0}, t0 = now_seconds();  // loss * targets, targets, correct
     for (long i = 0; i < batches; i++) {
         uint32_t step = DUP_EVAL_STEP + (uint32_t)i;
@@ -105,7 +102,6 @@ EvalTotals evaluate_dup(Model *m, const Dataset *ds, const Dist *d, long n_seqs)
         sums[2] += (double)llround(st.accuracy * (double)st.n_targets);
     }
     if (d && d->world > 1) dist_allreduce_sum_f64(d, DIST_WORLD, sums, 3);
-    m->loss_count = saved_count;
     rank_batch_free(&rb);
     EvalTotals t = {.loss_sum = sums[0], .n_targets = (long)sums[1], .n_correct = (long)sums[2],
                     .n_windows = batches * per_batch, .seconds = now_seconds() - t0};

@@ -5,6 +5,7 @@
 //   reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S]
 //   reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]
 //   reformer export-hf --ckpt FILE --out DIR / import-hf --model DIR --out FILE
+//   reformer plan [--config FILE] [--set key=value ...] [--fit BYTES]
 //   reformer help
 //
 // One file per command (train.c, bench.c, ...); cli.c parses arguments.
@@ -39,5 +40,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
     if (!strcmp(argv[1], "export-hf")) return cmd_export_hf(argc - 2, argv + 2);
     if (!strcmp(argv[1], "import-hf")) return cmd_import_hf(argc - 2, argv + 2);
-    usage_error("unknown command '%s' (commands: train, eval, sample, bench, export-hf, import-hf, help)", argv[1]);
+    if (!strcmp(argv[1], "plan")) return cmd_plan(argc - 2, argv + 2);
+    usage_error("unknown command '%s' (commands: train, eval, sample, bench, plan, export-hf, import-hf, help)", argv[1]);
 }

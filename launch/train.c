@@ -28,9 +28,11 @@
 // by the global target count and the gradients summed over every rank, so
 // they are those of the whole global batch.
 static LossStats forward_backward(Model *m, const Dist *d, const RankBatch *rb, uint32_t step) {
-    if (d->world == 1) return model_forward_backward(m, rb->tokens, rb->targets, step);
-    m->loss_count = dist_count_targets(d, DIST_WORLD, rb->targets, (size_t)m->T);
-    return dist_reduce_step(d, DIST_WORLD, m, model_forward_backward(m, rb->tokens, rb->targets, step));
+    // Dropout masks by global sequence.
+    ModelStep st = {.step = step, .train = 1, .backward = 1, .batch_offset = (size_t)d->dp_rank * m->B};
+    if (d->world == 1) return model_step(m, rb->tokens, rb->targets, &st);
+    st.loss_count = dist_count_targets(d, DIST_WORLD, rb->targets, (size_t)m->T);
+    return dist_reduce_step(d, DIST_WORLD, m, model_step(m, rb->tokens, rb->targets, &st));
 }
 
 // Periodic evaluation on the validation split (eval_windows of its windows,
@@ -228,6 +230,9 @@ int cmd_train(int argc, char **argv) {
                  "or choose another out_dir",
                  c->out_dir, found, c->out_dir);
     agree_or_fail(&dist, used, 2, used_msg);
+    // The summary line, then the memory check, before any file or buffer
+    // (a resumed run prints it once its checkpoint is accepted, below).
+    agree_or_fail(&dist, preflight(c, pick_backend(c), lead && !a.resume, err, sizeof err) != 0, 2, err);
     // One run per directory: rank 0, which writes every file, holds the
     // lock until it exits; then, under the lock, a fresh run checks again
     // that no run started beside it has written a checkpoint meanwhile.
@@ -275,7 +280,6 @@ int cmd_train(int argc, char **argv) {
         if (!ops) fail_on_every_rank(&dist, 2, err);
         dist_open_device_collectives(&dist, ops);
     }
-    m.batch_offset = (size_t)dist.dp_rank * c->batch;  // dropout masks by global sequence
     if (c->sp > 1) dist_attach_sequence_parallel(&dist, &m);
     long start = 1;
     const long global_batch = (long)dist.dp * c->batch;
@@ -288,7 +292,7 @@ int cmd_train(int argc, char **argv) {
         if (resumed.last_sane_step == resumed.step) run.sane_loss = resumed.loss;
     }
     else if (dist.world > 1) dist_broadcast_parameters(&dist, DIST_WORLD, &m);
-    if (lead) describe(&m);
+    if (lead && a.resume) describe(c, &m.plan);
     if (dist.world > 1) describe_grid(&dist, c);
     if (lead && a.resume) {
         for (const char *line = a.skipped; *line;) {  // damaged newer checkpoints, each with its reason

@@ -769,3 +769,58 @@ Test(cli, eval_duplication_task_scores_fresh_batches) {
     Run *runs[] = {&tr, &same, &eight, &full, &ten, &split};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
 }
+
+// ------------------------------------------------------------ memory plan and preflight
+
+// `plan` allocates nothing: a 1M-token model plans on a machine of any size,
+// for the CPU and (computed, no GPU) for CUDA; --fit finds a length.
+Test(cli, plan_prints_the_table_for_cpu_and_cuda_and_fits) {
+    const char *model = "--set batch=1 --set d_model=256 --set d_ff=1024 --set n_layers=4 --set seq_len=1048576 "
+                        "--set axial_shape=1024,1024 --set axial_dims=128,128";
+    Run cpu = run_cli("plan %s", model);
+    cr_assert_eq(cpu.rc, 0, "plan failed (%d): %s", cpu.rc, cpu.err);
+    static const char *rows[] = {"x1", "attn_q", "attn_saved", "buckets", "op scratch", "bytes per token", "total"};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        cr_assert(strstr(cpu.out, rows[i]), "plan lacks '%s':\n%s", rows[i], cpu.out);
+    Run cuda = run_cli("plan %s --set device=cuda --set precision=bf16", model);
+    cr_assert_eq(cuda.rc, 0, "plan device=cuda failed (%d): %s", cuda.rc, cuda.err);
+    cr_assert(strstr(cuda.out, "device=cuda") && strstr(cuda.out, "computed"), "%s", cuda.out);
+    Run fit = run_cli("plan %s --fit 4G", model);
+    cr_assert_eq(fit.rc, 0, "plan --fit failed (%d): %s", fit.rc, fit.err);
+    const char *at = strstr(fit.out, "fit: longest seq_len ");
+    cr_assert_not_null(at, "no fit line:\n%s", fit.out);
+    long L = atol(at + strlen("fit: longest seq_len "));
+    // 4 GiB at ~11.4 KB per token: between 256K and 512K tokens.
+    cr_assert(L > 262144 && L < 524288, "fit seq_len %ld for 4G", L);
+    Run bad = run_cli("plan %s --fit lots", model);
+    ASSERT_ONE_LINE_ERROR(&bad, "bad --fit", "--fit", "lots");
+    Run *runs[] = {&cpu, &cuda, &fit, &bad};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
+}
+
+// With an injected "available" figure (REFORMER_MEM_AVAILABLE, which replaces
+// MemAvailable and the cgroup limits), bench and train refuse a plan that
+// exceeds it, with the summary line first, one error line, exit 2 and no
+// file; and run when it fits.
+Test(cli, preflight_refuses_what_does_not_fit_and_runs_what_fits) {
+    setenv("REFORMER_MEM_AVAILABLE", "1M", 1);
+    Run b = run_cli("bench --steps 1 %s", TINY_MODEL);
+    ASSERT_ONE_LINE_ERROR(&b, "bench over the limit", "memory:", "GiB", "REFORMER_MEM_AVAILABLE", "seq_len");
+    cr_assert_eq(b.rc, 2);
+    cr_assert(!strncmp(b.out, "reformer: ", 10) && strstr(b.out, "planned"), "no summary line first:\n%s", b.out);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/run", tmp_dir);
+    Run t = run_cli("train %s --set out_dir='%s'", TINY_TRAIN, dir);
+    ASSERT_ONE_LINE_ERROR(&t, "train over the limit", "memory:", "REFORMER_MEM_AVAILABLE");
+    cr_assert_eq(t.rc, 2);
+    cr_assert(!exists(dir), "train over the limit created %s", dir);
+    setenv("REFORMER_MEM_AVAILABLE", "64G", 1);
+    Run ok = run_cli("bench --json --steps 1 %s", TINY_MODEL);
+    cr_assert_eq(ok.rc, 0, "bench within the limit failed (%d): %s", ok.rc, ok.err);
+    setenv("REFORMER_MEM_AVAILABLE", "many", 1);
+    Run junk = run_cli("bench --json --steps 1 %s", TINY_MODEL);
+    ASSERT_ONE_LINE_ERROR(&junk, "bad REFORMER_MEM_AVAILABLE", "REFORMER_MEM_AVAILABLE", "many");
+    unsetenv("REFORMER_MEM_AVAILABLE");
+    Run *runs[] = {&b, &t, &ok, &junk};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
+}

@@ -77,6 +77,20 @@ Test(model, gradient_stored_activations) {
     whole_model_gradcheck(c);
 }
 
+// Attention in passes of one head (attn_head_group=1: weight and gradient
+// column slices, per-pass output shares and d LN1 contributions).
+Test(model, gradient_head_group_passes) {
+    Config c = tiny_config("local,lsh", 2);
+    c.attn_head_group = 1;
+    whole_model_gradcheck(c);
+}
+Test(model, gradient_head_group_passes_stored) {
+    Config c = tiny_config("lsh,local", 2);
+    c.attn_head_group = 1;
+    c.reversible = 0;
+    whole_model_gradcheck(c);
+}
+
 // Reversible backward (reconstructing every layer's inputs) against the
 // backward that stores them: the same gradients to double rounding.
 Test(model, reversible_matches_stored) {

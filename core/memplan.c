@@ -1,0 +1,314 @@
+#include "memplan.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../cuda/cuda_sizes.h"
+#include "attention_seq.h"
+#include "model.h"
+#include "params.h"
+#include "util.h"
+
+// --- rules ------------------------------------------------------------------
+
+MemRules mem_rules_backend(const Backend *be) {
+    MemRules r = {.device = be->name, .align = be->alloc_align ? be->alloc_align : 1,
+                  .attention_workspace_bytes = be->attention_workspace_bytes, .scratch_bytes = be->scratch_bytes,
+                  .lsh_sorted_workspace_bytes = be->lsh_sorted_workspace_bytes,
+                  .reserve_extra = 0, .note = "the backend's own sizing rules"};
+    return r;
+}
+
+static size_t cuda_attention_workspace(const AttnShape *s, int lsh) {
+    return lsh ? cuda_lsh_work_bytes(s, cuda_sort_bytes_estimate(s)) : cuda_local_work_bytes(s);
+}
+static size_t cuda_scratch(ScratchOp op, size_t a, size_t b, size_t c) {
+    switch (op) {
+    case SCRATCH_MATMUL: return 0;  // cuBLAS's own workspace (reserve_extra)
+    case SCRATCH_MATMUL_BF16: return cuda_matmul_bf16_bytes(a, b, c);
+    case SCRATCH_COLUMN_SUMS: return cuda_column_sums_bytes(a, b);
+    case SCRATCH_EMBEDDING_BACKWARD: return cuda_embedding_backward_bytes(a, cuda_token_sort_bytes_estimate(a));
+    case SCRATCH_SUM_SQUARES: return cuda_sum_squares_bytes();
+    }
+    return 0;
+}
+
+MemRules mem_rules_cuda(void) {
+    MemRules r = {.device = "cuda", .align = CUDA_ALLOC_ALIGN, .attention_workspace_bytes = cuda_attention_workspace,
+                  .scratch_bytes = cuda_scratch, .reserve_extra = cuda_cublas_workspace_bytes(9),
+                  .note = "computed from cuda/cuda_sizes.h without a GPU: CUB sort storage estimated, cuBLAS "
+                          "workspace of Hopper (32 MiB), CUDA context not included"};
+    return r;
+}
+
+// --- the table --------------------------------------------------------------
+
+static void add(MemPlan *p, const MemRules *r, const char *name, size_t field, MemWhere where, int per_token,
+                size_t bytes, const char *fmt, ...) {
+    if (p->n >= MEM_MAX_ITEMS) FATAL("report it", "memory plan: more than %d buffers", MEM_MAX_ITEMS);
+    MemItem *it = &p->item[p->n++];
+    it->name = name;
+    it->field = field;
+    it->where = where;
+    it->per_token = per_token;
+    size_t a = where == MEM_HOST ? 1 : r->align;
+    it->bytes = where == MEM_SCRATCH ? bytes : (MAX(bytes, 1) + a - 1) / a * a;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it->shape, sizeof it->shape, fmt, ap);
+    va_end(ap);
+}
+#define F(field) offsetof(Model, field)
+#define R4 sizeof(real)
+#define RT (sizeof(real) == 8 ? "f64" : "f32")
+
+static AttnShape plan_attn_shape(const MemPlan *p, const Config *c, int l, int heads, int head_offset) {
+    AttnShape s = {.batch = p->B, .seq_len = p->L, .n_heads = heads, .d_head = c->d_head,
+                   .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
+                   .head_offset = head_offset, .bf16 = c->precision == PRECISION_BF16};
+    if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < p->L) {
+        s.n_hashes = c->n_hashes;
+        s.n_buckets = c->n_buckets;
+    }
+    return s;
+}
+
+// Scratch of the three matmuls of a linear layer y[rows, out] = x[rows, in] W.
+static size_t linear_scratch(const MemRules *r, const Config *c, size_t rows, size_t in, size_t out) {
+    ScratchOp op = c->precision == PRECISION_BF16 ? SCRATCH_MATMUL_BF16 : SCRATCH_MATMUL;
+    size_t fwd = r->scratch_bytes(op, rows, out, in), dw = r->scratch_bytes(op, in, out, rows);
+    size_t dx = r->scratch_bytes(op, rows, in, out);
+    return MAX(fwd, MAX(dw, dx));
+}
+
+// The largest internal scratch any op of a step asks the backend for: every
+// call shape the step makes, each at its largest (full chunks: a partial last
+// chunk needs no more, the sizes being monotone).
+static size_t scratch_plan(const MemPlan *p, const Config *c, const MemRules *r, size_t n_params) {
+    const size_t T = (size_t)p->T, d = (size_t)p->d, HD = (size_t)p->HD, V = (size_t)c->vocab_size;
+    const size_t rows = (size_t)p->rows, hr = (size_t)p->head_rows, dff = (size_t)c->d_ff, gw = (size_t)p->gw;
+    size_t need = 0;
+    if (c->sp > 1) {
+        need = MAX(need, linear_scratch(r, c, T, d, HD));  // q, k, v (qk) projections, all tokens
+        need = MAX(need, linear_scratch(r, c, T, HD, d));  // attention output projection
+    } else {
+        need = MAX(need, linear_scratch(r, c, rows, d, gw));  // projections of one pass, per chunk
+        need = MAX(need, linear_scratch(r, c, rows, gw, d));  // output projection of one pass
+    }
+    need = MAX(need, linear_scratch(r, c, rows, d, dff));  // feed-forward in
+    need = MAX(need, linear_scratch(r, c, rows, dff, d));  // feed-forward out
+    need = MAX(need, linear_scratch(r, c, hr, 2 * d, V));  // output layer
+    // bias and LayerNorm backward
+    const size_t colsum_shapes[][2] = {{c->sp > 1 ? T : rows, d}, {rows, dff}, {rows, d}, {hr, V}, {hr, 2 * d}};
+    for (size_t i = 0; i < sizeof colsum_shapes / sizeof colsum_shapes[0]; i++)
+        need = MAX(need, r->scratch_bytes(SCRATCH_COLUMN_SUMS, colsum_shapes[i][0], colsum_shapes[i][1], 0));
+    need = MAX(need, r->scratch_bytes(SCRATCH_EMBEDDING_BACKWARD, T, 0, 0));
+    need = MAX(need, r->scratch_bytes(SCRATCH_SUM_SQUARES, n_params, 0, 0));
+    return need;
+}
+
+int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, size_t errlen) {
+    memset(p, 0, sizeof *p);
+    // Sizes are products of ints in size_t: at most 2^28 tokens x 2^20 wide,
+    // far below 2^64; only the int row counts need a check.
+    if ((long long)c->batch * (c->seq_len / c->sp) > INT_MAX) {
+        snprintf(err, errlen, "batch * seq_len / sp = %lld tokens per rank: more than 2^31",
+                 (long long)c->batch * (c->seq_len / c->sp));
+        return 0;
+    }
+    p->B = c->batch;
+    p->L = c->seq_len;
+    p->L_local = c->seq_len / c->sp;
+    p->T = c->batch * p->L_local;
+    p->d = c->d_model;
+    p->HD = c->n_heads * c->d_head;
+    const int heads = c->n_heads / c->sp;
+    p->head_group = c->sp > 1 || c->attn_head_group == 0 ? heads : c->attn_head_group;
+    p->n_groups = heads / p->head_group;
+    p->gw = p->head_group * c->d_head;
+    p->rows = MIN(c->ff_chunk, p->T);
+    p->head_rows = MIN(c->loss_chunk, p->T);
+    const size_t T = (size_t)p->T, d = (size_t)p->d, HD = (size_t)p->HD, V = (size_t)c->vocab_size;
+    const size_t BL = (size_t)p->B * p->L, gw = (size_t)p->gw, rows = (size_t)p->rows, hr = (size_t)p->head_rows;
+    const size_t dff = (size_t)c->d_ff;
+
+    ParamLayout layout;
+    param_layout_build(&layout, c);
+    const size_t np = layout.n_params;
+    p->n_params = np;
+    param_layout_free(&layout);
+
+    add(p, r, "params", F(params), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
+    add(p, r, "grads", F(grads), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
+    add(p, r, "adam_m", F(adam_m), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
+    add(p, r, "adam_v", F(adam_v), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
+    const char *streams[] = {"x1", "x2", "dx1", "dx2"};
+    const size_t stream_fields[] = {F(x1), F(x2), F(dx1), F(dx2)};
+    for (int i = 0; i < 4; i++) add(p, r, streams[i], stream_fields[i], MEM_BACKEND, 1, T * d * R4, "[T=%zu, d=%zu] %s", T, d, RT);
+    if (!c->reversible)
+        add(p, r, "stored", F(stored), MEM_BACKEND, 1, (size_t)c->n_layers * 2 * T * d * R4, "[layers=%d, 2, T, d] %s",
+            c->n_layers, RT);
+    add(p, r, "tokens", F(tokens), MEM_BACKEND, 1, T * sizeof(int), "[T] i32");
+    add(p, r, "targets", F(targets), MEM_BACKEND, 1, T * sizeof(int), "[T] i32");
+
+    // Buckets of every LSH layer (forward to backward), one store.
+    size_t bucket_total = 0, saved = 0, work = 0;
+    int n_lsh = 0, any_local = 0, ulysses = 0, sequence = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        int lsh = c->layer_kind[l] == ATTN_LSH;
+        any_local |= !lsh;
+        // The attention call of one pass: head_group heads (sp: this rank's).
+        AttnShape s = plan_attn_shape(p, c, l, p->head_group, 0);
+        p->bucket_elems[l] = bucket_total;
+        if (c->sp > 1 && c->sp_sequence[c->layer_kind[l]]) {
+            // Sequence-sharded (attention_seq.c): buckets of this rank's
+            // positions, every head; its buffers are the seq_blob row below.
+            sequence = 1;
+            if (lsh) bucket_total += (size_t)p->B * c->n_heads * c->n_hashes * p->L_local, n_lsh++;
+            continue;
+        }
+        ulysses |= c->sp > 1;
+        if (lsh && s.n_buckets > 0) {
+            bucket_total += (size_t)p->n_groups * p->B * p->head_group * s.n_hashes * p->L;
+            n_lsh++;
+        }
+        saved = MAX(saved, lsh ? lsh_saved_elems(&s) : local_saved_elems(&s));
+        work = MAX(work, r->attention_workspace_bytes(&s, lsh));
+    }
+    if (bucket_total)
+        add(p, r, "buckets", F(bucket_store), MEM_BACKEND, 1, bucket_total * sizeof(uint16_t),
+            "[lsh layers=%d, B, H, R=%d, L] u16", n_lsh, c->n_hashes);
+
+    if (c->sp > 1) {
+        // Sequence parallel: the exchange works on all heads of this rank's
+        // tokens, so one pass holds every projection at [T, HD] (see model.c).
+        add(p, r, "ln_out", F(ln_out), MEM_BACKEND, 1, T * d * R4, "[T, d] %s", RT);
+        add(p, r, "ln_mean", F(ln_mean), MEM_BACKEND, 1, T * R4, "[T] %s", RT);
+        add(p, r, "ln_rstd", F(ln_rstd), MEM_BACKEND, 1, T * R4, "[T] %s", RT);
+        const char *tok[] = {"q", "k", "v", "attn_o", "dq", "dk", "dv", "d_attn_o", "xsend", "xrecv"};
+        const size_t tok_f[] = {F(q), F(k), F(v), F(attn_o), F(dq), F(dk), F(dv), F(d_attn_o), F(xsend), F(xrecv)};
+        // xsend, xrecv: the Ulysses all-to-all only.
+        for (int i = 0; i < (ulysses ? 10 : 8); i++)
+            add(p, r, tok[i], tok_f[i], MEM_BACKEND, 1, T * HD * R4, "[T, HD=%zu] %s", HD, RT);
+        const char *dd[] = {"attn_out", "d_block", "d_ln"};
+        const size_t dd_f[] = {F(attn_out), F(d_block), F(d_ln)};
+        for (int i = 0; i < 3; i++) add(p, r, dd[i], dd_f[i], MEM_BACKEND, 1, T * d * R4, "[T, d] %s", RT);
+        const char *hb[] = {"qh", "kh", "vh", "oh", "dqh", "dkh", "dvh", "doh"};
+        const size_t hb_f[] = {F(qh), F(kh), F(vh), F(oh), F(dqh), F(dkh), F(dvh), F(doh)};
+        for (int i = 0; i < 8 && ulysses; i++)
+            add(p, r, hb[i], hb_f[i], MEM_BACKEND, 1, BL * gw * R4, "[B*L=%zu, HD/sp=%zu] %s", BL, gw, RT);
+        if (sequence) {
+            SeqAttention sa;
+            SeqSizeRules sr = {r->attention_workspace_bytes, r->lsh_sorted_workspace_bytes};
+            add(p, r, "seq_blob", F(seq_blob), MEM_BACKEND, 1, seq_attention_layout(&sa, NULL, c, &sr, p->B),
+                "sequence-sharded attention (attention_seq.c)");
+        }
+    } else {
+        // One attention pass: head_group heads, all tokens. dq (dqk) is
+        // written over o (the backward reads o first); k, dk only for local
+        // layers (LSH shares qk).
+        const char *gb[] = {"attn_q", "attn_k", "attn_v", "attn_o", "attn_do", "attn_dk", "attn_dv"};
+        const size_t gb_f[] = {F(gq), F(gk), F(gv), F(go), F(gdo), F(gdk), F(gdv)};
+        for (int i = 0; i < 7; i++) {
+            if ((i == 1 || i == 5) && !any_local) continue;
+            add(p, r, gb[i], gb_f[i], MEM_BACKEND, 1, T * gw * R4, "[T, %d heads x %d] %s", p->head_group,
+                c->d_head, RT);
+        }
+        if (p->n_groups > 1) {
+            // Columns of w_q, w_k, w_v (w_qk) for one pass, and of their gradients.
+            const char *ws[] = {"w_slice0", "w_slice1", "w_slice2", "g_slice0", "g_slice1", "g_slice2"};
+            const size_t ws_f[] = {F(w_slice[0]), F(w_slice[1]), F(w_slice[2]), F(g_slice[0]), F(g_slice[1]), F(g_slice[2])};
+            for (int i = 0; i < 6; i++) {
+                if (i % 3 == 2 && !any_local) continue;
+                add(p, r, ws[i], ws_f[i], MEM_BACKEND, 0, d * gw * R4, "[d, %zu] %s", gw, RT);
+            }
+        }
+    }
+    if (saved) add(p, r, "attn_saved", F(attn_saved), MEM_BACKEND, 1, saved * R4, "lse [B, %d heads, R*L] %s", p->head_group, RT);
+    if (work) add(p, r, "attn_work", F(attn_work), MEM_BACKEND, 1, work, "attention workspace");
+
+    // Token chunks: the attention projections and the feed-forward layer.
+    add(p, r, "row_ln", F(row_ln), MEM_BACKEND, 0, rows * d * R4, "[rows=%zu, d] %s", rows, RT);
+    add(p, r, "row_mean", F(row_mean), MEM_BACKEND, 0, rows * R4, "[rows] %s", RT);
+    add(p, r, "row_rstd", F(row_rstd), MEM_BACKEND, 0, rows * R4, "[rows] %s", RT);
+    add(p, r, "row_out", F(row_out), MEM_BACKEND, 0, rows * d * R4, "[rows, d] %s", RT);
+    add(p, r, "row_dln", F(row_dln), MEM_BACKEND, 0, rows * d * R4, "[rows, d] %s", RT);
+    add(p, r, "ff_h", F(ff_h), MEM_BACKEND, 0, rows * dff * R4, "[rows, d_ff=%zu] %s", dff, RT);
+    add(p, r, "ff_a", F(ff_a), MEM_BACKEND, 0, rows * dff * R4, "[rows, d_ff] %s", RT);
+    add(p, r, "ff_da", F(ff_da), MEM_BACKEND, 0, rows * dff * R4, "[rows, d_ff] %s", RT);
+
+    add(p, r, "head_in", F(head_in), MEM_BACKEND, 0, hr * 2 * d * R4, "[rows=%zu, 2d] %s", hr, RT);
+    add(p, r, "head_ln", F(head_ln), MEM_BACKEND, 0, hr * 2 * d * R4, "[rows, 2d] %s", RT);
+    add(p, r, "head_mean", F(head_mean), MEM_BACKEND, 0, hr * R4, "[rows] %s", RT);
+    add(p, r, "head_rstd", F(head_rstd), MEM_BACKEND, 0, hr * R4, "[rows] %s", RT);
+    add(p, r, "logits", F(logits), MEM_BACKEND, 0, hr * V * R4, "[rows, V=%zu] %s", V, RT);
+    add(p, r, "d_head_in", F(d_head_in), MEM_BACKEND, 0, hr * 2 * d * R4, "[rows, 2d] %s", RT);
+    add(p, r, "d_head_ln", F(d_head_ln), MEM_BACKEND, 0, hr * 2 * d * R4, "[rows, 2d] %s", RT);
+    add(p, r, "losses", F(losses), MEM_BACKEND, 1, T * R4, "[T] %s", RT);
+    add(p, r, "correct", F(correct), MEM_BACKEND, 1, T * sizeof(int), "[T] i32");
+
+    p->scratch = scratch_plan(p, c, r, np);
+    add(p, r, "op scratch", MEM_NO_FIELD, MEM_SCRATCH, 0, p->scratch + r->reserve_extra,
+        r->reserve_extra ? "reserve_scratch + cuBLAS workspace" : "reserve_scratch");
+    add(p, r, "host_losses", F(host_losses), MEM_HOST, 1, T * R4, "[T] %s host", RT);
+    add(p, r, "host_correct", F(host_correct), MEM_HOST, 1, T * sizeof(int), "[T] i32 host");
+
+    size_t per_token = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (p->item[i].where == MEM_HOST) p->host_bytes += p->item[i].bytes;
+        else p->backend_bytes += p->item[i].bytes;
+        if (p->item[i].per_token) per_token += p->item[i].bytes;
+    }
+    p->per_token_bytes = per_token / ((size_t)p->B * p->L);
+    return 1;
+}
+
+size_t mem_plan_need(const MemPlan *p, const MemRules *rules) {
+    return p->backend_bytes + (strcmp(rules->device, "cpu") == 0 ? p->host_bytes : 0);
+}
+
+void mem_plan_print(const MemPlan *p, const Config *c, const MemRules *rules, FILE *out) {
+    const double MiB = 1024.0 * 1024.0;
+    fprintf(out, "memory plan: device=%s precision=%s seq_len=%d batch=%d sp=%d d_model=%d n_layers=%d "
+                 "attn_head_group=%d (%d pass%s per attention layer)\n",
+            rules->device, c->precision == PRECISION_BF16 ? "bf16" : "fp32", c->seq_len, c->batch, c->sp, c->d_model,
+            c->n_layers, p->head_group, p->n_groups, p->n_groups == 1 ? "" : "es");
+    fprintf(out, "  %-14s %-40s %12s  %s\n", "buffer", "shape", "MiB", "");
+    for (int i = 0; i < p->n; i++) {
+        const MemItem *it = &p->item[i];
+        fprintf(out, "  %-14s %-40s %12.2f  %s\n", it->name, it->shape, (double)it->bytes / MiB,
+                it->where == MEM_HOST ? "host" : it->per_token ? "per token" : "");
+    }
+    fprintf(out, "  %-14s %-40s %12.2f\n", "total", rules->device[0] == 'c' && rules->device[1] == 'p' ?
+                                                      "backend (host memory)" : "backend (device memory)",
+            (double)p->backend_bytes / MiB);
+    fprintf(out, "  %-14s %-40s %12.2f\n", "", "host staging", (double)p->host_bytes / MiB);
+    fprintf(out, "  bytes per token: %zu (of B * seq_len = %zu tokens); planned need %.1f MiB\n", p->per_token_bytes,
+            (size_t)p->B * p->L, (double)mem_plan_need(p, rules) / MiB);
+    fprintf(out, "  sizing: %s\n", rules->note);
+}
+
+size_t mem_parse_size(const char *s) {
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (end == s || v <= 0) return 0;
+    while (*end == ' ') end++;
+    double mult = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': mult = 1024.0, end++; break;
+    case 'M': mult = 1024.0 * 1024.0, end++; break;
+    case 'G': mult = 1024.0 * 1024.0 * 1024.0, end++; break;
+    case 'T': mult = 1024.0 * 1024.0 * 1024.0 * 1024.0, end++; break;
+    case 0: break;
+    default: return 0;
+    }
+    if (mult > 1 && (*end == 'i' || *end == 'I')) end++;
+    if (mult > 1 && (*end == 'b' || *end == 'B')) end++;
+    else if (mult == 1 && (*end == 'b' || *end == 'B')) end++;
+    if (*end) return 0;
+    return (size_t)(v * mult);
+}

@@ -1,0 +1,150 @@
+// The memory plan (core/memplan.h): what it predicts is what model_init
+// allocates, for the CPU backend (counted by its allocator) and for the CUDA
+// backend's sizing rules (counted, not run: a stand-in backend with CUDA's
+// alignment and rules counts the bytes model_init asks for); and attention
+// in passes of fewer heads computes the same step as one pass of all heads.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "memplan.h"
+#include "model.h"
+#include "model_configs.h"
+
+static Config config_of(const char *const *sets) {
+    Config c;
+    config_defaults(&c);
+    char err[256];
+    for (int i = 0; sets[i]; i++) cr_assert_eq(config_set_pair(&c, sets[i], err, sizeof err), 0, "%s: %s", sets[i], err);
+    cr_assert_eq(config_finalize(&c, err, sizeof err), 0, "%s", err);
+    return c;
+}
+
+// A dozen configs: attention patterns, head groups, stored activations,
+// bf16 (CUDA only), sequence parallel (the exchange buffers), chunk sizes.
+#define N_CONFIGS 12
+static const char *const CONFIGS[N_CONFIGS][12] = {
+    {"seq_len=512", NULL},
+    {"seq_len=1024", "batch=2", "attn_head_group=1", NULL},
+    {"seq_len=1024", "attn_head_group=2", "attn_layers=lsh", NULL},
+    {"seq_len=2048", "attn_layers=local", "batch=1", NULL},
+    {"seq_len=512", "reversible=0", "n_layers=3", NULL},
+    {"seq_len=4096", "d_model=256", "d_ff=1024", "batch=1", "attn_head_group=2", NULL},
+    {"seq_len=1000", "lsh_chunk=40", "local_chunk=50", "n_hashes=4", NULL},
+    {"seq_len=512", "ff_chunk=100", "loss_chunk=77", NULL},
+    {"seq_len=512", "sp=2", NULL},
+    {"seq_len=256", "n_heads=8", "attn_head_group=4", "n_layers=6", NULL},
+    {"seq_len=512", "attn=full", NULL},
+    {"seq_len=768", "vocab_size=1000", "d_model=64", "n_heads=2", "attn_head_group=1", NULL},
+};
+
+// Model init of every config on the CPU: the backend's allocator counts
+// exactly the plan's backend bytes (same rows, same rounding).
+Test(memplan, cpu_plan_equals_allocated_bytes) {
+    for (int i = 0; i < N_CONFIGS; i++) {
+        Config c = config_of(CONFIGS[i]);
+        MemRules rules = mem_rules_backend(backend_cpu());
+        MemPlan p;
+        char err[256];
+        cr_assert(mem_plan_build(&p, &c, &rules, err, sizeof err), "%s", err);
+        size_t before = backend_cpu_held_bytes();
+        Model m;
+        model_init(&m, &c, backend_cpu());
+        size_t counted = backend_cpu_held_bytes() - before;
+        // The CPU reserve_scratch keeps nothing: its scratch row is 0.
+        size_t planned = p.backend_bytes - p.scratch;
+        cr_assert_eq(m.bytes_planned, p.backend_bytes, "config %d: model and plan differ", i);
+        // Within 1% (it is exact: the plan rounds as alloc does).
+        cr_assert_leq(fabs((double)counted - (double)planned), 0.01 * (double)planned,
+                      "config %d: planned %zu, allocator counted %zu", i, planned, counted);
+        cr_assert_eq(counted, planned, "config %d: planned %zu, allocator counted %zu", i, planned, counted);
+        model_free(&m);
+        cr_assert_eq(backend_cpu_held_bytes(), before, "config %d: model_free left bytes held", i);
+    }
+}
+
+// A stand-in with the CUDA backend's sizing: 256-byte rounding, CUDA's
+// workspace and scratch rules, and reserve_scratch holding the request plus
+// cuBLAS's workspace, as cu_reserve_scratch does. Memory is the CPU's.
+static size_t g_counted;
+static void *counting_alloc(size_t bytes) {
+    g_counted += (bytes + 255) / 256 * 256;
+    return backend_cpu()->alloc(bytes);
+}
+static void counting_reserve(size_t bytes) { g_counted += (bytes + 255) / 256 * 256 + mem_rules_cuda().reserve_extra; }
+
+Test(memplan, cuda_plan_equals_what_model_init_asks_for) {
+    MemRules rules = mem_rules_cuda();
+    Backend standin = *backend_cpu();
+    standin.name = "cuda sizing stand-in";
+    standin.alloc_align = rules.align;
+    standin.alloc = counting_alloc;
+    standin.attention_workspace_bytes = rules.attention_workspace_bytes;
+    standin.scratch_bytes = rules.scratch_bytes;
+    standin.reserve_scratch = counting_reserve;
+    standin.matmul_bf16 = standin.matmul;  // model_init refuses bf16 without one; never called here
+    for (int i = 0; i < N_CONFIGS; i++) {
+        for (int bf16 = 0; bf16 <= 1; bf16++) {
+            Config c = config_of(CONFIGS[i]);
+            if (bf16) c.precision = PRECISION_BF16;
+            MemPlan p;
+            char err[256];
+            cr_assert(mem_plan_build(&p, &c, &rules, err, sizeof err), "%s", err);
+            g_counted = 0;
+            Model m;
+            model_init(&m, &c, &standin);  // counted, not run
+            cr_assert_leq(fabs((double)g_counted - (double)p.backend_bytes), 0.01 * (double)p.backend_bytes,
+                          "config %d bf16 %d: planned %zu, counted %zu", i, bf16, p.backend_bytes, g_counted);
+            cr_assert_eq(g_counted, p.backend_bytes, "config %d bf16 %d: planned %zu, counted %zu", i, bf16,
+                         p.backend_bytes, g_counted);
+            model_free(&m);
+        }
+    }
+}
+
+// The per-token part is linear in length: its bytes per token at 64K and 1M
+// tokens of the model within 5% (planned, CPU; the fixed part,
+// parameters and AdamW moments, ~53 MiB here, is not per token).
+Test(memplan, bytes_per_token_flat_in_length) {
+    const char *base[] = {"batch=1", "d_model=256", "d_ff=1024", "n_layers=4", "axial_dims=128,128", NULL, NULL};
+    MemRules rules = mem_rules_backend(backend_cpu());
+    size_t per[2];
+    const char *lens[2] = {"seq_len=65536", "seq_len=1048576"};
+    for (int k = 0; k < 2; k++) {
+        base[5] = lens[k];
+        Config c = config_of(base);
+        MemPlan p;
+        char err[256];
+        cr_assert(mem_plan_build(&p, &c, &rules, err, sizeof err), "%s", err);
+        per[k] = p.per_token_bytes;
+    }
+    cr_assert_lt(fabs((double)per[0] / (double)per[1] - 1), 0.05, "bytes per token %zu (64K) vs %zu (1M)", per[0],
+                 per[1]);
+}
+
+// Passes of 1 head (LSH and local layers, dropout on) against one pass of
+// both heads: the same loss and gradients up to float rounding (the passes
+// add their shares of the output projection and of d LN1 in another order:
+// ~1e-7 relative; 1e-5 leaves room).
+Test(memplan, head_group_passes_match_one_pass) {
+    Config a = tiny_config("local,lsh", 4), b = a;
+    b.attn_head_group = 1;
+    Model ma, mb;
+    model_init(&ma, &a, backend_cpu());
+    model_init(&mb, &b, backend_cpu());
+    cr_assert_eq(ma.n_groups, 1);
+    cr_assert_eq(mb.n_groups, 2);
+    int *tokens = calloc(ma.T, sizeof(int)), *targets = calloc(ma.T, sizeof(int));
+    tiny_batch(tokens, targets, ma.T, a.vocab_size, 5);
+    LossStats la = model_forward_backward(&ma, tokens, targets, 9);
+    LossStats lb = model_forward_backward(&mb, tokens, targets, 9);
+    cr_assert_lt(fabs(la.loss - lb.loss), 1e-5 * fabs(la.loss), "loss %g vs %g", la.loss, lb.loss);
+    double e = rel_err(ma.grads, mb.grads, ma.layout.n_params);
+    cr_assert_lt(e, 1e-5, "gradients differ by %g", e);
+    model_free(&ma);
+    model_free(&mb);
+    free(tokens);
+    free(targets);
+}
