@@ -16,6 +16,7 @@
 #            affine fit of the table; then, at the predicted longest length
 #            for 1 GiB and 4 GiB (where the ranks' total fits in this 24 GiB
 #            machine), the model set up with its buffers touched, no step.
+# memory_light: the light part of memory (see below), runnable without the lock.
 # bandwidth: bench_collectives all-to-all on 2 and 4 ranks (host, MPI).
 # Appends to past_heads.jsonl; past_heads_table.py writes past_heads.md.
 # Heavy: run it under `flock /tmp/reformer-heavy.lock`.
@@ -79,10 +80,28 @@ for phase in $phases; do
             bench "memory_plan_${budget_mib}" "$sp" --plan-only seq_len=$len $model n_layers=4
         done
         ;;
+    memory_light)
+        # The subset of memory that is light (each command under 2 minutes of
+        # CPU and 3 GiB): the fits, and the set-up runs whose ranks' total is
+        # at most 2 GiB. Run without the lock on 2026-12-01, while another
+        # job held it for over 30 minutes.
+        for sp in 1 2 4 8; do
+            for per_rank in 1024 2048; do
+                # shellcheck disable=SC2086
+                bench memory_fit "$sp" --steps 1 --warmup 0 seq_len=$((per_rank * sp)) $model n_layers=4
+            done
+        done
+        for line in $(python3 "$here/past_heads_table.py" --predict "$out"); do
+            IFS=: read -r sp budget_mib len <<< "$line"
+            [ $((sp * budget_mib)) -gt 2048 ] && continue
+            # shellcheck disable=SC2086
+            bench "memory_plan_${budget_mib}" "$sp" --plan-only seq_len=$len $model n_layers=4
+        done
+        ;;
     bandwidth)
         for np in 2 4; do
             echo "[bandwidth] $np ranks" >&2
-            $MPI -np "$np" build/bench_collectives --min-bytes 1M --max-bytes 64M |
+            $MPI -np "$np" build/bench_collectives --min-bytes 1M --max-bytes 16M |
                 awk -v np="$np" '/^ *[0-9]+ / && /OK/ {print "{\"experiment\": \"bandwidth\", \"ranks\": " np ", \"line\": \"" $0 "\"}"}' >> "$out"
         done
         ;;
