@@ -92,8 +92,8 @@ def share_table(rows):
     out += ["", "The collectives share counts time inside the exchanges only. The sequence-sharded LSH layer also "
             "packs, sorts and combines rows on the host (single-threaded loops in core/attention_seq.c), which "
             "counts as compute: that is why all-sequence steps are slower at sp 2 although they send fewer bytes "
-            "than all-heads. auto (local halo + Ulysses LSH) is both the fastest and the least traffic where sp "
-            "divides the heads."]
+            "than all-heads. At sp 2, auto (local halo + Ulysses LSH) is both the fastest and the least traffic; the sp 4 "
+            "step times (4 ranks on 2 cores, other jobs running) do not rank the paths."]
     return out
 
 
