@@ -16,6 +16,7 @@
 #            affine fit of the table; then, at the predicted longest length
 #            for 1 GiB and 4 GiB (where the ranks' total fits in this 24 GiB
 #            machine), the model set up with its buffers touched, no step.
+# memory_light: memory's fits and its set-ups of at most 2 GiB in all (light).
 # bandwidth: bench_collectives all-to-all on 2 and 4 ranks (host, MPI).
 # Appends to past_heads.jsonl; past_heads_table.py writes past_heads.md.
 # Heavy: run it under `flock /tmp/reformer-heavy.lock`.
@@ -34,6 +35,32 @@ bench() {  # bench TAG SP ARGS...
     shift 2
     echo "[$t] sp $sp $*" >&2
     $MPI -np "$sp" build/dist_bench --sp "$sp" "$@" | tag "$t" >> "$out"
+}
+
+# Peak RSS of real steps at 1024 and 2048 positions per rank (the fit), then
+# at the longest lengths the fit predicts the model set up with its buffers
+# touched (cpu_alloc zeroes them) and no step (--plan-only: seconds instead of
+# the half hour a step of 300K tokens takes on 2 shared cores); the step's own
+# transient memory is the fit runs' peak minus their planned bytes
+# (past_heads_table.py adds it). Set-ups whose ranks' total exceeds $1 MiB
+# are left to the prediction.
+memory_phase() {
+    local max_total="$1" sp per_rank line budget_mib len
+    for sp in 1 2 4 8; do
+        for per_rank in 1024 2048; do
+            # shellcheck disable=SC2086
+            bench memory_fit "$sp" --steps 1 --warmup 0 seq_len=$((per_rank * sp)) $model n_layers=4
+        done
+    done
+    for line in $(python3 "$here/past_heads_table.py" --predict "$out"); do
+        IFS=: read -r sp budget_mib len <<< "$line"
+        if [ $((sp * budget_mib)) -gt "$max_total" ]; then
+            echo "[memory] sp $sp x $budget_mib MiB: more than $max_total MiB for one job; predicted only" >&2
+            continue
+        fi
+        # shellcheck disable=SC2086
+        bench "memory_plan_${budget_mib}" "$sp" --plan-only seq_len=$len $model n_layers=4
+    done
 }
 
 for phase in $phases; do
@@ -57,32 +84,15 @@ for phase in $phases; do
             done
         done
         ;;
-    memory)
-        for sp in 1 2 4 8; do
-            for per_rank in 1024 2048; do
-                # shellcheck disable=SC2086
-                bench memory_fit "$sp" --steps 1 --warmup 0 seq_len=$((per_rank * sp)) $model n_layers=4
-            done
-        done
-        # At the longest lengths the fit predicts: the model set up and its
-        # buffers touched (cpu_alloc zeroes them), no step (--plan-only:
-        # seconds instead of the half hour a step of 300K tokens takes on 2
-        # shared cores); the step's own transient memory is the fit runs'
-        # peak minus their planned bytes (past_heads_table.py adds it).
-        for line in $(python3 "$here/past_heads_table.py" --predict "$out"); do
-            IFS=: read -r sp budget_mib len <<< "$line"
-            if [ $((sp * budget_mib)) -gt 12288 ]; then
-                echo "[memory] sp $sp x $budget_mib MiB is more than this machine can hold for one job: predicted only" >&2
-                continue
-            fi
-            # shellcheck disable=SC2086
-            bench "memory_plan_${budget_mib}" "$sp" --plan-only seq_len=$len $model n_layers=4
-        done
-        ;;
+    memory) memory_phase 12288 ;;
+    # The light part of memory (each command under 2 minutes of CPU and 3
+    # GiB): the fits, and the set-ups whose ranks' total is at most 2 GiB. Run
+    # without the lock on 2026-12-01 while another job held it for an hour.
+    memory_light) memory_phase 2048 ;;
     bandwidth)
         for np in 2 4; do
             echo "[bandwidth] $np ranks" >&2
-            $MPI -np "$np" build/bench_collectives --min-bytes 1M --max-bytes 64M |
+            $MPI -np "$np" build/bench_collectives --min-bytes 1M --max-bytes 16M |
                 awk -v np="$np" '/^ *[0-9]+ / && /OK/ {print "{\"experiment\": \"bandwidth\", \"ranks\": " np ", \"line\": \"" $0 "\"}"}' >> "$out"
         done
         ;;
