@@ -187,24 +187,30 @@ static void check_shape(AttnShape s, int lsh) {
     double *O = dcalloc((size_t)pairs * n * dh), *lse = dcalloc((size_t)pairs * n);
     emu_forward(&e, O, lse);
 
-    // Forward against the CPU: LSH's saved per-round outputs and lse (item
-    // order), local's out and lse. 1e-5 norm-wise: float CPU vs double here.
+    // Forward against the CPU: the saved lse of every item [pairs, n] (n = L
+    // for local), and the output (LSH: the rounds combined with weights
+    // softmax_r(lse), as lsh_combine_kernel does). 1e-5 norm-wise: float CPU
+    // vs double here.
     real *got = calloc(nsaved > nx ? nsaved : nx, sizeof(real)), *ref = calloc(nsaved > nx ? nsaved : nx, sizeof(real));
-    size_t nout = 0, nl = 0;
+    for (size_t t = 0; t < (size_t)pairs * n; t++) got[t] = (real)lse[t];
+    cr_expect_lt(rel_err(got, saved, (size_t)pairs * n), 1e-5, "forward lse: %g", rel_err(got, saved, (size_t)pairs * n));
+    double *comb = dcalloc(nx);
     for (int p = 0; p < pairs; p++)
-        for (int t = 0; t < n; t++) {
-            for (int d = 0; d < dh; d++) {
-                got[nout] = (real)O[((size_t)p * n + t) * dh + d];
-                ref[nout++] = lsh ? saved[(size_t)p * n * (dh + 1) + (size_t)t * dh + d] : out[row_of(&e, p, t) + d];
+        for (int i = 0; i < L; i++) {
+            double mx = -INFINITY, sum = 0;
+            for (int t = 0; t < n; t++)
+                if (pos_of(&e, p, t) == i) mx = fmax(mx, lse[(size_t)p * n + t]);
+            for (int t = 0; t < n; t++)
+                if (pos_of(&e, p, t) == i) sum += exp(lse[(size_t)p * n + t] - mx);
+            for (int t = 0; t < n; t++) {
+                if (pos_of(&e, p, t) != i) continue;
+                const double w = exp(lse[(size_t)p * n + t] - mx) / sum;
+                for (int d = 0; d < dh; d++) comb[row_of(&e, p, i) + d] += w * O[((size_t)p * n + t) * dh + d];
             }
         }
-    cr_expect_lt(rel_err(got, ref, nout), 1e-5, "forward outputs: %g", rel_err(got, ref, nout));
-    for (int p = 0; p < pairs; p++)
-        for (int t = 0; t < n; t++) {
-            got[nl] = (real)lse[(size_t)p * n + t];
-            ref[nl++] = lsh ? saved[(size_t)p * n * (dh + 1) + (size_t)n * dh + t] : saved[(size_t)p * L + t];
-        }
-    cr_expect_lt(rel_err(got, ref, nl), 1e-5, "forward lse: %g", rel_err(got, ref, nl));
+    for (size_t j = 0; j < nx; j++) got[j] = (real)comb[j];
+    cr_expect_lt(rel_err(got, out, nx), 1e-5, "forward out: %g", rel_err(got, out, nx));
+    free(comb);
 
     // Backward: dO and Dm per item as lsh_prep_kernel / local_prep_kernel make them.
     double *dO = dcalloc((size_t)pairs * n * dh), *Dm = dcalloc((size_t)pairs * n);
