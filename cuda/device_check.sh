@@ -157,7 +157,8 @@ export RUN_LIBS ROOT PREFIX
 export -f run_ours
 
 # --- build ----------------------------------------------------------------------
-ARCHS=${CC_FOUND:-80 90}
+# The GPU found, else CUDA_ARCHS (cuda.mk's default: 80 90).
+ARCHS=${CC_FOUND:-${CUDA_ARCHS:-80 90}}
 JOBS=$(nproc 2>/dev/null || echo 4)
 # No MPI (one process per GPU test here) unless 2+ GPUs and the image has mpicc;
 # NCCL only then (from the image's CUDA or its Python nvidia-nccl wheel).
