@@ -30,6 +30,7 @@
 #pragma once
 
 #include "attention.cuh"
+#include "attention_blocks.h"  // the block geometry, shared with tests/test_attention_blocks.c
 
 // Scratch budget of one slice of blocks (the GEMMs of a slice are one
 // batched call each, so a large slice keeps the tensor cores busy).
@@ -50,12 +51,10 @@ struct Gm {
     const float *q, *k, *v;  // [B, L, HD] (LSH: q is qk, k unused)
 };
 
-// Item of key u of block (lp, c)'s window, or -1 (local chunk 0 has no previous chunk).
+// Item of key u of block (lp, c)'s window, or -1 (block_key_item).
 __device__ __forceinline__ int gm_key_item(const Gm &g, int c, int u) {
-    if (g.kw == g.m) return c * g.m + u;
-    if (u >= g.m) return c * g.m + u - g.m;
-    if (c == 0 && !g.lsh) return -1;
-    return ((c + g.nc - 1) % g.nc) * g.m + u;
+    const BlockGeom b = {g.n, g.m, g.nc, g.kw, g.lsh};
+    return block_key_item(&b, c, u);
 }
 __device__ __forceinline__ int gm_pos(const Gm &g, int lp, int item) {
     return g.pos ? g.pos[(size_t)lp * g.n + item] : item;
@@ -116,9 +115,8 @@ __global__ void gm_gather_keys_kernel(T *K, T *V, int *kpos, Gm g, int b0, int n
     }
 }
 
-// The logit's role: masked (key after the query: no weight, no gradient),
-// self (LSH: the constant MASK_SELF, a weight but no gradient) or plain.
-__device__ __forceinline__ int gm_role(const Gm &g, int qp, int kp) { return kp > qp ? 0 : g.lsh && kp == qp ? 1 : 2; }
+// The logit's role (block_logit_role): 0 masked, 1 self-masked (LSH), 2 plain.
+__device__ __forceinline__ int gm_role(const Gm &g, int qp, int kp) { return block_logit_role(g.lsh, qp, kp); }
 
 // Forward softmax, one warp per query row of the slice: S [nb*m, kw] fp32
 // scaled logits in, probabilities out (in place; P16 the bf16 copy for the
@@ -262,8 +260,9 @@ static Gm gm_base(const AttnShape *s, int lsh) {
     g.m = s->chunk_len;
     if (g.m <= 0 || g.n % g.m != 0)
         cuda_fatal("seq_len * n_hashes must be a multiple of the chunk length", "attention chunk does not divide the items");
-    g.nc = g.n / g.m;
-    g.kw = g.nc > 1 ? 2 * g.m : g.m;
+    const BlockGeom b = block_geom(g.n, g.m, lsh);
+    g.nc = b.nc;
+    g.kw = b.kw;
     g.lsh = lsh;
     g.bf16 = s->bf16;
     g.tf32 = s->tf32;

@@ -110,18 +110,28 @@ say "device_check: ${GPU_NAME:-no GPU seen by nvidia-smi}," \
 
 # --- deps: the carried packages into a private prefix ----------------------------
 PREFIX=${DEVDEPS_PREFIX:-/tmp/reformer-devdeps}
+# One .deb into the prefix: dpkg -x, or (an image without dpkg) its data
+# member through ar and tar.
+unpack_one() {
+    if command -v dpkg >/dev/null; then
+        dpkg -x "$1" "$PREFIX"
+    else
+        local t
+        t=$(mktemp -d) && (cd "$t" && ar x "$1" && tar -xf data.tar.* -C "$PREFIX") && rm -rf "$t"
+    fi
+}
 unpack_deps() {
     local n=0
     rm -rf "$PREFIX" && mkdir -p "$PREFIX" || return 1
     for f in "$ROOT"/.devdeps/*.deb; do
         [ -e "$f" ] || continue
-        dpkg -x "$f" "$PREFIX" || return 1
+        unpack_one "$f" || return 1
         n=$((n + 1))
     done
     echo "unpacked $n packages into $PREFIX"
 }
 if ls "$ROOT"/.devdeps/*.deb >/dev/null 2>&1; then
-    export -f unpack_deps
+    export -f unpack_deps unpack_one
     export ROOT PREFIX
     part deps 30 unpack_deps || finish "FAILED: could not unpack .devdeps" 1
     ML=$PREFIX/usr/lib/x86_64-linux-gnu
@@ -147,7 +157,8 @@ export RUN_LIBS ROOT PREFIX
 export -f run_ours
 
 # --- build ----------------------------------------------------------------------
-ARCHS=${CC_FOUND:-80 90}
+# The GPU found, else CUDA_ARCHS (cuda.mk's default: 80 90).
+ARCHS=${CC_FOUND:-${CUDA_ARCHS:-80 90}}
 JOBS=$(nproc 2>/dev/null || echo 4)
 # No MPI (one process per GPU test here) unless 2+ GPUs and the image has mpicc;
 # NCCL only then (from the image's CUDA or its Python nvidia-nccl wheel).
