@@ -39,6 +39,11 @@ for r in "${@:-2m_g2 1m_g2 1m_g4 64k_g2 64k_g4 depth}"; do
     for what in $r; do
         case "$what" in
         2m_g2) row 2m_g2 "${model[@]}" --set n_layers=4 --set seq_len=2097152 --set axial_shape=2048,1024 --set attn_head_group=2 ;;
+        2m) # the largest head group whose plan fits what is available now (others share the machine)
+            avail=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo)
+            g=1
+            ((avail >= 17)) && g=2
+            row "2m_g$g" "${model[@]}" --set n_layers=4 --set seq_len=2097152 --set axial_shape=2048,1024 --set attn_head_group=$g ;;
         2m_g1) row 2m_g1 "${model[@]}" --set n_layers=4 --set seq_len=2097152 --set axial_shape=2048,1024 --set attn_head_group=1 ;;
         1m_g2) row 1m_g2 "${model[@]}" --set n_layers=4 --set seq_len=1048576 --set axial_shape=1024,1024 --set attn_head_group=2 ;;
         1m_g4) row 1m_g4 "${model[@]}" --set n_layers=4 --set seq_len=1048576 --set axial_shape=1024,1024 ;;
