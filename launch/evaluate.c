@@ -88,14 +88,13 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
 EvalTotals evaluate_dup(Model *m, const Dataset *ds, const Dist *d, long n_seqs) {
     const long per_batch = (long)(d ? d->dp : 1) * m->B;
     const long batches = (n_seqs + per_batch - 1) / per_batch;
-    const Dist one = {.world = 1, .dp = 1};  // rank_batch_draw's view of a single process
     RankBatch rb;
     rank_batch_init(&rb, m, d);
     // model_forward: each rank's mean over its own targets, summed below as loss * count.
     double sums[3] = {0, 0, 0}, t0 = now_seconds();  // loss * targets, targets, correct
     for (long i = 0; i < batches; i++) {
         uint32_t step = DUP_EVAL_STEP + (uint32_t)i;
-        rank_batch_draw(&rb, ds, d ? d : &one, step);
+        rank_batch_draw(&rb, ds, d, step);
         LossStats st = model_forward(m, rb.tokens, rb.targets, step, 0);
         sums[0] += st.loss * (double)st.n_targets;
         sums[1] += (double)st.n_targets;

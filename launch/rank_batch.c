@@ -33,6 +33,7 @@ void rank_batch_slice(RankBatch *rb) {
 }
 
 void rank_batch_draw(RankBatch *rb, const Dataset *ds, const Dist *d, uint32_t step) {
-    dataset_batch(ds, step, (size_t)d->dp_rank * rb->batch, rb->batch, rb->seq_tokens, rb->seq_targets);
+    size_t first = d ? (size_t)d->dp_rank * rb->batch : 0;  // d NULL: one process, as rank_batch_init
+    dataset_batch(ds, step, first, rb->batch, rb->seq_tokens, rb->seq_targets);
     rank_batch_slice(rb);
 }

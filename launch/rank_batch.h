@@ -24,5 +24,5 @@ void rank_batch_free(RankBatch *rb);
 // (nothing to do when sp = 1: they are the same buffers).
 void rank_batch_slice(RankBatch *rb);
 
-// The training windows of `step` for this rank: dataset_batch, then slice.
+// The training windows of `step` for this rank (d may be NULL): dataset_batch, then slice.
 void rank_batch_draw(RankBatch *rb, const Dataset *ds, const Dist *d, uint32_t step);
