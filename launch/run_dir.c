@@ -24,8 +24,12 @@ int run_dir_lock(const char *dir, char *err, size_t errlen) {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
     if (fcntl(fd, F_SETLK, &fl) != 0) {
         if (errno == EACCES || errno == EAGAIN) {
+            // The holder writes its line just after taking the lock: give it
+            // up to 1 s before calling it unknown.
             char holder[256] = "";
-            ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+            ssize_t n = 0;
+            for (int tries = 0; tries < 100 && (n = pread(fd, holder, sizeof holder - 1, 0)) <= 0; tries++)
+                usleep(10000);
             holder[n > 0 ? n : 0] = '\0';
             holder[strcspn(holder, "\n")] = '\0';
             snprintf(err, errlen,

@@ -224,7 +224,9 @@ int cmd_train(int argc, char **argv) {
     char found[2048], used_msg[8192] = "";
     long found_step;
     int used = !a.resume && ckpt_find_latest(c->out_dir, found, sizeof found, &found_step, err, sizeof err) == 0;
-    if (used)
+    // A live run holding the directory (its lock) is the more precise refusal:
+    // a fresh run started beside it may see that run's first checkpoint.
+    if (used && !(lead && run_dir_lock(c->out_dir, used_msg, sizeof used_msg) != 0))
         snprintf(used_msg, sizeof used_msg,
                  "out_dir: '%s' already holds checkpoints (newest %s); continue that run with --resume %s, "
                  "or choose another out_dir",
