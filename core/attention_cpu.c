@@ -58,7 +58,9 @@ typedef struct {
     real *gc;                             // [gr] backward: dout . out of each row's position (weighted)
     real *gdq, *gdk, *gdv;                // [gr, dh]: gradients of the group's rows
     real *tile_p, *tile_dp;               // [m, nk]: one chunk's logits and their gradient
-    int *kpos;                            // [nk]: positions of the chunk's keys
+    int *kpos, *kidx;                     // [nk]: positions and sorted indices of the chunk's keys
+    int window;                           // lsh_form=strict: lsh_strict_window(m); 0: standard
+    int *seg_lo;                          // strict, [n]: first sorted index of each item's (round, bucket)
     real *pos_acc, *pos_sum;              // [L] each: LSH forward: largest lse and weight sum of
                                           // the rounds seen; backward: pos_acc = dout . out
 } Scratch;
@@ -98,6 +100,8 @@ static size_t scratch_carve(Scratch *sc, char *base, const AttnShape *s) {
     CARVE(tile_p, real, m * nk);
     CARVE(tile_dp, real, m * nk);
     CARVE(kpos, int, nk);
+    CARVE(kidx, int, nk);
+    if (s->strict) CARVE(seg_lo, int, n);
     CARVE(pos_acc, real, s->seq_len);
     CARVE(pos_sum, real, s->seq_len);
 #undef CARVE
@@ -121,9 +125,10 @@ size_t cpu_attention_workspace_bytes(const AttnShape *s, int lsh) {
 }
 
 static Scratch thread_scratch(void *work, const AttnShape *s) {
-    Scratch sc;
+    Scratch sc = {0};
     size_t per = scratch_carve(NULL, NULL, s);
     scratch_carve(&sc, (char *)work + (size_t)thread_id() * per, s);
+    sc.window = s->strict ? lsh_strict_window(s->chunk_len) : 0;
     return sc;
 }
 
@@ -169,22 +174,42 @@ static int prev_row(const Group *g, int c, int m) {
     return g->has_prev ? 0 : -1;
 }
 
-// Key blocks of a chunk: [prev ; own] group rows, their positions into kpos.
+// Key blocks of a chunk: [prev ; own] group rows, their positions into kpos
+// and their sorted indices (LSH; local: positions) into kidx.
 static int chunk_blocks(Scratch *sc, int qrow, int prow, int m, int *block) {
     int nb = 0;
     if (prow >= 0) block[nb++] = prow;
     block[nb++] = qrow;
     for (int b = 0; b < nb; b++)
-        for (int t = 0; t < m; t++) sc->kpos[b * m + t] = sc->rpos[block[b] + t];
+        for (int t = 0; t < m; t++) {
+            sc->kpos[b * m + t] = sc->rpos[block[b] + t];
+            sc->kidx[b * m + t] = sc->rows[block[b] + t];
+        }
     return nb;
 }
 
+// Which keys of the tile a query (group row `row`, position pq) may see.
+// Standard: every key at a position <= pq. Strict (core/lsh_rules.h): the
+// sorted indices [lo, s] of its own (round, bucket), s its own sorted index.
+typedef struct {
+    int pq, lo, s;  // lo < 0: standard
+} QueryMask;
+
+static QueryMask query_mask(const Scratch *sc, int row) {
+    QueryMask q = {sc->rpos[row], -1, sc->rows[row]};
+    if (sc->window) q.lo = MAX(sc->seg_lo[q.s], q.s - sc->window + 1);
+    return q;
+}
+static int key_visible(const Scratch *sc, const QueryMask *q, int j) {
+    return q->lo < 0 ? sc->kpos[j] <= q->pq : sc->kidx[j] >= q->lo && sc->kidx[j] <= q->s;
+}
+
 // Replace masked logits (REFORMER.md step 6); returns the row maximum.
-static real mask_row(real *z, const int *kpos, int nk, int pq, int self_mask) {
+static real mask_row(const Scratch *sc, real *z, int nk, const QueryMask *q, int self_mask) {
     real mx = -INFINITY;
     for (int j = 0; j < nk; j++) {
-        if (kpos[j] > pq) z[j] = MASK_CAUSAL;
-        else if (self_mask && kpos[j] == pq) z[j] = MASK_SELF;
+        if (!key_visible(sc, q, j)) z[j] = MASK_CAUSAL;
+        else if (self_mask && sc->kpos[j] == q->pq) z[j] = MASK_SELF;
         if (z[j] > mx) mx = z[j];
     }
     return mx;
@@ -200,17 +225,17 @@ static void chunk_forward(Scratch *sc, real *o, real *lse, int qrow, int prow, i
         tile_gemm(Z + (size_t)b * m, nk, sc->gq + (size_t)qrow * dh, dh, sc->gk + (size_t)block[b] * dh, dh, m, m,
                   dh, 0, 1, scale, 0);
     for (int i = 0; i < m; i++) {
-        int pq = sc->rpos[qrow + i];
+        QueryMask q = query_mask(sc, qrow + i);
         real *z = Z + (size_t)i * nk;
-        real mx = mask_row(z, sc->kpos, nk, pq, self_mask);
-        // Causally masked keys contribute exp(-1e9 - lse) = 0 exactly (every
-        // row has its own position unmasked or self-masked at -1e5), so
-        // their exp is skipped: same bits, and no slow underflow path.
+        real mx = mask_row(sc, z, nk, &q, self_mask);
+        // Masked keys contribute exp(-1e9 - lse) = 0 exactly (every row has
+        // its own position unmasked or self-masked at -1e5), so their exp is
+        // skipped: same bits, and no slow underflow path.
         real sum = 0;
         for (int j = 0; j < nk; j++)
-            if (sc->kpos[j] <= pq) sum += R_EXP(z[j] - mx);
+            if (key_visible(sc, &q, j)) sum += R_EXP(z[j] - mx);
         lse[i] = mx + R_LOG(sum);
-        for (int j = 0; j < nk; j++) z[j] = sc->kpos[j] <= pq ? R_EXP(z[j] - lse[i]) : 0;
+        for (int j = 0; j < nk; j++) z[j] = key_visible(sc, &q, j) ? R_EXP(z[j] - lse[i]) : 0;
     }
     for (int b = 0; b < nb; b++)
         tile_gemm(o, dh, Z + (size_t)b * m, nk, sc->gv + (size_t)block[b] * dh, dh, m, dh, m, 0, 0, 1, b ? 1 : 0);
@@ -233,12 +258,12 @@ static void chunk_backward(Scratch *sc, const real *lse, const real *dout, const
         tile_gemm(dZ + (size_t)b * m, nk, dout, dh, sc->gv + (size_t)block[b] * dh, dh, m, m, dh, 0, 1, 1, 0);
     }
     for (int i = 0; i < m; i++) {
-        int pq = sc->rpos[qrow + i];
+        QueryMask q = query_mask(sc, qrow + i);
         real *p = P + (size_t)i * nk, *dz = dZ + (size_t)i * nk;
-        mask_row(p, sc->kpos, nk, pq, self_mask);
+        mask_row(sc, p, nk, &q, self_mask);
         for (int j = 0; j < nk; j++) {
-            int masked = sc->kpos[j] > pq || (self_mask && sc->kpos[j] == pq);
-            p[j] = sc->kpos[j] <= pq ? R_EXP(p[j] - lse[i]) : 0;  // see chunk_forward
+            int visible = key_visible(sc, &q, j), masked = !visible || (self_mask && sc->kpos[j] == q.pq);
+            p[j] = visible ? R_EXP(p[j] - lse[i]) : 0;  // see chunk_forward
             // A replaced (masked) logit is a constant: no gradient to q, k.
             dz[j] = masked ? 0 : p[j] * (dz[j] - dot[i]);
         }
@@ -346,6 +371,14 @@ void lsh_sort_items(int *perm, int *inv, int *counts, const uint16_t *buckets, i
 static void lsh_sort(Scratch *sc, const uint16_t *bk, int L, int R, int nb) {
     lsh_sort_items(sc->perm, sc->inv, sc->counts, bk, L, R, nb);
     for (int t = 0; t < R * L; t++) sc->pos[t] = sc->perm[t] % L;
+    if (!sc->window) return;
+    // Strict form: where each item's (round, bucket) run of the sorted order
+    // starts (perm[t] = r * L + i, and bk is [R, L] in the same order).
+    for (int t = 0; t < R * L; t++) {
+        int item = sc->perm[t], prev = t ? sc->perm[t - 1] : -1;
+        int same = t && item / L == prev / L && (!bk || bk[item] == bk[prev]);
+        sc->seg_lo[t] = same ? sc->seg_lo[t - 1] : t;
+    }
 }
 
 // Shared-QK keys of the group's rows: gk = gq / sqrt(|gq|^2 + dh * eps).

@@ -31,6 +31,9 @@ typedef struct {
     int tf32;         // precision=tf32: attention GEMMs on TF32 tensor cores (CUDA)
     int reference;    // attn_impl=reference: the CUDA backend's fused fp32 kernels
                       // instead of its tensor-core GEMM path (the CPU ignores both)
+    int strict;       // lsh_form=strict (hashed LSH only): a query's keys are the newest
+                      // lsh_strict_window(chunk_len) earlier items of its own bucket
+                      // (core/lsh_rules.h); CPU only (config refuses it on CUDA)
 } AttnShape;
 
 // Items hashed and sorted per (batch, head) for LSH: R * L.

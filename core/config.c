@@ -23,6 +23,7 @@ static const char *const PRECISION_NAMES[] = {"fp32", "bf16", "tf32", NULL};  //
 static const char *const DEVICE_NAMES[] = {"cpu", "cuda", NULL};
 static const char *const SP_ATTENTION_NAMES[] = {"auto", "heads", "sequence", NULL};  // indexed by SpAttention
 static const char *const ATTN_IMPL_NAMES[] = {"fast", "reference", NULL};  // attn_reference 0 / 1
+static const char *const LSH_FORM_NAMES[] = {"standard", "strict", NULL};  // lsh_strict 0 / 1
 // CHOICE keys store the index as an int.
 _Static_assert(sizeof(Activation) == sizeof(int) && sizeof(Schedule) == sizeof(int) &&
                    sizeof(Precision) == sizeof(int) && sizeof(SpAttention) == sizeof(int),
@@ -91,6 +92,7 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
     X(local_chunk,     INT(local_chunk, 0, 1 << 20),          "0",            0)             \
     X(n_hashes,        INT(n_hashes, 1, 64),                  "2",            0)             \
     X(n_buckets,       INT(n_buckets, 0, 65536),              "0",            0)             \
+    X(lsh_form,        CHOICE(lsh_strict, LSH_FORM_NAMES),    "standard",     0)             \
     X(axial_shape,     AXES(axial_shape),                    NULL,           SHAPE)         \
     X(axial_dims,      AXES(axial_dims),                     NULL,           SHAPE)         \
     X(ff_chunk,        INT(ff_chunk, 1, INT_MAX),             "1024",         0)             \
@@ -457,6 +459,10 @@ static int sp_attention_plan(Config *c, int has_lsh, int has_local, char *err, s
             return fail(err, errlen, "sp: %d ranks give each %d positions, not a multiple of local_chunk=%d "
                         "(sequence-sharded attention needs chunk-aligned shards)", c->sp, shard, m);
         }
+        if (seq && kind == ATTN_LSH && c->lsh_strict)
+            return fail(err, errlen, "lsh_form: strict with sp=%d and sequence-sharded LSH (sp past n_heads=%d, or "
+                        "sp_attention=sequence) is not implemented; use sp dividing n_heads with sp_attention=heads "
+                        "or auto", c->sp, c->n_heads);
         if (seq && kind == ATTN_LSH && !strcmp(c->device, "cuda"))
             return fail(err, errlen, "sp: %d with device=cuda: sequence-sharded LSH attention (sp past n_heads=%d, or "
                         "sp_attention=sequence) is not yet on the GPU; use sp dividing n_heads, or device=cpu",
@@ -556,6 +562,9 @@ int config_finalize(Config *c, char *err, size_t errlen) {
         return fail(err, errlen, "axial_dims: entries sum to %d, not d_model=%d", dsum, c->d_model);
     if (c->vocab_size < 2) return fail(err, errlen, "vocab_size: must be at least 2");
     if (c->lr_min > c->lr) return fail(err, errlen, "lr_min: %g is above lr=%g", c->lr_min, c->lr);
+    if (c->lsh_strict && has_lsh && !strcmp(c->device, "cuda"))
+        return fail(err, errlen, "lsh_form: strict is implemented on device=cpu only (the CUDA LSH kernels apply "
+                    "the standard chunk mask)");
     // The CPU backend is the fp32 reference: it does not emulate bf16.
     if (c->precision != PRECISION_FP32 && strcmp(c->device, "cuda"))
         return fail(err, errlen, "precision: %s needs device=cuda (the %s backend computes in fp32 only)",

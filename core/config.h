@@ -45,6 +45,8 @@ typedef struct {
     int local_chunk;       // m for local layers; 0 = likewise
     int n_hashes;          // R
     int n_buckets;         // nb per round; 0 = auto (power of two <= 2L/m)
+    int lsh_strict;        // lsh_form: standard (0: the paper's chunks of the sorted order) |
+                           // strict (1: a query sees only earlier items of its own bucket, core/lsh_rules.h)
     int n_axes;
     int axial_shape[MAX_AXES];  // 0 entries = auto factorisation of seq_len
     int axial_dims[MAX_AXES];   // 0 entries = even split of d_model

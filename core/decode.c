@@ -1,5 +1,6 @@
 #include "decode.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -208,8 +209,10 @@ static int list_keys(const Decoder *dec, int l, int p, int h, int r, const KeySo
     int n = 0;
     if (decode_layer_hashed(c, l)) {
         const size_t HR = (size_t)dec->H * dec->R, at = (size_t)h * dec->R + (size_t)r;
+        // lsh_form=strict: only the newest window items of the bucket (itself included).
+        const int window = c->lsh_strict ? lsh_strict_window(config_layer_chunk(c, l)) : INT_MAX;
         if (src->chain) {
-            for (int j = p; j >= 0; j = src->chain[(size_t)j * HR + at]) idx[n++] = j;
+            for (int j = p; j >= 0 && n < window; j = src->chain[(size_t)j * HR + at]) idx[n++] = j;
             for (int i = 0; i < n / 2; i++) {  // the chain runs newest first
                 int t = idx[i];
                 idx[i] = idx[n - 1 - i];
@@ -219,6 +222,10 @@ static int list_keys(const Decoder *dec, int l, int p, int h, int r, const KeySo
             uint16_t mine = src->buckets[(size_t)p * HR + at];
             for (int j = 0; j <= p; j++)
                 if (src->buckets[(size_t)j * HR + at] == mine) idx[n++] = j;
+            if (n > window) {  // keep the newest window, oldest first
+                memmove(idx, idx + (n - window), (size_t)window * sizeof(int));
+                n = window;
+            }
         }
     } else {
         int m = config_layer_chunk(c, l);

@@ -10,7 +10,9 @@
 // attends to every earlier position j <= i whose round-r bucket equals its
 // own (its own key self-masked at -1e5 as in training), with shared-QK keys
 // normalised as in training, and the rounds are combined by their
-// logsumexps. Local layers attend to their own and the previous chunk exactly
+// logsumexps. With lsh_form=strict the training form itself is this causal
+// form, restricted to the newest lsh_strict_window(m) items of the bucket
+// (core/lsh_rules.h), so decoding computes what training computes. Local layers attend to their own and the previous chunk exactly
 // as in training, and full attention (one chunk) to the whole prefix, so a
 // model without hashed LSH layers decodes exactly what training computes.
 //

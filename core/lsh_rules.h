@@ -55,3 +55,15 @@ LSH_FN int lsh_bucket_of(const real *p, int half) {
     for (int j = 1; j < half; j++) lsh_argmax_add(&a, p[j], j);
     return lsh_argmax_bucket(&a, half);
 }
+
+// lsh_form=strict: the keys of a query, in round r, are the newest
+// lsh_strict_window(m) items of its own round-r bucket at positions <= its
+// own (itself included, self-masked as in the standard form). They depend on
+// earlier positions only, so decoding one token at a time computes exactly the
+// training forward. In the sorted order (round, bucket, position) they are the
+// contiguous items [max(segment start, s - W + 1), s] of a query at sorted
+// index s: with W = m they lie in its own chunk and the previous one, the
+// standard form's key blocks, so both forms share one chunk kernel and differ
+// only in the mask (the standard form sees every item of both blocks at
+// positions <= its own, whatever their bucket).
+LSH_FN int lsh_strict_window(int chunk_len) { return chunk_len; }

@@ -51,7 +51,8 @@ void run_error(const char *msg) {
 void print_help(void) {
     printf("usage:\n"
            "  reformer train [--config FILE] [--set key=value ...] [--resume DIR|auto]\n"
-           "  reformer eval --ckpt FILE [--data PATH] [--split validation|test] [--windows N] [--set key=value ...]\n"
+           "  reformer eval --ckpt FILE [--data PATH] [--split validation|test] [--windows N] [--form train|decode]\n"
+           "               [--set key=value ...]\n"
            "  reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
            "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--warmup N] [--json]\n"
            "  reformer export-hf --ckpt FILE --out DIR     (a Hugging Face transformers model; needs make setup-hf)\n"
@@ -132,7 +133,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
         int takes_value = !strcmp(arg, "--config") || !strcmp(arg, "--set") || !strcmp(arg, "--steps") ||
                           !strcmp(arg, "--warmup") || !strcmp(arg, "--resume") || !strcmp(arg, "--ckpt") ||
                           !strcmp(arg, "--data") || !strcmp(arg, "--split") || !strcmp(arg, "--windows") ||
-                          !strcmp(arg, "--prompt") || !strcmp(arg, "--len") || !strcmp(arg, "--temperature") ||
+                          !strcmp(arg, "--form") || !strcmp(arg, "--prompt") || !strcmp(arg, "--len") || !strcmp(arg, "--temperature") ||
                           !strcmp(arg, "--top-k") || !strcmp(arg, "--seed") || !strcmp(arg, "--fit");
         if (takes_value && i + 1 >= argc) usage_error("%s needs a value", arg);
         const char *val = takes_value ? argv[++i] : NULL;
@@ -157,9 +158,16 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
         } else if (!strcmp(arg, "--ckpt")) {
             if (cmd != CMD_EVAL && cmd != CMD_SAMPLE) wrong_command(arg, "eval and sample", cmd);
             a->ckpt = val;
-        } else if (!strcmp(arg, "--data") || !strcmp(arg, "--split") || !strcmp(arg, "--windows")) {
+        } else if (!strcmp(arg, "--data") || !strcmp(arg, "--split") || !strcmp(arg, "--windows") ||
+                   !strcmp(arg, "--form")) {
             if (cmd != CMD_EVAL) wrong_command(arg, "eval", cmd);
             if (!strcmp(arg, "--data")) a->data = val;
+            else if (!strcmp(arg, "--form")) {
+                if (strcmp(val, "train") && strcmp(val, "decode"))
+                    usage_error("--form: '%s' is not train (the training forward) or decode (the decoder, one byte "
+                                "at a time)", val);
+                a->decode_form = !strcmp(val, "decode");
+            }
             else if (!strcmp(arg, "--split")) a->split = val;
             else a->max_windows = parse_long_flag(arg, val, 0, 1L << 40);
         } else if (!strcmp(arg, "--prompt") || !strcmp(arg, "--len") || !strcmp(arg, "--temperature") ||

@@ -43,6 +43,7 @@ typedef struct {
     const char *split;       // --split validation|test (default validation)
     const char *data;        // --data PATH (shorthand for --set data=PATH)
     long max_windows;        // --windows N (0: the whole split)
+    int decode_form;         // --form decode (1): score with the decoder, one byte at a time; train (0, default)
     // sample
     const char *prompt;      // --prompt TEXT
     long gen_len;            // --len N

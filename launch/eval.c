@@ -56,6 +56,9 @@ int cmd_eval(int argc, char **argv) {
     if (ds.kind == DATA_RANDOM)
         usage_error("data: eval needs a dataset with splits (a text, enwik8, pg19 or tokens source) or dup, not '%s'",
                     c.data);
+    if (ds.kind == DATA_DUP && a.decode_form)
+        usage_error("--form: the duplication task is scored in training form only (its fresh batches are hashed "
+                    "at their own steps); leave --form out");
     if (ds.kind == DATA_DUP && a.split)
         usage_error("--split: the duplication task has no splits; it is scored on fresh batches (--windows N sequences)");
     long count = ds.kind == DATA_DUP ? 0 : eval_window_count(&ds, split, a.max_windows);
@@ -72,16 +75,25 @@ int cmd_eval(int argc, char **argv) {
     }
     char desc[1024];
     dataset_describe(&ds, desc, sizeof desc);
-    printf("eval: %s (step %ld) | %s\n", a.ckpt_path, a.ckpt_step, desc);
+    printf("eval: %s (step %ld) | %s | %s form\n", a.ckpt_path, a.ckpt_step, desc, a.decode_form ? "decode" : "train");
     fflush(stdout);
-    EvalTotals t = evaluate_split(&m, &ds, NULL, split, a.max_windows, 1);
+    EvalTotals t;
+    if (a.decode_form) {  // the decoder reads host parameters
+        real *host = checked_calloc(m.layout.n_params, sizeof(real));
+        model_get_params(&m, host);
+        t = evaluate_split_decode(&m.cfg, &m.layout, host, &ds, split, a.max_windows, 1);
+        free(host);
+    } else {
+        t = evaluate_split(&m, &ds, NULL, split, a.max_windows, 1);
+    }
     char what[64];
     snprintf(what, sizeof what, "%s split", split_name(split));
     refuse_non_finite(&t, a.ckpt_path, what);
     char dur[32];
     format_duration(dur, sizeof dur, t.seconds);
-    printf("eval: %s | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f bits per byte | %s (%.0f tok/s)\n",
-           split_name(split), t.n_windows, dataset_eval_windows(&ds, split), t.n_targets,
+    printf("eval: %s | %s form | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f bits per byte | %s "
+           "(%.0f tok/s)\n",
+           split_name(split), a.decode_form ? "decode" : "train", t.n_windows, dataset_eval_windows(&ds, split), t.n_targets,
            t.n_targets ? t.loss_sum / (double)t.n_targets : 0, eval_bits_per_byte(&t), dur,
            t.seconds > 0 ? (double)t.n_windows * m.L / t.seconds : 0);
     model_free(&m);

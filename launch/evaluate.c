@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "cli.h"
 #include "decode.h"
@@ -104,5 +107,63 @@ EvalTotals evaluate_dup(Model *m, const Dataset *ds, const Dist *d, long n_seqs)
     rank_batch_free(&rb);
     EvalTotals t = {.loss_sum = sums[0], .n_targets = (long)sums[1], .n_correct = (long)sums[2],
                     .n_windows = batches * per_batch, .seconds = now_seconds() - t0};
+    return t;
+}
+
+EvalTotals evaluate_split_decode(const Config *c, const ParamLayout *layout, const real *params, const Dataset *ds,
+                                 Split split, long max_windows, int progress) {
+    const long total = dataset_eval_windows(ds, split), count = eval_window_count(ds, split, max_windows);
+    const int L = c->seq_len, V = c->vocab_size;
+    double *loss = checked_calloc((size_t)MAX(count, 1), sizeof(double));
+    long *n_targets = checked_calloc((size_t)MAX(count, 1), sizeof(long)), done = 0;
+    double t0 = now_seconds(), last_draw = -1;
+    int last_decile = 0;
+#pragma omp parallel
+    {
+        Decoder dec;
+        decoder_init(&dec, c, layout, params);
+        int *tok = checked_calloc((size_t)L, sizeof(int)), *tgt = checked_calloc((size_t)L, sizeof(int));
+        real *logits = checked_calloc((size_t)V, sizeof(real));
+#pragma omp for schedule(dynamic)
+        for (long w = 0; w < count; w++) {
+            dataset_eval_window(ds, split, window_index(w, count, total), tok, tgt);
+            decoder_reset(&dec);
+            double sum = 0;
+            long n = 0;
+            for (int p = 0; p < L; p++) {
+                decoder_step(&dec, tok[p], logits);
+                if (tgt[p] < 0) continue;
+                double mx = -INFINITY, z = 0;  // cross-entropy of the next byte, in double
+                for (int v = 0; v < V; v++) mx = fmax(mx, (double)logits[v]);
+                for (int v = 0; v < V; v++) z += exp((double)logits[v] - mx);
+                sum += mx + log(z) - (double)logits[tgt[p]];
+                n++;
+            }
+            loss[w] = sum, n_targets[w] = n;
+            long finished;
+#pragma omp atomic capture
+            finished = ++done;
+#ifdef _OPENMP
+            if (omp_get_thread_num() == 0 || finished == count)
+#endif
+#pragma omp critical(eval_progress)
+            {
+                double now = now_seconds();
+                if (progress && (now - last_draw > 0.1 || finished == count)) {
+                    show_progress(split_name(split), finished, count, finished * (long)L, now - t0, &last_decile);
+                    last_draw = now;
+                }
+            }
+        }
+        free(tok);
+        free(tgt);
+        free(logits);
+        decoder_free(&dec);
+    }
+    EvalTotals t = {.n_windows = count};
+    for (long w = 0; w < count; w++) t.loss_sum += loss[w], t.n_targets += n_targets[w];  // window order
+    t.seconds = now_seconds() - t0;
+    free(loss);
+    free(n_targets);
     return t;
 }

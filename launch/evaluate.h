@@ -33,6 +33,16 @@ long eval_window_count(const Dataset *ds, Split split, long max_windows);
 // terminal, and prints a line every 10% when it is not.
 EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split split, long max_windows, int progress);
 
+// The same windows scored by the decoder (core/decode.h): each window from
+// an empty cache, one byte at a time, every position's next-byte loss from
+// what the decoder has seen so far. Training's LSH sees later buckets (README,
+// the LSH caveat), so a model's leak is the gap between the two forms; for
+// local, full and lsh_form=strict attention they agree to float rounding.
+// params: host [layout->n_params]. One process; windows run in parallel
+// over OpenMP threads, each with its own decoder, summed in window order.
+EvalTotals evaluate_split_decode(const Config *c, const ParamLayout *layout, const real *params, const Dataset *ds,
+                                 Split split, long max_windows, int progress);
+
 // The duplication task (data=dup) has no splits: it is scored on fresh
 // batches, batch i drawn (sequences and hash rotations alike) at step
 // DUP_EVAL_STEP + i, above every training step, so never a batch or a hash

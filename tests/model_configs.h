@@ -37,8 +37,8 @@ static inline void tiny_batch(int *tokens, int *targets, int T, int V, unsigned 
 
 // Relative error between the gradients of the reversible backward and the
 // stored-activation backward of the same model on the same batch.
-static inline double reversible_vs_stored(const char *pattern, int n_layers, unsigned salt) {
-    Config a = tiny_config(pattern, n_layers), b = a;
+static inline double reversible_vs_stored_config(Config a, unsigned salt) {
+    Config b = a;
     b.reversible = 0;
     Model ma, mb;
     model_init(&ma, &a, backend_cpu());
@@ -54,4 +54,7 @@ static inline double reversible_vs_stored(const char *pattern, int n_layers, uns
     free(tokens);
     free(targets);
     return e;
+}
+static inline double reversible_vs_stored(const char *pattern, int n_layers, unsigned salt) {
+    return reversible_vs_stored_config(tiny_config(pattern, n_layers), salt);
 }

@@ -56,9 +56,16 @@ static void naive_lsh(real *out, const real *qk, const real *v, const uint16_t *
                 int c = t / m, qi = items[t].i;
                 double z[4096];
                 int keys[4096], nk = 0;
-                if (nc > 1)
-                    for (int u = 0; u < m; u++) keys[nk++] = ((c + nc - 1) % nc) * m + u;
-                for (int u = 0; u < m; u++) keys[nk++] = c * m + u;
+                if (s->strict) {
+                    // Strict form: the newest m items of its own (round, bucket), itself included.
+                    for (int u = t; u >= 0 && u > t - m && items[u].r == items[t].r &&
+                                    items[u].bucket == items[t].bucket; u--)
+                        keys[nk++] = u;
+                } else {
+                    if (nc > 1)
+                        for (int u = 0; u < m; u++) keys[nk++] = ((c + nc - 1) % nc) * m + u;
+                    for (int u = 0; u < m; u++) keys[nk++] = c * m + u;
+                }
                 double mx = -1e300;
                 for (int j = 0; j < nk; j++) {
                     int kj = items[keys[j]].i;
@@ -117,6 +124,32 @@ Test(attention, lsh_matches_naive_r4, .init = setup) { lsh_vs_naive(4); }
 // 48 chunks: the CPU kernel's groups of 16 chunks, and the wrap of chunk 0
 // onto the last chunk across groups.
 Test(attention, lsh_matches_naive_many_groups, .init = setup) { lsh_vs_naive_shape(shape(1, 96, 2, 4, 4, 2, 8)); }
+
+// lsh_form=strict against the naive form of its rule (the newest m items of
+// a query's own bucket). Few buckets (2) so that buckets outgrow the window,
+// many buckets (16 in 32 positions) so that most are shorter than a chunk.
+static AttnShape strict_shape(int B, int L, int H, int dh, int m, int R, int nb) {
+    AttnShape s = shape(B, L, H, dh, m, R, nb);
+    s.strict = 1;
+    return s;
+}
+Test(attention, strict_lsh_matches_naive_r1, .init = setup) { lsh_vs_naive_shape(strict_shape(2, 32, 2, 4, 8, 1, 2)); }
+Test(attention, strict_lsh_matches_naive_r2, .init = setup) { lsh_vs_naive_shape(strict_shape(2, 32, 2, 4, 8, 2, 4)); }
+Test(attention, strict_lsh_matches_naive_r4, .init = setup) { lsh_vs_naive_shape(strict_shape(1, 32, 2, 4, 8, 4, 16)); }
+Test(attention, strict_lsh_matches_naive_many_groups, .init = setup) {
+    lsh_vs_naive_shape(strict_shape(1, 96, 2, 4, 4, 2, 8));
+}
+// The two forms differ (the standard form also sees other buckets' items).
+Test(attention, strict_lsh_differs_from_standard, .init = setup) {
+    AttnShape st = shape(1, 32, 2, 4, 8, 2, 4), sc = strict_shape(1, 32, 2, 4, 8, 2, 4);
+    size_t n = (size_t)st.seq_len * st.n_heads * st.d_head;
+    real *qk = new_vec(n, 1, 1), *v = new_vec(n, 1, 2), *a = new_vec(n, 0, 0), *b = new_vec(n, 0, 0);
+    void *work = calloc(1, be->attention_workspace_bytes(&sc, 1));
+    uint16_t *bk = hash(qk, &st, work);
+    be->lsh_attention_forward(a, new_vec(lsh_saved_elems(&st), 0, 0), qk, v, bk, &st, work);
+    be->lsh_attention_forward(b, new_vec(lsh_saved_elems(&sc), 0, 0), qk, v, bk, &sc, work);
+    cr_expect_gt(rel_err(a, b, n), 1e-2, "strict and standard forms agree: %g", rel_err(a, b, n));
+}
 
 // Local attention against a direct implementation: query i of chunk c sees
 // positions j <= i of chunks c-1 and c, logits q.k / sqrt(dh).
@@ -273,6 +306,12 @@ Test(attention, local_gradient, .init = setup) { attention_gradcheck(shape(2, 32
 Test(attention, local_gradient_full, .init = setup) { attention_gradcheck(shape(1, 16, 2, 4, 16, 1, 0), 0); }
 // Past one group of chunks (16): gradients across group boundaries.
 Test(attention, lsh_gradient_many_groups, .init = setup) { attention_gradcheck(shape(1, 96, 2, 4, 4, 2, 8), 1); }
+Test(attention, strict_lsh_gradient_r1, .init = setup) { attention_gradcheck(strict_shape(2, 32, 2, 4, 8, 1, 2), 1); }
+Test(attention, strict_lsh_gradient_r2, .init = setup) { attention_gradcheck(strict_shape(2, 32, 2, 4, 8, 2, 4), 1); }
+Test(attention, strict_lsh_gradient_r4, .init = setup) { attention_gradcheck(strict_shape(1, 32, 2, 4, 8, 4, 16), 1); }
+Test(attention, strict_lsh_gradient_many_groups, .init = setup) {
+    attention_gradcheck(strict_shape(1, 96, 2, 4, 4, 2, 8), 1);
+}
 Test(attention, local_gradient_many_groups, .init = setup) { attention_gradcheck(shape(1, 136, 2, 4, 4, 1, 0), 0); }
 
 // --- causality ----------------------------------------------------------------
@@ -302,6 +341,29 @@ static void causality(int lsh) {
     }
 }
 Test(attention, lsh_causal_given_buckets, .init = setup) { causality(1); }
+
+// lsh_form=strict: causal with the buckets hashed afresh after the change
+// too (a changed query moves its own bucket, never an earlier query's keys).
+Test(attention, strict_lsh_causal_with_fresh_buckets, .init = setup) {
+    AttnShape s = strict_shape(1, 64, 2, 4, 8, 2, 8);
+    size_t n = (size_t)s.seq_len * s.n_heads * s.d_head, row = (size_t)s.n_heads * s.d_head;
+    real *q = new_vec(n, 1, 1), *v = new_vec(n, 1, 3), *a = new_vec(n, 0, 0), *b = new_vec(n, 0, 0);
+    real *saved = new_vec(lsh_saved_elems(&s), 0, 0);
+    void *work = calloc(1, be->attention_workspace_bytes(&s, 1));
+    for (int j = 1; j < s.seq_len; j += 3) {
+        uint16_t *bk = hash(q, &s, work);
+        be->lsh_attention_forward(a, saved, q, v, bk, &s, work);
+        for (size_t e = 0; e < row; e++) q[j * row + e] = -q[j * row + e] + 0.5, v[j * row + e] *= -2;
+        uint16_t *bk2 = hash(q, &s, work);
+        be->lsh_attention_forward(b, saved, q, v, bk2, &s, work);
+        // Equal up to the order of the sums: a query's keys may sit in other
+        // tile columns once later items move it in the sorted order (1e-14
+        // relative in double; a leak of one key would be ~1e-1).
+        cr_assert_lt(rel_err(a, b, j * row), 1e-14, "output before %d changed: %g", j, rel_err(a, b, j * row));
+        free(bk);
+        free(bk2);
+    }
+}
 Test(attention, local_causal, .init = setup) { causality(0); }
 
 // --- sort / un-sort -------------------------------------------------------------

@@ -730,6 +730,34 @@ Test(cli, eval_walks_the_split_and_matches_training_evaluations) {
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
 }
 
+// `eval --form decode` scores the same windows with the decoder, one byte at
+// a time. With lsh_form=strict (and local layers) decoding computes the
+// training forward, so both forms give the same loss; the standard form's
+// checkpoint is scored too (its two forms may differ: that is the leak).
+Test(cli, eval_decode_form_equals_train_form_for_strict_lsh) {
+    char dir[512], ckpt[1024];
+    path_in(dir, sizeof dir, "strict");
+    Run rt = run_cli("train %s --set lsh_form=strict --set n_buckets=4 --set eval_every=0 --set out_dir='%s'",
+                     TINY_TRAIN, dir);
+    cr_assert_eq(rt.rc, 0, "%s", rt.err);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt_00000006.h5", dir);
+    Run tr = run_cli("eval --ckpt '%s' --windows 6 --form train", ckpt);
+    Run de = run_cli("eval --ckpt '%s' --windows 6 --form decode", ckpt);
+    cr_assert_eq(tr.rc, 0, "%s", tr.err);
+    cr_assert_eq(de.rc, 0, "%s", de.err);
+    cr_assert(strstr(de.out, "| decode form | 6 of "), "%s", de.out);
+    cr_assert(strstr(tr.out, "| train form | 6 of "), "%s", tr.out);
+    cr_assert_eq(field_after(tr.out, "windows | "), field_after(de.out, "windows | "), "target counts differ");
+    // Float forwards in another order (a whole window vs one row at a time):
+    // ~1e-6 relative; printed to 4 decimals, at most one unit apart.
+    double bt = field_after(tr.out, "nats | "), bd = field_after(de.out, "nats | ");
+    cr_assert_lt(fabs(bt - bd), 1.5e-4, "strict LSH: train form %g bpb, decode form %g", bt, bd);
+    Run bad = run_cli("eval --ckpt '%s' --form beam", ckpt);
+    ASSERT_ONE_LINE_ERROR(&bad, "bad --form", "--form", "beam");
+    Run *runs[] = {&rt, &tr, &de, &bad};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
+}
+
 // `reformer eval` on a duplication checkpoint: accuracy and loss on the
 // second copy over fresh batches, with the hash count given to eval.
 Test(cli, eval_duplication_task_scores_fresh_batches) {
@@ -766,7 +794,9 @@ Test(cli, eval_duplication_task_scores_fresh_batches) {
     cr_assert(strstr(ten.out, "| 12 fresh sequences |"), "%s%s", ten.out, ten.err);
     Run split = run_cli("eval --ckpt '%s' --split test", ckpt);
     ASSERT_ONE_LINE_ERROR(&split, "--split on dup", "--split", "no splits");
-    Run *runs[] = {&tr, &same, &eight, &full, &ten, &split};
+    Run form = run_cli("eval --ckpt '%s' --form decode", ckpt);
+    ASSERT_ONE_LINE_ERROR(&form, "--form decode on dup", "--form", "training form");
+    Run *runs[] = {&tr, &same, &eight, &full, &ten, &split, &form};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
 }
 

@@ -92,7 +92,7 @@ static const struct {
     {"vocab_size", "300"},     {"d_model", "256"},          {"d_ff", "256"},
     {"n_heads", "8"},          {"d_head", "16"},            {"n_layers", "6"},
     {"attn_layers", "lsh,local"}, {"attn", "full"},         {"lsh_chunk", "32"},
-    {"local_chunk", "128"},    {"n_hashes", "4"},           {"n_buckets", "8"},
+    {"local_chunk", "128"},    {"n_hashes", "4"},           {"n_buckets", "8"},       {"lsh_form", "strict"},
     {"axial_shape", "32,16"},  {"axial_dims", "32,96"},     {"ff_chunk", "256"},
     {"loss_chunk", "256"},     {"attn_head_group", "2"},    {"ff_activation", "relu"},   {"ln_eps", "1e-05"},
     {"dropout", "0.1"},        {"init_std", "0.01"},        {"reversible", "0"},
@@ -414,6 +414,21 @@ Test(config_bad, bad_enum_values) {
 }
 
 // The CPU backend is the fp32 reference and does not emulate bf16.
+// lsh_form=strict runs on the CPU, unsharded or with Ulysses (sp dividing
+// the heads); the GPU and the sequence-sharded sort refuse it by name.
+Test(config, strict_lsh_is_cpu_and_ulysses_only) {
+    Config c;
+    config_defaults(&c);
+    cr_assert_eq(c.lsh_strict, 0, "the standard form is the default");
+    EXPECT_OK(&c, "lsh_form=strict");
+    EXPECT_OK(&c, "lsh_form=strict", "n_heads=4", "sp=2");
+    EXPECT_OK(&c, "lsh_form=strict", "attn_layers=local", "device=cuda");  // no LSH layer
+    EXPECT_BAD("lsh_form", "device", "lsh_form=strict", "device=cuda");
+    EXPECT_BAD("lsh_form", "sp_attention=sequence", "lsh_form=strict", "n_heads=4", "sp=2", "sp_attention=sequence");
+    EXPECT_BAD("lsh_form", "sp=8", "lsh_form=strict", "n_heads=4", "sp=8", "seq_len=1024");
+    EXPECT_BAD("lsh_form", NULL, "lsh_form=causal");
+}
+
 Test(config, precision_is_fp32_by_default_and_bf16_and_tf32_need_cuda) {
     Config c;
     EXPECT_OK(&c, "d_model=64");

@@ -53,8 +53,9 @@ static void some_tokens(int *tokens, int n, int V, unsigned salt) {
 
 // Every position's logits from the cache equal those of a recomputation from
 // scratch bit for bit: same row operations, keys listed in the same order.
-static void expect_cache_exact(const char *pattern, int full, int n_hashes) {
-    Config c = decode_config(pattern, full, n_hashes);
+static void expect_cache_exact_config(Config c) {
+    const char *pattern = c.attn_layers;
+    const int full = c.attn_full, n_hashes = c.n_hashes;
     Weights w = weights(&c);
     const int n = c.seq_len, V = c.vocab_size;
     int tokens[64];
@@ -75,6 +76,20 @@ static void expect_cache_exact(const char *pattern, int full, int n_hashes) {
     decoder_free(&cached);
     decoder_free(&uncached);
     weights_free(&w);
+}
+
+static void expect_cache_exact(const char *pattern, int full, int n_hashes) {
+    expect_cache_exact_config(decode_config(pattern, full, n_hashes));
+}
+
+// lsh_form=strict; n_buckets 4 in 64 positions: buckets outgrow the window of 8.
+static Config strict_config(const char *pattern, int n_hashes, int n_buckets) {
+    Config c = decode_config(pattern, 0, n_hashes);
+    c.lsh_strict = 1;
+    c.n_buckets = n_buckets;
+    char err[256];
+    cr_assert_eq(config_finalize(&c, err, sizeof err), 0, "%s", err);
+    return c;
 }
 
 Test(decode, cache_equals_recomputation_local_lsh) { expect_cache_exact("local,lsh", 0, 2); }
@@ -117,8 +132,8 @@ Test(decode, sampling_with_and_without_cache_gives_the_same_tokens) {
 // the decoder's next-token losses equal the training forward's at every
 // position. Tolerance 2e-5 nats: float sums in another order (BLAS on one row
 // vs a whole sequence; losses are ~3.7 nats, float epsilon 1.2e-7).
-static void expect_matches_training_forward(const char *pattern, int full) {
-    Config c = decode_config(pattern, full, 2);
+// Worst |decoder loss - training forward loss| over the positions.
+static double decode_vs_training(Config c) {
     Weights w = weights(&c);
     const int n = c.seq_len, V = c.vocab_size;
     int tokens[64], targets[64];
@@ -140,14 +155,42 @@ static void expect_matches_training_forward(const char *pattern, int full) {
         double loss = mx + log(sum) - logits[targets[p]];
         worst = fmax(worst, fabs(loss - m.losses[p]));
     }
-    cr_assert_lt(worst, 2e-5, "%s full=%d: decoder vs training forward: worst loss difference %g", pattern, full, worst);
     decoder_free(&dec);
     model_free(&m);
     weights_free(&w);
+    return worst;
+}
+static void expect_config_matches_training_forward(Config c) {
+    double worst = decode_vs_training(c);
+    cr_assert_lt(worst, 2e-5, "%s full=%d strict=%d: decoder vs training forward: worst loss difference %g",
+                 c.attn_layers, c.attn_full, c.lsh_strict, worst);
+}
+
+static void expect_matches_training_forward(const char *pattern, int full) {
+    expect_config_matches_training_forward(decode_config(pattern, full, 2));
 }
 
 Test(decode, local_layers_decode_as_they_train) { expect_matches_training_forward("local", 0); }
 Test(decode, full_attention_decodes_as_it_trains) { expect_matches_training_forward("local,lsh", 1); }
+
+// lsh_form=strict: hashed LSH layers decode exactly what training computes
+// (same tolerance, same reason), at every position.
+Test(decode, strict_lsh_cache_equals_recomputation) { expect_cache_exact_config(strict_config("local,lsh", 2, 4)); }
+Test(decode, strict_lsh_cache_equals_recomputation_4_rounds) { expect_cache_exact_config(strict_config("lsh", 4, 8)); }
+Test(decode, strict_lsh_decodes_as_it_trains) { expect_config_matches_training_forward(strict_config("local,lsh", 2, 4)); }
+Test(decode, strict_lsh_decodes_as_it_trains_4_rounds) {
+    expect_config_matches_training_forward(strict_config("lsh", 4, 8));
+}
+// The standard form does not (the check above can fail): its chunks also
+// hold other buckets' items, which decoding never sees.
+Test(decode, standard_lsh_does_not_decode_as_it_trains) {
+    Config c = decode_config("local,lsh", 0, 2);
+    c.n_buckets = 4;
+    char err[256];
+    cr_assert_eq(config_finalize(&c, err, sizeof err), 0, "%s", err);
+    double worst = decode_vs_training(c);
+    cr_assert_gt(worst, 1e-3, "standard LSH decoded as it trained (worst difference %g)", worst);
+}
 
 // One query's attention against a direct double-precision formula.
 Test(decode, attention_row_matches_direct_formula) {

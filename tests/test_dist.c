@@ -142,6 +142,16 @@ Test(dist, sequence_parallel_equals_one_process, .timeout = 180) {
     }
 }
 
+// lsh_form=strict under Ulysses (sp 2 and 4 dividing the 4 heads, 1 and 2
+// rounds): each rank runs whole sequences of its heads, the strict mask
+// included; the sequence-sharded sort refuses it (config).
+Test(dist, strict_lsh_sequence_parallel_equals_one_process, .timeout = 180) {
+    need_mpi();
+    parallel_check_with(2, 2, 3, "local,lsh", "lsh_form=strict n_buckets=4");
+    parallel_check_with(4, 4, 3, "lsh", "lsh_form=strict n_hashes=1");
+    parallel_check_with(4, 2, 3, "lsh,local", "lsh_form=strict");
+}
+
 // A dp = 2 x sp = 2 grid trains 20 steps to the losses of one process.
 Test(dist, dp2_sp2_trains_like_one_process, .timeout = 180) {
     need_mpi();

@@ -24,7 +24,7 @@ static Config config_of(const char *const *sets) {
 
 // A dozen configs: attention patterns, head groups, stored activations,
 // bf16 (CUDA only), sequence parallel (the exchange buffers), chunk sizes.
-#define N_CONFIGS 12
+#define N_CONFIGS 13
 static const char *const CONFIGS[N_CONFIGS][12] = {
     {"seq_len=512", NULL},
     {"seq_len=1024", "batch=2", "attn_head_group=1", NULL},
@@ -38,6 +38,7 @@ static const char *const CONFIGS[N_CONFIGS][12] = {
     {"seq_len=256", "n_heads=8", "attn_head_group=4", "n_layers=6", NULL},
     {"seq_len=512", "attn=full", NULL},
     {"seq_len=768", "vocab_size=1000", "d_model=64", "n_heads=2", "attn_head_group=1", NULL},
+    {"seq_len=1024", "lsh_form=strict", "n_hashes=4", "attn_head_group=2", NULL},  // + the strict mask's run starts
 };
 
 // Model init of every config on the CPU: the backend's allocator counts

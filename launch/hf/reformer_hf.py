@@ -90,6 +90,8 @@ def hf_config_from_project(cfg):
     act = cfg["ff_activation"]
     if act not in ("relu", "gelu"):
         refuse("ff_activation", f"'{act}' has no transformers counterpart")
+    if cfg.get("lsh_form", "standard") != "standard" and "lsh" in cfg["attn_layers"].split(",") and not full:
+        refuse("lsh_form", f"{cfg['lsh_form']}: transformers' LSHSelfAttention computes the standard form only")
     kw = dict(
         vocab_size=int(cfg["vocab_size"]),
         hidden_size=int(cfg["d_model"]),
