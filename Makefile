@@ -186,6 +186,12 @@ roofline: build/roofline
 	build/roofline experiments/roofline/configs.txt > experiments/roofline/roofline.tsv
 	build/roofline --md experiments/roofline/configs.txt > experiments/roofline/results.md
 
+# The LSH leak measurement (experiments/lsh_causality/): how many earlier
+# losses a changed token moves, for a fresh model or a checkpoint.
+build/f32/experiments/lsh_causality/leak.o: CFLAGS += $(HDF5_CFLAGS)
+build/lsh_leak: build/f32/experiments/lsh_causality/leak.o $(CORE_OBJ) $(IO_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS)
+
 # The lent GPU machine's check (cuda/README.md, "On a lent GPU"): device-deps
 # downloads the Debian packages it carries into .devdeps/ (here, once);
 # device-check runs it (there; without a GPU it builds, then says SKIPPED).
