@@ -547,14 +547,23 @@ static Group sorted_group(Scratch *sc, const real *sq, const real *sv, const int
     return g;
 }
 
-void cpu_lsh_sorted_forward(real *so, real *slse, const real *sq, const real *sv, const int *spos, int lanes, int n,
-                            int m, int dh, void *work) {
+// lsh_form=strict on a lane: the mask reads each row's run start (srun) as
+// the unsharded kernel reads seg_lo, indexed by lane row.
+static void sorted_strict(Scratch *sc, const int *srun, size_t lane, size_t rows, int m) {
+    if (!srun) return;
+    sc->seg_lo = (int *)srun + lane * rows;
+    sc->window = lsh_strict_window(m);
+}
+
+void cpu_lsh_sorted_forward(real *so, real *slse, const real *sq, const real *sv, const int *spos, const int *srun,
+                            int lanes, int n, int m, int dh, void *work) {
     const AttnShape s = sorted_shape(n, m, dh);
     const int nc = n / m;
     const size_t rows = (size_t)n + m;
 #pragma omp parallel for schedule(dynamic)
     for (int lane = 0; lane < lanes; lane++) {
         Scratch sc = thread_scratch(work, &s);
+        sorted_strict(&sc, srun, (size_t)lane, rows, m);
         const real *q = sq + lane * rows * dh, *v = sv + lane * rows * dh;
         real *o = so + (size_t)lane * n * dh, *lse = slse + (size_t)lane * n;
         for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
@@ -567,14 +576,15 @@ void cpu_lsh_sorted_forward(real *so, real *slse, const real *sq, const real *sv
 }
 
 void cpu_lsh_sorted_backward(real *dsq, real *dsv, const real *dso, const real *dslse, const real *so,
-                             const real *slse, const real *sq, const real *sv, const int *spos, int lanes, int n,
-                             int m, int dh, void *work) {
+                             const real *slse, const real *sq, const real *sv, const int *spos, const int *srun,
+                             int lanes, int n, int m, int dh, void *work) {
     const AttnShape s = sorted_shape(n, m, dh);
     const int nc = n / m;
     const size_t rows = (size_t)n + m;
 #pragma omp parallel for schedule(dynamic)
     for (int lane = 0; lane < lanes; lane++) {
         Scratch sc = thread_scratch(work, &s);
+        sorted_strict(&sc, srun, (size_t)lane, rows, m);
         const real *q = sq + lane * rows * dh, *v = sv + lane * rows * dh;
         const real *o = so + (size_t)lane * n * dh, *lse = slse + (size_t)lane * n;
         const real *dout = dso + (size_t)lane * n * dh, *dlse = dslse + (size_t)lane * n;

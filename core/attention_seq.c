@@ -44,11 +44,11 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
         off += (((size_t)(count) * sizeof(type)) + 63) & ~(size_t)63; \
     } while (0)
     if (sa->lsh) {
-        sa->R = c->n_hashes, sa->nb = c->n_buckets, sa->m = c->lsh_chunk;
+        sa->R = c->n_hashes, sa->nb = c->n_buckets, sa->m = c->lsh_chunk, sa->strict = c->lsh_strict;
         sa->n_own = sa->R * sa->Ll;
         const size_t n = (size_t)sa->n_own, m = (size_t)sa->m, hist = lanes * sa->R * sa->nb;
-        // Rows of 2 dh + 2 (forward), or the gradients of [m + n] rows.
-        const size_t xcap = MAX(lanes * n * (2 * dh + 2), lanes * (m + n) * 2 * dh);
+        // Rows of 2 dh + 2 (+ 1 strict) (forward), or the gradients of [m + n] rows.
+        const size_t xcap = MAX(lanes * n * (2 * dh + 2 + (size_t)sa->strict), lanes * (m + n) * 2 * dh);
         CARVE(counts, int, hist);
         CARVE(before, int, hist);
         CARVE(total, int, hist);
@@ -63,6 +63,10 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
         CARVE(sq, real, lanes * (m + n) * dh);
         CARVE(sv, real, lanes * (m + n) * dh);
         CARVE(spos, int, lanes * (m + n));
+        if (sa->strict) {
+            CARVE(run_of, int, lanes * n);
+            CARVE(srun, int, lanes * (m + n));
+        }
         CARVE(so, real, lanes * n * dh);
         CARVE(slse, real, lanes * n);
         CARVE(saved, real, lanes * n * (dh + 1));
@@ -98,7 +102,7 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
 void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real *qk, const real *v,
                            const uint16_t *buckets) {
     const int B = sa->B, H = sa->H, dh = sa->dh, R = sa->R, nb = sa->nb, Ll = sa->Ll, L = sa->L, n = sa->n_own;
-    const int sp = seq->sp, p0 = seq->sp_rank * Ll, HD = H * dh, W = 2 * dh + 2, lanes = B * H;
+    const int sp = seq->sp, p0 = seq->sp_rank * Ll, HD = H * dh, W = 2 * dh + 2 + sa->strict, lanes = B * H;
     const size_t hist = (size_t)lanes * R * nb;
     // Histograms of my items per (lane, round, bucket), then over the group.
     memset(sa->counts, 0, hist * sizeof(int));
@@ -117,10 +121,13 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
             for (int k = 0, acc = r * L; k < nb; k++) {
                 int cnt = tot[k];
                 next[k] += acc;
+                // Strict form: where bucket k's run starts; kept in total[] (read no more).
+                if (sa->strict) sa->total[lr * nb + k] = acc;
                 acc += cnt;
             }
             for (int i = 0; i < Ll; i++) {
                 int s = next[buckets[lr * Ll + i]]++;
+                if (sa->strict) sa->run_of[lr * Ll + i] = sa->total[lr * nb + buckets[lr * Ll + i]];
                 sa->route[lr * Ll + i] = s;
                 sa->send_rows[s / n]++;
             }
@@ -144,6 +151,7 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
                 memcpy(dst + dh, v + src, (size_t)dh * sizeof(real));
                 put_int(dst + 2 * dh, lane * n + s % n);
                 put_int(dst + 2 * dh + 1, p0 + i);
+                if (sa->strict) put_int(dst + 2 * dh + 2, sa->run_of[item]);
             }
     }
     for (int j = 0; j < sp; j++) sa->xcounts[j] = sa->send_rows[j] * W;
@@ -166,8 +174,13 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
         memcpy(sa->sq + er * dh, src, (size_t)dh * sizeof(real));
         memcpy(sa->sv + er * dh, src + dh, (size_t)dh * sizeof(real));
         sa->spos[er] = get_int(src + 2 * dh + 1);
+        // My slice's lane row x holds sorted index sp_rank * n + x - m.
+        if (sa->strict) sa->srun[er] = get_int(src + 2 * dh + 2) - (seq->sp_rank * n - sa->m);
         sa->slot_of[j] = slot;
     }
+    if (sa->strict)  // the previous chunk's rows are keys only: no run start is read
+        for (int lane = 0; lane < lanes; lane++)
+            for (int t = 0; t < sa->m; t++) sa->srun[(size_t)lane * rows + t] = t;
 }
 
 // The chunk before my slice: the previous rank's last m rows (cyclic: rank
@@ -219,7 +232,8 @@ void seq_lsh_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq
     }
     seq_lsh_sort_exchange(sa, seq, qk, v, buckets);
     lsh_halo_forward(sa, seq);
-    be->lsh_sorted_forward(sa->so, sa->slse, sa->sq, sa->sv, sa->spos, lanes, sa->n_own, sa->m, dh, sa->work);
+    be->lsh_sorted_forward(sa->so, sa->slse, sa->sq, sa->sv, sa->spos, sa->srun, lanes, sa->n_own, sa->m, dh,
+                           sa->work);
     // Outputs and logsumexps back to their positions' ranks.
     const size_t got = (size_t)lanes * sa->n_own;
     for (size_t j = 0; j < got; j++) {
@@ -288,8 +302,8 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
         dslse[slot] = src[dh];
     }
     real *dsq = sa->recv, *dsv = dsq + (size_t)lanes * rows * dh;
-    be->lsh_sorted_backward(dsq, dsv, dso, dslse, sa->so, sa->slse, sa->sq, sa->sv, sa->spos, lanes, n, m, dh,
-                            sa->work);
+    be->lsh_sorted_backward(dsq, dsv, dso, dslse, sa->so, sa->slse, sa->sq, sa->sv, sa->spos, sa->srun, lanes, n, m,
+                            dh, sa->work);
     // The previous chunk's gradients back to its rank, added to its last chunk.
     const int W = 2 * dh;
     for (int lane = 0; lane < lanes; lane++)

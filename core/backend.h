@@ -206,14 +206,17 @@ typedef struct Backend {
     // of this rank's slice of the sorted order; each chunk attends to itself
     // and the m rows before it, shared-QK keys, self and causal masks by
     // position, as lsh_attention_forward. so [lanes, n, dh], slse [lanes, n].
+    // srun [lanes, m + n] (lsh_form=strict; NULL: standard): per row, the
+    // lane row where its (round, bucket) run starts (<= 0 if it started on
+    // an earlier rank; >= m on the rank whose rows 0..m-1 wrap around).
     void (*lsh_sorted_forward)(real *so, real *slse, const real *sq, const real *sv, const int *spos,
-                               int lanes, int n, int m, int dh, void *work);
+                               const int *srun, int lanes, int n, int m, int dh, void *work);
     // dsq, dsv [lanes, m + n, dh] written (=), the previous chunk's rows
     // included (their gradients go back to the neighbour). dso [lanes, n, dh]
     // and dslse [lanes, n]: gradients of so and slse.
     void (*lsh_sorted_backward)(real *dsq, real *dsv, const real *dso, const real *dslse, const real *so,
-                                const real *slse, const real *sq, const real *sv, const int *spos, int lanes,
-                                int n, int m, int dh, void *work);
+                                const real *slse, const real *sq, const real *sv, const int *spos, const int *srun,
+                                int lanes, int n, int m, int dh, void *work);
     // Scratch of either call for n rows per lane in chunks of m.
     size_t (*lsh_sorted_workspace_bytes)(int n, int m, int dh);
 } Backend;

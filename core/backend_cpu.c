@@ -300,11 +300,11 @@ void cpu_lsh_attention_forward(real *out, real *saved, const real *qk, const rea
 void cpu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const real *out, const real *saved,
                                 const real *qk, const real *v, const uint16_t *buckets, const AttnShape *s,
                                 void *work);
-void cpu_lsh_sorted_forward(real *so, real *slse, const real *sq, const real *sv, const int *spos, int lanes, int n,
-                            int m, int dh, void *work);
+void cpu_lsh_sorted_forward(real *so, real *slse, const real *sq, const real *sv, const int *spos, const int *srun,
+                            int lanes, int n, int m, int dh, void *work);
 void cpu_lsh_sorted_backward(real *dsq, real *dsv, const real *dso, const real *dslse, const real *so,
-                             const real *slse, const real *sq, const real *sv, const int *spos, int lanes, int n,
-                             int m, int dh, void *work);
+                             const real *slse, const real *sq, const real *sv, const int *spos, const int *srun,
+                             int lanes, int n, int m, int dh, void *work);
 size_t cpu_lsh_sorted_workspace_bytes(int n, int m, int dh);
 void cpu_local_attention_forward(real *out, real *lse, const real *q, const real *k, const real *v,
                                  const AttnShape *s, void *work);

@@ -459,10 +459,6 @@ static int sp_attention_plan(Config *c, int has_lsh, int has_local, char *err, s
             return fail(err, errlen, "sp: %d ranks give each %d positions, not a multiple of local_chunk=%d "
                         "(sequence-sharded attention needs chunk-aligned shards)", c->sp, shard, m);
         }
-        if (seq && kind == ATTN_LSH && c->lsh_strict)
-            return fail(err, errlen, "lsh_form: strict with sp=%d and sequence-sharded LSH (sp past n_heads=%d, or "
-                        "sp_attention=sequence) is not implemented; use sp dividing n_heads with sp_attention=heads "
-                        "or auto", c->sp, c->n_heads);
         if (seq && kind == ATTN_LSH && !strcmp(c->device, "cuda"))
             return fail(err, errlen, "sp: %d with device=cuda: sequence-sharded LSH attention (sp past n_heads=%d, or "
                         "sp_attention=sequence) is not yet on the GPU; use sp dividing n_heads, or device=cpu",

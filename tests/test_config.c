@@ -414,18 +414,17 @@ Test(config_bad, bad_enum_values) {
 }
 
 // The CPU backend is the fp32 reference and does not emulate bf16.
-// lsh_form=strict runs on the CPU, unsharded or with Ulysses (sp dividing
-// the heads); the GPU and the sequence-sharded sort refuse it by name.
-Test(config, strict_lsh_is_cpu_and_ulysses_only) {
+// lsh_form=strict runs on the CPU, unsharded, with Ulysses or with the
+// sequence-sharded sort; the GPU refuses it by name.
+Test(config, strict_lsh_is_cpu_only) {
     Config c;
     config_defaults(&c);
     cr_assert_eq(c.lsh_strict, 0, "the standard form is the default");
     EXPECT_OK(&c, "lsh_form=strict");
     EXPECT_OK(&c, "lsh_form=strict", "n_heads=4", "sp=2");
+    EXPECT_OK(&c, "lsh_form=strict", "n_heads=4", "sp=8", "seq_len=1024");
     EXPECT_OK(&c, "lsh_form=strict", "attn_layers=local", "device=cuda");  // no LSH layer
     EXPECT_BAD("lsh_form", "device", "lsh_form=strict", "device=cuda");
-    EXPECT_BAD("lsh_form", "sp_attention=sequence", "lsh_form=strict", "n_heads=4", "sp=2", "sp_attention=sequence");
-    EXPECT_BAD("lsh_form", "sp=8", "lsh_form=strict", "n_heads=4", "sp=8", "seq_len=1024");
     EXPECT_BAD("lsh_form", NULL, "lsh_form=causal");
 }
 

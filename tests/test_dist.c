@@ -144,7 +144,7 @@ Test(dist, sequence_parallel_equals_one_process, .timeout = 180) {
 
 // lsh_form=strict under Ulysses (sp 2 and 4 dividing the 4 heads, 1 and 2
 // rounds): each rank runs whole sequences of its heads, the strict mask
-// included; the sequence-sharded sort refuses it (config).
+// included.
 Test(dist, strict_lsh_sequence_parallel_equals_one_process, .timeout = 180) {
     need_mpi();
     parallel_check_with(2, 2, 3, "local,lsh", "lsh_form=strict n_buckets=4");
@@ -232,6 +232,23 @@ Test(dist, sequence_sharded_on_a_skewed_input_equals_one_process, .timeout = 180
 Test(dist, dp2_sp4_past_the_heads_trains_like_one_process, .timeout = 180) {
     need_mpi();
     parallel_check_with(8, 4, 20, "local,lsh", PAST_HEADS);
+}
+
+// lsh_form=strict past the heads (2 heads, sp 2, 4, 8): rows carry where
+// their bucket's run starts in the global sorted order, so a run that
+// crosses ranks keeps its window; also on the skewed input (one run per
+// round across every rank) and on a dp 2 x sp 4 grid.
+Test(dist, strict_lsh_sequence_sharded_past_the_heads_equals_one_process, .timeout = 300) {
+    need_mpi();
+    const int sps[] = {2, 4, 8}, rounds[] = {1, 2, 4};
+    for (int i = 0; i < 3; i++) {
+        char flags[160];
+        snprintf(flags, sizeof flags, PAST_HEADS " lsh_form=strict n_hashes=%d", rounds[i]);
+        Result r = parallel_check_with(sps[i], sps[i], 5, "local,lsh", flags);
+        cr_assert(strstr(r.out, "lsh sequence-sharded (sort)"), "%s", r.out);
+    }
+    parallel_check_with(8, 8, 5, "lsh", PAST_HEADS " lsh_form=strict n_hashes=2 --skewed");
+    parallel_check_with(8, 4, 5, "lsh,local", PAST_HEADS " lsh_form=strict");
 }
 
 // ---------------------------------------------------- reformer train over MPI
