@@ -59,6 +59,7 @@ typedef struct {
     real *gdq, *gdk, *gdv;                // [gr, dh]: gradients of the group's rows
     real *tile_p, *tile_dp;               // [m, nk]: one chunk's logits and their gradient
     int *kpos, *kidx;                     // [nk]: positions and sorted indices of the chunk's keys
+    unsigned char *kvis;                  // [nk]: which of them the current query sees (mask_row)
     int window;                           // lsh_form=strict: lsh_strict_window(m); 0: standard
     int *seg_lo;                          // strict, [n]: first sorted index of each item's (round, bucket)
     real *pos_acc, *pos_sum;              // [L] each: LSH forward: largest lse and weight sum of
@@ -101,6 +102,7 @@ static size_t scratch_carve(Scratch *sc, char *base, const AttnShape *s) {
     CARVE(tile_dp, real, m * nk);
     CARVE(kpos, int, nk);
     CARVE(kidx, int, nk);
+    CARVE(kvis, unsigned char, nk);
     if (s->strict) CARVE(seg_lo, int, n);
     CARVE(pos_acc, real, s->seq_len);
     CARVE(pos_sum, real, s->seq_len);
@@ -200,15 +202,18 @@ static QueryMask query_mask(const Scratch *sc, int row) {
     if (sc->window) q.lo = MAX(sc->seg_lo[q.s], q.s - sc->window + 1);
     return q;
 }
-static int key_visible(const Scratch *sc, const QueryMask *q, int j) {
-    return q->lo < 0 ? sc->kpos[j] <= q->pq : sc->kidx[j] >= q->lo && sc->kidx[j] <= q->s;
-}
 
-// Replace masked logits (REFORMER.md step 6); returns the row maximum.
-static real mask_row(const Scratch *sc, real *z, int nk, const QueryMask *q, int self_mask) {
+// Replace masked logits (REFORMER.md step 6) and mark the keys the query
+// sees in sc->kvis; returns the row maximum.
+static real mask_row(Scratch *sc, real *z, int nk, const QueryMask *q, int self_mask) {
+    unsigned char *vis = sc->kvis;
+    if (q->lo < 0)
+        for (int j = 0; j < nk; j++) vis[j] = sc->kpos[j] <= q->pq;
+    else
+        for (int j = 0; j < nk; j++) vis[j] = sc->kidx[j] >= q->lo && sc->kidx[j] <= q->s;
     real mx = -INFINITY;
     for (int j = 0; j < nk; j++) {
-        if (!key_visible(sc, q, j)) z[j] = MASK_CAUSAL;
+        if (!vis[j]) z[j] = MASK_CAUSAL;
         else if (self_mask && sc->kpos[j] == q->pq) z[j] = MASK_SELF;
         if (z[j] > mx) mx = z[j];
     }
@@ -233,9 +238,9 @@ static void chunk_forward(Scratch *sc, real *o, real *lse, int qrow, int prow, i
         // skipped: same bits, and no slow underflow path.
         real sum = 0;
         for (int j = 0; j < nk; j++)
-            if (key_visible(sc, &q, j)) sum += R_EXP(z[j] - mx);
+            if (sc->kvis[j]) sum += R_EXP(z[j] - mx);
         lse[i] = mx + R_LOG(sum);
-        for (int j = 0; j < nk; j++) z[j] = key_visible(sc, &q, j) ? R_EXP(z[j] - lse[i]) : 0;
+        for (int j = 0; j < nk; j++) z[j] = sc->kvis[j] ? R_EXP(z[j] - lse[i]) : 0;
     }
     for (int b = 0; b < nb; b++)
         tile_gemm(o, dh, Z + (size_t)b * m, nk, sc->gv + (size_t)block[b] * dh, dh, m, dh, m, 0, 0, 1, b ? 1 : 0);
@@ -262,7 +267,7 @@ static void chunk_backward(Scratch *sc, const real *lse, const real *dout, const
         real *p = P + (size_t)i * nk, *dz = dZ + (size_t)i * nk;
         mask_row(sc, p, nk, &q, self_mask);
         for (int j = 0; j < nk; j++) {
-            int visible = key_visible(sc, &q, j), masked = !visible || (self_mask && sc->kpos[j] == q.pq);
+            int visible = sc->kvis[j], masked = !visible || (self_mask && sc->kpos[j] == q.pq);
             p[j] = visible ? R_EXP(p[j] - lse[i]) : 0;  // see chunk_forward
             // A replaced (masked) logit is a constant: no gradient to q, k.
             dz[j] = masked ? 0 : p[j] * (dz[j] - dot[i]);
