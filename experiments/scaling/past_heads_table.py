@@ -1,10 +1,14 @@
 """Tables of experiments/scaling/past_heads.sh, and its communication model.
 
     python3 past_heads_table.py past_heads.jsonl > past_heads.md
-    python3 past_heads_table.py --predict past_heads.jsonl   # sp:budget_mib:seq_len lines
+    python3 past_heads_table.py --predict past_heads.jsonl   # sp:budget_mib:seq_len lines (the fit)
+    python3 past_heads_table.py --predict-plan past_heads.jsonl SP BUDGET_MIB [OVERHEAD_MIB]   # seq_len (the plan)
 """
 import json
 import math
+import os
+import re
+import subprocess
 import sys
 
 BUDGETS_MIB = (1024, 4096)
@@ -37,6 +41,48 @@ def predicted(fits, sp, budget):
     a, b = fits[sp]
     per_rank = int((budget - a) / b) // CHUNK * CHUNK
     return per_rank * sp
+
+
+MODEL = ("d_model=256 d_ff=1024 n_heads=4 d_head=64 n_hashes=2 lsh_chunk=64 local_chunk=64 batch=1 "
+         "n_layers=4").split()
+REFORMER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "reformer")
+
+
+def plan_mib(sp, seq_len):
+    """Planned MiB per rank of this build (`reformer plan`, which allocates nothing)."""
+    args = [REFORMER, "plan", "--set", f"sp={sp}", "--set", f"seq_len={seq_len}"]
+    for kv in MODEL:
+        args += ["--set", kv]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"planned need ([0-9.]+) MiB", out).group(1))
+
+
+def step_overhead(rows, sp):
+    """What a measured step holds beyond its plan (process, MPI, transients), MiB: the last `memory_overhead`
+    row of this sp (a small step of this build), else the max over the fit rows (an older build's)."""
+    own = [r for r in rows if r["experiment"] == "memory_overhead" and r["sp"] == sp]
+    if own:
+        return own[-1]["peak_mib"] - own[-1]["planned_mb"]
+    return max(r["peak_rss_mb_max_rank"] - r.get("planned_mb", 0) for r in rows
+               if r["experiment"] == "memory_fit" and r["sp"] == sp)
+
+
+def plan_predicted(rows, sp, budget, over=None):
+    """Longest seq_len (whole chunks per rank) whose plan plus the fit runs' step overhead (or `over` MiB)
+    is within budget."""
+    over = step_overhead(rows, sp) if over is None else over
+    unit = CHUNK * sp
+    lo, hi = 1, 1
+    while plan_mib(sp, hi * 2 * unit) + over <= budget:
+        hi *= 2
+    lo, hi = hi, hi * 2  # plan(lo) fits (or lo = 1), plan(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if plan_mib(sp, mid * unit) + over <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo * unit
 
 
 def mib(x):
@@ -248,6 +294,10 @@ def model_table(rows):
 
 
 def main():
+    if sys.argv[1] == "--predict-plan":
+        over = eval(sys.argv[5], {}) if len(sys.argv) > 5 else None  # MiB, e.g. "1000.2 - 980.1"
+        print(plan_predicted(load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), over))
+        return
     if sys.argv[1] == "--predict":
         rows = load(sys.argv[2])
         fits = memory_fit(rows)
