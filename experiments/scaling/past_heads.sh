@@ -78,17 +78,17 @@ memory_phase() {
 # One training step at SEQ_LEN under the heavy lock, each rank's peak RSS from
 # /usr/bin/time; appends a memory_step_BUDGET row; prints that peak (MiB, max
 # over ranks).
-step_run() {  # SP BUDGET_MIB SEQ_LEN [TAG]
-    local sp="$1" budget="$2" len="$3" t="${4:-memory_step_$2}" log lock=(flock "${HEAVY_LOCK:-/tmp/reformer-heavy.lock}")
+step_run() {  # SP BUDGET_MIB SEQ_LEN [TAG [PLAN_PREDICTED_SEQ_LEN]]
+    local sp="$1" budget="$2" len="$3" t="${4:-memory_step_$2}" pred="${5:-}" log lock=(flock "${HEAVY_LOCK:-/tmp/reformer-heavy.lock}")
     [ "$t" = memory_overhead ] && lock=()  # light
     log=$(mktemp)
     echo "[$t] sp $sp seq_len $len ($(date +%T))" >&2
     # shellcheck disable=SC2086
     "${lock[@]}" $MPI -np "$sp" "$here/rank_rss.sh" build/dist_bench --sp "$sp" --steps 1 --warmup 0 \
         seq_len="$len" $model n_layers=4 > "$log.out" 2> "$log"
-    python3 - "$log" "$log.out" "$budget" "$sp" "$t" >> "$out" <<'PY'
+    python3 - "$log" "$log.out" "$budget" "$sp" "$t" "$pred" >> "$out" <<'PY'
 import json, sys
-err, res, budget, sp, tag = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+err, res, budget, sp, tag, pred = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 ranks = {}
 for line in open(err):
     f = line.split()
@@ -99,6 +99,8 @@ r = json.loads(open(res).read().strip().splitlines()[-1])
 peak = max(max(ranks.values()), r["peak_rss_mb_max_rank"])
 r = {"experiment": tag, **r, "rank_rss_mib": [round(ranks[i], 1) for i in range(sp)],
      "peak_mib": round(peak, 1), "budget_mib": budget, "within": peak <= budget}
+if pred:
+    r["plan_predicted_seq_len"] = int(pred)
 print(json.dumps(r))
 PY
     rm -f "$log" "$log.out"
@@ -107,21 +109,22 @@ PY
 }
 
 step_phase() {  # SP BUDGET_MIB [SEQ_LEN]
-    local sp="$1" budget="$2" len="${3:-}" unit=$((64 * $1)) peak planned tries=0
+    local sp="$1" budget="$2" len="${3:-}" unit=$((64 * $1)) peak planned tries=0 pred
+    pred=$(python3 "$here/past_heads_table.py" --predict-plan "$out" "$sp" "$budget")
     if [ -n "$len" ]; then
-        step_run "$sp" "$budget" "$len" > /dev/null
+        step_run "$sp" "$budget" "$len" "memory_step_$budget" "$pred" > /dev/null
         return
     fi
-    len=$(python3 "$here/past_heads_table.py" --predict-plan "$out" "$sp" "$budget")
+    len=$pred
     while :; do
-        peak=$(step_run "$sp" "$budget" "$len")
+        peak=$(step_run "$sp" "$budget" "$len" "memory_step_$budget" "$pred")
         tries=$((tries + 1))
         if python3 -c "import sys; sys.exit(0 if $peak <= $budget else 1)"; then
             if [ "$tries" = 1 ] && python3 -c "import sys; sys.exit(0 if $peak < 0.97 * $budget else 1)"; then
                 # once more, at the plan's longest length with this run's own overhead (peak - plan)
                 planned=$(tail -1 "$out" | python3 -c 'import json, sys; print(json.load(sys.stdin)["planned_mb"])')
                 len=$(python3 "$here/past_heads_table.py" --predict-plan "$out" "$sp" "$budget" "$peak - $planned")
-                step_run "$sp" "$budget" "$len" > /dev/null
+                step_run "$sp" "$budget" "$len" "memory_step_$budget" "$pred" > /dev/null
             fi
             return
         fi

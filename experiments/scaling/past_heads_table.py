@@ -145,20 +145,57 @@ def share_table(rows):
 
 def memory_table(rows):
     fits = memory_fit(rows)
+    steps = [r for r in rows if r["experiment"] in ("memory_step_1024", "memory_step_4096")]
     out = ["## Longest training step in 1 GiB and 4 GiB peak RSS per rank", "",
            "d_model 256, d_ff 1024, 4 heads of 64, 4 layers local,lsh, 2 hashes, chunks 64, batch 1, "
-           "sp_attention=auto (sp 1: unsharded; sp 2, 4: local halo + Ulysses LSH; sp 8: both sequence-sharded; "
-           "before this change sp was capped at 4 for this model). Peak RSS per rank of a real training step is "
-           "affine in the positions per rank: fitted on two measured lengths (`memory_fit` rows, 1024 and 2048 "
-           "positions per rank). The longest length is solved from the fit (whole chunks per rank). At that length "
-           "the model is then set up with every buffer touched but no step taken (`memory_plan_*` rows, "
-           "`dist_bench --plan-only`: a step of 300K tokens takes about half an hour on these 2 shared cores); "
-           "its estimate is that resident size plus the fit runs' own step overhead (their peak minus their "
-           "planned bytes). Where sp ranks x the budget exceed what this 24 GiB machine can give one job, the "
-           "length is the fit's prediction alone.", "",
-           "| sp | fit: peak MiB = a + b x positions per rank | step overhead MiB | budget | longest seq_len | "
-           "positions per rank | planned MiB per rank | resident MiB, set up | estimated step peak MiB |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "sp_attention=auto (sp 1: unsharded; sp 2, 4: local halo + Ulysses LSH; sp 8: both sequence-sharded). "
+           "Each measured row is one real training step (`dist_bench --steps 1 --warmup 0`, forward, reversible "
+           "backward and AdamW update) under mpirun, 1 OpenMP thread per rank, every rank under `/usr/bin/time` "
+           "(`rank_rss.sh`); the peak is the largest of the ranks' maximum resident set sizes (they agree within "
+           "a few MiB). Command per row: `experiments/scaling/past_heads.sh step:SP:BUDGET_MIB` (or "
+           "`step:SP:BUDGET_MIB:SEQ_LEN` for a given length), each run under `flock /tmp/reformer-heavy.lock`. "
+           "The first length tried is the *plan's prediction*: the longest seq_len (whole 64-position chunks per "
+           "rank) whose planned bytes per rank (`reformer plan --set sp=SP`, exactly what `model_init` allocates) "
+           "plus this build's measured overhead (`memory_overhead` rows: one step at 1024 positions per rank, "
+           "peak RSS minus plan: the process, MPI, OpenBLAS and the step's transients) is within the budget; "
+           "over budget, 5% fewer chunks per rank. The *fit's prediction* (next column) is the earlier estimate of "
+           "this section, an affine fit of two small steps of an older build (below); it is kept for comparison. "
+           "Step seconds are on 2 cores shared by sp ranks and by another engineer's jobs: not a speed figure.", ""]
+    over = {}
+    for r in rows:
+        if r["experiment"] == "memory_overhead":
+            over[r["sp"]] = r
+    if over:
+        out += ["Overhead per rank (`memory_overhead` rows): " + "; ".join(
+            f"sp {sp}: {o['peak_mib'] - o['planned_mb']:.1f} MiB ({o['peak_mib']:.1f} peak, {o['planned_mb']:.1f} planned, "
+            f"seq_len {o['seq_len']})" for sp, o in sorted(over.items())) + ".", ""]
+    out += ["| sp | budget | fit's prediction seq_len | plan's prediction seq_len | seq_len run | positions per rank | planned MiB per rank | "
+            "peak RSS MiB per rank (max over ranks) | within budget | step s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    # where nothing ran, the plan's prediction with this build's overhead (8 x 4 GiB: 32 GiB, not here)
+    plan_pred = {(8, 4096): plan_predicted(rows, 8, 4096)} if 8 in over else {}
+    for sp in (1, 2, 4, 8):
+        for budget in BUDGETS_MIB:
+            fit = predicted(fits, sp, budget) if sp in fits else "-"
+            mine = [r for r in steps if r["sp"] == sp and r["budget_mib"] == budget]
+            if not mine:
+                why = ("not measurable here: sp x budget is more than this 24 GiB machine has"
+                       if sp * budget > 20480 else "not run (session time)")
+                out.append(f"| {sp} | {budget} MiB | {fit} | {plan_pred.get((sp, budget), '-')} | - | - | - | - | {why} | - |")
+            for r in mine:
+                out.append(f"| {sp} | {budget} MiB | {fit} | {r.get('plan_predicted_seq_len', '-')} | {r['seq_len']} | {r['seq_len'] // sp} | "
+                           f"{r['planned_mb']:.1f} | {r['peak_mib']:.1f} | {'yes' if r['within'] else 'NO'} | "
+                           f"{r['step_ms'] / 1e3:.0f} |")
+    out += ["", "### The earlier fit (an older build)", "",
+            "Peak RSS per rank of a real training step, affine in the positions per rank, fitted on two measured "
+            "lengths (`memory_fit` rows, 1024 and 2048 positions per rank, built before issue 9's memory changes: "
+            "at sp 1 and seq_len 51776 that build planned 993 MiB where this one plans 643 MiB; at sp 2, 4 and 8 the two builds plan within 5% of each other). The longest length "
+            "is solved from the fit (whole chunks per rank). At that length the model was then set up with every "
+            "buffer touched but no step taken (`memory_plan_*` rows, `dist_bench --plan-only`); its estimate is "
+            "that resident size plus the fit runs' own step overhead (their peak minus their planned bytes).", "",
+            "| sp | fit: peak MiB = a + b x positions per rank | step overhead MiB | budget | longest seq_len | "
+            "positions per rank | planned MiB per rank | resident MiB, set up | estimated step peak MiB |",
+            "|---|---|---|---|---|---|---|---|---|"]
     plans = {}
     for r in rows:
         if r["experiment"].startswith("memory_plan_"):
@@ -174,10 +211,7 @@ def memory_table(rows):
                 cells = [f"{p['planned_mb_max_rank']:.0f}", f"{p['rss_before_step_mb_max_rank']:.0f}",
                          f"{est:.0f} ({'within' if est <= budget else 'OVER'})"]
             else:
-                why = ("sp x budget exceeds what this machine gives one job" if sp * budget > 12288 else
-                       "not set up: a job of sp x budget > 2 GiB needs the heavy lock, which another job held "
-                       "for the rest of this session")
-                cells = ["-", "-", f"fit's prediction only ({why})"]
+                cells = ["-", "-", "fit's prediction only (not set up)"]
             out.append(f"| {sp} | {a:.0f} + {b * 1024:.1f} KiB x positions | {overhead:.0f} | {budget} MiB | {L} | "
                        f"{L // sp} | " + " | ".join(cells) + " |")
     return out
