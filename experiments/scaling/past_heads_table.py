@@ -49,11 +49,13 @@ REFORMER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", 
 
 
 def plan_mib(sp, seq_len):
-    """Planned MiB per rank of this build (`reformer plan`, which allocates nothing)."""
+    """Planned MiB per rank of this build (`reformer plan`, which allocates nothing), 1 OpenMP thread."""
     args = [REFORMER, "plan", "--set", f"sp={sp}", "--set", f"seq_len={seq_len}"]
     for kv in MODEL:
         args += ["--set", kv]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    # 1 thread, as the runs (the plan's workspaces grow with the thread count: 2 here plans 5-9 MiB more)
+    out = subprocess.run(args, capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
     return float(re.search(r"planned need ([0-9.]+) MiB", out).group(1))
 
 
@@ -158,7 +160,11 @@ def memory_table(rows):
            "rank) whose planned bytes per rank (`reformer plan --set sp=SP`, exactly what `model_init` allocates) "
            "plus this build's measured overhead (`memory_overhead` rows: one step at 1024 positions per rank, "
            "peak RSS minus plan: the process, MPI, OpenBLAS and the step's transients) is within the budget; "
-           "over budget, 5% fewer chunks per rank. The *fit's prediction* (next column) is the earlier estimate of "
+           "over budget, 5% fewer chunks per rank (never needed). The first seven runs (1 GiB rows, then 4 GiB) started "
+           "from a plan made with this machine's 2 OpenMP threads (`reformer plan`'s default), whose workspaces are "
+           "5-9 MiB per rank larger than those of the 1-thread runs, so they are 1 to 10 chunks per rank short of the "
+           "1-thread prediction now in the column (the script now plans with 1 thread); then each 1 GiB row was run "
+           "once 1% (at least one chunk) per rank longer, to bracket the longest length. The *fit's prediction* (next column) is the earlier estimate of "
            "this section, an affine fit of two small steps of an older build (below); it is kept for comparison. "
            "Step seconds are on 2 cores shared by sp ranks and by another engineer's jobs: not a speed figure.", ""]
     over = {}
@@ -172,8 +178,8 @@ def memory_table(rows):
     out += ["| sp | budget | fit's prediction seq_len | plan's prediction seq_len | seq_len run | positions per rank | planned MiB per rank | "
             "peak RSS MiB per rank (max over ranks) | within budget | step s |",
             "|---|---|---|---|---|---|---|---|---|---|"]
-    # where nothing ran, the plan's prediction with this build's overhead (8 x 4 GiB: 32 GiB, not here)
-    plan_pred = {(8, 4096): plan_predicted(rows, 8, 4096)} if 8 in over else {}
+    # the plan's prediction (1 thread) with this build's overhead, for every row
+    plan_pred = {(sp, b): plan_predicted(rows, sp, b) for sp in over for b in BUDGETS_MIB}
     for sp in (1, 2, 4, 8):
         for budget in BUDGETS_MIB:
             fit = predicted(fits, sp, budget) if sp in fits else "-"
@@ -183,10 +189,37 @@ def memory_table(rows):
                        if sp * budget > 20480 else "not run (session time)")
                 out.append(f"| {sp} | {budget} MiB | {fit} | {plan_pred.get((sp, budget), '-')} | - | - | - | - | {why} | - |")
             for r in mine:
-                out.append(f"| {sp} | {budget} MiB | {fit} | {r.get('plan_predicted_seq_len', '-')} | {r['seq_len']} | {r['seq_len'] // sp} | "
+                out.append(f"| {sp} | {budget} MiB | {fit} | {plan_pred.get((sp, budget), '-')} | {r['seq_len']} | {r['seq_len'] // sp} | "
                            f"{r['planned_mb']:.1f} | {r['peak_mib']:.1f} | {'yes' if r['within'] else 'NO'} | "
                            f"{r['step_ms'] / 1e3:.0f} |")
-    out += ["", "### The earlier fit (an older build)", "",
+    out += ["", "What the runs show (granularity: the lengths run, in 64-position chunks per rank):", "",
+            "| sp | budget | longest measured within budget | shortest measured over budget | measured longest fitting seq_len |",
+            "|---|---|---|---|---|"]
+    for sp in (1, 2, 4, 8):
+        for budget in BUDGETS_MIB:
+            mine = [r for r in steps if r["sp"] == sp and r["budget_mib"] == budget]
+            if not mine:
+                continue
+            ok = [r for r in mine if r["within"]]
+            bad = [r for r in mine if not r["within"]]
+            best = max(ok, key=lambda r: r["seq_len"]) if ok else None
+            worst = min(bad, key=lambda r: r["seq_len"]) if bad else None
+            cell_ok = f"{best['seq_len']} ({best['peak_mib']:.1f} MiB)" if best else "-"
+            cell_bad = f"{worst['seq_len']} ({worst['peak_mib']:.1f} MiB)" if worst else "none run"
+            if best and worst and worst["seq_len"] > best["seq_len"]:
+                gap = (worst["seq_len"] - best["seq_len"]) // (CHUNK * sp)
+                what = (f"at least {best['seq_len']}, less than {worst['seq_len']} "
+                        f"({gap} chunk{'s' if gap > 1 else ''} per rank apart)")
+            elif best:
+                what = (f"at least {best['seq_len']} ({100 * (budget - best['peak_mib']) / budget:.1f}% under the "
+                        "budget); no run above it, so not bracketed")
+            else:
+                what = "no fitting length measured"
+            out.append(f"| {sp} | {budget} MiB | {cell_ok} | {cell_bad} | {what} |")
+    out += ["", "Every run again: `flock /tmp/reformer-heavy.lock experiments/scaling/past_heads.sh " +
+            " ".join(f"step:{r['sp']}:{r['budget_mib']}:{r['seq_len']}" for r in steps) +
+            "` (each run takes `/tmp/reformer-heavy.lock` itself; do not wrap the script in the same lock).", ""]
+    out += ["### The earlier fit (an older build)", "",
             "Peak RSS per rank of a real training step, affine in the positions per rank, fitted on two measured "
             "lengths (`memory_fit` rows, 1024 and 2048 positions per rank, built before issue 9's memory changes: "
             "at sp 1 and seq_len 51776 that build planned 993 MiB where this one plans 643 MiB; at sp 2, 4 and 8 the two builds plan within 5% of each other). The longest length "
