@@ -162,10 +162,12 @@ def memory_table(rows):
            "peak RSS minus plan: the process, MPI, OpenBLAS and the step's transients) is within the budget; "
            "over budget, 5% fewer chunks per rank (never needed). The first seven runs (1 GiB rows, then 4 GiB) started "
            "from a plan made with this machine's 2 OpenMP threads (`reformer plan`'s default), whose workspaces are "
-           "5-9 MiB per rank larger than those of the 1-thread runs, so they are 1 to 10 chunks per rank short of the "
+           "5-9 MiB per rank larger than those of the 1-thread runs, so they are 2 to 20 chunks per rank short of the "
            "1-thread prediction now in the column (the script now plans with 1 thread); then each 1 GiB row was run "
            "once 1% (at least one chunk) per rank longer, to bracket the longest length. The *fit's prediction* (next column) is the earlier estimate of "
-           "this section, an affine fit of two small steps of an older build (below); it is kept for comparison. "
+           "this section, an affine fit of two small steps of an older build (below); it is kept for comparison: at "
+           "sp 1 it is far short (the older build's bytes per position), at sp 8 x 1 GiB (186880) past a length "
+           "measured over budget. "
            "Step seconds are on 2 cores shared by sp ranks and by another engineer's jobs: not a speed figure.", ""]
     over = {}
     for r in rows:
@@ -222,7 +224,7 @@ def memory_table(rows):
     out += ["### The earlier fit (an older build)", "",
             "Peak RSS per rank of a real training step, affine in the positions per rank, fitted on two measured "
             "lengths (`memory_fit` rows, 1024 and 2048 positions per rank, built before issue 9's memory changes: "
-            "at sp 1 and seq_len 51776 that build planned 993 MiB where this one plans 643 MiB; at sp 2, 4 and 8 the two builds plan within 5% of each other). The longest length "
+            "at sp 1 and seq_len 51776 that build planned 993 MiB where this one plans about 640 MiB; at sp 2, 4 and 8 the two builds plan within 5% of each other). The longest length "
             "is solved from the fit (whole chunks per rank). At that length the model was then set up with every "
             "buffer touched but no step taken (`memory_plan_*` rows, `dist_bench --plan-only`); its estimate is "
             "that resident size plus the fit runs' own step overhead (their peak minus their planned bytes).", "",
