@@ -17,14 +17,26 @@
 #            for 1 GiB and 4 GiB (where the ranks' total fits in this 24 GiB
 #            machine), the model set up with its buffers touched, no step.
 # memory_light: memory's fits and its set-ups of at most 2 GiB in all (light).
+# step:SP:BUDGET_MIB: one real training step per run (each rank under
+#            /usr/bin/time: peak RSS per rank), first at the longest length
+#            this build's plan (`reformer plan`) plus the fit runs' step
+#            overhead predicts for BUDGET MiB per rank; over budget: 5% fewer
+#            chunks per rank, again (at most 3 runs); within with more than 3%
+#            slack: once more at the length the slack allows by the plan.
+# step:SP:BUDGET_MIB:SEQ_LEN: one such step at SEQ_LEN only (to bracket).
+# overhead:  a small step (1024 positions per rank) per sp, each rank under
+#            /usr/bin/time: this build's peak RSS beyond its plan, which the
+#            step: phases' prediction adds to the plan (light: seconds, and
+#            under 200 MiB per rank).
 # bandwidth: bench_collectives all-to-all on 2 and 4 ranks (host, MPI).
 # Appends to past_heads.jsonl; past_heads_table.py writes past_heads.md.
-# Heavy: run it under `flock /tmp/reformer-heavy.lock`.
+# Heavy: run it under `flock /tmp/reformer-heavy.lock`. The step: phases
+# take the lock themselves, one run at a time.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
 make -s build/dist_bench build/bench_collectives
-out="$here/past_heads.jsonl"
+out="${PAST_HEADS_OUT:-$here/past_heads.jsonl}"  # (a test may write elsewhere)
 MPI="mpirun --allow-run-as-root --oversubscribe --bind-to none -x OMP_WAIT_POLICY=passive -x OMP_NUM_THREADS=1"
 model="d_model=256 d_ff=1024 n_heads=4 d_head=64 n_hashes=2 lsh_chunk=64 local_chunk=64 batch=1"
 tag() { sed "s/^{/{\"experiment\": \"$1\", /"; }
@@ -63,6 +75,64 @@ memory_phase() {
     done
 }
 
+# One training step at SEQ_LEN under the heavy lock, each rank's peak RSS from
+# /usr/bin/time; appends a memory_step_BUDGET row; prints that peak (MiB, max
+# over ranks).
+step_run() {  # SP BUDGET_MIB SEQ_LEN [TAG [PLAN_PREDICTED_SEQ_LEN]]
+    local sp="$1" budget="$2" len="$3" t="${4:-memory_step_$2}" pred="${5:-}" log lock=(flock "${HEAVY_LOCK:-/tmp/reformer-heavy.lock}")
+    [ "$t" = memory_overhead ] && lock=()  # light
+    log=$(mktemp)
+    echo "[$t] sp $sp seq_len $len ($(date +%T))" >&2
+    # shellcheck disable=SC2086
+    "${lock[@]}" $MPI -np "$sp" "$here/rank_rss.sh" build/dist_bench --sp "$sp" --steps 1 --warmup 0 \
+        seq_len="$len" $model n_layers=4 > "$log.out" 2> "$log"
+    python3 - "$log" "$log.out" "$budget" "$sp" "$t" "$pred" >> "$out" <<'PY'
+import json, sys
+err, res, budget, sp, tag, pred = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+ranks = {}
+for line in open(err):
+    f = line.split()
+    if len(f) == 3 and f[0] == "rank_rss":
+        ranks[int(f[1])] = int(f[2]) / 1024
+assert sorted(ranks) == list(range(sp)), open(err).read()
+r = json.loads(open(res).read().strip().splitlines()[-1])
+peak = max(max(ranks.values()), r["peak_rss_mb_max_rank"])
+r = {"experiment": tag, **r, "rank_rss_mib": [round(ranks[i], 1) for i in range(sp)],
+     "peak_mib": round(peak, 1), "budget_mib": budget, "within": peak <= budget}
+if pred:
+    r["plan_predicted_seq_len"] = int(pred)
+print(json.dumps(r))
+PY
+    rm -f "$log" "$log.out"
+    tail -1 "$out" >&2
+    python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["peak_mib"])' "$out"
+}
+
+step_phase() {  # SP BUDGET_MIB [SEQ_LEN]
+    local sp="$1" budget="$2" len="${3:-}" unit=$((64 * $1)) peak planned tries=0 pred
+    pred=$(python3 "$here/past_heads_table.py" --predict-plan "$out" "$sp" "$budget")
+    if [ -n "$len" ]; then
+        step_run "$sp" "$budget" "$len" "memory_step_$budget" "$pred" > /dev/null
+        return
+    fi
+    len=$pred
+    while :; do
+        peak=$(step_run "$sp" "$budget" "$len" "memory_step_$budget" "$pred")
+        tries=$((tries + 1))
+        if python3 -c "import sys; sys.exit(0 if $peak <= $budget else 1)"; then
+            if [ "$tries" = 1 ] && python3 -c "import sys; sys.exit(0 if $peak < 0.97 * $budget else 1)"; then
+                # once more, at the plan's longest length with this run's own overhead (peak - plan)
+                planned=$(tail -1 "$out" | python3 -c 'import json, sys; print(json.load(sys.stdin)["planned_mb"])')
+                len=$(python3 "$here/past_heads_table.py" --predict-plan "$out" "$sp" "$budget" "$peak - $planned")
+                step_run "$sp" "$budget" "$len" "memory_step_$budget" "$pred" > /dev/null
+            fi
+            return
+        fi
+        [ "$tries" -ge 3 ] && return
+        len=$(( (len * 95 / 100) / unit * unit ))
+    done
+}
+
 for phase in $phases; do
     case "$phase" in
     counts)
@@ -83,6 +153,13 @@ for phase in $phases; do
                 bench share "$sp" --steps 1 --warmup 1 seq_len=8192 $model n_layers=4 sp_attention=$path
             done
         done
+        ;;
+    overhead)
+        for sp in 1 2 4 8; do step_run "$sp" 0 $((1024 * sp)) memory_overhead > /dev/null; done
+        ;;
+    step:*)
+        IFS=: read -r _ sp budget len <<< "$phase"
+        step_phase "$sp" "$budget" "$len"
         ;;
     memory) memory_phase 12288 ;;
     # The light part of memory (each command under 2 minutes of CPU and 3

@@ -1,10 +1,14 @@
 """Tables of experiments/scaling/past_heads.sh, and its communication model.
 
     python3 past_heads_table.py past_heads.jsonl > past_heads.md
-    python3 past_heads_table.py --predict past_heads.jsonl   # sp:budget_mib:seq_len lines
+    python3 past_heads_table.py --predict past_heads.jsonl   # sp:budget_mib:seq_len lines (the fit)
+    python3 past_heads_table.py --predict-plan past_heads.jsonl SP BUDGET_MIB [OVERHEAD_MIB]   # seq_len (the plan)
 """
 import json
 import math
+import os
+import re
+import subprocess
 import sys
 
 BUDGETS_MIB = (1024, 4096)
@@ -37,6 +41,50 @@ def predicted(fits, sp, budget):
     a, b = fits[sp]
     per_rank = int((budget - a) / b) // CHUNK * CHUNK
     return per_rank * sp
+
+
+MODEL = ("d_model=256 d_ff=1024 n_heads=4 d_head=64 n_hashes=2 lsh_chunk=64 local_chunk=64 batch=1 "
+         "n_layers=4").split()
+REFORMER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "reformer")
+
+
+def plan_mib(sp, seq_len):
+    """Planned MiB per rank of this build (`reformer plan`, which allocates nothing), 1 OpenMP thread."""
+    args = [REFORMER, "plan", "--set", f"sp={sp}", "--set", f"seq_len={seq_len}"]
+    for kv in MODEL:
+        args += ["--set", kv]
+    # 1 thread, as the runs (the plan's workspaces grow with the thread count: 2 here plans 5-9 MiB more)
+    out = subprocess.run(args, capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+    return float(re.search(r"planned need ([0-9.]+) MiB", out).group(1))
+
+
+def step_overhead(rows, sp):
+    """What a measured step holds beyond its plan (process, MPI, transients), MiB: the last `memory_overhead`
+    row of this sp (a small step of this build), else the max over the fit rows (an older build's)."""
+    own = [r for r in rows if r["experiment"] == "memory_overhead" and r["sp"] == sp]
+    if own:
+        return own[-1]["peak_mib"] - own[-1]["planned_mb"]
+    return max(r["peak_rss_mb_max_rank"] - r.get("planned_mb", 0) for r in rows
+               if r["experiment"] == "memory_fit" and r["sp"] == sp)
+
+
+def plan_predicted(rows, sp, budget, over=None):
+    """Longest seq_len (whole chunks per rank) whose plan plus the fit runs' step overhead (or `over` MiB)
+    is within budget."""
+    over = step_overhead(rows, sp) if over is None else over
+    unit = CHUNK * sp
+    lo, hi = 1, 1
+    while plan_mib(sp, hi * 2 * unit) + over <= budget:
+        hi *= 2
+    lo, hi = hi, hi * 2  # plan(lo) fits (or lo = 1), plan(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if plan_mib(sp, mid * unit) + over <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo * unit
 
 
 def mib(x):
@@ -99,20 +147,90 @@ def share_table(rows):
 
 def memory_table(rows):
     fits = memory_fit(rows)
+    steps = [r for r in rows if r["experiment"] in ("memory_step_1024", "memory_step_4096")]
     out = ["## Longest training step in 1 GiB and 4 GiB peak RSS per rank", "",
            "d_model 256, d_ff 1024, 4 heads of 64, 4 layers local,lsh, 2 hashes, chunks 64, batch 1, "
-           "sp_attention=auto (sp 1: unsharded; sp 2, 4: local halo + Ulysses LSH; sp 8: both sequence-sharded; "
-           "before this change sp was capped at 4 for this model). Peak RSS per rank of a real training step is "
-           "affine in the positions per rank: fitted on two measured lengths (`memory_fit` rows, 1024 and 2048 "
-           "positions per rank). The longest length is solved from the fit (whole chunks per rank). At that length "
-           "the model is then set up with every buffer touched but no step taken (`memory_plan_*` rows, "
-           "`dist_bench --plan-only`: a step of 300K tokens takes about half an hour on these 2 shared cores); "
-           "its estimate is that resident size plus the fit runs' own step overhead (their peak minus their "
-           "planned bytes). Where sp ranks x the budget exceed what this 24 GiB machine can give one job, the "
-           "length is the fit's prediction alone.", "",
-           "| sp | fit: peak MiB = a + b x positions per rank | step overhead MiB | budget | longest seq_len | "
-           "positions per rank | planned MiB per rank | resident MiB, set up | estimated step peak MiB |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "sp_attention=auto (sp 1: unsharded; sp 2, 4: local halo + Ulysses LSH; sp 8: both sequence-sharded). "
+           "Each measured row is one real training step (`dist_bench --steps 1 --warmup 0`, forward, reversible "
+           "backward and AdamW update) under mpirun, 1 OpenMP thread per rank, every rank under `/usr/bin/time` "
+           "(`rank_rss.sh`); the peak is the largest of the ranks' maximum resident set sizes (they agree within "
+           "a few MiB). Command per row: `experiments/scaling/past_heads.sh step:SP:BUDGET_MIB` (or "
+           "`step:SP:BUDGET_MIB:SEQ_LEN` for a given length), each run under `flock /tmp/reformer-heavy.lock`. "
+           "The first length tried is the *plan's prediction*: the longest seq_len (whole 64-position chunks per "
+           "rank) whose planned bytes per rank (`reformer plan --set sp=SP`, exactly what `model_init` allocates) "
+           "plus this build's measured overhead (`memory_overhead` rows: one step at 1024 positions per rank, "
+           "peak RSS minus plan: the process, MPI, OpenBLAS and the step's transients) is within the budget; "
+           "over budget, 5% fewer chunks per rank (never needed). The first seven runs (1 GiB rows, then 4 GiB) started "
+           "from a plan made with this machine's 2 OpenMP threads (`reformer plan`'s default), whose workspaces are "
+           "5-9 MiB per rank larger than those of the 1-thread runs, so they are 2 to 20 chunks per rank short of the "
+           "1-thread prediction now in the column (the script now plans with 1 thread); then each 1 GiB row was run "
+           "once 1% (at least one chunk) per rank longer, to bracket the longest length. The *fit's prediction* (next column) is the earlier estimate of "
+           "this section, an affine fit of two small steps of an older build (below); it is kept for comparison: at "
+           "sp 1 it is far short (the older build's bytes per position), at sp 8 x 1 GiB (186880) past a length "
+           "measured over budget. "
+           "Step seconds are on 2 cores shared by sp ranks and by another engineer's jobs: not a speed figure.", ""]
+    over = {}
+    for r in rows:
+        if r["experiment"] == "memory_overhead":
+            over[r["sp"]] = r
+    if over:
+        out += ["Overhead per rank (`memory_overhead` rows): " + "; ".join(
+            f"sp {sp}: {o['peak_mib'] - o['planned_mb']:.1f} MiB ({o['peak_mib']:.1f} peak, {o['planned_mb']:.1f} planned, "
+            f"seq_len {o['seq_len']})" for sp, o in sorted(over.items())) + ".", ""]
+    out += ["| sp | budget | fit's prediction seq_len | plan's prediction seq_len | seq_len run | positions per rank | planned MiB per rank | "
+            "peak RSS MiB per rank (max over ranks) | within budget | step s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    # the plan's prediction (1 thread) with this build's overhead, for every row
+    plan_pred = {(sp, b): plan_predicted(rows, sp, b) for sp in over for b in BUDGETS_MIB}
+    for sp in (1, 2, 4, 8):
+        for budget in BUDGETS_MIB:
+            fit = predicted(fits, sp, budget) if sp in fits else "-"
+            mine = [r for r in steps if r["sp"] == sp and r["budget_mib"] == budget]
+            if not mine:
+                why = ("not measurable here: sp x budget is more than this 24 GiB machine has"
+                       if sp * budget > 20480 else "not run (session time)")
+                out.append(f"| {sp} | {budget} MiB | {fit} | {plan_pred.get((sp, budget), '-')} | - | - | - | - | {why} | - |")
+            for r in mine:
+                out.append(f"| {sp} | {budget} MiB | {fit} | {plan_pred.get((sp, budget), '-')} | {r['seq_len']} | {r['seq_len'] // sp} | "
+                           f"{r['planned_mb']:.1f} | {r['peak_mib']:.1f} | {'yes' if r['within'] else 'NO'} | "
+                           f"{r['step_ms'] / 1e3:.0f} |")
+    out += ["", "What the runs show (granularity: the lengths run, in 64-position chunks per rank):", "",
+            "| sp | budget | longest measured within budget | shortest measured over budget | measured longest fitting seq_len |",
+            "|---|---|---|---|---|"]
+    for sp in (1, 2, 4, 8):
+        for budget in BUDGETS_MIB:
+            mine = [r for r in steps if r["sp"] == sp and r["budget_mib"] == budget]
+            if not mine:
+                continue
+            ok = [r for r in mine if r["within"]]
+            bad = [r for r in mine if not r["within"]]
+            best = max(ok, key=lambda r: r["seq_len"]) if ok else None
+            worst = min(bad, key=lambda r: r["seq_len"]) if bad else None
+            cell_ok = f"{best['seq_len']} ({best['peak_mib']:.1f} MiB)" if best else "-"
+            cell_bad = f"{worst['seq_len']} ({worst['peak_mib']:.1f} MiB)" if worst else "none run"
+            if best and worst and worst["seq_len"] > best["seq_len"]:
+                gap = (worst["seq_len"] - best["seq_len"]) // (CHUNK * sp)
+                what = (f"at least {best['seq_len']}, less than {worst['seq_len']} "
+                        f"({gap} chunk{'s' if gap > 1 else ''} per rank apart)")
+            elif best:
+                what = (f"at least {best['seq_len']} ({100 * (budget - best['peak_mib']) / budget:.1f}% under the "
+                        "budget); no run above it, so not bracketed")
+            else:
+                what = "no fitting length measured"
+            out.append(f"| {sp} | {budget} MiB | {cell_ok} | {cell_bad} | {what} |")
+    out += ["", "Every run again: `flock /tmp/reformer-heavy.lock experiments/scaling/past_heads.sh " +
+            " ".join(f"step:{r['sp']}:{r['budget_mib']}:{r['seq_len']}" for r in steps) +
+            "` (each run takes `/tmp/reformer-heavy.lock` itself; do not wrap the script in the same lock).", ""]
+    out += ["### The earlier fit (an older build)", "",
+            "Peak RSS per rank of a real training step, affine in the positions per rank, fitted on two measured "
+            "lengths (`memory_fit` rows, 1024 and 2048 positions per rank, built before issue 9's memory changes: "
+            "at sp 1 and seq_len 51776 that build planned 993 MiB where this one plans about 640 MiB; at sp 2, 4 and 8 the two builds plan within 5% of each other). The longest length "
+            "is solved from the fit (whole chunks per rank). At that length the model was then set up with every "
+            "buffer touched but no step taken (`memory_plan_*` rows, `dist_bench --plan-only`); its estimate is "
+            "that resident size plus the fit runs' own step overhead (their peak minus their planned bytes).", "",
+            "| sp | fit: peak MiB = a + b x positions per rank | step overhead MiB | budget | longest seq_len | "
+            "positions per rank | planned MiB per rank | resident MiB, set up | estimated step peak MiB |",
+            "|---|---|---|---|---|---|---|---|---|"]
     plans = {}
     for r in rows:
         if r["experiment"].startswith("memory_plan_"):
@@ -128,10 +246,7 @@ def memory_table(rows):
                 cells = [f"{p['planned_mb_max_rank']:.0f}", f"{p['rss_before_step_mb_max_rank']:.0f}",
                          f"{est:.0f} ({'within' if est <= budget else 'OVER'})"]
             else:
-                why = ("sp x budget exceeds what this machine gives one job" if sp * budget > 12288 else
-                       "not set up: a job of sp x budget > 2 GiB needs the heavy lock, which another job held "
-                       "for the rest of this session")
-                cells = ["-", "-", f"fit's prediction only ({why})"]
+                cells = ["-", "-", "fit's prediction only (not set up)"]
             out.append(f"| {sp} | {a:.0f} + {b * 1024:.1f} KiB x positions | {overhead:.0f} | {budget} MiB | {L} | "
                        f"{L // sp} | " + " | ".join(cells) + " |")
     return out
@@ -248,6 +363,10 @@ def model_table(rows):
 
 
 def main():
+    if sys.argv[1] == "--predict-plan":
+        over = eval(sys.argv[5], {}) if len(sys.argv) > 5 else None  # MiB, e.g. "1000.2 - 980.1"
+        print(plan_predicted(load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), over))
+        return
     if sys.argv[1] == "--predict":
         rows = load(sys.argv[2])
         fits = memory_fit(rows)
