@@ -34,9 +34,11 @@ int cmd_plan(int argc, char **argv) {
     if (!a.fit) return 0;
     size_t budget = mem_parse_size(a.fit);
     if (!budget) usage_error("--fit: '%s' is not a size (like 16G, 80GiB or 800M)", a.fit);
-    // Lengths the config accepts: multiples of both chunk lengths and of sp.
+    // Lengths the config accepts: multiples of both chunk lengths, and with
+    // sp > 1 of sp whole chunks (chunk-aligned shards, which the sequence-
+    // sharded paths need and which keep sp_attention=auto on one path).
     size_t chunk = (size_t)c->lsh_chunk / gcd((size_t)c->lsh_chunk, (size_t)c->local_chunk) * (size_t)c->local_chunk;
-    size_t unit = chunk / gcd(chunk, (size_t)c->sp) * (size_t)c->sp;
+    size_t unit = chunk * (size_t)c->sp;
     long lo = 0, hi = 1;  // lo fits (0: none yet), hi does not
     const long max_k = (1L << 28) / (long)unit;
     static MemPlan q;
@@ -60,9 +62,9 @@ int cmd_plan(int argc, char **argv) {
         return 1;
     }
     need_at(c, &rules, lo * (long)unit, &q);
-    printf("fit: longest seq_len %ld (a multiple of %zu) fits in %.2f GiB on %s%s: plans %.2f GiB, %zu bytes per "
+    printf("fit: longest seq_len %ld (a multiple of %zu) fits in %.2f GiB%s on %s%s: plans %.2f GiB, %zu bytes per "
            "token, batch=%d%s\n",
-           lo * (long)unit, unit, (double)budget / GiB, rules.device,
+           lo * (long)unit, unit, (double)budget / GiB, c->sp > 1 ? " per rank" : "", rules.device,
            strcmp(rules.device, "cuda") ? "" : " (computed)", (double)mem_plan_need(&q, &rules) / GiB,
            q.per_token_bytes, c->batch,
            strcmp(rules.device, "cuda") ? "" : "; leave room for the CUDA context (~0.5 GiB) and other processes");

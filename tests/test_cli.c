@@ -822,9 +822,18 @@ Test(cli, plan_prints_the_table_for_cpu_and_cuda_and_fits) {
     long L = atol(at + strlen("fit: longest seq_len "));
     // 4 GiB at ~11.4 KB per token: between 256K and 512K tokens.
     cr_assert(L > 262144 && L < 524288, "fit seq_len %ld for 4G", L);
+    // Past the heads (sp 8, 4 heads): lengths of sp whole chunks, per rank.
+    // experiments/scaling/past_heads.md measured 184,320 in 1 GiB per rank
+    // (and 185,856 over it).
+    Run fit8 = run_cli("plan %s --set sp=8 --fit 1G", model);
+    cr_assert_eq(fit8.rc, 0, "plan --fit, sp 8, failed (%d): %s%s", fit8.rc, fit8.out, fit8.err);
+    at = strstr(fit8.out, "fit: longest seq_len ");
+    cr_assert_not_null(at, "no fit line:\n%s", fit8.out);
+    L = atol(at + strlen("fit: longest seq_len "));
+    cr_assert(L % (64 * 8) == 0 && L > 150000 && L < 200000 && strstr(at, "per rank"), "sp 8: %s", at);
     Run bad = run_cli("plan %s --fit lots", model);
     ASSERT_ONE_LINE_ERROR(&bad, "bad --fit", "--fit", "lots");
-    Run *runs[] = {&cpu, &cuda, &fit, &bad};
+    Run *runs[] = {&cpu, &cuda, &fit, &fit8, &bad};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
 }
 
