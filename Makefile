@@ -191,6 +191,11 @@ roofline: build/roofline
 build/f32/experiments/lsh_causality/leak.o: CFLAGS += $(HDF5_CFLAGS)
 build/lsh_leak: build/f32/experiments/lsh_causality/leak.o $(CORE_OBJ) $(IO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS)
+# The same in double precision (a float checkpoint loads widened): what moves
+# there by more than rounding is a leak, not the float grouping of sums.
+build/f64/experiments/lsh_causality/leak.o: CFLAGS += $(HDF5_CFLAGS)
+build/lsh_leak_f64: build/f64/experiments/lsh_causality/leak.o $(CORE64_OBJ) $(IO_SRC:%.c=build/f64/%.o)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS)
 
 # The lent GPU machine's check (cuda/README.md, "On a lent GPU"): device-deps
 # downloads the Debian packages it carries into .devdeps/ (here, once);

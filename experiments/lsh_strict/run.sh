@@ -6,7 +6,8 @@
 #   - validation and test bits per byte in training form (`eval --form train`:
 #     the whole window at once, LSH sorted over it) and in decoding form
 #     (`eval --form decode`: one byte at a time, no later byte seen);
-#   - the one-token causality measurement (build/lsh_leak ckpt=...).
+#   - the one-token causality measurement (build/lsh_leak ckpt=..., in float
+#     and, to tell a leak from float rounding, in double: build/lsh_leak_f64).
 #
 #   experiments/lsh_strict/run.sh [STEPS]     (default 3000; writes results.md)
 #
@@ -18,7 +19,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
 steps="${1:-3000}"
-make -s build/reformer build/lsh_leak
+make -s build/reformer build/lsh_leak build/lsh_leak_f64
 model=(--set data=data/tinyshakespeare.txt --set seq_len=1024 --set batch=4 --set d_model=128 --set d_ff=512
        --set n_heads=4 --set n_layers=2 --set attn_layers=lsh --set lsh_chunk=32 --set n_hashes=2 --set lr=2e-3
        --set warmup=100 --set steps="$steps" --set eval_every=500 --set eval_windows=0 --set ckpt_every=1000
@@ -50,6 +51,8 @@ for form in standard strict; do
     done
     echo "[$form leak] build/lsh_leak ckpt=$(ckpt_of "$form")" >> "$here/eval.log"
     build/lsh_leak ckpt="$(ckpt_of "$form")" >> "$here/eval.log"
+    echo "[$form leak_f64] build/lsh_leak_f64 ckpt=$(ckpt_of "$form")" >> "$here/eval.log"
+    build/lsh_leak_f64 ckpt="$(ckpt_of "$form")" >> "$here/eval.log"
 done
 /usr/bin/python3 "$here/table.py" "$here/eval.log" "$steps" > "$here/results.md"
 cat "$here/results.md"
