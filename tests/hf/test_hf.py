@@ -450,6 +450,12 @@ def refusal_tests():
         expect_refusal([BIN, "export-hf", "--ckpt", ckpt, "--out", out], "axial_shape: 4,4,4 has 3 axes", [out])
     tests.append(t_export_three_axes)
 
+    def t_export_strict_lsh():  # transformers computes the standard LSH form only
+        ckpt = train("refuse_strict", lsh_form="strict", lsh_chunk=16, local_chunk=16)
+        out = os.path.join(WORK, "refuse_strict", "hf")
+        expect_refusal([BIN, "export-hf", "--ckpt", ckpt, "--out", out], "lsh_form: strict", [out])
+    tests.append(t_export_strict_lsh)
+
     shared = {}
 
     def small_ckpt():  # one trained checkpoint for the export refusals below
