@@ -177,16 +177,16 @@ static int prev_row(const Group *g, int c, int m) {
 }
 
 // Key blocks of a chunk: [prev ; own] group rows, their positions into kpos
-// and their sorted indices (LSH; local: positions) into kidx.
+// and (strict form) their sorted indices into kidx.
 static int chunk_blocks(Scratch *sc, int qrow, int prow, int m, int *block) {
     int nb = 0;
     if (prow >= 0) block[nb++] = prow;
     block[nb++] = qrow;
     for (int b = 0; b < nb; b++)
-        for (int t = 0; t < m; t++) {
-            sc->kpos[b * m + t] = sc->rpos[block[b] + t];
-            sc->kidx[b * m + t] = sc->rows[block[b] + t];
-        }
+        for (int t = 0; t < m; t++) sc->kpos[b * m + t] = sc->rpos[block[b] + t];
+    if (sc->window)  // only the strict mask reads them
+        for (int b = 0; b < nb; b++)
+            for (int t = 0; t < m; t++) sc->kidx[b * m + t] = sc->rows[block[b] + t];
     return nb;
 }
 

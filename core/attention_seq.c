@@ -63,10 +63,7 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
         CARVE(sq, real, lanes * (m + n) * dh);
         CARVE(sv, real, lanes * (m + n) * dh);
         CARVE(spos, int, lanes * (m + n));
-        if (sa->strict) {
-            CARVE(run_of, int, lanes * n);
-            CARVE(srun, int, lanes * (m + n));
-        }
+        if (sa->strict) CARVE(srun, int, lanes * (m + n));
         CARVE(so, real, lanes * n * dh);
         CARVE(slse, real, lanes * n);
         CARVE(saved, real, lanes * n * (dh + 1));
@@ -117,17 +114,15 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
         for (int r = 0; r < R; r++) {
             size_t lr = (size_t)lane * R + r;
             int *next = sa->before + lr * nb;  // becomes the next free index per bucket
-            const int *tot = sa->total + lr * nb;
+            int *tot = sa->total + lr * nb;
             for (int k = 0, acc = r * L; k < nb; k++) {
                 int cnt = tot[k];
                 next[k] += acc;
-                // Strict form: where bucket k's run starts; kept in total[] (read no more).
-                if (sa->strict) sa->total[lr * nb + k] = acc;
+                tot[k] = acc;  // read no more as a count: now where bucket k's run starts (strict form)
                 acc += cnt;
             }
             for (int i = 0; i < Ll; i++) {
                 int s = next[buckets[lr * Ll + i]]++;
-                if (sa->strict) sa->run_of[lr * Ll + i] = sa->total[lr * nb + buckets[lr * Ll + i]];
                 sa->route[lr * Ll + i] = s;
                 sa->send_rows[s / n]++;
             }
@@ -151,7 +146,7 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
                 memcpy(dst + dh, v + src, (size_t)dh * sizeof(real));
                 put_int(dst + 2 * dh, lane * n + s % n);
                 put_int(dst + 2 * dh + 1, p0 + i);
-                if (sa->strict) put_int(dst + 2 * dh + 2, sa->run_of[item]);
+                if (sa->strict) put_int(dst + 2 * dh + 2, sa->total[((size_t)lane * R + r) * nb + buckets[item]]);
             }
     }
     for (int j = 0; j < sp; j++) sa->xcounts[j] = sa->send_rows[j] * W;

@@ -56,14 +56,13 @@ typedef struct SeqAttention {
     int R, nb, m;             // rounds, buckets, chunk
     int strict;               // lsh_form=strict: rows also carry where their (round, bucket) run starts
     int n_own;                // R * Ll sorted items per lane per rank (whole chunks)
-    int *counts, *before, *total;  // [lanes, R, nb] histograms of my items
+    int *counts, *before, *total;  // [lanes, R, nb] histograms of my items; total ends as each run's start
     int *route;               // [lanes, R, Ll]: send row of each of my items
     int *slot_of;             // [lanes * n_own]: lane * n_own + slice index of each received row
     size_t *send_rows, *recv_rows, *xcounts, *rcounts;  // [sp]
     real *send, *recv;        // exchange buffers (rows of up to 2 dh + 2 reals)
     real *sq, *sv;            // [lanes, m + n_own, dh]: previous chunk, then my slice (sorted order)
     int *spos;                // [lanes, m + n_own]: their positions
-    int *run_of;              // strict, [lanes, R, Ll]: sorted index where each of my items' run starts
     int *srun;                // strict, [lanes, m + n_own]: that start as a lane row (Backend.lsh_sorted_forward)
     real *so, *slse;          // [lanes, n_own, dh], [lanes, n_own]
     real *saved;              // [lanes, R, Ll, dh + 1]: each of my items' round output and lse

@@ -30,7 +30,7 @@ typedef struct {
 } Leak;
 
 static Leak leak_fraction(Model *m, int freeze, int trials) {
-    const int L = m->L, V = m->cfg.vocab_size;
+    const int L = m->L;
     int *tok = calloc(L, sizeof(int)), *tgt = calloc(L, sizeof(int));
     real *before = calloc(L, sizeof(real));
     long any = 0, above = 0, total = 0;
@@ -54,7 +54,6 @@ static Leak leak_fraction(Model *m, int freeze, int trials) {
         }
     }
     free(tok), free(tgt), free(before);
-    (void)V;
     return (Leak){(double)any / (double)total, (double)above / (double)total, sum_abs / (double)total};
 }
 
