@@ -730,6 +730,20 @@ Test(cli, eval_walks_the_split_and_matches_training_evaluations) {
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
 }
 
+// Bits per byte of `eval --windows 6 --form FORM` on a checkpoint, after
+// checking the run and its line; *targets: the targets it scored.
+static double eval_form_bpb(const char *ckpt, const char *form, double *targets) {
+    Run r = run_cli("eval --ckpt '%s' --windows 6 --form %s", ckpt, form);
+    cr_assert_eq(r.rc, 0, "eval --form %s failed (%d): %s", form, r.rc, r.err);
+    char want[64];
+    snprintf(want, sizeof want, "| %s form | 6 of ", form);
+    cr_assert(strstr(r.out, want), "%s", r.out);
+    *targets = field_after(r.out, "windows | ");
+    double bpb = field_after(r.out, "nats | ");
+    run_free(&r);
+    return bpb;
+}
+
 // `eval --form decode` scores the same windows with the decoder, one byte at
 // a time. With lsh_form=strict (and local layers) decoding computes the
 // training forward, so both forms give the same loss; a standard-form
@@ -741,16 +755,11 @@ Test(cli, eval_decode_form_equals_train_form_for_strict_lsh) {
                      TINY_TRAIN, dir);
     cr_assert_eq(rt.rc, 0, "%s", rt.err);
     snprintf(ckpt, sizeof ckpt, "%s/ckpt_00000006.h5", dir);
-    Run tr = run_cli("eval --ckpt '%s' --windows 6 --form train", ckpt);
-    Run de = run_cli("eval --ckpt '%s' --windows 6 --form decode", ckpt);
-    cr_assert_eq(tr.rc, 0, "%s", tr.err);
-    cr_assert_eq(de.rc, 0, "%s", de.err);
-    cr_assert(strstr(de.out, "| decode form | 6 of "), "%s", de.out);
-    cr_assert(strstr(tr.out, "| train form | 6 of "), "%s", tr.out);
-    cr_assert_eq(field_after(tr.out, "windows | "), field_after(de.out, "windows | "), "target counts differ");
+    double nt, nd;
+    double bt = eval_form_bpb(ckpt, "train", &nt), bd = eval_form_bpb(ckpt, "decode", &nd);
+    cr_assert_eq(nt, nd, "target counts differ");
     // Float forwards in another order (a whole window vs one row at a time):
     // ~1e-6 relative; printed to 4 decimals, at most one unit apart.
-    double bt = field_after(tr.out, "nats | "), bd = field_after(de.out, "nats | ");
     cr_assert_lt(fabs(bt - bd), 1.5e-4, "strict LSH: train form %g bpb, decode form %g", bt, bd);
     // The standard form's two forms differ (so decode really ran the
     // decoder): after 40 steps here, 5.7725 vs 5.7737 bits per byte.
@@ -760,15 +769,11 @@ Test(cli, eval_decode_form_equals_train_form_for_strict_lsh) {
                      "--set out_dir='%s'", TINY_TRAIN, sdir);
     cr_assert_eq(rs.rc, 0, "%s", rs.err);
     snprintf(sckpt, sizeof sckpt, "%s/ckpt_00000040.h5", sdir);
-    Run st = run_cli("eval --ckpt '%s' --windows 6 --form train", sckpt);
-    Run sd = run_cli("eval --ckpt '%s' --windows 6 --form decode", sckpt);
-    cr_assert_eq(st.rc, 0, "%s", st.err);
-    cr_assert_eq(sd.rc, 0, "%s", sd.err);
-    double st_bpb = field_after(st.out, "nats | "), sd_bpb = field_after(sd.out, "nats | ");
-    cr_assert_gt(fabs(st_bpb - sd_bpb), 5e-4, "standard LSH: train form %g and decode form %g agree", st_bpb, sd_bpb);
+    double st = eval_form_bpb(sckpt, "train", &nt), sd = eval_form_bpb(sckpt, "decode", &nd);
+    cr_assert_gt(fabs(st - sd), 5e-4, "standard LSH: train form %g and decode form %g agree", st, sd);
     Run bad = run_cli("eval --ckpt '%s' --form beam", ckpt);
     ASSERT_ONE_LINE_ERROR(&bad, "bad --form", "--form", "beam");
-    Run *runs[] = {&rt, &tr, &de, &rs, &st, &sd, &bad};
+    Run *runs[] = {&rt, &rs, &bad};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) run_free(runs[i]);
 }
 
