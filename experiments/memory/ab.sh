@@ -4,7 +4,7 @@
 # 6 layers, alternating old/new, 3 runs each, all six back to back under one
 # hold of the heavy-job lock (~3 minutes).
 # Usage: [OMP_WAIT_POLICY=active] experiments/memory/ab.sh OLD_BIN NEW_BIN  (appends to ab.jsonl,
-# each row tagged with the OpenMP wait policy it ran under)
+# each row tagged with the OpenMP wait policy it ran under and the day, its session)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 old="$1" new="$2"
@@ -17,7 +17,7 @@ for i in 1 2 3; do
         bin=$old
         [[ $build == new ]] && bin=$new
         "$bin" "${args[@]}" |
-            python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r['build']='$build'; r['omp_wait_policy']='${OMP_WAIT_POLICY:-default}'; print(json.dumps(r))" \
+            python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r['build']='$build'; r['omp_wait_policy']='${OMP_WAIT_POLICY:-default}'; r['session']='$(date -u +%F)'; print(json.dumps(r))" \
             >>"$here/ab.jsonl"
         tail -1 "$here/ab.jsonl" >&2
     done
