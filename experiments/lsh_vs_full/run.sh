@@ -20,15 +20,18 @@
 # test (attn_layers=lsh; attn=full makes every layer full shared-QK causal
 # attention), d_model 128, d_ff 512, 4 heads of 32, seq_len 2048, chunk 64
 # (64 buckets), batch 2, AdamW lr 2e-3 (warmup 100, cosine), seed 1337.
-# Full attention trains on one core while the three LSH rows take turns on
-# the other (one OpenMP thread each), which takes about as long.
+# Full attention trains on one core while the LSH rows take turns on the
+# other (one OpenMP thread each; TRAIN_THREADS=N for N). The last row,
+# lsh4strict, is LSH-4 in lsh_form=strict (strictly causal, issue 13 part 2)
+# for comparison.
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
-rows=(full lsh4 lsh2 lsh1)
+rows=(full lsh4 lsh2 lsh1 lsh4strict)
 attn_of() {
     case "$1" in
         full) echo "--set attn=full --set n_hashes=1" ;;
+        lsh4strict) echo "--set n_hashes=4 --set lsh_form=strict" ;;
         lsh*) echo "--set n_hashes=${1#lsh}" ;;
     esac
 }
@@ -42,14 +45,14 @@ train_row() {
     fi
     rm -rf "$dir"
     # shellcheck disable=SC2046
-    echo "[$row] build/reformer train ${model[*]} $(attn_of "$row") --set out_dir=$dir" | tee "$here/$row.log"
+    echo "[$row] OMP_NUM_THREADS=${TRAIN_THREADS:-1} build/reformer train ${model[*]} $(attn_of "$row") --set out_dir=$dir" | tee "$here/$row.log"
     # shellcheck disable=SC2046
-    OMP_NUM_THREADS=1 /usr/bin/time -v -o "$here/$row.time" build/reformer train "${model[@]}" $(attn_of "$row") \
+    OMP_NUM_THREADS="${TRAIN_THREADS:-1}" /usr/bin/time -v -o "$here/$row.time" build/reformer train "${model[@]}" $(attn_of "$row") \
         --set out_dir="$dir" >> "$here/$row.log" 2>&1
 }
 train_row full &
 full_pid=$!
-for row in lsh4 lsh2 lsh1; do train_row "$row"; done
+for row in lsh4 lsh2 lsh1 lsh4strict; do train_row "$row"; done
 wait "$full_pid"
 /usr/bin/python3 experiments/plot_metrics.py "${rows[@]/#/runs/lsh_vs_full/}" -o "$here/curves.png" > /dev/null
 

@@ -8,8 +8,9 @@ import statistics
 import sys
 
 here, steps, eval_windows = sys.argv[1], sys.argv[2], sys.argv[3]
-ROWS = ("full", "lsh4", "lsh2", "lsh1")
-NAME = {"full": "full attention (shared-QK)", "lsh4": "LSH, 4 rounds", "lsh2": "LSH, 2 rounds", "lsh1": "LSH, 1 round"}
+ROWS = ("full", "lsh4", "lsh2", "lsh1", "lsh4strict")
+NAME = {"full": "full attention (shared-QK)", "lsh4": "LSH, 4 rounds", "lsh2": "LSH, 2 rounds", "lsh1": "LSH, 1 round",
+        "lsh4strict": "LSH, 4 rounds, `lsh_form=strict`"}
 
 
 def tagged(path, pattern):
@@ -61,10 +62,11 @@ print("**Text.** GCIDE 0.48, the GNU Collaborative International Dictionary of E
       "licensed English prose found in a package: Debian main's biggest text and doc packages are generated API "
       "documentation, its books are a few MB (bible-kjv-text, r-cran-janeaustenr), and the PyPI packages named "
       "after corpora (Gutenberg, enwik8, PG19 and the like) download them at run time or do not exist.\n")
-print(f"**Models.** The same model four times: 3 layers, all three of the attention under test, d_model 128, "
+print(f"**Models.** The same model five times: 3 layers, all three of the attention under test, d_model 128, "
       f"d_ff 512, 4 heads of 32, seq_len 2048, batch 2, {steps} steps of AdamW (lr 2e-3, warmup 100, cosine), "
       "seed 1337, reversible. LSH: chunk 64, 64 buckets, the standard (paper's) form, trained and scored with "
-      "its own number of rounds. Full: `attn=full`, every layer attends to the whole causal prefix with "
+      "its own number of rounds; the last row is LSH-4 in the strictly causal form (`lsh_form=strict`, "
+      "trained later on both cores: `TRAIN_THREADS=2 run.sh`). Full: `attn=full`, every layer attends to the whole causal prefix with "
       "shared QK, as the paper's full-attention baseline. Trained on one OpenMP thread each, full attention on "
       "one core while the LSH rows took turns on the other.\n")
 print(f"**Scores.** Validation bits per byte over {eval_windows} windows of 2048 bytes spread evenly over the split "
@@ -118,9 +120,12 @@ def loss_at(row, step):
 if "full_eq" in eq and bench["full"] and bench["lsh4"]:
     ms_full = statistics.median(r["step_ms"] for r in bench["full"])
     ms_lsh4 = statistics.median(r["step_ms"] for r in bench["lsh4"])
+    now = round(int(steps) * ms_lsh4 / ms_full)
+    sized = (f"({steps} x {ms_lsh4:.0f} ms / {ms_full:.0f} ms, bench's medians above)" if now == eq["steps"] else
+             f"(by the medians of the bench run before it, in the same session; bench.log's medians above, "
+             f"{ms_lsh4:.0f} and {ms_full:.0f} ms, give {now}: the machine's drift between the two runs)")
     print(f"\n**At equal compute** (`experiments/lsh_vs_full/equal_compute.sh {steps} {eval_windows}`, run by run.sh): "
-          f"LSH-4's {steps} steps take the time of {eq['steps']} full-attention steps ({steps} x {ms_lsh4:.0f} ms / "
-          f"{ms_full:.0f} ms, bench's medians above). Full attention trained for {eq['steps']} steps, with its own "
+          f"LSH-4's {steps} steps take the time of {eq['steps']} full-attention steps {sized}. Full attention trained for {eq['steps']} steps, with its own "
           "cosine schedule over them, alone on both cores, same seed (so the same batches), scored the same way; "
           f"and, schedule aside, the {steps}-step full run's checkpoint at step {eq.get('cut', '?')}, more compute "
           "than LSH-4's and its learning rate not yet annealed:\n")
@@ -135,9 +140,10 @@ if "full_eq" in eq and bench["full"] and bench["lsh4"]:
     if t is not None and d is not None:
         print(f"| LSH, 4 rounds | {steps} | {int(steps) * ms_lsh4 / 60000:.1f} min | {t:.4f} | {d:.4f} |")
 
-if all((r, h) in bpb for r in ROWS for h in ("train", "decode")) and all(bench[r] for r in ROWS):
-    tps = {r: statistics.median(x["tokens_per_s"] for x in bench[r]) for r in ROWS}
-    plan = {r: bench[r][0]["planned_mb"] for r in ROWS}
+BASE = ("full", "lsh4", "lsh2", "lsh1")
+if all((r, h) in bpb for r in BASE for h in ("train", "decode")) and all(bench[r] for r in BASE):
+    tps = {r: statistics.median(x["tokens_per_s"] for x in bench[r]) for r in ROWS if bench[r]}
+    plan = {r: bench[r][0]["planned_mb"] for r in ROWS if bench[r]}
     f = bpb["full", "train"]
     print("\nWhat this shows:")
     print(f"- **At equal steps full attention is best, and more rounds close the gap.** Validation, train form: "
@@ -159,6 +165,14 @@ if all((r, h) in bpb for r in ROWS for h in ("train", "decode")) and all(bench[r
           "(`experiments/throughput/`, `experiments/memory/`). The training runs' peak RSS adds ~43 MiB to an LSH "
           "step's (the pages of the mapped text that the random windows touched, and the evaluations); full "
           "attention's adds less because its runs used one thread, which plans one score tile instead of two.")
+    if ("lsh4strict", "train") in bpb and ("lsh4strict", "decode") in bpb and bench.get("lsh4strict"):
+        st, sd = bpb["lsh4strict", "train"], bpb["lsh4strict", "decode"]
+        print(f"- **The strict form.** LSH-4 in `lsh_form=strict` scores {st:.4f} in train form and {sd:.4f} in "
+              f"decode form ({st - sd:+.4f}: its two forms agree, as its tests promise), against the standard "
+              f"LSH-4's {bpb['lsh4', 'decode']:.4f} in decode form ({sd - bpb['lsh4', 'decode']:+.4f}) and full "
+              f"attention's {f:.4f} ({sd - f:+.4f}; one seed: a difference this small is not a ranking), at "
+              f"{tps['lsh4strict'] / tps['lsh4']:.2f}x the standard LSH-4's tokens/s (the same kernel with another "
+              "mask). Scored causally, the strict form is the better LSH here, as in `experiments/lsh_strict/`.")
     if "full_eq" in eq:
         print(f"- **At equal compute LSH-4 is better in both forms.** Full attention given the time of LSH-4's "
               f"{steps} steps scores {eq['full_eq']:.4f} with its own {eq['steps']}-step schedule"
