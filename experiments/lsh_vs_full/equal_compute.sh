@@ -10,7 +10,8 @@
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
-eq_steps="$(/usr/bin/python3 - "$here/bench.log" "$steps" <<'PY'
+# EQ_STEPS=N pins the step count (a rerun after the bench drifted would otherwise retrain).
+eq_steps="${EQ_STEPS:-$(/usr/bin/python3 - "$here/bench.log" "$steps" <<'PY'
 import json, re, statistics, sys
 ms, row = {}, None
 for line in open(sys.argv[1]):
@@ -21,7 +22,7 @@ for line in open(sys.argv[1]):
         ms.setdefault(row, []).append(json.loads(line)["step_ms"])
 print(round(int(sys.argv[2]) * statistics.median(ms["lsh4"]) / statistics.median(ms["full"])))
 PY
-)"
+)}"
 dir=runs/lsh_vs_full/full_eq
 ckpt="$dir/ckpt_$(printf %08d "$eq_steps").h5"
 if [ ! -f "$ckpt" ]; then

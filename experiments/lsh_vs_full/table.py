@@ -123,7 +123,8 @@ if "full_eq" in eq and bench["full"] and bench["lsh4"]:
     now = round(int(steps) * ms_lsh4 / ms_full)
     sized = (f"({steps} x {ms_lsh4:.0f} ms / {ms_full:.0f} ms, bench's medians above)" if now == eq["steps"] else
              f"(by the medians of the bench run before it, in the same session; bench.log's medians above, "
-             f"{ms_lsh4:.0f} and {ms_full:.0f} ms, give {now}: the machine's drift between the two runs)")
+             f"{ms_lsh4:.0f} and {ms_full:.0f} ms, give {now}: the machine's drift between the two runs; "
+             f"`EQ_STEPS={eq['steps']}` reruns this row as it was)")
     print(f"\n**At equal compute** (`experiments/lsh_vs_full/equal_compute.sh {steps} {eval_windows}`, run by run.sh): "
           f"LSH-4's {steps} steps take the time of {eq['steps']} full-attention steps {sized}. Full attention trained for {eq['steps']} steps, with its own "
           "cosine schedule over them, alone on both cores, same seed (so the same batches), scored the same way; "
