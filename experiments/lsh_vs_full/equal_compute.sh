@@ -11,20 +11,9 @@ set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
 # EQ_STEPS=N pins the step count (a rerun after the bench drifted would otherwise retrain).
-eq_steps="${EQ_STEPS:-$(/usr/bin/python3 - "$here/bench.log" "$steps" <<'PY'
-import json, re, statistics, sys
-ms, row = {}, None
-for line in open(sys.argv[1]):
-    m = re.match(r"\[(\w+) bench \d+\] ", line)
-    if m:
-        row = m.group(1)
-    elif line.startswith("{"):
-        ms.setdefault(row, []).append(json.loads(line)["step_ms"])
-print(round(int(sys.argv[2]) * statistics.median(ms["lsh4"]) / statistics.median(ms["full"])))
-PY
-)}"
+eq_steps="${EQ_STEPS:-$(/usr/bin/python3 "$here/table.py" --eq-steps "$here" "$steps")}"
 dir=runs/lsh_vs_full/full_eq
-ckpt="$dir/ckpt_$(printf %08d "$eq_steps").h5"
+ckpt="$(ckpt_in "$dir" "$eq_steps")"
 if [ ! -f "$ckpt" ]; then
     rm -rf "$dir"
     args=("${model[@]}" --set attn=full --set n_hashes=1 --set steps="$eq_steps" --set ckpt_every="$eq_steps"
@@ -38,6 +27,6 @@ build/reformer eval --ckpt "$ckpt" --split validation --form train --windows "$e
 # checkpoint at or after eq_steps (run.sh checkpoints every 1000 steps), whose
 # learning rate had not been annealed.
 cut=$(( (eq_steps + 999) / 1000 * 1000 ))
-cut_ckpt="runs/lsh_vs_full/full/ckpt_$(printf %08d "$cut").h5"
+cut_ckpt="$(ckpt_in runs/lsh_vs_full/full "$cut")"
 echo "[full_cut validation train] build/reformer eval --ckpt $cut_ckpt --split validation --form train --windows $eval_windows" >> "$here/eval_eq.log"
 build/reformer eval --ckpt "$cut_ckpt" --split validation --form train --windows "$eval_windows" 2>/dev/null | tail -1 >> "$here/eval_eq.log"

@@ -35,7 +35,7 @@ attn_of() {
         lsh*) echo "--set n_hashes=${1#lsh}" ;;
     esac
 }
-ckpt_of() { echo "runs/lsh_vs_full/$1/ckpt_$(printf %08d "$steps").h5"; }
+ckpt_of() { ckpt_in "runs/lsh_vs_full/$1" "$steps"; }
 
 train_row() {
     local row="$1" dir="runs/lsh_vs_full/$1"
@@ -52,7 +52,7 @@ train_row() {
 }
 train_row full &
 full_pid=$!
-for row in lsh4 lsh2 lsh1 lsh4strict; do train_row "$row"; done
+for row in "${rows[@]:1}"; do train_row "$row"; done  # every row after full, in turn
 wait "$full_pid"
 /usr/bin/python3 experiments/plot_metrics.py "${rows[@]/#/runs/lsh_vs_full/}" -o "$here/curves.png" > /dev/null
 

@@ -1,13 +1,17 @@
-"""Render experiments/lsh_vs_full (run.sh's logs) as results.md.
+"""Render experiments/lsh_vs_full (run.sh's logs) as results.md; or, with --eq-steps, print how many
+full-attention steps take the time of LSH-4's STEPS by bench.log's medians (equal_compute.sh's count).
 
     python3 table.py DIR STEPS EVAL_WINDOWS
+    python3 table.py --eq-steps DIR STEPS
 """
 import json
 import re
 import statistics
 import sys
 
-here, steps, eval_windows = sys.argv[1], sys.argv[2], sys.argv[3]
+eq_steps_only = sys.argv[1] == "--eq-steps"
+here, steps = sys.argv[2:4] if eq_steps_only else sys.argv[1:3]
+eval_windows = None if eq_steps_only else sys.argv[3]
 ROWS = ("full", "lsh4", "lsh2", "lsh1", "lsh4strict")
 NAME = {"full": "full attention (shared-QK)", "lsh4": "LSH, 4 rounds", "lsh2": "LSH, 2 rounds", "lsh1": "LSH, 1 round",
         "lsh4strict": "LSH, 4 rounds, `lsh_form=strict`"}
@@ -25,17 +29,32 @@ def tagged(path, pattern):
             yield tag, line
 
 
-bpb, targets, eval_tok_s = {}, {}, {}
-for (row, how), line in tagged(f"{here}/eval.log", r"\[(\w+) validation (\w+)\] "):
-    if line.startswith("eval: "):
-        bpb[row, how] = float(re.search(r"\| ([0-9.]+) bits per byte", line).group(1))
-        targets[row, how] = int(re.search(r"\| (\d+) targets", line).group(1))
-        eval_tok_s[row, how] = float(re.search(r"\((\d+) tok/s\)", line).group(1))
-
 bench = {row: [] for row in ROWS}
 for (row, _rep), line in tagged(f"{here}/bench.log", r"\[(\w+) bench (\d+)\] "):
     if line.startswith("{"):
         bench[row].append(json.loads(line))
+
+
+def median_of(row, key):
+    """The median of a bench.log field over a row's runs."""
+    return statistics.median(r[key] for r in bench[row])
+
+
+def equal_compute_steps():
+    """Full-attention steps that take the time of LSH-4's `steps`, by the bench medians."""
+    return round(int(steps) * median_of("lsh4", "step_ms") / median_of("full", "step_ms"))
+
+
+if eq_steps_only:
+    print(equal_compute_steps())
+    sys.exit(0)
+
+bpb, targets = {}, {}
+for (row, how), line in tagged(f"{here}/eval.log", r"\[(\w+) validation (\w+)\] "):
+    if line.startswith("eval: "):
+        bpb[row, how] = float(re.search(r"\| ([0-9.]+) bits per byte", line).group(1))
+        targets[row, how] = int(re.search(r"\| (\d+) targets", line).group(1))
+
 
 train = {}
 for row in ROWS:
@@ -84,8 +103,8 @@ for row in ROWS:
     t, d = bpb.get((row, "train")), bpb.get((row, "decode"))
     runs = bench[row]
     tps = [r["tokens_per_s"] for r in runs]
-    med = statistics.median(tps) if tps else None
-    ms = statistics.median(r["step_ms"] for r in runs) if runs else None
+    med = median_of(row, "tokens_per_s") if runs else None
+    ms = median_of(row, "step_ms") if runs else None
     rss = max(r["peak_rss_mb"] for r in runs) if runs else None
     plan = runs[0]["planned_mb"] if runs else None
     tr = train.get(row, {})
@@ -118,9 +137,8 @@ def loss_at(row, step):
 
 
 if "full_eq" in eq and bench["full"] and bench["lsh4"]:
-    ms_full = statistics.median(r["step_ms"] for r in bench["full"])
-    ms_lsh4 = statistics.median(r["step_ms"] for r in bench["lsh4"])
-    now = round(int(steps) * ms_lsh4 / ms_full)
+    ms_full, ms_lsh4 = median_of("full", "step_ms"), median_of("lsh4", "step_ms")
+    now = equal_compute_steps()
     sized = (f"({steps} x {ms_lsh4:.0f} ms / {ms_full:.0f} ms, bench's medians above)" if now == eq["steps"] else
              f"(by the medians of the bench run before it, in the same session; bench.log's medians above, "
              f"{ms_lsh4:.0f} and {ms_full:.0f} ms, give {now}: the machine's drift between the two runs; "
@@ -143,9 +161,11 @@ if "full_eq" in eq and bench["full"] and bench["lsh4"]:
 
 BASE = ("full", "lsh4", "lsh2", "lsh1")
 if all((r, h) in bpb for r in BASE for h in ("train", "decode")) and all(bench[r] for r in BASE):
-    tps = {r: statistics.median(x["tokens_per_s"] for x in bench[r]) for r in ROWS if bench[r]}
+    tps = {r: median_of(r, "tokens_per_s") for r in ROWS if bench[r]}
     plan = {r: bench[r][0]["planned_mb"] for r in ROWS if bench[r]}
     f = bpb["full", "train"]
+    extra = [train[r]["rss_mib"] - max(x["peak_rss_mb"] for x in bench[r])
+             for r in ROWS if r != "full" and bench[r] and train.get(r, {}).get("rss_mib")]
     print("\nWhat this shows:")
     print(f"- **At equal steps full attention is best, and more rounds close the gap.** Validation, train form: "
           f"LSH-4 is {bpb['lsh4', 'train'] - f:+.4f} bits per byte from full attention, LSH-2 "
@@ -163,8 +183,8 @@ if all((r, h) in bpb for r in BASE for h in ("train", "decode")) and all(bench[r
           f"(LSH-1 at {tps['lsh1'] / tps['full']:.2f}x) and plans {plan['lsh4']:.1f} MiB for a step against "
           f"{plan['full']:.1f} MiB. Full attention's cost grows with the square of the length and LSH's "
           "linearly, so these ratios are the smallest they will be on longer sequences "
-          "(`experiments/throughput/`, `experiments/memory/`). The training runs' peak RSS adds ~43 MiB to an LSH "
-          "step's (the pages of the mapped text that the random windows touched, and the evaluations); full "
+          "(`experiments/throughput/`, `experiments/memory/`). The training runs' peak RSS adds "
+          f"{min(extra):.0f}-{max(extra):.0f} MiB to an LSH step's (the pages of the mapped text that the random windows touched, and the evaluations); full "
           "attention's adds less because its runs used one thread, which plans one score tile instead of two.")
     if ("lsh4strict", "train") in bpb and ("lsh4strict", "decode") in bpb and bench.get("lsh4strict"):
         st, sd = bpb["lsh4strict", "train"], bpb["lsh4strict", "decode"]
