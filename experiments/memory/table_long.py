@@ -80,9 +80,25 @@ if ab:
                 med[build] = statistics.median(v)
                 print(f"| {session} | {pol} | {build} | {', '.join(f'{x:.0f}' for x in v)} | {med[build]:.0f} |")
             print(f"| {session} | {pol} | new / old | | **{med['new'] / med['old']:.3f}** |")
-    print("\n- 2026-12-01 ran on a busier, slower VM (~2,300 tok/s) than 2026-12-02 (~3,050 tok/s, nothing else "
-          "running); within each session the builds alternate, so each ratio stands, and they differ by more than "
-          "either session's spread. On 2026-12-02 the new build is within 5% of the old one under both policies.")
-    print("- The feed-forward's row chunk is not a cost: `experiments/memory/ab_ff_chunk.sh build/reformer 1024 16384` "
-          "(one build, alternating, ab_ff_chunk.log) gave medians of 2977 tok/s at ff_chunk=1024 (the default, "
-          "peak 310 MiB) and 3013 at 16384 (one chunk, 536 MiB), within the runs' spread.")
+    sessions = sorted({r.get("session", "?") for r in ab})
+    speed = {se: statistics.median(r["tokens_per_s"] for r in ab if r.get("session", "?") == se) for se in sessions}
+    print("\n- Sessions' median speeds: " + ", ".join(f"{se} ~{speed[se]:,.0f} tok/s" for se in sessions) + ". Within "
+          "each session the builds alternate, so each ratio stands on its own; between sessions the machine differed "
+          "by more than the effect.")
+
+# ab_ff_chunk.sh: one build, ff_chunk values alternating.
+chunk_path = os.path.join(here, "ab_ff_chunk.log")
+if os.path.exists(chunk_path):
+    runs = {}
+    for line in open(chunk_path):
+        if line.startswith("ff_chunk="):
+            fc, tps, rss = line.split()[:3]
+            runs.setdefault(int(fc.split("=")[1]), []).append((float(tps), float(rss)))
+    print("- The feed-forward's row chunk (`experiments/memory/ab_ff_chunk.sh build/reformer "
+          + " ".join(str(fc) for fc in runs) + "`, one build, alternating, ab_ff_chunk.log): median tokens/s "
+          + ", ".join(f"{statistics.median(t for t, _ in v):.0f} at ff_chunk={fc} (peak {max(r for _, r in v):.0f} MiB)"
+                      for fc, v in runs.items()) + ".")
+    meds = [statistics.median(t for t, _ in v) for v in runs.values()]
+    spread = max((max(t for t, _ in v) - min(t for t, _ in v)) / statistics.median(t for t, _ in v) for v in runs.values())
+    print(f"  The medians differ by {(max(meds) - min(meds)) / min(meds):.1%}; one setting's runs spread by up to "
+          f"{spread:.1%}.")
