@@ -1,6 +1,6 @@
 #include "config.h"
 
-#define DEFAULT_CHUNK 64
+#define DEFAULT_CHUNK CONFIG_AUTO_CHUNK
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
 
 #include <errno.h>
@@ -309,7 +309,13 @@ static int set_row(Config *c, const KeyRow *k, const char *value, char *err, siz
         return parse_string(k->name, k->names[i], field, k->size, err, errlen);
     }
     case KEY_AXES: {
-        int v[MAX_AXES] = {0}, n;
+        int v[MAX_AXES] = {0}, n = 0;
+        // 0: automatic, as if not given (the rule of every key whose 0 means auto).
+        if (!strcmp(value, "0")) {
+            memcpy(field, v, sizeof v);
+            *(int *)((char *)c + k->count_offset) = 0;
+            return 0;
+        }
         if (parse_list(k->name, value, v, &n, err, errlen)) return -1;
         memcpy(field, v, sizeof v);
         *(int *)((char *)c + k->count_offset) = n;

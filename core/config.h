@@ -7,6 +7,10 @@
 // (d_head, n_buckets, axial shape) and validates everything, reporting the
 // first problem as one line that names the key.
 #pragma once
+
+// The chunk length lsh_chunk=0 / local_chunk=0 derive: the largest divisor
+// of seq_len up to this.
+#define CONFIG_AUTO_CHUNK 64
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>

@@ -62,7 +62,15 @@ typedef struct {
     int seq_len, vocab_size, dup_alphabet, cross_docs;
     uint64_t seed;
     // Mappings and buffers to release.
-    struct DataMap { void *addr; size_t len; char *path; } *maps;
+    // Each mapped file with what identified it when opened (stat: device,
+    // inode, modification and change times in ns), to detect a rewrite.
+    struct DataMap {
+        void *addr;
+        size_t len;
+        char *path;
+        unsigned long long dev, ino;
+        long long mtime_ns, ctime_ns;
+    } *maps;
     long n_maps, cap_maps;
     void *owned;             // inflated enwik8.zip
 } Dataset;
@@ -95,6 +103,15 @@ const char *split_name(Split s);
 int split_parse(const char *name, Split *out);
 // "text", "enwik8", ...
 const char *data_kind_name(DataKind k);
+
+// Is every mapped file as it was when opened? A file rewritten in place
+// (`cp other data.txt`, `dd conv=notrunc`) keeps its inode but gets a new
+// change time (ctime, which no tool can set back) and mtime: a mapping of it
+// then reads the new bytes, so training would go on with other data. Returns
+// 0, or -1 with a one-line message naming the file in err. A file replaced by
+// rename (a new inode at the path) is not a change: the run keeps reading the
+// old one, which it still maps.
+int dataset_check_unchanged(const Dataset *ds, char *err, size_t errlen);
 
 // One line: format, documents and tokens per split.
 void dataset_describe(const Dataset *ds, char *buf, size_t cap);

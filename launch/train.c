@@ -82,6 +82,25 @@ static void save_checkpoint(Model *m, RunRecord *run, long step, double loss, ch
     fflush(stdout);
 }
 
+// Rank 0, before each checkpoint: a data file rewritten in place under the
+// run (dataset_check_unchanged) means the steps since the last checkpoint
+// may have trained on other bytes. Stop without writing this one, so the
+// last checkpoint, all of whose steps read the data as opened, is the newest.
+static void stop_if_data_changed(const Dataset *ds, const Config *c, MetricsFile *metrics, long step) {
+    char why[1400], last[1100], msg[4096], err[512];
+    if (dataset_check_unchanged(ds, why, sizeof why) == 0) return;
+    long last_step;
+    char tmp[64];
+    int have = ckpt_find_latest(c->out_dir, last, sizeof last, &last_step, tmp, sizeof tmp) == 0;
+    if (metrics_close(metrics, err, sizeof err)) { /* the line below is the error that matters */ }
+    snprintf(msg, sizeof msg,
+             "%s: stopped before the checkpoint of step %ld; %s%s; restore the file and --resume, or write new data "
+             "to a new file and rename it over the old one",
+             why, step, have ? "the last checkpoint is kept: " : "no checkpoint was written yet",
+             have ? last : "");
+    run_error(msg);
+}
+
 // An error every rank reaches together: rank 0 says it once, every rank
 // leaves MPI cleanly and exits with status.
 #if defined(__GNUC__)
@@ -155,12 +174,13 @@ static long resume_from_checkpoint(Model *m, const char *path, Dist *d, CkptStat
 #if defined(__GNUC__)
 __attribute__((noreturn))
 #endif
-static void stop_on_signal(Dist *d, Model *m, MetricsFile *metrics, int sig, long next, long saved_step,
-                           RunRecord *run, double loss) {
+static void stop_on_signal(Dist *d, Model *m, const Dataset *ds, MetricsFile *metrics, int sig, long next,
+                           long saved_step, RunRecord *run, double loss) {
     const Config *c = &m->cfg;
     if (d->rank == 0) {
         char err[2048], path[2048] = "", what[2400];
         long done = next - 1;
+        if (done > saved_step) stop_if_data_changed(ds, c, metrics, done);
         if (done > saved_step) save_checkpoint(m, run, done, loss, path, sizeof path);
         else if (done > 0) ckpt_path(path, sizeof path, c->out_dir, done);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
@@ -234,7 +254,7 @@ int cmd_train(int argc, char **argv) {
     agree_or_fail(&dist, used, 2, used_msg);
     // The summary line, then the memory check, before any file or buffer
     // (a resumed run prints it once its checkpoint is accepted, below).
-    agree_or_fail(&dist, preflight(c, pick_backend(c), lead && !a.resume, err, sizeof err) != 0, 2, err);
+    agree_or_fail(&dist, preflight(c, pick_backend(c), lead && !a.resume, &dist, err, sizeof err) != 0, 2, err);
     // One run per directory: rank 0, which writes every file, holds the
     // lock until it exits; then, under the lock, a fresh run checks again
     // that no run started beside it has written a checkpoint meanwhile.
@@ -341,7 +361,7 @@ int cmd_train(int argc, char **argv) {
     for (int step = (int)start; step <= c->steps; step++) {
         // Between steps: did a stop signal reach any rank? (One int all-reduced.)
         int sig = dist_max_int(&dist, DIST_WORLD, stop_signal_received());
-        if (sig) stop_on_signal(&dist, &m, metrics, sig, step, saved_step, &run, loss);
+        if (sig) stop_on_signal(&dist, &m, &ds, metrics, sig, step, saved_step, &run, loss);
         maybe_die_for_test(&dist, step);
         rank_batch_draw(&rb, &ds, &dist, (uint32_t)step);
         double t0 = now_seconds(), comm0 = dist_comm_seconds();
@@ -393,11 +413,15 @@ int cmd_train(int argc, char **argv) {
         if (can_eval && (step % c->eval_every == 0 || step == c->steps))
             eval_bpb = periodic_eval(&m, &ds, &dist, step, metrics);
         if (c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps) {
-            if (lead) save_checkpoint(&m, &run, step, loss, ckpt_written, sizeof ckpt_written);
+            if (lead) {
+                stop_if_data_changed(&ds, c, metrics, step);
+                save_checkpoint(&m, &run, step, loss, ckpt_written, sizeof ckpt_written);
+            }
             saved_step = step;
         }
     }
     if (lead) {
+        stop_if_data_changed(&ds, c, metrics, c->steps);
         save_checkpoint(&m, &run, c->steps, loss, ckpt_written, sizeof ckpt_written);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
     }

@@ -868,3 +868,23 @@ Test(config_ini, nul_byte_gives_file_and_line) {
     cr_assert(strstr(err, "NUL") != NULL, "error '%s' does not say NUL", err);
     cr_assert(strchr(err, '\n') == NULL);
 }
+
+// Issue 21, 2.11: axial_shape=0 was refused ("out of range") while every key
+// whose 0 means automatic takes it. Now 0 gives the automatic shape, the same
+// config as not setting the key (and so for axial_dims).
+Test(config, axial_shape_and_dims_0_mean_automatic) {
+    Config set, unset;
+    char err[ERRLEN] = "", a[512], b[512];
+    config_defaults(&unset);
+    config_defaults(&set);
+    cr_assert_eq(config_set(&set, "axial_shape", "8,16", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(config_set(&set, "axial_shape", "0", err, sizeof err), 0, "axial_shape=0 refused: %s", err);
+    cr_assert_eq(config_set(&set, "axial_dims", "0", err, sizeof err), 0, "axial_dims=0 refused: %s", err);
+    cr_assert_eq(config_finalize(&set, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(config_finalize(&unset, err, sizeof err), 0, "%s", err);
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        config_get(&set, CONFIG_KEYS[i], a, sizeof a);
+        config_get(&unset, CONFIG_KEYS[i], b, sizeof b);
+        cr_assert_str_eq(a, b, "%s differs: %s with 0, %s unset", CONFIG_KEYS[i], a, b);
+    }
+}
