@@ -84,7 +84,7 @@ build/f32/launch/cli.o build/f32/tests/test_dist.o: CFLAGS += -DREFORMER_NCCL
 endif
 endif
 
-.PHONY: all test test-cuda test-hf setup setup-hf clean roofline device-deps device-check device-check-rehearsal
+.PHONY: all test test-cuda test-hf test-slurm setup setup-hf clean roofline device-deps device-check device-check-rehearsal
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
 .SECONDARY:
@@ -154,6 +154,14 @@ test-cuda: build/test_cuda
 
 setup:
 	@./launch/setup.sh
+
+# launch/slurm/reformer.sbatch on a real one-node SLURM cluster (munged,
+# slurmctld, slurmd started privately in a temporary directory; make setup
+# installs them): preemption by USR1, the time-limit warning and scontrol
+# requeue, each resumed to the same losses, and two srun-started ranks.
+# Needs root (its slurmd starts the jobs); about 2.5 minutes.
+test-slurm: build/reformer
+	@tests/slurm/test_slurm.sh
 
 # Hugging Face interop (reformer export-hf / import-hf): `make setup-hf`
 # makes .venv-hf (Debian's torch, pinned transformers); `make test-hf`

@@ -16,6 +16,9 @@ packages=(
     python3-h5py
     # the launch scripts' lint test
     shellcheck
+    # make test-slurm: a private one-node SLURM (Debian's slurm-wlm: slurmctld,
+    # slurmd, slurm-client) with munge authentication
+    slurmctld slurmd slurm-client munge
 )
 if [[ "${REFORMER_SETUP_EXTRAS:-0}" == 1 ]]; then
     packages+=(python3-matplotlib)
