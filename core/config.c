@@ -119,10 +119,11 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
       "decoding computes exactly the training forward (CPU, unsharded or "               \
       "sequence-parallel on either path; not exportable to transformers)")               \
     X(axial_shape,     AXES(axial_shape),                    NULL, SHAPE,                \
-      "axial position-embedding shape, product = `seq_len`; auto = the most nearly "     \
-      "square two-factor split")                                                         \
+      "axial position-embedding shape, product = `seq_len`; auto (or 0) = the most "     \
+      "nearly square two-factor split")                                                  \
     X(axial_dims,      AXES(axial_dims),                     NULL, SHAPE,                \
-      "widths of the axial embedding parts, sum = `d_model`; auto = an even split")      \
+      "widths of the axial embedding parts, sum = `d_model`; auto (or 0) = an even "     \
+      "split")                                                                           \
     X(ff_chunk,        INT(ff_chunk, 1, INT_MAX),             "1024", 0,                 \
       "tokens per feed-forward chunk")                                                   \
     X(loss_chunk,      INT(loss_chunk, 1, INT_MAX),           "1024", 0,                 \

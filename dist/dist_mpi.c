@@ -245,7 +245,7 @@ int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen
         if (sp != 1) {
             snprintf(err, errlen, "sp: %d does not divide the number of ranks (1); start a multiple of %d ranks "
                      "(mpirun -np %d, or srun), or run in this one process with --set sp=1 (sp is not a shape key: "
-                     "a checkpoint of sp=%d resumes under sp=1 with the same results)", sp, sp, sp, sp);
+                     "a checkpoint of sp=%d resumes under sp=1 and continues its run)", sp, sp, sp, sp);
             return -1;
         }
         return 0;
@@ -262,7 +262,7 @@ int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen
     if (sp < 1 || d->world % sp) {
         snprintf(err, errlen, "sp: %d does not divide the number of ranks (%d); start a multiple of %d ranks, or "
                  "set sp to a divisor of %d (--set sp=1 works on any number; sp is not a shape key: a checkpoint "
-                 "resumes under another sp with the same results)", sp, d->world, sp, d->world);
+                 "resumes under another sp and continues its run)", sp, d->world, sp, d->world);
         return -1;
     }
     d->sp = sp;
