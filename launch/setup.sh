@@ -17,8 +17,8 @@ packages=(
     # the launch scripts' lint test
     shellcheck
     # make test-slurm: a private one-node SLURM (Debian's slurm-wlm: slurmctld,
-    # slurmd, slurm-client) with munge authentication
-    slurmctld slurmd slurm-client munge
+    # slurmd, slurm-client) with munge authentication; pgrep (procps)
+    slurmctld slurmd slurm-client munge procps
 )
 if [[ "${REFORMER_SETUP_EXTRAS:-0}" == 1 ]]; then
     packages+=(python3-matplotlib)
