@@ -313,16 +313,7 @@ def read_checkpoint(path):
         for k, v in f.attrs.items():
             cfg[k] = v.decode() if isinstance(v, bytes) else (str(v) if not isinstance(v, str) else v)
         params = {}
-        rows = tensor_map(cfg)
-        known = {_h5path("params", name) for name, _, _ in rows}
-        found = []
-        if "params" in f:
-            f["params"].visititems(lambda n, o: found.append("params/" + n) if isinstance(o, h5py.Dataset) else None)
-        extra = sorted(set(found) - known)
-        if extra:
-            refuse("--ckpt", f"{path}: /{extra[0]} is not a tensor of this model's config"
-                   f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}; it would not be exported")
-        for name, _, _ in rows:
+        for name, _, _ in tensor_map(cfg):
             p = _h5path("params", name)
             if p not in f:
                 refuse("--ckpt", f"{path}: /{p} is missing")
@@ -333,6 +324,21 @@ def read_checkpoint(path):
                 refuse("--ckpt", f"{path}: /{p} holds non-finite values")
             params[name] = x
     return cfg, params
+
+
+def check_no_extra_tensors(path, cfg):
+    """Every /params dataset of the checkpoint is one the mapping exports:
+    another would be dropped silently."""
+    import h5py
+    known = {_h5path("params", name) for name, _, _ in tensor_map(cfg)}
+    found = []
+    with h5py.File(path, "r") as f:
+        if "params" in f:
+            f["params"].visititems(lambda n, o: found.append("params/" + n) if isinstance(o, h5py.Dataset) else None)
+    extra = sorted(set(found) - known)
+    if extra:
+        refuse("--ckpt", f"{path}: /{extra[0]} is not a tensor of this model's config"
+               f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}; it would not be exported")
 
 
 def _string_attr(f, key, value):
@@ -377,6 +383,7 @@ def _transformers():
 def export(ckpt, out_dir):
     cfg, params = read_checkpoint(ckpt)
     kw = hf_config_from_project(cfg)
+    check_no_extra_tensors(ckpt, cfg)
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         refuse("--out", f"{out_dir} exists and is not an empty directory (choose another)")
     import torch
