@@ -224,7 +224,7 @@ finished() {
     grep -q "^resume: runs/$1/ckpt_0*[1-9][0-9]*\.h5 (step " "$1.out" ||
         fail "$1: the requeued job did not resume from its checkpoint in runs/$1"
     grep -q "^done: 2000 steps" "$1.out" || fail "$1: did not finish"
-    say "$1: job $2 $(field "$2" JobState), ExitCode $(field "$2" ExitCode), Restarts $(field "$2" Restarts), $(grep -m1 '^reformer: stopped by' "$1.out" | cut -d: -f2 | cut -c2-30)..."
+    say "$1: job $2 $(field "$2" JobState), ExitCode $(field "$2" ExitCode), Restarts $(field "$2" Restarts), $(grep -m1 -o 'stopped by [A-Z0-9]* after step [0-9]*/[0-9]*' "$1.out")"
 }
 
 long=(--set steps=2000 --set batch=2)
