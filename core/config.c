@@ -122,6 +122,9 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
     X(data_format,     NAME(data_format, DATA_FORMATS),       "auto",         0)             \
     X(split_fractions, CUSTOM(SPLIT_FRACTIONS_CODEC),         "0.9,0.05,0.05", 0)            \
     X(cross_docs,      BOOL(cross_docs),                      "0",            0)             \
+    X(whole_docs,      BOOL(whole_docs),                      "0",            0)             \
+    X(tokenizer,       STRING(tokenizer),                     "none",         0)             \
+    X(word_ppl,        BOOL(word_ppl),                        "0",            0)             \
     X(dup_alphabet,    INT(dup_alphabet, 2, 1 << 20),         "128",          0)             \
     X(out_dir,         STRING(out_dir),                       "runs/default", 0)             \
     X(device,          NAME(device, DEVICE_NAMES),            "cpu",          0)             \
@@ -479,6 +482,8 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     }
     if (c->seq_len % c->sp)
         return fail(err, errlen, "sp: %d does not divide seq_len=%d", c->sp, c->seq_len);
+    if (c->whole_docs && c->cross_docs)
+        return fail(err, errlen, "whole_docs: every sample is one document, so cross_docs=1 cannot apply; set one of them");
     // Attention pattern, repeated over the layers.
     AttnKind pattern[MAX_LAYERS];
     int n_pattern = 0;

@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "model.h"
+#include "tokenizer.h"
 
 typedef enum { CMD_TRAIN, CMD_BENCH, CMD_EVAL, CMD_SAMPLE, CMD_PLAN } Command;
 
@@ -51,6 +52,9 @@ typedef struct {
     int top_k;               // --top-k K (0: off)
     long sample_seed;        // --seed S (-1: the config's seed)
     int no_cache;            // --no-cache: recompute the prefix for every byte
+    // Every command: the run's tokenizer (config `tokenizer`, or the one a
+    // checkpoint stores), NULL for bytes. vocab_size is its size.
+    Tokenizer *tok;
 } Args;
 
 // "reformer: error: <message>" on stderr, exit 2 (bad usage or config).
@@ -105,3 +109,5 @@ int cmd_eval(int argc, char **argv);
 int cmd_export_hf(int argc, char **argv);
 int cmd_import_hf(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+// Train a SentencePiece model (tokenize.c).
+int cmd_tokenize(int argc, char **argv);
