@@ -143,9 +143,10 @@ build/f64/%.o: %.c
 	$(CC) $(CFLAGS) -DREFORMER_F64 -c $< -o $@
 
 # io/tokenizer.cc holds no float of the model: one object serves both builds.
+# CFLAGS' include paths apply (cuda/device_check.sh puts its carried headers there).
 build/f32/%.o: %.cc
 	@mkdir -p $(dir $@)
-	$(CXX) -O2 -std=c++17 -Wall -Wextra -Iio -MMD -MP -c $< -o $@
+	$(CXX) -O2 -std=c++17 -Wall -Wextra $(filter -I%,$(CFLAGS)) -MMD -MP -c $< -o $@
 
 build/tests/%_f64: build/f64/tests/%_f64.o build/f64/tests/gradcheck.o $(CORE64_OBJ)
 	@mkdir -p $(dir $@)
