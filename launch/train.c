@@ -343,7 +343,7 @@ int cmd_train(int argc, char **argv) {
     RankBatch rb;
     rank_batch_init(&rb, &m, &dist);
     const double tokens_per_step = (double)global_batch * c->seq_len;
-    double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1;
+    double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1, loss_bpb = 0;
     // Periodic evaluation needs a validation split (not dup/random, not empty).
     const int can_eval = c->eval_every > 0 && ds.kind != DATA_DUP && ds.kind != DATA_RANDOM &&
                          dataset_eval_windows(&ds, SPLIT_VALIDATION) > 0;
@@ -388,6 +388,7 @@ int cmd_train(int argc, char **argv) {
         tok_total += tokens_per_step;
         double tps = tokens_per_step / dt, bpb = st.loss / M_LN2;
         if (ds.tok) bpb = batch_bits_per_byte(&ds, &dist, &rb, &m, st.loss);
+        loss_bpb = bpb;
         if (lead) {
             MetricsRow row = {.step = step, .loss = st.loss, .bits_per_byte = bpb, .lr = lr, .grad_norm = norm,
                               .tokens_per_s = tps, .step_ms = dt * 1e3, .peak_rss_mb = peak_rss_mib(),
@@ -420,7 +421,7 @@ int cmd_train(int argc, char **argv) {
     if (lead) {
         char dur[32];
         format_duration(dur, sizeof dur, total);
-        printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s", c->steps, dur, loss, loss / M_LN2,
+        printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s", c->steps, dur, loss, loss_bpb,
                total > 0 ? tok_total / total : 0);
         if (dist.world > 1) printf(" on %d ranks | comm %.0f%% (rank 0)", dist.world, 100 * comm_total / total);
         if (eval_bpb >= 0) printf(" | validation %.4f bpb", eval_bpb);
