@@ -56,7 +56,7 @@ encode() {
 # layer grow with the vocabulary), seq_len 1024 tokens, batch 4, and the same
 # number of training BYTES for each: steps = BYTES / (4 * 1024 * bytes per
 # token of the train split). Then the whole validation split in training form.
-BYTES=${BYTES:-1228800}
+BYTES=${BYTES:-819200}
 MODEL="--set d_model=128 --set d_ff=512 --set n_layers=4 --set n_heads=4 --set seq_len=1024 --set batch=4 \
 --set lr=2e-3 --set warmup=30 --set eval_every=0 --set ckpt_every=0 --set log_every=10"
 compare() {
@@ -92,7 +92,7 @@ compare() {
 # The Crime-and-Punishment shape: 6 layers local/lsh, d_model 256, d_ff 512,
 # 2 heads of 64, n_hashes 1, chunks 64; n_buckets automatic (factorised
 # buckets have not landed in main). Runs for WHOLE_MIN minutes of steps.
-WHOLE_MIN=${WHOLE_MIN:-20}
+WHOLE_MIN=${WHOLE_MIN:-15}
 whole() {
     local out=$work/whole
     rm -rf "$out"
