@@ -266,7 +266,8 @@ static void whole_doc_window(const Dataset *ds, uint64_t draw_doc, uint64_t draw
     const size_t L = (size_t)ds->seq_len;
     const DataDoc *doc = &s->docs[s->whole_pick[draw_doc % (uint64_t)s->n_whole_pick]];
     // Window position i holds document token i - left (left < 0: a cut).
-    long left = doc->len > L + 1 ? -(long)(draw_place % (uint64_t)(doc->len - L)) : (long)(draw_place % (uint64_t)(L + 2 - doc->len));
+    long left = doc->len > L + 1 ? -(long)(draw_place % (uint64_t)(doc->len - L))   // a cut: offsets 0 .. len-L-1
+                                 : (long)(draw_place % (uint64_t)(L + 2 - doc->len));  // padding: 0 .. L+1-len
     for (size_t i = 0; i < L; i++) {
         long p = (long)i - left;
         int in = p >= 0 && (size_t)p < doc->len, next_in = p + 1 >= 0 && (size_t)(p + 1) < doc->len;
