@@ -487,6 +487,25 @@ def test_tokenizer_exports_and_imports():
     assert abs(float(got[0][1]) / float(got[1][1]) - 1) < 1e-6, (a, b)
 
 
+def test_import_leaves_out_a_spiece_model_without_byte_fallback():
+    """A model directory whose spiece.model lacks byte fallback (as
+    google/reformer-crime-and-punishment's 320-piece model does) imports with
+    a note, without a tokenizer: the checkpoint reads bytes."""
+    import sentencepiece as spm
+    d = os.path.join(WORK, "no_byte_fallback")
+    hf = os.path.join(d, "hf")
+    random_hf_model(hf, vocab_size=300)
+    spm.SentencePieceTrainer.train(input=TEXT, model_prefix=os.path.join(hf, "spiece"), vocab_size=300,
+                                   byte_fallback=False, minloglevel=2, input_sentence_size=20000)
+    ckpt = os.path.join(d, "ckpt.h5")
+    p = run([BIN, "import-hf", "--model", hf, "--out", ckpt])
+    assert "spiece.model is not carried into the checkpoint" in p.stderr and "byte-fallback" in p.stderr, p.stderr
+    with h5py.File(ckpt, "r") as f:
+        assert "tokenizer" not in f and f.attrs["tokenizer"].decode() == "none"
+    e = run([BIN, "eval", "--ckpt", ckpt, "--data", TEXT, "--windows", "2"])
+    assert "bits per byte" in e.stdout, e.stdout
+
+
 def test_import_notes_what_it_cannot_keep():
     """Settings that change nothing at evaluation are imported with a note:
     num_buckets=null (transformers' own choice at that length is written),
@@ -640,7 +659,8 @@ def main():
     tests = [make_export_test(*c) for c in EXPORT_CASES]
     tests += [test_import_random_then_eval, test_export_of_import_is_bit_identical,
               test_import_of_export_keeps_parameters, test_imported_checkpoint_fine_tunes_and_samples,
-              test_import_notes_what_it_cannot_keep, test_tokenizer_exports_and_imports]
+              test_import_notes_what_it_cannot_keep, test_tokenizer_exports_and_imports,
+              test_import_leaves_out_a_spiece_model_without_byte_fallback]
     tests += refusal_tests()
     only = sys.argv[1:]
     passed = failed = 0
