@@ -16,9 +16,10 @@ HDF5_LIBS := $(shell pkg-config --libs hdf5-serial 2>/dev/null || echo -lhdf5_se
 build/f32/io/%.o build/f32/launch/%.o build/f32/tests/%.o build/f64/io/%.o build/f64/tests/hf_dump.o: \
     CFLAGS += $(HDF5_CFLAGS)
 
-# libzip (enwik8.zip), also for io/'s users only.
+# libzip (enwik8.zip, .npz images) and libpng (PNG images), also for io/'s users only.
 ZIP_LIBS := $(shell pkg-config --libs libzip 2>/dev/null || echo -lzip)
-IO_LIBS := $(HDF5_LIBS) $(ZIP_LIBS)
+PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng)
+IO_LIBS := $(HDF5_LIBS) $(ZIP_LIBS) $(PNG_LIBS)
 
 # dist/: over MPI when mpicc is found, else the one-process implementation.
 MPICC := $(shell command -v mpicc 2>/dev/null)

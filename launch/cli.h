@@ -51,6 +51,10 @@ typedef struct {
     int top_k;               // --top-k K (0: off)
     long sample_seed;        // --seed S (-1: the config's seed)
     int no_cache;            // --no-cache: recompute the prefix for every byte
+    const char *image;       // --image IN.png: complete this image (an image model)
+    const char *image_out;   // --out OUT.png
+    long keep_rows;          // --keep-rows K (-1: unset)
+    int n_completions;       // --n N (0: unset, 1)
 } Args;
 
 // "reformer: error: <message>" on stderr, exit 2 (bad usage or config).

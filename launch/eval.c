@@ -1,5 +1,5 @@
-// reformer eval: bits per byte of a checkpoint over a whole dataset split, or
-// accuracy on the duplication task.
+// reformer eval: bits per byte (bits per dim for images) of a checkpoint over
+// a whole dataset split, or accuracy on the duplication task.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,10 +91,11 @@ int cmd_eval(int argc, char **argv) {
     refuse_non_finite(&t, a.ckpt_path, what);
     char dur[32];
     format_duration(dur, sizeof dur, t.seconds);
-    printf("eval: %s | %s form | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f bits per byte | %s "
+    // Bits per target: per byte for text, per subpixel ("bits per dim") for images.
+    printf("eval: %s | %s form | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f %s | %s "
            "(%.0f tok/s)\n",
            split_name(split), a.decode_form ? "decode" : "train", t.n_windows, dataset_eval_windows(&ds, split), t.n_targets,
-           t.n_targets ? t.loss_sum / (double)t.n_targets : 0, eval_bits_per_byte(&t), dur,
+           t.n_targets ? t.loss_sum / (double)t.n_targets : 0, eval_bits_per_byte(&t), dataset_bits_unit(&ds, 0), dur,
            t.seconds > 0 ? (double)t.n_windows * m.L / t.seconds : 0);
     model_free(&m);
     dataset_close(&ds);

@@ -15,6 +15,8 @@ typedef struct {
     double seconds;
 } EvalTotals;
 
+// Mean nats per target / ln 2: bits per byte, or for images bits per dim
+// (per subpixel; dataset_bits_unit names it).
 static inline double eval_bits_per_byte(const EvalTotals *t) {
     return t->n_targets > 0 ? t->loss_sum / (double)t->n_targets / 0.69314718055994530942 : 0;
 }
