@@ -198,6 +198,11 @@ build/f64/experiments/lsh_causality/leak.o: CFLAGS += $(HDF5_CFLAGS)
 build/lsh_leak_f64: build/f64/experiments/lsh_causality/leak.o $(CORE64_OBJ) $(IO_SRC:%.c=build/f64/%.o)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS)
 
+# PNG's own lossless size of image sets (experiments/images/): libpng at
+# maximum compression, in bits per subpixel.
+build/png_size: build/f32/experiments/images/png_size.o build/f32/io/image_png.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(PNG_LIBS)
+
 # The lent GPU machine's check (cuda/README.md, "On a lent GPU"): device-deps
 # downloads the Debian packages it carries into .devdeps/ (here, once);
 # device-check runs it (there; without a GPU it builds, then says SKIPPED).
