@@ -160,3 +160,13 @@ Test(images_cli, bad_input_fails_with_one_line_and_exit_2) {
     path_in(path, sizeof path, "o.png");
     cr_assert(!exists(path), "a failed completion wrote %s", path);
 }
+
+// plan --fit varies seq_len, which image_shape fixes: the search still runs
+// (its probes are text-shaped; the axial tables are tiny) and finds a length.
+Test(images_cli, plan_fit_works_for_an_image_model) {
+    Run r = run_cli("plan --set device=cuda --set image_shape=64,64,3 --set seq_len=12288 --set batch=8 "
+                    "--set d_model=256 --set n_layers=2 --set lsh_chunk=128 --fit 2G");
+    cr_assert_eq(r.rc, 0, "%s%s", r.out, r.err);
+    cr_assert_not_null(strstr(r.out, "fit: longest seq_len"), "%s", r.out);
+    run_free(&r);
+}
