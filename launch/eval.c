@@ -54,8 +54,8 @@ int cmd_eval(int argc, char **argv) {
     Dataset ds;
     if (dataset_open(&ds, &c, err, sizeof err)) usage_error("%s", err);
     if (ds.kind == DATA_RANDOM)
-        usage_error("data: eval needs a dataset with splits (a text, enwik8, pg19 or tokens source) or dup, not '%s'",
-                    c.data);
+        usage_error("data: eval needs a dataset with splits (a text, enwik8, pg19, tokens, npz or png source) or dup, "
+                    "not '%s'", c.data);
     if (ds.kind == DATA_DUP && a.decode_form)
         usage_error("--form: the duplication task is scored in training form only (its fresh batches are hashed "
                     "at their own steps); leave --form out");
