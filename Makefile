@@ -16,13 +16,14 @@ HDF5_LIBS := $(shell pkg-config --libs hdf5-serial 2>/dev/null || echo -lhdf5_se
 build/f32/io/%.o build/f32/launch/%.o build/f32/tests/%.o build/f64/io/%.o build/f64/tests/hf_dump.o: \
     CFLAGS += $(HDF5_CFLAGS)
 
-# libzip (enwik8.zip), also for io/'s users only.
+# libzip (enwik8.zip, .npz images) and libpng (PNG images), also for io/'s users only.
 ZIP_LIBS := $(shell pkg-config --libs libzip 2>/dev/null || echo -lzip)
 # SentencePiece (io/tokenizer.cc, the one C++ file: the library is C++; the
 # rest of io/ calls it through io/tokenizer.h's C interface).
 CXX ?= g++
 SPM_LIBS := -lsentencepiece_train -lsentencepiece -lstdc++
-IO_LIBS := $(HDF5_LIBS) $(ZIP_LIBS) $(SPM_LIBS)
+PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng)
+IO_LIBS := $(HDF5_LIBS) $(ZIP_LIBS) $(SPM_LIBS) $(PNG_LIBS)
 
 # dist/: over MPI when mpicc is found, else the one-process implementation.
 MPICC := $(shell command -v mpicc 2>/dev/null)
@@ -208,6 +209,11 @@ build/lsh_leak: build/f32/experiments/lsh_causality/leak.o $(CORE_OBJ) $(IO_OBJ)
 build/f64/experiments/lsh_causality/leak.o: CFLAGS += $(HDF5_CFLAGS)
 build/lsh_leak_f64: build/f64/experiments/lsh_causality/leak.o $(CORE64_OBJ) $(IO64_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS)
+
+# PNG's own lossless size of image sets (experiments/images/): libpng at
+# maximum compression, in bits per subpixel.
+build/png_size: build/f32/experiments/images/png_size.o build/f32/io/image_png.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(PNG_LIBS)
 
 # The lent GPU machine's check (cuda/README.md, "On a lent GPU"): device-deps
 # downloads the Debian packages it carries into .devdeps/ (here, once);

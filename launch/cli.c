@@ -164,6 +164,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     a->temperature = 1.0;
     a->sample_seed = -1;
     a->gen_len = -1;
+    a->keep_rows = -1;
     a->sources = checked_calloc((size_t)argc + 2, sizeof(Source));
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
@@ -171,7 +172,9 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
                           !strcmp(arg, "--warmup") || !strcmp(arg, "--resume") || !strcmp(arg, "--ckpt") ||
                           !strcmp(arg, "--data") || !strcmp(arg, "--split") || !strcmp(arg, "--windows") ||
                           !strcmp(arg, "--form") || !strcmp(arg, "--prompt") || !strcmp(arg, "--len") || !strcmp(arg, "--temperature") ||
-                          !strcmp(arg, "--top-k") || !strcmp(arg, "--seed") || !strcmp(arg, "--fit");
+                          !strcmp(arg, "--top-k") || !strcmp(arg, "--seed") || !strcmp(arg, "--fit") ||
+                          !strcmp(arg, "--image") || !strcmp(arg, "--keep-rows") || !strcmp(arg, "--out") ||
+                          !strcmp(arg, "--n");
         if (takes_value && i + 1 >= argc) usage_error("%s needs a value", arg);
         const char *val = takes_value ? argv[++i] : NULL;
         if (!strcmp(arg, "--config") || !strcmp(arg, "--set")) {
@@ -216,6 +219,13 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
             else if (!strcmp(arg, "--top-k")) a->top_k = (int)parse_long_flag(arg, val, 0, 1 << 30);
             else if (!strcmp(arg, "--seed")) a->sample_seed = parse_long_flag(arg, val, 0, 0x7fffffffffffffffL);
             else a->no_cache = 1;
+        } else if (!strcmp(arg, "--image") || !strcmp(arg, "--keep-rows") || !strcmp(arg, "--out") ||
+                   !strcmp(arg, "--n")) {
+            if (cmd != CMD_SAMPLE) wrong_command(arg, "sample", cmd);
+            if (!strcmp(arg, "--image")) a->image = val;
+            else if (!strcmp(arg, "--out")) a->image_out = val;
+            else if (!strcmp(arg, "--keep-rows")) a->keep_rows = parse_long_flag(arg, val, 0, 1L << 30);
+            else a->n_completions = (int)parse_long_flag(arg, val, 1, 64);
         } else if (strchr(arg, '=') && arg[0] != '-') {
             a->sources[a->n_sources++] = (Source){.is_file = 0, .value = arg};
         } else {
@@ -224,8 +234,17 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     }
     if ((cmd == CMD_EVAL || cmd == CMD_SAMPLE) && !a->ckpt)
         usage_error("%s needs --ckpt FILE (a checkpoint written by reformer train)", command_name(cmd));
-    if (cmd == CMD_SAMPLE && !a->prompt) usage_error("sample needs --prompt TEXT (may be empty: --prompt '')");
-    if (cmd == CMD_SAMPLE && a->gen_len < 0) usage_error("sample needs --len N (bytes to generate)");
+    if (cmd == CMD_SAMPLE && a->image) {  // image completion
+        if (a->prompt || a->gen_len >= 0 || a->no_cache)
+            usage_error("--image completes an image: --prompt, --len and --no-cache are for text");
+        if (!a->image_out) usage_error("sample --image needs --out OUT.png (the original and its completions)");
+        if (a->keep_rows < 0) usage_error("sample --image needs --keep-rows K (the rows kept from the top)");
+    } else if (cmd == CMD_SAMPLE) {
+        if (a->image_out || a->keep_rows >= 0 || a->n_completions)
+            usage_error("--out, --keep-rows and --n complete an image: give --image IN.png");
+        if (!a->prompt) usage_error("sample needs --prompt TEXT (may be empty: --prompt '') or --image IN.png");
+        if (a->gen_len < 0) usage_error("sample needs --len N (bytes to generate)");
+    }
 
     if (a->resume && !strcmp(a->resume, "auto")) {
         // --resume auto: the run in out_dir when it holds a checkpoint, else

@@ -55,6 +55,10 @@ typedef struct {
     // Every command: the run's tokenizer (config `tokenizer`, or the one a
     // checkpoint stores), NULL for bytes. vocab_size is its size.
     Tokenizer *tok;
+    const char *image;       // --image IN.png: complete this image (an image model)
+    const char *image_out;   // --out OUT.png
+    long keep_rows;          // --keep-rows K (-1: unset)
+    int n_completions;       // --n N (0: unset, 1)
 } Args;
 
 // "reformer: error: <message>" on stderr, exit 2 (bad usage or config).

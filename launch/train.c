@@ -46,8 +46,9 @@ static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step
         char err[2048];
         char words[64] = "";
         if (eval_reports_words(ds, c)) snprintf(words, sizeof words, " | %.2f ppl/word", eval_word_perplexity(&t));
-        printf("eval: step %d/%d | validation | %.4f bpb%s | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
-               c->steps, bpb, words, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), t.n_windows, t.n_targets,
+        printf("eval: step %d/%d | validation | %.4f %s%s | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
+               c->steps, bpb, dataset_bits_unit(ds, 1), words, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1),
+               t.n_windows, t.n_targets,
                t.seconds);
         fflush(stdout);
         EvalRow row = {.step = step, .split = SPLIT_VALIDATION, .bits_per_byte = bpb,
@@ -399,8 +400,8 @@ int cmd_train(int argc, char **argv) {
             char eta[32];
             double elapsed = now_seconds() - t_begin;
             format_duration(eta, sizeof eta, elapsed / (step - start + 1) * (c->steps - step));
-            printf("step %*d/%d | loss %.4f | bpb %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
-                   (int)log10(c->steps) + 1, step, c->steps, st.loss, bpb, lr, norm, dt * 1e3, tps);
+            printf("step %*d/%d | loss %.4f | %s %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
+                   (int)log10(c->steps) + 1, step, c->steps, st.loss, dataset_bits_unit(&ds, 1), bpb, lr, norm, dt * 1e3, tps);
             if (dist.world > 1) printf(" | comm %3.0f%%", 100 * comm_share);
             if (ds.kind == DATA_DUP) printf(" | acc %.4f", st.accuracy);
             printf(" | eta %s\n", eta);
@@ -421,10 +422,11 @@ int cmd_train(int argc, char **argv) {
     if (lead) {
         char dur[32];
         format_duration(dur, sizeof dur, total);
-        printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s", c->steps, dur, loss, loss_bpb,
+        printf("done: %d steps in %s | final loss %.4f (%.4f %s) | %.0f tok/s", c->steps, dur, loss, loss_bpb,
+               dataset_bits_unit(&ds, 1),
                total > 0 ? tok_total / total : 0);
         if (dist.world > 1) printf(" on %d ranks | comm %.0f%% (rank 0)", dist.world, 100 * comm_total / total);
-        if (eval_bpb >= 0) printf(" | validation %.4f bpb", eval_bpb);
+        if (eval_bpb >= 0) printf(" | validation %.4f %s", eval_bpb, dataset_bits_unit(&ds, 1));
         printf(" | peak RSS %.0f MiB\n", peak_rss_mib());
     }
     if (ds.kind == DATA_DUP) {
