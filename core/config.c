@@ -193,6 +193,14 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC;
       "above 0")                                                                         \
     X(cross_docs,      BOOL(cross_docs),                      "0", 0,                    \
       "1: training windows may run across document (PG19 book) boundaries; 0: never")    \
+    X(whole_docs,      BOOL(whole_docs),                      "0", 0,                    \
+      "1: every training sample is one whole document (a PG19 book, a file) at a random offset in its window, "   \
+      "padded left and right (padding is never a target); a longer document is cut to a random `seq_len`+1-token run") \
+    X(tokenizer,       STRING(tokenizer),                     "none", 0,                 \
+      "a SentencePiece `.model` (made by `reformer tokenize`) that text, enwik8 and pg19 data are encoded with, "  \
+      "once, into a token cache beside the data; `vocab_size` follows from it; `none`: bytes") \
+    X(word_ppl,        BOOL(word_ppl),                        "0", 0,                    \
+      "1: evaluations also report perplexity per word (exp of total nats over whitespace-separated words); always on for pg19") \
     X(image_shape,     CUSTOM(IMAGE_SHAPE_CODEC),             "none", 0,                 \
       "H,W,C of one image (C 1 to 4; 3 = RGB): an image model, one sample one image of seq_len = H*W*C subpixels, " \
       "axial positions over (H, W, C) unless `axial_shape` is set; `none`: a text model") \
@@ -615,6 +623,8 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     }
     if (c->seq_len % c->sp)
         return fail(err, errlen, "sp: %d does not divide seq_len=%d", c->sp, c->seq_len);
+    if (c->whole_docs && c->cross_docs)
+        return fail(err, errlen, "whole_docs: every sample is one document, so cross_docs=1 cannot apply; set one of them");
     // Attention pattern, repeated over the layers.
     AttnKind pattern[MAX_LAYERS];
     int n_pattern = 0;

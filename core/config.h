@@ -82,6 +82,9 @@ typedef struct {
     int image_fit;         // ImageFit: how PNG files of another size become H x W images
     double split_fractions[3];  // train, validation, test shares (text, tokens)
     int cross_docs;        // 1: training windows may cross document boundaries
+    int whole_docs;        // 1: every training sample is one whole document, padded (io/dataset.h)
+    char tokenizer[1024];  // a SentencePiece .model encoding text data (io/tokenizer.h), or "none" (bytes)
+    int word_ppl;          // 1: evaluations also report perplexity per word (always for pg19)
     int dup_alphabet;      // duplication task: symbols are 1 .. dup_alphabet-1
     char out_dir[1024];
     char device[16];       // cpu | cuda

@@ -75,6 +75,10 @@ int data_open_images(Dataset *ds, const Config *c, char *err, size_t errlen);
 // its train/) holds *.png, else pg19.
 DataKind data_image_dir_kind(const char *dir);
 
+// Replace the byte documents of a text source by their encoding with ds->tok,
+// from the token cache (data_tokenize.c; encoded into it first if absent).
+int data_tokenize(Dataset *ds, const Config *c, char *err, size_t errlen);
+
 #define ENWIK8_BYTES 100000000u
 #define ENWIK8_TRAIN_END 90000000u
 #define ENWIK8_VALIDATION_END 95000000u

@@ -48,6 +48,66 @@ void run_error(const char *msg) {
     exit(1);
 }
 
+// The run's tokenizer into a->tok. A checkpoint's own (stored in it) is used
+// as long as the key still names what it was trained with; naming another
+// model there is refused (its ids would mean other text). Without a
+// checkpoint, config `tokenizer` is loaded and vocab_size follows from it: a
+// vocab_size left at its default becomes the model's size, any other value
+// must equal it.
+static void resolve_tokenizer(Args *a, const Config *ckpt) {
+    Config *c = &a->cfg;
+    char err[2048];
+    Tokenizer *stored = NULL;
+    if (ckpt) {
+        void *bytes;
+        size_t n;
+        if (ckpt_read_tokenizer(a->ckpt_path, &bytes, &n, err, sizeof err)) usage_error("%s", err);
+        if (bytes) {
+            char what[2200];
+            snprintf(what, sizeof what, "%s: /tokenizer/spiece_model", a->ckpt_path);
+            stored = tokenizer_from_bytes(bytes, n, what, err, sizeof err);
+            free(bytes);
+            if (!stored) usage_error("%s", err);
+            if (tokenizer_vocab_size(stored) != ckpt->vocab_size)
+                usage_error("%s: its tokenizer has %d pieces but its model vocab_size=%d (a damaged or edited file)",
+                            a->ckpt_path, tokenizer_vocab_size(stored), ckpt->vocab_size);
+        }
+        if (stored && !strcmp(c->tokenizer, ckpt->tokenizer)) {
+            a->tok = stored;
+            return;
+        }
+    }
+    if (!strcmp(c->tokenizer, "none")) {
+        if (stored)
+            usage_error("tokenizer: %s was trained with a tokenizer (%d pieces), so its model reads no bytes; leave "
+                        "tokenizer as the checkpoint has it",
+                        a->ckpt_path, tokenizer_vocab_size(stored));
+        return;
+    }
+    Tokenizer *tok = tokenizer_load(c->tokenizer, "tokenizer", err, sizeof err);
+    if (!tok) usage_error("%s", err);
+    const int n = tokenizer_vocab_size(tok);
+    if (ckpt) {
+        if (n != ckpt->vocab_size)
+            usage_error("tokenizer: '%s' has %d pieces, but the model of %s has vocab_size=%d", c->tokenizer, n,
+                        a->ckpt_path, ckpt->vocab_size);
+        if (stored && tokenizer_identity(stored) != tokenizer_identity(tok))
+            usage_error("tokenizer: '%s' is not the tokenizer %s was trained with (its ids would mean other text); "
+                        "leave the key as the checkpoint has it",
+                        c->tokenizer, a->ckpt_path);
+        tokenizer_free(stored);
+    } else {
+        Config defaults;
+        config_defaults(&defaults);
+        if (c->vocab_size != defaults.vocab_size && c->vocab_size != n)
+            usage_error("vocab_size: %d, but the tokenizer '%s' has %d pieces (leave vocab_size out: it follows from "
+                        "the tokenizer)",
+                        c->vocab_size, c->tokenizer, n);
+        c->vocab_size = n;
+    }
+    a->tok = tok;
+}
+
 static void apply_source(Config *c, const Source *s) {
     char err[1024];
     if (s->is_file ? config_load_file(c, s->value, err, sizeof err) : config_set_pair(c, s->value, err, sizeof err))
@@ -230,6 +290,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
         if (cmd == CMD_BENCH || cmd == CMD_PLAN) snprintf(a->cfg.data, sizeof a->cfg.data, "random");
         for (int i = 0; i < a->n_sources; i++) apply_source(&a->cfg, &a->sources[i]);
     }
+    resolve_tokenizer(a, (a->resume || a->ckpt) ? &ckpt : NULL);
     if (cmd == CMD_SAMPLE) {
         // Decoding runs on the CPU (core/decode.c), whatever device trained the model.
         snprintf(a->cfg.device, sizeof a->cfg.device, "cpu");
@@ -253,6 +314,8 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
 void free_args(Args *a) {
     free(a->sources);
     a->sources = NULL;
+    tokenizer_free(a->tok);
+    a->tok = NULL;
 }
 
 static char g_device_desc[512];  // the GPU picked for device=cuda, for describe()

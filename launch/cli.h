@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "model.h"
+#include "tokenizer.h"
 
 typedef enum { CMD_TRAIN, CMD_BENCH, CMD_EVAL, CMD_SAMPLE, CMD_PLAN } Command;
 
@@ -55,6 +56,9 @@ typedef struct {
     const char *image_out;   // --out OUT.png
     long keep_rows;          // --keep-rows K (-1: unset)
     int n_completions;       // --n N (0: unset, 1)
+    // Every command: the run's tokenizer (config `tokenizer`, or the one a
+    // checkpoint stores), NULL for bytes. vocab_size is its size.
+    Tokenizer *tok;
 } Args;
 
 // "reformer: error: <message>" on stderr, exit 2 (bad usage or config).
@@ -111,3 +115,5 @@ int cmd_eval(int argc, char **argv);
 int cmd_export_hf(int argc, char **argv);
 int cmd_import_hf(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+// Train a SentencePiece model (tokenize.c).
+int cmd_tokenize(int argc, char **argv);

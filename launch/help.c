@@ -18,6 +18,7 @@ void print_help(void) {
            "  reformer export-hf --ckpt FILE --out DIR     (a Hugging Face transformers model; needs make setup-hf)\n"
            "  reformer import-hf --model DIR --out FILE    (a checkpoint at step 0; needs make setup-hf)\n"
            "  reformer plan [--config FILE] [--set key=value ...] [--fit BYTES]\n"
+           "  reformer tokenize --data PATH --vocab N --out FILE.model [--type unigram|bpe] [--max-sentences N]\n"
            "  reformer help [config [--markdown]]\n\n"
            "Every config key can be set in an INI file (--config) and overridden with --set.\n"
            "--resume DIR continues the run in DIR from its newest checkpoint, with the\n"

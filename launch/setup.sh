@@ -12,6 +12,8 @@ packages=(
     gcc make pkg-config libopenblas-dev libcriterion-dev python3
     # HDF5 checkpoints and metrics, MPI distribution, zipped datasets
     libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libzip-dev zlib1g-dev
+    # SentencePiece tokenizers (io/tokenizer.cc, C++)
+    g++ libsentencepiece-dev
     # PNG images (data_format=png, sample --image)
     libpng-dev
     # tests that read those files as a Python user would (numpy writes the .npz images)

@@ -105,6 +105,7 @@ static const struct {
     {"log_every", "5"},
     {"ckpt_every", "50"},      {"keep_ckpts", "0"},
     {"data_format", "enwik8"}, {"split_fractions", "0.8,0.1,0.1"}, {"cross_docs", "1"},
+    {"whole_docs", "1"},       {"tokenizer", "/tmp/reformer-test.model"}, {"word_ppl", "1"},
     {"image_shape", "16,32,1"}, {"image_fit", "crop"},
     {"eval_every", "10"},      {"eval_windows", "0"},       {"watchdog_s", "30"},
 };

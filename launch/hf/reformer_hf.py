@@ -368,8 +368,14 @@ def export(ckpt, out_dir):
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-hf-", dir=parent)
+    import h5py
+    with h5py.File(ckpt, "r") as f:  # the run's SentencePiece model, if it had one
+        spiece = bytes(np.asarray(f["tokenizer/spiece_model"][()], dtype=np.uint8)) if "tokenizer/spiece_model" in f else None
     try:
         model.save_pretrained(tmp, safe_serialization=True)
+        if spiece is not None:  # what transformers' ReformerTokenizer.from_pretrained(out_dir) reads
+            with open(os.path.join(tmp, "spiece.model"), "wb") as f:
+                f.write(spiece)
         if os.path.isdir(out_dir):
             os.rmdir(out_dir)
         os.rename(tmp, out_dir)
@@ -377,11 +383,12 @@ def export(ckpt, out_dir):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     n = sum(int(np.prod(v.shape)) for v in params.values())
-    print(f"export-hf: {ckpt} -> {out_dir} ({n} parameters, {len(kw['attn_layers'])} layers; "
+    tok = "; spiece.model for transformers.ReformerTokenizer" if spiece is not None else ""
+    print(f"export-hf: {ckpt} -> {out_dir} ({n} parameters, {len(kw['attn_layers'])} layers{tok}; "
           "load with transformers.ReformerModelWithLMHead.from_pretrained)")
 
 
-def import_(model_dir, out, defaults_path):
+def import_(model_dir, out, defaults_path, spiece=None):
     if not os.path.isdir(model_dir) or not os.path.exists(os.path.join(model_dir, "config.json")):
         refuse("--model", f"{model_dir} is not a transformers model directory (no config.json)")
     with open(os.path.join(model_dir, "config.json")) as f:
@@ -412,7 +419,15 @@ def import_(model_dir, out, defaults_path):
             refuse("--model", f"{model_dir}: the weights have no {key}")
         params[name] = from_hf(state[key].to(torch.float32).numpy(), how).astype(np.float32)
         order.append(name)
+    if spiece is not None:  # checked by `reformer import-hf` (byte fallback, size)
+        cfg["tokenizer"] = spiece
     write_checkpoint(out, cfg, params, order)
+    if spiece is not None:
+        import h5py
+        with open(spiece, "rb") as f:
+            raw = np.frombuffer(f.read(), dtype=np.uint8)
+        with h5py.File(out, "a") as f:
+            f.create_dataset("tokenizer/spiece_model", data=raw)
     for n in notes:
         print(f"import-hf: note: {n}", file=sys.stderr)
 
@@ -423,8 +438,11 @@ def main(argv):
             export(argv[1], argv[2])
         elif len(argv) == 5 and argv[0] == "import" and argv[3] == "--defaults":
             import_(argv[1], argv[2], argv[4])
+        elif len(argv) == 7 and argv[0] == "import" and argv[3] == "--defaults" and argv[5] == "--spiece":
+            import_(argv[1], argv[2], argv[4], argv[6])
         else:
-            print("usage: reformer_hf.py export CKPT OUT_DIR | import MODEL_DIR OUT --defaults FILE", file=sys.stderr)
+            print("usage: reformer_hf.py export CKPT OUT_DIR | import MODEL_DIR OUT --defaults FILE [--spiece FILE]",
+                  file=sys.stderr)
             return 2
     except Refusal as e:
         print(f"reformer: error: {e}", file=sys.stderr)
