@@ -175,6 +175,8 @@ int dataset_open_tok(Dataset *ds, const Config *c, const Tokenizer *tok, char *e
     if (data_kind_is_image(ds->kind) && !config_is_image(c))
         return data_fail(err, errlen, "data: '%s' holds images (%s) but image_shape is none (a text model): set "
                          "image_shape=H,W,C, e.g. 64,64,3 for Imagenet64", c->data, KIND_NAMES[ds->kind]);
+    if (data_kind_is_image(ds->kind) && c->whole_docs)
+        return data_fail(err, errlen, "whole_docs: images are whole already (one image per window); leave it 0");
     if (!data_kind_is_image(ds->kind) && ds->kind != DATA_RANDOM && config_is_image(c))
         return data_fail(err, errlen, "data: '%s' is %s data, but image_shape=%s makes this an image model: give "
                          "npz or png images, or image_shape=none", c->data, KIND_NAMES[ds->kind], shape);
@@ -264,10 +266,6 @@ static void copy_window(const Dataset *ds, const DataSplit *s, size_t pos, int *
     }
 }
 
-// One training window from a uniformly drawn start: every start position
-// that leaves seq_len + 1 tokens inside its document (or, with cross_docs,
-// inside the split) is equally likely, so long documents are drawn in
-// proportion to their length.
 void image_window(const uint8_t *x, int L, int *tokens, int *targets) {
     tokens[0] = 0;
     for (int i = 0; i < L; i++) {
@@ -276,6 +274,10 @@ void image_window(const uint8_t *x, int L, int *tokens, int *targets) {
     }
 }
 
+// One training window from a uniformly drawn start: every start position
+// that leaves seq_len + 1 tokens inside its document (or, with cross_docs,
+// inside the split) is equally likely, so long documents are drawn in
+// proportion to their length. An image is drawn uniformly.
 static void train_window(const Dataset *ds, uint64_t draw, int *tok, int *tgt) {
     const DataSplit *s = &ds->split[SPLIT_TRAIN];
     if (data_kind_is_image(ds->kind)) {

@@ -52,13 +52,13 @@ typedef struct {
     int top_k;               // --top-k K (0: off)
     long sample_seed;        // --seed S (-1: the config's seed)
     int no_cache;            // --no-cache: recompute the prefix for every byte
-    // Every command: the run's tokenizer (config `tokenizer`, or the one a
-    // checkpoint stores), NULL for bytes. vocab_size is its size.
-    Tokenizer *tok;
     const char *image;       // --image IN.png: complete this image (an image model)
     const char *image_out;   // --out OUT.png
     long keep_rows;          // --keep-rows K (-1: unset)
     int n_completions;       // --n N (0: unset, 1)
+    // Every command: the run's tokenizer (config `tokenizer`, or the one a
+    // checkpoint stores), NULL for bytes. vocab_size is its size.
+    Tokenizer *tok;
 } Args;
 
 // "reformer: error: <message>" on stderr, exit 2 (bad usage or config).

@@ -47,8 +47,7 @@ static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step
         char words[64] = "";
         if (eval_reports_words(ds, c)) snprintf(words, sizeof words, " | %.2f ppl/word", eval_word_perplexity(&t));
         printf("eval: step %d/%d | validation | %.4f %s%s | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
-               c->steps, bpb, dataset_bits_unit(ds, 1), words, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1),
-               t.n_windows, t.n_targets,
+               c->steps, bpb, dataset_bits_unit(ds, 1), words, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), t.n_windows, t.n_targets,
                t.seconds);
         fflush(stdout);
         EvalRow row = {.step = step, .split = SPLIT_VALIDATION, .bits_per_byte = bpb,
