@@ -96,10 +96,10 @@ int cmd_eval(int argc, char **argv) {
     char words[96] = "";
     if (eval_reports_words(&ds, &c))
         snprintf(words, sizeof words, " | %.0f words | %.3f perplexity per word", t.n_words, eval_word_perplexity(&t));
-    printf("eval: %s | %s form | %ld of %ld windows | %ld targets | %.0f bytes | loss %.4f nats | %.4f bits per byte%s | %s "
+    printf("eval: %s | %s form | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f bits per byte | %.0f bytes%s | %s "
            "(%.0f tok/s)\n",
            split_name(split), a.decode_form ? "decode" : "train", t.n_windows, dataset_eval_windows(&ds, split), t.n_targets,
-           t.n_bytes, t.n_targets ? t.loss_sum / (double)t.n_targets : 0, eval_bits_per_byte(&t), words, dur,
+           t.n_targets ? t.loss_sum / (double)t.n_targets : 0, eval_bits_per_byte(&t), t.n_bytes, words, dur,
            t.seconds > 0 ? (double)t.n_windows * m.L / t.seconds : 0);
     model_free(&m);
     dataset_close(&ds);
