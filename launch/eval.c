@@ -96,11 +96,14 @@ int cmd_eval(int argc, char **argv) {
     char words[96] = "";
     if (eval_reports_words(&ds, &c))
         snprintf(words, sizeof words, " | %.0f words | %.3f perplexity per word", t.n_words, eval_word_perplexity(&t));
-    // Bits per target: per byte for text, per subpixel ("bits per dim") for images.
-    printf("eval: %s | %s form | %ld of %ld windows | %ld targets | %.0f bytes | loss %.4f nats | %.4f %s%s | %s "
+    // Bits per target: per byte of the decoded text, or per subpixel ("bits per
+    // dim") for images, whose targets are subpixels rather than bytes of text.
+    char bytes[48] = "";
+    if (!data_kind_is_image(ds.kind)) snprintf(bytes, sizeof bytes, " | %.0f bytes", t.n_bytes);
+    printf("eval: %s | %s form | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f %s%s%s | %s "
            "(%.0f tok/s)\n",
            split_name(split), a.decode_form ? "decode" : "train", t.n_windows, dataset_eval_windows(&ds, split), t.n_targets,
-           t.n_bytes, t.n_targets ? t.loss_sum / (double)t.n_targets : 0, eval_bits_per_byte(&t), dataset_bits_unit(&ds, 0),
+           t.n_targets ? t.loss_sum / (double)t.n_targets : 0, eval_bits_per_byte(&t), dataset_bits_unit(&ds, 0), bytes,
            words, dur,
            t.seconds > 0 ? (double)t.n_windows * m.L / t.seconds : 0);
     model_free(&m);
