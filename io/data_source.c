@@ -168,14 +168,19 @@ void data_add_doc(DataSplit *s, const void *data, size_t len) {
     s->n_tokens += len;
 }
 
-void data_split_contiguous(Dataset *ds, const void *data, size_t n, const double fractions[3]) {
-    // Round each boundary to the nearest token; a zero share gives an empty
-    // split (no document), and the test split ends exactly at n.
+void data_split_ends(size_t n, const double fractions[3], size_t ends[N_SPLITS]) {
+    // Round each boundary to the nearest item; a zero share gives an empty
+    // split, and the test split ends exactly at n.
     size_t train_end = (size_t)llround((double)n * fractions[0]);
     size_t valid_end = (size_t)llround((double)n * (fractions[0] + fractions[1]));
     if (fractions[2] == 0 || valid_end > n) valid_end = n;
     if (train_end > valid_end) train_end = valid_end;
-    const size_t ends[N_SPLITS] = {train_end, valid_end, n};
+    ends[0] = train_end, ends[1] = valid_end, ends[2] = n;
+}
+
+void data_split_contiguous(Dataset *ds, const void *data, size_t n, const double fractions[3]) {
+    size_t ends[N_SPLITS];
+    data_split_ends(n, fractions, ends);  // no document for an empty split
     const char *bytes = data;
     size_t begin = 0;
     for (int s = 0; s < N_SPLITS; s++) {

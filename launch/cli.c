@@ -72,6 +72,66 @@ void run_error(const char *msg) {
     exit(1);
 }
 
+// The run's tokenizer into a->tok. A checkpoint's own (stored in it) is used
+// as long as the key still names what it was trained with; naming another
+// model there is refused (its ids would mean other text). Without a
+// checkpoint, config `tokenizer` is loaded and vocab_size follows from it: a
+// vocab_size left at its default becomes the model's size, any other value
+// must equal it.
+static void resolve_tokenizer(Args *a, const Config *ckpt) {
+    Config *c = &a->cfg;
+    char err[2048];
+    Tokenizer *stored = NULL;
+    if (ckpt) {
+        void *bytes;
+        size_t n;
+        if (ckpt_read_tokenizer(a->ckpt_path, &bytes, &n, err, sizeof err)) usage_error("%s", err);
+        if (bytes) {
+            char what[2200];
+            snprintf(what, sizeof what, "%s: /tokenizer/spiece_model", a->ckpt_path);
+            stored = tokenizer_from_bytes(bytes, n, what, err, sizeof err);
+            free(bytes);
+            if (!stored) usage_error("%s", err);
+            if (tokenizer_vocab_size(stored) != ckpt->vocab_size)
+                usage_error("%s: its tokenizer has %d pieces but its model vocab_size=%d (a damaged or edited file)",
+                            a->ckpt_path, tokenizer_vocab_size(stored), ckpt->vocab_size);
+        }
+        if (stored && !strcmp(c->tokenizer, ckpt->tokenizer)) {
+            a->tok = stored;
+            return;
+        }
+    }
+    if (!strcmp(c->tokenizer, "none")) {
+        if (stored)
+            usage_error("tokenizer: %s was trained with a tokenizer (%d pieces), so its model reads no bytes; leave "
+                        "tokenizer as the checkpoint has it",
+                        a->ckpt_path, tokenizer_vocab_size(stored));
+        return;
+    }
+    Tokenizer *tok = tokenizer_load(c->tokenizer, "tokenizer", err, sizeof err);
+    if (!tok) usage_error("%s", err);
+    const int n = tokenizer_vocab_size(tok);
+    if (ckpt) {
+        if (n != ckpt->vocab_size)
+            usage_error("tokenizer: '%s' has %d pieces, but the model of %s has vocab_size=%d", c->tokenizer, n,
+                        a->ckpt_path, ckpt->vocab_size);
+        if (stored && tokenizer_identity(stored) != tokenizer_identity(tok))
+            usage_error("tokenizer: '%s' is not the tokenizer %s was trained with (its ids would mean other text); "
+                        "leave the key as the checkpoint has it",
+                        c->tokenizer, a->ckpt_path);
+        tokenizer_free(stored);
+    } else {
+        Config defaults;
+        config_defaults(&defaults);
+        if (c->vocab_size != defaults.vocab_size && c->vocab_size != n)
+            usage_error("vocab_size: %d, but the tokenizer '%s' has %d pieces (leave vocab_size out: it follows from "
+                        "the tokenizer)",
+                        c->vocab_size, c->tokenizer, n);
+        c->vocab_size = n;
+    }
+    a->tok = tok;
+}
+
 static void apply_source(Config *c, const Source *s) {
     char err[1024];
     if (s->is_file ? config_load_file(c, s->value, err, sizeof err) : config_set_pair(c, s->value, err, sizeof err))
@@ -134,6 +194,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     a->temperature = 1.0;
     a->sample_seed = -1;
     a->gen_len = -1;
+    a->keep_rows = -1;
     a->sources = checked_calloc((size_t)argc + 2, sizeof(Source));
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
@@ -141,7 +202,9 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
                           !strcmp(arg, "--warmup") || !strcmp(arg, "--resume") || !strcmp(arg, "--ckpt") ||
                           !strcmp(arg, "--data") || !strcmp(arg, "--split") || !strcmp(arg, "--windows") ||
                           !strcmp(arg, "--form") || !strcmp(arg, "--prompt") || !strcmp(arg, "--len") || !strcmp(arg, "--temperature") ||
-                          !strcmp(arg, "--top-k") || !strcmp(arg, "--seed") || !strcmp(arg, "--fit");
+                          !strcmp(arg, "--top-k") || !strcmp(arg, "--seed") || !strcmp(arg, "--fit") ||
+                          !strcmp(arg, "--image") || !strcmp(arg, "--keep-rows") || !strcmp(arg, "--out") ||
+                          !strcmp(arg, "--n");
         if (takes_value && i + 1 >= argc) usage_error("%s needs a value", arg);
         const char *val = takes_value ? argv[++i] : NULL;
         if (!strcmp(arg, "--config") || !strcmp(arg, "--set")) {
@@ -186,6 +249,13 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
             else if (!strcmp(arg, "--top-k")) a->top_k = (int)parse_long_flag(arg, val, 0, 1 << 30);
             else if (!strcmp(arg, "--seed")) a->sample_seed = parse_long_flag(arg, val, 0, 0x7fffffffffffffffL);
             else a->no_cache = 1;
+        } else if (!strcmp(arg, "--image") || !strcmp(arg, "--keep-rows") || !strcmp(arg, "--out") ||
+                   !strcmp(arg, "--n")) {
+            if (cmd != CMD_SAMPLE) wrong_command(arg, "sample", cmd);
+            if (!strcmp(arg, "--image")) a->image = val;
+            else if (!strcmp(arg, "--out")) a->image_out = val;
+            else if (!strcmp(arg, "--keep-rows")) a->keep_rows = parse_long_flag(arg, val, 0, 1L << 30);
+            else a->n_completions = (int)parse_long_flag(arg, val, 1, 64);
         } else if (strchr(arg, '=') && arg[0] != '-') {
             a->sources[a->n_sources++] = (Source){.is_file = 0, .value = arg};
         } else {
@@ -194,8 +264,17 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     }
     if ((cmd == CMD_EVAL || cmd == CMD_SAMPLE) && !a->ckpt)
         usage_error("%s needs --ckpt FILE (a checkpoint written by reformer train)", command_name(cmd));
-    if (cmd == CMD_SAMPLE && !a->prompt) usage_error("sample needs --prompt TEXT (at least one byte to start from)");
-    if (cmd == CMD_SAMPLE && a->gen_len < 0) usage_error("sample needs --len N (bytes to generate)");
+    if (cmd == CMD_SAMPLE && a->image) {  // image completion
+        if (a->prompt || a->gen_len >= 0 || a->no_cache)
+            usage_error("--image completes an image: --prompt, --len and --no-cache are for text");
+        if (!a->image_out) usage_error("sample --image needs --out OUT.png (the original and its completions)");
+        if (a->keep_rows < 0) usage_error("sample --image needs --keep-rows K (the rows kept from the top)");
+    } else if (cmd == CMD_SAMPLE) {
+        if (a->image_out || a->keep_rows >= 0 || a->n_completions)
+            usage_error("--out, --keep-rows and --n complete an image: give --image IN.png");
+        if (!a->prompt) usage_error("sample needs --prompt TEXT (at least one byte to start from) or --image IN.png");
+        if (a->gen_len < 0) usage_error("sample needs --len N (bytes to generate)");
+    }
 
     // A directory (or other non-file) named like a checkpoint would pass for
     // the newest one: refuse it up front, for a fresh run and a resume alike.
@@ -244,6 +323,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     } else {
         args_unfinalized_config(a, &a->cfg);
     }
+    resolve_tokenizer(a, (a->resume || a->ckpt) ? &ckpt : NULL);
     if (cmd == CMD_SAMPLE) {
         // Decoding runs on the CPU (core/decode.c), whatever device trained the model.
         snprintf(a->cfg.device, sizeof a->cfg.device, "cpu");
@@ -268,6 +348,8 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
 void free_args(Args *a) {
     free(a->sources);
     a->sources = NULL;
+    tokenizer_free(a->tok);
+    a->tok = NULL;
 }
 
 static char g_device_desc[512];  // the GPU picked for device=cuda, for describe()

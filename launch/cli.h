@@ -9,6 +9,7 @@
 #include "config.h"
 #include "dist.h"
 #include "model.h"
+#include "tokenizer.h"
 
 typedef enum { CMD_TRAIN, CMD_BENCH, CMD_EVAL, CMD_SAMPLE, CMD_PLAN } Command;
 
@@ -52,6 +53,13 @@ typedef struct {
     int top_k;               // --top-k K (0: off)
     long sample_seed;        // --seed S (-1: the config's seed)
     int no_cache;            // --no-cache: recompute the prefix for every byte
+    const char *image;       // --image IN.png: complete this image (an image model)
+    const char *image_out;   // --out OUT.png
+    long keep_rows;          // --keep-rows K (-1: unset)
+    int n_completions;       // --n N (0: unset, 1)
+    // Every command: the run's tokenizer (config `tokenizer`, or the one a
+    // checkpoint stores), NULL for bytes. vocab_size is its size.
+    Tokenizer *tok;
 } Args;
 
 // "reformer: error: <message>" on stderr, exit 2 (bad usage or config).
@@ -119,3 +127,5 @@ int cmd_eval(int argc, char **argv);
 int cmd_export_hf(int argc, char **argv);
 int cmd_import_hf(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+// Train a SentencePiece model (tokenize.c).
+int cmd_tokenize(int argc, char **argv);

@@ -6,6 +6,7 @@
 //   reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]
 //   reformer export-hf --ckpt FILE --out DIR / import-hf --model DIR --out FILE
 //   reformer plan [--config FILE] [--set key=value ...] [--fit BYTES]
+//   reformer tokenize --data PATH --vocab N --out FILE.model [--type unigram|bpe]
 //   reformer help [config [--markdown]]
 //
 // One file per command (train.c, bench.c, ...); cli.c parses arguments.
@@ -42,5 +43,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "export-hf")) return cmd_export_hf(argc - 2, argv + 2);
     if (!strcmp(argv[1], "import-hf")) return cmd_import_hf(argc - 2, argv + 2);
     if (!strcmp(argv[1], "plan")) return cmd_plan(argc - 2, argv + 2);
-    usage_error("unknown command '%s' (commands: train, eval, sample, bench, plan, export-hf, import-hf, help)", argv[1]);
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    usage_error("unknown command '%s' (commands: train, eval, sample, bench, plan, tokenize, export-hf, import-hf, help)",
+                argv[1]);
 }

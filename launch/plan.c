@@ -20,6 +20,7 @@ static size_t need_at(const Config *raw, const MemRules *rules, long L, MemPlan 
     char err[1024];
     t.seq_len = (int)L;
     t.axial_shape_set = 0;  // re-derived for each length (its tables are tiny)
+    memset(t.image_shape, 0, sizeof t.image_shape);  // an image model's length is fixed; the search varies it
     if (config_finalize(&t, err, sizeof err)) return 0;
     if (!mem_plan_build(p, &t, rules, err, sizeof err)) return 0;
     return mem_process_need(p, rules);

@@ -44,8 +44,10 @@ static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step
     double bpb = eval_bits_per_byte(&t);
     if (d->rank == 0) {
         char err[2048];
-        printf("eval: step %d/%d | validation | %.4f bpb | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
-               c->steps, bpb, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), t.n_windows, t.n_targets,
+        char words[64] = "";
+        if (eval_reports_words(ds, c)) snprintf(words, sizeof words, " | %.2f ppl/word", eval_word_perplexity(&t));
+        printf("eval: step %d/%d | validation | %.4f %s%s | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
+               c->steps, bpb, dataset_bits_unit(ds, 1), words, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), t.n_windows, t.n_targets,
                t.seconds);
         fflush(stdout);
         EvalRow row = {.step = step, .split = SPLIT_VALIDATION, .bits_per_byte = bpb,
@@ -54,6 +56,17 @@ static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step
         if (metrics_append_eval(metrics, &row, err, sizeof err)) run_error(err);
     }
     return bpb;
+}
+
+// Bits per byte of a training step with a tokenizer: the step's mean loss
+// times its targets over the bytes they decode to (summed over every rank;
+// each holds its own slice of targets).
+static double batch_bits_per_byte(const Dataset *ds, const Dist *d, const RankBatch *rb, const Model *m, double loss) {
+    double sums[2] = {0, 0}, words;  // targets, bytes
+    for (size_t i = 0; i < (size_t)m->T; i++) sums[0] += rb->targets[i] >= 0;
+    dataset_target_units(ds, rb->tokens, rb->targets, m->T, &sums[1], &words);
+    if (d->world > 1) dist_allreduce_sum_f64(d, DIST_WORLD, sums, 2);
+    return sums[1] > 0 ? loss * sums[0] / sums[1] / M_LN2 : 0;
 }
 
 // What rank 0 records of the run in its checkpoints: global batch, identity,
@@ -237,7 +250,7 @@ int cmd_train(int argc, char **argv) {
     dist_set_watchdog(&dist, c->watchdog_s);
     const int lead = dist.rank == 0;  // prints, writes metrics and checkpoints
     Dataset ds;
-    agree_or_fail(&dist, dataset_open(&ds, c, err, sizeof err) != 0, 2, err);
+    agree_or_fail(&dist, dataset_open_tok(&ds, c, a.tok, err, sizeof err) != 0, 2, err);
     if (dist_agree_data(&dist, &ds, err, sizeof err)) fail_on_every_rank(&dist, 2, err);  // and the same data
     // A fresh run never writes into another run's checkpoints: pruning and
     // --resume would mix the two.
@@ -307,6 +320,7 @@ int cmd_train(int argc, char **argv) {
     const long global_batch = (long)dist.dp * c->batch;
     RunRecord run = {.st = {.global_batch = global_batch, .last_sane_step = 0}, .sane_loss = NAN};
     snprintf(run.st.run_id, sizeof run.st.run_id, "%s", run_id);
+    if (a.tok) run.st.tokenizer = tokenizer_model_bytes(a.tok, &run.st.tokenizer_len);  // in every checkpoint
     if (a.resume) {
         CkptState resumed = {0};
         start = resume_from_checkpoint(&m, a.ckpt_path, &dist, &resumed) + 1;
@@ -349,7 +363,7 @@ int cmd_train(int argc, char **argv) {
     RankBatch rb;
     rank_batch_init(&rb, &m, &dist);
     const double tokens_per_step = (double)global_batch * c->seq_len;
-    double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1;
+    double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1, loss_bpb = 0;
     // Periodic evaluation needs a validation split (not dup/random, not empty).
     const int can_eval = c->eval_every > 0 && ds.kind != DATA_DUP && ds.kind != DATA_RANDOM &&
                          dataset_eval_windows(&ds, SPLIT_VALIDATION) > 0;
@@ -393,6 +407,8 @@ int cmd_train(int argc, char **argv) {
         loss = st.loss;
         tok_total += tokens_per_step;
         double tps = tokens_per_step / dt, bpb = st.loss / M_LN2;
+        if (ds.tok) bpb = batch_bits_per_byte(&ds, &dist, &rb, &m, st.loss);
+        loss_bpb = bpb;
         if (lead) {
             MetricsRow row = {.step = step, .loss = st.loss, .bits_per_byte = bpb, .lr = lr, .grad_norm = norm,
                               .tokens_per_s = tps, .step_ms = dt * 1e3, .peak_rss_mb = peak_rss_mib(),
@@ -403,8 +419,8 @@ int cmd_train(int argc, char **argv) {
             char eta[32];
             double elapsed = now_seconds() - t_begin;
             format_duration(eta, sizeof eta, elapsed / (step - start + 1) * (c->steps - step));
-            printf("step %*d/%d | loss %.4f | bpb %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
-                   (int)log10(c->steps) + 1, step, c->steps, st.loss, bpb, lr, norm, dt * 1e3, tps);
+            printf("step %*d/%d | loss %.4f | %s %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
+                   (int)log10(c->steps) + 1, step, c->steps, st.loss, dataset_bits_unit(&ds, 1), bpb, lr, norm, dt * 1e3, tps);
             if (dist.world > 1) printf(" | comm %3.0f%%", 100 * comm_share);
             if (ds.kind == DATA_DUP) printf(" | acc %.4f", st.accuracy);
             printf(" | eta %s\n", eta);
@@ -429,10 +445,11 @@ int cmd_train(int argc, char **argv) {
     if (lead) {
         char dur[32];
         format_duration(dur, sizeof dur, total);
-        printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s", c->steps, dur, loss, loss / M_LN2,
+        printf("done: %d steps in %s | final loss %.4f (%.4f %s) | %.0f tok/s", c->steps, dur, loss, loss_bpb,
+               dataset_bits_unit(&ds, 1),
                total > 0 ? tok_total / total : 0);
         if (dist.world > 1) printf(" on %d ranks | comm %.0f%% (rank 0)", dist.world, 100 * comm_total / total);
-        if (eval_bpb >= 0) printf(" | validation %.4f bpb", eval_bpb);
+        if (eval_bpb >= 0) printf(" | validation %.4f %s", eval_bpb, dataset_bits_unit(&ds, 1));
         printf(" | peak RSS %.0f MiB\n", peak_rss_mib());
     }
     if (ds.kind == DATA_DUP) {

@@ -397,6 +397,16 @@ def export(ckpt, out_dir):
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:  # the table above is wrong for this transformers version
         raise RuntimeError(f"tensor map out of date: missing {missing}, unexpected {unexpected}")
+    import h5py
+    with h5py.File(ckpt, "r") as f:  # the run's SentencePiece model, if it had one
+        spiece = bytes(np.asarray(f["tokenizer/spiece_model"][()], dtype=np.uint8)) if "tokenizer/spiece_model" in f else None
+
+    def save(d):
+        model.save_pretrained(d, safe_serialization=True)
+        if spiece is not None:  # what transformers' ReformerTokenizer.from_pretrained(out_dir) reads
+            with open(os.path.join(d, "spiece.model"), "wb") as f:
+                f.write(spiece)
+
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -405,7 +415,7 @@ def export(ckpt, out_dir):
             # cannot be renamed over): write into it, and empty it again on
             # failure.
             try:
-                model.save_pretrained(out_dir, safe_serialization=True)
+                save(out_dir)
             except BaseException:
                 for entry in os.listdir(out_dir):
                     p = os.path.join(out_dir, entry)
@@ -416,7 +426,7 @@ def export(ckpt, out_dir):
             os.makedirs(parent, exist_ok=True)
             tmp = tempfile.mkdtemp(prefix=".export-hf-", dir=parent)  # 0700: given the umask's mode below
             try:
-                model.save_pretrained(tmp, safe_serialization=True)
+                save(tmp)
                 os.chmod(tmp, 0o777 & ~umask)
                 os.rename(tmp, out_dir)
             except BaseException:
@@ -426,7 +436,8 @@ def export(ckpt, out_dir):
         why = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e)
         refuse("--out", f"cannot write {out_dir}: {why}")
     n = sum(int(np.prod(v.shape)) for v in params.values())
-    print(f"export-hf: {ckpt} -> {out_dir} ({n} parameters, {len(kw['attn_layers'])} layers; "
+    tok = "; spiece.model for transformers.ReformerTokenizer" if spiece is not None else ""
+    print(f"export-hf: {ckpt} -> {out_dir} ({n} parameters, {len(kw['attn_layers'])} layers{tok}; "
           "load with transformers.ReformerModelWithLMHead.from_pretrained)")
 
 
@@ -454,7 +465,7 @@ def check_weights(model_dir):
         refuse("--model", f"{path} is not a readable safetensors file ({one_line(e)})")
 
 
-def import_(model_dir, out, defaults_path):
+def import_(model_dir, out, defaults_path, spiece=None):
     config_path = os.path.join(model_dir, "config.json")
     if not os.path.isdir(model_dir) or not os.path.exists(config_path):
         refuse("--model", f"{model_dir} is not a transformers model directory (no config.json)")
@@ -509,9 +520,13 @@ def import_(model_dir, out, defaults_path):
         if not np.isfinite(params[name]).all():  # eval, sample and train would refuse the checkpoint
             refuse("--model", f"{model_dir}: {key} holds non-finite values (NaN or Inf)")
         order.append(name)
+    if spiece is not None:  # checked by `reformer import-hf` (byte fallback, size)
+        cfg["tokenizer"] = spiece
     # Room for the parameters and both AdamW moments (float32), and HDF5's
     # own structures: refused before HDF5 meets a full disk.
     need = 3 * 4 * sum(x.size for x in params.values()) + (1 << 20)
+    if spiece is not None:
+        need += os.path.getsize(spiece)
     try:
         st = os.statvfs(os.path.dirname(os.path.abspath(out)))
     except OSError as e:
@@ -520,6 +535,12 @@ def import_(model_dir, out, defaults_path):
         refuse("--out", f"cannot write {out}: {need} bytes needed, {st.f_bavail * st.f_frsize} free on its disk")
     try:
         write_checkpoint(out, cfg, params, order)
+        if spiece is not None:
+            import h5py
+            with open(spiece, "rb") as f:
+                raw = np.frombuffer(f.read(), dtype=np.uint8)
+            with h5py.File(out, "a") as f:
+                f.create_dataset("tokenizer/spiece_model", data=raw)
     except Exception as e:  # the disk filled meanwhile, a read-only place
         why = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e)
         print(f"reformer: error: --out: cannot write {out}: {why}", file=sys.stderr, flush=True)
@@ -536,8 +557,11 @@ def main(argv):
             export(argv[1], argv[2])
         elif len(argv) == 5 and argv[0] == "import" and argv[3] == "--defaults":
             import_(argv[1], argv[2], argv[4])
+        elif len(argv) == 7 and argv[0] == "import" and argv[3] == "--defaults" and argv[5] == "--spiece":
+            import_(argv[1], argv[2], argv[4], argv[6])
         else:
-            print("usage: reformer_hf.py export CKPT OUT_DIR | import MODEL_DIR OUT --defaults FILE", file=sys.stderr)
+            print("usage: reformer_hf.py export CKPT OUT_DIR | import MODEL_DIR OUT --defaults FILE [--spiece FILE]",
+                  file=sys.stderr)
             return 2
     except Refusal as e:
         print(f"reformer: error: {e}", file=sys.stderr)

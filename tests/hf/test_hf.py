@@ -424,6 +424,89 @@ def test_imported_checkpoint_fine_tunes_and_samples():
     assert s.returncode == 0 and s.stdout.startswith(b"ROMEO:") and len(s.stdout) >= 26, (s.returncode, s.stderr)
 
 
+def read_token_cache(path):
+    """Per document, the ids of a token cache file (io/data_tokenize.c's layout)."""
+    raw = open(path, "rb").read()
+    assert raw[:8] == b"RFTOKC1\n", path
+    width = struct.unpack_from("<I", raw, 16)[0]
+    n_docs = struct.unpack_from("<3Q", raw, 24)
+    lens = struct.unpack_from(f"<{sum(n_docs)}Q", raw, 48)
+    ids = np.frombuffer(raw, dtype="<u2" if width == 2 else "<u4", offset=48 + 8 * sum(n_docs))
+    out, at = [], 0
+    for n in lens:
+        out.append(ids[at:at + n].tolist())
+        at += n
+    return out
+
+
+def test_tokenizer_exports_and_imports():
+    """A run with a SentencePiece tokenizer: export-hf writes its spiece.model,
+    on which transformers' ReformerTokenizer gives the ids the run trained on
+    (the token cache), for every book; import-hf carries spiece.model back
+    into the checkpoint, which then evaluates with nothing else, exactly as
+    the original (same parameters, same tokenizer)."""
+    from transformers import ReformerTokenizer
+    d = os.path.join(WORK, "tokenizer")
+    pg = os.path.join(d, "pg")
+    text = open(TEXT, encoding="utf-8").read()
+    books = {"train": [text[:40000], text[40000:52000] + "\n« Ça, c'est l'été » — 日本語 ∑ 🙂\n", text[52000:60000]],
+             "validation": [text[60000:66000]], "test": [text[66000:68000]]}
+    for split, texts in books.items():
+        os.makedirs(os.path.join(pg, split))
+        for i, t in enumerate(texts):
+            with open(os.path.join(pg, split, f"{i + 1}.txt"), "w", encoding="utf-8") as f:
+                f.write(t)
+    model = os.path.join(d, "m.model")
+    run([BIN, "tokenize", "--data", pg, "--vocab", "400", "--out", model])
+    ckpt = train("tokenizer", data=pg, tokenizer=model, steps=2)
+    caches = [n for n in os.listdir(pg) if n.startswith("tokens-") and n.endswith(".bin")]
+    assert len(caches) == 1, caches
+    cached = read_token_cache(os.path.join(pg, caches[0]))
+    hf_dir = export(ckpt, os.path.join(d, "hf"))
+    assert sha(os.path.join(hf_dir, "spiece.model")) == sha(model)
+    tok = ReformerTokenizer.from_pretrained(hf_dir)
+    docs = [t for split in ("train", "validation", "test") for t in books[split]]
+    assert len(cached) == len(docs)
+    for i, t in enumerate(docs):
+        ids = tok.convert_tokens_to_ids(tok.tokenize(t))
+        assert ids == cached[i], f"document {i}: transformers' ids differ from the run's " \
+            f"(first difference at {next(k for k in range(min(len(ids), len(cached[i]))) if ids[k] != cached[i][k])})"
+    back = os.path.join(d, "back.h5")
+    run([BIN, "import-hf", "--model", hf_dir, "--out", back])
+    with h5py.File(back, "r") as f:
+        assert bytes(f["tokenizer/spiece_model"][()]) == open(model, "rb").read()
+    os.rename(model, model + ".moved")
+    for n in caches:
+        os.unlink(os.path.join(pg, n))
+    a = run([BIN, "eval", "--ckpt", ckpt, "--data", pg]).stdout.splitlines()[-1]
+    b = run([BIN, "eval", "--ckpt", back, "--data", pg]).stdout.splitlines()[-1]
+    got = [re.search(r"\| ([0-9.]+) bits per byte .* ([0-9.]+) perplexity per word", x).groups() for x in (a, b)]
+    # Bits per byte to its 4 printed decimals; the perplexity (an exp of ~2e4
+    # nats here) to 1e-6 relative: the imported config evaluates in batches of
+    # another size, which regroups the float32 sums (~1e-9 relative in nats).
+    assert got[0][0] == got[1][0], (a, b)
+    assert abs(float(got[0][1]) / float(got[1][1]) - 1) < 1e-6, (a, b)
+
+
+def test_import_leaves_out_a_spiece_model_without_byte_fallback():
+    """A model directory whose spiece.model lacks byte fallback (as
+    google/reformer-crime-and-punishment's 320-piece model does) imports with
+    a note, without a tokenizer: the checkpoint reads bytes."""
+    import sentencepiece as spm
+    d = os.path.join(WORK, "no_byte_fallback")
+    hf = os.path.join(d, "hf")
+    random_hf_model(hf, vocab_size=300)
+    spm.SentencePieceTrainer.train(input=TEXT, model_prefix=os.path.join(hf, "spiece"), vocab_size=300,
+                                   byte_fallback=False, minloglevel=2, input_sentence_size=20000)
+    ckpt = os.path.join(d, "ckpt.h5")
+    p = run([BIN, "import-hf", "--model", hf, "--out", ckpt])
+    assert "spiece.model is not carried into the checkpoint" in p.stderr and "byte-fallback" in p.stderr, p.stderr
+    with h5py.File(ckpt, "r") as f:
+        assert "tokenizer" not in f and f.attrs["tokenizer"].decode() == "none"
+    e = run([BIN, "eval", "--ckpt", ckpt, "--data", TEXT, "--windows", "2"])
+    assert "bits per byte" in e.stdout, e.stdout
+
+
 def test_import_notes_what_it_cannot_keep():
     """Settings that change nothing at evaluation are imported with a note:
     num_buckets=null (transformers' own choice at that length is written),
@@ -767,7 +850,8 @@ def main():
     tests = [make_export_test(*c) for c in EXPORT_CASES]
     tests += [test_import_random_then_eval, test_export_of_import_is_bit_identical,
               test_import_of_export_keeps_parameters, test_imported_checkpoint_fine_tunes_and_samples,
-              test_import_notes_what_it_cannot_keep]
+              test_import_notes_what_it_cannot_keep, test_tokenizer_exports_and_imports,
+              test_import_leaves_out_a_spiece_model_without_byte_fallback]
     tests += refusal_tests()
     tests += fault_tests()
     only = sys.argv[1:]
