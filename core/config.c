@@ -60,7 +60,7 @@ typedef struct KeyRow {
     int shape;                  // fixes the parameter layout (CONFIG_SHAPE_KEYS)
 } KeyRow;
 
-static const KeyCodec SPLIT_FRACTIONS_CODEC;
+static const KeyCodec SPLIT_FRACTIONS_CODEC, N_BUCKETS_CODEC;
 
 #define FIELD(f) .offset = offsetof(Config, f), .size = sizeof(((Config *)0)->f)
 #define INT(f, lo_, hi_) .type = KEY_INT, FIELD(f), .lo = (lo_), .hi = (hi_)
@@ -91,7 +91,7 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
     X(lsh_chunk,       INT(lsh_chunk, 0, 1 << 20),            "0",            0)             \
     X(local_chunk,     INT(local_chunk, 0, 1 << 20),          "0",            0)             \
     X(n_hashes,        INT(n_hashes, 1, 64),                  "2",            0)             \
-    X(n_buckets,       INT(n_buckets, 0, 65536),              "0",            0)             \
+    X(n_buckets,       CUSTOM(N_BUCKETS_CODEC),               "0",            0)             \
     X(lsh_form,        CHOICE(lsh_strict, LSH_FORM_NAMES),    "standard",     0)             \
     X(axial_shape,     AXES(axial_shape),                    NULL,           SHAPE)         \
     X(axial_dims,      AXES(axial_dims),                     NULL,           SHAPE)         \
@@ -281,6 +281,40 @@ static void format_split_fractions(const Config *c, const KeyRow *k, char *buf, 
 }
 
 static const KeyCodec SPLIT_FRACTIONS_CODEC = {parse_split_fractions, format_split_fractions};
+
+// n_buckets: one count (0 = auto) or a list of factors "f1,f2,..." as
+// transformers' num_buckets (core/lsh_rules.h): n_buckets holds their product,
+// bucket_factors the list. Evenness is config_finalize's check.
+static int parse_n_buckets(Config *c, const KeyRow *k, const char *s, char *err, size_t errlen) {
+    char buf[256];
+    if (strlen(s) >= sizeof buf) return fail(err, errlen, "%s: value too long", k->name);
+    snprintf(buf, sizeof buf, "%s", s);
+    LshFactors fs = {0, {0}};
+    long prod = 1;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (fs.n == LSH_MAX_FACTORS) return fail(err, errlen, "%s: at most %d factors", k->name, LSH_MAX_FACTORS);
+        if (parse_int(k->name, tok, 0, LSH_MAX_BUCKETS, &fs.f[fs.n], err, errlen)) return -1;
+        prod *= fs.f[fs.n++];
+        if (prod > LSH_MAX_BUCKETS)
+            return fail(err, errlen, "%s: '%s' makes more than %d buckets (bucket ids are 16-bit)", k->name, s,
+                        LSH_MAX_BUCKETS);
+    }
+    if (fs.n == 0) return fail(err, errlen, "%s: empty value", k->name);
+    if (fs.n > 1 && prod == 0) return fail(err, errlen, "%s: '%s' has a factor 0 (factors are even, >= 2)", k->name, s);
+    c->n_buckets = (int)prod;
+    if (fs.n == 1) fs.n = 0, fs.f[0] = 0;  // one count: no factor list
+    c->bucket_factors = fs;
+    return 0;
+}
+static void format_n_buckets(const Config *c, const KeyRow *k, char *buf, size_t cap) {
+    (void)k;
+    LshFactors fs = lsh_factors(c->n_buckets, c->bucket_factors);
+    if (fs.n > 1) format_list(buf, cap, fs.f, fs.n);
+    else snprintf(buf, cap, "%d", c->n_buckets);
+}
+
+static const KeyCodec N_BUCKETS_CODEC = {parse_n_buckets, format_n_buckets};
 
 static const KeyRow *find_key(const char *key) {
     for (int i = 0; i < N_KEYS; i++)
@@ -512,14 +546,24 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     if (c->attn_head_group > 0 && c->sp > 1 && c->attn_head_group != c->n_heads / c->sp)
         return fail(err, errlen, "attn_head_group: with sp=%d attention runs on all %d heads of a rank at once; "
                     "leave it 0", c->sp, c->n_heads / c->sp);
-    // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3).
+    // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3),
+    // factorised past transformers' limit (lsh_auto_factors), the maximum
+    // length being seq_len.
     if (c->n_buckets == 0) {
-        int chunks = c->seq_len / c->lsh_chunk;
-        int nb = 2;
-        while (nb * 2 <= 2 * chunks && nb * 2 <= 65536) nb *= 2;
-        c->n_buckets = nb;
-    } else if (c->n_buckets % 2 || c->n_buckets < 2) {
-        return fail(err, errlen, "n_buckets: %d must be even and at least 2", c->n_buckets);
+        c->bucket_factors = lsh_auto_factors(c->seq_len, c->lsh_chunk, c->seq_len);
+        c->n_buckets = 1;
+        for (int i = 0; i < c->bucket_factors.n; i++) c->n_buckets *= c->bucket_factors.f[i];
+    } else {
+        if (c->n_buckets > LSH_MAX_BUCKETS)
+            return fail(err, errlen, "n_buckets: %d buckets do not fit the 16-bit bucket ids (at most %d)",
+                        c->n_buckets, LSH_MAX_BUCKETS);
+        c->bucket_factors = lsh_factors(c->n_buckets, c->bucket_factors);
+        const LshFactors *fs = &c->bucket_factors;
+        for (int i = 0; i < fs->n; i++)
+            if (fs->f[i] % 2 || fs->f[i] < 2) {
+                if (fs->n == 1) return fail(err, errlen, "n_buckets: %d must be even and at least 2", c->n_buckets);
+                return fail(err, errlen, "n_buckets: factor %d must be even and at least 2", fs->f[i]);
+            }
     }
     // Axial position embeddings.
     if (c->axial_shape_set) c->n_axes = c->axial_shape_set;

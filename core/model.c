@@ -29,6 +29,7 @@ static AttnShape layer_shape(const Model *m, int l) {
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < m->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;
+        s.bucket_factors = c->bucket_factors;
         s.strict = c->lsh_strict;
     }
     return s;
