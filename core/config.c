@@ -289,6 +289,9 @@ static int parse_n_buckets(Config *c, const KeyRow *k, const char *s, char *err,
     char buf[256];
     if (strlen(s) >= sizeof buf) return fail(err, errlen, "%s: value too long", k->name);
     snprintf(buf, sizeof buf, "%s", s);
+    size_t len = strlen(s);
+    if (len && (s[0] == ',' || s[len - 1] == ',' || strstr(s, ",,")))
+        return fail(err, errlen, "%s: '%s' has an empty factor", k->name, s);
     LshFactors fs = {0, {0}};
     long prod = 1;
     char *save = NULL;
