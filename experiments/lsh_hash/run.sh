@@ -16,10 +16,15 @@
 # torch16k:B  6 all-LSH layers at 16,384 tokens, build B (old|new): default
 #             n_buckets (auto: 16,32 new; 512 old), and for new also
 #             n_buckets=512 (unfactorised, as reformer-pytorch hashes).
+# torchref    reformer-pytorch 1.4.4 (experiments/reformer_pytorch/bench.py,
+#             fp32 on the CPU, torch's own threads) on torch16k's model, in the
+#             virtual environment .venv-rp (Debian's torch via
+#             --system-site-packages; the wheels of cuda/device_wheels.txt).
 # Appends to results.jsonl (each row tagged build, phase, day); table.py
 # writes the tables of results.md.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/../.."
 old="$1" new="$2"
 shift 2
 model=(--set batch=1 --set d_model=256 --set d_ff=1024 --set n_heads=4 --set d_head=64 --set n_hashes=2
@@ -50,6 +55,14 @@ for phase in "$@"; do
         t=(--warmup 1 --steps 1 --set n_layers=6 --set attn_layers=lsh --set seq_len=16384)
         run "$b" torch16k "${t[@]}"
         [[ $b == new ]] && run "$b" torch16k "${t[@]}" --set n_buckets=512 ;;
+    torchref)
+        echo "[torchref]" >&2
+        flock /tmp/reformer-heavy.lock .venv-rp/bin/python experiments/reformer_pytorch/bench.py --device cpu \
+            --precision fp32 --steps 1 --seq-len 16384 --d-model 256 --d-ff 1024 --heads 4 --layers 6 --n-hashes 2 \
+            --bucket 64 |
+            python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(build='reformer-pytorch', phase='torch16k', session='$(date -u +%F)'); print(json.dumps(r))" \
+            >>"$here/results.jsonl"
+        tail -1 "$here/results.jsonl" >&2 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done
