@@ -461,7 +461,7 @@ def test_imported_checkpoint_fine_tunes_and_samples():
 
 # The two published configurations (google/reformer-crime-and-punishment,
 # google/reformer-enwik8) built here with transformers' random weights at a
-# reduced length (256 and 512 tokens: 4 and 2 LSH chunks) and, for enwik8, a
+# reduced length (256 and 1024 tokens: 4 LSH chunks each) and, for enwik8, a
 # narrower hidden size and feed-forward (256 and 512 instead of 1024 and 4096,
 # so the float64 passes fit this machine's time), imported, and compared in
 # float64 and float32 with and without the buckets forced. Everything else as published: layer pattern, heads and
@@ -475,8 +475,8 @@ PUBLISHED = {
     "enwik8_narrow": dict(
         vocab_size=258, hidden_size=256, feed_forward_size=512, num_attention_heads=8, attention_head_size=128,
         attn_layers=["local", "local", "lsh", "local"] * 3, lsh_attn_chunk_length=256, local_attn_chunk_length=128,
-        num_hashes=4, num_buckets=512, axial_pos_shape=[16, 32], axial_pos_embds_dim=[64, 192],
-        max_position_embeddings=512, hidden_act="relu", layer_norm_eps=1e-12),
+        num_hashes=4, num_buckets=512, axial_pos_shape=[32, 32], axial_pos_embds_dim=[64, 192],
+        max_position_embeddings=1024, hidden_act="relu", layer_norm_eps=1e-12),
 }
 
 
