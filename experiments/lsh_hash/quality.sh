@@ -11,9 +11,9 @@
 #
 # Each training run and each evaluation holds the heavy-job lock.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-source "$here/../lsh_vs_full/common.sh" "${1:-400}" "${2:-16}"  # cd to the root; sets model, steps, eval_windows
-log="$here/quality.log"
+mine="$(cd "$(dirname "$0")" && pwd)"
+log="$mine/quality.log"
+source "$mine/../lsh_vs_full/common.sh" "${1:-400}" "${2:-16}"  # cd to the root; sets here (its own), model, steps, eval_windows
 for nb in 64 8,8; do
     dir="runs/lsh_hash/quality_nb${nb/,/x}"
     ckpt="$(ckpt_in "$dir" "$steps")"
