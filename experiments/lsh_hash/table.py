@@ -17,7 +17,8 @@ worktree, NEW = this branch's build/reformer, both copied to /tmp/i19-bin so
 that rebuilding during the runs could not change them):
 
     experiments/lsh_hash/run.sh OLD NEW flat:4096 flat:16384 torchref   # the rows below
-    experiments/lsh_hash/run.sh OLD NEW torch16k:new flat:65536 flatnew:262144 flat:4096 long1m  # queued, not reached
+    experiments/lsh_hash/run.sh OLD NEW torch16k:new flat:65536 flatnew:262144 flat:4096 long1m
+                                     # torch16k:new's default row ran; the rest was queued, not reached
     experiments/lsh_hash/quality.sh 400 16                              # (d): not reached
     build/roofline --md experiments/roofline/configs.txt    # NEW: experiments/roofline/results.md
     (d649d1e with this roofline.c, unfactorised hash)       # OLD: roofline_d649d1e.md
@@ -125,13 +126,22 @@ print("""
   1.34x the old build's tokens/s in the one alternated pair that is clean
   (884.7 against 658.3). The 4,096-token pair is not a comparison: there
   both builds hash alike (128 buckets, unfactorised), and the new run
-  overlapped this session's own `make test-hf`. The 64K to 1M lengths, the
-  within-20%-of-4K target, (b) the 1M step, (c) this build at 16K against
-  reformer-pytorch (its row above, 95.1 tokens/s and 1,825.5 MiB, ran at
-  a load average of ~12) and (d) were queued behind the lock and did not
-  run before the session's deadline: each run waited 10-30 minutes for its
-  turn among seven helpers. run.sh and quality.sh take the same phases again
-  (quality.sh resumes a finished training run).
+  overlapped this session's own `make test-hf`. The 64K to 1M lengths (and
+  so the within-20%-of-4K target), (b) the 1M step and (d) were queued
+  behind the lock and did not run before the session's deadline: each run
+  waited 10-30 minutes for its turn among seven helpers. run.sh and
+  quality.sh take the same phases again (quality.sh resumes a finished
+  training run).
+- (c) This build at 16K with 6 all-LSH layers (automatic 16 x 32 buckets)
+  ran 996.9 tokens/s in 275.4 MiB against reformer-pytorch's 95.1 tokens/s
+  in 1,825.5 MiB: 10.5x the tokens/s and 0.15x the peak RSS (target: >= 3x
+  and <= 1/8 = 0.125x; the RSS target is missed). Read the speed ratio with
+  care: the two runs were 30 minutes apart at load averages of 9-13 on 2
+  cores, and torch's two threads suffer more from oversubscription than
+  this build's, so the ratio on a quiet machine (issue 19 quotes ~2x) is
+  not measured here; nothing beyond the hash was changed to speed the step
+  up (the chunked attention kernel, matmul shapes and the sort are as in
+  d649d1e).
 - The old build's 1M step (4 layers local,lsh, attn_head_group=2) is
   experiments/memory/long.md's row 1m_g2: 1,189 s, 7,933 MiB peak, hashing
   about 2/3 of it.
