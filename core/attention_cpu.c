@@ -113,10 +113,11 @@ static size_t scratch_carve(Scratch *sc, char *base, const AttnShape *s) {
 // Positions projected per hashing GEMM.
 #define HASH_ROWS 256
 
-// Per-thread scratch of the hash: rotations [dh, R, nb/2] and a block of
-// projections [HASH_ROWS, R * nb/2].
+// Per-thread scratch of the hash: rotations [dh, R, W] and a block of
+// projections [HASH_ROWS, R * W], W = lsh_rotation_width (nb/2 unfactorised,
+// f1/2 + f2/2 + ... factorised).
 static size_t hash_scratch_elems(const AttnShape *s) {
-    size_t width = (size_t)s->n_hashes * (s->n_buckets / 2);
+    size_t width = (size_t)s->n_hashes * lsh_rotation_width(s->n_buckets, s->bucket_factors);
     return (size_t)s->d_head * width + (size_t)HASH_ROWS * width;
 }
 
@@ -320,12 +321,13 @@ static void zero_head(real *x, int b, int h, const AttnShape *s) {
 void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed, uint32_t step,
                   uint32_t layer, void *work) {
     const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes;
-    const int half = s->n_buckets / 2, HD = H * dh, width = R * half;
+    const int nb = s->n_buckets, W = lsh_rotation_width(nb, s->bucket_factors), HD = H * dh, width = R * W;
+    const LshFactors factors = s->bucket_factors;
     const size_t per_thread = cpu_attention_workspace_bytes(s, 1) / (size_t)max_threads();
 #pragma omp parallel
     {
-        // Per-thread rotations [dh, R, half] and a block of projections
-        // [HASH_ROWS, R * half], in the same per-thread slots the attention uses.
+        // Per-thread rotations [dh, R, W] and a block of projections
+        // [HASH_ROWS, R * W], in the same per-thread slots the attention uses.
         real *rot = (real *)((char *)work + (size_t)thread_id() * per_thread);
         real *proj = rot + (size_t)dh * width;
         int cur_head = -1;
@@ -340,13 +342,15 @@ void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_
                 }
                 for (int i0 = 0; i0 < L; i0 += HASH_ROWS) {
                     int rows = MIN(HASH_ROWS, L - i0);
-                    // proj = x Rot for a block of positions: one GEMM.
+                    // proj = x Rot for a block of positions: one GEMM over
+                    // every round's factor columns, then each factor's argmax.
                     tile_gemm(proj, width, qk + ((size_t)b * L + i0) * HD + (size_t)h * dh, HD, rot, width, rows,
                               width, dh, 0, 0, 1, 0);
                     for (int i = 0; i < rows; i++)
                         for (int r = 0; r < R; r++) {
-                            const real *p = proj + (size_t)i * width + (size_t)r * half;
-                            buckets[(((size_t)b * H + h) * R + r) * L + i0 + i] = (uint16_t)lsh_bucket_of(p, half);
+                            const real *p = proj + (size_t)i * width + (size_t)r * W;
+                            buckets[(((size_t)b * H + h) * R + r) * L + i0 + i] =
+                                (uint16_t)lsh_bucket_factored(p, nb, factors);
                         }
                 }
             }

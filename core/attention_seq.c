@@ -19,7 +19,7 @@ static int get_int(const real *at) {
 
 static AttnShape hash_shape(const SeqAttention *sa) {
     AttnShape s = {.batch = sa->B, .seq_len = sa->Ll, .n_heads = sa->H, .d_head = sa->dh, .chunk_len = sa->m,
-                   .n_hashes = sa->R, .n_buckets = sa->nb};
+                   .n_hashes = sa->R, .n_buckets = sa->nb, .bucket_factors = sa->bucket_factors};
     return s;
 }
 
@@ -45,6 +45,7 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
     } while (0)
     if (sa->lsh) {
         sa->R = c->n_hashes, sa->nb = c->n_buckets, sa->m = c->lsh_chunk, sa->strict = c->lsh_strict;
+        sa->bucket_factors = c->bucket_factors;  // the histograms below count all nb = f1 * f2 * ... buckets
         sa->n_own = sa->R * sa->Ll;
         const size_t n = (size_t)sa->n_own, m = (size_t)sa->m, hist = lanes * sa->R * sa->nb;
         // Rows of 2 dh + 2 (+ 1 strict) (forward), or the gradients of [m + n] rows.

@@ -54,6 +54,7 @@ typedef struct SeqAttention {
     int lsh, local;       // which kinds take this path
     // --- LSH ---
     int R, nb, m;             // rounds, buckets, chunk
+    LshFactors bucket_factors;  // nb's factors (core/lsh_rules.h)
     int strict;               // lsh_form=strict: rows also carry where their (round, bucket) run starts
     int n_own;                // R * Ll sorted items per lane per rank (whole chunks)
     int *counts, *before, *total;  // [lanes, R, nb] histograms of my items; total ends as each run's start

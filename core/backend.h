@@ -22,6 +22,7 @@ typedef struct {
     int chunk_len;  // m; == L means one chunk: plain full attention
     int n_hashes;   // R (LSH); 1 when chunk_len == L
     int n_buckets;  // nb per round (LSH)
+    LshFactors bucket_factors;  // its factors (core/lsh_rules.h); n = 0: one factor, nb
     int head_offset;  // global index of head 0 (sequence parallel: each rank holds
                       // n_heads of the model's heads); keys the hash rotations
     int bf16;         // precision=bf16: q, k, v rounded to bf16 wherever attention

@@ -62,7 +62,7 @@ typedef struct KeyRow {
     const char *doc;            // what the key means (docs/configuration.md)
 } KeyRow;
 
-static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC;
+static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC, N_BUCKETS_CODEC;
 
 #define FIELD(f) .offset = offsetof(Config, f), .size = sizeof(((Config *)0)->f)
 #define INT(f, lo_, hi_) .type = KEY_INT, FIELD(f), .lo = (lo_), .hi = (hi_)
@@ -109,9 +109,14 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC;
       "chunk length of local layers; 0 = automatic as for `lsh_chunk`")                  \
     X(n_hashes,        INT(n_hashes, 1, 64),                  "2", 0,                    \
       "hash rounds of LSH attention")                                                    \
-    X(n_buckets,       INT(n_buckets, 0, 65536),              "0", 0,                    \
-      "buckets per round, even; 0 = the largest power of two <= 2 x `seq_len` / "        \
-      "`lsh_chunk` (at least 2)")                                                        \
+    X(n_buckets,       CUSTOM(N_BUCKETS_CODEC),               "0", 0,                    \
+      "buckets per round: one even count, or a list of even factors `f1,f2,...` (at "   \
+      "most 4) as transformers' `num_buckets`: each factor hashed with its own f/2 "    \
+      "rotation columns, bucket b1 + f1 x b2 + f1 x f2 x b3, so f1 x f2 buckets cost "  \
+      "(f1 + f2)/2 columns; at most 65,536 buckets (16-bit ids). 0 = transformers' "    \
+      "choice with max length `seq_len`: 2^p, p = floor(log2(2 x `seq_len` / "         \
+      "`lsh_chunk`)) (at least 2, at most 2^16), factorised 2^(p/2) x 2^(p - p/2) "     \
+      "above 2 x max(sqrt(`seq_len` / `lsh_chunk`), `lsh_chunk`)")                     \
     X(lsh_form,        CHOICE(lsh_strict, LSH_FORM_NAMES),    "standard", 0,             \
       "`standard`: the paper's LSH attention (chunks of the sorted order; causal only "  \
       "given its buckets, see [the caveat](correctness.md)); `strict`: a query "         \
@@ -421,6 +426,42 @@ void config_image_shape_text(const Config *c, char *buf, size_t cap) {
     if (!config_is_image(c)) snprintf(buf, cap, "none");
     else snprintf(buf, cap, "%dx%dx%d", c->image_shape[0], c->image_shape[1], c->image_shape[2]);
 }
+// n_buckets: one count (0 = auto) or a list of factors "f1,f2,..." as
+// transformers' num_buckets (core/lsh_rules.h): n_buckets holds their product,
+// bucket_factors the list. Evenness is config_finalize's check.
+static int parse_n_buckets(Config *c, const KeyRow *k, const char *s, char *err, size_t errlen) {
+    char buf[256];
+    if (strlen(s) >= sizeof buf) return fail(err, errlen, "%s: value too long", k->name);
+    snprintf(buf, sizeof buf, "%s", s);
+    size_t len = strlen(s);
+    if (len && (s[0] == ',' || s[len - 1] == ',' || strstr(s, ",,")))
+        return fail(err, errlen, "%s: '%s' has an empty factor", k->name, s);
+    LshFactors fs = {0, {0}};
+    long prod = 1;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (fs.n == LSH_MAX_FACTORS) return fail(err, errlen, "%s: at most %d factors", k->name, LSH_MAX_FACTORS);
+        if (parse_int(k->name, tok, 0, LSH_MAX_BUCKETS, &fs.f[fs.n], err, errlen)) return -1;
+        prod *= fs.f[fs.n++];
+        if (prod > LSH_MAX_BUCKETS)
+            return fail(err, errlen, "%s: '%s' makes more than %d buckets (bucket ids are 16-bit)", k->name, s,
+                        LSH_MAX_BUCKETS);
+    }
+    if (fs.n == 0) return fail(err, errlen, "%s: empty value", k->name);
+    if (fs.n > 1 && prod == 0) return fail(err, errlen, "%s: '%s' has a factor 0 (factors are even, >= 2)", k->name, s);
+    c->n_buckets = (int)prod;
+    if (fs.n == 1) fs.n = 0, fs.f[0] = 0;  // one count: no factor list
+    c->bucket_factors = fs;
+    return 0;
+}
+static void format_n_buckets(const Config *c, const KeyRow *k, char *buf, size_t cap) {
+    (void)k;
+    LshFactors fs = lsh_factors(c->n_buckets, c->bucket_factors);
+    if (fs.n > 1) format_list(buf, cap, fs.f, fs.n);
+    else snprintf(buf, cap, "%d", c->n_buckets);
+}
+
+static const KeyCodec N_BUCKETS_CODEC = {parse_n_buckets, format_n_buckets};
 
 static const KeyRow *find_key(const char *key) {
     for (int i = 0; i < N_KEYS; i++)
@@ -665,14 +706,24 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     if (c->attn_head_group > 0 && c->sp > 1 && c->attn_head_group != c->n_heads / c->sp)
         return fail(err, errlen, "attn_head_group: with sp=%d attention runs on all %d heads of a rank at once; "
                     "leave it 0", c->sp, c->n_heads / c->sp);
-    // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3).
+    // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3),
+    // factorised past transformers' limit (lsh_auto_factors), the maximum
+    // length being seq_len.
     if (c->n_buckets == 0) {
-        int chunks = c->seq_len / c->lsh_chunk;
-        int nb = 2;
-        while (nb * 2 <= 2 * chunks && nb * 2 <= 65536) nb *= 2;
-        c->n_buckets = nb;
-    } else if (c->n_buckets % 2 || c->n_buckets < 2) {
-        return fail(err, errlen, "n_buckets: %d must be even and at least 2", c->n_buckets);
+        c->bucket_factors = lsh_auto_factors(c->seq_len, c->lsh_chunk, c->seq_len);
+        c->n_buckets = 1;
+        for (int i = 0; i < c->bucket_factors.n; i++) c->n_buckets *= c->bucket_factors.f[i];
+    } else {
+        if (c->n_buckets > LSH_MAX_BUCKETS)
+            return fail(err, errlen, "n_buckets: %d buckets do not fit the 16-bit bucket ids (at most %d)",
+                        c->n_buckets, LSH_MAX_BUCKETS);
+        c->bucket_factors = lsh_factors(c->n_buckets, c->bucket_factors);
+        const LshFactors *fs = &c->bucket_factors;
+        for (int i = 0; i < fs->n; i++)
+            if (fs->f[i] % 2 || fs->f[i] < 2) {
+                if (fs->n == 1) return fail(err, errlen, "n_buckets: %d must be even and at least 2", c->n_buckets);
+                return fail(err, errlen, "n_buckets: factor %d must be even and at least 2", fs->f[i]);
+            }
     }
     // Images: one sample is one image, and its axes are the position axes
     // unless axial_shape says otherwise.

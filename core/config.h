@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdint.h>
 
+#include "lsh_rules.h"  // LshFactors
+
 #define MAX_LAYERS 256
 #define MAX_AXES 4
 
@@ -51,7 +53,10 @@ typedef struct {
     int lsh_chunk;         // m for LSH layers; 0 = largest divisor of seq_len <= 64
     int local_chunk;       // m for local layers; 0 = likewise
     int n_hashes;          // R
-    int n_buckets;         // nb per round; 0 = auto (power of two <= 2L/m)
+    int n_buckets;         // nb per round (the product of the factors); 0 = auto (power of
+                           // two <= 2L/m, factorised as transformers' _set_num_buckets)
+    LshFactors bucket_factors;  // n_buckets=f1,f2,...: the factors (core/lsh_rules.h);
+                           // finalized: always the list as hashed (one entry unfactorised)
     int lsh_strict;        // lsh_form: standard (0: the paper's chunks of the sorted order) |
                            // strict (1: a query sees only earlier items of its own bucket, core/lsh_rules.h)
     int n_axes;

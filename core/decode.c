@@ -41,7 +41,7 @@ void decoder_init(Decoder *dec, const Config *c, const ParamLayout *layout, cons
         dec->values[l] = checked_calloc((size_t)dec->window[l] * HD, sizeof(real));
         if (!decode_layer_hashed(c, l)) continue;
         // The rotations cpu_lsh_hash draws for this layer, at the inference step.
-        const size_t width = R * (size_t)(dec->nb / 2), per_head = (size_t)dec->dh * width;
+        const size_t width = R * (size_t)lsh_rotation_width(dec->nb, c->bucket_factors), per_head = (size_t)dec->dh * width;
         dec->rotations[l] = checked_calloc(H * per_head, sizeof(real));
         for (size_t h = 0; h < H; h++)
             for (size_t e = 0; e < per_head; e++)
@@ -58,7 +58,7 @@ void decoder_init(Decoder *dec, const Config *c, const ParamLayout *layout, cons
     dec->rstd = checked_calloc(1, sizeof(real));
     dec->q = checked_calloc(HD, sizeof(real));
     dec->o = checked_calloc(HD, sizeof(real));
-    dec->proj = checked_calloc((size_t)MAX(dec->nb / 2, 1), sizeof(real));
+    dec->proj = checked_calloc((size_t)MAX(lsh_rotation_width(dec->nb, c->bucket_factors), 1), sizeof(real));
     dec->h = checked_calloc(dff, sizeof(real));
     dec->a = checked_calloc(dff, sizeof(real));
     dec->head_in = checked_calloc(2 * d, sizeof(real));
@@ -119,16 +119,22 @@ real decode_attend(real *out, real *scores, const real *q, const real *keys, con
     return lse;
 }
 
-void decode_hash(uint16_t *buckets, real *proj, const real *qk, const real *rotations, int dh, int R, int nb) {
-    const int half = nb / 2, width = R * half;
+void decode_hash_factored(uint16_t *buckets, real *proj, const real *qk, const real *rotations, int dh, int R, int nb,
+                          LshFactors factors) {
+    const int W = lsh_rotation_width(nb, factors), width = R * W;
     for (int r = 0; r < R; r++) {
-        for (int j = 0; j < half; j++) {
+        for (int j = 0; j < W; j++) {
             real p = 0;
-            for (int e = 0; e < dh; e++) p += qk[e] * rotations[(size_t)e * width + (size_t)r * half + j];
+            for (int e = 0; e < dh; e++) p += qk[e] * rotations[(size_t)e * width + (size_t)r * W + j];
             proj[j] = p;
         }
-        buckets[r] = (uint16_t)lsh_bucket_of(proj, half);
+        buckets[r] = (uint16_t)lsh_bucket_factored(proj, nb, factors);
     }
+}
+
+void decode_hash(uint16_t *buckets, real *proj, const real *qk, const real *rotations, int dh, int R, int nb) {
+    const LshFactors one = {0, {0}};
+    decode_hash_factored(buckets, proj, qk, rotations, dh, R, nb, one);
 }
 
 // ln = LN1(x2); q, k, v of one position. LSH layers: q is the shared qk and k
@@ -261,10 +267,11 @@ static void attend_row(Decoder *dec, int l, int p, const real *q, const KeySourc
 }
 
 static void hash_row(Decoder *dec, int l, const real *qk, uint16_t *buckets /* [H, R] */) {
-    const size_t per_head = (size_t)dec->dh * dec->R * (dec->nb / 2);
+    const LshFactors factors = dec->cfg.bucket_factors;
+    const size_t per_head = (size_t)dec->dh * dec->R * lsh_rotation_width(dec->nb, factors);
     for (int h = 0; h < dec->H; h++)
-        decode_hash(buckets + (size_t)h * dec->R, dec->proj, qk + (size_t)h * dec->dh, dec->rotations[l] + h * per_head,
-                    dec->dh, dec->R, dec->nb);
+        decode_hash_factored(buckets + (size_t)h * dec->R, dec->proj, qk + (size_t)h * dec->dh,
+                             dec->rotations[l] + h * per_head, dec->dh, dec->R, dec->nb, factors);
 }
 
 // --- cached ------------------------------------------------------------------

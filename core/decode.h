@@ -47,13 +47,13 @@ typedef struct {
     int window[MAX_LAYERS];  // cached key/value rows: L, or 2 chunks (local layers)
     real *keys[MAX_LAYERS];  // [window, HD]: local keys, or normalised shared-QK keys
     real *values[MAX_LAYERS];   // [window, HD]
-    real *rotations[MAX_LAYERS];  // hashed LSH layers: [H, dh, R * nb/2]
+    real *rotations[MAX_LAYERS];  // hashed LSH layers: [H, dh, R * W], W = lsh_rotation_width
     uint16_t *buckets[MAX_LAYERS];  // [L, H, R]
     int *chain[MAX_LAYERS];  // [L, H, R]: previous position in the same bucket, or -1
     int *last[MAX_LAYERS];   // [H, R, nb]: newest position in each bucket, or -1
     // One position's workspace.
     real *x1, *x2, *ln, *mean, *rstd, *q, *o, *h, *a, *f, *head_in, *head_ln;
-    real *proj;              // [nb/2]: one round's projections while hashing
+    real *proj;              // [W]: one round's projections while hashing
     real *scores, *round_out, *round_lse;
     int *keys_idx;           // [L]
 } Decoder;
@@ -84,8 +84,12 @@ real decode_attend(real *out, real *scores, const real *q, const real *keys, con
                    const int *keys_idx, int n_keys, int self, int dh, real scale);
 
 // Round-r buckets of one head's shared-QK row qk [dh] under rotations
-// [dh, R * nb/2] (argmax over [p ; -p], first maximum wins, as training hashes).
-// proj: scratch [nb/2].
+// [dh, R * W] (W = lsh_rotation_width; each factor's argmax over [p ; -p],
+// first maximum wins, combined by lsh_bucket_factored, as training hashes).
+// proj: scratch [W].
+void decode_hash_factored(uint16_t *buckets, real *proj, const real *qk, const real *rotations, int dh, int R, int nb,
+                          LshFactors factors);
+// The same unfactorised (one factor, nb; W = nb/2).
 void decode_hash(uint16_t *buckets, real *proj, const real *qk, const real *rotations, int dh, int R, int nb);
 
 // Continue a sequence: the decoder is reset and steps through tokens[0 ..

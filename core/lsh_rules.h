@@ -19,9 +19,58 @@
 // / sqrt(dh), computed as x / sqrt(sum(x^2) + dh * eps).
 #define KEY_NORM_EPS 1e-6
 
-// Element e of global head `head`'s rotation [dh, R, nb/2] (row-major, e =
-// (d * R + r) * nb/2 + j) for one layer and step: a pure function of these,
-// so every backend, rank and the decoder draw the same rotations.
+// Factorised buckets (REFORMER.md, LSH step 3; transformers' list-valued
+// num_buckets): nb = f1 * f2 * ... buckets per round, each factor hashed with
+// its own f/2 rotation columns. Bucket ids are uint16 everywhere (the stored
+// buckets, the sort keys, the decoder's cache), so the product is at most
+// LSH_MAX_BUCKETS and config_finalize refuses any n_buckets above it.
+#define LSH_MAX_FACTORS 4
+#define LSH_MAX_BUCKETS 65536
+typedef struct {
+    int n;                    // factors; 0 = one factor, the count nb itself
+    int f[LSH_MAX_FACTORS];   // each even and >= 2; their product is nb
+} LshFactors;
+
+// The factors of nb buckets as hashed: `given` when its product is nb, else
+// the single factor nb (an AttnShape or Config that sets n_buckets alone).
+LSH_FN LshFactors lsh_factors(int nb, LshFactors given) {
+    long prod = given.n > 0 ? 1 : 0;
+    for (int i = 0; i < given.n; i++) prod *= given.f[i];
+    if (given.n > 0 && given.n <= LSH_MAX_FACTORS && prod == nb) return given;
+    LshFactors one = {1, {nb, 0, 0, 0}};
+    return one;
+}
+
+// Rotation columns per round: sum of f/2 over the factors (nb/2 unfactorised).
+LSH_FN int lsh_rotation_width(int nb, LshFactors given) {
+    LshFactors fs = lsh_factors(nb, given);
+    int w = 0;
+    for (int i = 0; i < fs.n; i++) w += fs.f[i] / 2;
+    return w;
+}
+
+// The automatic bucket count of transformers' _set_num_buckets for a sequence
+// of seq_len, LSH chunks of chunk and max_len = max_position_embeddings (this
+// project passes seq_len): nb = 2^p, p = floor(log2(2 * (seq_len / chunk))),
+// at least 2 (p >= 1) and at most LSH_MAX_BUCKETS (p <= 16; transformers has
+// no cap), factorised as [2^(p/2), 2^(p - p/2)] when nb exceeds
+// 2 * max(floor(sqrt(max_len / chunk)), chunk). Integer arithmetic throughout.
+LSH_FN LshFactors lsh_auto_factors(int seq_len, int chunk, int max_len) {
+    long twice_chunks = 2L * (seq_len / chunk);
+    int p = 1;
+    while (p < 16 && (2L << p) <= twice_chunks) p++;
+    long q = max_len / chunk, root = 0;
+    while ((root + 1) * (root + 1) <= q) root++;
+    long limit = 2 * (root > chunk ? root : chunk);
+    LshFactors fs = {1, {1 << p, 0, 0, 0}};
+    if ((1L << p) > limit) fs.n = 2, fs.f[0] = 1 << (p / 2), fs.f[1] = 1 << (p - p / 2);
+    return fs;
+}
+
+// Element e of global head `head`'s rotation [dh, R, W] (row-major, e =
+// (d * R + r) * W + j; W = lsh_rotation_width: factor 1's f1/2 columns, then
+// factor 2's, ...) for one layer and step: a pure function of these, so every
+// backend, rank and the decoder draw the same rotations.
 LSH_FN float lsh_rotation_element(uint64_t seed, uint64_t head, uint64_t e, uint32_t step, uint32_t layer) {
     return rng_normal(seed, (head << 32) | e, step, rng_tag(RNG_HASH, layer, 0));
 }
@@ -54,6 +103,21 @@ LSH_FN int lsh_bucket_of(const real *p, int half) {
     LshArgmax a = lsh_argmax_start(p[0]);
     for (int j = 1; j < half; j++) lsh_argmax_add(&a, p[j], j);
     return lsh_argmax_bucket(&a, half);
+}
+
+// The bucket of one round from its W projections p (the rotation's column
+// order): factor i's bucket b_i is lsh_bucket_of over its own f_i/2 columns,
+// and the bucket is b1 + f1 * b2 + f1 * f2 * b3 + ... (transformers' order).
+// Unfactorised this is lsh_bucket_of(p, nb/2).
+LSH_FN int lsh_bucket_factored(const real *p, int nb, LshFactors given) {
+    LshFactors fs = lsh_factors(nb, given);
+    int bucket = 0, stride = 1;
+    for (int i = 0; i < fs.n; i++) {
+        bucket += stride * lsh_bucket_of(p, fs.f[i] / 2);
+        p += fs.f[i] / 2;
+        stride *= fs.f[i];
+    }
+    return bucket;
 }
 
 // lsh_form=strict: the keys of a query, in round r, are the newest

@@ -74,6 +74,7 @@ static AttnShape plan_attn_shape(const MemPlan *p, const Config *c, int l, int h
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < p->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;
+        s.bucket_factors = c->bucket_factors;
         s.strict = c->lsh_strict;
     }
     return s;

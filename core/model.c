@@ -29,6 +29,7 @@ static AttnShape layer_shape(const Model *m, int l) {
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < m->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;
+        s.bucket_factors = c->bucket_factors;
         s.strict = c->lsh_strict;
     }
     return s;
@@ -257,7 +258,7 @@ static void attn_pass_forward(Model *m, int l, int g, const real *x, const Model
     if (c->layer_kind[l] == ATTN_LSH) {
         uint16_t *bk = m->buckets[l] ? m->buckets[l] + (size_t)g * m->B * m->head_group * s.n_hashes * m->L : NULL;
         TIMED(PROF_ATTENTION, {
-            if (bk && hash) be->lsh_hash(bk, m->gq, &s, c->seed, st->step, (uint32_t)l, m->attn_work);
+            if (bk && hash) TIMED(PROF_HASH, be->lsh_hash(bk, m->gq, &s, c->seed, st->step, (uint32_t)l, m->attn_work));
             be->lsh_attention_forward(m->go, m->attn_saved, m->gq, m->gv, bk, &s, m->attn_work);
         });
     } else {
@@ -364,7 +365,7 @@ static void sharded_attn_forward(Model *m, int l, const real *x, const ModelStep
                 seq_lsh_forward(&m->seq_attn, be, &m->seq, oa, m->q, m->v, bk, hash, c->seed, st->step, (uint32_t)l);
             } else {
                 if (shard) to_heads(m, m->q, qa), to_heads(m, m->v, va);
-                if (bk && hash) be->lsh_hash(bk, qa, &s, c->seed, st->step, (uint32_t)l, m->attn_work);
+                if (bk && hash) TIMED(PROF_HASH, be->lsh_hash(bk, qa, &s, c->seed, st->step, (uint32_t)l, m->attn_work));
                 be->lsh_attention_forward(oa, m->attn_saved, qa, va, bk, &s, m->attn_work);
             }
         });

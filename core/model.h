@@ -33,7 +33,8 @@ typedef struct {
 // core/ knows no MPI: the launcher supplies the exchanges (SeqParallel).
 
 // Time shares of a step, filled when Model.profile is set (synchronising).
-enum { PROF_MATMUL, PROF_ATTENTION, PROF_TOTAL, PROF_COUNT };
+// PROF_HASH: the LSH hash (not sequence-sharded), a part of PROF_ATTENTION.
+enum { PROF_MATMUL, PROF_ATTENTION, PROF_TOTAL, PROF_HASH, PROF_COUNT };
 
 typedef struct {
     Config cfg;

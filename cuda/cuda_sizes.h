@@ -81,7 +81,6 @@ static inline CudaLshLayout cuda_lsh_layout(const AttnShape *s, size_t G, size_t
     CudaLshLayout w;
     memset(&w, 0, sizeof w);
     const size_t n = attn_items(s), L = (size_t)s->seq_len, dh = (size_t)s->d_head;
-    const size_t nb = s->n_buckets > 0 ? (size_t)s->n_buckets : 1;
     size_t off = 0;
 #define CUDA_CARVE(field, elem, count) (w.field = off, off += cuda_align256((size_t)(count) * (elem)))
     w.G = G;
@@ -102,8 +101,9 @@ static inline CudaLshLayout cuda_lsh_layout(const AttnShape *s, size_t G, size_t
     // Forward only: the per-round outputs [G, n*dh] over the backward buffers.
     w.so = region;
     if (G * n * dh * 4 > off - region) off = region + cuda_align256(G * n * dh * 4);
-    // The hash's rotations [H, dh * R * nb/2] alias the whole workspace.
-    size_t rot_bytes = cuda_align256((size_t)s->n_heads * dh * s->n_hashes * (nb / 2 > 0 ? nb / 2 : 1) * 4);
+    // The hash's rotations [H, dh * R * W] (W = lsh_rotation_width) alias the whole workspace.
+    const size_t W = s->n_buckets > 0 ? (size_t)lsh_rotation_width(s->n_buckets, s->bucket_factors) : 1;
+    size_t rot_bytes = cuda_align256((size_t)s->n_heads * dh * s->n_hashes * W * 4);
     w.bytes = off > rot_bytes ? off : rot_bytes;
     return w;
 }

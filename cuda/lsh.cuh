@@ -10,7 +10,7 @@
 
 // --- LSH pieces ----------------------------------------------------------------
 
-// Rotations of every local head [H][dh * R * half], element e of head h drawn
+// Rotations of every local head [H][dh * R * W], element e of head h drawn
 // exactly as cpu_lsh_hash (lsh_rotation_element, core/lsh_rules.h).
 __global__ void lsh_rotations_kernel(float *rot, int H, size_t per_head, int head_offset, uint64_t seed,
                                      uint32_t step, uint32_t layer) {
@@ -20,14 +20,16 @@ __global__ void lsh_rotations_kernel(float *rot, int H, size_t per_head, int hea
     }
 }
 
-// One thread per position: for each round, the bucket of the projections
-// p = x Rot_r by the shared rule (lsh_argmax_*, core/lsh_rules.h).
+// One thread per position: for each round and factor, the bucket of the
+// projections p = x Rot_r on that factor's columns by the shared rule
+// (lsh_argmax_*, lsh_bucket_factored's numbering, core/lsh_rules.h).
 #define HASH_POS 64
 __global__ void lsh_hash_kernel(uint16_t *buckets, const float *qk, const float *rot, int L, int H, int dh, int R,
-                                int half, int bf16, int pair0) {
+                                int W, int nb, LshFactors factors, int bf16, int pair0) {
     extern __shared__ float qs[];  // [HASH_POS][dh + 1]
     const int ld = dh + 1, pair = pair0 + (int)blockIdx.y, b = pair / H, h = pair % H, i0 = blockIdx.x * HASH_POS;
-    const int HD = H * dh, width = R * half;
+    const int HD = H * dh, width = R * W;
+    const LshFactors fs = lsh_factors(nb, factors);
     for (int e = threadIdx.x; e < HASH_POS * dh; e += blockDim.x) {
         int i = e / dh, d = e % dh;
         qs[i * ld + d] = i0 + i < L ? attn_input(qk[((size_t)b * L + i0 + i) * HD + (size_t)h * dh + d], bf16) : 0.f;
@@ -37,15 +39,20 @@ __global__ void lsh_hash_kernel(uint16_t *buckets, const float *qk, const float 
     if (i0 + i >= L) return;
     const float *x = qs + i * ld, *rt = rot + (size_t)h * dh * width;
     for (int r = 0; r < R; r++) {
-        LshArgmax best = lsh_argmax_start(0.f);
-        for (int j = 0; j < half; j++) {
-            const float *col = rt + r * half + j;
-            float p = 0.f;
-            for (int d = 0; d < dh; d++) p += x[d] * col[(size_t)d * width];
-            if (j == 0) best = lsh_argmax_start(p);
-            else lsh_argmax_add(&best, p, j);
+        int bucket = 0, stride = 1, c0 = r * W;
+        for (int k = 0; k < fs.n; c0 += fs.f[k] / 2, stride *= fs.f[k], k++) {
+            const int half = fs.f[k] / 2;
+            LshArgmax best = lsh_argmax_start(0.f);
+            for (int j = 0; j < half; j++) {
+                const float *col = rt + c0 + j;
+                float p = 0.f;
+                for (int d = 0; d < dh; d++) p += x[d] * col[(size_t)d * width];
+                if (j == 0) best = lsh_argmax_start(p);
+                else lsh_argmax_add(&best, p, j);
+            }
+            bucket += stride * lsh_argmax_bucket(&best, half);
         }
-        buckets[((size_t)pair * R + r) * L + i0 + i] = (uint16_t)lsh_argmax_bucket(&best, half);
+        buckets[((size_t)pair * R + r) * L + i0 + i] = (uint16_t)bucket;
     }
 }
 
@@ -206,22 +213,22 @@ static int bits_for(size_t count) {  // bits to represent 0 .. count-1
 }
 
 // The hash on the fast path (attn_impl=fast): the projections of a slice of
-// Ls positions of every head as one strided batched SGEMM, proj_h [Ls, R*nb/2]
-// = X_h [Ls, dh] Rot_h [dh, R*nb/2], then the bucket rule per (head,
-// position, round). fp32 data and accumulation, no TF32: a bucket is an
+// Ls positions of every head as one strided batched SGEMM, proj_h [Ls, R*W]
+// = X_h [Ls, dh] Rot_h [dh, R*W] (W = lsh_rotation_width), then the bucket
+// rule per (head, position, round), one warp per row. fp32 data and accumulation, no TF32: a bucket is an
 // argmax, and TF32's rounding of the operands would move projections that
 // tie to 2^-11 (the CPU comparison allows ties to float rounding only).
 #define HASH_SLICE_BUDGET ((size_t)128 << 20)
 
 static int hash_slice_positions(const AttnShape *s) {
-    const size_t W = (size_t)s->n_hashes * (s->n_buckets / 2), per_pos = (size_t)s->n_heads * (s->d_head + W) * 4;
+    const size_t W = (size_t)s->n_hashes * lsh_rotation_width(s->n_buckets, s->bucket_factors), per_pos = (size_t)s->n_heads * (s->d_head + W) * 4;
     size_t Ls = HASH_SLICE_BUDGET / (per_pos ? per_pos : 1);
     if (Ls > (size_t)s->seq_len) Ls = (size_t)s->seq_len;
     return (int)(Ls < 1 ? 1 : Ls);
 }
 // X [H, Ls, dh] and proj [H, Ls, W] of one slice.
 static size_t hash_slice_bytes(const AttnShape *s, int Ls) {
-    const size_t W = (size_t)s->n_hashes * (s->n_buckets / 2), H = (size_t)s->n_heads;
+    const size_t W = (size_t)s->n_hashes * lsh_rotation_width(s->n_buckets, s->bucket_factors), H = (size_t)s->n_heads;
     return align256(H * Ls * s->d_head * 4) + align256(H * Ls * W * 4);
 }
 
@@ -232,18 +239,51 @@ __global__ void hash_gather_kernel(float *X, const float *qk, int b, int i0, int
         X[e] = attn_input(qk[((size_t)b * L + i0 + i) * H * dh + (size_t)h * dh + d], bf16);
     }
 }
-// buckets [B, H, R, L] of the slice from proj [H, Ls, R*half].
+// One lane's part of a factor's argmax: the largest and smallest projection
+// it saw and their first indices (j = -1: none yet).
+struct WarpArgmax {
+    float hi, lo;
+    int j_hi, j_lo;
+};
+// a := the better of a and b: the larger max (smaller min), the smaller index
+// on a tie, so the warp finds the rule's first maximum (and first minimum).
+__device__ static inline void warp_argmax_merge(WarpArgmax &a, float hi, int j_hi, float lo, int j_lo) {
+    if (j_hi >= 0 && (a.j_hi < 0 || hi > a.hi || (hi == a.hi && j_hi < a.j_hi))) a.hi = hi, a.j_hi = j_hi;
+    if (j_lo >= 0 && (a.j_lo < 0 || lo < a.lo || (lo == a.lo && j_lo < a.j_lo))) a.lo = lo, a.j_lo = j_lo;
+}
+
+// buckets [B, H, R, L] of the slice from proj [H, Ls, R*W]: one warp per
+// (head, position, round) row. For each factor the lanes scan its f/2
+// columns (coalesced), then a shuffle reduction gives lsh_bucket_of's
+// answer for finite projections: the first index of the maximum of
+// [p ; -p] (a NaN projection, which the streaming rule never lets win
+// unless it is column 0, may pick a different bucket here).
 __global__ void hash_buckets_kernel(uint16_t *buckets, const float *proj, int b, int i0, int Ls, int L, int H, int R,
-                                    int half) {
-    GRID_STRIDE(t, (size_t)H * Ls * R) {
-        const int r = (int)(t % R), i = (int)((t / R) % Ls), h = (int)(t / ((size_t)R * Ls));
-        const float *p = proj + ((size_t)h * Ls + i) * R * half + (size_t)r * half;
-        buckets[(((size_t)b * H + h) * R + r) * L + i0 + i] = (uint16_t)lsh_bucket_of(p, half);
+                                    int W, int nb, LshFactors factors) {
+    const size_t row = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= (size_t)H * Ls * R) return;  // whole warps: row is the same on every lane
+    const int r = (int)(row % R), i = (int)((row / R) % Ls), h = (int)(row / ((size_t)R * Ls));
+    const float *p = proj + ((size_t)h * Ls + i) * R * W + (size_t)r * W;
+    const LshFactors fs = lsh_factors(nb, factors);
+    int bucket = 0, stride = 1;
+    for (int k = 0; k < fs.n; p += fs.f[k] / 2, stride *= fs.f[k], k++) {
+        const int half = fs.f[k] / 2;
+        WarpArgmax a = {0.f, 0.f, -1, -1};
+        for (int j = lane; j < half; j += 32) warp_argmax_merge(a, p[j], j, p[j], j);
+        for (int off = 16; off > 0; off /= 2) {
+            float hi = __shfl_down_sync(0xffffffffu, a.hi, off), lo = __shfl_down_sync(0xffffffffu, a.lo, off);
+            int j_hi = __shfl_down_sync(0xffffffffu, a.j_hi, off), j_lo = __shfl_down_sync(0xffffffffu, a.j_lo, off);
+            warp_argmax_merge(a, hi, j_hi, lo, j_lo);
+        }
+        bucket += stride * (-a.lo > a.hi ? half + a.j_lo : a.j_hi);  // lsh_argmax_bucket's choice (lane 0)
     }
+    if (lane == 0) buckets[(((size_t)b * H + h) * R + r) * L + i0 + i] = (uint16_t)bucket;
 }
 
 static void hash_by_gemm(uint16_t *buckets, const float *qk, const float *rot, const AttnShape *s, void *slice) {
-    const int L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, half = s->n_buckets / 2, W = R * half;
+    const int L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, nb = s->n_buckets;
+    const int Wr = lsh_rotation_width(nb, s->bucket_factors), W = R * Wr;
     const int Ls = hash_slice_positions(s);
     float *X = (float *)slice, *proj = (float *)((char *)slice + align256((size_t)H * Ls * dh * 4));
     const float one = 1.f, zero = 0.f;
@@ -255,7 +295,8 @@ static void hash_by_gemm(uint16_t *buckets, const float *qk, const float *rot, c
             cublas_check(cublasSgemmStridedBatched(cublas(), CUBLAS_OP_N, CUBLAS_OP_N, W, ls, dh, &one, rot, W,
                                                    (long long)dh * W, X, dh, (long long)ls * dh, &zero, proj, W,
                                                    (long long)ls * W, H));
-            hash_buckets_kernel<<<blocks_for((size_t)H * ls * R), THREADS>>>(buckets, proj, b, i0, ls, L, H, R, half);
+            hash_buckets_kernel<<<warp_blocks((size_t)H * ls * R), THREADS>>>(buckets, proj, b, i0, ls, L, H, R, Wr,
+                                                                              nb, s->bucket_factors);
             launch_check();
         }
 }
@@ -300,7 +341,8 @@ static LshWork lsh_work(const AttnShape *s, void *base) {
     w.so = p ? (float *)(p + region) : NULL;  // forward only: [G, n*dh] <= the backward buffers
     if (G * n * dh * sizeof(float) > off - region) off = region + align256(G * n * dh * sizeof(float));
 #undef CARVE
-    size_t rot_bytes = align256((size_t)s->n_heads * dh * s->n_hashes * (nb / 2 > 0 ? nb / 2 : 1) * sizeof(float));
+    const size_t Wr = s->n_buckets > 0 ? (size_t)lsh_rotation_width(s->n_buckets, s->bucket_factors) : 1;
+    size_t rot_bytes = align256((size_t)s->n_heads * dh * s->n_hashes * Wr * sizeof(float));
     w.rot = (float *)p;
     // The hash's GEMM path puts its position slice after the rotations.
     if (!s->reference && s->n_buckets > 0) rot_bytes += hash_slice_bytes(s, hash_slice_positions(s));
@@ -321,11 +363,12 @@ static void *lsh_slice_scratch(const LshWork &w, void *work) { return (char *)wo
 
 static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed, uint32_t step,
                         uint32_t layer, void *work) {
-    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, half = s->n_buckets / 2;
-    if (half <= 0 || B <= 0 || L <= 0) return;
-    if (s->n_buckets > 65536) cuda_fatal("use at most 65536 buckets", "n_buckets does not fit uint16 bucket ids");
+    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, nb = s->n_buckets;
+    if (nb <= 0 || B <= 0 || L <= 0) return;
+    if (nb > LSH_MAX_BUCKETS) cuda_fatal("use at most 65536 buckets", "n_buckets does not fit uint16 bucket ids");
+    const int W = lsh_rotation_width(nb, s->bucket_factors);
     LshWork w = lsh_work(s, work);
-    const size_t per_head = (size_t)dh * R * half;
+    const size_t per_head = (size_t)dh * R * W;
     lsh_rotations_kernel<<<blocks_for((size_t)H * per_head), THREADS>>>(w.rot, H, per_head, s->head_offset, seed, step,
                                                                         layer);
     launch_check();
@@ -340,7 +383,8 @@ static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, u
     // gridDim.y is at most 65535: pairs in launches of that many.
     for (int p0 = 0; p0 < B * H; p0 += 65535) {
         dim3 grid((unsigned)((L + HASH_POS - 1) / HASH_POS), (unsigned)(B * H - p0 < 65535 ? B * H - p0 : 65535));
-        lsh_hash_kernel<<<grid, HASH_POS, bytes>>>(buckets, qk, w.rot, L, H, dh, R, half, s->bf16, p0);
+        lsh_hash_kernel<<<grid, HASH_POS, bytes>>>(buckets, qk, w.rot, L, H, dh, R, W, nb, s->bucket_factors, s->bf16,
+                                                   p0);
         launch_check();
     }
 }

@@ -54,12 +54,13 @@ int cmd_bench(int argc, char **argv) {
            "\"device\": \"%s\", \"precision\": \"%s\", \"device_planned_mb\": %s, \"device_used_mb\": %s, \"params\": %zu, "
            "\"seq_len\": %d, \"batch\": %d, \"d_model\": %d, \"n_layers\": %d, \"n_heads\": %d, \"attn\": \"%s\", "
            "\"attn_layers\": \"%s\", \"n_hashes\": %d, \"reversible\": %d, \"steps\": %d, \"loss\": %.4f, "
-           "\"fwdbwd_ms\": %.2f, \"share_matmul\": %.3f, \"share_attention\": %.3f, \"share_other\": %.3f}\n",
+           "\"fwdbwd_ms\": %.2f, \"share_matmul\": %.3f, \"share_attention\": %.3f, \"share_other\": %.3f, "
+           "\"share_hash\": %.3f}\n",
            m.T / dt, dt * 1e3, peak_rss_mib(), (double)m.bytes_planned / (1024.0 * 1024.0), c->device,
            precision_name(c->precision), device_planned, device_used, m.layout.n_params,
            c->seq_len, c->batch, c->d_model, c->n_layers, c->n_heads, c->attn_full ? "full" : "pattern",
            c->attn_layers, c->n_hashes, c->reversible, steps, st.loss, m.prof_seconds[PROF_TOTAL] / steps * 1e3, sh_mm,
-           sh_at, 1 - sh_mm - sh_at);
+           sh_at, 1 - sh_mm - sh_at, m.prof_seconds[PROF_HASH] / fwdbwd);  // share_hash: part of share_attention
     free(tokens);
     free(targets);
     free_args(&a);

@@ -14,6 +14,8 @@
 //   loss           []          mean cross-entropy over the scored targets
 //   losses         [B, L]      -log p(target) per position (0 where unscored)
 //   buckets.<l>    [B, H, R, L] bucket ids of LSH layer l (hashing layers only)
+//   rotations.<l>  [H, dh, R, W] its hash rotations at this step (W =
+//                  lsh_rotation_width: transformers' random_rotations layout)
 //   grad.<tensor>  its shape   d loss / d tensor, e.g. grad.layers.0.attn.w_v
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 
 #include "backend.h"
 #include "checkpoint.h"
+#include "lsh_rules.h"
 #include "model.h"
 
 static void die(const char *msg, const char *arg) {
@@ -94,6 +97,18 @@ int main(int argc, char **argv) {
         record(out, name, 4, bs, d);
         free(host);
         free(d);
+        // The rotations cpu_lsh_hash drew (element e of head h: [dh, R, W] row-major).
+        const int W = lsh_rotation_width(c.n_buckets, c.bucket_factors);
+        int rs[4] = {c.n_heads, c.d_head, c.n_hashes, W};
+        const size_t per_head = (size_t)c.d_head * c.n_hashes * W;
+        double *rot = malloc((size_t)c.n_heads * per_head * sizeof *rot);
+        if (!rot) die("out of memory", NULL);
+        for (int h = 0; h < c.n_heads; h++)
+            for (size_t e = 0; e < per_head; e++)
+                rot[h * per_head + e] = lsh_rotation_element(c.seed, (uint64_t)h, e, step, (uint32_t)l);
+        snprintf(name, sizeof name, "rotations.%d", l);
+        record(out, name, 4, rs, rot);
+        free(rot);
     }
     real *grads = malloc(m.layout.n_params * sizeof *grads);
     if (!grads) die("out of memory", NULL);

@@ -293,6 +293,14 @@ Test(config_bad, odd_n_buckets) {
     EXPECT_BAD("n_buckets", NULL, "n_buckets=1");
 }
 
+// Factor lists: every factor even and >= 2, at most LSH_MAX_FACTORS of
+// them, and a product that fits the 16-bit bucket ids.
+Test(config_bad, bad_bucket_factors) {
+    const char *bad[] = {"n_buckets=4,3", "n_buckets=1,8", "n_buckets=0,8", "n_buckets=2,2,2,2,2",
+                         "n_buckets=512,256", "n_buckets=8,", "n_buckets=8,x", "n_buckets=,8"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) EXPECT_BAD("n_buckets", NULL, bad[i]);
+}
+
 Test(config_bad, seq_len_not_multiple_of_lsh_chunk) {
     EXPECT_BAD("lsh_chunk", "seq_len", "seq_len=96", "lsh_chunk=64", "local_chunk=32");
     EXPECT_BAD("lsh_chunk", "seq_len", "seq_len=100", "lsh_chunk=64");  // an explicit chunk is kept
@@ -638,6 +646,58 @@ Test(config_derive, n_buckets_auto_power_of_two) {
     Config c;
     EXPECT_OK(&c, "n_buckets=6");
     cr_assert_eq(c.n_buckets, 6);
+}
+
+// The automatic count is transformers' _set_num_buckets with
+// max_position_embeddings = seq_len: past 2 * max(sqrt(L/m), m) buckets, two
+// powers of two (expected values worked out by hand from that formula).
+Test(config_derive, n_buckets_auto_factorised_as_transformers) {
+    static const int cases[][5] = {
+        // seq_len, lsh_chunk, product, factor 1, factor 2 (0: unfactorised)
+        {512, 64, 16, 16, 0},   {4096, 64, 128, 128, 0},    {8192, 64, 256, 16, 16},  {16384, 64, 512, 16, 32},
+        {65536, 64, 2048, 32, 64}, {64, 4, 32, 4, 8},       {4096, 32, 256, 16, 16},  {1048576, 64, 32768, 128, 256},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char sl[32], lc[32], oc[32], ax[48];
+        snprintf(sl, sizeof sl, "seq_len=%d", cases[i][0]);
+        snprintf(lc, sizeof lc, "lsh_chunk=%d", cases[i][1]);
+        snprintf(oc, sizeof oc, "local_chunk=%d", cases[i][1]);
+        snprintf(ax, sizeof ax, "axial_shape=%d,%d", cases[i][1], cases[i][0] / cases[i][1]);
+        Config c;
+        EXPECT_OK(&c, sl, lc, oc, ax);
+        const int nf = cases[i][4] ? 2 : 1;
+        cr_assert_eq(c.n_buckets, cases[i][2], "seq_len=%d: %d buckets", cases[i][0], c.n_buckets);
+        cr_assert_eq(c.bucket_factors.n, nf, "seq_len=%d: %d factors", cases[i][0], c.bucket_factors.n);
+        cr_assert_eq(c.bucket_factors.f[0], cases[i][3]);
+        if (nf == 2) cr_assert_eq(c.bucket_factors.f[1], cases[i][4]);
+    }
+}
+
+// n_buckets=f1,f2,...: the product, the factors in order, and the text
+// reads back (config_get) to the same config; a count alone is one factor.
+Test(config_derive, n_buckets_factor_list) {
+    Config c, d;
+    EXPECT_OK(&c, "n_buckets=64,128");
+    cr_assert_eq(c.n_buckets, 8192);
+    cr_assert(c.bucket_factors.n == 2 && c.bucket_factors.f[0] == 64 && c.bucket_factors.f[1] == 128);
+    char text[64], err[ERRLEN];
+    config_get(&c, "n_buckets", text, sizeof text);
+    cr_assert_str_eq(text, "64,128");
+    config_defaults(&d);
+    cr_assert_eq(config_set(&d, "n_buckets", text, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(config_finalize(&d, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(memcmp(&c, &d, sizeof c), 0);
+    EXPECT_OK(&c, "n_buckets=4,2,6");
+    cr_assert(c.n_buckets == 48 && c.bucket_factors.n == 3 && c.bucket_factors.f[2] == 6);
+    EXPECT_OK(&c, "n_buckets=64");
+    cr_assert(c.n_buckets == 64 && c.bucket_factors.n == 1 && c.bucket_factors.f[0] == 64);
+    config_get(&c, "n_buckets", text, sizeof text);
+    cr_assert_str_eq(text, "64");
+    // Setting the count directly (as code and tests may) means one factor.
+    EXPECT_OK(&c, "n_buckets=4,4");
+    c.n_buckets = 8;
+    cr_assert_eq(config_finalize(&c, err, sizeof err), 0, "%s", err);
+    cr_assert(c.bucket_factors.n == 1 && c.bucket_factors.f[0] == 8);
 }
 
 Test(config_derive, attn_layers_pattern_repeats) {

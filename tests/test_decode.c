@@ -177,6 +177,24 @@ Test(decode, full_attention_decodes_as_it_trains) { expect_matches_training_forw
 // (same tolerance, same reason), at every position.
 Test(decode, strict_lsh_cache_equals_recomputation) { expect_cache_exact_config(strict_config("local,lsh", 2, 4)); }
 Test(decode, strict_lsh_cache_equals_recomputation_4_rounds) { expect_cache_exact_config(strict_config("lsh", 4, 8)); }
+// The same with factorised buckets (n_buckets=f1,f2,...: the decoder's cache
+// and hash follow core/lsh_rules.h's numbering, as training's hash does).
+static Config strict_factorised_config(const char *pattern, int n_hashes, const char *n_buckets) {
+    Config c = decode_config(pattern, 0, n_hashes);
+    c.lsh_strict = 1;
+    char err[256];
+    cr_assert_eq(config_set(&c, "n_buckets", n_buckets, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(config_finalize(&c, err, sizeof err), 0, "%s", err);
+    cr_assert_gt(c.bucket_factors.n, 1);
+    return c;
+}
+Test(decode, strict_factorised_lsh_decodes_as_it_trains) {
+    expect_config_matches_training_forward(strict_factorised_config("local,lsh", 2, "2,4"));
+}
+Test(decode, strict_factorised_lsh_decodes_as_it_trains_3_factors_4_rounds) {
+    expect_config_matches_training_forward(strict_factorised_config("lsh", 4, "2,2,2"));
+}
+
 Test(decode, strict_lsh_decodes_as_it_trains) { expect_config_matches_training_forward(strict_config("local,lsh", 2, 4)); }
 Test(decode, strict_lsh_decodes_as_it_trains_4_rounds) {
     expect_config_matches_training_forward(strict_config("lsh", 4, 8));

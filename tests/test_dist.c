@@ -220,6 +220,21 @@ Test(dist, sequence_sharded_past_the_heads_equals_one_process, .timeout = 300) {
     parallel_check_with(8, 8, 5, "local", PAST_HEADS);
 }
 
+// Factorised buckets past the heads, sp 2 and 4: each rank hashes its
+// positions by the factor rule, and the distributed sort's histograms over
+// the product count give one process's order (2 x 4 = 8 and 2 x 4 x 2 = 16
+// buckets, 1 and 2 rounds).
+Test(dist, sequence_sharded_factorised_buckets_equals_one_process, .timeout = 180) {
+    need_mpi();
+    const char *flags[] = {PAST_HEADS " n_hashes=1 n_buckets=2,4", PAST_HEADS " n_hashes=2 n_buckets=2,4,2"};
+    const int sps[] = {2, 4};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            Result r = parallel_check_with(sps[i], sps[i], 3, "local,lsh", flags[j]);
+            cr_assert(strstr(r.out, "lsh sequence-sharded (sort)"), "%s", r.out);
+        }
+}
+
 // One repeated byte: buckets as skewed as the input makes them; every rank
 // still holds an equal slice of the sorted order.
 Test(dist, sequence_sharded_on_a_skewed_input_equals_one_process, .timeout = 180) {

@@ -24,7 +24,7 @@ static Config config_of(const char *const *sets) {
 
 // A dozen configs: attention patterns, head groups, stored activations,
 // bf16 (CUDA only), sequence parallel (the exchange buffers), chunk sizes.
-#define N_CONFIGS 13
+#define N_CONFIGS 15
 static const char *const CONFIGS[N_CONFIGS][12] = {
     {"seq_len=512", NULL},
     {"seq_len=1024", "batch=2", "attn_head_group=1", NULL},
@@ -39,6 +39,9 @@ static const char *const CONFIGS[N_CONFIGS][12] = {
     {"seq_len=512", "attn=full", NULL},
     {"seq_len=768", "vocab_size=1000", "d_model=64", "n_heads=2", "attn_head_group=1", NULL},
     {"seq_len=1024", "lsh_form=strict", "n_hashes=4", "attn_head_group=2", NULL},  // + the strict mask's run starts
+    // factorised buckets: the hash's rotation columns sum(f)/2 (automatic 16 x 16 at 8192; 64 x 128 given)
+    {"seq_len=8192", "d_model=64", "n_heads=2", "attn_layers=lsh", "n_layers=1", "batch=1", NULL},
+    {"seq_len=1024", "n_buckets=64,128", "n_hashes=4", "attn_head_group=2", NULL},
 };
 
 // Model init of every config on the CPU: the backend's allocator counts

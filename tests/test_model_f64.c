@@ -78,6 +78,23 @@ Test(model, gradient_stored_activations) {
     whole_model_gradcheck(c);
 }
 
+// Factorised buckets (n_buckets=2,4: 8 buckets per round from 1 + 2 rotation
+// columns; core/lsh_rules.h), reversible and stored.
+static Config factorised_config(const char *pattern, int n_layers, const char *n_buckets) {
+    Config c = tiny_config(pattern, n_layers);
+    char err[256];
+    cr_assert_eq(config_set(&c, "n_buckets", n_buckets, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(config_finalize(&c, err, sizeof err), 0, "%s", err);
+    cr_assert_gt(c.bucket_factors.n, 1);
+    return c;
+}
+Test(model, gradient_factorised_buckets) { whole_model_gradcheck(factorised_config("local,lsh", 2, "2,4")); }
+Test(model, gradient_factorised_buckets_stored) {
+    Config c = factorised_config("lsh,local", 2, "2,2,2");
+    c.reversible = 0;
+    whole_model_gradcheck(c);
+}
+
 // Attention in passes of one head (attn_head_group=1: weight and gradient
 // column slices, per-pass output shares and d LN1 contributions).
 Test(model, gradient_head_group_passes) {

@@ -19,6 +19,7 @@ usage: bench.py --seq-len 65536 --d-model 1024 --d-ff 4096 --heads 8
 """
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -80,6 +81,7 @@ def main():
                       "seq_len": a.seq_len, "d_model": a.d_model, "n_layers": a.layers, "params": params,
                       "tokens_per_s": round(a.seq_len / dt, 1), "step_ms": round(dt * 1e3, 2),
                       "device_peak_mb": round(peak, 1) if peak is not None else None,
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                       "loss": round(float(loss), 4)}))
 
 

@@ -110,7 +110,7 @@ def hf_config_from_project(cfg):
         lsh_num_chunks_before=1, lsh_num_chunks_after=0,
         local_num_chunks_before=1, local_num_chunks_after=0,
         num_hashes=int(cfg["n_hashes"]),
-        num_buckets=int(cfg["n_buckets"]),
+        num_buckets=_num_buckets_to_hf(cfg["n_buckets"]),
         hash_seed=None,
         max_position_embeddings=seq_len,
         hidden_act=act,
@@ -137,6 +137,18 @@ def _shortest_pattern(kinds):
         if all(kinds[l] == kinds[l % p] for l in range(len(kinds))):
             return kinds[:p]
     return kinds
+
+
+def _num_buckets_to_hf(text):
+    """n_buckets "8" -> 8; factorised "64,128" -> [64, 128] (transformers'
+    list-valued num_buckets, the same numbering: core/lsh_rules.h)."""
+    factors = _ints(text)
+    return factors[0] if len(factors) == 1 else factors
+
+
+# core/lsh_rules.h: LSH_MAX_FACTORS, LSH_MAX_BUCKETS (16-bit bucket ids).
+MAX_BUCKET_FACTORS = 4
+MAX_BUCKETS = 65536
 
 
 def _hf_auto_buckets(seq_len, chunk, max_pos):
@@ -205,13 +217,17 @@ def project_config_from_hf(hc, notes):
         nb = _hf_auto_buckets(seq_len, lsh_chunk, hc.max_position_embeddings)
         notes.append(f"num_buckets: not set in the model; transformers would choose {nb} at seq_len={seq_len}, "
                      "so that is used")
-    if isinstance(nb, (list, tuple)):
-        if len(nb) != 1:
-            refuse("num_buckets", f"{list(nb)} is factorised; this framework hashes into one set of buckets per "
-                   "round (an int)")
-        nb = nb[0]
-    if nb % 2:
-        refuse("num_buckets", f"{nb} is odd; hashing takes argmax over [xR; -xR] and needs an even count")
+    factors = [int(f) for f in nb] if isinstance(nb, (list, tuple)) else [int(nb)]
+    if not 1 <= len(factors) <= MAX_BUCKET_FACTORS:
+        refuse("num_buckets", f"{list(nb)}: 1 to {MAX_BUCKET_FACTORS} factors here")
+    for f in factors:
+        if f % 2 or f < 2:
+            refuse("num_buckets", f"{f} is {'odd' if f % 2 else 'below 2'}; hashing takes argmax over [xR; -xR] "
+                   "and needs an even count")
+    if math.prod(factors) > MAX_BUCKETS:
+        refuse("num_buckets", f"{list(factors)} makes {math.prod(factors)} buckets; bucket ids here are 16-bit (at most "
+               f"{MAX_BUCKETS})")
+    nb = ",".join(map(str, factors))
     for key in ("lsh_attention_probs_dropout_prob", "local_attention_probs_dropout_prob"):
         if getattr(hc, key, 0):
             notes.append(f"{key}: {getattr(hc, key)} is not applied here (this framework has no dropout on "

@@ -143,10 +143,16 @@ def window_batch(B, L, seed):
     return tokens, targets
 
 
-def patch_hashing(model, dump, n_buckets):
-    """Give each hashing layer of HF the project's bucket ids (HF draws random
-    rotations on every forward)."""
+def patch_hashing(model, dump, n_buckets, force="buckets"):
+    """Give each hashing layer of HF the project's hashing (HF draws random
+    rotations on every forward). force="buckets": HF gets the project's bucket
+    ids. force="rotations": HF hashes itself (its own projection, per-factor
+    argmax and numbering) with the project's rotations in place of its
+    torch.randn draw, and its bucket ids must equal the project's exactly (in
+    float64 a near-tie of two projections is ~1e-16 apart: none occurs)."""
     patched = 0
+    if isinstance(n_buckets, (list, tuple)):
+        n_buckets = int(np.prod(n_buckets))
     for l, layer in enumerate(model.reformer.encoder.layers):
         key = f"buckets.{l}"
         if key not in dump:
@@ -155,17 +161,33 @@ def patch_hashing(model, dump, n_buckets):
         R = b.shape[2]
         offset = (torch.arange(R) * n_buckets).view(1, 1, R, 1)
         flat = (b + offset).flatten(start_dim=2)
+        attn = layer.attention.self_attention
 
         def fixed(self, vectors, num_hashes, attention_mask, increase_num_buckets=False, _flat=flat):
             assert num_hashes == _flat.shape[2] // vectors.shape[2]
             return _flat.to(vectors.device)
 
-        layer.attention.self_attention._hash_vectors = types.MethodType(fixed, layer.attention.self_attention)
+        def own(self, vectors, num_hashes, attention_mask, increase_num_buckets=False, _flat=flat,
+                _rot=dump[f"rotations.{l}"], _orig=type(attn)._hash_vectors):
+            randn = torch.randn
+
+            def project_rotations(shape, device=None, dtype=None):
+                assert tuple(shape) == _rot.shape, (shape, _rot.shape)
+                return torch.from_numpy(_rot).to(device=device, dtype=dtype)
+            torch.randn = project_rotations
+            try:
+                got = _orig(self, vectors, num_hashes, attention_mask, increase_num_buckets)
+            finally:
+                torch.randn = randn
+            assert torch.equal(got.cpu(), _flat), "transformers' buckets differ from the project's"
+            return got
+
+        attn._hash_vectors = types.MethodType(fixed if force == "buckets" else own, attn)
         patched += 1
     return patched
 
 
-def hf_pass(hf_dir, tokens, targets, dump, precision):
+def hf_pass(hf_dir, tokens, targets, dump, precision, force="buckets"):
     """HF's per-position log-probabilities of the targets, mean loss and
     gradients (keyed by HF parameter name)."""
     dtype = torch.float64 if precision == "f64" else torch.float32
@@ -173,7 +195,7 @@ def hf_pass(hf_dir, tokens, targets, dump, precision):
     model.train()  # HF's reversible backward runs in training mode only; every dropout is 0 here
     for name in ("hidden_dropout_prob", "lsh_attention_probs_dropout_prob", "local_attention_probs_dropout_prob"):
         assert getattr(model.config, name) == 0, name
-    patched = patch_hashing(model, dump, model.config.num_buckets)
+    patched = patch_hashing(model, dump, model.config.num_buckets, force)
     ids = torch.from_numpy(tokens)
     logits = model(input_ids=ids).logits
     logp = torch.log_softmax(logits, dim=-1)
@@ -199,10 +221,23 @@ def _grad_errors(cfg, grads_proj, grads_hf, ref):
     return out
 
 
-def compare_export(test, ckpt, hf_dir, expect_hashing, B=2, seed=0, step=1):
+def _check_f64(test, cfg, dump, lp_hf, g_hf, what=""):
+    """float64: this project against HF directly (TOL_F64)."""
+    d64 = float(np.max(np.abs(-dump["losses"] - lp_hf)))
+    MEASURED.append((test, f"f64{what} log-prob max |ours - hf|", d64, TOL_F64[0]))
+    assert d64 <= TOL_F64[0], f"float64{what} log-probabilities differ by {d64:.3g} > {TOL_F64[0]}"
+    e64 = _grad_errors(cfg, dump, None, g_hf)
+    worst = max(e64, key=e64.get)
+    MEASURED.append((test, f"f64{what} grad max |ours - hf|/max|hf| ({worst})", e64[worst], TOL_F64[1]))
+    assert e64[worst] <= TOL_F64[1], f"float64{what} gradient of {worst} differs by {e64[worst]:.3g} > {TOL_F64[1]}"
+
+
+def compare_export(test, ckpt, hf_dir, expect_hashing, B=2, seed=0, step=1, own_hash=False):
     """float64: this project against HF directly (TOL_F64). float32: both
     against HF in float64 (the exact answer to 1e-12): this project's error
-    may be at most F32_FACTOR times HF's own float32 error, or the floor."""
+    may be at most F32_FACTOR times HF's own float32 error, or the floor.
+    own_hash: also float64 with HF hashing by itself from the project's
+    rotations (patch_hashing force="rotations"), not given the buckets."""
     cfg = read_attrs(ckpt)
     tokens, targets = window_batch(B, int(cfg["seq_len"]), seed)
     lp, grads, dumps = {}, {}, {}
@@ -213,14 +248,10 @@ def compare_export(test, ckpt, hf_dir, expect_hashing, B=2, seed=0, step=1):
         assert (hashing > 0) == expect_hashing, f"{hashing} hashing layers, expected hashing={expect_hashing}"
         assert patched == hashing
         lp[precision], grads[precision], dumps[precision] = lp_hf, g_hf, dump
-    # float64, directly.
-    d64 = float(np.max(np.abs(-dumps["f64"]["losses"] - lp["f64"])))
-    MEASURED.append((test, "f64 log-prob max |ours - hf|", d64, TOL_F64[0]))
-    assert d64 <= TOL_F64[0], f"float64 log-probabilities differ by {d64:.3g} > {TOL_F64[0]}"
-    e64 = _grad_errors(cfg, dumps["f64"], None, grads["f64"])
-    worst = max(e64, key=e64.get)
-    MEASURED.append((test, f"f64 grad max |ours - hf|/max|hf| ({worst})", e64[worst], TOL_F64[1]))
-    assert e64[worst] <= TOL_F64[1], f"float64 gradient of {worst} differs by {e64[worst]:.3g} > {TOL_F64[1]}"
+    _check_f64(test, cfg, dumps["f64"], lp["f64"], grads["f64"])
+    if own_hash:
+        lp_own, _, g_own, _ = hf_pass(hf_dir, tokens, targets, dumps["f64"], "f64", force="rotations")
+        _check_f64(test, cfg, dumps["f64"], lp_own, g_own, " (HF hashes)")
     # float32, against the float64 answer, next to HF's own float32 error.
     ours = float(np.max(np.abs(-dumps["f32"]["losses"] - lp["f64"])))
     theirs = float(np.max(np.abs(lp["f32"] - lp["f64"])))
@@ -273,6 +304,11 @@ EXPORT_CASES = [
     ("attn_full", dict(attn="full", n_hashes=2), False),
     # the default model's sizes and derived values (seq_len 512, chunks 64, 16 buckets, 2 rounds)
     ("hash_project_defaults", dict(d_model=128, n_heads=4, d_ff=512, seq_len=512, steps=3), True),
+    # factorised buckets (num_buckets a list): 2 and 3 factors, 2 and 4 rounds
+    ("hash_factorised_r2", dict(lsh_chunk=8, local_chunk=8, n_buckets="2,4", n_hashes=2), True),
+    ("hash_factorised_3_r4", dict(attn_layers="lsh", n_layers=2, lsh_chunk=8, n_buckets="4,2,2", n_hashes=4), True),
+    # the automatic count factorised (seq_len 256, chunks 4: 128 buckets > 2 * max(8, 4), so 8 x 16)
+    ("hash_auto_factorised", dict(seq_len=256, lsh_chunk=4, local_chunk=16, n_layers=2, steps=3), True),
 ]
 
 
@@ -283,7 +319,7 @@ def make_export_test(name, keys, hashing):
         # HF loads every tensor: nothing missing, nothing unexpected.
         _, info = ReformerModelWithLMHead.from_pretrained(hf_dir, output_loading_info=True)
         assert not any(info.values()), info
-        compare_export(name, ckpt, hf_dir, hashing)
+        compare_export(name, ckpt, hf_dir, hashing, own_hash=hashing)
     test.__name__ = "export_" + name
     return test
 
@@ -505,6 +541,44 @@ def test_import_leaves_out_a_spiece_model_without_byte_fallback():
         assert "tokenizer" not in f and f.attrs["tokenizer"].decode() == "none"
     e = run([BIN, "eval", "--ckpt", ckpt, "--data", TEXT, "--windows", "2"])
     assert "bits per byte" in e.stdout, e.stdout
+# The two published configurations (google/reformer-crime-and-punishment,
+# google/reformer-enwik8) built here with transformers' random weights at a
+# reduced length (256 and 1024 tokens: 4 LSH chunks each) and, for enwik8, a
+# narrower hidden size and feed-forward (256 and 512 instead of 1024 and 4096,
+# so the float64 passes fit this machine's time), imported, and compared in
+# float64 and float32 with and without the buckets forced. Everything else as published: layer pattern, heads and
+# head size, num_buckets, hashes, chunks, axial dimensions, vocabulary.
+PUBLISHED = {
+    "crime_and_punishment": dict(
+        vocab_size=320, hidden_size=256, feed_forward_size=512, num_attention_heads=2, attention_head_size=64,
+        attn_layers=["local", "lsh"] * 3, lsh_attn_chunk_length=64, local_attn_chunk_length=64, num_hashes=1,
+        num_buckets=[64, 128], axial_pos_shape=[16, 16], axial_pos_embds_dim=[64, 192], max_position_embeddings=256,
+        hidden_act="relu", layer_norm_eps=1e-12),
+    "enwik8_narrow": dict(
+        vocab_size=258, hidden_size=256, feed_forward_size=512, num_attention_heads=8, attention_head_size=128,
+        attn_layers=["local", "local", "lsh", "local"] * 3, lsh_attn_chunk_length=256, local_attn_chunk_length=128,
+        num_hashes=4, num_buckets=512, axial_pos_shape=[32, 32], axial_pos_embds_dim=[64, 192],
+        max_position_embeddings=1024, hidden_act="relu", layer_norm_eps=1e-12),
+}
+
+
+def make_published_test(name, kw):
+    def test():
+        d = os.path.join(WORK, "published_" + name)
+        random_hf_model(os.path.join(d, "hf"), **kw)
+        ckpt = os.path.join(d, "ckpt.h5")
+        run([BIN, "import-hf", "--model", os.path.join(d, "hf"), "--out", ckpt])
+        cfg = read_attrs(ckpt)
+        nb = kw["num_buckets"]
+        assert cfg["n_buckets"] == (",".join(map(str, nb)) if isinstance(nb, list) else str(nb)), cfg["n_buckets"]
+        assert cfg["vocab_size"] == str(kw["vocab_size"])
+        compare_export("published_" + name, ckpt, os.path.join(d, "hf"), True, own_hash=True)
+        # And back: the export of the import is transformers' own files, byte for byte.
+        y = export(ckpt, os.path.join(d, "y"))
+        for f in ("model.safetensors", "config.json"):
+            assert sha(os.path.join(d, "hf", f)) == sha(os.path.join(y, f)), f"{f} differs"
+    test.__name__ = "published_" + name
+    return test
 
 
 def test_import_notes_what_it_cannot_keep():
@@ -614,7 +688,9 @@ def refusal_tests():
 
     import_cases = [
         ("not_decoder", dict(edit_config=dict(is_decoder=False)), "is_decoder: false"),
-        ("factorised_buckets", dict(num_buckets=[4, 8], lsh_attn_chunk_length=16), "num_buckets: [4, 8] is factorised"),
+        ("odd_bucket_factor", dict(edit_config=dict(num_buckets=[4, 3])), "num_buckets: 3 is odd"),
+        ("buckets_past_16_bits", dict(num_buckets=[512, 256], lsh_attn_chunk_length=16),
+         "num_buckets: [512, 256] makes 131072 buckets"),
         ("odd_buckets", dict(num_buckets=5, lsh_attn_chunk_length=16), "num_buckets: 5 is odd"),
         ("two_chunks_before", dict(lsh_num_chunks_before=2), "lsh_num_chunks_before/after: 2/0"),
         ("chunk_after", dict(edit_config=dict(local_num_chunks_after=1)), "local_num_chunks_before/after: 1/1"),
@@ -848,6 +924,7 @@ def fault_tests():
 
 def main():
     tests = [make_export_test(*c) for c in EXPORT_CASES]
+    tests += [make_published_test(n, kw) for n, kw in PUBLISHED.items()]
     tests += [test_import_random_then_eval, test_export_of_import_is_bit_identical,
               test_import_of_export_keeps_parameters, test_imported_checkpoint_fine_tunes_and_samples,
               test_import_notes_what_it_cannot_keep, test_tokenizer_exports_and_imports,

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Issue 19: factorised LSH buckets. The build before (OLD, main d649d1e built
+# in its own worktree) against this one (NEW), alternating, one run per hold
+# of the heavy-job lock so other jobs interleave.
+# Model: d_model 256, d_ff 1024, 4 heads of 64, 2 hashes, chunks 64, batch 1,
+# AdamW step (`reformer bench`: random tokens, profile shares incl. share_hash).
+#
+#   experiments/lsh_hash/run.sh OLD_BIN NEW_BIN PHASE...
+#
+# flat:L      2 all-LSH layers at seq_len L, old then new (--warmup 1 below
+#             256K, 0 from 256K on; one timed step).
+# flatnew:L   the same, the new build only (1M: the old build's step is
+#             ~20 minutes of hashing on 2 shared cores; see results.md).
+# long1m      4 layers local,lsh, attn_head_group=2, 1,048,576 tokens, new build
+#             (the old one: experiments/memory/long.md, row 1m_g2).
+# torch16k:B  6 all-LSH layers at 16,384 tokens, build B (old|new): default
+#             n_buckets (auto: 16,32 new; 512 old), and for new also
+#             n_buckets=512 (unfactorised, as reformer-pytorch hashes).
+# torchref    reformer-pytorch 1.4.4 (experiments/reformer_pytorch/bench.py,
+#             fp32 on the CPU, torch's own threads) on torch16k's model, in the
+#             virtual environment .venv-rp (Debian's torch via
+#             --system-site-packages; the wheels of cuda/device_wheels.txt).
+# Appends to results.jsonl (each row tagged build, phase, day); table.py
+# writes the tables of results.md.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/../.."
+old="$1" new="$2"
+shift 2
+model=(--set batch=1 --set d_model=256 --set d_ff=1024 --set n_heads=4 --set d_head=64 --set n_hashes=2
+       --set lsh_chunk=64 --set local_chunk=64)
+run() {  # run BUILD PHASE ARGS...
+    local build="$1" phase="$2" bin="$old"
+    shift 2
+    [[ $build == new ]] && bin="$new"
+    echo "[$phase $build] $*" >&2
+    flock /tmp/reformer-heavy.lock "$bin" bench --json "${model[@]}" "$@" |
+        python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(build='$build', phase='$phase', args='$*', session='$(date -u +%F)'); print(json.dumps(r))" \
+        >>"$here/results.jsonl"
+    tail -1 "$here/results.jsonl" >&2
+}
+flat_args() {  # flat_args L
+    local w=1
+    (($1 >= 262144)) && w=0
+    echo --warmup $w --steps 1 --set n_layers=2 --set attn_layers=lsh --set seq_len=$1
+}
+for phase in "$@"; do
+    case "$phase" in
+    flat:*) L=${phase#flat:}; for b in old new; do run $b flat $(flat_args "$L"); done ;;
+    flatnew:*) L=${phase#flatnew:}; run new flat $(flat_args "$L") ;;
+    long1m) run new long1m --warmup 0 --steps 1 --set n_layers=4 --set seq_len=1048576 --set axial_shape=1024,1024 \
+                --set attn_head_group=2 ;;
+    torch16k:*)
+        b=${phase#torch16k:}
+        t=(--warmup 1 --steps 1 --set n_layers=6 --set attn_layers=lsh --set seq_len=16384)
+        run "$b" torch16k "${t[@]}"
+        [[ $b == new ]] && run "$b" torch16k "${t[@]}" --set n_buckets=512 ;;
+    torchref)
+        echo "[torchref]" >&2
+        flock /tmp/reformer-heavy.lock .venv-rp/bin/python experiments/reformer_pytorch/bench.py --device cpu \
+            --precision fp32 --steps 1 --seq-len 16384 --d-model 256 --d-ff 1024 --heads 4 --layers 6 --n-hashes 2 \
+            --bucket 64 |
+            python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(build='reformer-pytorch', phase='torch16k', session='$(date -u +%F)'); print(json.dumps(r))" \
+            >>"$here/results.jsonl"
+        tail -1 "$here/results.jsonl" >&2 ;;
+    *) echo "unknown phase $phase" >&2; exit 2 ;;
+    esac
+done
