@@ -29,8 +29,8 @@ if [ "${1:-}" = --one-hold ]; then
 fi
 if [ "${HEAVY_LOCK_HELD:-0}" = 1 ]; then lock=(); fi
 data=runs/images
-steps32="${STEPS32:-160}"
-steps64="${STEPS64:-40}"
+steps32="${STEPS32:-100}"
+steps64="${STEPS64:-30}"
 # 4 layers alternating local and LSH attention, d_model 128: small enough to
 # take a few hundred steps in the time this machine had. local_chunk is one
 # image row of subpixels (W * 3), so a local layer sees its row and the one above.
