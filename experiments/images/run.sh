@@ -29,8 +29,8 @@ if [ "${1:-}" = --one-hold ]; then
 fi
 if [ "${HEAVY_LOCK_HELD:-0}" = 1 ]; then lock=(); fi
 data=runs/images
-steps32="${STEPS32:-160}"
-steps64="${STEPS64:-40}"
+steps32="${STEPS32:-100}"
+steps64="${STEPS64:-30}"
 # 4 layers alternating local and LSH attention, d_model 128: small enough to
 # take a few hundred steps in the time this machine had. local_chunk is one
 # image row of subpixels (W * 3), so a local layer sees its row and the one above.
@@ -88,7 +88,12 @@ PY
     plan)
         stage plan build/reformer plan --set device=cuda --set image_shape=64,64,3 --set seq_len=12288 --set batch=8 \
             --set d_model=1024 --set d_ff=4096 --set n_heads=8 --set n_layers=6 --set attn_layers=lsh \
-            --set lsh_chunk=128 --set n_hashes=2 --fit 16G ;;
+            --set lsh_chunk=128 --set n_hashes=2 --fit 16G
+        # and the bench stage's model on this machine's CPU backend (computed)
+        echo "[plan] build/reformer plan --set image_shape=64,64,3 --set seq_len=12288 --set batch=8 --set d_model=256 --set d_ff=1024 --set n_heads=4 --set n_layers=6 --set attn_layers=lsh --set lsh_chunk=128 --set n_hashes=2" >> "$here/plan.log"
+        build/reformer plan --set image_shape=64,64,3 --set seq_len=12288 --set batch=8 --set d_model=256 \
+            --set d_ff=1024 --set n_heads=4 --set n_layers=6 --set attn_layers=lsh --set lsh_chunk=128 \
+            --set n_hashes=2 | tail -3 >> "$here/plan.log" ;;
     *) echo "run.sh: unknown stage '$s'" >&2; exit 2 ;;
     esac
 done
