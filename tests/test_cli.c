@@ -95,11 +95,14 @@ Test(cli, unknown_command) {
     Run r = run_cli("frobnicate");
     ASSERT_ONE_LINE_ERROR(&r, "reformer frobnicate", "frobnicate");
     run_free(&r);
+    r = run_cli("help frobnicate");
+    ASSERT_ONE_LINE_ERROR(&r, "reformer help frobnicate", "frobnicate");
+    run_free(&r);
 }
 
 Test(cli, unknown_argument_and_missing_value) {
     Run r = run_cli("train --bogus");
-    ASSERT_ONE_LINE_ERROR(&r, "train --bogus", "--bogus");
+    ASSERT_ONE_LINE_ERROR(&r, "train --bogus", "--bogus", "reformer train --help");
     run_free(&r);
     r = run_cli("train --set");
     ASSERT_ONE_LINE_ERROR(&r, "train --set", "--set");
@@ -173,6 +176,41 @@ Test(cli, help_config_gives_every_key_its_meaning) {
     cr_assert_eq(bad.rc, 2, "help config with an unknown argument exited %d", bad.rc);
     run_free(&bad);
     run_free(&r);
+}
+
+// `reformer COMMAND --help` (issue 25): every command prints its usage, its
+// arguments and an example, exits 0 and runs nothing; every --flag its usage
+// names is one its parser knows (given without its value it is refused for
+// the missing value, not as an unknown argument), so help and parser agree.
+Test(cli, every_command_has_help_with_arguments_and_an_example) {
+    const char *commands[] = {"train", "eval", "sample", "bench", "plan", "export-hf", "import-hf", "help"};
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
+        const char *cmd = commands[c];
+        for (int form = 0; form < 3; form++) {
+            Run r = form == 0 ? run_cli("%s --help", cmd) : form == 1 ? run_cli("help %s", cmd) : run_cli("%s -h", cmd);
+            cr_assert_eq(r.rc, 0, "reformer %s --help (form %d) exited %d: %s", cmd, form, r.rc, r.err);
+            char want[128];
+            snprintf(want, sizeof want, "usage: reformer %s ", cmd);
+            cr_assert(!strncmp(r.out, want, strlen(want)), "%s --help does not start with '%s': %.200s", cmd, want, r.out);
+            snprintf(want, sizeof want, "\nexample:\n  reformer %s", cmd);
+            cr_assert(strstr(r.out, want), "%s --help has no example", cmd);
+            // Each value-taking --FLAG of the usage line is explained below it and known to the parser.
+            const char *eol = strchr(r.out, '\n');
+            for (const char *p = strstr(r.out, " --"); form == 0 && p && p < eol; p = strstr(p + 1, " --")) {
+                char flag[32];
+                sscanf(p + 1, "%31[-a-z]", flag);
+                const char *after = p + 1 + strlen(flag);
+                cr_assert(strstr(eol, flag), "%s --help: %s is in the usage but not explained", cmd, flag);
+                if (after[0] != ' ' || !(after[1] >= 'A' && after[1] <= 'Z')) continue;  // a switch: would run
+                Run f = run_cli("%s %s", cmd, flag);
+                cr_assert_eq(f.rc, 2, "reformer %s %s (no value) exited %d", cmd, flag, f.rc);
+                cr_assert(!strstr(f.err, "unknown argument") && !strstr(f.err, "option, not a"),
+                          "reformer %s: the parser does not know %s, which its help lists: %s", cmd, flag, f.err);
+                run_free(&f);
+            }
+            run_free(&r);
+        }
+    }
 }
 
 Test(cli, help_lists_every_key) {
