@@ -213,6 +213,75 @@ Test(cli, every_command_has_help_with_arguments_and_an_example) {
     }
 }
 
+// Progress inside long steps (issue 25). A step's layers are reported as the
+// model reaches them: forward 1..N, then backward N..1, with the share done
+// rising. REFORMER_PROGRESS_AFTER_S=0 makes every step "long" here.
+static void count_progress(const char *text, int n_steps, int n_layers, int want_per_step) {
+    for (int step = 1; step <= n_steps; step++) {
+        int seen = 0;
+        const char *p = text;
+        char head[64];
+        snprintf(head, sizeof head, "step %d/%d: ", step, n_steps);
+        for (const char *q = strstr(p, head); q; q = strstr(q + 1, head)) seen++;
+        cr_assert_eq(seen, want_per_step, "step %d: %d progress lines, expected %d:\n%s", step, seen, want_per_step, text);
+        if (want_per_step != 2 * n_layers) continue;
+        for (int i = 0; i < 2 * n_layers; i++) {  // in the order the model runs them
+            char line[96];
+            int bwd = i >= n_layers, layer = bwd ? 2 * n_layers - i : i + 1;
+            snprintf(line, sizeof line, "step %d/%d: %s, layer %d/%d | ", step, n_steps, bwd ? "backward" : "forward",
+                     layer, n_layers);
+            const char *at = strstr(p, line);
+            cr_assert_not_null(at, "no '%s' after the previous progress line:\n%s", line, text);
+            p = at + 1;
+        }
+    }
+}
+
+Test(cli, progress_of_long_steps) {
+    char dir[512];
+    path_in(dir, sizeof dir, "p");
+    // Off a terminal: a plain line per layer when every_s is 0 ...
+    setenv("REFORMER_PROGRESS_AFTER_S", "0", 1);
+    setenv("REFORMER_PROGRESS_EVERY_S", "0", 1);
+    Run r = run_cli("train " TINY_TRAIN " --set steps=2 --set eval_every=0 --set out_dir='%s'", dir);
+    cr_assert_eq(r.rc, 0, "train exited %d: %s", r.rc, r.err);
+    count_progress(r.err, 2, 2, 4);
+    cr_assert(strstr(r.err, "progress: step 1/2: forward, layer 1/2 | 0% | 0:00 elapsed, step ETA ?\n"), "%s", r.err);
+    cr_assert_null(strchr(r.err, '\r'), "no terminal, no carriage returns: %s", r.err);
+    run_free(&r);
+    // ... at most one line per every_s (the first layer of each step here) ...
+    setenv("REFORMER_PROGRESS_EVERY_S", "3600", 1);
+    path_in(dir, sizeof dir, "q");
+    r = run_cli("train " TINY_TRAIN " --set steps=2 --set eval_every=0 --set out_dir='%s'", dir);
+    cr_assert_eq(r.rc, 0);
+    count_progress(r.err, 2, 2, 1);
+    run_free(&r);
+    // ... and nothing for steps shorter than the default 10 s.
+    unsetenv("REFORMER_PROGRESS_AFTER_S");
+    unsetenv("REFORMER_PROGRESS_EVERY_S");
+    path_in(dir, sizeof dir, "r");
+    r = run_cli("train " TINY_TRAIN " --set steps=2 --set eval_every=0 --set out_dir='%s'", dir);
+    cr_assert_eq(r.rc, 0);
+    count_progress(r.err, 2, 2, 0);
+    run_free(&r);
+    // On a terminal (script(1) gives it one): one line rewritten in place per
+    // layer, cleared before the step's own line.
+    if (system("command -v script >/dev/null") != 0) cr_skip_test("script(1) is not installed: no terminal to test with");
+    char cmd[2048], log[512];
+    path_in(dir, sizeof dir, "t");
+    path_in(log, sizeof log, "tty.log");
+    snprintf(cmd, sizeof cmd,
+             "REFORMER_PROGRESS_AFTER_S=0 script -qec \"'%s' train " TINY_TRAIN " --set steps=2 --set eval_every=0 "
+             "--set out_dir='%s'\" /dev/null > '%s' 2>&1 </dev/null",
+             bin(), dir, log);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char *tty = read_all(log);
+    count_progress(tty, 2, 2, 4);
+    cr_assert(strstr(tty, "\rstep 2/2: backward, layer 1/2 | "), "no rewritten line: %s", tty);
+    cr_assert(strstr(tty, "\r\033[Kstep 2/2 | loss"), "the progress line is not cleared before the step line: %s", tty);
+    free(tty);
+}
+
 Test(cli, help_lists_every_key) {
     Run r = run_cli("help");
     cr_assert_eq(r.rc, 0, "help exited %d", r.rc);
