@@ -141,6 +141,12 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
       "dropout on each block's attention and feed-forward output")                       \
     X(init_std,        DOUBLE(init_std, 0.0, 10.0),           "0.02", 0,                 \
       "standard deviation of the initial linear weights")                                \
+    X(emb_init_std,    DOUBLE(emb_init_std, 0.0, 10.0),       "1", 0,                    \
+      "standard deviation of the initial token embedding (trax: 1; transformers: "       \
+      "`init_std`); `experiments/defaults/` measured the choice")                       \
+    X(axial_init_std,  DOUBLE(axial_init_std, 0.0, 10.0),     "1", 0,                    \
+      "standard deviation of the initial axial position tables (transformers' "          \
+      "`axial_norm_std`, 1 there and in trax); `experiments/defaults/` measured the choice") \
     X(reversible,      BOOL(reversible),                      "1", 0,                    \
       "1: recompute activations in the backward pass; 0: store them (reference mode)")   \
     X(seq_len,         INT(seq_len, 1, 1 << 28),              "512", SHAPE,              \
