@@ -18,7 +18,7 @@ static const CommandInfo COMMANDS[] = {
      "  --resume DIR      continue the run in DIR from its newest valid checkpoint, with its\n"
      "                    config; --config/--set may change any key but the shape keys\n"
      "  --resume auto     resume the run in out_dir if it holds a checkpoint, else start it\n",
-     "reformer train --set steps=100 --set out_dir=runs/short"},
+     "reformer train --set steps=10 --set eval_windows=4 --set out_dir=runs/short"},
     {"eval", cmd_eval, "--ckpt FILE [--data PATH] [--split validation|test] [--windows N] [--form train|decode] [--set key=value ...]",
      "Bits per byte of a checkpoint on a whole split (accuracy on the duplication task).",
      "  --ckpt FILE       the checkpoint; its config is the starting point\n"
@@ -45,7 +45,7 @@ static const CommandInfo COMMANDS[] = {
      "  --steps N         timed steps (default 3)\n"
      "  --warmup N        untimed steps before them (default 1)\n"
      "  --json            print only the JSON line\n",
-     "reformer bench --set seq_len=1024 --set axial_shape=32,32 --steps 2 --json"},
+     "reformer bench --set seq_len=1024 --set axial_shape=32,32 --warmup 0 --steps 1 --json"},
     {"plan", cmd_plan, "[--config FILE] [--set key=value ...] [--fit BYTES]",
      "Print the memory plan of a config (every buffer of a training step) without allocating it.",
      "  --config FILE, --set key=value   the model and run, as for train (device=cuda plans a GPU)\n"
@@ -139,7 +139,7 @@ static void print_config_markdown(const Config *raw, const Config *fin) {
            "Examples:\n"
            "\n"
            "    # a smaller, faster model\n"
-           "    ./build/reformer train --set d_model=64 --set n_heads=2 --set steps=100 --set out_dir=runs/small\n"
+           "    ./build/reformer train --set d_model=64 --set n_heads=2 --set steps=20 --set out_dir=runs/small\n"
            "\n"
            "    # the same model, from a file (into runs/small-ini), one key overridden on the command line\n"
            "    cat > small.ini <<'INI'\n"
@@ -147,7 +147,7 @@ static void print_config_markdown(const Config *raw, const Config *fin) {
            "    d_model = 64\n"
            "    n_heads = 2\n"
            "    [training]\n"
-           "    steps = 100\n"
+           "    steps = 20\n"
            "    out_dir = runs/small-ini\n"
            "    INI\n"
            "    ./build/reformer train --config small.ini --set lr=0.001\n"

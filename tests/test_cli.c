@@ -282,6 +282,21 @@ Test(cli, progress_of_long_steps) {
     free(tty);
 }
 
+// Every command in README.md and docs/*.md, and every --help example, runs as
+// written (issue 25): tests/docs_commands.py extracts them and runs the cheap
+// ones in a sandbox (the others are listed there with the reason they are
+// not run here); `make test-docs` runs it alone.
+Test(cli, docs_commands_run_as_written, .timeout = 900) {
+    char cmd[1024], log[512];
+    path_in(log, sizeof log, "docs.log");
+    snprintf(cmd, sizeof cmd, "python3 tests/docs_commands.py > '%s' 2>&1", log);
+    int rc = system(cmd);
+    char *out = read_all(log);
+    cr_assert_eq(rc, 0, "tests/docs_commands.py failed:\n%s", out);
+    cr_assert(strstr(out, " 0 failed"), "%s", out);
+    free(out);
+}
+
 Test(cli, help_lists_every_key) {
     Run r = run_cli("help");
     cr_assert_eq(r.rc, 0, "help exited %d", r.rc);
