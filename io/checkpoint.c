@@ -175,6 +175,8 @@ static void maybe_stall(hid_t file, long step) {
 
 int ckpt_loss_is_sane(double loss, int vocab_size) { return isfinite(loss) && loss <= 2.0 * log((double)vocab_size); }
 
+#define TOKENIZER_PATH "/tokenizer/spiece_model"
+
 static int write_file(H5Ctx *x, const char *path, Model *m, const CkptState *run, real *host) {
     const long step = run->step, global_batch = run->global_batch;
     const Config *c = &m->cfg;
@@ -225,6 +227,10 @@ static int write_file(H5Ctx *x, const char *path, Model *m, const CkptState *run
         write_dataset(x, file, lcpl, "/state/data_cursor", 0, NULL, H5T_STD_I64LE, H5T_NATIVE_INT64, &cursor) ||
         write_dataset(x, file, lcpl, "/state/global_batch", 0, NULL, H5T_STD_I64LE, H5T_NATIVE_INT64, &global))
         goto done;
+    if (run->tokenizer) {
+        hsize_t n = (hsize_t)run->tokenizer_len;
+        if (write_dataset(x, file, lcpl, TOKENIZER_PATH, 1, &n, H5T_STD_U8LE, H5T_NATIVE_UINT8, run->tokenizer)) goto done;
+    }
     h5_check(x, H5Fflush(file, H5F_SCOPE_GLOBAL), "flush");
 done:
     // After a failed write (a full disk) the temporary file is worthless:
@@ -378,6 +384,27 @@ int ckpt_save_run(const char *dir, Model *m, const CkptState *run, int keep, cha
     return 0;
 }
 
+int ckpt_check_names(const char *dir, char *err, size_t errlen) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;  // no directory yet: nothing in the way
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        int tmp;
+        if (parse_name(e->d_name, &tmp) < 0 || tmp) continue;
+        char path[2048];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) continue;
+        snprintf(err, errlen, "out_dir: %s is %s, not a checkpoint, but named like one: a run would count it as "
+                 "its newest checkpoint and fail to write over it; move it out of %s",
+                 path, stat(path, &st) != 0 ? "a dangling link" : S_ISDIR(st.st_mode) ? "a directory" :
+                 "not a regular file", dir);
+        rc = -1;
+    }
+    closedir(d);
+    return rc;
+}
+
 int ckpt_find_latest(const char *dir, char *path, size_t cap, long *step, char *err, size_t errlen) {
     DIR *d = opendir(dir);
     if (!d) return sys_error(err, errlen, dir, "cannot open the directory");
@@ -421,14 +448,16 @@ static int open_checked(H5Ctx *x, hid_t *file, Config *c, long *step) {
     if (st < 0 || st > INT32_MAX) return h5_error(x, "attribute step is %lld, out of range", (long long)st);
     *step = (long)st;
     // Keys absent from the file keep their defaults, so checkpoints outlive
-    // keys added later; the shape keys must be there.
+    // keys added later; the shape keys must be there, and so must seed: it
+    // keys the data order, hashing and dropout of every step, so a default
+    // in its place would continue another run.
     config_defaults(c);
     char value[1100], msg[1024];
     for (int i = 0; CONFIG_KEYS[i]; i++) {
         const char *key = CONFIG_KEYS[i];
         htri_t has = h5_check(x, H5Aexists(*file, key), key);
         if (has < 0) return -1;
-        if (!has && !config_key_is_shape(key)) continue;
+        if (!has && !config_key_is_shape(key) && strcmp(key, "seed")) continue;
         if (h5_read_attr_string(x, *file, key, value, sizeof value)) return -1;
         if (config_set(c, key, value, msg, sizeof msg)) return h5_error(x, "config %s", msg);
     }
@@ -522,6 +551,44 @@ static int read_scalar(H5Ctx *x, hid_t file, const char *path, int is_unsigned, 
                                  H5P_DEFAULT, out), path) >= 0)
         rc = 0;
     close_dataset(&o);
+    return rc;
+}
+
+int ckpt_read_tokenizer(const char *path, void **bytes, size_t *n, char *err, size_t errlen) {
+    h5_init();
+    *bytes = NULL;
+    *n = 0;
+    H5Ctx x = {.path = path, .err = err, .errlen = errlen};
+    Config c;
+    long step;
+    hid_t file;
+    int rc = open_checked(&x, &file, &c, &step);
+    int has = rc == 0 ? h5_path_exists(&x, file, TOKENIZER_PATH) : -1;
+    if (has == 1) {
+        OpenDataset o;
+        rc = open_dataset(&x, file, TOKENIZER_PATH, &o);
+        if (rc == 0) {
+            hssize_t len = H5Sget_simple_extent_npoints(o.space);
+            if (H5Tget_class(o.type) != H5T_INTEGER || len <= 0)
+                rc = h5_error(&x, "%s is not a non-empty byte array", TOKENIZER_PATH);
+            else {
+                *bytes = malloc((size_t)len);
+                if (!*bytes) rc = h5_error(&x, "out of memory reading %s", TOKENIZER_PATH);
+                else if (h5_check(&x, H5Dread(o.ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, *bytes),
+                                  TOKENIZER_PATH) < 0) {
+                    free(*bytes);
+                    *bytes = NULL;
+                    rc = -1;
+                } else {
+                    *n = (size_t)len;
+                }
+            }
+            close_dataset(&o);
+        }
+    } else if (has < 0) {
+        rc = -1;
+    }
+    h5_close(file);
     return rc;
 }
 

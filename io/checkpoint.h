@@ -17,6 +17,9 @@
 //                     the step, stored so a reader need not know that)
 //   /state/global_batch  sequences per step over all replicas (dp x batch);
 //                     absent in files of older builds (then: the batch key)
+//   /tokenizer/spiece_model  uint8 [n]: the SentencePiece .model file the run
+//                     encoded its data with (io/tokenizer.h), when it had one:
+//                     eval, sample and export-hf need nothing else
 //
 // Writing goes to `<name>.tmp`, is flushed, sealed, fsynced and renamed, and
 // the directory fsynced: a crash never leaves a torn file under a final name.
@@ -44,6 +47,10 @@ typedef struct {
     double loss;          // training loss of the step (attribute "loss")
     long last_sane_step;  // the newest checkpoint of the run whose loss was sane, this one included
     char run_id[CKPT_RUN_ID_LEN];  // the run's identity (attribute "run_id")
+    // Written only: the tokenizer model's bytes (/tokenizer/spiece_model), or
+    // NULL for a byte-level run. ckpt_read_tokenizer reads them back.
+    const void *tokenizer;
+    size_t tokenizer_len;
 } CkptState;
 
 // A training loss is sane when finite and at most twice that of a uniform
@@ -68,6 +75,12 @@ int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep,
 // checkpoint of last_sane_step, so a diverging run keeps its last sane one.
 int ckpt_save_run(const char *dir, Model *m, const CkptState *st, int keep, char *path_out, size_t path_cap,
                   char *err, size_t errlen);
+
+// Is every entry of dir named like a checkpoint (ckpt_<step>.h5) a regular
+// file? A directory or a special file under such a name would be taken for
+// the newest checkpoint by every resume and fresh-run check. Returns 0 (or
+// when dir does not exist), or -1 with a one-line message naming the path.
+int ckpt_check_names(const char *dir, char *err, size_t errlen);
 
 // The newest complete checkpoint in dir (largest step; *.tmp ignored).
 // Returns 0, or -1 with a one-line message naming dir.
@@ -107,6 +120,11 @@ long *ckpt_list_steps(const char *dir, size_t *n, char *err, size_t errlen);
 // The run identity a checkpoint stores ("" for files of older builds),
 // after checking its seal. Returns 0, or -1 with a one-line message.
 int ckpt_read_run_id(const char *path, char *run_id, size_t cap, char *err, size_t errlen);
+
+// The tokenizer model stored in a checkpoint (after checking its seal): a
+// malloc'ed copy in *bytes (*n of them), or *bytes = NULL when the checkpoint
+// has none. Returns 0, or -1 with a one-line message naming the file.
+int ckpt_read_tokenizer(const char *path, void **bytes, size_t *n, char *err, size_t errlen);
 
 // Recompute and rewrite the seal of a checkpoint file in place (for tools and
 // tests that edit a checkpoint through HDF5 on purpose).

@@ -54,7 +54,10 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
     rank_batch_init(&rb, m, d);
     // model_forward: each rank's mean over its own targets, summed below as loss * count.
     EvalTotals t = {0};
-    double sums[2] = {0, 0}, t0 = now_seconds(), last_draw = -1;
+    // loss * targets, targets, bytes, words; every sequence-parallel rank sees
+    // the whole window, so only sp rank 0 counts bytes and words.
+    double sums[4] = {0, 0, 0, 0}, t0 = now_seconds(), last_draw = -1;
+    const int count_units = !d || d->sp_rank == 0;
     int last_decile = 0;
     // Every rank runs the same number of rounds (sequence-parallel ranks
     // exchange inside the forward); a round covers dp * B windows.
@@ -64,6 +67,11 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
             int *tok = rb.seq_tokens + (size_t)b * L, *tgt = rb.seq_targets + (size_t)b * L;
             if (first + b < count) {
                 dataset_eval_window(ds, split, window_index(first + b, count, total), tok, tgt);
+                if (count_units) {
+                    double bytes, words;
+                    dataset_target_units(ds, tok, tgt, L, &bytes, &words);
+                    sums[2] += bytes, sums[3] += words;
+                }
             } else {  // past the last window: nothing scored
                 memset(tok, 0, (size_t)L * sizeof(int));
                 for (int i = 0; i < L; i++) tgt[i] = -1;
@@ -80,9 +88,11 @@ EvalTotals evaluate_split(Model *m, const Dataset *ds, const Dist *d, Split spli
             last_draw = now;
         }
     }
-    if (d && d->world > 1) dist_allreduce_sum_f64(d, DIST_WORLD, sums, 2);
+    if (d && d->world > 1) dist_allreduce_sum_f64(d, DIST_WORLD, sums, 4);
     t.loss_sum = sums[0];
     t.n_targets = (long)sums[1];
+    t.n_bytes = sums[2];
+    t.n_words = sums[3];
     t.seconds = now_seconds() - t0;
     rank_batch_free(&rb);
     return t;
@@ -115,6 +125,7 @@ EvalTotals evaluate_split_decode(const Config *c, const ParamLayout *layout, con
     const long total = dataset_eval_windows(ds, split), count = eval_window_count(ds, split, max_windows);
     const int L = c->seq_len, V = c->vocab_size;
     double *loss = checked_calloc((size_t)MAX(count, 1), sizeof(double));
+    double *units = checked_calloc(2 * (size_t)MAX(count, 1), sizeof(double));  // bytes, words per window
     long *n_targets = checked_calloc((size_t)MAX(count, 1), sizeof(long)), done = 0;
     double t0 = now_seconds(), last_draw = -1;
     int last_decile = 0;
@@ -127,6 +138,7 @@ EvalTotals evaluate_split_decode(const Config *c, const ParamLayout *layout, con
 #pragma omp for schedule(dynamic)
         for (long w = 0; w < count; w++) {
             dataset_eval_window(ds, split, window_index(w, count, total), tok, tgt);
+            dataset_target_units(ds, tok, tgt, L, &units[2 * w], &units[2 * w + 1]);
             decoder_reset(&dec);
             double sum = 0;
             long n = 0;
@@ -161,7 +173,11 @@ EvalTotals evaluate_split_decode(const Config *c, const ParamLayout *layout, con
         decoder_free(&dec);
     }
     EvalTotals t = {.n_windows = count};
-    for (long w = 0; w < count; w++) t.loss_sum += loss[w], t.n_targets += n_targets[w];  // window order
+    for (long w = 0; w < count; w++) {  // window order
+        t.loss_sum += loss[w], t.n_targets += n_targets[w];
+        t.n_bytes += units[2 * w], t.n_words += units[2 * w + 1];
+    }
+    free(units);
     t.seconds = now_seconds() - t0;
     free(loss);
     free(n_targets);

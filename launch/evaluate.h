@@ -3,6 +3,8 @@
 // Used by `reformer eval` and by training's periodic evaluation, on one
 // process or on a dp x sp grid.
 #pragma once
+#include <math.h>
+
 #include "dataset.h"
 #include "dist.h"
 #include "model.h"
@@ -10,13 +12,30 @@
 typedef struct {
     double loss_sum;   // nats, summed over targets
     long n_targets;
+    double n_bytes;    // the bytes the targets decode to (dataset_target_units)
+    double n_words;    // the whitespace-separated words that start in them
     long n_windows;
     long n_correct;    // targets predicted by argmax (the duplication task reports accuracy)
     double seconds;
 } EvalTotals;
 
+// Bits per byte: total nats over the bytes the scored tokens decode to, in
+// bits. For byte data that is the mean loss / ln 2 (for images: bits per
+// dim, per subpixel; dataset_bits_unit names it); with a tokenizer the
+// bytes are those of the decoded text, so it compares across vocabularies.
 static inline double eval_bits_per_byte(const EvalTotals *t) {
-    return t->n_targets > 0 ? t->loss_sum / (double)t->n_targets / 0.69314718055994530942 : 0;
+    return t->n_bytes > 0 ? t->loss_sum / t->n_bytes / 0.69314718055994530942 : 0;
+}
+
+// Perplexity per word as PG-19 reports it (Rae et al. 2019): exp(total nats
+// over the number of whitespace-separated words), whatever the vocabulary.
+static inline double eval_word_perplexity(const EvalTotals *t) {
+    return t->n_words > 0 ? exp(t->loss_sum / t->n_words) : 0;
+}
+
+// Word perplexity is reported for PG19 data and on request (word_ppl=1).
+static inline int eval_reports_words(const Dataset *ds, const Config *c) {
+    return ds->kind == DATA_PG19 || c->word_ppl;
 }
 
 // Windows evaluated: all of the split when max_windows is 0 or not below its

@@ -29,11 +29,18 @@ static const CommandInfo COMMANDS[] = {
      "                    byte at a time: what the model predicts without seeing later bytes)\n"
      "  --set key=value   e.g. batch=N (windows per forward pass; not the result)\n",
      "reformer eval --ckpt runs/default/ckpt_00000500.h5 --split test --windows 8"},
-    {"sample", cmd_sample, "--ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S] [--no-cache]",
-     "Generate text from a checkpoint: the prompt, then --len bytes as they are drawn.",
+    {"sample", cmd_sample,
+     "--ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
+     "       reformer sample --ckpt FILE --image IN.png --keep-rows K --out OUT.png [--n N] [--temperature T] [--top-k K] [--seed S]",
+     "Generate text from a checkpoint (the prompt, then --len bytes, or tokens with a tokenizer, as they are\n"
+     "drawn), or complete an image model's picture below its top rows.",
      "  --ckpt FILE       the checkpoint\n"
      "  --prompt TEXT     the text to continue (prompt + len must fit in seq_len)\n"
-     "  --len N           bytes to generate\n"
+     "  --len N           bytes (tokens) to generate\n"
+     "  --image IN.png    an image model: the picture whose top rows are kept\n"
+     "  --keep-rows K     rows of IN.png kept as the prompt\n"
+     "  --out OUT.png     the completions, side by side\n"
+     "  --n N             completions to draw (default 1)\n"
      "  --temperature T   1 (default) samples the model's distribution; 0 is greedy\n"
      "  --top-k K         sample among the K most likely bytes (default 0: all)\n"
      "  --seed S          the draw's seed (default the run's); same seed, same text\n"
@@ -51,6 +58,15 @@ static const CommandInfo COMMANDS[] = {
      "  --config FILE, --set key=value   the model and run, as for train (device=cuda plans a GPU)\n"
      "  --fit BYTES       also print the longest seq_len that fits in BYTES (16G, 80GiB, 800M)\n",
      "reformer plan --set seq_len=65536 --set axial_shape=256,256 --fit 8G"},
+    {"tokenize", cmd_tokenize, "--data PATH --vocab N --out FILE.model [--type unigram|bpe] [--max-sentences N] [--set key=value ...]",
+     "Train a SentencePiece tokenizer on a dataset's train split, for `--set tokenizer=FILE.model`.",
+     "  --data PATH       text, enwik8 or a PG19 directory (read as for train)\n"
+     "  --vocab N         the vocabulary size (256 byte pieces and <unk> come on top of what it learns)\n"
+     "  --out FILE.model  the SentencePiece model to write\n"
+     "  --type T          unigram (default) or bpe\n"
+     "  --max-sentences N at most N lines of the split, sampled\n"
+     "  --set key=value   e.g. data_format or split_fractions, as for train\n",
+     "reformer tokenize --data data/tinyshakespeare.txt --vocab 512 --max-sentences 2000 --out runs/shakespeare.model"},
     {"export-hf", cmd_export_hf, "--ckpt FILE --out DIR",
      "Write a checkpoint as a Hugging Face transformers model directory (needs make setup-hf).",
      "  --ckpt FILE       the checkpoint\n"

@@ -1,5 +1,7 @@
 // reformer export-hf / import-hf: convert between this project's checkpoints
-// and Hugging Face transformers' ReformerModelWithLMHead directories.
+// and Hugging Face transformers' ReformerModelWithLMHead directories. A
+// checkpoint's tokenizer travels as the directory's spiece.model, which
+// transformers' ReformerTokenizer reads.
 //
 // The conversion itself is Python (launch/hf/reformer_hf.py, which holds the
 // mapping table) run with the interpreter of the virtual environment that
@@ -24,6 +26,7 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "tokenizer.h"
 
 // The repository root: the program is <root>/build/reformer.
 static void repo_root(char *out, size_t cap) {
@@ -140,8 +143,20 @@ int cmd_import_hf(int argc, char **argv) {
     config_defaults(&c);
     config_print(&c, f);
     if (fclose(f) != 0) usage_error("--out: cannot write %s: %s", defaults, strerror(errno));
-    char *args[] = {"import", (char *)v[0], tmp, "--defaults", defaults};
-    int rc = run_python("import-hf", args, 5);
+    // The model's spiece.model, when it has one this program can use (byte
+    // fallback: tokenizer.h), goes into the checkpoint; one it cannot is
+    // left out with a note (the checkpoint then reads bytes).
+    char spiece[PATH_MAX + 16];
+    snprintf(spiece, sizeof spiece, "%s/spiece.model", v[0]);
+    int with_spiece = 0;
+    if (access(spiece, F_OK) == 0) {
+        Tokenizer *tok = tokenizer_load(spiece, "--model", err, sizeof err);
+        if (tok) with_spiece = 1;
+        else fprintf(stderr, "import-hf: note: %s is not carried into the checkpoint: %s\n", spiece, err);
+        tokenizer_free(tok);
+    }
+    char *args[] = {"import", (char *)v[0], tmp, "--defaults", defaults, "--spiece", spiece};
+    int rc = run_python("import-hf", args, with_spiece ? 7 : 5);
     unlink(defaults);
     if (rc != 0) {
         unlink(tmp);
@@ -151,6 +166,15 @@ int cmd_import_hf(int argc, char **argv) {
     if (ckpt_reseal(tmp, err, sizeof err) || ckpt_read_config(tmp, &c, &step, err, sizeof err)) {
         unlink(tmp);
         usage_error("import-hf: %s cannot be expressed here: %s", v[0], err);
+    }
+    if (with_spiece) {  // its pieces must be the model's vocabulary
+        Tokenizer *tok = tokenizer_load(spiece, "--model", err, sizeof err);
+        int pieces = tok ? tokenizer_vocab_size(tok) : -1;
+        tokenizer_free(tok);
+        if (pieces != c.vocab_size) {
+            unlink(tmp);
+            usage_error("--model: %s has %d pieces but the model's vocab_size is %d", spiece, pieces, c.vocab_size);
+        }
     }
     if (rename(tmp, v[1]) != 0) {
         int e = errno;

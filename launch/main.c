@@ -6,6 +6,7 @@
 //   reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]
 //   reformer export-hf --ckpt FILE --out DIR / import-hf --model DIR --out FILE
 //   reformer plan [--config FILE] [--set key=value ...] [--fit BYTES]
+//   reformer tokenize --data PATH --vocab N --out FILE.model [--type unigram|bpe]
 //   reformer help [COMMAND | config [--markdown]]; reformer COMMAND --help
 //
 // One file per command (train.c, bench.c, ...); cli.c parses arguments;

@@ -45,8 +45,10 @@ static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step
     double bpb = eval_bits_per_byte(&t);
     if (d->rank == 0) {
         char err[2048];
-        printf("eval: step %d/%d | validation | %.4f bpb | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
-               c->steps, bpb, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), t.n_windows, t.n_targets,
+        char words[64] = "";
+        if (eval_reports_words(ds, c)) snprintf(words, sizeof words, " | %.2f ppl/word", eval_word_perplexity(&t));
+        printf("eval: step %d/%d | validation | %.4f %s%s | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
+               c->steps, bpb, dataset_bits_unit(ds, 1), words, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), t.n_windows, t.n_targets,
                t.seconds);
         fflush(stdout);
         EvalRow row = {.step = step, .split = SPLIT_VALIDATION, .bits_per_byte = bpb,
@@ -55,6 +57,17 @@ static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step
         if (metrics_append_eval(metrics, &row, err, sizeof err)) run_error(err);
     }
     return bpb;
+}
+
+// Bits per byte of a training step with a tokenizer: the step's mean loss
+// times its targets over the bytes they decode to (summed over every rank;
+// each holds its own slice of targets).
+static double batch_bits_per_byte(const Dataset *ds, const Dist *d, const RankBatch *rb, const Model *m, double loss) {
+    double sums[2] = {0, 0}, words;  // targets, bytes
+    for (size_t i = 0; i < (size_t)m->T; i++) sums[0] += rb->targets[i] >= 0;
+    dataset_target_units(ds, rb->tokens, rb->targets, m->T, &sums[1], &words);
+    if (d->world > 1) dist_allreduce_sum_f64(d, DIST_WORLD, sums, 2);
+    return sums[1] > 0 ? loss * sums[0] / sums[1] / M_LN2 : 0;
 }
 
 // What rank 0 records of the run in its checkpoints: global batch, identity,
@@ -81,6 +94,25 @@ static void save_checkpoint(Model *m, RunRecord *run, long step, double loss, ch
     double mib = stat(path, &st) == 0 ? (double)st.st_size / (1024.0 * 1024.0) : 0;
     printf("checkpoint: %s (%.1f MiB, %.2f s)\n", path, mib, now_seconds() - t0);
     fflush(stdout);
+}
+
+// Rank 0, before each checkpoint: a data file rewritten in place under the
+// run (dataset_check_unchanged) means the steps since the last checkpoint
+// may have trained on other bytes. Stop without writing this one, so the
+// last checkpoint, all of whose steps read the data as opened, is the newest.
+static void stop_if_data_changed(const Dataset *ds, const Config *c, MetricsFile *metrics, long step) {
+    char why[1400], last[1100], msg[4096], err[512];
+    if (dataset_check_unchanged(ds, why, sizeof why) == 0) return;
+    long last_step;
+    char tmp[64];
+    int have = ckpt_find_latest(c->out_dir, last, sizeof last, &last_step, tmp, sizeof tmp) == 0;
+    if (metrics_close(metrics, err, sizeof err)) { /* the line below is the error that matters */ }
+    snprintf(msg, sizeof msg,
+             "%s: stopped before the checkpoint of step %ld; %s%s; restore the file and --resume, or write new data "
+             "to a new file and rename it over the old one",
+             why, step, have ? "the last checkpoint is kept: " : "no checkpoint was written yet",
+             have ? last : "");
+    run_error(msg);
 }
 
 // An error every rank reaches together: rank 0 says it once, every rank
@@ -156,12 +188,13 @@ static long resume_from_checkpoint(Model *m, const char *path, Dist *d, CkptStat
 #if defined(__GNUC__)
 __attribute__((noreturn))
 #endif
-static void stop_on_signal(Dist *d, Model *m, MetricsFile *metrics, int sig, long next, long saved_step,
-                           RunRecord *run, double loss) {
+static void stop_on_signal(Dist *d, Model *m, const Dataset *ds, MetricsFile *metrics, int sig, long next,
+                           long saved_step, RunRecord *run, double loss) {
     const Config *c = &m->cfg;
     if (d->rank == 0) {
         char err[2048], path[2048] = "", what[2400];
         long done = next - 1;
+        if (done > saved_step) stop_if_data_changed(ds, c, metrics, done);
         if (done > saved_step) save_checkpoint(m, run, done, loss, path, sizeof path);
         else if (done > 0) ckpt_path(path, sizeof path, c->out_dir, done);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
@@ -218,7 +251,7 @@ int cmd_train(int argc, char **argv) {
     dist_set_watchdog(&dist, c->watchdog_s);
     const int lead = dist.rank == 0;  // prints, writes metrics and checkpoints
     Dataset ds;
-    agree_or_fail(&dist, dataset_open(&ds, c, err, sizeof err) != 0, 2, err);
+    agree_or_fail(&dist, dataset_open_tok(&ds, c, a.tok, err, sizeof err) != 0, 2, err);
     if (dist_agree_data(&dist, &ds, err, sizeof err)) fail_on_every_rank(&dist, 2, err);  // and the same data
     // A fresh run never writes into another run's checkpoints: pruning and
     // --resume would mix the two.
@@ -235,7 +268,7 @@ int cmd_train(int argc, char **argv) {
     agree_or_fail(&dist, used, 2, used_msg);
     // The summary line, then the memory check, before any file or buffer
     // (a resumed run prints it once its checkpoint is accepted, below).
-    agree_or_fail(&dist, preflight(c, pick_backend(c), lead && !a.resume, err, sizeof err) != 0, 2, err);
+    agree_or_fail(&dist, preflight(c, pick_backend(c), lead && !a.resume, &dist, err, sizeof err) != 0, 2, err);
     // One run per directory: rank 0, which writes every file, holds the
     // lock until it exits; then, under the lock, a fresh run checks again
     // that no run started beside it has written a checkpoint meanwhile.
@@ -288,6 +321,7 @@ int cmd_train(int argc, char **argv) {
     const long global_batch = (long)dist.dp * c->batch;
     RunRecord run = {.st = {.global_batch = global_batch, .last_sane_step = 0}, .sane_loss = NAN};
     snprintf(run.st.run_id, sizeof run.st.run_id, "%s", run_id);
+    if (a.tok) run.st.tokenizer = tokenizer_model_bytes(a.tok, &run.st.tokenizer_len);  // in every checkpoint
     if (a.resume) {
         CkptState resumed = {0};
         start = resume_from_checkpoint(&m, a.ckpt_path, &dist, &resumed) + 1;
@@ -332,7 +366,7 @@ int cmd_train(int argc, char **argv) {
     StepProgress progress;  // where a long step is (rank 0 prints it; evaluations are not followed)
     progress_init(&progress, c->n_layers, c->steps);
     const double tokens_per_step = (double)global_batch * c->seq_len;
-    double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1;
+    double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1, loss_bpb = 0;
     // Periodic evaluation needs a validation split (not dup/random, not empty).
     const int can_eval = c->eval_every > 0 && ds.kind != DATA_DUP && ds.kind != DATA_RANDOM &&
                          dataset_eval_windows(&ds, SPLIT_VALIDATION) > 0;
@@ -344,7 +378,7 @@ int cmd_train(int argc, char **argv) {
     for (int step = (int)start; step <= c->steps; step++) {
         // Between steps: did a stop signal reach any rank? (One int all-reduced.)
         int sig = dist_max_int(&dist, DIST_WORLD, stop_signal_received());
-        if (sig) stop_on_signal(&dist, &m, metrics, sig, step, saved_step, &run, loss);
+        if (sig) stop_on_signal(&dist, &m, &ds, metrics, sig, step, saved_step, &run, loss);
         maybe_die_for_test(&dist, step);
         rank_batch_draw(&rb, &ds, &dist, (uint32_t)step);
         double t0 = now_seconds(), comm0 = dist_comm_seconds();
@@ -385,6 +419,8 @@ int cmd_train(int argc, char **argv) {
         loss = st.loss;
         tok_total += tokens_per_step;
         double tps = tokens_per_step / dt, bpb = st.loss / M_LN2;
+        if (ds.tok) bpb = batch_bits_per_byte(&ds, &dist, &rb, &m, st.loss);
+        loss_bpb = bpb;
         if (lead) {
             MetricsRow row = {.step = step, .loss = st.loss, .bits_per_byte = bpb, .lr = lr, .grad_norm = norm,
                               .tokens_per_s = tps, .step_ms = dt * 1e3, .peak_rss_mb = peak_rss_mib(),
@@ -395,8 +431,8 @@ int cmd_train(int argc, char **argv) {
             char eta[32];
             double elapsed = now_seconds() - t_begin;
             format_duration(eta, sizeof eta, elapsed / (step - start + 1) * (c->steps - step));
-            printf("step %*d/%d | loss %.4f | bpb %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
-                   (int)log10(c->steps) + 1, step, c->steps, st.loss, bpb, lr, norm, dt * 1e3, tps);
+            printf("step %*d/%d | loss %.4f | %s %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
+                   (int)log10(c->steps) + 1, step, c->steps, st.loss, dataset_bits_unit(&ds, 1), bpb, lr, norm, dt * 1e3, tps);
             if (dist.world > 1) printf(" | comm %3.0f%%", 100 * comm_share);
             if (ds.kind == DATA_DUP) printf(" | acc %.4f", st.accuracy);
             printf(" | eta %s\n", eta);
@@ -405,11 +441,15 @@ int cmd_train(int argc, char **argv) {
         if (can_eval && (step % c->eval_every == 0 || step == c->steps))
             eval_bpb = periodic_eval(&m, &ds, &dist, step, metrics);
         if (c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps) {
-            if (lead) save_checkpoint(&m, &run, step, loss, ckpt_written, sizeof ckpt_written);
+            if (lead) {
+                stop_if_data_changed(&ds, c, metrics, step);
+                save_checkpoint(&m, &run, step, loss, ckpt_written, sizeof ckpt_written);
+            }
             saved_step = step;
         }
     }
     if (lead) {
+        stop_if_data_changed(&ds, c, metrics, c->steps);
         save_checkpoint(&m, &run, c->steps, loss, ckpt_written, sizeof ckpt_written);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
     }
@@ -417,10 +457,11 @@ int cmd_train(int argc, char **argv) {
     if (lead) {
         char dur[32];
         format_duration(dur, sizeof dur, total);
-        printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s", c->steps, dur, loss, loss / M_LN2,
+        printf("done: %d steps in %s | final loss %.4f (%.4f %s) | %.0f tok/s", c->steps, dur, loss, loss_bpb,
+               dataset_bits_unit(&ds, 1),
                total > 0 ? tok_total / total : 0);
         if (dist.world > 1) printf(" on %d ranks | comm %.0f%% (rank 0)", dist.world, 100 * comm_total / total);
-        if (eval_bpb >= 0) printf(" | validation %.4f bpb", eval_bpb);
+        if (eval_bpb >= 0) printf(" | validation %.4f %s", eval_bpb, dataset_bits_unit(&ds, 1));
         printf(" | peak RSS %.0f MiB\n", peak_rss_mib());
     }
     if (ds.kind == DATA_DUP) {

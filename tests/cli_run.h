@@ -206,6 +206,19 @@ static inline void assert_same_tensors(const char *a, const char *b) {
     }
 }
 
+// A run of `total` steps in dir a (output ra) and a resume in dir b of its
+// checkpoint of step total - tail (output rb): the resumed steps have the
+// same losses and the final checkpoints bit-identical tensors.
+static inline void assert_resume_matches(const Run *ra, const Run *rb, const char *a, const char *b, int total, int tail) {
+    char la[4096], lb[4096], p[1024], q[1024];
+    cr_assert_eq(step_losses(ra->out, la, sizeof la, NULL), total);
+    cr_assert_eq(step_losses(rb->out, lb, sizeof lb, NULL), tail);
+    cr_assert_str_eq(last_tokens(la, tail), lb, "losses of the resumed steps differ");
+    snprintf(p, sizeof p, "%s/ckpt_%08d.h5", a, total);
+    snprintf(q, sizeof q, "%s/ckpt_%08d.h5", b, total);
+    assert_same_tensors(p, q);
+}
+
 // Every file of a directory (but its lock file), names and bytes, for
 // "left untouched" checks.
 static inline GroupBytes dir_snapshot(const char *dir) {

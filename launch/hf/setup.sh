@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-launch/setup.sh python3 python3-venv python3-pip python3-torch python3-numpy python3-h5py
+launch/setup.sh python3 python3-venv python3-pip python3-torch python3-numpy python3-h5py python3-sentencepiece
 
 venv=.venv-hf
 stamp="$venv/.requirements"
@@ -21,6 +21,6 @@ fi
 rm -rf "$venv"
 /usr/bin/python3 -m venv --system-site-packages "$venv"
 "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q -r launch/hf/requirements.txt
-"$venv/bin/python" -c "import torch, transformers, safetensors, h5py; from transformers import ReformerModelWithLMHead" 
+"$venv/bin/python" -c "import torch, transformers, safetensors, h5py, sentencepiece; from transformers import ReformerModelWithLMHead, ReformerTokenizer"
 cp launch/hf/requirements.txt "$stamp"
 echo "setup-hf: $venv ready (torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'), transformers $("$venv/bin/python" -c 'import transformers; print(transformers.__version__)'))"
