@@ -91,7 +91,7 @@ build/f32/launch/cli.o build/f32/tests/test_dist.o: CFLAGS += -DREFORMER_NCCL
 endif
 endif
 
-.PHONY: all test test-cuda test-hf test-slurm setup setup-hf clean roofline device-deps device-check device-check-rehearsal
+.PHONY: all test test-cuda test-hf test-docs test-slurm setup setup-hf clean roofline device-deps device-check device-check-rehearsal
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
 .SECONDARY:
@@ -190,6 +190,11 @@ build/tests/hf_dump_f64: build/f64/tests/hf_dump.o $(CORE64_OBJ) $(IO64_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS)
 setup-hf:
 	@./launch/hf/setup.sh
+# Every command of README.md and docs/*.md runs as written (also part of
+# make test, through tests/test_cli.c).
+test-docs: build/reformer
+	@python3 tests/docs_commands.py
+
 test-hf: build/reformer $(HF_DUMP)
 	@test -x .venv-hf/bin/python || { echo "test-hf: .venv-hf is missing: run make setup-hf first" >&2; exit 2; }
 	@.venv-hf/bin/python tests/hf/test_hf.py

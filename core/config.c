@@ -148,6 +148,12 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC, N_BUCKETS_CODEC;
       "dropout on each block's attention and feed-forward output")                       \
     X(init_std,        DOUBLE(init_std, 0.0, 10.0),           "0.02", 0,                 \
       "standard deviation of the initial linear weights")                                \
+    X(emb_init_std,    DOUBLE(emb_init_std, 0.0, 10.0),       "1", 0,                    \
+      "standard deviation of the initial token embedding (trax: 1; transformers: "       \
+      "`init_std`); `experiments/defaults/` measured the choice")                       \
+    X(axial_init_std,  DOUBLE(axial_init_std, 0.0, 10.0),     "1", 0,                    \
+      "standard deviation of the initial axial position tables (transformers' "          \
+      "`axial_norm_std`, 1 there and in trax); `experiments/defaults/` measured the choice") \
     X(reversible,      BOOL(reversible),                      "1", 0,                    \
       "1: recompute activations in the backward pass; 0: store them (reference mode)")   \
     X(seq_len,         INT(seq_len, 1, 1 << 28),              "512", SHAPE,              \
@@ -165,11 +171,12 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC, N_BUCKETS_CODEC;
       "sharded: LSH by a distributed sort, local by a halo of the previous chunk), "     \
       "`auto` (halo for local layers, heads for LSH layers where `sp` divides "          \
       "`n_heads`, the sort past them)")                                                  \
-    X(lr,              DOUBLE(lr, 0.0, 10.0),                 "2e-3", 0,                 \
-      "peak learning rate, reached at the end of warmup")                                \
+    X(lr,              DOUBLE(lr, 0.0, 10.0),                 "1e-2", 0,                 \
+      "peak learning rate, reached at the end of warmup (the default and the betas "     \
+      "are trax's recipe for a small Reformer: `experiments/defaults/`)")                                \
     X(warmup,          INT(warmup, 0, INT_MAX),               "50", 0,                   \
       "linear warmup steps")                                                             \
-    X(steps,           INT(steps, 0, INT_MAX),                "300", 0,                  \
+    X(steps,           INT(steps, 0, INT_MAX),                "500", 0,                  \
       "training steps")                                                                  \
     X(schedule,        CHOICE(schedule, SCHEDULE_NAMES),      "cosine", 0,               \
       "after warmup: `cosine` (down to `lr_min` at `steps`), `rsqrt` or `constant`")     \
@@ -177,9 +184,9 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC, N_BUCKETS_CODEC;
       "floor of the cosine schedule")                                                    \
     X(weight_decay,    DOUBLE(weight_decay, 0.0, 10.0),       "0", 0,                    \
       "AdamW decoupled weight decay (weight matrices only)")                             \
-    X(beta1,           DOUBLE(beta1, 0.0, 0.999999),          "0.9", 0,                  \
+    X(beta1,           DOUBLE(beta1, 0.0, 0.999999),          "0.86", 0,                 \
       "AdamW first-moment decay")                                                        \
-    X(beta2,           DOUBLE(beta2, 0.0, 0.99999999),        "0.98", 0,                 \
+    X(beta2,           DOUBLE(beta2, 0.0, 0.99999999),        "0.92", 0,                 \
       "AdamW second-moment decay")                                                       \
     X(adam_eps,        DOUBLE(adam_eps, 1e-30, 1.0),          "1e-9", 0,                 \
       "AdamW epsilon")                                                                   \

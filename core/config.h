@@ -70,6 +70,8 @@ typedef struct {
     double ln_eps;
     double dropout;        // on each block's output (attention and feed-forward)
     double init_std;       // std of linear weights
+    double emb_init_std;   // std of the token embedding
+    double axial_init_std; // std of the axial position tables
     int reversible;        // 1: reconstruct activations in backward; 0: store them (reference)
     // --- training ---
     int seq_len;

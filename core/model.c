@@ -585,6 +585,7 @@ LossStats model_step(Model *m, const int *tokens, const int *targets, const Mode
 
     embed(m);
     for (int l = 0; l < c->n_layers; l++) {
+        if (m->on_layer) m->on_layer(m->on_layer_ctx, l, 0);
         if (m->stored) {
             be->copy(m->stored + (size_t)l * 2 * Td, m->x1, Td * sizeof(real));
             be->copy(m->stored + (size_t)l * 2 * Td + Td, m->x2, Td * sizeof(real));
@@ -600,6 +601,7 @@ LossStats model_step(Model *m, const int *tokens, const int *targets, const Mode
 
     if (st->backward) {
         for (int l = c->n_layers - 1; l >= 0; l--) {
+            if (m->on_layer) m->on_layer(m->on_layer_ctx, l, 1);
             const real *in1 = m->stored ? m->stored + (size_t)l * 2 * Td : NULL, *in2 = in1 ? in1 + Td : NULL;
             // Feed-forward half: x2 = y2 - FFN(LN2(y1)); dy1 += FFN'(dy2).
             for (int r0 = 0; r0 < T; r0 += m->rows) {

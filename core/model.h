@@ -87,6 +87,12 @@ typedef struct {
     int freeze_buckets;         // test hook: model_forward(_backward) reuses the cached bucket ids
     int profile;                // time matmul / attention shares (synchronises)
     double prof_seconds[PROF_COUNT];
+    // Progress hook (the launcher's: core does no I/O), or NULL: called with
+    // on_layer_ctx at the start of every layer of model_step's forward
+    // (backward = 0, layers 0 .. n_layers-1) and of its backward (backward = 1,
+    // layers n_layers-1 .. 0), from the host thread.
+    void (*on_layer)(void *ctx, int layer, int backward);
+    void *on_layer_ctx;
 } Model;
 
 // One step's arguments beyond the batch: everything that differs between

@@ -32,12 +32,12 @@ void param_layout_build(ParamLayout *p, const Config *c) {
     const int d = c->d_model, hd = c->n_heads * c->d_head, V = c->vocab_size;
     const double std = c->init_std;
     char name[MAX_TENSOR_NAME];
-    // Embeddings: unit normal, as trax initialises them; the first LayerNorm
-    // of every block removes the scale.
-    p->tok_emb = add(p, cap, "tok_emb", V, d, 0, 1.0, 0);
+    // Embeddings: N(0, emb_init_std) and N(0, axial_init_std); the first
+    // LayerNorm of every block removes their common scale, not their ratio.
+    p->tok_emb = add(p, cap, "tok_emb", V, d, 0, c->emb_init_std, 0);
     for (int a = 0; a < c->n_axes; a++) {
         snprintf(name, sizeof name, "axial.%d", a);
-        p->axial[a] = add(p, cap, name, c->axial_shape[a], c->axial_dims[a], 0, 1.0, 0);
+        p->axial[a] = add(p, cap, name, c->axial_shape[a], c->axial_dims[a], 0, c->axial_init_std, 0);
     }
     for (int l = 0; l < c->n_layers; l++) {
         LayerTensors *L = &p->layers[l];

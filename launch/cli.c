@@ -176,7 +176,8 @@ static const char *command_name(Command c) {
 
 // A flag of another command: say which one it belongs to.
 static void wrong_command(const char *flag, const char *owner, Command cmd) {
-    usage_error("%s is a %s option, not a %s option (see `reformer help`)", flag, owner, command_name(cmd));
+    usage_error("%s is a %s option, not a %s option (see `reformer %s --help`)", flag, owner, command_name(cmd),
+                command_name(cmd));
 }
 
 void args_unfinalized_config(const Args *a, Config *c) {
@@ -259,7 +260,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
         } else if (strchr(arg, '=') && arg[0] != '-') {
             a->sources[a->n_sources++] = (Source){.is_file = 0, .value = arg};
         } else {
-            usage_error("unknown argument '%s' (see `reformer help`)", arg);
+            usage_error("unknown argument '%s' (see `reformer %s --help`)", arg, command_name(cmd));
         }
     }
     if ((cmd == CMD_EVAL || cmd == CMD_SAMPLE) && !a->ckpt)

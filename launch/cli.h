@@ -75,6 +75,19 @@ __attribute__((noreturn))
 void run_error(const char *msg);
 
 void print_help(void);
+// One command: its name, what main runs (NULL for help), the argument
+// synopsis, a one-line summary, its arguments (one per line) and an example.
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *synopsis, *summary, *arguments, *example;
+} CommandInfo;
+// The command named name, or NULL (help.c holds the table).
+const CommandInfo *find_command(const char *name);
+// "train, eval, ..." (for an unknown command's message).
+void command_names(char *buf, size_t cap);
+// `reformer COMMAND --help`: usage, summary, arguments, an example.
+void print_command_help(const CommandInfo *cmd);
 // reformer help config [--markdown]: every key, default and meaning (help.c).
 int cmd_help_config(int argc, char **argv);
 

@@ -7,9 +7,10 @@
 //   reformer export-hf --ckpt FILE --out DIR / import-hf --model DIR --out FILE
 //   reformer plan [--config FILE] [--set key=value ...] [--fit BYTES]
 //   reformer tokenize --data PATH --vocab N --out FILE.model [--type unigram|bpe]
-//   reformer help [config [--markdown]]
+//   reformer help [COMMAND | config [--markdown]]; reformer COMMAND --help
 //
-// One file per command (train.c, bench.c, ...); cli.c parses arguments.
+// One file per command (train.c, bench.c, ...); cli.c parses arguments;
+// help.c holds the table of commands that main dispatches through.
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,19 +32,33 @@ static void ensure_passive_openmp_wait(char **argv) {
 
 int main(int argc, char **argv) {
     ensure_passive_openmp_wait(argv);
-    if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "config")) return cmd_help_config(argc - 3, argv + 3);
-    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    char names[256];
+    command_names(names, sizeof names);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         print_help();
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "export-hf")) return cmd_export_hf(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "import-hf")) return cmd_import_hf(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "plan")) return cmd_plan(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
-    usage_error("unknown command '%s' (commands: train, eval, sample, bench, plan, tokenize, export-hf, import-hf, help)",
-                argv[1]);
+    if (!strcmp(argv[1], "help")) {
+        if (argc >= 3 && !strcmp(argv[2], "config")) return cmd_help_config(argc - 3, argv + 3);
+        if (argc == 2) {
+            print_help();
+            return 0;
+        }
+        const int self = !strcmp(argv[2], "--help") || !strcmp(argv[2], "-h");  // help --help
+        const CommandInfo *cmd = find_command(self ? "help" : argv[2]);
+        if (!cmd || argc > 3)
+            usage_error("help: '%s' is not a command (usage: reformer help [COMMAND | config [--markdown]]; commands: %s)",
+                        argv[argc > 3 ? 3 : 2], names);
+        print_command_help(cmd);
+        return 0;
+    }
+    const CommandInfo *cmd = find_command(argv[1]);
+    if (!cmd) usage_error("unknown command '%s' (commands: %s)", argv[1], names);
+    // --help anywhere (or -h first) prints the command's help instead of running it.
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || (i == 2 && !strcmp(argv[i], "-h"))) {
+            print_command_help(cmd);
+            return 0;
+        }
+    return cmd->run(argc - 2, argv + 2);
 }

@@ -19,6 +19,7 @@
 #include "evaluate.h"
 #include "metrics.h"
 #include "model.h"
+#include "progress.h"
 #include "rank_batch.h"
 #include "run_dir.h"
 #include "signals.h"
@@ -362,6 +363,8 @@ int cmd_train(int argc, char **argv) {
     }
     RankBatch rb;
     rank_batch_init(&rb, &m, &dist);
+    StepProgress progress;  // where a long step is (rank 0 prints it; evaluations are not followed)
+    progress_init(&progress, c->n_layers, c->steps);
     const double tokens_per_step = (double)global_batch * c->seq_len;
     double t_begin = now_seconds(), comm_begin = dist_comm_seconds(), tok_total = 0, loss = 0, eval_bpb = -1, loss_bpb = 0;
     // Periodic evaluation needs a validation split (not dup/random, not empty).
@@ -379,7 +382,16 @@ int cmd_train(int argc, char **argv) {
         maybe_die_for_test(&dist, step);
         rank_batch_draw(&rb, &ds, &dist, (uint32_t)step);
         double t0 = now_seconds(), comm0 = dist_comm_seconds();
+        if (lead) {
+            progress_begin_step(&progress, step);
+            m.on_layer = progress_on_layer;
+            m.on_layer_ctx = &progress;
+        }
         LossStats st = forward_backward(&m, &dist, &rb, (uint32_t)step);
+        if (lead) {
+            m.on_layer = NULL;
+            progress_end_step(&progress);
+        }
         double lr = lr_at(c, step);
         double norm = model_update(&m, step, lr);
         double dt = now_seconds() - t0, comm_share = (dist_comm_seconds() - comm0) / dt;

@@ -21,7 +21,11 @@
 #define TINY_MODEL                                                                                             \
     "--set seq_len=128 --set d_model=32 --set d_ff=64 --set n_layers=2 --set n_heads=2 --set lsh_chunk=32 " \
     "--set local_chunk=32 --set batch=2"
-#define TINY_TRAIN "--set data=data/tinyshakespeare.txt --set steps=6 " TINY_MODEL
+// The optimizer the tests' expectations were written for (the defaults until
+// issue 25 raised lr and lowered the betas): which bytes a model trained six
+// steps samples, and how far LSH's two forms differ after 40, depend on it.
+#define TINY_OPTIM "--set lr=2e-3 --set beta1=0.9 --set beta2=0.98 "
+#define TINY_TRAIN "--set data=data/tinyshakespeare.txt --set steps=6 " TINY_OPTIM TINY_MODEL
 
 static char tmp_dir[256];
 

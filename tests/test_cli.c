@@ -95,11 +95,14 @@ Test(cli, unknown_command) {
     Run r = run_cli("frobnicate");
     ASSERT_ONE_LINE_ERROR(&r, "reformer frobnicate", "frobnicate");
     run_free(&r);
+    r = run_cli("help frobnicate");
+    ASSERT_ONE_LINE_ERROR(&r, "reformer help frobnicate", "frobnicate");
+    run_free(&r);
 }
 
 Test(cli, unknown_argument_and_missing_value) {
     Run r = run_cli("train --bogus");
-    ASSERT_ONE_LINE_ERROR(&r, "train --bogus", "--bogus");
+    ASSERT_ONE_LINE_ERROR(&r, "train --bogus", "--bogus", "reformer train --help");
     run_free(&r);
     r = run_cli("train --set");
     ASSERT_ONE_LINE_ERROR(&r, "train --set", "--set");
@@ -173,6 +176,125 @@ Test(cli, help_config_gives_every_key_its_meaning) {
     cr_assert_eq(bad.rc, 2, "help config with an unknown argument exited %d", bad.rc);
     run_free(&bad);
     run_free(&r);
+}
+
+// `reformer COMMAND --help` (issue 25): every command prints its usage, its
+// arguments and an example, exits 0 and runs nothing; every --flag its usage
+// names is one its parser knows (given without its value it is refused for
+// the missing value, not as an unknown argument), so help and parser agree.
+Test(cli, every_command_has_help_with_arguments_and_an_example) {
+    const char *commands[] = {"train", "eval", "sample", "bench", "plan", "export-hf", "import-hf", "help"};
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
+        const char *cmd = commands[c];
+        for (int form = 0; form < 3; form++) {
+            Run r = form == 0 ? run_cli("%s --help", cmd) : form == 1 ? run_cli("help %s", cmd) : run_cli("%s -h", cmd);
+            cr_assert_eq(r.rc, 0, "reformer %s --help (form %d) exited %d: %s", cmd, form, r.rc, r.err);
+            char want[128];
+            snprintf(want, sizeof want, "usage: reformer %s ", cmd);
+            cr_assert(!strncmp(r.out, want, strlen(want)), "%s --help does not start with '%s': %.200s", cmd, want, r.out);
+            snprintf(want, sizeof want, "\nexample:\n  reformer %s", cmd);
+            cr_assert(strstr(r.out, want), "%s --help has no example", cmd);
+            // Each value-taking --FLAG of the usage line is explained below it and known to the parser.
+            const char *eol = strchr(r.out, '\n');
+            for (const char *p = strstr(r.out, " --"); form == 0 && p && p < eol; p = strstr(p + 1, " --")) {
+                char flag[32];
+                sscanf(p + 1, "%31[-a-z]", flag);
+                const char *after = p + 1 + strlen(flag);
+                cr_assert(strstr(eol, flag), "%s --help: %s is in the usage but not explained", cmd, flag);
+                if (after[0] != ' ' || !(after[1] >= 'A' && after[1] <= 'Z')) continue;  // a switch: would run
+                Run f = run_cli("%s %s", cmd, flag);
+                cr_assert_eq(f.rc, 2, "reformer %s %s (no value) exited %d", cmd, flag, f.rc);
+                cr_assert(!strstr(f.err, "unknown argument") && !strstr(f.err, "option, not a"),
+                          "reformer %s: the parser does not know %s, which its help lists: %s", cmd, flag, f.err);
+                run_free(&f);
+            }
+            run_free(&r);
+        }
+    }
+}
+
+// Progress inside long steps (issue 25). A step's layers are reported as the
+// model reaches them: forward 1..N, then backward N..1, with the share done
+// rising. REFORMER_PROGRESS_AFTER_S=0 makes every step "long" here.
+static void count_progress(const char *text, int n_steps, int n_layers, int want_per_step) {
+    for (int step = 1; step <= n_steps; step++) {
+        int seen = 0;
+        const char *p = text;
+        char head[64];
+        snprintf(head, sizeof head, "step %d/%d: ", step, n_steps);
+        for (const char *q = strstr(p, head); q; q = strstr(q + 1, head)) seen++;
+        cr_assert_eq(seen, want_per_step, "step %d: %d progress lines, expected %d:\n%s", step, seen, want_per_step, text);
+        if (want_per_step != 2 * n_layers) continue;
+        for (int i = 0; i < 2 * n_layers; i++) {  // in the order the model runs them
+            char line[96];
+            int bwd = i >= n_layers, layer = bwd ? 2 * n_layers - i : i + 1;
+            snprintf(line, sizeof line, "step %d/%d: %s, layer %d/%d | ", step, n_steps, bwd ? "backward" : "forward",
+                     layer, n_layers);
+            const char *at = strstr(p, line);
+            cr_assert_not_null(at, "no '%s' after the previous progress line:\n%s", line, text);
+            p = at + 1;
+        }
+    }
+}
+
+Test(cli, progress_of_long_steps) {
+    char dir[512];
+    path_in(dir, sizeof dir, "p");
+    // Off a terminal: a plain line per layer when every_s is 0 ...
+    setenv("REFORMER_PROGRESS_AFTER_S", "0", 1);
+    setenv("REFORMER_PROGRESS_EVERY_S", "0", 1);
+    Run r = run_cli("train " TINY_TRAIN " --set steps=2 --set eval_every=0 --set out_dir='%s'", dir);
+    cr_assert_eq(r.rc, 0, "train exited %d: %s", r.rc, r.err);
+    count_progress(r.err, 2, 2, 4);
+    cr_assert(strstr(r.err, "progress: step 1/2: forward, layer 1/2 | 0% | 0:00 elapsed, step ETA ?\n"), "%s", r.err);
+    cr_assert_null(strchr(r.err, '\r'), "no terminal, no carriage returns: %s", r.err);
+    run_free(&r);
+    // ... at most one line per every_s (the first layer of each step here) ...
+    setenv("REFORMER_PROGRESS_EVERY_S", "3600", 1);
+    path_in(dir, sizeof dir, "q");
+    r = run_cli("train " TINY_TRAIN " --set steps=2 --set eval_every=0 --set out_dir='%s'", dir);
+    cr_assert_eq(r.rc, 0);
+    count_progress(r.err, 2, 2, 1);
+    run_free(&r);
+    // ... and nothing for steps shorter than the default 10 s.
+    unsetenv("REFORMER_PROGRESS_AFTER_S");
+    unsetenv("REFORMER_PROGRESS_EVERY_S");
+    path_in(dir, sizeof dir, "r");
+    r = run_cli("train " TINY_TRAIN " --set steps=2 --set eval_every=0 --set out_dir='%s'", dir);
+    cr_assert_eq(r.rc, 0);
+    count_progress(r.err, 2, 2, 0);
+    run_free(&r);
+    // On a terminal (script(1) gives it one): one line rewritten in place per
+    // layer, cleared before the step's own line.
+    if (system("command -v script >/dev/null") != 0) cr_skip_test("script(1) is not installed: no terminal to test with");
+    char cmd[2048], log[512];
+    path_in(dir, sizeof dir, "t");
+    path_in(log, sizeof log, "tty.log");
+    snprintf(cmd, sizeof cmd,
+             "REFORMER_PROGRESS_AFTER_S=0 script -qec \"'%s' train " TINY_TRAIN " --set steps=2 --set eval_every=0 "
+             "--set out_dir='%s'\" /dev/null > '%s' 2>&1 </dev/null",
+             bin(), dir, log);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char *tty = read_all(log);
+    count_progress(tty, 2, 2, 4);
+    cr_assert(strstr(tty, "\rstep 2/2: backward, layer 1/2 | "), "no rewritten line: %s", tty);
+    cr_assert(strstr(tty, "\r\033[Kstep 2/2 | loss"), "the progress line is not cleared before the step line: %s", tty);
+    free(tty);
+}
+
+// Every command in README.md and docs/*.md, and every --help example, runs as
+// written (issue 25): tests/docs_commands.py extracts them and runs the cheap
+// ones in a sandbox (the others are listed there with the reason they are
+// not run here); `make test-docs` runs it alone.
+Test(cli, docs_commands_run_as_written, .timeout = 900) {
+    char cmd[1024], log[512];
+    path_in(log, sizeof log, "docs.log");
+    snprintf(cmd, sizeof cmd, "python3 tests/docs_commands.py > '%s' 2>&1", log);
+    int rc = system(cmd);
+    char *out = read_all(log);
+    cr_assert_eq(rc, 0, "tests/docs_commands.py failed:\n%s", out);
+    cr_assert(strstr(out, " 0 failed"), "%s", out);
+    free(out);
 }
 
 Test(cli, help_lists_every_key) {

@@ -2,6 +2,7 @@
 // reconstructs its inputs, matches the stored-activation backward, and is
 // bit-for-bit deterministic.
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,4 +96,43 @@ Test(model_f32, deterministic_training) {
     train_steps(&c, 6, lb, pb);
     cr_expect_neq(memcmp(la, lb, sizeof la), 0, "a different seed gave the same losses");
     param_layout_free(&p);
+}
+
+// The embeddings start at the scales the config names (emb_init_std,
+// axial_init_std; issue 25's defaults search), the weight matrices at
+// init_std. The sample standard deviation of n normal draws is within
+// 4/sqrt(2n) of the true one with overwhelming probability: 2.2% for the
+// smallest tensor here (axial.0, 16 x 64 = 1024 draws); 5% is the bound.
+static double sample_std(const real *x, size_t n) {
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) s += x[i], s2 += (double)x[i] * x[i];
+    return sqrt(s2 / n - (s / n) * (s / n));
+}
+
+Test(model_f32, initial_scales_are_the_config_keys) {
+    const double emb[] = {1.0, 0.02, 0.3}, axial[] = {1.0, 0.5, 0.01};
+    for (int k = 0; k < 3; k++) {
+        Config c;
+        config_defaults(&c);
+        char err[256], v[64];
+        snprintf(v, sizeof v, "emb_init_std=%g", emb[k]);
+        cr_assert_eq(config_set_pair(&c, v, err, sizeof err), 0, "%s", err);
+        snprintf(v, sizeof v, "axial_init_std=%g", axial[k]);
+        cr_assert_eq(config_set_pair(&c, v, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(config_finalize(&c, err, sizeof err), 0, "%s", err);
+        ParamLayout p;
+        param_layout_build(&p, &c);
+        real *w = malloc(p.n_params * sizeof(real));
+        param_init_host(&p, w, c.seed);
+        const TensorInfo *t = &p.tensors[p.tok_emb];
+        cr_assert_float_eq(sample_std(w + t->offset, t->size), emb[k], 0.05 * emb[k], "tok_emb std");
+        for (int a = 0; a < c.n_axes; a++) {
+            t = &p.tensors[p.axial[a]];
+            cr_assert_float_eq(sample_std(w + t->offset, t->size), axial[k], 0.05 * axial[k], "axial.%d std", a);
+        }
+        t = &p.tensors[p.out_w];
+        cr_assert_float_eq(sample_std(w + t->offset, t->size), c.init_std, 0.05 * c.init_std, "out.w std");
+        free(w);
+        param_layout_free(&p);
+    }
 }

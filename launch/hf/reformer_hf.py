@@ -70,6 +70,7 @@ CONFIG_TO_HF = [
     ("ln_eps", "layer_norm_eps"),
     ("dropout", "hidden_dropout_prob"),
     ("init_std", "initializer_range"),
+    ("axial_init_std", "axial_norm_std"),
 ]
 
 
@@ -119,6 +120,7 @@ def hf_config_from_project(cfg):
         lsh_attention_probs_dropout_prob=0.0,
         local_attention_probs_dropout_prob=0.0,
         initializer_range=float(cfg["init_std"]),
+        axial_norm_std=float(cfg.get("axial_init_std", "1")),  # checkpoints of older builds lack the key
         is_decoder=True,
         tie_word_embeddings=False,
         chunk_size_lm_head=0,
@@ -254,6 +256,7 @@ def project_config_from_hf(hc, notes):
         "ln_eps": _fmt_double(float(hc.layer_norm_eps)),
         "dropout": _fmt_double(float(hc.hidden_dropout_prob)),
         "init_std": _fmt_double(float(hc.initializer_range)),
+        "axial_init_std": _fmt_double(float(hc.axial_norm_std)),
     }
 
 
