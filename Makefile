@@ -16,13 +16,14 @@ HDF5_LIBS := $(shell pkg-config --libs hdf5-serial 2>/dev/null || echo -lhdf5_se
 build/f32/io/%.o build/f32/launch/%.o build/f32/tests/%.o build/f64/io/%.o build/f64/tests/hf_dump.o: \
     CFLAGS += $(HDF5_CFLAGS)
 
-# libzip (enwik8.zip), also for io/'s users only.
+# libzip (enwik8.zip, .npz images) and libpng (PNG images), also for io/'s users only.
 ZIP_LIBS := $(shell pkg-config --libs libzip 2>/dev/null || echo -lzip)
 # SentencePiece (io/tokenizer.cc, the one C++ file: the library is C++; the
 # rest of io/ calls it through io/tokenizer.h's C interface).
 CXX ?= g++
 SPM_LIBS := -lsentencepiece_train -lsentencepiece -lstdc++
-IO_LIBS := $(HDF5_LIBS) $(ZIP_LIBS) $(SPM_LIBS)
+PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng)
+IO_LIBS := $(HDF5_LIBS) $(ZIP_LIBS) $(SPM_LIBS) $(PNG_LIBS)
 
 # dist/: over MPI when mpicc is found, else the one-process implementation.
 MPICC := $(shell command -v mpicc 2>/dev/null)
@@ -90,7 +91,7 @@ build/f32/launch/cli.o build/f32/tests/test_dist.o: CFLAGS += -DREFORMER_NCCL
 endif
 endif
 
-.PHONY: all test test-cuda test-hf setup setup-hf clean roofline device-deps device-check device-check-rehearsal
+.PHONY: all test test-cuda test-hf test-slurm setup setup-hf clean roofline device-deps device-check device-check-rehearsal
 # Keep the objects of pattern-rule chains (tests), so `make test` rebuilds
 # only what changed.
 .SECONDARY:
@@ -167,6 +168,14 @@ test-cuda: build/test_cuda
 setup:
 	@./launch/setup.sh
 
+# launch/slurm/reformer.sbatch on a real one-node SLURM cluster (munged,
+# slurmctld, slurmd started privately in a temporary directory; make setup
+# installs them): preemption by USR1, the time-limit warning and scontrol
+# requeue, each resumed to the same losses, and two srun-started ranks.
+# Needs root (its slurmd starts the jobs); two to three minutes.
+test-slurm: build/reformer
+	@tests/slurm/test_slurm.sh
+
 # Hugging Face interop (reformer export-hf / import-hf): `make setup-hf`
 # makes .venv-hf (Debian's torch, pinned transformers); `make test-hf`
 # compares this project with transformers' Reformer (tests/hf/), through
@@ -208,6 +217,11 @@ build/lsh_leak: build/f32/experiments/lsh_causality/leak.o $(CORE_OBJ) $(IO_OBJ)
 build/f64/experiments/lsh_causality/leak.o: CFLAGS += $(HDF5_CFLAGS)
 build/lsh_leak_f64: build/f64/experiments/lsh_causality/leak.o $(CORE64_OBJ) $(IO64_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(IO_LIBS)
+
+# PNG's own lossless size of image sets (experiments/images/): libpng at
+# maximum compression, in bits per subpixel.
+build/png_size: build/f32/experiments/images/png_size.o build/f32/io/image_png.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(PNG_LIBS)
 
 # The lent GPU machine's check (cuda/README.md, "On a lent GPU"): device-deps
 # downloads the Debian packages it carries into .devdeps/ (here, once);

@@ -1,6 +1,6 @@
 #include "config.h"
 
-#define DEFAULT_CHUNK 64
+#define DEFAULT_CHUNK CONFIG_AUTO_CHUNK
 #define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
 
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-const char *const DATA_FORMATS[] = {"auto", "text", "enwik8", "pg19", "tokens", "dup", "random", NULL};
+const char *const DATA_FORMATS[] = {"auto", "text", "enwik8", "pg19", "tokens", "npz", "png", "dup", "random", NULL};
 
 // Names of the enum-valued keys, in the enum's order (value i is NAMES[i]).
 static const char *const ATTN_NAMES[] = {"pattern", "full", NULL};
@@ -24,9 +24,10 @@ static const char *const DEVICE_NAMES[] = {"cpu", "cuda", NULL};
 static const char *const SP_ATTENTION_NAMES[] = {"auto", "heads", "sequence", NULL};  // indexed by SpAttention
 static const char *const ATTN_IMPL_NAMES[] = {"fast", "reference", NULL};  // attn_reference 0 / 1
 static const char *const LSH_FORM_NAMES[] = {"standard", "strict", NULL};  // lsh_strict 0 / 1
+static const char *const IMAGE_FIT_NAMES[] = {"exact", "crop", "tile", NULL};  // indexed by ImageFit
 // CHOICE keys store the index as an int.
 _Static_assert(sizeof(Activation) == sizeof(int) && sizeof(Schedule) == sizeof(int) &&
-                   sizeof(Precision) == sizeof(int) && sizeof(SpAttention) == sizeof(int),
+                   sizeof(Precision) == sizeof(int) && sizeof(SpAttention) == sizeof(int) && sizeof(ImageFit) == sizeof(int),
                "CHOICE keys write their enum as an int");
 
 typedef enum {
@@ -61,7 +62,7 @@ typedef struct KeyRow {
     const char *doc;            // what the key means (docs/configuration.md)
 } KeyRow;
 
-static const KeyCodec SPLIT_FRACTIONS_CODEC;
+static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC;
 
 #define FIELD(f) .offset = offsetof(Config, f), .size = sizeof(((Config *)0)->f)
 #define INT(f, lo_, hi_) .type = KEY_INT, FIELD(f), .lo = (lo_), .hi = (hi_)
@@ -119,10 +120,11 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
       "decoding computes exactly the training forward (CPU, unsharded or "               \
       "sequence-parallel on either path; not exportable to transformers)")               \
     X(axial_shape,     AXES(axial_shape),                    NULL, SHAPE,                \
-      "axial position-embedding shape, product = `seq_len`; auto = the most nearly "     \
-      "square two-factor split")                                                         \
+      "axial position-embedding shape, product = `seq_len`; auto (or 0) = the most "     \
+      "nearly square two-factor split")                                                  \
     X(axial_dims,      AXES(axial_dims),                     NULL, SHAPE,                \
-      "widths of the axial embedding parts, sum = `d_model`; auto = an even split")      \
+      "widths of the axial embedding parts, sum = `d_model`; auto (or 0) = an even "     \
+      "split")                                                                           \
     X(ff_chunk,        INT(ff_chunk, 1, INT_MAX),             "1024", 0,                 \
       "tokens per feed-forward chunk")                                                   \
     X(loss_chunk,      INT(loss_chunk, 1, INT_MAX),           "1024", 0,                 \
@@ -184,7 +186,7 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
       "what to train on: a file, a PG19 directory, `dup` (duplication task) or "         \
       "`random` (random tokens); see [Data](data.md)")                                   \
     X(data_format,     NAME(data_format, DATA_FORMATS),       "auto", 0,                 \
-      "`auto`, `text`, `enwik8`, `pg19`, `tokens`, `dup` or `random`; `auto` infers "    \
+      "`auto`, `text`, `enwik8`, `pg19`, `tokens`, `npz`, `png`, `dup` or `random`; `auto` infers " \
       "it from `data` (see [Data](data.md))")                                            \
     X(split_fractions, CUSTOM(SPLIT_FRACTIONS_CODEC),         "0.9,0.05,0.05", 0,        \
       "train, validation and test shares of a `text` or `tokens` source, cut "           \
@@ -200,6 +202,12 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
       "once, into a token cache beside the data; `vocab_size` follows from it; `none`: bytes") \
     X(word_ppl,        BOOL(word_ppl),                        "0", 0,                    \
       "1: evaluations also report perplexity per word (exp of total nats over whitespace-separated words); always on for pg19") \
+    X(image_shape,     CUSTOM(IMAGE_SHAPE_CODEC),             "none", 0,                 \
+      "H,W,C of one image (C 1 to 4; 3 = RGB): an image model, one sample one image of seq_len = H*W*C subpixels, " \
+      "axial positions over (H, W, C) unless `axial_shape` is set; `none`: a text model") \
+    X(image_fit,       CHOICE(image_fit, IMAGE_FIT_NAMES),    "exact", 0,                \
+      "PNG images of another size than `image_shape`: `exact` refuses them, `crop` takes the centred H x W " \
+      "window, `tile` every whole H x W tile row by row from the top left")               \
     X(dup_alphabet,    INT(dup_alphabet, 2, 1 << 20),         "128", 0,                  \
       "duplication task: symbols are 1 .. `dup_alphabet`-1")                             \
     X(out_dir,         STRING(out_dir),                       "runs/default", 0,         \
@@ -386,6 +394,34 @@ static void format_split_fractions(const Config *c, const KeyRow *k, char *buf, 
 
 static const KeyCodec SPLIT_FRACTIONS_CODEC = {parse_split_fractions, format_split_fractions};
 
+// "H,W,C" (three positive integers, C 1 to 4: gray, gray+alpha, RGB, RGBA) or
+// "none" (not an image model).
+static int parse_image_shape(Config *c, const KeyRow *k, const char *s, char *err, size_t errlen) {
+    int v[MAX_AXES] = {0}, n = 0;
+    if (!strcmp(s, "none")) {
+        memset(c->image_shape, 0, sizeof c->image_shape);
+        return 0;
+    }
+    if (parse_list(k->name, s, v, &n, err, errlen)) return -1;
+    if (n != 3) return fail(err, errlen, "%s: '%s' is not H,W,C (three numbers, e.g. 64,64,3) or none", k->name, s);
+    if (v[2] > 4) return fail(err, errlen, "%s: %d channels; PNG images have 1 to 4 (3 = RGB)", k->name, v[2]);
+    if ((long)v[0] * v[1] * v[2] > (1L << 28)) return fail(err, errlen, "%s: '%s' has over 2^28 subpixels", k->name, s);
+    memcpy(c->image_shape, v, sizeof c->image_shape);
+    return 0;
+}
+static void format_image_shape(const Config *c, const KeyRow *k, char *buf, size_t cap) {
+    (void)k;
+    if (!config_is_image(c)) snprintf(buf, cap, "none");
+    else format_list(buf, cap, c->image_shape, 3);
+}
+
+static const KeyCodec IMAGE_SHAPE_CODEC = {parse_image_shape, format_image_shape};
+
+void config_image_shape_text(const Config *c, char *buf, size_t cap) {
+    if (!config_is_image(c)) snprintf(buf, cap, "none");
+    else snprintf(buf, cap, "%dx%dx%d", c->image_shape[0], c->image_shape[1], c->image_shape[2]);
+}
+
 static const KeyRow *find_key(const char *key) {
     for (int i = 0; i < N_KEYS; i++)
         if (!strcmp(KEY_ROWS[i].name, key)) return &KEY_ROWS[i];
@@ -413,7 +449,13 @@ static int set_row(Config *c, const KeyRow *k, const char *value, char *err, siz
         return parse_string(k->name, k->names[i], field, k->size, err, errlen);
     }
     case KEY_AXES: {
-        int v[MAX_AXES] = {0}, n;
+        int v[MAX_AXES] = {0}, n = 0;
+        // 0: automatic, as if not given (the rule of every key whose 0 means auto).
+        if (!strcmp(value, "0")) {
+            memcpy(field, v, sizeof v);
+            *(int *)((char *)c + k->count_offset) = 0;
+            return 0;
+        }
         if (parse_list(k->name, value, v, &n, err, errlen)) return -1;
         memcpy(field, v, sizeof v);
         *(int *)((char *)c + k->count_offset) = n;
@@ -632,14 +674,25 @@ int config_finalize(Config *c, char *err, size_t errlen) {
     } else if (c->n_buckets % 2 || c->n_buckets < 2) {
         return fail(err, errlen, "n_buckets: %d must be even and at least 2", c->n_buckets);
     }
+    // Images: one sample is one image, and its axes are the position axes
+    // unless axial_shape says otherwise.
+    const int *img = c->image_shape;
+    if (config_is_image(c) && (long)img[0] * img[1] * img[2] != c->seq_len)
+        return fail(err, errlen, "seq_len: %d is not the %dx%dx%d = %ld subpixels of image_shape (one sample is one "
+                    "image); set seq_len=%ld", c->seq_len, img[0], img[1], img[2], (long)img[0] * img[1] * img[2],
+                    (long)img[0] * img[1] * img[2]);
+    if (config_is_image(c) && c->vocab_size < 256)
+        return fail(err, errlen, "vocab_size: an image model needs the 256 subpixel values, got %d", c->vocab_size);
     // Axial position embeddings.
     if (c->axial_shape_set) c->n_axes = c->axial_shape_set;
     else if (c->axial_dims_set) c->n_axes = c->axial_dims_set;
-    else c->n_axes = 2;
+    else c->n_axes = config_is_image(c) ? 3 : 2;
     if (c->axial_shape_set && c->axial_dims_set && c->axial_shape_set != c->axial_dims_set)
         return fail(err, errlen, "axial_dims: %d entries but axial_shape has %d", c->axial_dims_set,
                     c->axial_shape_set);
-    if (!c->axial_shape_set) {
+    if (!c->axial_shape_set && config_is_image(c) && c->n_axes == 3) {
+        memcpy(c->axial_shape, c->image_shape, 3 * sizeof(int));
+    } else if (!c->axial_shape_set) {
         if (c->n_axes != 2)
             return fail(err, errlen, "axial_shape: must be given when axial_dims has %d entries", c->n_axes);
         c->axial_shape[0] = near_square_divisor(c->seq_len);

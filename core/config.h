@@ -7,6 +7,10 @@
 // (d_head, n_buckets, axial shape) and validates everything, reporting the
 // first problem as one line that names the key.
 #pragma once
+
+// The chunk length lsh_chunk=0 / local_chunk=0 derive: the largest divisor
+// of seq_len up to this.
+#define CONFIG_AUTO_CHUNK 64
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -29,6 +33,9 @@ const char *precision_name(Precision p);
 // sequence = the sequence stays sharded (LSH: distributed sort; local: halo
 // of the previous chunk); auto = halo for local layers, Ulysses for LSH
 // layers where sp divides n_heads, the distributed sort past the heads.
+// image_fit: exact (every image must be H x W), crop (the centred H x W
+// window of each), tile (every whole H x W tile, row by row from the top left).
+typedef enum { IMAGE_FIT_EXACT = 0, IMAGE_FIT_CROP = 1, IMAGE_FIT_TILE = 2 } ImageFit;
 typedef enum { SP_ATTN_AUTO = 0, SP_ATTN_HEADS = 1, SP_ATTN_SEQUENCE = 2 } SpAttention;
 
 typedef struct {
@@ -74,7 +81,9 @@ typedef struct {
     double clip;           // global gradient-norm clip; 0 = off
     uint64_t seed;
     char data[1024];       // a file or directory, "dup" or "random"
-    char data_format[16];  // auto | text | enwik8 | pg19 | tokens | dup | random
+    char data_format[16];  // auto | text | enwik8 | pg19 | tokens | npz | png | dup | random
+    int image_shape[3];    // H, W, C of one image (0,0,0: not an image model); seq_len = H*W*C
+    int image_fit;         // ImageFit: how PNG files of another size become H x W images
     double split_fractions[3];  // train, validation, test shares (text, tokens)
     int cross_docs;        // 1: training windows may cross document boundaries
     int whole_docs;        // 1: every training sample is one whole document, padded (io/dataset.h)
@@ -122,6 +131,11 @@ int config_get(const Config *c, const char *key, char *buf, size_t cap);
 
 // The values data_format accepts, NULL-terminated ("auto" first).
 extern const char *const DATA_FORMATS[];
+
+// 1 when image_shape is set: one sample is one image of H*W*C subpixels.
+static inline int config_is_image(const Config *c) { return c->image_shape[0] > 0; }
+// "HxWxC" (or "none") into buf.
+void config_image_shape_text(const Config *c, char *buf, size_t cap);
 
 // Number of LSH layers in the finalized config.
 int config_count_lsh_layers(const Config *c);

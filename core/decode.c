@@ -325,6 +325,24 @@ void decode_logits_uncached(Decoder *dec, const int *tokens, int n, real *logits
 
 // --- sampling ------------------------------------------------------------------
 
+int decode_continue(Decoder *dec, int *tokens, int n_given, int n_total, uint64_t seed, uint32_t stream,
+                    double temperature, int top_k, real *logits, real *first_logits) {
+    decoder_reset(dec);
+    for (int n = 0; n < n_total; n++) {
+        if (n < n_given) {
+            if (n + 1 < n_given) decoder_step(dec, tokens[n], logits);  // the logits of a given token are not needed
+            continue;
+        }
+        decoder_step(dec, tokens[n - 1], logits);
+        for (int v = 0; v < dec->V; v++)
+            if (!isfinite(logits[v])) return n;
+        if (n == n_given && first_logits) memcpy(first_logits, logits, (size_t)dec->V * sizeof(real));
+        double u = rng_uniform(seed, (uint64_t)n, stream, rng_tag(RNG_SAMPLE, 0, 0));
+        tokens[n] = decode_sample(logits, dec->V, temperature, top_k, u);
+    }
+    return 0;
+}
+
 int decode_sample(const real *logits, int V, double temperature, int top_k, double u) {
     int best = 0;
     for (int i = 1; i < V; i++)

@@ -88,6 +88,18 @@ real decode_attend(real *out, real *scores, const real *q, const real *keys, con
 // proj: scratch [nb/2].
 void decode_hash(uint16_t *buckets, real *proj, const real *qk, const real *rotations, int dh, int R, int nb);
 
+// Continue a sequence: the decoder is reset and steps through tokens[0 ..
+// n_given), then tokens[n_given .. n_total) are sampled in turn, token n drawn
+// from the logits after tokens[n - 1] with the uniform draw
+// rng_uniform(seed, n, stream, RNG_SAMPLE) (temperature, top_k as in
+// decode_sample): same seed and stream, same tokens. n_total <= seq_len + 1
+// (the last token is sampled, never stepped). first_logits (NULL: not
+// wanted) receives [vocab_size] logits of token n_given; logits is scratch
+// [vocab_size]. Returns 0, or the first position whose logits were not finite
+// (a diverged model; tokens from there on are unset).
+int decode_continue(Decoder *dec, int *tokens, int n_given, int n_total, uint64_t seed, uint32_t stream,
+                    double temperature, int top_k, real *logits, real *first_logits);
+
 // Sample a token from logits [V]: temperature 0 is argmax; top_k > 0 keeps
 // the k largest logits. u in [0, 1) is the uniform draw.
 int decode_sample(const real *logits, int V, double temperature, int top_k, double u);

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -272,6 +273,10 @@ size_t mem_plan_need(const MemPlan *p, const MemRules *rules) {
     return p->backend_bytes + (strcmp(rules->device, "cpu") == 0 ? p->host_bytes : 0);
 }
 
+size_t mem_process_need(const MemPlan *p, const MemRules *rules) {
+    return mem_plan_need(p, rules) + (strcmp(rules->device, "cpu") == 0 ? MEM_PROCESS_OVERHEAD : 0);
+}
+
 void mem_plan_print(const MemPlan *p, const Config *c, const MemRules *rules, FILE *out) {
     const double MiB = 1024.0 * 1024.0;
     fprintf(out, "memory plan: device=%s precision=%s seq_len=%d batch=%d sp=%d d_model=%d n_layers=%d "
@@ -296,20 +301,25 @@ void mem_plan_print(const MemPlan *p, const Config *c, const MemRules *rules, FI
 size_t mem_parse_size(const char *s) {
     char *end = NULL;
     double v = strtod(s, &end);
-    if (end == s || v <= 0) return 0;
+    if (end == s || !isfinite(v) || !(v > 0)) return 0;
     while (*end == ' ') end++;
-    double mult = 1;
+    int power = 0;
     switch (toupper((unsigned char)*end)) {
-    case 'K': mult = 1024.0, end++; break;
-    case 'M': mult = 1024.0 * 1024.0, end++; break;
-    case 'G': mult = 1024.0 * 1024.0 * 1024.0, end++; break;
-    case 'T': mult = 1024.0 * 1024.0 * 1024.0 * 1024.0, end++; break;
+    case 'K': power = 1; break;
+    case 'M': power = 2; break;
+    case 'G': power = 3; break;
+    case 'T': power = 4; break;
     case 0: break;
+    case 'B': break;
     default: return 0;
     }
-    if (mult > 1 && (*end == 'i' || *end == 'I')) end++;
-    if (mult > 1 && (*end == 'b' || *end == 'B')) end++;
-    else if (mult == 1 && (*end == 'b' || *end == 'B')) end++;
+    if (power) end++;
+    double base = 1024.0;
+    if (power && (*end == 'i' || *end == 'I')) end++;       // GiB, Gi: binary
+    else if (power && (*end == 'b' || *end == 'B')) base = 1000.0;  // GB: decimal
+    if (*end == 'b' || *end == 'B') end++;
     if (*end) return 0;
-    return (size_t)(v * mult);
+    double bytes = v * pow(base, power);
+    if (!(bytes < 0x1p62)) return 0;
+    return (size_t)bytes;
 }

@@ -77,5 +77,18 @@ void mem_plan_print(const MemPlan *p, const Config *c, const MemRules *rules, FI
 // host staging when the backend's memory is host memory (device=cpu).
 size_t mem_plan_need(const MemPlan *p, const MemRules *rules);
 
-// Parse "16G", "800M", "12GiB", "1.5T" or plain bytes; 0 on error.
+// What one process (rank) of the run needs from host memory beyond its plan:
+// the program, MPI, OpenBLAS and a step's transients. Measured 28.8-29.3 MiB
+// per rank at sp 1 to 8 (experiments/scaling/past_heads.md, memory_overhead
+// rows), rounded up.
+#define MEM_PROCESS_OVERHEAD ((size_t)30 << 20)
+// mem_plan_need plus MEM_PROCESS_OVERHEAD when the plan's memory is host
+// memory (device=cpu): what preflight checks and `plan --fit` fits.
+size_t mem_process_need(const MemPlan *p, const MemRules *rules);
+
+// A size: a finite positive number, then an optional unit. K, M, G, T, with
+// or without "i" and "B" (16G, 16GiB), are powers of 1024; KB, MB, GB, TB are
+// powers of 1000 (16GB = 16e9 bytes); none or B is bytes. Returns 0 for
+// anything else (nan, inf, a negative number, an unknown unit) or a size of
+// 2^62 bytes or more.
 size_t mem_parse_size(const char *s);

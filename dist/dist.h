@@ -11,6 +11,8 @@ typedef enum {
     DIST_WORLD = 0,  // every rank
     DIST_DP = 1,     // ranks holding the same shard of different replicas
     DIST_SP = 2,     // the sequence-parallel ranks of one replica
+    DIST_NODE = 3,   // the ranks on this node (shared memory): they share its memory
+    DIST_N_GROUPS = 4,
 } DistGroup;
 
 typedef struct {
@@ -18,7 +20,7 @@ typedef struct {
     int local_rank, local_size;  // on this node (shared-memory split): picks the GPU
     int dp, sp;                  // grid shape
     int dp_rank, sp_rank;        // position in the grid
-    void *comm[3];               // MPI communicators by DistGroup (opaque: no MPI in headers)
+    void *comm[DIST_N_GROUPS];   // MPI communicators by DistGroup (opaque: no MPI in headers)
     int with_mpi;                // 0: one process without MPI (no-MPI build, or started alone)
     struct DistDevice *device;   // collectives on device buffers (NCCL) for a GPU backend,
                                  // opened by dist_open_device_collectives; NULL: host buffers

@@ -243,8 +243,9 @@ int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen
         d->world = d->local_size = d->dp = d->sp = 1;
         if (dist_check_slurm_tasks(1, err, errlen)) return -1;
         if (sp != 1) {
-            snprintf(err, errlen, "sp: %d does not divide the number of ranks (1); start %d or more ranks with mpirun",
-                     sp, sp);
+            snprintf(err, errlen, "sp: %d does not divide the number of ranks (1); start a multiple of %d ranks "
+                     "(mpirun -np %d, or srun), or run in this one process with --set sp=1 (sp is not a shape key: "
+                     "a checkpoint of sp=%d resumes under sp=1 and continues its run)", sp, sp, sp, sp);
             return -1;
         }
         return 0;
@@ -259,23 +260,24 @@ int dist_init(Dist *d, int *argc, char ***argv, int sp, char *err, size_t errlen
     d->with_mpi = 1;
     if (dist_check_slurm_tasks(d->world, err, errlen)) return -1;
     if (sp < 1 || d->world % sp) {
-        snprintf(err, errlen, "sp: %d does not divide the number of ranks (%d)", sp, d->world);
+        snprintf(err, errlen, "sp: %d does not divide the number of ranks (%d); start a multiple of %d ranks, or "
+                 "set sp to a divisor of %d (--set sp=1 works on any number; sp is not a shape key: a checkpoint "
+                 "resumes under another sp and continues its run)", sp, d->world, sp, d->world);
         return -1;
     }
     d->sp = sp;
     d->dp = d->world / sp;
     d->dp_rank = d->rank / sp;
     d->sp_rank = d->rank % sp;
-    for (int g = 0; g < 3; g++) d->comm[g] = calloc(1, sizeof(MPI_Comm));
+    for (int g = 0; g < DIST_N_GROUPS; g++) d->comm[g] = calloc(1, sizeof(MPI_Comm));
     mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, (MPI_Comm *)d->comm[DIST_WORLD]));
     mpi_check(MPI_Comm_split(MPI_COMM_WORLD, d->sp_rank, d->dp_rank, (MPI_Comm *)d->comm[DIST_DP]));
     mpi_check(MPI_Comm_split(MPI_COMM_WORLD, d->dp_rank, d->sp_rank, (MPI_Comm *)d->comm[DIST_SP]));
-    MPI_Comm local;
-    mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &local));
-    mpi_check(MPI_Comm_rank(local, &d->local_rank));
-    mpi_check(MPI_Comm_size(local, &d->local_size));
-    mpi_check(MPI_Comm_free(&local));
-    for (int g = 0; g < 3; g++) mpi_check(MPI_Comm_set_errhandler(C(d, (DistGroup)g), MPI_ERRORS_RETURN));
+    MPI_Comm *local = (MPI_Comm *)d->comm[DIST_NODE];
+    mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, local));
+    mpi_check(MPI_Comm_rank(*local, &d->local_rank));
+    mpi_check(MPI_Comm_size(*local, &d->local_size));
+    for (int g = 0; g < DIST_N_GROUPS; g++) mpi_check(MPI_Comm_set_errhandler(C(d, (DistGroup)g), MPI_ERRORS_RETURN));
     return 0;
 }
 
@@ -284,7 +286,7 @@ void dist_finalize(Dist *d) {
         memset(d, 0, sizeof *d);
         return;
     }
-    for (int g = 0; g < 3; g++)
+    for (int g = 0; g < DIST_N_GROUPS; g++)
         if (d->comm[g]) {
             MPI_Comm_free((MPI_Comm *)d->comm[g]);
             free(d->comm[g]);

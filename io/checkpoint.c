@@ -384,6 +384,27 @@ int ckpt_save_run(const char *dir, Model *m, const CkptState *run, int keep, cha
     return 0;
 }
 
+int ckpt_check_names(const char *dir, char *err, size_t errlen) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;  // no directory yet: nothing in the way
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        int tmp;
+        if (parse_name(e->d_name, &tmp) < 0 || tmp) continue;
+        char path[2048];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) continue;
+        snprintf(err, errlen, "out_dir: %s is %s, not a checkpoint, but named like one: a run would count it as "
+                 "its newest checkpoint and fail to write over it; move it out of %s",
+                 path, stat(path, &st) != 0 ? "a dangling link" : S_ISDIR(st.st_mode) ? "a directory" :
+                 "not a regular file", dir);
+        rc = -1;
+    }
+    closedir(d);
+    return rc;
+}
+
 int ckpt_find_latest(const char *dir, char *path, size_t cap, long *step, char *err, size_t errlen) {
     DIR *d = opendir(dir);
     if (!d) return sys_error(err, errlen, dir, "cannot open the directory");
@@ -427,14 +448,16 @@ static int open_checked(H5Ctx *x, hid_t *file, Config *c, long *step) {
     if (st < 0 || st > INT32_MAX) return h5_error(x, "attribute step is %lld, out of range", (long long)st);
     *step = (long)st;
     // Keys absent from the file keep their defaults, so checkpoints outlive
-    // keys added later; the shape keys must be there.
+    // keys added later; the shape keys must be there, and so must seed: it
+    // keys the data order, hashing and dropout of every step, so a default
+    // in its place would continue another run.
     config_defaults(c);
     char value[1100], msg[1024];
     for (int i = 0; CONFIG_KEYS[i]; i++) {
         const char *key = CONFIG_KEYS[i];
         htri_t has = h5_check(x, H5Aexists(*file, key), key);
         if (has < 0) return -1;
-        if (!has && !config_key_is_shape(key)) continue;
+        if (!has && !config_key_is_shape(key) && strcmp(key, "seed")) continue;
         if (h5_read_attr_string(x, *file, key, value, sizeof value)) return -1;
         if (config_set(c, key, value, msg, sizeof msg)) return h5_error(x, "config %s", msg);
     }

@@ -76,6 +76,12 @@ int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep,
 int ckpt_save_run(const char *dir, Model *m, const CkptState *st, int keep, char *path_out, size_t path_cap,
                   char *err, size_t errlen);
 
+// Is every entry of dir named like a checkpoint (ckpt_<step>.h5) a regular
+// file? A directory or a special file under such a name would be taken for
+// the newest checkpoint by every resume and fresh-run check. Returns 0 (or
+// when dir does not exist), or -1 with a one-line message naming the path.
+int ckpt_check_names(const char *dir, char *err, size_t errlen);
+
 // The newest complete checkpoint in dir (largest step; *.tmp ignored).
 // Returns 0, or -1 with a one-line message naming dir.
 int ckpt_find_latest(const char *dir, char *path, size_t cap, long *step, char *err, size_t errlen);

@@ -108,6 +108,24 @@ void data_mapped_read_failed(const Dataset *ds) {
     FATAL(NULL, "SIGBUS reading the data at %p, outside every mapped file of '%s'", (void *)addr, ds->path);
 }
 
+static long long stat_ns(struct timespec t) { return (long long)t.tv_sec * 1000000000LL + t.tv_nsec; }
+
+int dataset_check_unchanged(const Dataset *ds, char *err, size_t errlen) {
+    for (long i = 0; i < ds->n_maps; i++) {
+        const struct DataMap *m = &ds->maps[i];
+        struct stat st;
+        if (stat(m->path, &st) != 0) continue;  // removed or renamed away: the mapping keeps the old file
+        if ((unsigned long long)st.st_dev != m->dev || (unsigned long long)st.st_ino != m->ino) continue;
+        if ((size_t)st.st_size == m->len && stat_ns(st.st_mtim) == m->mtime_ns && stat_ns(st.st_ctim) == m->ctime_ns)
+            continue;
+        return data_fail(err, errlen,
+                         "data: '%s' was rewritten in place while training (%zu bytes when opened, %lld now; "
+                         "modified since)",
+                         m->path, m->len, (long long)st.st_size);
+    }
+    return 0;
+}
+
 int data_map_file(Dataset *ds, const char *key, const char *path, const void **data, size_t *len, char *err,
                   size_t errlen) {
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
@@ -136,7 +154,9 @@ int data_map_file(Dataset *ds, const char *key, const char *path, const void **d
     char *copy = strdup(path);
     if (!copy) FATAL(NULL, "out of memory");
     install_sigbus_handler();
-    ds->maps[ds->n_maps++] = (struct DataMap){.addr = p, .len = (size_t)st.st_size, .path = copy};
+    ds->maps[ds->n_maps++] = (struct DataMap){.addr = p, .len = (size_t)st.st_size, .path = copy,
+                                              .dev = (unsigned long long)st.st_dev, .ino = (unsigned long long)st.st_ino,
+                                              .mtime_ns = stat_ns(st.st_mtim), .ctime_ns = stat_ns(st.st_ctim)};
     *data = p;
     *len = (size_t)st.st_size;
     return 0;
@@ -148,14 +168,19 @@ void data_add_doc(DataSplit *s, const void *data, size_t len) {
     s->n_tokens += len;
 }
 
-void data_split_contiguous(Dataset *ds, const void *data, size_t n, const double fractions[3]) {
-    // Round each boundary to the nearest token; a zero share gives an empty
-    // split (no document), and the test split ends exactly at n.
+void data_split_ends(size_t n, const double fractions[3], size_t ends[N_SPLITS]) {
+    // Round each boundary to the nearest item; a zero share gives an empty
+    // split, and the test split ends exactly at n.
     size_t train_end = (size_t)llround((double)n * fractions[0]);
     size_t valid_end = (size_t)llround((double)n * (fractions[0] + fractions[1]));
     if (fractions[2] == 0 || valid_end > n) valid_end = n;
     if (train_end > valid_end) train_end = valid_end;
-    const size_t ends[N_SPLITS] = {train_end, valid_end, n};
+    ends[0] = train_end, ends[1] = valid_end, ends[2] = n;
+}
+
+void data_split_contiguous(Dataset *ds, const void *data, size_t n, const double fractions[3]) {
+    size_t ends[N_SPLITS];
+    data_split_ends(n, fractions, ends);  // no document for an empty split
     const char *bytes = data;
     size_t begin = 0;
     for (int s = 0; s < N_SPLITS; s++) {

@@ -53,6 +53,10 @@ void data_mapped_read_failed(const Dataset *ds);
 // Append a document of len tokens to a split.
 void data_add_doc(DataSplit *s, const void *data, size_t len);
 
+// Where the splits of n items end (train, validation, test) by the shares
+// in fractions, each boundary rounded to the nearest item.
+void data_split_ends(size_t n, const double fractions[3], size_t ends[N_SPLITS]);
+
 // One run of n tokens (token_bytes each) cut into train, validation and test
 // documents, contiguously in that order, by the shares in fractions.
 void data_split_contiguous(Dataset *ds, const void *data, size_t n, const double fractions[3]);
@@ -65,6 +69,11 @@ int data_open_text(Dataset *ds, const Config *c, char *err, size_t errlen);
 int data_open_enwik8(Dataset *ds, char *err, size_t errlen);
 int data_open_pg19(Dataset *ds, char *err, size_t errlen);
 int data_open_tokens(Dataset *ds, const Config *c, char *err, size_t errlen);
+// npz and png (data_image.c): every image decoded into ds->owned, raster order.
+int data_open_images(Dataset *ds, const Config *c, char *err, size_t errlen);
+// data_format=auto for a directory: npz when it holds *.npz, png when it (or
+// its train/) holds *.png, else pg19.
+DataKind data_image_dir_kind(const char *dir);
 
 // Replace the byte documents of a text source by their encoding with ds->tok,
 // from the token cache (data_tokenize.c; encoded into it first if absent).

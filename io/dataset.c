@@ -14,10 +14,10 @@
 #include "rng.h"
 #include "util.h"
 
-static const char *const KIND_NAMES[] = {"text", "enwik8", "pg19", "tokens", "dup", "random"};
+static const char *const KIND_NAMES[N_DATA_KINDS] = {"text", "enwik8", "pg19", "tokens", "dup", "random", "npz", "png"};
 static const char *const SPLIT_NAMES[N_SPLITS] = {"train", "validation", "test"};
 
-const char *data_kind_name(DataKind k) { return k >= DATA_TEXT && k <= DATA_RANDOM ? KIND_NAMES[k] : "?"; }
+const char *data_kind_name(DataKind k) { return k >= DATA_TEXT && k < N_DATA_KINDS ? KIND_NAMES[k] : "?"; }
 
 const char *split_name(Split s) { return s >= SPLIT_TRAIN && s < N_SPLITS ? SPLIT_NAMES[s] : "?"; }
 
@@ -50,10 +50,11 @@ static int detect_kind(const char *path, DataKind *kind, char *err, size_t errle
     if (!strcmp(path, "random")) return *kind = DATA_RANDOM, 0;
     struct stat st;
     if (stat(path, &st) != 0) return data_fail(err, errlen, "data: cannot open '%s': %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode)) return *kind = DATA_PG19, 0;
+    if (S_ISDIR(st.st_mode)) return *kind = data_image_dir_kind(path), 0;
     // Reading a FIFO's first bytes would block, and a pipe cannot be mapped.
     if (!S_ISREG(st.st_mode)) return data_refuse_special("data", path, st.st_mode, err, errlen);
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (ends_with(path, ".npz")) return *kind = DATA_NPZ, 0;
     if (ends_with(path, ".zip") || (!strcmp(base, "enwik8") && st.st_size == ENWIK8_BYTES)) return *kind = DATA_ENWIK8, 0;
     int32_t magic = 0;
     FILE *f = fopen(path, "rb");
@@ -67,7 +68,7 @@ static int detect_kind(const char *path, DataKind *kind, char *err, size_t errle
 
 static int parse_kind(const Config *c, DataKind *kind, char *err, size_t errlen) {
     if (!strcmp(c->data_format, "auto")) return detect_kind(c->data, kind, err, errlen);
-    for (int k = DATA_TEXT; k <= DATA_RANDOM; k++)
+    for (int k = DATA_TEXT; k < N_DATA_KINDS; k++)
         if (!strcmp(c->data_format, KIND_NAMES[k])) return *kind = (DataKind)k, 0;
     return data_fail(err, errlen, "data_format: '%s' is not a known format", c->data_format);
 }
@@ -80,16 +81,16 @@ static size_t eval_windows_of(size_t len, int L) {
 }
 
 // Prefix sums over the documents of a split: offsets, training starts and
-// evaluation windows.
-static void index_split(DataSplit *s, int L, int cross_docs, int whole_docs) {
+// evaluation windows. An image is one start and one window.
+static void index_split(DataSplit *s, int L, int cross_docs, int whole_docs, int images) {
     s->doc_offsets = checked_calloc((size_t)s->n_docs + 1, sizeof *s->doc_offsets);
     s->train_starts = checked_calloc((size_t)s->n_docs + 1, sizeof *s->train_starts);
     s->eval_prefix = checked_calloc((size_t)s->n_docs + 1, sizeof *s->eval_prefix);
     for (long d = 0; d < s->n_docs; d++) {
         size_t len = s->docs[d].len;
         s->doc_offsets[d + 1] = s->doc_offsets[d] + len;
-        s->train_starts[d + 1] = s->train_starts[d] + (len > (size_t)L ? len - (size_t)L : 0);
-        s->eval_prefix[d + 1] = s->eval_prefix[d] + eval_windows_of(len, L);
+        s->train_starts[d + 1] = s->train_starts[d] + (images ? 1 : len > (size_t)L ? len - (size_t)L : 0);
+        s->eval_prefix[d + 1] = s->eval_prefix[d] + (images ? 1 : eval_windows_of(len, L));
     }
     s->n_eval_windows = (long)s->eval_prefix[s->n_docs];
     if (whole_docs) {
@@ -108,6 +109,9 @@ static int check_trainable(const Dataset *ds, char *err, size_t errlen) {
         return data_fail(err, errlen, "data: '%s': whole_docs=1 needs a train document of 2 tokens or more", ds->path);
     }
     if (s->n_train_starts > 0) return 0;
+    if (data_kind_is_image(ds->kind))
+        return data_fail(err, errlen, "data: '%s': the train split holds no image (raise the train share of "
+                         "split_fractions, or add train_*.npz / train/*.png)", ds->path);
     if (ds->kind == DATA_PG19) {
         size_t longest = 0;
         for (long d = 0; d < s->n_docs; d++) longest = MAX(longest, s->docs[d].len);
@@ -161,7 +165,21 @@ int dataset_open_tok(Dataset *ds, const Config *c, const Tokenizer *tok, char *e
     ds->seed = c->seed;
     ds->token_bytes = 1;
     snprintf(ds->path, sizeof ds->path, "%s", c->data);
+    memcpy(ds->image_shape, c->image_shape, sizeof ds->image_shape);
+    ds->image_fit = (ImageFit)c->image_fit;
     if (parse_kind(c, &ds->kind, err, errlen)) return -1;
+    // An image model reads images only, a text model never (a checkpoint's
+    // config brings its image_shape to eval and sample).
+    char shape[64];
+    config_image_shape_text(c, shape, sizeof shape);
+    if (data_kind_is_image(ds->kind) && !config_is_image(c))
+        return data_fail(err, errlen, "data: '%s' holds images (%s) but image_shape is none (a text model): set "
+                         "image_shape=H,W,C, e.g. 64,64,3 for Imagenet64", c->data, KIND_NAMES[ds->kind]);
+    if (data_kind_is_image(ds->kind) && c->whole_docs)
+        return data_fail(err, errlen, "whole_docs: images are whole already (one image per window); leave it 0");
+    if (!data_kind_is_image(ds->kind) && ds->kind != DATA_RANDOM && config_is_image(c))
+        return data_fail(err, errlen, "data: '%s' is %s data, but image_shape=%s makes this an image model: give "
+                         "npz or png images, or image_shape=none", c->data, KIND_NAMES[ds->kind], shape);
     if (attach_tokenizer(ds, c, tok, err, errlen)) {
         dataset_close(ds);
         return -1;
@@ -180,10 +198,14 @@ int dataset_open_tok(Dataset *ds, const Config *c, const Tokenizer *tok, char *e
         ds->token_bytes = 2;
         rc = data_open_tokens(ds, c, err, errlen);
         break;
+    case DATA_NPZ:
+    case DATA_PNG: rc = data_open_images(ds, c, err, errlen); break;
+    case N_DATA_KINDS: break;
     }
     if (rc == 0 && ds->tok) rc = data_tokenize(ds, c, err, errlen);
     if (rc == 0) {
-        for (int s = 0; s < N_SPLITS; s++) index_split(&ds->split[s], ds->seq_len, ds->cross_docs, ds->whole_docs);
+        for (int s = 0; s < N_SPLITS; s++)
+            index_split(&ds->split[s], ds->seq_len, ds->cross_docs, ds->whole_docs, data_kind_is_image(ds->kind));
         rc = check_trainable(ds, err, errlen);
     }
     if (rc) dataset_close(ds);
@@ -244,12 +266,24 @@ static void copy_window(const Dataset *ds, const DataSplit *s, size_t pos, int *
     }
 }
 
+void image_window(const uint8_t *x, int L, int *tokens, int *targets) {
+    tokens[0] = 0;
+    for (int i = 0; i < L; i++) {
+        if (i + 1 < L) tokens[i + 1] = x[i];
+        targets[i] = x[i];
+    }
+}
+
 // One training window from a uniformly drawn start: every start position
 // that leaves seq_len + 1 tokens inside its document (or, with cross_docs,
 // inside the split) is equally likely, so long documents are drawn in
-// proportion to their length.
+// proportion to their length. An image is drawn uniformly.
 static void train_window(const Dataset *ds, uint64_t draw, int *tok, int *tgt) {
     const DataSplit *s = &ds->split[SPLIT_TRAIN];
+    if (data_kind_is_image(ds->kind)) {
+        image_window(s->docs[draw % (uint64_t)s->n_docs].data, ds->seq_len, tok, tgt);
+        return;
+    }
     size_t start = (size_t)(draw % s->n_train_starts), pos = start;
     if (!ds->cross_docs) {
         long d = find_doc(s->train_starts, s->n_docs, start);
@@ -330,6 +364,10 @@ void dataset_eval_window(const Dataset *ds, Split split, long window, int *token
     const size_t L = (size_t)ds->seq_len;
     long d = find_doc(s->eval_prefix, s->n_docs, (size_t)window);
     const DataDoc *doc = &s->docs[d];
+    if (data_kind_is_image(ds->kind)) {  // images live in memory: no mapping to guard
+        image_window(doc->data, ds->seq_len, tokens, targets);
+        return;
+    }
     size_t base = ((size_t)window - s->eval_prefix[d]) * L;
     sigjmp_buf jump;
     if (sigsetjmp(jump, 0)) data_mapped_read_failed(ds);
@@ -378,6 +416,9 @@ void dataset_describe(const Dataset *ds, char *buf, size_t cap) {
         return;
     }
     int n = snprintf(buf, cap, "%s %s", data_kind_name(ds->kind), ds->path);
+    if (data_kind_is_image(ds->kind))
+        n += snprintf(buf + n, cap - (size_t)n, " (images %dx%dx%d, one per window)", ds->image_shape[0],
+                      ds->image_shape[1], ds->image_shape[2]);
     for (int s = 0; s < N_SPLITS && n >= 0 && (size_t)n < cap; s++) {
         const DataSplit *sp = &ds->split[s];
         n += snprintf(buf + n, cap - (size_t)n, " | %s %ld doc%s %zu tokens", split_name((Split)s), sp->n_docs,

@@ -11,6 +11,14 @@
 //   tokens  a pre-tokenized file in llm.c's format (256 int32 header: magic
 //           20240520, version 1, token count; then uint16 tokens), split by
 //           `split_fractions` like text
+//   npz     downsampled ImageNet (Imagenet32/64): .npz batches whose array
+//           `data` is uint8 [N, H*W*C], each row channel-planar (all R, then G,
+//           then B); `labels` and others are ignored. A directory: train_*.npz
+//           is the train split, val_*.npz validation (test_*.npz test); one
+//           file is split by image with `split_fractions`
+//   png     a directory of PNG files: train/, validation/, test/ when it has
+//           train/, else its *.png split by image with `split_fractions` (in
+//           name order); sized to image_shape by `image_fit`
 //   dup     the paper's duplication task "0 w 0 w" (synthetic)
 //   random  uniform random tokens (benchmarks)
 //
@@ -25,8 +33,15 @@
 // (dataset_batch): see there.
 //
 // Files are memory-mapped, never read whole (a compressed enwik8.zip is the
-// exception: it is inflated once into memory). A split is a list of
-// documents, each a contiguous run of tokens.
+// exception: it is inflated once into memory, and so are images, decoded into
+// raster order). A split is a list of documents, each a contiguous run of
+// tokens.
+//
+// Images (npz, png; config image_shape = H,W,C): one document is one image of
+// L = H*W*C subpixels in raster order (row, column, channel), and one window
+// is one whole image: tokens [0, x_0 .. x_{L-2}] (0 starts every image, as
+// trax shifts images right), targets [x_0 .. x_{L-1}], every subpixel scored.
+// Training draws images uniformly; evaluation walks every image once.
 //
 // Training draws windows from a seeded, resumable cursor: the window of
 // global sequence s at step t is a pure function of (seed, t, s), so a run
@@ -40,7 +55,8 @@
 #include "config.h"
 #include "tokenizer.h"
 
-typedef enum { DATA_TEXT = 0, DATA_ENWIK8, DATA_PG19, DATA_TOKENS, DATA_DUP, DATA_RANDOM } DataKind;
+typedef enum { DATA_TEXT = 0, DATA_ENWIK8, DATA_PG19, DATA_TOKENS, DATA_DUP, DATA_RANDOM, DATA_NPZ, DATA_PNG,
+               N_DATA_KINDS } DataKind;
 typedef enum { SPLIT_TRAIN = 0, SPLIT_VALIDATION = 1, SPLIT_TEST = 2, N_SPLITS = 3 } Split;
 
 typedef struct {
@@ -80,10 +96,32 @@ typedef struct {
     char token_cache[2200];  // the token cache file mapped (with tok)
     uint64_t seed;
     // Mappings and buffers to release.
-    struct DataMap { void *addr; size_t len; char *path; } *maps;
+    // Each mapped file with what identified it when opened (stat: device,
+    // inode, modification and change times in ns), to detect a rewrite.
+    struct DataMap {
+        void *addr;
+        size_t len;
+        char *path;
+        unsigned long long dev, ino;
+        long long mtime_ns, ctime_ns;
+    } *maps;
     long n_maps, cap_maps;
-    void *owned;             // inflated enwik8.zip
+    void *owned;             // inflated enwik8.zip, or every decoded image
+    size_t owned_len, owned_cap;  // images: bytes used and allocated in owned
+    int image_shape[3];      // H, W, C (image formats)
+    ImageFit image_fit;
 } Dataset;
+
+static inline int data_kind_is_image(DataKind k) { return k == DATA_NPZ || k == DATA_PNG; }
+
+// The unit of bits per target: "bits per dim" (images: per subpixel) or
+// "bits per byte"; short: "bpd" or "bpb".
+static inline const char *dataset_bits_unit(const Dataset *ds, int is_short) {
+    return data_kind_is_image(ds->kind) ? (is_short ? "bpd" : "bits per dim") : (is_short ? "bpb" : "bits per byte");
+}
+
+// One image [L] as its window: tokens [0, x_0 .. x_{L-2}], targets x.
+void image_window(const uint8_t *x, int L, int *tokens, int *targets);
 
 // Open the source named by config `data` in format `data_format`, every
 // split at once. Returns 0, or -1 with a one-line message in err naming the
@@ -138,6 +176,15 @@ const char *split_name(Split s);
 int split_parse(const char *name, Split *out);
 // "text", "enwik8", ...
 const char *data_kind_name(DataKind k);
+
+// Is every mapped file as it was when opened? A file rewritten in place
+// (`cp other data.txt`, `dd conv=notrunc`) keeps its inode but gets a new
+// change time (ctime, which no tool can set back) and mtime: a mapping of it
+// then reads the new bytes, so training would go on with other data. Returns
+// 0, or -1 with a one-line message naming the file in err. A file replaced by
+// rename (a new inode at the path) is not a change: the run keeps reading the
+// old one, which it still maps.
+int dataset_check_unchanged(const Dataset *ds, char *err, size_t errlen);
 
 // One line: format, documents and tokens per split.
 void dataset_describe(const Dataset *ds, char *buf, size_t cap);

@@ -18,7 +18,7 @@ int cmd_bench(int argc, char **argv) {
     Dataset ds;
     if (dataset_open(&ds, c, err, sizeof err)) usage_error("%s", err);
     const Backend *be = pick_backend(c);
-    if (preflight(c, be, !a.json, err, sizeof err)) usage_error("%s", err);
+    if (preflight(c, be, !a.json, NULL, err, sizeof err)) usage_error("%s", err);
     Model m;
     model_init(&m, c, be);
     int *tokens = checked_calloc((size_t)m.T, sizeof(int)), *targets = checked_calloc((size_t)m.T, sizeof(int));

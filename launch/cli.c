@@ -22,6 +22,23 @@
 #include "dist.h"
 #include "util.h"
 
+// An error line goes out in one write(2): stderr is unbuffered, and under
+// mpirun the launcher's own lines (its banner when a rank fails) would
+// otherwise land between the pieces of ours.
+static void write_line(const char *prefix, const char *fmt, va_list ap) {
+    char line[8192];
+    int n = snprintf(line, sizeof line, "%s", prefix);
+    if (n < 0 || (size_t)n >= sizeof line) n = 0;
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    n = m < 0 ? n : n + m > (int)sizeof line - 2 ? (int)sizeof line - 2 : n + m;
+    line[n++] = '\n';
+    for (int off = 0; off < n;) {
+        ssize_t w = write(STDERR_FILENO, line + off, (size_t)(n - off));
+        if (w <= 0) break;
+        off += (int)w;
+    }
+}
+
 // Under mpirun or srun every rank parses the same arguments and would print
 // the same usage error: only rank 0 (or a process started alone) says it.
 // Every rank still exits non-zero.
@@ -29,13 +46,18 @@ void usage_error(const char *fmt, ...) {
     va_list ap;
     fflush(stdout);
     if (dist_env_rank() <= 0) {
-        fprintf(stderr, "reformer: error: ");
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        write_line("reformer: error: ", fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
     }
     exit(2);
+}
+
+static void say(const char *prefix, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(prefix, fmt, ap);
+    va_end(ap);
 }
 
 // A failure while running is this rank's own: it always says so, naming its
@@ -43,8 +65,10 @@ void usage_error(const char *fmt, ...) {
 void run_error(const char *msg) {
     fflush(stdout);
     int rank = dist_env_rank();
-    if (rank > 0) fprintf(stderr, "reformer: rank %d: error: %s\n", rank, msg);
-    else fprintf(stderr, "reformer: error: %s\n", msg);
+    char prefix[64];
+    if (rank > 0) snprintf(prefix, sizeof prefix, "reformer: rank %d: error: ", rank);
+    else snprintf(prefix, sizeof prefix, "reformer: error: ");
+    say(prefix, "%s", msg);
     exit(1);
 }
 
@@ -155,6 +179,12 @@ static void wrong_command(const char *flag, const char *owner, Command cmd) {
     usage_error("%s is a %s option, not a %s option (see `reformer help`)", flag, owner, command_name(cmd));
 }
 
+void args_unfinalized_config(const Args *a, Config *c) {
+    config_defaults(c);
+    if (a->cmd == CMD_BENCH || a->cmd == CMD_PLAN) snprintf(c->data, sizeof c->data, "random");
+    for (int i = 0; i < a->n_sources; i++) apply_source(c, &a->sources[i]);
+}
+
 void parse_args(Args *a, int argc, char **argv, Command cmd) {
     char err[8192];
     memset(a, 0, sizeof *a);
@@ -164,6 +194,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     a->temperature = 1.0;
     a->sample_seed = -1;
     a->gen_len = -1;
+    a->keep_rows = -1;
     a->sources = checked_calloc((size_t)argc + 2, sizeof(Source));
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
@@ -171,7 +202,9 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
                           !strcmp(arg, "--warmup") || !strcmp(arg, "--resume") || !strcmp(arg, "--ckpt") ||
                           !strcmp(arg, "--data") || !strcmp(arg, "--split") || !strcmp(arg, "--windows") ||
                           !strcmp(arg, "--form") || !strcmp(arg, "--prompt") || !strcmp(arg, "--len") || !strcmp(arg, "--temperature") ||
-                          !strcmp(arg, "--top-k") || !strcmp(arg, "--seed") || !strcmp(arg, "--fit");
+                          !strcmp(arg, "--top-k") || !strcmp(arg, "--seed") || !strcmp(arg, "--fit") ||
+                          !strcmp(arg, "--image") || !strcmp(arg, "--keep-rows") || !strcmp(arg, "--out") ||
+                          !strcmp(arg, "--n");
         if (takes_value && i + 1 >= argc) usage_error("%s needs a value", arg);
         const char *val = takes_value ? argv[++i] : NULL;
         if (!strcmp(arg, "--config") || !strcmp(arg, "--set")) {
@@ -216,6 +249,13 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
             else if (!strcmp(arg, "--top-k")) a->top_k = (int)parse_long_flag(arg, val, 0, 1 << 30);
             else if (!strcmp(arg, "--seed")) a->sample_seed = parse_long_flag(arg, val, 0, 0x7fffffffffffffffL);
             else a->no_cache = 1;
+        } else if (!strcmp(arg, "--image") || !strcmp(arg, "--keep-rows") || !strcmp(arg, "--out") ||
+                   !strcmp(arg, "--n")) {
+            if (cmd != CMD_SAMPLE) wrong_command(arg, "sample", cmd);
+            if (!strcmp(arg, "--image")) a->image = val;
+            else if (!strcmp(arg, "--out")) a->image_out = val;
+            else if (!strcmp(arg, "--keep-rows")) a->keep_rows = parse_long_flag(arg, val, 0, 1L << 30);
+            else a->n_completions = (int)parse_long_flag(arg, val, 1, 64);
         } else if (strchr(arg, '=') && arg[0] != '-') {
             a->sources[a->n_sources++] = (Source){.is_file = 0, .value = arg};
         } else {
@@ -224,9 +264,22 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     }
     if ((cmd == CMD_EVAL || cmd == CMD_SAMPLE) && !a->ckpt)
         usage_error("%s needs --ckpt FILE (a checkpoint written by reformer train)", command_name(cmd));
-    if (cmd == CMD_SAMPLE && !a->prompt) usage_error("sample needs --prompt TEXT (may be empty: --prompt '')");
-    if (cmd == CMD_SAMPLE && a->gen_len < 0) usage_error("sample needs --len N (bytes to generate)");
+    if (cmd == CMD_SAMPLE && a->image) {  // image completion
+        if (a->prompt || a->gen_len >= 0 || a->no_cache)
+            usage_error("--image completes an image: --prompt, --len and --no-cache are for text");
+        if (!a->image_out) usage_error("sample --image needs --out OUT.png (the original and its completions)");
+        if (a->keep_rows < 0) usage_error("sample --image needs --keep-rows K (the rows kept from the top)");
+    } else if (cmd == CMD_SAMPLE) {
+        if (a->image_out || a->keep_rows >= 0 || a->n_completions)
+            usage_error("--out, --keep-rows and --n complete an image: give --image IN.png");
+        if (!a->prompt) usage_error("sample needs --prompt TEXT (at least one byte to start from) or --image IN.png");
+        if (a->gen_len < 0) usage_error("sample needs --len N (bytes to generate)");
+    }
 
+    // A directory (or other non-file) named like a checkpoint would pass for
+    // the newest one: refuse it up front, for a fresh run and a resume alike.
+    if (cmd == CMD_TRAIN && a->resume && strcmp(a->resume, "auto") && ckpt_check_names(a->resume, err, sizeof err))
+        usage_error("%s", err);
     if (a->resume && !strcmp(a->resume, "auto")) {
         // --resume auto: the run in out_dir when it holds a checkpoint, else
         // a new run there (a requeued job's command line works both times).
@@ -237,6 +290,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
         long found_step;
         a->resume_auto = 1;
         a->resume = NULL;
+        if (ckpt_check_names(probe.out_dir, err, sizeof err)) usage_error("%s", err);
         if (ckpt_find_latest(probe.out_dir, found, sizeof found, &found_step, err, sizeof err) == 0) {
             snprintf(a->resume_dir, sizeof a->resume_dir, "%s", probe.out_dir);
             a->resume = a->resume_dir;
@@ -267,9 +321,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
             check_shape_keys(&a->cfg, &ckpt, &a->sources[i]);
         }
     } else {
-        config_defaults(&a->cfg);
-        if (cmd == CMD_BENCH || cmd == CMD_PLAN) snprintf(a->cfg.data, sizeof a->cfg.data, "random");
-        for (int i = 0; i < a->n_sources; i++) apply_source(&a->cfg, &a->sources[i]);
+        args_unfinalized_config(a, &a->cfg);
     }
     resolve_tokenizer(a, (a->resume || a->ckpt) ? &ckpt : NULL);
     if (cmd == CMD_SAMPLE) {
@@ -279,6 +331,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     }
     if (config_finalize(&a->cfg, err, sizeof err)) usage_error("%s", err);
     if (a->resume || a->ckpt) check_shape_keys(&a->cfg, &ckpt, NULL);
+    if (cmd == CMD_TRAIN && ckpt_check_names(a->cfg.out_dir, err, sizeof err)) usage_error("%s", err);
     // Whatever a device needs fails now, before any file is touched: on
     // several ranks (as the launcher says; train checks again after
     // dist_init) the device collectives, then the device itself. (A build
@@ -440,21 +493,51 @@ static int read_size_file(const char *path, size_t *out) {
     return 1;
 }
 
-// The tightest (limit - usage) of a cgroup and its parents.
-static void cgroup_cap(const char *root, const char *rel, const char *limit_name, const char *usage_name,
-                       size_t *avail, char *source, size_t n, const char *label) {
+// The memory of a cgroup that cannot be reclaimed, from its memory.stat
+// (hierarchical: the cgroup and its descendants): anonymous memory, shared
+// memory (tmpfs, which drops only to swap), unevictable (mlocked) pages and,
+// on v2, the kernel memory charged to it. Clean page cache (written
+// checkpoints, staged data) is left out: the kernel reclaims it when a
+// process needs the room. 0 when the file is unreadable or names none.
+static int cgroup_unreclaimable(const char *stat_path, int v2, size_t *out) {
+    static const char *const v2_keys[] = {"anon", "shmem", "unevictable", "kernel_stack", "pagetables",
+                                          "slab_unreclaimable", "sock", NULL};
+    static const char *const v1_keys[] = {"total_rss", "total_shmem", "total_unevictable", NULL};
+    const char *const *keys = v2 ? v2_keys : v1_keys;
+    FILE *f = fopen(stat_path, "r");
+    if (!f) return 0;
+    char line[256], name[128];
+    unsigned long long v, sum = 0;
+    int found = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "%127s %llu", name, &v) == 2)
+            for (int k = 0; keys[k]; k++)
+                if (!strcmp(name, keys[k])) sum += v, found = 1;
+    fclose(f);
+    if (found) *out = (size_t)sum;
+    return found;
+}
+
+// The tightest (limit - unreclaimable use) of a cgroup and its parents; the
+// use is the usage file's figure where memory.stat cannot be read.
+static void cgroup_cap(const char *root, const char *rel, int v2, size_t *avail, char *source, size_t n) {
+    const char *limit_name = v2 ? "memory.max" : "memory.limit_in_bytes";
+    const char *usage_name = v2 ? "memory.current" : "memory.usage_in_bytes";
     char dir[1024];
     snprintf(dir, sizeof dir, "%s%s", root, rel);
     for (;;) {
         char lp[1200], up[1200];
         size_t limit, usage = 0;
         snprintf(lp, sizeof lp, "%s/%s", dir, limit_name);
-        snprintf(up, sizeof up, "%s/%s", dir, usage_name);
         // cgroup v1 reports "no limit" as a huge number (page-rounded LONG_MAX).
         if (read_size_file(lp, &limit) && limit < ((size_t)1 << 60)) {
-            read_size_file(up, &usage);
+            snprintf(up, sizeof up, "%s/memory.stat", dir);
+            if (!cgroup_unreclaimable(up, v2, &usage)) {
+                snprintf(up, sizeof up, "%s/%s", dir, usage_name);
+                read_size_file(up, &usage);
+            }
             size_t left = limit > usage ? limit - usage : 0;
-            if (left < *avail) *avail = left, snprintf(source, n, "%s %s", label, lp);
+            if (left < *avail) *avail = left, snprintf(source, n, "cgroup %s", lp);
         }
         char *slash = strrchr(dir, '/');
         if (!slash || (size_t)(slash - dir) < strlen(root)) break;
@@ -466,13 +549,19 @@ size_t host_memory_available(char *source, size_t n) {
     const char *env = getenv("REFORMER_MEM_AVAILABLE");
     if (env && *env) {
         size_t v = mem_parse_size(env);
-        if (!v) usage_error("REFORMER_MEM_AVAILABLE: '%s' is not a size (like 12G or 800M)", env);
+        if (!v) usage_error("REFORMER_MEM_AVAILABLE: '%s' is not a size (like 12G, 800M or 16GB = 16e9 bytes)", env);
         snprintf(source, n, "REFORMER_MEM_AVAILABLE");
         return v;
     }
+    // Test hook: REFORMER_TEST_SYSROOT=DIR reads DIR/proc/meminfo,
+    // DIR/proc/self/cgroup and DIR/sys/fs/cgroup/... instead (a fake cgroup tree).
+    const char *sysroot = getenv("REFORMER_TEST_SYSROOT");
+    if (!sysroot) sysroot = "";
+    char path[1024], cg_root[1024];
     size_t avail = (size_t)-1;
     snprintf(source, n, "unknown");
-    FILE *f = fopen("/proc/meminfo", "r");
+    snprintf(path, sizeof path, "%s/proc/meminfo", sysroot);
+    FILE *f = fopen(path, "r");
     if (f) {
         char line[256];
         unsigned long long kb;
@@ -483,20 +572,22 @@ size_t host_memory_available(char *source, size_t n) {
             }
         fclose(f);
     }
-    f = fopen("/proc/self/cgroup", "r");
+    snprintf(path, sizeof path, "%s/proc/self/cgroup", sysroot);
+    f = fopen(path, "r");
     if (f) {
         char line[1024];
         while (fgets(line, sizeof line, f)) {
             line[strcspn(line, "\n")] = '\0';
-            char *path = strrchr(line, ':');
-            if (!path) continue;
-            *path++ = '\0';
+            char *rel = strrchr(line, ':');
+            if (!rel) continue;
+            *rel++ = '\0';
+            if (!strcmp(rel, "/")) rel = "";
             if (!strcmp(line, "0:")) {  // v2: "0::/path"
-                cgroup_cap("/sys/fs/cgroup", !strcmp(path, "/") ? "" : path, "memory.max", "memory.current", &avail,
-                           source, n, "cgroup");
+                snprintf(cg_root, sizeof cg_root, "%s/sys/fs/cgroup", sysroot);
+                cgroup_cap(cg_root, rel, 1, &avail, source, n);
             } else if (strstr(line, ":memory") || strstr(line, ",memory")) {  // v1
-                cgroup_cap("/sys/fs/cgroup/memory", !strcmp(path, "/") ? "" : path, "memory.limit_in_bytes",
-                           "memory.usage_in_bytes", &avail, source, n, "cgroup");
+                snprintf(cg_root, sizeof cg_root, "%s/sys/fs/cgroup/memory", sysroot);
+                cgroup_cap(cg_root, rel, 0, &avail, source, n);
             }
         }
         fclose(f);
@@ -504,27 +595,53 @@ size_t host_memory_available(char *source, size_t n) {
     return avail;
 }
 
-int preflight(const Config *c, const Backend *be, int print, char *err, size_t errlen) {
+void two_sizes(char *a, char *b, size_t cap, size_t x, size_t y) {
+    const double GiB = 1024.0 * 1024.0 * 1024.0;
+    for (int digits = 2; digits <= 6; digits++) {
+        snprintf(a, cap, "%.*f GiB", digits, (double)x / GiB);
+        snprintf(b, cap, "%.*f GiB", digits, (double)y / GiB);
+        if (strcmp(a, b)) return;
+    }
+    snprintf(a, cap, "%zu bytes", x);
+    snprintf(b, cap, "%zu bytes", y);
+}
+
+int preflight(const Config *c, const Backend *be, int print, const Dist *d, char *err, size_t errlen) {
     MemRules rules = mem_rules_backend(be);
     MemPlan plan;
     if (!mem_plan_build(&plan, c, &rules, err, errlen)) return 1;
     if (print) describe(c, &plan);
-    size_t need = mem_plan_need(&plan, &rules), avail;
+    size_t need = mem_process_need(&plan, &rules), avail, total = need;
     char source[1300];
     size_t held, used, free_bytes;
+    int node_ranks = 1;
     if (be->device_memory(&held, &used, &free_bytes) == 0) {
-        avail = free_bytes;
+        avail = free_bytes;  // one GPU per rank
         snprintf(source, sizeof source, "free on the GPU");
     } else {
         avail = host_memory_available(source, sizeof source);
+        // The ranks on one node share its memory: each must fit beside the
+        // others (every rank of the node calls this together).
+        if (d && d->local_size > 1) {
+            double sum[2] = {(double)need, 1};
+            dist_allreduce_sum_f64(d, DIST_NODE, sum, 2);
+            total = (size_t)sum[0];
+            node_ranks = (int)sum[1];
+        }
     }
-    if (need <= avail) return 0;
-    const double GiB = 1024.0 * 1024.0 * 1024.0;
+    if (total <= avail) return 0;
+    char a[64], b[64], each[96] = "", overhead[64];
+    two_sizes(a, b, sizeof a, total, avail);
+    snprintf(overhead, sizeof overhead, ", %zu MiB per process", MEM_PROCESS_OVERHEAD >> 20);
+    if (node_ranks > 1)
+        snprintf(each, sizeof each, "%d ranks on this node, each %.2f GiB, ", node_ranks,
+                 (double)need / (1024.0 * 1024.0 * 1024.0));
     snprintf(err, errlen,
-             "memory: this run plans %.2f GiB on %s (seq_len=%d, batch=%d, sp=%d, %zu bytes per token) but %.2f GiB "
-             "is available (%s); lower seq_len or batch, raise sp%s, or see `reformer plan`",
-             (double)need / GiB, be->name, c->seq_len, c->batch, c->sp, plan.per_token_bytes, (double)avail / GiB,
-             source,
-             c->sp == 1 && plan.head_group > 1 ? ", or set attn_head_group=1 (fewer heads per attention pass)" : "");
+             "memory: this run plans %s on %s (%sseq_len=%d, batch=%d, sp=%d, %zu bytes per token%s) but %s "
+             "is available (%s); lower seq_len or batch, raise sp%s%s, or see `reformer plan`",
+             a, be->name, each, c->seq_len, c->batch, c->sp, plan.per_token_bytes,
+             strcmp(rules.device, "cpu") ? "" : overhead, b, source,
+             c->sp == 1 && plan.head_group > 1 ? ", or set attn_head_group=1 (fewer heads per attention pass)" : "",
+             node_ranks > 1 ? ", or start fewer ranks per node" : "");
     return 1;
 }

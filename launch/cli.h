@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "checkpoint.h"
 #include "config.h"
+#include "dist.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -52,6 +53,10 @@ typedef struct {
     int top_k;               // --top-k K (0: off)
     long sample_seed;        // --seed S (-1: the config's seed)
     int no_cache;            // --no-cache: recompute the prefix for every byte
+    const char *image;       // --image IN.png: complete this image (an image model)
+    const char *image_out;   // --out OUT.png
+    long keep_rows;          // --keep-rows K (-1: unset)
+    int n_completions;       // --n N (0: unset, 1)
     // Every command: the run's tokenizer (config `tokenizer`, or the one a
     // checkpoint stores), NULL for bytes. vocab_size is its size.
     Tokenizer *tok;
@@ -77,6 +82,11 @@ int cmd_help_config(int argc, char **argv);
 // problem. Frees nothing: the Args live as long as the command.
 void parse_args(Args *a, int argc, char **argv, Command cmd);
 void free_args(Args *a);
+// The config of a run that starts from no checkpoint, before config_finalize
+// derives its automatic keys (chunk lengths, n_buckets, axial_shape):
+// defaults (data=random for bench and plan), then the --config and --set
+// sources in order. `plan --fit` re-derives those keys for each length.
+void args_unfinalized_config(const Args *a, Config *c);
 
 const Backend *pick_backend(const Config *c);
 // The collectives on device buffers that a GPU backend on world > 1 ranks
@@ -87,6 +97,9 @@ const struct DistNcclOps *load_device_collectives(int world, char *err, size_t e
 void make_dirs(const char *path);
 // "m:ss" or "h:mm:ss".
 void format_duration(char *buf, size_t n, double seconds);
+// x and y as "%.2f GiB", with more digits while they read the same, and in
+// bytes if they still do: a message never reads "plans 0.29 GiB but 0.29 GiB".
+void two_sizes(char *a, char *b, size_t cap, size_t x, size_t y);
 // One line: parameters, layers, sizes, attention, planned memory (from the plan).
 void describe(const Config *c, const MemPlan *p);
 
@@ -99,9 +112,12 @@ size_t host_memory_available(char *source, size_t n);
 // Before anything is allocated or written: plan the run on its backend,
 // print the summary line (print = 1; flushed), and compare the plan with
 // what the process can get (host memory for device=cpu, the device's free
-// memory for device=cuda). Returns 0 when it fits, else 1 with the one-line
-// message (planned, available, what to change) in err.
-int preflight(const Config *c, const Backend *be, int print, char *err, size_t errlen);
+// memory for device=cuda). On host memory the need is the plan plus the
+// process's own overhead (mem_process_need), summed over the ranks of this
+// node when d (NULL: one process) has several there: collective over them.
+// Returns 0 when it fits, else 1 with the one-line message (planned,
+// available, what to change) in err.
+int preflight(const Config *c, const Backend *be, int print, const Dist *d, char *err, size_t errlen);
 
 int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -1,4 +1,4 @@
-// reformer eval: bits per byte of a checkpoint over a whole dataset split
+// reformer eval: bits per byte (bits per dim for images) of a checkpoint over a whole dataset split
 // (and, for PG19 or with word_ppl=1, perplexity per word), or accuracy on the
 // duplication task. A checkpoint trained with a tokenizer encodes the data
 // with the tokenizer it stores.
@@ -56,8 +56,8 @@ int cmd_eval(int argc, char **argv) {
     Dataset ds;
     if (dataset_open_tok(&ds, &c, a.tok, err, sizeof err)) usage_error("%s", err);
     if (ds.kind == DATA_RANDOM)
-        usage_error("data: eval needs a dataset with splits (a text, enwik8, pg19 or tokens source) or dup, not '%s'",
-                    c.data);
+        usage_error("data: eval needs a dataset with splits (a text, enwik8, pg19, tokens, npz or png source) or dup, "
+                    "not '%s'", c.data);
     if (ds.kind == DATA_DUP && a.decode_form)
         usage_error("--form: the duplication task is scored in training form only (its fresh batches are hashed "
                     "at their own steps); leave --form out");
@@ -96,10 +96,15 @@ int cmd_eval(int argc, char **argv) {
     char words[96] = "";
     if (eval_reports_words(&ds, &c))
         snprintf(words, sizeof words, " | %.0f words | %.3f perplexity per word", t.n_words, eval_word_perplexity(&t));
-    printf("eval: %s | %s form | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f bits per byte | %.0f bytes%s | %s "
+    // Bits per target: per byte of the decoded text, or per subpixel ("bits per
+    // dim") for images, whose targets are subpixels rather than bytes of text.
+    char bytes[48] = "";
+    if (!data_kind_is_image(ds.kind)) snprintf(bytes, sizeof bytes, " | %.0f bytes", t.n_bytes);
+    printf("eval: %s | %s form | %ld of %ld windows | %ld targets | loss %.4f nats | %.4f %s%s%s | %s "
            "(%.0f tok/s)\n",
            split_name(split), a.decode_form ? "decode" : "train", t.n_windows, dataset_eval_windows(&ds, split), t.n_targets,
-           t.n_targets ? t.loss_sum / (double)t.n_targets : 0, eval_bits_per_byte(&t), t.n_bytes, words, dur,
+           t.n_targets ? t.loss_sum / (double)t.n_targets : 0, eval_bits_per_byte(&t), dataset_bits_unit(&ds, 0), bytes,
+           words, dur,
            t.seconds > 0 ? (double)t.n_windows * m.L / t.seconds : 0);
     model_free(&m);
     dataset_close(&ds);

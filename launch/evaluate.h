@@ -20,7 +20,8 @@ typedef struct {
 } EvalTotals;
 
 // Bits per byte: total nats over the bytes the scored tokens decode to, in
-// bits. For byte data that is the mean loss / ln 2; with a tokenizer the
+// bits. For byte data that is the mean loss / ln 2 (for images: bits per
+// dim, per subpixel; dataset_bits_unit names it); with a tokenizer the
 // bytes are those of the decoded text, so it compares across vocabularies.
 static inline double eval_bits_per_byte(const EvalTotals *t) {
     return t->n_bytes > 0 ? t->loss_sum / t->n_bytes / 0.69314718055994530942 : 0;

@@ -12,6 +12,8 @@ void print_help(void) {
            "  reformer eval --ckpt FILE [--data PATH] [--split validation|test] [--windows N] [--form train|decode]\n"
            "               [--set key=value ...]\n"
            "  reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
+           "  reformer sample --ckpt FILE --image IN.png --keep-rows K --out OUT.png [--n N] [--temperature T] [--top-k K]\n"
+           "               [--seed S]     (an image model: complete the rows below the top K, N times)\n"
            "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--warmup N] [--json]\n"
            "  reformer export-hf --ckpt FILE --out DIR     (a Hugging Face transformers model; needs make setup-hf)\n"
            "  reformer import-hf --model DIR --out FILE    (a checkpoint at step 0; needs make setup-hf)\n"

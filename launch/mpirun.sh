@@ -15,11 +15,17 @@
 # threads sleep instead of spinning on cores other ranks need) and, on one
 # node, OMP_NUM_THREADS = cores / ranks unless either is already set.
 #
+# SIGTERM or SIGINT to this script (a scheduler, Ctrl-C) reaches the ranks
+# as SIGUSR1, which mpirun forwards: they finish their step, checkpoint and
+# exit 75, and so does this script (a wrapper that requeues on 75 works).
+# mpirun's own SIGTERM handling would end the job with status 1 instead. A
+# second one is passed to mpirun as it is: stop now.
+#
 # Example: launch/mpirun.sh -np 2 build/reformer train --set batch=2
 set -euo pipefail
 
 usage() {
-    sed -n '2,17s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,23s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -95,4 +101,26 @@ cmd+=("$@")
 
 echo "mpirun.sh: OMP_WAIT_POLICY=$OMP_WAIT_POLICY${OMP_NUM_THREADS:+ OMP_NUM_THREADS=$OMP_NUM_THREADS} $(printf '%q ' "${cmd[@]}")" >&2
 if [[ $dry_run -eq 1 ]]; then exit 0; fi
-exec "${cmd[@]}"
+mpirun_pid=""
+stopping=0
+# shellcheck disable=SC2317  # called by the traps below
+on_stop() {  # $1: the signal's name
+    if [[ -z $mpirun_pid ]]; then exit 143; fi
+    if [[ $stopping -eq 0 ]]; then
+        stopping=1
+        echo "mpirun.sh: $1: asking the ranks to stop after their current step (SIGUSR1 to mpirun)" >&2
+        kill -USR1 "$mpirun_pid" 2>/dev/null || true
+    else
+        kill "-$1" "$mpirun_pid" 2>/dev/null || true
+    fi
+}
+trap 'on_stop TERM' TERM
+trap 'on_stop INT' INT
+"${cmd[@]}" &
+mpirun_pid=$!
+# wait returns early when a trap runs: wait until mpirun has ended, then
+# once more for its status (bash keeps the status of a reaped child).
+while kill -0 "$mpirun_pid" 2>/dev/null; do wait "$mpirun_pid" || true; done
+status=0
+wait "$mpirun_pid" || status=$?
+exit "$status"

@@ -14,10 +14,15 @@ packages=(
     libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin libzip-dev zlib1g-dev
     # SentencePiece tokenizers (io/tokenizer.cc, C++)
     g++ libsentencepiece-dev
-    # tests that read those files as a Python user would
-    python3-h5py
+    # PNG images (data_format=png, sample --image)
+    libpng-dev
+    # tests that read those files as a Python user would (numpy writes the .npz images)
+    python3-h5py python3-numpy
     # the launch scripts' lint test
     shellcheck
+    # make test-slurm: a private one-node SLURM (Debian's slurm-wlm: slurmctld,
+    # slurmd, slurm-client) with munge authentication; pgrep (procps)
+    slurmctld slurmd slurm-client munge procps
 )
 if [[ "${REFORMER_SETUP_EXTRAS:-0}" == 1 ]]; then
     packages+=(python3-matplotlib)

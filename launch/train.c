@@ -46,8 +46,8 @@ static double periodic_eval(Model *m, const Dataset *ds, const Dist *d, int step
         char err[2048];
         char words[64] = "";
         if (eval_reports_words(ds, c)) snprintf(words, sizeof words, " | %.2f ppl/word", eval_word_perplexity(&t));
-        printf("eval: step %d/%d | validation | %.4f bpb%s | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
-               c->steps, bpb, words, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), t.n_windows, t.n_targets,
+        printf("eval: step %d/%d | validation | %.4f %s%s | loss %.4f | %ld windows, %ld targets | %.2f s\n", step,
+               c->steps, bpb, dataset_bits_unit(ds, 1), words, t.loss_sum / (double)(t.n_targets ? t.n_targets : 1), t.n_windows, t.n_targets,
                t.seconds);
         fflush(stdout);
         EvalRow row = {.step = step, .split = SPLIT_VALIDATION, .bits_per_byte = bpb,
@@ -93,6 +93,25 @@ static void save_checkpoint(Model *m, RunRecord *run, long step, double loss, ch
     double mib = stat(path, &st) == 0 ? (double)st.st_size / (1024.0 * 1024.0) : 0;
     printf("checkpoint: %s (%.1f MiB, %.2f s)\n", path, mib, now_seconds() - t0);
     fflush(stdout);
+}
+
+// Rank 0, before each checkpoint: a data file rewritten in place under the
+// run (dataset_check_unchanged) means the steps since the last checkpoint
+// may have trained on other bytes. Stop without writing this one, so the
+// last checkpoint, all of whose steps read the data as opened, is the newest.
+static void stop_if_data_changed(const Dataset *ds, const Config *c, MetricsFile *metrics, long step) {
+    char why[1400], last[1100], msg[4096], err[512];
+    if (dataset_check_unchanged(ds, why, sizeof why) == 0) return;
+    long last_step;
+    char tmp[64];
+    int have = ckpt_find_latest(c->out_dir, last, sizeof last, &last_step, tmp, sizeof tmp) == 0;
+    if (metrics_close(metrics, err, sizeof err)) { /* the line below is the error that matters */ }
+    snprintf(msg, sizeof msg,
+             "%s: stopped before the checkpoint of step %ld; %s%s; restore the file and --resume, or write new data "
+             "to a new file and rename it over the old one",
+             why, step, have ? "the last checkpoint is kept: " : "no checkpoint was written yet",
+             have ? last : "");
+    run_error(msg);
 }
 
 // An error every rank reaches together: rank 0 says it once, every rank
@@ -168,12 +187,13 @@ static long resume_from_checkpoint(Model *m, const char *path, Dist *d, CkptStat
 #if defined(__GNUC__)
 __attribute__((noreturn))
 #endif
-static void stop_on_signal(Dist *d, Model *m, MetricsFile *metrics, int sig, long next, long saved_step,
-                           RunRecord *run, double loss) {
+static void stop_on_signal(Dist *d, Model *m, const Dataset *ds, MetricsFile *metrics, int sig, long next,
+                           long saved_step, RunRecord *run, double loss) {
     const Config *c = &m->cfg;
     if (d->rank == 0) {
         char err[2048], path[2048] = "", what[2400];
         long done = next - 1;
+        if (done > saved_step) stop_if_data_changed(ds, c, metrics, done);
         if (done > saved_step) save_checkpoint(m, run, done, loss, path, sizeof path);
         else if (done > 0) ckpt_path(path, sizeof path, c->out_dir, done);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
@@ -247,7 +267,7 @@ int cmd_train(int argc, char **argv) {
     agree_or_fail(&dist, used, 2, used_msg);
     // The summary line, then the memory check, before any file or buffer
     // (a resumed run prints it once its checkpoint is accepted, below).
-    agree_or_fail(&dist, preflight(c, pick_backend(c), lead && !a.resume, err, sizeof err) != 0, 2, err);
+    agree_or_fail(&dist, preflight(c, pick_backend(c), lead && !a.resume, &dist, err, sizeof err) != 0, 2, err);
     // One run per directory: rank 0, which writes every file, holds the
     // lock until it exits; then, under the lock, a fresh run checks again
     // that no run started beside it has written a checkpoint meanwhile.
@@ -355,7 +375,7 @@ int cmd_train(int argc, char **argv) {
     for (int step = (int)start; step <= c->steps; step++) {
         // Between steps: did a stop signal reach any rank? (One int all-reduced.)
         int sig = dist_max_int(&dist, DIST_WORLD, stop_signal_received());
-        if (sig) stop_on_signal(&dist, &m, metrics, sig, step, saved_step, &run, loss);
+        if (sig) stop_on_signal(&dist, &m, &ds, metrics, sig, step, saved_step, &run, loss);
         maybe_die_for_test(&dist, step);
         rank_batch_draw(&rb, &ds, &dist, (uint32_t)step);
         double t0 = now_seconds(), comm0 = dist_comm_seconds();
@@ -399,8 +419,8 @@ int cmd_train(int argc, char **argv) {
             char eta[32];
             double elapsed = now_seconds() - t_begin;
             format_duration(eta, sizeof eta, elapsed / (step - start + 1) * (c->steps - step));
-            printf("step %*d/%d | loss %.4f | bpb %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
-                   (int)log10(c->steps) + 1, step, c->steps, st.loss, bpb, lr, norm, dt * 1e3, tps);
+            printf("step %*d/%d | loss %.4f | %s %.4f | lr %.2e | norm %7.3f | %6.0f ms | %7.0f tok/s",
+                   (int)log10(c->steps) + 1, step, c->steps, st.loss, dataset_bits_unit(&ds, 1), bpb, lr, norm, dt * 1e3, tps);
             if (dist.world > 1) printf(" | comm %3.0f%%", 100 * comm_share);
             if (ds.kind == DATA_DUP) printf(" | acc %.4f", st.accuracy);
             printf(" | eta %s\n", eta);
@@ -409,11 +429,15 @@ int cmd_train(int argc, char **argv) {
         if (can_eval && (step % c->eval_every == 0 || step == c->steps))
             eval_bpb = periodic_eval(&m, &ds, &dist, step, metrics);
         if (c->ckpt_every > 0 && step % c->ckpt_every == 0 && step != c->steps) {
-            if (lead) save_checkpoint(&m, &run, step, loss, ckpt_written, sizeof ckpt_written);
+            if (lead) {
+                stop_if_data_changed(&ds, c, metrics, step);
+                save_checkpoint(&m, &run, step, loss, ckpt_written, sizeof ckpt_written);
+            }
             saved_step = step;
         }
     }
     if (lead) {
+        stop_if_data_changed(&ds, c, metrics, c->steps);
         save_checkpoint(&m, &run, c->steps, loss, ckpt_written, sizeof ckpt_written);
         if (metrics_close(metrics, err, sizeof err)) run_error(err);
     }
@@ -421,10 +445,11 @@ int cmd_train(int argc, char **argv) {
     if (lead) {
         char dur[32];
         format_duration(dur, sizeof dur, total);
-        printf("done: %d steps in %s | final loss %.4f (%.4f bpb) | %.0f tok/s", c->steps, dur, loss, loss_bpb,
+        printf("done: %d steps in %s | final loss %.4f (%.4f %s) | %.0f tok/s", c->steps, dur, loss, loss_bpb,
+               dataset_bits_unit(&ds, 1),
                total > 0 ? tok_total / total : 0);
         if (dist.world > 1) printf(" on %d ranks | comm %.0f%% (rank 0)", dist.world, 100 * comm_total / total);
-        if (eval_bpb >= 0) printf(" | validation %.4f bpb", eval_bpb);
+        if (eval_bpb >= 0) printf(" | validation %.4f %s", eval_bpb, dataset_bits_unit(&ds, 1));
         printf(" | peak RSS %.0f MiB\n", peak_rss_mib());
     }
     if (ds.kind == DATA_DUP) {

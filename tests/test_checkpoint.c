@@ -402,6 +402,31 @@ Test(checkpoint, unsealed_hdf5_file_loads_and_is_validated) {
     model_free(&r);
 }
 
+// Issue 21, 2.11: a checkpoint without its seed attribute loaded with the
+// default seed, so a resume continued with another data order, hashing and
+// dropout. seed must now be there, like the shape keys: one line naming it.
+// Another non-shape key (lr) may still be absent (keys added later).
+Test(checkpoint, a_checkpoint_without_its_seed_is_refused) {
+    Config c;
+    Model m;
+    char err[2048], plain[1100];
+    unsealed_checkpoint(&m, &c, "noseed.h5", plain, sizeof plain);
+    hid_t f = H5Fopen(plain, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    cr_assert_geq(H5Adelete(f, "lr"), 0);
+    H5Fclose(f);
+    Config got;
+    long step;
+    cr_assert_eq(ckpt_read_config(plain, &got, &step, err, sizeof err), 0, "without lr: %s", err);
+    f = H5Fopen(plain, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    cr_assert_geq(H5Adelete(f, "seed"), 0);
+    H5Fclose(f);
+    cr_assert_eq(ckpt_read_config(plain, &got, &step, err, sizeof err), -1, "a checkpoint without seed was read");
+    cr_assert(strstr(err, plain) && strstr(err, "seed"), "%s", err);
+    model_free(&m);
+}
+
 // Issue 11, case 13: h5py writes a str attribute as a variable-length UTF-8
 // string and np.bytes_ as fixed-length ASCII; the loader took only
 // fixed-length UTF-8 ("no appropriate function for conversion path"). An

@@ -106,6 +106,7 @@ static const struct {
     {"ckpt_every", "50"},      {"keep_ckpts", "0"},
     {"data_format", "enwik8"}, {"split_fractions", "0.8,0.1,0.1"}, {"cross_docs", "1"},
     {"whole_docs", "1"},       {"tokenizer", "/tmp/reformer-test.model"}, {"word_ppl", "1"},
+    {"image_shape", "16,32,1"}, {"image_fit", "crop"},
     {"eval_every", "10"},      {"eval_windows", "0"},       {"watchdog_s", "30"},
 };
 #define N_KEY_VALUES (sizeof KEY_VALUES / sizeof KEY_VALUES[0])
@@ -483,6 +484,31 @@ Test(config_bad, data_keys) {
     cr_assert(c.split_fractions[0] == 1 && c.split_fractions[1] == 0 && c.split_fractions[2] == 0);
     EXPECT_OK(&c, "split_fractions=0.7,0.2,0.1");  // 0.7+0.2+0.1 is 0.9999999999999999 in doubles
     cr_assert(c.split_fractions[0] == 0.7 && c.split_fractions[2] == 0.1);
+}
+
+// Images (issue 24): image_shape is H,W,C or none; seq_len must be H*W*C;
+// the axial positions are the image's axes unless axial_shape is given.
+Test(config_bad, image_keys) {
+    EXPECT_BAD("image_shape", NULL, "image_shape=8,8");      // not three numbers
+    EXPECT_BAD("image_shape", NULL, "image_shape=8,8,5");    // 5 channels
+    EXPECT_BAD("image_shape", NULL, "image_shape=8,0,3");
+    EXPECT_BAD("seq_len", "image_shape", "image_shape=8,8,3");  // 192 != the default 512
+    EXPECT_BAD("vocab_size", NULL, "image_shape=8,8,3", "seq_len=192", "vocab_size=100");
+    EXPECT_BAD("image_fit", NULL, "image_fit=stretch");
+    Config c;
+    EXPECT_OK(&c, "image_shape=8,8,3", "seq_len=192", "d_model=48");
+    cr_assert_eq(c.n_axes, 3);
+    cr_assert(c.axial_shape[0] == 8 && c.axial_shape[1] == 8 && c.axial_shape[2] == 3);
+    cr_assert(c.axial_dims[0] == 16 && c.axial_dims[1] == 16 && c.axial_dims[2] == 16);
+    char v[64];
+    cr_assert_eq(config_get(&c, "image_shape", v, sizeof v), 0);
+    cr_assert_str_eq(v, "8,8,3");
+    EXPECT_OK(&c, "image_shape=8,8,3", "seq_len=192", "axial_shape=16,12");  // an explicit axial shape wins
+    cr_assert(c.n_axes == 2 && c.axial_shape[0] == 16 && c.axial_shape[1] == 12);
+    EXPECT_OK(&c, "image_shape=8,8,3", "image_shape=none");
+    cr_assert(!config_is_image(&c));
+    cr_assert_eq(config_get(&c, "image_shape", v, sizeof v), 0);
+    cr_assert_str_eq(v, "none");
 }
 
 Test(config_bad, failed_set_leaves_field_unchanged) {
@@ -883,4 +909,24 @@ Test(config_ini, nul_byte_gives_file_and_line) {
     cr_assert(strstr(err, want) != NULL, "error '%s' does not contain '%s'", err, want);
     cr_assert(strstr(err, "NUL") != NULL, "error '%s' does not say NUL", err);
     cr_assert(strchr(err, '\n') == NULL);
+}
+
+// Issue 21, 2.11: axial_shape=0 was refused ("out of range") while every key
+// whose 0 means automatic takes it. Now 0 gives the automatic shape, the same
+// config as not setting the key (and so for axial_dims).
+Test(config, axial_shape_and_dims_0_mean_automatic) {
+    Config set, unset;
+    char err[ERRLEN] = "", a[512], b[512];
+    config_defaults(&unset);
+    config_defaults(&set);
+    cr_assert_eq(config_set(&set, "axial_shape", "8,16", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(config_set(&set, "axial_shape", "0", err, sizeof err), 0, "axial_shape=0 refused: %s", err);
+    cr_assert_eq(config_set(&set, "axial_dims", "0", err, sizeof err), 0, "axial_dims=0 refused: %s", err);
+    cr_assert_eq(config_finalize(&set, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(config_finalize(&unset, err, sizeof err), 0, "%s", err);
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        config_get(&set, CONFIG_KEYS[i], a, sizeof a);
+        config_get(&unset, CONFIG_KEYS[i], b, sizeof b);
+        cr_assert_str_eq(a, b, "%s differs: %s with 0, %s unset", CONFIG_KEYS[i], a, b);
+    }
 }

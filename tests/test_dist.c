@@ -719,6 +719,70 @@ Test(train_mpi, world_size_must_equal_slurm_ntasks) {
     cr_assert_eq(count(two.out, "reformer: error: SLURM_NTASKS=3 but MPI started 2 rank(s)"), 1, "%s", two.out);
 }
 
+// Issue 21, 2.1: two ranks on one node each checked only their own plan
+// against the node's memory, so both passed and the node ran out (in a
+// 200 MiB cgroup rank 0 was OOM-killed, status 137, no line). Now preflight
+// sums the plans of the ranks on a node (a shared-memory communicator) plus
+// MEM_PROCESS_OVERHEAD (30 MiB) each. TINY at batch=1 plans ~1.5 MiB, so a
+// rank needs ~32 MiB: 50M fits one process and refuses two ranks, with one
+// line; 80M fits two.
+Test(train_mpi, ranks_on_one_node_are_checked_together_against_its_memory) {
+    need_mpi();
+    Result one = train_run("REFORMER_MEM_AVAILABLE=50M", "mem1", "steps=2 batch=1");
+    cr_assert_eq(one.rc, 0, "one process in 50M failed:\n%s", one.out);
+    Result two = train_run("REFORMER_MEM_AVAILABLE=50M " MPIRUN "-np 2 -x REFORMER_MEM_AVAILABLE", "mem2",
+                           "steps=2 batch=1");
+    cr_assert_eq(two.rc, 2, "two ranks in 50M: exit status %d:\n%s", two.rc, two.out);
+    cr_assert_eq(count(two.out, "reformer: error: memory: "), 1, "%s", two.out);
+    cr_assert(strstr(two.out, "2 ranks on this node") && strstr(two.out, "30 MiB per process") &&
+              strstr(two.out, "start fewer ranks per node"), "%s", two.out);
+    cr_assert(!strstr(two.out, "step 1/2"), "trained anyway:\n%s", two.out);
+    Result fits = train_run("REFORMER_MEM_AVAILABLE=80M " MPIRUN "-np 2 -x REFORMER_MEM_AVAILABLE", "mem3",
+                            "steps=2 batch=1");
+    cr_assert_eq(fits.rc, 0, "two ranks in 80M failed:\n%s", fits.out);
+}
+
+// Issue 21, 2.7: SIGTERM to mpirun checkpointed on every rank and printed the
+// exit-75 line, but mpirun exited 1, so a wrapper that requeues on 75 did
+// not. launch/mpirun.sh now turns SIGTERM into SIGUSR1 for mpirun to
+// forward: the ranks stop after their step with the checkpoint and the
+// script exits 75. The run then resumes from that checkpoint.
+Test(train_mpi, sigterm_to_mpirun_sh_checkpoints_and_exits_75) {
+    need_mpi();
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "(launch/mpirun.sh -np 2 build/reformer train " TINY " steps=100000 batch=1 log_every=100000 "
+             "out_dir=%s/term & pid=$!; sleep 3; kill -TERM $pid; wait $pid) 2>&1",
+             run_dir);
+    Result r = run(cmd);
+    cr_assert_eq(r.rc, 75, "exit status %d:\n%s", r.rc, r.out);
+    cr_assert_eq(count(r.out, "reformer: stopped by SIGUSR1 after step "), 1, "%s", r.out);
+    cr_assert(strstr(r.out, "mpirun.sh: TERM: asking the ranks to stop"), "%s", r.out);
+    snprintf(cmd, sizeof cmd, "build/reformer train --resume %s/term --set steps=1 --set batch=2 2>&1", run_dir);
+    Result resumed = run(cmd);
+    cr_assert_eq(resumed.rc, 0, "%s", resumed.out);
+    cr_assert(strstr(resumed.out, "nothing to do: the checkpoint is at step "), "no checkpoint to resume:\n%s",
+              resumed.out);
+}
+
+// Issue 21, 2.9: resuming an sp=4 run in one process said only to start 4
+// ranks; --set sp=1 resumes it too (resume_past_the_heads_on_sp1_and_sp8_
+// continues_the_run shows the run continues exactly). The message says both.
+Test(train_mpi, sp_that_does_not_divide_the_ranks_names_both_ways_out) {
+    need_mpi();
+    train_ok(MPIRUN "-np 4", "sp4", "steps=2 sp=4 batch=1");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "build/reformer train --resume %s/sp4 --set steps=4 2>&1", run_dir);
+    Result r = run(cmd);
+    cr_assert_eq(r.rc, 2, "%s", r.out);
+    cr_assert_eq(count(r.out, "\n"), 1, "not one line:\n%s", r.out);
+    cr_assert(strstr(r.out, "reformer: error: sp: 4 does not divide the number of ranks (1)") &&
+              strstr(r.out, "start a multiple of 4 ranks") && strstr(r.out, "--set sp=1"), "%s", r.out);
+    snprintf(cmd, sizeof cmd, "build/reformer train --resume %s/sp4 --set steps=4 --set sp=1 2>&1", run_dir);
+    Result one = run(cmd);
+    cr_assert_eq(one.rc, 0, "%s", one.out);
+}
+
 // The launch scripts pass shellcheck.
 Test(train_mpi, launch_scripts_pass_shellcheck) {
     if (system("command -v shellcheck >/dev/null 2>&1") != 0) cr_skip_test("shellcheck missing (make setup installs it)");

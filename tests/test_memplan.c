@@ -149,3 +149,24 @@ Test(memplan, head_group_passes_match_one_pass) {
     free(tokens);
     free(targets);
 }
+
+// Issue 21, 2.10: sizes. "nan" was read as a size (REFORMER_MEM_AVAILABLE=nan
+// turned preflight off, --fit nan reported 8589934592 GiB) and "16GB" as 16
+// GiB. The rule (memplan.h): K, M, G, T with or without "i" and "B" are
+// powers of 1024, KB, MB, GB, TB powers of 1000; anything not a finite
+// positive size below 2^62 bytes is refused (0).
+Test(memplan, sizes_parse_by_one_unit_rule_and_refuse_non_numbers) {
+    static const struct {
+        const char *text;
+        size_t bytes;
+    } ok[] = {{"1048576", 1048576},     {"512B", 512},           {"800M", 800ull << 20},
+              {"16G", 16ull << 30},     {"16GiB", 16ull << 30},  {"16Gi", 16ull << 30},
+              {"16GB", 16000000000ull}, {"1.5T", 3ull << 39},    {"2 KB", 2000},
+              {"100000T", 100000ull << 40}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        cr_assert_eq(mem_parse_size(ok[i].text), ok[i].bytes, "%s: %zu", ok[i].text, mem_parse_size(ok[i].text));
+    static const char *const bad[] = {"nan", "NaN", "inf", "-inf", "-1G", "0", "lots", "16X", "16GBB", "1e30",
+                                      "5000000T", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(mem_parse_size(bad[i]), 0, "'%s' read as %zu bytes", bad[i], mem_parse_size(bad[i]));
+}

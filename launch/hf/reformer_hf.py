@@ -37,6 +37,12 @@ def refuse(key, why):
     raise Refusal(f"{key}: {why}")
 
 
+def one_line(e):
+    """An exception's text on one line, short enough for a message."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 # ----------------------------------------------------------------- config
 #
 # (project key, HF config field). Keys the two compute with but that change
@@ -157,6 +163,14 @@ def project_config_from_hf(hc, notes):
     (attention-probability dropout, a fixed hash seed) go to notes."""
     if not getattr(hc, "is_decoder", False):
         refuse("is_decoder", "false: this framework trains causal language models only (is_decoder=true)")
+    for key in ("vocab_size", "hidden_size", "feed_forward_size", "num_attention_heads", "attention_head_size",
+                "num_hashes"):
+        v = getattr(hc, key, None)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            refuse(key, f"{v!r}: must be a positive integer")
+    if getattr(hc, "tie_word_embeddings", False):
+        refuse("tie_word_embeddings", "true: the output layer here reads concat(x1, x2), 2 x hidden_size wide, and "
+               "has its own weights; a model whose head shares the embedding table cannot be expressed")
     kinds = list(hc.attn_layers)
     for k in kinds:
         if k not in ("lsh", "local"):
@@ -303,11 +317,28 @@ def read_checkpoint(path):
             p = _h5path("params", name)
             if p not in f:
                 refuse("--ckpt", f"{path}: /{p} is missing")
+            if f[p].dtype.kind != "f":
+                refuse("--ckpt", f"{path}: /{p} holds {f[p].dtype} values, not floating point")
             x = np.asarray(f[p][()], dtype=np.float32)
             if not np.isfinite(x).all():
                 refuse("--ckpt", f"{path}: /{p} holds non-finite values")
             params[name] = x
     return cfg, params
+
+
+def check_no_extra_tensors(path, cfg):
+    """Every /params dataset of the checkpoint is one the mapping exports:
+    another would be dropped silently."""
+    import h5py
+    known = {_h5path("params", name) for name, _, _ in tensor_map(cfg)}
+    found = []
+    with h5py.File(path, "r") as f:
+        if "params" in f:
+            f["params"].visititems(lambda n, o: found.append("params/" + n) if isinstance(o, h5py.Dataset) else None)
+    extra = sorted(set(found) - known)
+    if extra:
+        refuse("--ckpt", f"{path}: /{extra[0]} is not a tensor of this model's config"
+               f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}; it would not be exported")
 
 
 def _string_attr(f, key, value):
@@ -352,6 +383,7 @@ def _transformers():
 def export(ckpt, out_dir):
     cfg, params = read_checkpoint(ckpt)
     kw = hf_config_from_project(cfg)
+    check_no_extra_tensors(ckpt, cfg)
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         refuse("--out", f"{out_dir} exists and is not an empty directory (choose another)")
     import torch
@@ -365,38 +397,97 @@ def export(ckpt, out_dir):
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:  # the table above is wrong for this transformers version
         raise RuntimeError(f"tensor map out of date: missing {missing}, unexpected {unexpected}")
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-hf-", dir=parent)
     import h5py
     with h5py.File(ckpt, "r") as f:  # the run's SentencePiece model, if it had one
         spiece = bytes(np.asarray(f["tokenizer/spiece_model"][()], dtype=np.uint8)) if "tokenizer/spiece_model" in f else None
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
+
+    def save(d):
+        model.save_pretrained(d, safe_serialization=True)
         if spiece is not None:  # what transformers' ReformerTokenizer.from_pretrained(out_dir) reads
-            with open(os.path.join(tmp, "spiece.model"), "wb") as f:
+            with open(os.path.join(d, "spiece.model"), "wb") as f:
                 f.write(spiece)
+
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
         if os.path.isdir(out_dir):
-            os.rmdir(out_dir)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            # An existing empty directory (perhaps a mount point, which
+            # cannot be renamed over): write into it, and empty it again on
+            # failure.
+            try:
+                save(out_dir)
+            except BaseException:
+                for entry in os.listdir(out_dir):
+                    p = os.path.join(out_dir, entry)
+                    shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.remove(p)
+                raise
+        else:
+            parent = os.path.dirname(os.path.abspath(out_dir))
+            os.makedirs(parent, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=".export-hf-", dir=parent)  # 0700: given the umask's mode below
+            try:
+                save(tmp)
+                os.chmod(tmp, 0o777 & ~umask)
+                os.rename(tmp, out_dir)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    except Exception as e:  # a full disk, a read-only place, ...: nothing is left behind
+        why = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e)
+        refuse("--out", f"cannot write {out_dir}: {why}")
     n = sum(int(np.prod(v.shape)) for v in params.values())
     tok = "; spiece.model for transformers.ReformerTokenizer" if spiece is not None else ""
     print(f"export-hf: {ckpt} -> {out_dir} ({n} parameters, {len(kw['attn_layers'])} layers{tok}; "
           "load with transformers.ReformerModelWithLMHead.from_pretrained)")
 
 
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def check_weights(model_dir):
+    """The weights file before transformers reads it: present, a readable
+    safetensors file, and floating point throughout."""
+    path = os.path.join(model_dir, "model.safetensors")
+    if not os.path.isfile(path):
+        if os.path.isfile(os.path.join(model_dir, "pytorch_model.bin")):
+            return  # the older format: transformers reads it (and reports it) itself
+        refuse("--model", f"{model_dir} has no weights file (model.safetensors)")
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework="pt") as f:
+            for key in f.keys():
+                dtype = f.get_slice(key).get_dtype()
+                if dtype not in FLOAT_DTYPES:
+                    refuse("--model", f"{path}: {key} holds {dtype} values, not floating point")
+    except Refusal:
+        raise
+    except Exception as e:  # truncated, garbage, a header too large to be one
+        refuse("--model", f"{path} is not a readable safetensors file ({one_line(e)})")
+
+
 def import_(model_dir, out, defaults_path, spiece=None):
-    if not os.path.isdir(model_dir) or not os.path.exists(os.path.join(model_dir, "config.json")):
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.isdir(model_dir) or not os.path.exists(config_path):
         refuse("--model", f"{model_dir} is not a transformers model directory (no config.json)")
-    with open(os.path.join(model_dir, "config.json")) as f:
-        model_type = json.load(f).get("model_type")
+    if not os.path.isfile(config_path):
+        refuse("--model", f"{config_path} is not a file")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        refuse("--model", f"{config_path} is not valid JSON ({one_line(e)})")
+    except OSError as e:
+        refuse("--model", f"cannot read {config_path}: {e.strerror}")
+    if not isinstance(raw, dict):
+        refuse("--model", f"{config_path} is not a JSON object")
+    model_type = raw.get("model_type")
     if model_type != "reformer":
         refuse("--model", f"{model_dir}: model_type is '{model_type}', not 'reformer'")
     ReformerConfig, ReformerModelWithLMHead = _transformers()
-    hc = ReformerConfig.from_pretrained(model_dir)
+    try:
+        hc = ReformerConfig.from_pretrained(model_dir)
+    except Exception as e:
+        refuse("--model", f"{config_path}: transformers cannot read it ({one_line(e)})")
     notes = []
     mapped = project_config_from_hf(hc, notes)
     cfg = {}
@@ -406,28 +497,56 @@ def import_(model_dir, out, defaults_path, spiece=None):
             if k:
                 cfg[k] = v
     cfg.update(mapped)
+    check_weights(model_dir)
     import torch
-    model, info = ReformerModelWithLMHead.from_pretrained(model_dir, torch_dtype=torch.float32,
-                                                          output_loading_info=True)
+    try:
+        model, info = ReformerModelWithLMHead.from_pretrained(model_dir, torch_dtype=torch.float32,
+                                                              output_loading_info=True)
+    except Exception as e:  # a shape that is not config.json's, ...
+        refuse("--model", f"{model_dir}: the weights do not fit its config.json ({one_line(e)})")
     if info["missing_keys"]:  # transformers would fill them with random values
         refuse("--model", f"{model_dir}: the weights lack {', '.join(info['missing_keys'][:3])}"
                f"{' ...' if len(info['missing_keys']) > 3 else ''} (a model without the language-model head?)")
+    if info["unexpected_keys"]:  # transformers would drop them
+        refuse("--model", f"{model_dir}: the weights hold {', '.join(info['unexpected_keys'][:3])}"
+               f"{' ...' if len(info['unexpected_keys']) > 3 else ''}, which this model does not use "
+               "(another architecture?)")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     params, order = {}, []
     for name, key, how in tensor_map(cfg):
         if key not in state:
             refuse("--model", f"{model_dir}: the weights have no {key}")
         params[name] = from_hf(state[key].to(torch.float32).numpy(), how).astype(np.float32)
+        if not np.isfinite(params[name]).all():  # eval, sample and train would refuse the checkpoint
+            refuse("--model", f"{model_dir}: {key} holds non-finite values (NaN or Inf)")
         order.append(name)
     if spiece is not None:  # checked by `reformer import-hf` (byte fallback, size)
         cfg["tokenizer"] = spiece
-    write_checkpoint(out, cfg, params, order)
+    # Room for the parameters and both AdamW moments (float32), and HDF5's
+    # own structures: refused before HDF5 meets a full disk.
+    need = 3 * 4 * sum(x.size for x in params.values()) + (1 << 20)
     if spiece is not None:
-        import h5py
-        with open(spiece, "rb") as f:
-            raw = np.frombuffer(f.read(), dtype=np.uint8)
-        with h5py.File(out, "a") as f:
-            f.create_dataset("tokenizer/spiece_model", data=raw)
+        need += os.path.getsize(spiece)
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(out)))
+    except OSError as e:
+        refuse("--out", f"cannot write {out}: {e.strerror}")
+    if st.f_bavail * st.f_frsize < need:
+        refuse("--out", f"cannot write {out}: {need} bytes needed, {st.f_bavail * st.f_frsize} free on its disk")
+    try:
+        write_checkpoint(out, cfg, params, order)
+        if spiece is not None:
+            import h5py
+            with open(spiece, "rb") as f:
+                raw = np.frombuffer(f.read(), dtype=np.uint8)
+            with h5py.File(out, "a") as f:
+                f.create_dataset("tokenizer/spiece_model", data=raw)
+    except Exception as e:  # the disk filled meanwhile, a read-only place
+        why = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e)
+        print(f"reformer: error: --out: cannot write {out}: {why}", file=sys.stderr, flush=True)
+        # HDF5 would touch the failed file again at interpreter exit (and
+        # crash there): leave at once; reformer import-hf removes the file.
+        os._exit(2)
     for n in notes:
         print(f"import-hf: note: {n}", file=sys.stderr)
 
@@ -447,6 +566,10 @@ def main(argv):
     except Refusal as e:
         print(f"reformer: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001  (a failure no check above foresaw: still one line)
+        print(f"reformer: error: {argv[0]}-hf: the converter failed: {type(e).__name__}: {one_line(e)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -20,6 +20,7 @@ and compares with transformers' ReformerModelWithLMHead:
 
 Ends with one line `N passed, M failed`; exits 1 if anything failed.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -524,6 +525,29 @@ def test_import_notes_what_it_cannot_keep():
 
 # ------------------------------------------------------------- refusals
 
+def import_refused(d, msg):
+    """import-hf of d/hf to d/ckpt.h5 is refused with one line holding msg,
+    and leaves no file."""
+    out = os.path.join(d, "ckpt.h5")
+    expect_refusal([BIN, "import-hf", "--model", os.path.join(d, "hf"), "--out", out], msg,
+                   [out, out + ".tmp", out + ".tmp.defaults"])
+
+
+def unsealed_copy_of(src, dst, edit):
+    """The checkpoint src rewritten by h5py to dst (no seal: it loads like one
+    written by any HDF5 tool), after edit(file) changed it."""
+    with h5py.File(src, "r") as a, h5py.File(dst, "w") as b:
+        for k, v in a.attrs.items():  # strings as fixed-length UTF-8, which today's loader reads
+            if isinstance(v, bytes):
+                reformer_hf._string_attr(b, k, v.decode())
+            else:
+                b.attrs[k] = v
+        for k in a:
+            a.copy(k, b)
+        edit(b)
+    return dst
+
+
 def refusal_tests():
     tests = []
 
@@ -562,18 +586,7 @@ def refusal_tests():
     tests.append(t_export_damaged_checkpoint)
 
     def unsealed_copy(dst, edit):
-        """The checkpoint rewritten by h5py (no seal: it loads like one
-        written by any HDF5 tool), after edit(file) changed it."""
-        with h5py.File(small_ckpt(), "r") as a, h5py.File(dst, "w") as b:
-            for k, v in a.attrs.items():  # strings as fixed-length UTF-8, which today's loader reads
-                if isinstance(v, bytes):
-                    reformer_hf._string_attr(b, k, v.decode())
-                else:
-                    b.attrs[k] = v
-            for k in a:
-                a.copy(k, b)
-            edit(b)
-        return dst
+        return unsealed_copy_of(small_ckpt(), dst, edit)
 
     def t_export_non_finite_parameter():
         def nan(f):
@@ -618,9 +631,7 @@ def refusal_tests():
         def t(name=name, over=over, msg=msg):
             d = os.path.join(WORK, "refuse_" + name)
             random_hf_model(os.path.join(d, "hf"), **over)
-            out = os.path.join(d, "ckpt.h5")
-            expect_refusal([BIN, "import-hf", "--model", os.path.join(d, "hf"), "--out", out], msg,
-                           [out, out + ".tmp", out + ".tmp.defaults"])
+            import_refused(d, msg)
         t.__name__ = "t_import_" + name
         tests.append(t)
 
@@ -655,6 +666,186 @@ def refusal_tests():
     return tests
 
 
+# ------------------------------------------------------------- issue 21
+
+class Skip(Exception):
+    """A test that cannot run here (reported as SKIPPED, not passed)."""
+
+
+@contextlib.contextmanager
+def tmpfs(path, options):
+    """A tmpfs mounted at path (made if missing) with options ("size=64k",
+    "ro") for the block; Skip where mounting needs root and this is not."""
+    os.makedirs(path, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", path], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        raise Skip("cannot mount a tmpfs (needs root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", path], stderr=subprocess.DEVNULL)
+
+
+def fault_tests():
+    """Issue 21, 2.5 and 2.6: every way an import or export can meet bad
+    input or a bad place ends with one line `reformer: error: ...` and exit
+    status 2, writing nothing (they were Python tracebacks, exit 1, and an
+    import of NaN weights succeeded); export makes its directory with the
+    umask's mode (it was 0700)."""
+    tests = []
+
+    def weights_edit(d, change):
+        from safetensors.torch import load_file, save_file
+        p = os.path.join(d, "model.safetensors")
+        t = load_file(p)
+        change(t)
+        save_file(t, p, metadata={"format": "pt"})
+
+    def set_config(d, **c):
+        p = os.path.join(d, "config.json")
+        j = json.load(open(p))
+        j.update(c)
+        json.dump(j, open(p, "w"))
+
+    def rewrite(d, name, data):
+        open(os.path.join(d, name), "wb").write(data)
+
+    def truncate_half(d):
+        p = os.path.join(d, "model.safetensors")
+        b = open(p, "rb").read()
+        open(p, "wb").write(b[: len(b) // 2])
+
+    def huge_header(d):
+        p = os.path.join(d, "model.safetensors")
+        b = open(p, "rb").read()
+        open(p, "wb").write((10 ** 15).to_bytes(8, "little") + b[8:])
+
+    def config_dir(d):
+        os.remove(os.path.join(d, "config.json"))
+        os.mkdir(os.path.join(d, "config.json"))
+
+    def nan_weight(t):
+        t["reformer.encoder.layer_norm.weight"][0] = float("nan")
+
+    def inf_weight(t):
+        t["lm_head.decoder.weight"][3, 1] = float("inf")
+
+    def int32_weight(t):
+        t["reformer.encoder.layer_norm.weight"] = t["reformer.encoder.layer_norm.weight"].to(torch.int32)
+
+    def extra_tensor(t):
+        t["extra.weight"] = torch.zeros(3)
+
+    cases = [
+        ("nan", lambda d: weights_edit(d, nan_weight), "reformer.encoder.layer_norm.weight holds non-finite"),
+        ("inf", lambda d: weights_edit(d, inf_weight), "lm_head.decoder.weight holds non-finite"),
+        ("config_invalid", lambda d: rewrite(d, "config.json", b"{not json"), "config.json is not valid JSON"),
+        ("config_empty", lambda d: rewrite(d, "config.json", b""), "config.json is not valid JSON"),
+        ("config_not_object", lambda d: rewrite(d, "config.json", b"[1, 2]"), "config.json is not a JSON object"),
+        ("config_directory", config_dir, "config.json is not a file"),
+        ("weights_missing", lambda d: os.remove(os.path.join(d, "model.safetensors")),
+         "has no weights file (model.safetensors)"),
+        ("weights_truncated", truncate_half, "model.safetensors is not a readable safetensors file"),
+        ("weights_garbage", lambda d: rewrite(d, "model.safetensors", bytes(range(256)) * 20),
+         "model.safetensors is not a readable safetensors file"),
+        ("weights_huge_header", huge_header, "model.safetensors is not a readable safetensors file"),
+        ("shape_mismatch", lambda d: set_config(d, feed_forward_size=48), "the weights do not fit its config.json"),
+        ("vocab_0", lambda d: set_config(d, vocab_size=0), "vocab_size: 0: must be a positive integer"),
+        ("heads_0", lambda d: set_config(d, num_attention_heads=0), "num_attention_heads: 0: must be a positive"),
+        ("tied_embeddings", lambda d: set_config(d, tie_word_embeddings=True), "tie_word_embeddings: true"),
+        ("int32_weights", lambda d: weights_edit(d, int32_weight),
+         "reformer.encoder.layer_norm.weight holds I32 values, not floating point"),
+        ("unexpected_tensor", lambda d: weights_edit(d, extra_tensor), "the weights hold extra.weight"),
+    ]
+    for name, damage, msg in cases:
+        def t(name=name, damage=damage, msg=msg):
+            d = os.path.join(WORK, "fault_" + name)
+            random_hf_model(os.path.join(d, "hf"))
+            damage(os.path.join(d, "hf"))
+            import_refused(d, msg)
+        t.__name__ = "fault_import_" + name
+        tests.append(t)
+
+    def t_import_full_disk():
+        d = os.path.join(WORK, "fault_full")
+        random_hf_model(os.path.join(d, "hf"))
+        with tmpfs(os.path.join(d, "disk"), "size=64k") as disk:
+            out = os.path.join(disk, "ckpt.h5")
+            expect_refusal([BIN, "import-hf", "--model", os.path.join(d, "hf"), "--out", out], "--out: cannot write",
+                           [out, out + ".tmp", out + ".tmp.defaults"])
+    tests.append(t_import_full_disk)
+
+    def t_import_read_only_target():
+        d = os.path.join(WORK, "fault_import_ro")
+        random_hf_model(os.path.join(d, "hf"))
+        with tmpfs(os.path.join(d, "ro"), "ro,size=1m") as ro:
+            expect_refusal([BIN, "import-hf", "--model", os.path.join(d, "hf"), "--out", os.path.join(ro, "c.h5")],
+                           "--out: cannot write")
+    tests.append(t_import_read_only_target)
+
+    shared = {}
+
+    def ckpt():
+        if "ckpt" not in shared:
+            shared["ckpt"] = train("fault_export", lsh_chunk=16, local_chunk=16, steps=2)
+        return shared["ckpt"]
+
+    def t_export_directory_mode_follows_umask():
+        out = os.path.join(WORK, "fault_export", "hf_mode")
+        p = subprocess.run([BIN, "export-hf", "--ckpt", ckpt(), "--out", out], capture_output=True, text=True,
+                           umask=0o022)
+        assert p.returncode == 0, p.stderr
+        mode = os.stat(out).st_mode & 0o777
+        assert mode == 0o755, f"{out} has mode {mode:o}, not 755 (umask 022)"
+    tests.append(t_export_directory_mode_follows_umask)
+
+    def t_export_into_an_empty_mount_point():
+        with tmpfs(os.path.join(WORK, "fault_export", "mnt"), "size=16m") as out:
+            run([BIN, "export-hf", "--ckpt", ckpt(), "--out", out])
+            assert {"config.json", "model.safetensors"} <= set(os.listdir(out)), os.listdir(out)
+            ReformerModelWithLMHead.from_pretrained(out)
+    tests.append(t_export_into_an_empty_mount_point)
+
+    def t_export_full_disk():
+        with tmpfs(os.path.join(WORK, "fault_export", "full"), "size=64k") as parent:
+            out = os.path.join(parent, "hf")
+            expect_refusal([BIN, "export-hf", "--ckpt", ckpt(), "--out", out], "--out: cannot write", [out])
+            assert os.listdir(parent) == [], f"left behind: {os.listdir(parent)}"
+            os.makedirs(out)  # an existing empty directory on the full disk: emptied again
+            expect_refusal([BIN, "export-hf", "--ckpt", ckpt(), "--out", out], "--out: cannot write")
+            assert os.listdir(out) == [], f"left behind: {os.listdir(out)}"
+    tests.append(t_export_full_disk)
+
+    def t_export_read_only_target():
+        with tmpfs(os.path.join(WORK, "fault_export", "ro"), "ro,size=1m") as parent:
+            expect_refusal([BIN, "export-hf", "--ckpt", ckpt(), "--out", os.path.join(parent, "hf")],
+                           "--out: cannot write")
+    tests.append(t_export_read_only_target)
+
+    def unsealed_edit(name, edit):
+        return unsealed_copy_of(ckpt(), os.path.join(WORK, "fault_export", name), edit)
+
+    def t_export_int32_parameter():
+        def to_int(f):
+            x = f["params/lnf/g"][()]
+            del f["params/lnf/g"]
+            f.create_dataset("params/lnf/g", data=x.astype(np.int32))
+        bad = unsealed_edit("int32.h5", to_int)
+        out = os.path.join(WORK, "fault_export", "hf_int32")
+        expect_refusal([BIN, "export-hf", "--ckpt", bad, "--out", out], "/params/lnf/g holds int32 values", [out])
+    tests.append(t_export_int32_parameter)
+
+    def t_export_unexpected_tensor():
+        bad = unsealed_edit("extra.h5", lambda f: f.create_dataset("params/extra/w", data=np.zeros(3, np.float32)))
+        out = os.path.join(WORK, "fault_export", "hf_extra")
+        expect_refusal([BIN, "export-hf", "--ckpt", bad, "--out", out], "/params/extra/w is not a tensor", [out])
+    tests.append(t_export_unexpected_tensor)
+    for t in tests:
+        if not t.__name__.startswith("fault_"):
+            t.__name__ = "fault_" + t.__name__[2:]
+    return tests
+
+
 def main():
     tests = [make_export_test(*c) for c in EXPORT_CASES]
     tests += [test_import_random_then_eval, test_export_of_import_is_bit_identical,
@@ -662,8 +853,9 @@ def main():
               test_import_notes_what_it_cannot_keep, test_tokenizer_exports_and_imports,
               test_import_leaves_out_a_spiece_model_without_byte_fallback]
     tests += refusal_tests()
+    tests += fault_tests()
     only = sys.argv[1:]
-    passed = failed = 0
+    passed = failed = skipped = 0
     t_all = time.time()
     for t in tests:
         if only and not any(o in t.__name__ for o in only):
@@ -673,6 +865,9 @@ def main():
             t()
             passed += 1
             print(f"[PASS] {t.__name__} ({time.time() - t0:.1f} s)", flush=True)
+        except Skip as e:
+            skipped += 1
+            print(f"[SKIP] {t.__name__}: {e} (skipped, not passed)", flush=True)
         except Exception as e:  # noqa: BLE001  (a test that raises anything has failed)
             failed += 1
             print(f"[FAIL] {t.__name__}: {type(e).__name__}: {e}", flush=True)
@@ -684,7 +879,7 @@ def main():
         shutil.rmtree(WORK, ignore_errors=True)
     else:
         print(f"work files kept in {WORK}")
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed or passed == 0 else 0
 
 
