@@ -505,13 +505,9 @@ int config_finalize(Config *c, char *err, size_t errlen) {
                         c->seq_len, c->local_chunk);
     }
     if (sp_attention_plan(c, has_lsh, has_local, err, errlen)) return -1;
-    // Attention passes: groups of heads (the sequence-parallel exchange works
-    // on all of a rank's heads at once).
+    // Attention passes: groups of heads, at any sp (core/memplan.h, pass_heads).
     if (c->attn_head_group > 0 && c->n_heads % c->attn_head_group)
         return fail(err, errlen, "attn_head_group: %d does not divide n_heads=%d", c->attn_head_group, c->n_heads);
-    if (c->attn_head_group > 0 && c->sp > 1 && c->attn_head_group != c->n_heads / c->sp)
-        return fail(err, errlen, "attn_head_group: with sp=%d attention runs on all %d heads of a rank at once; "
-                    "leave it 0", c->sp, c->n_heads / c->sp);
     // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3).
     if (c->n_buckets == 0) {
         int chunks = c->seq_len / c->lsh_chunk;

@@ -485,6 +485,6 @@ int preflight(const Config *c, const Backend *be, int print, char *err, size_t e
              "is available (%s); lower seq_len or batch, raise sp%s, or see `reformer plan`",
              (double)need / GiB, be->name, c->seq_len, c->batch, c->sp, plan.per_token_bytes, (double)avail / GiB,
              source,
-             c->sp == 1 && plan.head_group > 1 ? ", or set attn_head_group=1 (fewer heads per attention pass)" : "");
+             plan.head_group > 1 ? ", or set attn_head_group=1 (fewer heads per attention pass)" : "");
     return 1;
 }

@@ -251,6 +251,30 @@ Test(dist, strict_lsh_sequence_sharded_past_the_heads_equals_one_process, .timeo
     parallel_check_with(8, 4, 5, "lsh,local", PAST_HEADS " lsh_form=strict");
 }
 
+// Attention in passes of 1 and 2 heads (attn_head_group) at sp 2, 4 and 8,
+// on every path: Ulysses (8 heads, so that sp 8 divides them; a pass covers
+// lcm(group, sp) heads, 1/sp of them per rank), and the sort and the halo
+// (4 heads, shards of 8 positions at sp 8), through the reversible backward
+// with dropout; and a dp 2 x sp 4 grid in passes of one head. Each equals
+// one process in passes of the same group (parallel_check's tolerances).
+Test(dist, head_group_passes_sharded_equal_one_process, .timeout = 300) {
+    need_mpi();
+    const int sps[] = {2, 4, 8}, groups[] = {1, 2};
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < 3; i++) {
+            char flags[200];
+            snprintf(flags, sizeof flags, "n_heads=8 d_head=2 seq_len=64 sp_attention=heads attn_head_group=%d",
+                     groups[g]);
+            Result r = parallel_check_with(sps[i], sps[i], 3, "local,lsh", flags);
+            cr_assert(strstr(r.out, "local heads (Ulysses), lsh heads (Ulysses)"), "%s", r.out);
+            snprintf(flags, sizeof flags,
+                     "n_heads=4 d_head=4 seq_len=64 n_layers=2 sp_attention=sequence attn_head_group=%d", groups[g]);
+            r = parallel_check_with(sps[i], sps[i], 3, "local,lsh", flags);
+            cr_assert(strstr(r.out, "local sequence-sharded (halo), lsh sequence-sharded (sort)"), "%s", r.out);
+        }
+    parallel_check_with(8, 4, 5, "local,lsh", PAST_HEADS " attn_head_group=1");
+}
+
 // ---------------------------------------------------- reformer train over MPI
 //
 // `reformer train` on a grid of ranks against one process on the same global
