@@ -94,8 +94,10 @@ step_run() {  # SP BUDGET_MIB SEQ_LEN [TAG [PLAN_PREDICTED_SEQ_LEN]]
     log=$(mktemp)
     echo "[$t] sp $sp seq_len $len ($(date +%T))" >&2
     # shellcheck disable=SC2086
-    "${lock[@]}" $MPI -np "$sp" "$here/rank_rss.sh" build/dist_bench --sp "$sp" --steps 1 --warmup 0 \
-        seq_len="$len" $model n_layers=4 > "$log.out" 2> "$log"
+    mkdir "$log.d"
+    "${lock[@]}" $MPI -np "$sp" -x RANK_RSS_DIR="$log.d" "$here/rank_rss.sh" build/dist_bench --sp "$sp" --steps 1 \
+        --warmup 0 seq_len="$len" $model n_layers=4 > "$log.out" 2> "$log"
+    cat "$log.d"/rank_* >> "$log"
     python3 - "$log" "$log.out" "$budget" "$sp" "$t" "$pred" >> "$out" <<'PY'
 import json, sys
 err, res, budget, sp, tag, pred = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
@@ -113,7 +115,7 @@ if pred:
     r["plan_predicted_seq_len"] = int(pred)
 print(json.dumps(r))
 PY
-    rm -f "$log" "$log.out"
+    rm -rf "$log" "$log.out" "$log.d"
     tail -1 "$out" >&2
     python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["peak_mib"])' "$out"
 }
