@@ -403,6 +403,33 @@ Test(train_mpi, dp2_sp2_trains_like_one_process) {
     assert_evals_match("grid", "one");
 }
 
+// The preflight is per rank at sp > 1: with the available memory set just
+// above what one rank of sp 4 plans (`reformer plan ... sp=4`, a quarter of
+// the positions each) a step runs; just below it every rank stops before any
+// step, one line, exit 2.
+Test(train_mpi, preflight_at_sp4_plans_per_rank) {
+    need_mpi();
+    Result p = run("build/reformer plan " TINY " seq_len=16384 sp=4 batch=1 2>&1");
+    const char *at = strstr(p.out, "planned need ");
+    cr_assert(p.rc == 0 && at, "%s", p.out);
+    double need = atof(at + strlen("planned need "));  // MiB per rank
+    char extra[128], name[32];
+    for (int fits = 0; fits <= 1; fits++) {
+        snprintf(extra, sizeof extra, "seq_len=16384 sp=4 steps=1 batch=1");
+        snprintf(name, sizeof name, "preflight%d", fits);
+        char launcher[128];
+        snprintf(launcher, sizeof launcher, MPIRUN "-np 4 -x REFORMER_MEM_AVAILABLE=%.0fK", (need + (fits ? 1 : -1)) * 1024);
+        Result r = train_run(launcher, name, extra);
+        if (fits) {
+            cr_assert_eq(r.rc, 0, "%.1f MiB + 1 MiB available, sp 4:\n%s", need, r.out);
+        } else {
+            cr_assert_eq(r.rc, 2, "%.1f MiB - 1 MiB available, sp 4:\n%s", need, r.out);
+            cr_assert_eq(count(r.out, "memory: this run plans"), 1, "%s", r.out);
+            cr_assert(strstr(r.out, "sp=4") && !strstr(r.out, "step 1"), "%s", r.out);
+        }
+    }
+}
+
 // Resume on other grids continues the same run: 10 steps on dp = 2, then 5
 // on one process with batch 2, then 5 on sp = 2; the 20 rows of metrics.h5
 // are an uninterrupted run's. A global batch other than the checkpoint's is
