@@ -29,8 +29,9 @@
 #            step: phases' prediction adds to the plan (light: seconds, and
 #            under 200 MiB per rank).
 # bandwidth: bench_collectives all-to-all on 2 and 4 ranks (host, MPI).
-# counts4[:BASE]: counts for the 4-layer local,lsh model only (sp 2, 4, 8;
-#            each path), each run under the heavy lock; with BASE, of
+# counts4[:BASE]: counts for the 4-layer local,lsh model only (sp 2, 4:
+#            sequence and auto; sp 8: auto, the sort), without the lock
+#            (counted bytes depend on nothing else running); with BASE, of
 #            BASE/build/dist_bench (an older build): counts_before rows.
 # ab:BASE:PAIRS: step time at sp 2 (seq_len 8192, 4 layers, auto; 1 warm-up
 #            step, 1 timed), alternating BASE/build/dist_bench (an older
@@ -170,10 +171,10 @@ for phase in $phases; do
         IFS=: read -r _ base <<< "$phase"
         [ -n "$base" ] && make -s -C "$base" build/dist_bench
         for sp in 2 4 8; do
-            for path in heads sequence auto; do
-                [ "$path" = heads ] && [ "$sp" = 8 ] && continue
+            for path in sequence auto; do
+                [ "$path" = sequence ] && [ "$sp" = 8 ] && continue  # auto is the sort there
                 # shellcheck disable=SC2086
-                BENCH_LOCK=1 DIST_BENCH="${base:+$base/}build/dist_bench" bench "counts${base:+_before}" "$sp" \
+                DIST_BENCH="${base:+$base/}build/dist_bench" bench "counts${base:+_before}" "$sp" \
                     --steps 1 --warmup 0 seq_len=8192 $model n_layers=4 sp_attention=$path
             done
         done

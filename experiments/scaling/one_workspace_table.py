@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Tables of issue 20 (one attention workspace for every sp) from one_workspace.jsonl (this build's runs of
+past_heads.sh) and past_heads.jsonl (the build before: issue 10's runs).
+
+    python3 one_workspace_table.py one_workspace.jsonl past_heads.jsonl > one_workspace.md
+"""
+import json
+import statistics
+import sys
+
+SINGLE_2M_MIB = 15747  # the single-process 2,097,152-token step, experiments/memory/long.md
+
+
+def load(path):
+    return [json.loads(line) for line in open(path) if line.strip()]
+
+
+def longest(rows, sp, budget=1024):
+    """(longest run within budget, shortest run over it) of memory_step_BUDGET rows at sp."""
+    steps = [r for r in rows if r["experiment"] == f"memory_step_{budget}" and r["sp"] == sp]
+    within = [r for r in steps if r["within"]]
+    over = [r for r in steps if not r["within"]]
+    return (max(within, key=lambda r: r["seq_len"]) if within else None,
+            min(over, key=lambda r: r["seq_len"]) if over else None)
+
+
+def length_table(new, old):
+    out = ["## Longest training step in 1 GiB per rank",
+           "",
+           "Same model as past_heads.md (d_model 256, d_ff 1024, 4 heads of 64, 4 layers local,lsh, 2 hashes, "
+           "chunks 64, batch 1), attn_head_group 0 (a pass of all 4 heads, as at sp = 1; the sort's passes are "
+           "1 head: memplan.h), sp_attention=auto (sp 2, 4: local halo + Ulysses LSH; sp 8: halo + sort). Each "
+           "row one real training step (forward, reversible backward, AdamW) under mpirun, 1 OpenMP thread per "
+           "rank, every rank's peak RSS by /usr/bin/time (rank_rss.sh); the first length tried is the plan's "
+           "prediction (`reformer plan` + this build's `memory_overhead` rows), as in past_heads.md. Before: "
+           "past_heads.md's rows (the build before this issue).",
+           "",
+           "| sp | before: longest within | positions per rank | after: longest within | positions per rank | "
+           "planned MiB per rank | peak RSS MiB per rank (max) | step s | shortest over budget (after) | "
+           "after / sp 1 after | target 0.9 x sp |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    base = None
+    for sp in (1, 2, 4, 8):
+        ob, _ = longest(old, sp)
+        nb, no = longest(new, sp)
+        if nb and sp == 1:
+            base = nb["seq_len"]
+        ratio = f"{nb['seq_len'] / base:.2f}" if nb and base else "-"
+        cells = [sp, ob["seq_len"] if ob else "-", ob["seq_len"] // sp if ob else "-"]
+        if nb:
+            cells += [nb["seq_len"], nb["seq_len"] // sp, nb["planned_mb"], nb["peak_mib"],
+                      f"{nb['step_ms'] / 1000:.0f}", f"{no['seq_len']} ({no['peak_mib']} MiB)" if no else "none run",
+                      ratio, f"{0.9 * sp:.1f}"]
+        else:
+            cells += ["not measured"] + ["-"] * 7
+        out.append("| " + " | ".join(map(str, cells)) + " |")
+    runs = [r for r in new if r["experiment"].startswith("memory_step_1024")]
+    out += ["", "Every run (after): " + "; ".join(
+        f"sp {r['sp']} seq_len {r['seq_len']}: {r['peak_mib']} MiB ({'within' if r['within'] else 'over'})"
+        for r in runs) + "."]
+    return out
+
+
+def bytes_table(new):
+    out = ["## Bytes one rank sends per training step (counted)",
+           "",
+           "seq_len 8192, the 4-layer model, `counts4` rows (after) and `counts4:BASE` rows (before: the build "
+           "at main d649d1e, same command): mean over the sp ranks, MiB per step (forward, reversible recompute "
+           "and backward), from `dist_seq_bytes()`.",
+           "",
+           "| sp | local path | LSH path | before MiB | after MiB | after / before |",
+           "|---|---|---|---|---|---|"]
+    before = {}
+    for r in new:
+        if r["experiment"] == "counts_before" and r["attn_layers"] == "local,lsh":
+            before[(r["sp"], r["local_path"], r["lsh_path"])] = sum(r["bytes_per_step_rank"].values())
+    seen = set()
+    for r in new:
+        if r["experiment"] != "counts" or r["attn_layers"] != "local,lsh":
+            continue
+        key = (r["sp"], r["local_path"], r["lsh_path"])
+        if key in seen:
+            continue
+        seen.add(key)
+        after = sum(r["bytes_per_step_rank"].values())
+        b = before.get(key)
+        out.append(f"| {key[0]} | {key[1]} | {key[2]} | {b / 2**20:.2f} | {after / 2**20:.2f} | {after / b:.4f} |"
+                   if b else f"| {key[0]} | {key[1]} | {key[2]} | - | {after / 2**20:.2f} | - |")
+    return out
+
+
+def speed_table(new):
+    before = [r["step_ms"] / 1000 for r in new if r["experiment"] == "ab_before"]
+    after = [r["step_ms"] / 1000 for r in new if r["experiment"] == "ab_after"]
+    out = ["## Step time at sp 2 (before and after, alternating)",
+           "",
+           "seq_len 8192, the 4-layer model, sp 2 (2 ranks on the 2 cores, 1 thread each), sp_attention=auto, "
+           "1 warm-up step then 1 timed step; `ab:BASE:PAIRS` ran the build at main d649d1e and this one "
+           "alternately, each run under the heavy lock.", ""]
+    if not before or not after:
+        return out + ["Not measured."]
+    out += ["| build | runs (s) | median s |", "|---|---|---|",
+            f"| before (d649d1e) | {', '.join(f'{x:.2f}' for x in before)} | {statistics.median(before):.2f} |",
+            f"| after | {', '.join(f'{x:.2f}' for x in after)} | {statistics.median(after):.2f} |",
+            "", f"after / before (medians): {statistics.median(after) / statistics.median(before):.3f}"]
+    return out
+
+
+def two_m_table(new):
+    rows = [r for r in new if r["experiment"] == "memory_step_2m"]
+    out = ["## A 2,097,152-token step over 4 ranks", ""]
+    if not rows:
+        return out + ["Not measured in this session (a 2M-token step on 4 ranks sharing 2 cores takes well over "
+                      "half an hour under the shared lock)."]
+    r = rows[-1]
+    total = sum(r["rank_rss_mib"])
+    return out + [f"sp 4, seq_len {r['seq_len']}: ranks' peak RSS {', '.join(map(str, r['rank_rss_mib']))} MiB, "
+                  f"sum {total:.0f} MiB against {SINGLE_2M_MIB} MiB for the single-process step "
+                  f"(experiments/memory/long.md): {total / SINGLE_2M_MIB:.3f} x (target <= 1.15); step "
+                  f"{r['step_ms'] / 1000:.0f} s."]
+
+
+def main():
+    new, old = load(sys.argv[1]), load(sys.argv[2])
+    lines = ["# One attention workspace for every sp (issue 20)", "",
+             "Command: `PAST_HEADS_OUT=experiments/scaling/one_workspace.jsonl experiments/scaling/past_heads.sh "
+             "overhead counts4 counts4:BASE ab:BASE:3 step:1:1024 step:2:1024 step:4:1024 step:8:1024` with BASE a "
+             "worktree of main at d649d1e (`git worktree add --detach BASE d649d1e`), then `python3 "
+             "experiments/scaling/one_workspace_table.py experiments/scaling/one_workspace.jsonl "
+             "experiments/scaling/past_heads.jsonl > experiments/scaling/one_workspace.md`. CPU backend, MPI on one "
+             "2-core machine shared with six other engineers' builds and tests (which do not take the heavy lock), "
+             "1 OpenMP thread per rank.", ""]
+    for part in (length_table, bytes_table, speed_table, two_m_table):
+        lines += part(new, old) if part is length_table else part(new)
+        lines.append("")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
