@@ -37,7 +37,9 @@
 #            step, 1 timed), alternating BASE/build/dist_bench (an older
 #            build, e.g. a worktree at main) and this build's, PAIRS times,
 #            one run per lock hold: ab_before / ab_after rows.
-# Appends to past_heads.jsonl (PAST_HEADS_OUT: another file); with the
+# DIST_BENCH and REFORMER (for the plan's predictions) may name copies of
+# this build's binaries, so that the tree can be rebuilt while runs wait for
+# the lock. Appends to past_heads.jsonl (PAST_HEADS_OUT: another file); with the
 # default file past_heads_table.py writes past_heads.md (issue 20's runs go to
 # one_workspace.jsonl, tabled by one_workspace_table.py).
 # Heavy: run it under `flock /tmp/reformer-heavy.lock`. The step: phases
@@ -96,7 +98,7 @@ step_run() {  # SP BUDGET_MIB SEQ_LEN [TAG [PLAN_PREDICTED_SEQ_LEN]]
     echo "[$t] sp $sp seq_len $len ($(date +%T))" >&2
     # shellcheck disable=SC2086
     mkdir "$log.d"
-    "${lock[@]}" $MPI -np "$sp" -x RANK_RSS_DIR="$log.d" "$here/rank_rss.sh" build/dist_bench --sp "$sp" --steps 1 \
+    "${lock[@]}" $MPI -np "$sp" -x RANK_RSS_DIR="$log.d" "$here/rank_rss.sh" "${DIST_BENCH:-build/dist_bench}" --sp "$sp" --steps 1 \
         --warmup 0 seq_len="$len" $model n_layers=4 > "$log.out" 2> "$log"
     cat "$log.d"/rank_* >> "$log"
     python3 - "$log" "$log.out" "$budget" "$sp" "$t" "$pred" >> "$out" <<'PY'

@@ -45,7 +45,8 @@ def predicted(fits, sp, budget):
 
 MODEL = ("d_model=256 d_ff=1024 n_heads=4 d_head=64 n_hashes=2 lsh_chunk=64 local_chunk=64 batch=1 "
          "n_layers=4").split()
-REFORMER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "reformer")
+REFORMER = os.environ.get("REFORMER") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                       "build", "reformer")
 
 
 def plan_mib(sp, seq_len):
