@@ -132,7 +132,9 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
       "`n_heads / attn_head_group` passes over the whole sequence, each holding its "    \
       "q, k, v, o and their gradients at [tokens, group x `d_head`]: smaller groups "    \
       "take less memory per token (see [Memory](memory.md)), at the cost of fewer "      \
-      "(batch, head) pairs for the CPU's threads per pass. With `sp` > 1 it must be 0")  \
+      "(batch, head) pairs for the CPU's threads per pass. Any `sp`: a rank's pass "     \
+      "holds its `seq_len`/`sp` positions (Ulysses passes cover lcm(group, `sp`) "      \
+      "heads; the sort's, fewer: [Training on many processes](distributed.md))")        \
     X(ff_activation,   CHOICE(ff_activation, ACTIVATION_NAMES), "gelu", 0,               \
       "`gelu` or `relu`")                                                                \
     X(ln_eps,          DOUBLE(ln_eps, 1e-30, 1.0),            "1e-6", 0,                  /* trax; HF 1e-12 */ \
