@@ -171,15 +171,16 @@ static void to_heads(Model *m, real *x, real *stage, int gw) {
     for (int b = 0; b < m->B; b++) m->seq.alltoall(m->seq.ctx, stage + b * sp * blk, x + b * sp * blk, blk);
 }
 
-// The inverse: x [B, L, gw / sp] -> x [T, gw].
-static void to_tokens(Model *m, real *x, real *stage, int gw) {
+// The inverse: x [B, L, gw / sp] -> out [T, gw] (out may be x).
+static void to_tokens(Model *m, real *out, const real *x, real *stage, int gw) {
     const Backend *be = m->be;
     const int sp = m->seq.sp, hw = gw / sp, Ll = m->L_local;
     const size_t blk = (size_t)Ll * hw;
     for (int b = 0; b < m->B; b++) m->seq.alltoall(m->seq.ctx, x + b * sp * blk, stage + b * sp * blk, blk);
     for (int b = 0; b < m->B; b++)
         for (int j = 0; j < sp; j++)
-            be->copy_2d(x + (size_t)b * Ll * gw + (size_t)j * hw, gw, stage + ((size_t)b * sp + j) * blk, hw, Ll, hw);
+            be->copy_2d(out + (size_t)b * Ll * gw + (size_t)j * hw, gw, stage + ((size_t)b * sp + j) * blk, hw, Ll,
+                        hw);
 }
 
 // Dropout on local rows [r0, r0 + n) of a [*, d] buffer (x points at row r0),
@@ -252,8 +253,13 @@ static uint16_t *pass_buckets(Model *m, int l, int g, const AttnShape *s) {
     return m->buckets[l] ? m->buckets[l] + (size_t)g * m->pass_heads[l] * s->n_hashes * m->T : NULL;
 }
 
+// Where a pass's output is in token layout: go, or with Ulysses dv's buffer
+// (free until the backward's kernel), so that go keeps the head layout the
+// backward's kernel reads: o is not sent again.
+static real *pass_out(Model *m, int l) { return layer_path(m, l) == PATH_HEADS ? m->gdv : m->go; }
+
 // Pass g of layer l: q, k, v of its heads for every token, then attention
-// into go (token layout) and attn_saved. hash = 1 draws fresh buckets; 0
+// into go and attn_saved, its output in token layout at pass_out. hash = 1 draws fresh buckets; 0
 // reuses the cached ones.
 static void attn_pass_forward(Model *m, int l, int g, const real *x, const ModelStep *st, int hash) {
     const Backend *be = m->be;
@@ -287,19 +293,19 @@ static void attn_pass_forward(Model *m, int l, int g, const real *x, const Model
             } else {
                 be->local_attention_forward(m->go, m->attn_saved, m->gq, m->gk, m->gv, &s, m->attn_work);
             }
-            if (path == PATH_HEADS) to_tokens(m, m->go, m->gdo, gw);
+            if (path == PATH_HEADS) to_tokens(m, m->gdv, m->go, m->gdo, gw);
         }
     });
 }
 
-// y += sign * dropout(go W_o[g rows]), chunk by chunk: the pass's share of
+// y += sign * dropout(o W_o[g rows]), chunk by chunk: the pass's share of
 // the block output (sign -1: taken back out, reconstructing the block input).
 static void attn_pass_output(Model *m, int l, int g, real *y, real sign, const ModelStep *st) {
     const int T = m->T, d = m->d, gw = pass_width(m, l);
-    const real *wo = P(m, m->layout.layers[l].w_o) + (size_t)g * gw * d;
+    const real *wo = P(m, m->layout.layers[l].w_o) + (size_t)g * gw * d, *out = pass_out(m, l);
     for (int r0 = 0; r0 < T; r0 += m->rows) {
         int n = MIN(m->rows, T - r0);
-        mm(m, m->row_out, m->go + (size_t)r0 * gw, wo, n, d, gw, 0, 0, 0);
+        mm(m, m->row_out, out + (size_t)r0 * gw, wo, n, d, gw, 0, 0, 0);
         if (st->train) dropout_rows(m, m->row_out, r0, n, st, attn_tag(l));
         m->be->axpy(y + (size_t)r0 * d, m->row_out, sign, (size_t)n * d);
     }
@@ -318,7 +324,7 @@ static void attn_pass_backward(Model *m, int l, int g, const real *x, real *dx, 
     real *dwo = G(m, lt->w_o) + (size_t)g * gw * d;
     for (int r0 = 0; r0 < T; r0 += m->rows) {
         int n = MIN(m->rows, T - r0);
-        const real *o = m->go + (size_t)r0 * gw;
+        const real *o = pass_out(m, l) + (size_t)r0 * gw;
         if (y) {
             mm(m, m->row_out, o, wo, n, d, gw, 0, 0, 0);
             if (st->train) dropout_rows(m, m->row_out, r0, n, st, attn_tag(l));
@@ -340,7 +346,7 @@ static void attn_pass_backward(Model *m, int l, int g, const real *x, real *dx, 
                 seq_local_backward(&m->seq_attn, be, &m->seq, m->go, m->gdk, m->gdv, m->gdo, m->go, m->attn_saved,
                                    m->gq, m->gk, m->gv);
         } else {
-            if (path == PATH_HEADS) to_heads(m, m->go, m->gdv, gw), to_heads(m, m->gdo, m->gdv, gw);
+            if (path == PATH_HEADS) to_heads(m, m->gdo, m->gdv, gw);  // o in token layout is spent
             if (c->layer_kind[l] == ATTN_LSH)
                 be->lsh_attention_backward(m->go, m->gdv, m->gdo, m->go, m->attn_saved, m->gq, m->gv, bk, &s,
                                            m->attn_work);
@@ -348,7 +354,7 @@ static void attn_pass_backward(Model *m, int l, int g, const real *x, real *dx, 
                 be->local_attention_backward(m->go, m->gdk, m->gdv, m->gdo, m->go, m->attn_saved, m->gq, m->gk,
                                              m->gv, &s, m->attn_work);
             if (path == PATH_HEADS)  // q, k, v are spent: q stages
-                for (int i = 0; i < pj.n; i++) to_tokens(m, pj.dx[i], m->gq, gw);
+                for (int i = 0; i < pj.n; i++) to_tokens(m, pj.dx[i], pj.dx[i], m->gq, gw);
         }
     });
     // Through the projections and LN1, chunk by chunk (LN1 recomputed).
