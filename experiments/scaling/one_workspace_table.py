@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Tables of issue 20 (one attention workspace for every sp) from one_workspace.jsonl (this build's runs of
-past_heads.sh) and past_heads.jsonl (the build before: issue 10's runs).
+"""Tables of issue 20 (one attention workspace for every sp) from one_workspace.jsonl and
+one_workspace_counts.jsonl (this build's runs of past_heads.sh) and past_heads.jsonl (the build before:
+issue 10's runs).
 
-    python3 one_workspace_table.py one_workspace.jsonl past_heads.jsonl > one_workspace.md
+    python3 one_workspace_table.py one_workspace.jsonl one_workspace_counts.jsonl --before past_heads.jsonl
 """
 import json
 import statistics
@@ -121,15 +122,25 @@ def two_m_table(new):
 
 
 def main():
-    new, old = load(sys.argv[1]), load(sys.argv[2])
+    at = sys.argv.index("--before")
+    new = [r for path in sys.argv[1:at] for r in load(path)]
+    old = load(sys.argv[at + 1])
     lines = ["# One attention workspace for every sp (issue 20)", "",
-             "Command: `PAST_HEADS_OUT=experiments/scaling/one_workspace.jsonl experiments/scaling/past_heads.sh "
-             "overhead counts4 counts4:BASE ab:BASE:3 step:1:1024 step:2:1024 step:4:1024 step:8:1024` with BASE a "
-             "worktree of main at d649d1e (`git worktree add --detach BASE d649d1e`), then `python3 "
-             "experiments/scaling/one_workspace_table.py experiments/scaling/one_workspace.jsonl "
-             "experiments/scaling/past_heads.jsonl > experiments/scaling/one_workspace.md`. CPU backend, MPI on one "
-             "2-core machine shared with six other engineers' builds and tests (which do not take the heavy lock), "
-             "1 OpenMP thread per rank.", ""]
+             "Commands (BASE: a worktree of main at d649d1e, `git worktree add --detach BASE d649d1e`): "
+             "`PAST_HEADS_OUT=experiments/scaling/one_workspace.jsonl experiments/scaling/past_heads.sh overhead "
+             "step:1:1024 step:8:1024:663552 ab:BASE:2 step:2:1024:168320 step:4:1024:334336` (the lengths are the "
+             "plan's predictions, `past_heads_table.py --predict-plan one_workspace.jsonl SP 1024`, as step:SP:1024 "
+             "would start from; one run each for want of time), `PAST_HEADS_OUT="
+             "experiments/scaling/one_workspace_counts.jsonl experiments/scaling/past_heads.sh counts4:BASE "
+             "counts4`, then `python3 experiments/scaling/one_workspace_table.py "
+             "experiments/scaling/one_workspace.jsonl experiments/scaling/one_workspace_counts.jsonl --before "
+             "experiments/scaling/past_heads.jsonl > experiments/scaling/one_workspace.md`. CPU backend, MPI on "
+             "one 2-core machine shared with six other engineers' builds, tests and training runs (which do not "
+             "take the heavy lock; the load average was about 11 during these runs), 1 OpenMP thread per rank. "
+             "The `memory_overhead` rows and the sp 1 step ran on the commit before the one that keeps a Ulysses "
+             "pass's output in both layouts (a change to the sp > 1 Ulysses exchange only: sp 1 and every plan "
+             "are the same); every other row on the branch's last build.",
+             ""]
     for part in (length_table, bytes_table, speed_table, two_m_table):
         lines += part(new, old) if part is length_table else part(new)
         lines.append("")
