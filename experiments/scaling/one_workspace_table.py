@@ -6,8 +6,12 @@ issue 10's runs).
     python3 one_workspace_table.py one_workspace.jsonl one_workspace_counts.jsonl --before past_heads.jsonl
 """
 import json
+import os
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import past_heads_table  # noqa: E402  (the plan's prediction: reformer plan + measured overhead)
 
 SINGLE_2M_MIB = 15747  # the single-process 2,097,152-token step, experiments/memory/long.md
 
@@ -55,6 +59,23 @@ def length_table(new, old):
         else:
             cells += ["not measured"] + ["-"] * 7
         out.append("| " + " | ".join(map(str, cells)) + " |")
+    missing = [sp for sp in (2, 4, 8) if not longest(new, sp)[0]]
+    if missing and base:
+        out += ["", "Not measured: " + ", ".join(f"sp {sp}" for sp in missing) + ". Their runs waited in the queue "
+                "for the shared heavy lock, which other engineers' training runs held from 11:25 to past 12:00 "
+                "UTC, and did not get it before this session's deadline. What the plan predicts for them (`reformer "
+                "plan` per rank, exact to the byte: tests/test_memplan.c, plus this build's measured "
+                "`memory_overhead` per rank; a prediction, not a measurement; at sp 1 the same prediction, 84480, "
+                "was measured within budget above):", "",
+                "| sp | plan's prediction: longest seq_len in 1 GiB per rank | positions per rank | / sp 1 measured "
+                "| target |", "|---|---|---|---|---|"]
+        for sp in missing:
+            L = past_heads_table.plan_predicted(new, sp, 1024)
+            out.append(f"| {sp} | {L} | {L // sp} | {L / base:.2f} | {0.9 * sp:.1f} |")
+    over = {r["sp"]: r for r in new if r["experiment"] == "memory_overhead"}  # the last of each sp
+    out += ["", "Overhead per rank (`memory_overhead`: a step at 1024 positions per rank, peak RSS minus plan): " +
+            "; ".join(f"sp {sp}: {over[sp]['peak_mib'] - over[sp]['planned_mb']:.1f} MiB ({over[sp]['peak_mib']} "
+                      f"peak, {over[sp]['planned_mb']} planned)" for sp in sorted(over)) + "."]
     runs = [r for r in new if r["experiment"].startswith("memory_step_1024")]
     out += ["", "Every run (after): " + "; ".join(
         f"sp {r['sp']} seq_len {r['seq_len']}: {r['peak_mib']} MiB ({'within' if r['within'] else 'over'})"
@@ -99,7 +120,8 @@ def speed_table(new):
            "1 warm-up step then 1 timed step; `ab:BASE:PAIRS` ran the build at main d649d1e and this one "
            "alternately, each run under the heavy lock.", ""]
     if not before or not after:
-        return out + ["Not measured."]
+        return out + ["Not measured: the runs waited for the shared heavy lock (held by other engineers' training "
+                      "runs from 11:25 to past 12:00 UTC) and did not get it before this session's deadline."]
     out += ["| build | runs (s) | median s |", "|---|---|---|",
             f"| before (d649d1e) | {', '.join(f'{x:.2f}' for x in before)} | {statistics.median(before):.2f} |",
             f"| after | {', '.join(f'{x:.2f}' for x in after)} | {statistics.median(after):.2f} |",
@@ -111,8 +133,9 @@ def two_m_table(new):
     rows = [r for r in new if r["experiment"] == "memory_step_2m"]
     out = ["## A 2,097,152-token step over 4 ranks", ""]
     if not rows:
-        return out + ["Not measured in this session (a 2M-token step on 4 ranks sharing 2 cores takes well over "
-                      "half an hour under the shared lock)."]
+        return out + ["Not measured: not attempted in this session (a 2M-token step on 4 ranks sharing 2 cores "
+                      "takes well over half an hour under the shared lock, which was not free). The plan: `reformer "
+                      "plan --set sp=4 --set seq_len=2097152` with the model above."]
     r = rows[-1]
     total = sum(r["rank_rss_mib"])
     return out + [f"sp 4, seq_len {r['seq_len']}: ranks' peak RSS {', '.join(map(str, r['rank_rss_mib']))} MiB, "
