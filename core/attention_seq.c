@@ -19,31 +19,29 @@ static int get_int(const real *at) {
 
 static AttnShape hash_shape(const SeqAttention *sa) {
     AttnShape s = {.batch = sa->B, .seq_len = sa->Ll, .n_heads = sa->H, .d_head = sa->dh, .chunk_len = sa->m,
-                   .n_hashes = sa->R, .n_buckets = sa->nb, .bucket_factors = sa->bucket_factors};
+                   .n_hashes = sa->R, .n_buckets = sa->nb, .bucket_factors = sa->bucket_factors, .head_offset = sa->head0};
     return s;
 }
 
-// Local kernel shapes: [halo ; mine] rows, or mine alone on rank 0.
-static AttnShape local_shape(const SeqAttention *sa, int with_halo) {
-    AttnShape s = {.batch = sa->B, .seq_len = sa->Ll + (with_halo ? sa->ml : 0), .n_heads = sa->H,
-                   .d_head = sa->dh, .chunk_len = sa->ml, .n_hashes = 1};
+// Local kernel shapes: my rows, or [halo ; my first chunk] (2 chunks).
+static AttnShape local_shape(const SeqAttention *sa, int halo) {
+    AttnShape s = {.batch = sa->B, .seq_len = halo ? 2 * sa->ml : sa->Ll, .n_heads = sa->H, .d_head = sa->dh,
+                   .chunk_len = sa->ml, .n_hashes = 1};
     return s;
 }
 
-size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const SeqSizeRules *be, int B) {
+size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const SeqSizeRules *be, int B,
+                            AttnKind kind, int heads, size_t *work_out) {
     memset(sa, 0, sizeof *sa);
-    sa->B = B, sa->H = c->n_heads, sa->dh = c->d_head, sa->L = c->seq_len, sa->Ll = c->seq_len / c->sp;
-    int has_lsh = config_count_lsh_layers(c) > 0, has_local = config_count_lsh_layers(c) < c->n_layers;
-    sa->lsh = has_lsh && c->sp_sequence[ATTN_LSH];
-    sa->local = has_local && c->sp_sequence[ATTN_LOCAL];
+    sa->B = B, sa->H = heads, sa->dh = c->d_head, sa->L = c->seq_len, sa->Ll = c->seq_len / c->sp;
     const size_t lanes = (size_t)B * sa->H, dh = (size_t)sa->dh, HD = (size_t)sa->H * dh, sp = (size_t)c->sp;
     size_t off = 0, work = 0;
 #define CARVE(field, type, count)                                     \
     do {                                                              \
         if (base) sa->field = (type *)(base + off);                   \
-        off += (((size_t)(count) * sizeof(type)) + 63) & ~(size_t)63; \
+        off += (((size_t)(count) * sizeof(type)) + 255) & ~(size_t)255; \
     } while (0)
-    if (sa->lsh) {
+    if (kind == ATTN_LSH) {
         sa->R = c->n_hashes, sa->nb = c->n_buckets, sa->m = c->lsh_chunk, sa->strict = c->lsh_strict;
         sa->bucket_factors = c->bucket_factors;  // the histograms below count all nb = f1 * f2 * ... buckets
         sa->n_own = sa->R * sa->Ll;
@@ -73,25 +71,45 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
         AttnShape hs = hash_shape(sa);
         work = MAX(work, be->attention_workspace_bytes(&hs, 1));
         if (be->lsh_sorted_workspace_bytes) work = MAX(work, be->lsh_sorted_workspace_bytes(sa->n_own, sa->m, sa->dh));
-    }
-    if (sa->local) {
+    } else {
         sa->ml = c->local_chunk;
-        const size_t rows = (size_t)B * (sa->ml + sa->Ll);
-        real **ext[] = {&sa->qe, &sa->ke, &sa->ve, &sa->oe, &sa->doe, &sa->dqe, &sa->dke, &sa->dve};
-        for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
-            if (base) *ext[i] = (real *)(base + off);
-            off += ((rows * HD * sizeof(real)) + 63) & ~(size_t)63;
-        }
+        const size_t rows = (size_t)B * 2 * sa->ml;
+        CARVE(qe, real, rows * HD);
+        CARVE(ke, real, rows * HD);
+        CARVE(ve, real, rows * HD);
+        CARVE(oe, real, rows * HD);
+        CARVE(doe, real, rows * HD);
+        CARVE(dqe, real, rows * HD);
+        CARVE(dke, real, rows * HD);
+        CARVE(dve, real, rows * HD);
         CARVE(lse_e, real, rows * sa->H);
         CARVE(lhalo_send, real, (size_t)B * sa->ml * 2 * HD);
         CARVE(lhalo_recv, real, (size_t)B * sa->ml * 2 * HD);
-        AttnShape with = local_shape(sa, 1), without = local_shape(sa, 0);
-        work = MAX(work, be->attention_workspace_bytes(&with, 0));
-        work = MAX(work, be->attention_workspace_bytes(&without, 0));
+        AttnShape halo = local_shape(sa, 1), mine = local_shape(sa, 0);
+        work = MAX(work, be->attention_workspace_bytes(&halo, 0));
+        work = MAX(work, be->attention_workspace_bytes(&mine, 0));
     }
-    CARVE(work, char, work);
 #undef CARVE
+    if (work_out) *work_out = work;
     sa->bytes = off;
+    return off;
+}
+
+size_t attn_pass_layout(AttnPass *ap, char *base, const Config *c, const SeqSizeRules *rules, int B, int l, int heads,
+                        size_t *work) {
+    memset(ap, 0, sizeof *ap);
+    const AttnKind kind = c->layer_kind[l];
+    const size_t bytes = (size_t)B * (c->seq_len / c->sp) * heads * c->d_head * sizeof(real);
+    size_t off = 0;
+    real **bufs[] = {&ap->q, &ap->k, &ap->v, &ap->o, &ap->dout, &ap->dk, &ap->dv};
+    for (int i = 0; i < 7; i++) {
+        if ((i == 1 || i == 5) && kind == ATTN_LSH) continue;  // LSH shares qk: no k
+        if (base) *bufs[i] = (real *)(base + off);
+        off += (bytes + 255) & ~(size_t)255;
+    }
+    if (work) *work = 0;
+    if (c->sp > 1 && c->sp_sequence[kind])
+        off += seq_attention_layout(&ap->seq, base ? base + off : NULL, c, rules, B, kind, heads, work);
     return off;
 }
 
@@ -341,9 +359,9 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
 
 // --- local ----------------------------------------------------------------------
 
-void seq_local_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, const real *q,
-                       const real *k, const real *v) {
-    const int B = sa->B, Ll = sa->Ll, m = sa->ml, HD = sa->H * sa->dh, E = m + Ll;
+void seq_local_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, real *lse,
+                       const real *q, const real *k, const real *v) {
+    const int B = sa->B, Ll = sa->Ll, m = sa->ml, HD = sa->H * sa->dh;
     // My last chunk of keys and values to the next rank (not cyclic: local
     // attention looks back along the sequence only).
     for (int b = 0; b < B; b++) {
@@ -352,48 +370,50 @@ void seq_local_forward(SeqAttention *sa, const Backend *be, const SeqParallel *s
         be->copy_2d(hs + HD, 2 * HD, v + ((size_t)b * Ll + Ll - m) * HD, HD, m, HD);
     }
     seq->shift(seq->ctx, sa->lhalo_send, sa->lhalo_recv, (size_t)B * m * 2 * HD, +1, 0);
-    if (seq->sp_rank == 0) {  // the sequence's first chunk: nothing before it
-        AttnShape s = local_shape(sa, 0);
-        be->local_attention_forward(out, sa->lse_e, q, k, v, &s, sa->work);
-        return;
-    }
-    // [halo ; mine] rows; the halo's queries are zero and their outputs unused.
+    // My rows; my first chunk sees only itself (right on rank 0, the
+    // sequence's first chunk).
+    AttnShape s = local_shape(sa, 0);
+    be->local_attention_forward(out, lse, q, k, v, &s, sa->work);
+    if (seq->sp_rank == 0) return;
+    // [halo ; my first chunk]; the halo's queries are zero and their outputs unused.
     for (int b = 0; b < B; b++) {
-        size_t e0 = (size_t)b * E * HD, own = e0 + (size_t)m * HD, mine = (size_t)b * Ll * HD;
+        size_t e0 = (size_t)b * 2 * m * HD, own = e0 + (size_t)m * HD, mine = (size_t)b * Ll * HD;
         const real *hr = sa->lhalo_recv + (size_t)b * m * 2 * HD;
         be->zero(sa->qe + e0, (size_t)m * HD * sizeof(real));
         be->copy_2d(sa->ke + e0, HD, hr, 2 * HD, m, HD);
         be->copy_2d(sa->ve + e0, HD, hr + HD, 2 * HD, m, HD);
-        be->copy(sa->qe + own, q + mine, (size_t)Ll * HD * sizeof(real));
-        be->copy(sa->ke + own, k + mine, (size_t)Ll * HD * sizeof(real));
-        be->copy(sa->ve + own, v + mine, (size_t)Ll * HD * sizeof(real));
+        be->copy(sa->qe + own, q + mine, (size_t)m * HD * sizeof(real));
+        be->copy(sa->ke + own, k + mine, (size_t)m * HD * sizeof(real));
+        be->copy(sa->ve + own, v + mine, (size_t)m * HD * sizeof(real));
     }
-    AttnShape s = local_shape(sa, 1);
-    be->local_attention_forward(sa->oe, sa->lse_e, sa->qe, sa->ke, sa->ve, &s, sa->work);
+    AttnShape h = local_shape(sa, 1);
+    be->local_attention_forward(sa->oe, sa->lse_e, sa->qe, sa->ke, sa->ve, &h, sa->work);
     for (int b = 0; b < B; b++)
-        be->copy(out + (size_t)b * Ll * HD, sa->oe + ((size_t)b * E + m) * HD, (size_t)Ll * HD * sizeof(real));
+        be->copy(out + (size_t)b * Ll * HD, sa->oe + ((size_t)b * 2 + 1) * m * HD, (size_t)m * HD * sizeof(real));
 }
 
 void seq_local_backward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *dq, real *dk, real *dv,
-                        const real *dout, const real *out, const real *q, const real *k, const real *v) {
-    const int B = sa->B, Ll = sa->Ll, m = sa->ml, HD = sa->H * sa->dh, E = m + Ll;
-    if (seq->sp_rank == 0) {
-        AttnShape s = local_shape(sa, 0);
-        be->local_attention_backward(dq, dk, dv, dout, out, sa->lse_e, q, k, v, &s, sa->work);
-    } else {
+                        real *dout, const real *out, const real *lse, const real *q, const real *k, const real *v) {
+    const int B = sa->B, Ll = sa->Ll, m = sa->ml, HD = sa->H * sa->dh;
+    const int halo = seq->sp_rank > 0;
+    if (halo)  // my first chunk's queries: through the [halo ; first chunk] call only
         for (int b = 0; b < B; b++) {
-            size_t e0 = (size_t)b * E * HD;
+            size_t e0 = (size_t)b * 2 * m * HD, mine = (size_t)b * Ll * HD;
             be->zero(sa->doe + e0, (size_t)m * HD * sizeof(real));
-            be->copy(sa->doe + e0 + (size_t)m * HD, dout + (size_t)b * Ll * HD, (size_t)Ll * HD * sizeof(real));
+            be->copy(sa->doe + e0 + (size_t)m * HD, dout + mine, (size_t)m * HD * sizeof(real));
+            be->zero(dout + mine, (size_t)m * HD * sizeof(real));
         }
-        AttnShape s = local_shape(sa, 1);
+    AttnShape s = local_shape(sa, 0);
+    be->local_attention_backward(dq, dk, dv, dout, out, lse, q, k, v, &s, sa->work);
+    if (halo) {
+        AttnShape h = local_shape(sa, 1);
         be->local_attention_backward(sa->dqe, sa->dke, sa->dve, sa->doe, sa->oe, sa->lse_e, sa->qe, sa->ke, sa->ve,
-                                     &s, sa->work);
+                                     &h, sa->work);
         for (int b = 0; b < B; b++) {
-            size_t own = ((size_t)b * E + m) * HD, mine = (size_t)b * Ll * HD, e0 = (size_t)b * E * HD;
-            be->copy(dq + mine, sa->dqe + own, (size_t)Ll * HD * sizeof(real));
-            be->copy(dk + mine, sa->dke + own, (size_t)Ll * HD * sizeof(real));
-            be->copy(dv + mine, sa->dve + own, (size_t)Ll * HD * sizeof(real));
+            size_t e0 = (size_t)b * 2 * m * HD, own = e0 + (size_t)m * HD, mine = (size_t)b * Ll * HD;
+            be->copy(dq + mine, sa->dqe + own, (size_t)m * HD * sizeof(real));
+            be->axpy(dk + mine, sa->dke + own, 1, (size_t)m * HD);
+            be->axpy(dv + mine, sa->dve + own, 1, (size_t)m * HD);
             real *hs = sa->lhalo_send + (size_t)b * m * 2 * HD;
             be->copy_2d(hs, 2 * HD, sa->dke + e0, HD, m, HD);
             be->copy_2d(hs + HD, 2 * HD, sa->dve + e0, HD, m, HD);

@@ -17,8 +17,11 @@
 // returns the (qk, v) gradients, the previous chunk's going back to its rank.
 //
 // Local: a halo. Each rank receives the last chunk of keys and values of the
-// rank before it and runs the local kernel on [halo ; own] rows; the halo's
-// key and value gradients go back in the backward.
+// rank before it, runs the local kernel on its own rows and again on [halo ;
+// first chunk]; the halo's key and value gradients go back in the backward.
+//
+// Both run per attention pass of the model (core/model.h): the buffers here
+// are for one pass of H heads, in the pass workspace.
 //
 // core/ knows no MPI: the exchanges are SeqParallel callbacks (dist/).
 #pragma once
@@ -47,11 +50,13 @@ typedef struct SeqParallel {
     void (*scan_counts)(void *ctx, const int *mine, int *before, int *total, size_t n);
 } SeqParallel;
 
-// Every buffer of the sequence-sharded layers, carved from one allocation
-// (seq_attention_layout). Lanes are (batch, head) pairs, lane = b * H + h.
+// One attention pass of a sequence-sharded layer: its exchange buffers,
+// carved from the model's pass workspace after the pass's q, k, v, o buffers
+// (seq_attention_layout), so they exist only for the pass in flight. Lanes
+// are (batch, head) pairs of the pass, lane = b * H + h.
 typedef struct SeqAttention {
-    int B, H, dh, L, Ll;  // Ll = L / sp positions per rank
-    int lsh, local;       // which kinds take this path
+    int B, H, dh, L, Ll;  // H heads in this pass; Ll = L / sp positions per rank
+    int head0;            // global index of the pass's first head (keys the hash rotations)
     // --- LSH ---
     int R, nb, m;             // rounds, buckets, chunk
     LshFactors bucket_factors;  // nb's factors (core/lsh_rules.h)
@@ -68,26 +73,43 @@ typedef struct SeqAttention {
     real *so, *slse;          // [lanes, n_own, dh], [lanes, n_own]
     real *saved;              // [lanes, R, Ll, dh + 1]: each of my items' round output and lse
     real *halo_send, *halo_recv;  // [lanes, m, 2 dh + 1]
-    // --- local ---
+    // --- local: my first chunk again, with the rank before's last chunk in front ---
     int ml;                   // local chunk
-    real *qe, *ke, *ve, *oe, *doe, *dqe, *dke, *dve;  // [B, ml + Ll, H dh]: halo rows, then mine
-    real *lse_e;              // [B, H, ml + Ll]
+    real *qe, *ke, *ve, *oe, *doe, *dqe, *dke, *dve;  // [B, 2 ml, H dh]: halo rows, then my first chunk
+    real *lse_e;              // [B, H, 2 ml]
     real *lhalo_send, *lhalo_recv;  // [B, ml, 2 H dh]
-    void *work;               // backend scratch of every call here
+    void *work;               // backend scratch of every call here (the model's attn_work)
     size_t bytes;             // the whole layout
 } SeqAttention;
 
-// Lay out the buffers at base for batch B of config c (c->sp > 1, some kind
-// with c->sp_sequence set); base NULL only measures. Returns bytes.
 // The sizing rules the layout needs (a live backend's, or the memory plan's
 // rules for a backend that is not loaded: core/memplan.h).
 typedef struct {
     size_t (*attention_workspace_bytes)(const AttnShape *s, int lsh);
     size_t (*lsh_sorted_workspace_bytes)(int n, int m, int dh);  // NULL: no sequence-sharded LSH
 } SeqSizeRules;
-size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const SeqSizeRules *rules, int B);
+// Lay out at base (NULL: only measure) the exchange buffers of one pass of
+// `heads` heads of a sequence-sharded layer of kind `kind` (c->sp > 1), batch
+// B. Returns their bytes; *work (if not NULL) receives the backend scratch
+// the pass's calls need. sa->work and sa->head0 are the caller's to set.
+size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const SeqSizeRules *rules, int B,
+                            AttnKind kind, int heads, size_t *work);
 
-// LSH layer forward on this rank's positions: qk, v, out [B, Ll, H*dh];
+// The pass workspace of the model (core/model.h): one attention pass of
+// `heads` heads of layer l, laid out at base (NULL: only measure): its q, k,
+// v, o buffers and their gradients, [T, heads * d_head] with T = B L / sp
+// (k and dk for local layers only; with Ulysses the same elements hold
+// [B * L, heads / sp * d_head]), then, for a sequence-sharded layer, its
+// exchange buffers (seq_attention_layout; *work: their backend scratch, else
+// 0). Returns the bytes.
+typedef struct {
+    real *q, *k, *v, *o, *dout, *dk, *dv;
+    SeqAttention seq;
+} AttnPass;
+size_t attn_pass_layout(AttnPass *ap, char *base, const Config *c, const SeqSizeRules *rules, int B, int l, int heads,
+                        size_t *work);
+
+// LSH pass forward on this rank's positions: qk, v, out [B, Ll, H*dh];
 // buckets [B, H, R, Ll] (hash = 1 draws them for (seed, step, layer) first,
 // 0 reuses them: the reversible recompute). Keeps what the backward needs.
 void seq_lsh_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, const real *qk,
@@ -100,8 +122,14 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
 void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real *qk, const real *v,
                            const uint16_t *buckets);
 
-// Local layer on this rank's positions: q, k, v, out [B, Ll, H*dh].
-void seq_local_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, const real *q,
-                       const real *k, const real *v);
+// Local pass on this rank's positions: q, k, v, out [B, Ll, H*dh], lse
+// [B, H, Ll] (local_saved_elems). The kernel runs on my rows (my first chunk
+// seeing only itself, as on rank 0), then once more on [halo ; my first
+// chunk] (2 chunks), whose output replaces my first chunk's.
+void seq_local_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, real *lse,
+                       const real *q, const real *k, const real *v);
+// Its backward, right after a forward of the same inputs: dq (may alias out),
+// dk, dv written (=). dout's first chunk is zeroed (rank > 0: that chunk's
+// gradients come from the [halo ; first chunk] call).
 void seq_local_backward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *dq, real *dk, real *dv,
-                        const real *dout, const real *out, const real *q, const real *k, const real *v);
+                        real *dout, const real *out, const real *lse, const real *q, const real *k, const real *v);

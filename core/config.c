@@ -139,7 +139,9 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC, N_BUCKETS_CODEC;
       "`n_heads / attn_head_group` passes over the whole sequence, each holding its "    \
       "q, k, v, o and their gradients at [tokens, group x `d_head`]: smaller groups "    \
       "take less memory per token (see [Memory](memory.md)), at the cost of fewer "      \
-      "(batch, head) pairs for the CPU's threads per pass. With `sp` > 1 it must be 0")  \
+      "(batch, head) pairs for the CPU's threads per pass. Any `sp`: a rank's pass "     \
+      "holds its `seq_len`/`sp` positions (Ulysses passes cover lcm(group, `sp`) "      \
+      "heads; the sort's, fewer: [Training on many processes](distributed.md))")        \
     X(ff_activation,   CHOICE(ff_activation, ACTIVATION_NAMES), "gelu", 0,               \
       "`gelu` or `relu`")                                                                \
     X(ln_eps,          DOUBLE(ln_eps, 1e-30, 1.0),            "1e-6", 0,                  /* trax; HF 1e-12 */ \
@@ -706,13 +708,9 @@ int config_finalize(Config *c, char *err, size_t errlen) {
                         c->seq_len, c->local_chunk);
     }
     if (sp_attention_plan(c, has_lsh, has_local, err, errlen)) return -1;
-    // Attention passes: groups of heads (the sequence-parallel exchange works
-    // on all of a rank's heads at once).
+    // Attention passes: groups of heads, at any sp (core/memplan.h, pass_heads).
     if (c->attn_head_group > 0 && c->n_heads % c->attn_head_group)
         return fail(err, errlen, "attn_head_group: %d does not divide n_heads=%d", c->attn_head_group, c->n_heads);
-    if (c->attn_head_group > 0 && c->sp > 1 && c->attn_head_group != c->n_heads / c->sp)
-        return fail(err, errlen, "attn_head_group: with sp=%d attention runs on all %d heads of a rank at once; "
-                    "leave it 0", c->sp, c->n_heads / c->sp);
     // Buckets: a chunk holds about two buckets (REFORMER.md, LSH step 3),
     // factorised past transformers' limit (lsh_auto_factors), the maximum
     // length being seq_len.

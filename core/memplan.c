@@ -67,10 +67,16 @@ static void add(MemPlan *p, const MemRules *r, const char *name, size_t field, M
 #define R4 sizeof(real)
 #define RT (sizeof(real) == 8 ? "f64" : "f32")
 
-static AttnShape plan_attn_shape(const MemPlan *p, const Config *c, int l, int heads, int head_offset) {
-    AttnShape s = {.batch = p->B, .seq_len = p->L, .n_heads = heads, .d_head = c->d_head,
-                   .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
-                   .head_offset = head_offset, .bf16 = c->precision == PRECISION_BF16};
+// 1: layer l runs with the Ulysses all-to-all; 0: unsharded or sequence-sharded.
+static int ulysses_layer(const Config *c, int l) { return c->sp > 1 && !c->sp_sequence[c->layer_kind[l]]; }
+
+// The attention call of one pass of layer l (heads: the model heads it
+// covers): what the backend kernel sees on this rank.
+static AttnShape plan_pass_shape(const MemPlan *p, const Config *c, int l, int heads) {
+    const int u = ulysses_layer(c, l), seq = c->sp > 1 && !u;
+    AttnShape s = {.batch = p->B, .seq_len = seq ? p->L_local : p->L, .n_heads = u ? heads / c->sp : heads,
+                   .d_head = c->d_head, .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
+                   .bf16 = c->precision == PRECISION_BF16};
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < p->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;
@@ -78,6 +84,20 @@ static AttnShape plan_attn_shape(const MemPlan *p, const Config *c, int l, int h
         s.strict = c->lsh_strict;
     }
     return s;
+}
+
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+// One pass of `heads` heads of layer l: its workspace bytes and its backend scratch.
+static size_t plan_pass(const MemPlan *p, const Config *c, const MemRules *r, int l, int heads, size_t *work) {
+    AttnPass ap;
+    SeqSizeRules sr = {r->attention_workspace_bytes, r->lsh_sorted_workspace_bytes};
+    size_t bytes = attn_pass_layout(&ap, NULL, c, &sr, p->B, l, heads, work);
+    if (!(c->sp > 1 && c->sp_sequence[c->layer_kind[l]])) {
+        AttnShape s = plan_pass_shape(p, c, l, heads);
+        *work = r->attention_workspace_bytes(&s, c->layer_kind[l] == ATTN_LSH);
+    }
+    return bytes;
 }
 
 // Scratch of the three matmuls of a linear layer y[rows, out] = x[rows, in] W.
@@ -92,13 +112,11 @@ static size_t linear_scratch(const MemRules *r, const Config *c, size_t rows, si
 // call shape the step makes, each at its largest (full chunks: a partial last
 // chunk needs no more, the sizes being monotone).
 static size_t scratch_plan(const MemPlan *p, const Config *c, const MemRules *r, size_t n_params) {
-    const size_t T = (size_t)p->T, d = (size_t)p->d, HD = (size_t)p->HD, V = (size_t)c->vocab_size;
-    const size_t rows = (size_t)p->rows, hr = (size_t)p->head_rows, dff = (size_t)c->d_ff, gw = (size_t)p->gw;
+    const size_t T = (size_t)p->T, d = (size_t)p->d, V = (size_t)c->vocab_size;
+    const size_t rows = (size_t)p->rows, hr = (size_t)p->head_rows, dff = (size_t)c->d_ff;
     size_t need = 0;
-    if (c->sp > 1) {
-        need = MAX(need, linear_scratch(r, c, T, d, HD));  // q, k, v (qk) projections, all tokens
-        need = MAX(need, linear_scratch(r, c, T, HD, d));  // attention output projection
-    } else {
+    for (int l = 0; l < c->n_layers; l++) {
+        const size_t gw = (size_t)p->pass_heads[l] * c->d_head;
         need = MAX(need, linear_scratch(r, c, rows, d, gw));  // projections of one pass, per chunk
         need = MAX(need, linear_scratch(r, c, rows, gw, d));  // output projection of one pass
     }
@@ -106,7 +124,7 @@ static size_t scratch_plan(const MemPlan *p, const Config *c, const MemRules *r,
     need = MAX(need, linear_scratch(r, c, rows, dff, d));  // feed-forward out
     need = MAX(need, linear_scratch(r, c, hr, 2 * d, V));  // output layer
     // bias and LayerNorm backward
-    const size_t colsum_shapes[][2] = {{c->sp > 1 ? T : rows, d}, {rows, dff}, {rows, d}, {hr, V}, {hr, 2 * d}};
+    const size_t colsum_shapes[][2] = {{rows, d}, {rows, dff}, {hr, V}, {hr, 2 * d}};
     for (size_t i = 0; i < sizeof colsum_shapes / sizeof colsum_shapes[0]; i++)
         need = MAX(need, r->scratch_bytes(SCRATCH_COLUMN_SUMS, colsum_shapes[i][0], colsum_shapes[i][1], 0));
     need = MAX(need, r->scratch_bytes(SCRATCH_EMBEDDING_BACKWARD, T, 0, 0));
@@ -129,14 +147,12 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
     p->T = c->batch * p->L_local;
     p->d = c->d_model;
     p->HD = c->n_heads * c->d_head;
-    const int heads = c->n_heads / c->sp;
-    p->head_group = c->sp > 1 || c->attn_head_group == 0 ? heads : c->attn_head_group;
-    p->n_groups = heads / p->head_group;
-    p->gw = p->head_group * c->d_head;
+    p->head_group = c->attn_head_group == 0 ? c->n_heads : c->attn_head_group;
+    p->n_groups = c->n_heads / p->head_group;
     p->rows = MIN(c->ff_chunk, p->T);
     p->head_rows = MIN(c->loss_chunk, p->T);
-    const size_t T = (size_t)p->T, d = (size_t)p->d, HD = (size_t)p->HD, V = (size_t)c->vocab_size;
-    const size_t BL = (size_t)p->B * p->L, gw = (size_t)p->gw, rows = (size_t)p->rows, hr = (size_t)p->head_rows;
+    const size_t T = (size_t)p->T, d = (size_t)p->d, V = (size_t)c->vocab_size;
+    const size_t rows = (size_t)p->rows, hr = (size_t)p->head_rows;
     const size_t dff = (size_t)c->d_ff;
 
     ParamLayout layout;
@@ -158,80 +174,81 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
     add(p, r, "tokens", F(tokens), MEM_BACKEND, 1, T * sizeof(int), "[T] i32");
     add(p, r, "targets", F(targets), MEM_BACKEND, 1, T * sizeof(int), "[T] i32");
 
-    // Buckets of every LSH layer (forward to backward), one store.
-    size_t bucket_total = 0, saved = 0, work = 0;
-    int n_lsh = 0, any_local = 0, ulysses = 0, sequence = 0;
+    // Attention passes. What a pass of head_group heads holds at sp = 1 (the
+    // widest layer kind's buffers) bounds the sequence-sharded sort's passes.
+    const int hg = p->head_group;
+    size_t budget = 0, work = 0, saved = 0, bucket_total = 0, slice_width = 0;
     for (int l = 0; l < c->n_layers; l++) {
-        int lsh = c->layer_kind[l] == ATTN_LSH;
-        any_local |= !lsh;
-        // The attention call of one pass: head_group heads (sp: this rank's).
-        AttnShape s = plan_attn_shape(p, c, l, p->head_group, 0);
+        Config one = *c;  // this rank's T tokens as one process's sequence
+        one.sp = 1, one.seq_len = p->L_local;
+        AttnPass ap;
+        budget = MAX(budget, attn_pass_layout(&ap, NULL, &one, NULL, p->B, l, hg, NULL));
+    }
+    int n_lsh = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const int lsh = c->layer_kind[l] == ATTN_LSH, seq = c->sp > 1 && c->sp_sequence[c->layer_kind[l]];
+        int heads = hg;
+        if (ulysses_layer(c, l)) heads = hg / gcd(hg, c->sp) * c->sp;  // lcm: sp divides n_heads and hg does
+        size_t w = 0, bytes = plan_pass(p, c, r, l, heads, &w);
+        if (seq && lsh)  // the widest pass whose sort fits the budget (at least one head)
+            while (heads > 1 && bytes > budget) {
+                int h = heads - 1;
+                while (hg % h) h--;
+                heads = h;
+                bytes = plan_pass(p, c, r, l, heads, &w);
+            }
+        p->pass_heads[l] = heads;
+        p->pass_bytes = MAX(p->pass_bytes, bytes);
+        work = MAX(work, w);
+        AttnShape s = plan_pass_shape(p, c, l, heads);
+        if (heads < c->n_heads) slice_width = MAX(slice_width, (size_t)heads * c->d_head);
         p->bucket_elems[l] = bucket_total;
-        if (c->sp > 1 && c->sp_sequence[c->layer_kind[l]]) {
-            // Sequence-sharded (attention_seq.c): buckets of this rank's
-            // positions, every head; its buffers are the seq_blob row below.
-            sequence = 1;
-            if (lsh) bucket_total += (size_t)p->B * c->n_heads * c->n_hashes * p->L_local, n_lsh++;
-            continue;
-        }
-        ulysses |= c->sp > 1;
-        if (lsh && s.n_buckets > 0) {
-            bucket_total += (size_t)p->n_groups * p->B * p->head_group * s.n_hashes * p->L;
+        if (lsh && s.n_buckets > 0) {  // every pass's buckets: n_heads x R x T in all
+            bucket_total += (size_t)c->n_heads * s.n_hashes * T;
             n_lsh++;
         }
-        saved = MAX(saved, lsh ? lsh_saved_elems(&s) : local_saved_elems(&s));
-        work = MAX(work, r->attention_workspace_bytes(&s, lsh));
+        if (!(seq && lsh)) saved = MAX(saved, lsh ? lsh_saved_elems(&s) : local_saved_elems(&s));
     }
     if (bucket_total)
         add(p, r, "buckets", F(bucket_store), MEM_BACKEND, 1, bucket_total * sizeof(uint16_t),
-            "[lsh layers=%d, B, H, R=%d, L] u16", n_lsh, c->n_hashes);
-
-    if (c->sp > 1) {
-        // Sequence parallel: the exchange works on all heads of this rank's
-        // tokens, so one pass holds every projection at [T, HD] (see model.c).
-        add(p, r, "ln_out", F(ln_out), MEM_BACKEND, 1, T * d * R4, "[T, d] %s", RT);
-        add(p, r, "ln_mean", F(ln_mean), MEM_BACKEND, 1, T * R4, "[T] %s", RT);
-        add(p, r, "ln_rstd", F(ln_rstd), MEM_BACKEND, 1, T * R4, "[T] %s", RT);
-        const char *tok[] = {"q", "k", "v", "attn_o", "dq", "dk", "dv", "d_attn_o", "xsend", "xrecv"};
-        const size_t tok_f[] = {F(q), F(k), F(v), F(attn_o), F(dq), F(dk), F(dv), F(d_attn_o), F(xsend), F(xrecv)};
-        // xsend, xrecv: the Ulysses all-to-all only.
-        for (int i = 0; i < (ulysses ? 10 : 8); i++)
-            add(p, r, tok[i], tok_f[i], MEM_BACKEND, 1, T * HD * R4, "[T, HD=%zu] %s", HD, RT);
-        const char *dd[] = {"attn_out", "d_block", "d_ln"};
-        const size_t dd_f[] = {F(attn_out), F(d_block), F(d_ln)};
-        for (int i = 0; i < 3; i++) add(p, r, dd[i], dd_f[i], MEM_BACKEND, 1, T * d * R4, "[T, d] %s", RT);
-        const char *hb[] = {"qh", "kh", "vh", "oh", "dqh", "dkh", "dvh", "doh"};
-        const size_t hb_f[] = {F(qh), F(kh), F(vh), F(oh), F(dqh), F(dkh), F(dvh), F(doh)};
-        for (int i = 0; i < 8 && ulysses; i++)
-            add(p, r, hb[i], hb_f[i], MEM_BACKEND, 1, BL * gw * R4, "[B*L=%zu, HD/sp=%zu] %s", BL, gw, RT);
-        if (sequence) {
-            SeqAttention sa;
-            SeqSizeRules sr = {r->attention_workspace_bytes, r->lsh_sorted_workspace_bytes};
-            add(p, r, "seq_blob", F(seq_blob), MEM_BACKEND, 1, seq_attention_layout(&sa, NULL, c, &sr, p->B),
-                "sequence-sharded attention (attention_seq.c)");
+            "[lsh layers=%d, H, R=%d, T] u16", n_lsh, c->n_hashes);
+    // One pass's buffers, laid out per layer in one allocation: q (qk), k,
+    // v, o, their gradients (dq over o), and for a sequence-sharded layer its
+    // exchange buffers after them. The rows below it show the widest layout.
+    add(p, r, "attn_pass", F(attn_pass), MEM_BACKEND, 1, p->pass_bytes, "one attention pass (attn_pass_layout)");
+    {
+        int widest = 0;
+        for (int l = 0; l < c->n_layers; l++) {
+            size_t w, a = plan_pass(p, c, r, l, p->pass_heads[l], &w), b = plan_pass(p, c, r, widest,
+                                                                                     p->pass_heads[widest], &w);
+            if (a > b) widest = l;
         }
-    } else {
-        // One attention pass: head_group heads, all tokens. dq (dqk) is
-        // written over o (the backward reads o first); k, dk only for local
-        // layers (LSH shares qk).
+        const int heads = p->pass_heads[widest], u = ulysses_layer(c, widest);
+        const int seq = c->sp > 1 && !u;
         const char *gb[] = {"attn_q", "attn_k", "attn_v", "attn_o", "attn_do", "attn_dk", "attn_dv"};
-        const size_t gb_f[] = {F(gq), F(gk), F(gv), F(go), F(gdo), F(gdk), F(gdv)};
+        const size_t buf = ((T * heads * c->d_head * R4) + 255) & ~(size_t)255;  // as attn_pass_layout carves
+        size_t w, in_bufs = 0;
         for (int i = 0; i < 7; i++) {
-            if ((i == 1 || i == 5) && !any_local) continue;
-            add(p, r, gb[i], gb_f[i], MEM_BACKEND, 1, T * gw * R4, "[T, %d heads x %d] %s", p->head_group,
-                c->d_head, RT);
+            if ((i == 1 || i == 5) && c->layer_kind[widest] == ATTN_LSH) continue;
+            add(p, r, gb[i], MEM_NO_FIELD, MEM_PART, 1, buf, u ? "[B*L, %d heads x %d] %s (layer %d)"
+                : "[T, %d heads x %d] %s (layer %d)", u ? heads / c->sp : heads, c->d_head, RT, widest);
+            in_bufs += buf;
         }
-        if (p->n_groups > 1) {
-            // Columns of w_q, w_k, w_v (w_qk) for one pass, and of their gradients.
-            const char *ws[] = {"w_slice0", "w_slice1", "w_slice2", "g_slice0", "g_slice1", "g_slice2"};
-            const size_t ws_f[] = {F(w_slice[0]), F(w_slice[1]), F(w_slice[2]), F(g_slice[0]), F(g_slice[1]), F(g_slice[2])};
-            for (int i = 0; i < 6; i++) {
-                if (i % 3 == 2 && !any_local) continue;
-                add(p, r, ws[i], ws_f[i], MEM_BACKEND, 0, d * gw * R4, "[d, %zu] %s", gw, RT);
-            }
+        if (seq)
+            add(p, r, "attn_exchange", MEM_NO_FIELD, MEM_PART, 1, plan_pass(p, c, r, widest, heads, &w) - in_bufs,
+                "%s rows of %d heads (attention_seq.c)", c->layer_kind[widest] == ATTN_LSH ? "sort" : "halo", heads);
+    }
+    if (slice_width) {
+        // Columns of w_q, w_k, w_v (w_qk) for one pass, and of their gradients.
+        const char *ws[] = {"w_slice0", "w_slice1", "w_slice2", "g_slice0", "g_slice1", "g_slice2"};
+        const size_t ws_f[] = {F(w_slice[0]), F(w_slice[1]), F(w_slice[2]), F(g_slice[0]), F(g_slice[1]), F(g_slice[2])};
+        int any_local = config_count_lsh_layers(c) < c->n_layers;
+        for (int i = 0; i < 6; i++) {
+            if (i % 3 == 2 && !any_local) continue;
+            add(p, r, ws[i], ws_f[i], MEM_BACKEND, 0, d * slice_width * R4, "[d, %zu] %s", slice_width, RT);
         }
     }
-    if (saved) add(p, r, "attn_saved", F(attn_saved), MEM_BACKEND, 1, saved * R4, "lse [B, %d heads, R*L] %s", p->head_group, RT);
+    if (saved) add(p, r, "attn_saved", F(attn_saved), MEM_BACKEND, 1, saved * R4, "lse of one pass %s", RT);
     if (work) add(p, r, "attn_work", F(attn_work), MEM_BACKEND, 1, work, "attention workspace");
 
     // Token chunks: the attention projections and the feed-forward layer.
@@ -262,6 +279,7 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
 
     size_t per_token = 0;
     for (int i = 0; i < p->n; i++) {
+        if (p->item[i].where == MEM_PART) continue;
         if (p->item[i].where == MEM_HOST) p->host_bytes += p->item[i].bytes;
         else p->backend_bytes += p->item[i].bytes;
         if (p->item[i].per_token) per_token += p->item[i].bytes;
@@ -288,7 +306,8 @@ void mem_plan_print(const MemPlan *p, const Config *c, const MemRules *rules, FI
     for (int i = 0; i < p->n; i++) {
         const MemItem *it = &p->item[i];
         fprintf(out, "  %-14s %-40s %12.2f  %s\n", it->name, it->shape, (double)it->bytes / MiB,
-                it->where == MEM_HOST ? "host" : it->per_token ? "per token" : "");
+                it->where == MEM_HOST ? "host" : it->where == MEM_PART ? "(part of the row above)"
+                                               : it->per_token ? "per token" : "");
     }
     fprintf(out, "  %-14s %-40s %12.2f\n", "total", rules->device[0] == 'c' && rules->device[1] == 'p' ?
                                                       "backend (host memory)" : "backend (device memory)",

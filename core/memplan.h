@@ -17,6 +17,7 @@ typedef enum {
     MEM_BACKEND,  // one alloc() in the backend's memory (device memory for CUDA)
     MEM_SCRATCH,  // the backend's internal scratch, one reserve_scratch()
     MEM_HOST,     // host staging (checked_calloc), not in the backend's memory
+    MEM_PART,     // printed only: a part of the row above it (not allocated, not added up)
 } MemWhere;
 
 typedef struct {
@@ -50,9 +51,14 @@ MemRules mem_rules_cuda(void);  // computed: no GPU, no CUDA library needed
 typedef struct {
     // Geometry the step uses (model_init copies it into Model).
     int B, L, L_local, T, d, HD;
-    int head_group;   // heads per attention pass (sp = 1), all of a rank's heads when sp > 1
-    int n_groups;     // passes per attention layer
-    int gw;           // head_group * d_head: width of the per-pass buffers
+    int head_group;   // attn_head_group (0: n_heads): heads per attention pass
+    int n_groups;     // n_heads / head_group
+    // Heads one pass of layer l covers (the model's heads; model.h): head_group,
+    // except with Ulysses (lcm(head_group, sp): each rank attends 1/sp of
+    // them) and for the sequence-sharded sort (fewer, so that its R-fold rows
+    // fit in what a pass of head_group heads holds at sp = 1).
+    int pass_heads[MAX_LAYERS];
+    size_t pass_bytes;  // the pass workspace: the largest layer's (attn_pass_layout)
     int rows;         // token rows per chunk of the per-token work (feed-forward, projections)
     int head_rows;    // rows per loss chunk
     size_t bucket_elems[MAX_LAYERS];  // offset of each LSH layer's buckets in the bucket store

@@ -12,18 +12,25 @@ enum { SITE_ATTN = 0, SITE_FFN = 1 };
 static real *P(Model *m, int t) { return tensor_ptr(m->params, &m->layout, t); }
 static real *G(Model *m, int t) { return tensor_ptr(m->grads, &m->layout, t); }
 
-// 1: layer l runs sequence-sharded (attention_seq.c); 0: on this rank's
-// heads of whole sequences (Ulysses), or unsharded when sp = 1.
-static int seq_sharded(const Model *m, int l) { return m->seq.sp > 1 && m->cfg.sp_sequence[m->cfg.layer_kind[l]]; }
+// How a layer's attention sees the sequence: unsharded (sp = 1), by heads
+// (Ulysses) or sequence-sharded (attention_seq.c).
+enum { PATH_ONE, PATH_HEADS, PATH_SEQUENCE };
+static int layer_path(const Model *m, int l) {
+    if (m->seq.sp == 1) return PATH_ONE;
+    return m->cfg.sp_sequence[m->cfg.layer_kind[l]] ? PATH_SEQUENCE : PATH_HEADS;
+}
+static int pass_width(const Model *m, int l) { return m->pass_heads[l] * m->cfg.d_head; }
+static int n_passes(const Model *m, int l) { return m->cfg.n_heads / m->pass_heads[l]; }
 
-static AttnShape layer_shape(const Model *m, int l) {
+// The attention call of pass g of layer l on this rank: the pass's heads over
+// the whole sequence, or (Ulysses) this rank's 1/sp of them; a sequence-sharded
+// pass plans its own calls (attention_seq.c).
+static AttnShape pass_shape(const Model *m, int l, int g) {
     const Config *c = &m->cfg;
-    // Attention sees whole sequences and this rank's n_heads / sp heads
-    // (a sequence-sharded layer plans its own shapes: attention_seq.c).
-    int heads = c->n_heads / (seq_sharded(m, l) ? 1 : m->seq.sp);
-    AttnShape s = {.batch = m->B, .seq_len = m->L, .n_heads = heads, .d_head = c->d_head,
-                   .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
-                   .head_offset = seq_sharded(m, l) ? 0 : m->seq.sp_rank * heads,
+    const int hp = m->pass_heads[l], path = layer_path(m, l), heads = path == PATH_HEADS ? hp / m->seq.sp : hp;
+    AttnShape s = {.batch = m->B, .seq_len = path == PATH_SEQUENCE ? m->L_local : m->L, .n_heads = heads,
+                   .d_head = c->d_head, .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
+                   .head_offset = g * hp + (path == PATH_HEADS ? m->seq.sp_rank * heads : 0),
                    .bf16 = c->precision == PRECISION_BF16, .tf32 = c->precision == PRECISION_TF32,
                    .reference = c->attn_reference};
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < m->L) {
@@ -33,6 +40,17 @@ static AttnShape layer_shape(const Model *m, int l) {
         s.strict = c->lsh_strict;
     }
     return s;
+}
+
+// Lay out the pass workspace for layer l (attn_pass_layout): the pass
+// buffers and, sequence-sharded, the exchange buffers after them.
+static void use_pass(Model *m, int l) {
+    AttnPass ap;
+    SeqSizeRules sr = {m->be->attention_workspace_bytes, m->be->lsh_sorted_workspace_bytes};
+    attn_pass_layout(&ap, m->attn_pass, &m->cfg, &sr, m->B, l, m->pass_heads[l], NULL);
+    m->gq = ap.q, m->gk = ap.k, m->gv = ap.v, m->go = ap.o, m->gdo = ap.dout, m->gdk = ap.dk, m->gdv = ap.dv;
+    m->seq_attn = ap.seq;
+    m->seq_attn.work = m->attn_work;
 }
 
 // --- profiling (only when m->profile: it synchronises the backend) ----------
@@ -68,6 +86,7 @@ static void allocate_plan(Model *m) {
     const MemPlan *p = &m->plan;
     for (int i = 0; i < p->n; i++) {
         const MemItem *it = &p->item[i];
+        if (it->where == MEM_PART) continue;
         if (it->where == MEM_SCRATCH) {
             m->be->reserve_scratch(p->scratch);
             continue;
@@ -98,20 +117,16 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     m->HD = p->HD;
     m->head_group = p->head_group;
     m->n_groups = p->n_groups;
-    m->gw = p->gw;
+    memcpy(m->pass_heads, p->pass_heads, sizeof m->pass_heads);
     m->rows = p->rows;
     m->head_rows = p->head_rows;
     param_layout_build(&m->layout, c);
+    if (c->sp > 1 && c->sp_sequence[ATTN_LSH] && config_count_lsh_layers(c) > 0 && !be->lsh_sorted_forward)
+        FATAL("use sp dividing n_heads (sp_attention=heads) or device=cpu",
+              "sp=%d: sequence-sharded LSH attention is not yet on the %s backend", c->sp, be->name);
     allocate_plan(m);
-    if (m->seq_blob) {
-        if (c->sp_sequence[ATTN_LSH] && config_count_lsh_layers(c) > 0 && !be->lsh_sorted_forward)
-            FATAL("use sp dividing n_heads (sp_attention=heads) or device=cpu",
-                  "sp=%d: sequence-sharded LSH attention is not yet on the %s backend", c->sp, be->name);
-        SeqSizeRules sr = {be->attention_workspace_bytes, be->lsh_sorted_workspace_bytes};
-        seq_attention_layout(&m->seq_attn, m->seq_blob, c, &sr, m->B);
-    }
     for (int l = 0; l < c->n_layers; l++)
-        if (c->layer_kind[l] == ATTN_LSH && layer_shape(m, l).n_buckets > 0)
+        if (c->layer_kind[l] == ATTN_LSH && pass_shape(m, l, 0).n_buckets > 0)
             m->buckets[l] = m->bucket_store + p->bucket_elems[l];
     m->bytes_planned = p->backend_bytes;
     m->scratch_planned = p->scratch;
@@ -127,6 +142,7 @@ void model_free(Model *m) {
     const MemPlan *p = &m->plan;
     for (int i = 0; i < p->n; i++) {
         const MemItem *it = &p->item[i];
+        if (it->where == MEM_PART) continue;
         if (it->where == MEM_SCRATCH) {
             m->be->release_scratch();
             continue;
@@ -141,32 +157,31 @@ void model_free(Model *m) {
 
 // --- sequence-parallel exchange ---------------------------------------------
 
-// x [T, HD] (my tokens, all heads) -> xh [B, L, HD/sp] (all tokens, my heads).
-static void to_heads(Model *m, const real *x, real *xh) {
+// Ulysses, in place in a pass buffer x of width gw (the pass's heads): x
+// [T, gw] (my tokens) -> x [B, L, gw / sp] (rank r's share of the heads,
+// columns r*gw/sp.., every token), packed through stage [T, gw] (a pass
+// buffer free at that point). One all-to-all per sequence, whose blocks
+// arrive where that sequence's rows go.
+static void to_heads(Model *m, real *x, real *stage, int gw) {
     const Backend *be = m->be;
-    const int sp = m->seq.sp, HDs = m->HD / sp, Ll = m->L_local;
-    const size_t block = (size_t)m->T * HDs;
-    for (int j = 0; j < sp; j++)  // heads of rank j, my tokens
-        be->copy_2d(m->xsend + j * block, HDs, x + (size_t)j * HDs, m->HD, m->T, HDs);
-    m->seq.alltoall(m->seq.ctx, m->xsend, m->xrecv, block);
-    for (int i = 0; i < sp; i++)  // rank i's positions of every sequence
-        for (int b = 0; b < m->B; b++)
-            be->copy(xh + ((size_t)b * m->L + (size_t)i * Ll) * HDs, m->xrecv + i * block + (size_t)b * Ll * HDs,
-                     (size_t)Ll * HDs * sizeof(real));
+    const int sp = m->seq.sp, hw = gw / sp, Ll = m->L_local;
+    const size_t blk = (size_t)Ll * hw;
+    for (int b = 0; b < m->B; b++)
+        for (int j = 0; j < sp; j++)  // heads of rank j, my positions of sequence b
+            be->copy_2d(stage + ((size_t)b * sp + j) * blk, hw, x + (size_t)b * Ll * gw + (size_t)j * hw, gw, Ll, hw);
+    for (int b = 0; b < m->B; b++) m->seq.alltoall(m->seq.ctx, stage + b * sp * blk, x + b * sp * blk, blk);
 }
 
-// The inverse: xh [B, L, HD/sp] -> x [T, HD].
-static void to_tokens(Model *m, const real *xh, real *x) {
+// The inverse: x [B, L, gw / sp] -> out [T, gw] (out may be x).
+static void to_tokens(Model *m, real *out, const real *x, real *stage, int gw) {
     const Backend *be = m->be;
-    const int sp = m->seq.sp, HDs = m->HD / sp, Ll = m->L_local;
-    const size_t block = (size_t)m->T * HDs;
-    for (int i = 0; i < sp; i++)
-        for (int b = 0; b < m->B; b++)
-            be->copy(m->xsend + i * block + (size_t)b * Ll * HDs, xh + ((size_t)b * m->L + (size_t)i * Ll) * HDs,
-                     (size_t)Ll * HDs * sizeof(real));
-    m->seq.alltoall(m->seq.ctx, m->xsend, m->xrecv, block);
-    for (int j = 0; j < sp; j++)
-        be->copy_2d(x + (size_t)j * HDs, m->HD, m->xrecv + j * block, HDs, m->T, HDs);
+    const int sp = m->seq.sp, hw = gw / sp, Ll = m->L_local;
+    const size_t blk = (size_t)Ll * hw;
+    for (int b = 0; b < m->B; b++) m->seq.alltoall(m->seq.ctx, x + b * sp * blk, stage + b * sp * blk, blk);
+    for (int b = 0; b < m->B; b++)
+        for (int j = 0; j < sp; j++)
+            be->copy_2d(out + (size_t)b * Ll * gw + (size_t)j * hw, gw, stage + ((size_t)b * sp + j) * blk, hw, Ll,
+                        hw);
 }
 
 // Dropout on local rows [r0, r0 + n) of a [*, d] buffer (x points at row r0),
@@ -185,16 +200,18 @@ static void dropout_rows(Model *m, real *x, int r0, int n, const ModelStep *st, 
 }
 static uint32_t attn_tag(int l) { return rng_tag(RNG_DROPOUT, (uint32_t)l, SITE_ATTN); }
 
-// --- attention half, one process per sequence (sp = 1) -------------------------
+// --- attention half ---------------------------------------------------------
 //
-// The attention of a layer runs in n_groups passes of head_group heads: each
-// pass projects LN1(x) onto its heads' columns chunk by chunk (LN1 recomputed
-// per chunk, never stored), runs the attention op on its [T, gw] buffers and
-// adds its share of the output projection, dropout(o_g W_o[g rows]), into the
-// residual chunk by chunk. Dropout is linear, so the passes' shares add up to
-// dropout(Attn(LN1(x))) W_o exactly (up to rounding). The backward of a pass
-// follows its recomputed forward at once, so one pass's buffers are the whole
-// attention workspace.
+// The attention of a layer runs in passes of pass_heads[l] heads: each pass
+// projects LN1(x) onto its heads' columns chunk by chunk (LN1 recomputed per
+// chunk, never stored), runs the attention of its heads on its [T, gw]
+// buffers and adds its share of the output projection, dropout(o_g W_o[g
+// rows]), into the residual chunk by chunk. Dropout is linear, so the passes'
+// shares add up to dropout(Attn(LN1(x))) W_o exactly (up to rounding). The
+// backward of a pass follows its recomputed forward at once, so one pass's
+// buffers are the whole attention workspace. With sp > 1 the attention of a
+// pass exchanges: Ulysses turns the pass buffers to heads and back in place;
+// a sequence-sharded pass sorts or fetches a halo (attention_seq.c).
 
 // The projections of a layer: LSH shares qk (w_qk) and has no k.
 typedef struct {
@@ -210,44 +227,49 @@ static Projections layer_projections(Model *m, int l) {
     return (Projections){3, {lt->w_q, lt->w_k, lt->w_v}, {m->gq, m->gk, m->gv}, {m->go, m->gdk, m->gdv}};
 }
 
-static AttnShape pass_shape(const Model *m, int l, int g) {
-    AttnShape s = layer_shape(m, l);
-    s.n_heads = m->head_group;
-    s.head_offset = g * m->head_group;
-    return s;
-}
-
 // Columns [g*gw, (g+1)*gw) of a [d, HD] weight, contiguous [d, gw] (the
 // tensor itself when there is one pass).
-static const real *weight_cols(Model *m, int t, int g, int slot) {
-    if (m->n_groups == 1) return P(m, t);
-    m->be->copy_2d(m->w_slice[slot], (size_t)m->gw, P(m, t) + (size_t)g * m->gw, (size_t)m->HD, (size_t)m->d,
-                   (size_t)m->gw);
+static const real *weight_cols(Model *m, int l, int t, int g, int slot) {
+    const size_t gw = (size_t)pass_width(m, l);
+    if (n_passes(m, l) == 1) return P(m, t);
+    m->be->copy_2d(m->w_slice[slot], gw, P(m, t) + (size_t)g * gw, (size_t)m->HD, (size_t)m->d, gw);
     return m->w_slice[slot];
 }
 // The same columns of the gradient, to accumulate into; grad_cols_done puts them back.
-static real *grad_cols(Model *m, int t, int g, int slot) {
-    if (m->n_groups == 1) return G(m, t);
-    m->be->copy_2d(m->g_slice[slot], (size_t)m->gw, G(m, t) + (size_t)g * m->gw, (size_t)m->HD, (size_t)m->d,
-                   (size_t)m->gw);
+static real *grad_cols(Model *m, int l, int t, int g, int slot) {
+    const size_t gw = (size_t)pass_width(m, l);
+    if (n_passes(m, l) == 1) return G(m, t);
+    m->be->copy_2d(m->g_slice[slot], gw, G(m, t) + (size_t)g * gw, (size_t)m->HD, (size_t)m->d, gw);
     return m->g_slice[slot];
 }
-static void grad_cols_done(Model *m, int t, int g, int slot) {
-    if (m->n_groups == 1) return;
-    m->be->copy_2d(G(m, t) + (size_t)g * m->gw, (size_t)m->HD, m->g_slice[slot], (size_t)m->gw, (size_t)m->d,
-                   (size_t)m->gw);
+static void grad_cols_done(Model *m, int l, int t, int g, int slot) {
+    const size_t gw = (size_t)pass_width(m, l);
+    if (n_passes(m, l) == 1) return;
+    m->be->copy_2d(G(m, t) + (size_t)g * gw, (size_t)m->HD, m->g_slice[slot], gw, (size_t)m->d, gw);
 }
 
+// Pass g's buckets: every pass holds [B, heads attended, R, rows attended],
+// pass_heads x R x T ids.
+static uint16_t *pass_buckets(Model *m, int l, int g, const AttnShape *s) {
+    return m->buckets[l] ? m->buckets[l] + (size_t)g * m->pass_heads[l] * s->n_hashes * m->T : NULL;
+}
+
+// Where a pass's output is in token layout: go, or with Ulysses dv's buffer
+// (free until the backward's kernel), so that go keeps the head layout the
+// backward's kernel reads: o is not sent again.
+static real *pass_out(Model *m, int l) { return layer_path(m, l) == PATH_HEADS ? m->gdv : m->go; }
+
 // Pass g of layer l: q, k, v of its heads for every token, then attention
-// into go and attn_saved. hash = 1 draws fresh buckets; 0 reuses the cached ones.
+// into go and attn_saved, its output in token layout at pass_out. hash = 1 draws fresh buckets; 0
+// reuses the cached ones.
 static void attn_pass_forward(Model *m, int l, int g, const real *x, const ModelStep *st, int hash) {
     const Backend *be = m->be;
     const Config *c = &m->cfg;
     const LayerTensors *lt = &m->layout.layers[l];
-    const int T = m->T, d = m->d, gw = m->gw;
+    const int T = m->T, d = m->d, gw = pass_width(m, l), path = layer_path(m, l);
     Projections pj = layer_projections(m, l);
     const real *w[3];
-    for (int i = 0; i < pj.n; i++) w[i] = weight_cols(m, pj.tensor[i], g, i);
+    for (int i = 0; i < pj.n; i++) w[i] = weight_cols(m, l, pj.tensor[i], g, i);
     for (int r0 = 0; r0 < T; r0 += m->rows) {
         int n = MIN(m->rows, T - r0);
         be->layernorm_forward(m->row_ln, m->row_mean, m->row_rstd, x + (size_t)r0 * d, P(m, lt->ln1_g),
@@ -255,26 +277,36 @@ static void attn_pass_forward(Model *m, int l, int g, const real *x, const Model
         for (int i = 0; i < pj.n; i++) mm(m, pj.x[i] + (size_t)r0 * gw, m->row_ln, w[i], n, gw, d, 0, 0, 0);
     }
     AttnShape s = pass_shape(m, l, g);
-    if (c->layer_kind[l] == ATTN_LSH) {
-        uint16_t *bk = m->buckets[l] ? m->buckets[l] + (size_t)g * m->B * m->head_group * s.n_hashes * m->L : NULL;
-        TIMED(PROF_ATTENTION, {
-            if (bk && hash) TIMED(PROF_HASH, be->lsh_hash(bk, m->gq, &s, c->seed, st->step, (uint32_t)l, m->attn_work));
-            be->lsh_attention_forward(m->go, m->attn_saved, m->gq, m->gv, bk, &s, m->attn_work);
-        });
-    } else {
-        TIMED(PROF_ATTENTION,
-              be->local_attention_forward(m->go, m->attn_saved, m->gq, m->gk, m->gv, &s, m->attn_work));
-    }
+    uint16_t *bk = pass_buckets(m, l, g, &s);
+    TIMED(PROF_ATTENTION, {
+        if (path == PATH_SEQUENCE) {
+            m->seq_attn.head0 = g * m->pass_heads[l];
+            if (c->layer_kind[l] == ATTN_LSH)
+                seq_lsh_forward(&m->seq_attn, be, &m->seq, m->go, m->gq, m->gv, bk, hash, c->seed, st->step,
+                                (uint32_t)l);
+            else seq_local_forward(&m->seq_attn, be, &m->seq, m->go, m->attn_saved, m->gq, m->gk, m->gv);
+        } else {
+            if (path == PATH_HEADS)
+                for (int i = 0; i < pj.n; i++) to_heads(m, pj.x[i], m->go, gw);  // o is free until the kernel
+            if (c->layer_kind[l] == ATTN_LSH) {
+                if (bk && hash) TIMED(PROF_HASH, be->lsh_hash(bk, m->gq, &s, c->seed, st->step, (uint32_t)l, m->attn_work));
+                be->lsh_attention_forward(m->go, m->attn_saved, m->gq, m->gv, bk, &s, m->attn_work);
+            } else {
+                be->local_attention_forward(m->go, m->attn_saved, m->gq, m->gk, m->gv, &s, m->attn_work);
+            }
+            if (path == PATH_HEADS) to_tokens(m, m->gdv, m->go, m->gdo, gw);
+        }
+    });
 }
 
-// y += sign * dropout(go W_o[g rows]), chunk by chunk: the pass's share of
+// y += sign * dropout(o W_o[g rows]), chunk by chunk: the pass's share of
 // the block output (sign -1: taken back out, reconstructing the block input).
 static void attn_pass_output(Model *m, int l, int g, real *y, real sign, const ModelStep *st) {
-    const real *wo = P(m, m->layout.layers[l].w_o) + (size_t)g * m->gw * m->d;
-    const int T = m->T, d = m->d, gw = m->gw;
+    const int T = m->T, d = m->d, gw = pass_width(m, l);
+    const real *wo = P(m, m->layout.layers[l].w_o) + (size_t)g * gw * d, *out = pass_out(m, l);
     for (int r0 = 0; r0 < T; r0 += m->rows) {
         int n = MIN(m->rows, T - r0);
-        mm(m, m->row_out, m->go + (size_t)r0 * gw, wo, n, d, gw, 0, 0, 0);
+        mm(m, m->row_out, out + (size_t)r0 * gw, wo, n, d, gw, 0, 0, 0);
         if (st->train) dropout_rows(m, m->row_out, r0, n, st, attn_tag(l));
         m->be->axpy(y + (size_t)r0 * d, m->row_out, sign, (size_t)n * d);
     }
@@ -288,12 +320,12 @@ static void attn_pass_backward(Model *m, int l, int g, const real *x, real *dx, 
     const Backend *be = m->be;
     const Config *c = &m->cfg;
     const LayerTensors *lt = &m->layout.layers[l];
-    const int T = m->T, d = m->d, gw = m->gw;
+    const int T = m->T, d = m->d, gw = pass_width(m, l), path = layer_path(m, l);
     const real *wo = P(m, lt->w_o) + (size_t)g * gw * d;
     real *dwo = G(m, lt->w_o) + (size_t)g * gw * d;
     for (int r0 = 0; r0 < T; r0 += m->rows) {
         int n = MIN(m->rows, T - r0);
-        const real *o = m->go + (size_t)r0 * gw;
+        const real *o = pass_out(m, l) + (size_t)r0 * gw;
         if (y) {
             mm(m, m->row_out, o, wo, n, d, gw, 0, 0, 0);
             if (st->train) dropout_rows(m, m->row_out, r0, n, st, attn_tag(l));
@@ -305,20 +337,32 @@ static void attn_pass_backward(Model *m, int l, int g, const real *x, real *dx, 
         mm(m, m->gdo + (size_t)r0 * gw, m->row_out, wo, n, gw, d, 0, 1, 0);  // do = d_block W_o[g rows]^T
     }
     AttnShape s = pass_shape(m, l, g);
-    if (c->layer_kind[l] == ATTN_LSH) {
-        const uint16_t *bk =
-            m->buckets[l] ? m->buckets[l] + (size_t)g * m->B * m->head_group * s.n_hashes * m->L : NULL;
-        TIMED(PROF_ATTENTION, be->lsh_attention_backward(m->go, m->gdv, m->gdo, m->go, m->attn_saved, m->gq, m->gv,
-                                                         bk, &s, m->attn_work));
-    } else {
-        TIMED(PROF_ATTENTION, be->local_attention_backward(m->go, m->gdk, m->gdv, m->gdo, m->go, m->attn_saved, m->gq,
-                                                           m->gk, m->gv, &s, m->attn_work));
-    }
-    // Through the projections and LN1, chunk by chunk (LN1 recomputed).
+    const uint16_t *bk = pass_buckets(m, l, g, &s);
     Projections pj = layer_projections(m, l);
+    TIMED(PROF_ATTENTION, {
+        if (path == PATH_SEQUENCE) {
+            if (c->layer_kind[l] == ATTN_LSH)
+                seq_lsh_backward(&m->seq_attn, be, &m->seq, m->go, m->gdv, m->gdo, m->go);
+            else
+                seq_local_backward(&m->seq_attn, be, &m->seq, m->go, m->gdk, m->gdv, m->gdo, m->go, m->attn_saved,
+                                   m->gq, m->gk, m->gv);
+        } else {
+            if (path == PATH_HEADS) to_heads(m, m->gdo, m->gdv, gw);  // o in token layout is spent
+            if (c->layer_kind[l] == ATTN_LSH)
+                be->lsh_attention_backward(m->go, m->gdv, m->gdo, m->go, m->attn_saved, m->gq, m->gv, bk, &s,
+                                           m->attn_work);
+            else
+                be->local_attention_backward(m->go, m->gdk, m->gdv, m->gdo, m->go, m->attn_saved, m->gq, m->gk,
+                                             m->gv, &s, m->attn_work);
+            if (path == PATH_HEADS)  // q, k, v are spent: q stages
+                for (int i = 0; i < pj.n; i++) to_tokens(m, pj.dx[i], pj.dx[i], m->gq, gw);
+        }
+    });
+    // Through the projections and LN1, chunk by chunk (LN1 recomputed).
     const real *w[3];
     real *dw[3];
-    for (int i = 0; i < pj.n; i++) w[i] = weight_cols(m, pj.tensor[i], g, i), dw[i] = grad_cols(m, pj.tensor[i], g, i);
+    for (int i = 0; i < pj.n; i++)
+        w[i] = weight_cols(m, l, pj.tensor[i], g, i), dw[i] = grad_cols(m, l, pj.tensor[i], g, i);
     for (int r0 = 0; r0 < T; r0 += m->rows) {
         int n = MIN(m->rows, T - r0);
         size_t off = (size_t)r0 * d;
@@ -332,124 +376,13 @@ static void attn_pass_backward(Model *m, int l, int g, const real *x, real *dx, 
         be->layernorm_backward(dx + off, G(m, lt->ln1_g), G(m, lt->ln1_b), m->row_dln, x + off, P(m, lt->ln1_g),
                                m->row_mean, m->row_rstd, n, d);
     }
-    for (int i = 0; i < pj.n; i++) grad_cols_done(m, pj.tensor[i], g, i);
+    for (int i = 0; i < pj.n; i++) grad_cols_done(m, l, pj.tensor[i], g, i);
 }
-
-// --- attention half, sequence parallel (sp > 1) --------------------------------
-//
-// Each rank projects all heads of its own tokens, the all-to-all turns them
-// into its heads of every token (one pass of n_heads / sp heads), and back.
-
-// attn_out = dropout(Attn_l(LN1(x))), keeping the layer's intermediates for
-// a backward. hash = 1 draws fresh buckets; 0 reuses the cached ones.
-static void sharded_attn_forward(Model *m, int l, const real *x, const ModelStep *st, int hash) {
-    const Backend *be = m->be;
-    const Config *c = &m->cfg;
-    const LayerTensors *lt = &m->layout.layers[l];
-    const int T = m->T, d = m->d, HD = m->HD;
-    AttnShape s = layer_shape(m, l);
-    be->layernorm_forward(m->ln_out, m->ln_mean, m->ln_rstd, x, P(m, lt->ln1_g), P(m, lt->ln1_b), T, d,
-                          (real)c->ln_eps);
-    // With Ulysses sequence parallelism, attention runs on head-sharded whole
-    // sequences (qa, ka, va, oa); otherwise on the local buffers directly
-    // (sequence-sharded layers: attention_seq.c, exchanging as they go).
-    const int sharded = seq_sharded(m, l), shard = m->seq.sp > 1 && !sharded;
-    real *qa = shard ? m->qh : m->q, *ka = shard ? m->kh : m->k, *va = shard ? m->vh : m->v;
-    real *oa = shard ? m->oh : m->attn_o;
-    if (c->layer_kind[l] == ATTN_LSH) {
-        mm(m, m->q, m->ln_out, P(m, lt->w_qk), T, HD, d, 0, 0, 0);
-        mm(m, m->v, m->ln_out, P(m, lt->w_v), T, HD, d, 0, 0, 0);
-        uint16_t *bk = m->buckets[l];
-        TIMED(PROF_ATTENTION, {
-            if (sharded) {
-                seq_lsh_forward(&m->seq_attn, be, &m->seq, oa, m->q, m->v, bk, hash, c->seed, st->step, (uint32_t)l);
-            } else {
-                if (shard) to_heads(m, m->q, qa), to_heads(m, m->v, va);
-                if (bk && hash) TIMED(PROF_HASH, be->lsh_hash(bk, qa, &s, c->seed, st->step, (uint32_t)l, m->attn_work));
-                be->lsh_attention_forward(oa, m->attn_saved, qa, va, bk, &s, m->attn_work);
-            }
-        });
-    } else {
-        mm(m, m->q, m->ln_out, P(m, lt->w_q), T, HD, d, 0, 0, 0);
-        mm(m, m->k, m->ln_out, P(m, lt->w_k), T, HD, d, 0, 0, 0);
-        mm(m, m->v, m->ln_out, P(m, lt->w_v), T, HD, d, 0, 0, 0);
-        TIMED(PROF_ATTENTION, {
-            if (sharded) {
-                seq_local_forward(&m->seq_attn, be, &m->seq, oa, m->q, m->k, m->v);
-            } else {
-                if (shard) to_heads(m, m->q, qa), to_heads(m, m->k, ka), to_heads(m, m->v, va);
-                be->local_attention_forward(oa, m->attn_saved, qa, ka, va, &s, m->attn_work);
-            }
-        });
-    }
-    if (shard) TIMED(PROF_ATTENTION, to_tokens(m, oa, m->attn_o));
-    mm(m, m->attn_out, m->attn_o, P(m, lt->w_o), T, d, HD, 0, 0, 0);
-    if (st->train) dropout_rows(m, m->attn_out, 0, T, st, attn_tag(l));
-}
-
-// Backward of sharded_attn_forward (whose intermediates must be current):
-// dx += d/dx of <dy, attn_out>; parameter gradients accumulate.
-static void sharded_attn_backward(Model *m, int l, const real *x, real *dx, const real *dy, const ModelStep *st) {
-    const Backend *be = m->be;
-    const Config *c = &m->cfg;
-    const LayerTensors *lt = &m->layout.layers[l];
-    const int T = m->T, d = m->d, HD = m->HD;
-    AttnShape s = layer_shape(m, l);
-    be->copy(m->d_block, dy, (size_t)T * d * sizeof(real));
-    if (st->train) dropout_rows(m, m->d_block, 0, T, st, attn_tag(l));
-    mm(m, G(m, lt->w_o), m->attn_o, m->d_block, HD, d, T, 1, 0, 1);
-    mm(m, m->d_attn_o, m->d_block, P(m, lt->w_o), T, HD, d, 0, 1, 0);
-    const int sharded = seq_sharded(m, l), shard = m->seq.sp > 1 && !sharded;
-    real *qa = shard ? m->qh : m->q, *ka = shard ? m->kh : m->k, *va = shard ? m->vh : m->v;
-    real *oa = shard ? m->oh : m->attn_o, *doa = shard ? m->doh : m->d_attn_o;
-    real *dqa = shard ? m->dqh : m->dq, *dka = shard ? m->dkh : m->dk, *dva = shard ? m->dvh : m->dv;
-    if (c->layer_kind[l] == ATTN_LSH) {
-        TIMED(PROF_ATTENTION, {
-            if (sharded) {
-                seq_lsh_backward(&m->seq_attn, be, &m->seq, m->dq, m->dv, m->d_attn_o, m->attn_o);
-            } else {
-                if (shard) to_heads(m, m->d_attn_o, doa);
-                be->lsh_attention_backward(dqa, dva, doa, oa, m->attn_saved, qa, va, m->buckets[l], &s,
-                                           m->attn_work);
-                if (shard) to_tokens(m, dqa, m->dq), to_tokens(m, dva, m->dv);
-            }
-        });
-        mm(m, G(m, lt->w_qk), m->ln_out, m->dq, d, HD, T, 1, 0, 1);
-        mm(m, G(m, lt->w_v), m->ln_out, m->dv, d, HD, T, 1, 0, 1);
-        mm(m, m->d_ln, m->dq, P(m, lt->w_qk), T, d, HD, 0, 1, 0);
-        mm(m, m->d_ln, m->dv, P(m, lt->w_v), T, d, HD, 0, 1, 1);
-    } else {
-        TIMED(PROF_ATTENTION, {
-            if (sharded) {
-                seq_local_backward(&m->seq_attn, be, &m->seq, m->dq, m->dk, m->dv, m->d_attn_o, m->attn_o, m->q,
-                                   m->k, m->v);
-            } else {
-                if (shard) to_heads(m, m->d_attn_o, doa);
-                be->local_attention_backward(dqa, dka, dva, doa, oa, m->attn_saved, qa, ka, va, &s, m->attn_work);
-                if (shard) to_tokens(m, dqa, m->dq), to_tokens(m, dka, m->dk), to_tokens(m, dva, m->dv);
-            }
-        });
-        mm(m, G(m, lt->w_q), m->ln_out, m->dq, d, HD, T, 1, 0, 1);
-        mm(m, G(m, lt->w_k), m->ln_out, m->dk, d, HD, T, 1, 0, 1);
-        mm(m, G(m, lt->w_v), m->ln_out, m->dv, d, HD, T, 1, 0, 1);
-        mm(m, m->d_ln, m->dq, P(m, lt->w_q), T, d, HD, 0, 1, 0);
-        mm(m, m->d_ln, m->dk, P(m, lt->w_k), T, d, HD, 0, 1, 1);
-        mm(m, m->d_ln, m->dv, P(m, lt->w_v), T, d, HD, 0, 1, 1);
-    }
-    be->layernorm_backward(dx, G(m, lt->ln1_g), G(m, lt->ln1_b), m->d_ln, x, P(m, lt->ln1_g), m->ln_mean,
-                           m->ln_rstd, T, d);
-}
-
-// --- the attention half, either way -----------------------------------------------
 
 // y1 = x1 + dropout(Attn_l(LN1(x2))): y (x1) += the block output.
 static void attn_half_forward(Model *m, int l, const real *x, real *y, const ModelStep *st) {
-    if (m->seq.sp > 1) {
-        sharded_attn_forward(m, l, x, st, !st->reuse_buckets);
-        m->be->axpy(y, m->attn_out, 1, (size_t)m->T * m->d);
-        return;
-    }
-    for (int g = 0; g < m->n_groups; g++) {
+    use_pass(m, l);
+    for (int g = 0; g < n_passes(m, l); g++) {
         attn_pass_forward(m, l, g, x, st, !st->reuse_buckets);
         attn_pass_output(m, l, g, y, 1, st);
     }
@@ -461,15 +394,9 @@ static void attn_half_forward(Model *m, int l, const real *x, real *y, const Mod
 static void attn_half_backward(Model *m, int l, const real *x, real *dx, const real *dy, real *y,
                                const real *stored_in, const ModelStep *st) {
     const size_t Td = (size_t)m->T * m->d;
-    if (m->seq.sp > 1) {
-        sharded_attn_forward(m, l, x, st, 0);
-        if (stored_in) m->be->copy(y, stored_in, Td * sizeof(real));
-        else m->be->axpy(y, m->attn_out, -1, Td);
-        sharded_attn_backward(m, l, x, dx, dy, st);
-        return;
-    }
+    use_pass(m, l);
     if (stored_in) m->be->copy(y, stored_in, Td * sizeof(real));
-    for (int g = 0; g < m->n_groups; g++) {
+    for (int g = 0; g < n_passes(m, l); g++) {
         attn_pass_forward(m, l, g, x, st, 0);
         attn_pass_backward(m, l, g, x, dx, dy, stored_in ? NULL : y, st);
     }

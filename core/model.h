@@ -3,12 +3,18 @@
 //
 // Memory (DESIGN.md, "The memory contract"; core/memplan.h): parameters,
 // gradients and two AdamW moments; the two residual streams and their
-// gradients (4 x B*L*d); per LSH layer the bucket ids of the forward pass; and
-// one layer's workspace: attention in passes of attn_head_group heads over the
-// whole sequence (q, k, v, o, their gradients at [T, group width], per-item
-// logsumexps), every per-token op outside attention in chunks of ff_chunk
-// rows, the loss in chunks of loss_chunk rows. model_init allocates exactly
-// the MemPlan table; the step allocates nothing.
+// gradients (4 x T*d, T = B*L/sp this rank's tokens); per LSH layer the
+// bucket ids of the forward pass; and one layer's workspace: attention in
+// passes of a few heads (q, k, v, o, their gradients at [T, pass width],
+// per-item logsumexps, and with sp > 1 the pass's exchange buffers), every
+// per-token op outside attention in chunks of ff_chunk rows, the loss in
+// chunks of loss_chunk rows. model_init allocates exactly the MemPlan table;
+// the step allocates nothing.
+//
+// One step for every sp: per layer and pass, project this rank's tokens onto
+// the pass's heads (chunk by chunk), attend, add the pass's share of the
+// output projection; the backward recomputes a pass and follows it at once.
+// With sp > 1 a pass's attention also exchanges: the only difference (below).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -26,11 +32,13 @@ typedef struct {
 } LossStats;
 
 // Sequence parallelism (DESIGN.md, Distribution): each of sp ranks holds
-// L/sp contiguous tokens of every sequence. Around attention either an
-// all-to-all turns "all heads, my tokens" into "my heads, all tokens" and
-// back (Ulysses; sp divides n_heads), or the sequence stays sharded (LSH: a
-// distributed sort; local: a halo): config sp_attention, attention_seq.h.
-// core/ knows no MPI: the launcher supplies the exchanges (SeqParallel).
+// L/sp contiguous tokens of every sequence. Around a pass's attention either
+// an all-to-all turns "the pass's heads, my tokens" into "my 1/sp of them, all
+// tokens" and back, in place in the pass's buffers (Ulysses; sp divides
+// n_heads), or the sequence stays sharded (LSH: a distributed sort; local: a
+// halo; their buffers follow the pass's in the pass workspace): config
+// sp_attention, attention_seq.h. core/ knows no MPI: the launcher supplies
+// the exchanges (SeqParallel).
 
 // Time shares of a step, filled when Model.profile is set (synchronising).
 // PROF_HASH: the LSH hash (not sequence-sharded), a part of PROF_ATTENTION.
@@ -43,19 +51,24 @@ typedef struct {
     MemPlan plan;        // every buffer below, its shape and size (memplan.h)
     int B, L, T, d, HD;  // L full sequence length; T = B * L / sp local tokens; HD = n_heads * d_head
     int L_local;         // L / sp: this rank's positions of each sequence
-    int head_group, n_groups, gw;  // heads per attention pass, passes, pass width head_group * d_head
+    int head_group, n_groups;       // attn_head_group (0: n_heads) and n_heads / head_group
+    int pass_heads[MAX_LAYERS];     // heads one pass of layer l covers (memplan.h)
     SeqParallel seq;     // sp = 1 unless the launcher shards the sequence
 
     real *params, *grads, *adam_m, *adam_v;  // [n_params] each
     real *x1, *x2, *dx1, *dx2;               // residual streams and gradients [T, d]
     real *stored;                            // reversible=0: every layer's inputs
     uint16_t *bucket_store;                  // every LSH layer's buckets
-    uint16_t *buckets[MAX_LAYERS];           // LSH layers: [n_groups][B, head_group, R, L] in bucket_store; else NULL
+    uint16_t *buckets[MAX_LAYERS];           // LSH layers: per pass [B, heads attended, R, rows attended] in bucket_store; else NULL
     int *tokens, *targets;                   // [T]
 
-    // One layer's workspace. Attention pass (sp = 1): head_group heads, all tokens.
+    // One layer's workspace. The attention pass in flight: its heads, all of
+    // this rank's tokens (Ulysses: 1/sp of its heads, all tokens), laid out
+    // in attn_pass for the layer (attn_pass_layout; gw = pass width).
+    void *attn_pass;
     real *gq, *gk, *gv, *go;                 // [T, gw] q (qk), k, v, o; go receives dq (dqk) in the backward
     real *gdo, *gdk, *gdv;                   // [T, gw]
+    SeqAttention seq_attn;                   // sequence-sharded layers: the pass's exchange buffers
     real *w_slice[3], *g_slice[3];           // [d, gw]: one pass's columns of w_q/w_k/w_v and their gradients
     real *attn_saved;                        // logsumexps: LSH per item, local per position
     void *attn_work;                         // backend attention scratch
@@ -68,15 +81,6 @@ typedef struct {
     real *logits, *d_head_in, *d_head_ln;    // [rows, V], [rows, 2d] x2
     real *losses;                            // [T]
     int *correct;                            // [T]
-    // Sequence parallel only (sp > 1): all heads of this rank's tokens [T, *],
-    // head-sharded full-sequence buffers [B * L, HD / sp] and the exchange buffers.
-    real *ln_out, *ln_mean, *ln_rstd;        // [T, d], [T], [T]
-    real *q, *k, *v, *attn_o, *dq, *dk, *dv, *d_attn_o;  // [T, HD]
-    real *attn_out, *d_block, *d_ln;         // [T, d]
-    real *qh, *kh, *vh, *oh, *dqh, *dkh, *dvh, *doh, *xsend, *xrecv;
-    // Layers that run sequence-sharded (c->sp_sequence): their buffers.
-    SeqAttention seq_attn;
-    void *seq_blob;
 
     // Host staging.
     real *host_losses;

@@ -71,8 +71,8 @@ int main(int argc, char **argv) {
         SeqAttention sa;
         const Backend *cpu = backend_cpu();
         SeqSizeRules sr = {cpu->attention_workspace_bytes, cpu->lsh_sorted_workspace_bytes};
-        char *blob = calloc(1, seq_attention_layout(&sa, NULL, &c, &sr, B));
-        seq_attention_layout(&sa, blob, &c, &sr, B);
+        char *blob = calloc(1, seq_attention_layout(&sa, NULL, &c, &sr, B, ATTN_LSH, H, NULL));
+        seq_attention_layout(&sa, blob, &c, &sr, B, ATTN_LSH, H, NULL);
         const int lanes = B * H, HD = H * dh, n = sa.n_own, m = sa.m;
         uint16_t *global = malloc((size_t)lanes * R * L * sizeof(uint16_t));
         uint16_t *mine = malloc((size_t)lanes * R * Ll * sizeof(uint16_t));

@@ -642,7 +642,7 @@ int preflight(const Config *c, const Backend *be, int print, const Dist *d, char
              "is available (%s); lower seq_len or batch, raise sp%s%s, or see `reformer plan`",
              a, be->name, each, c->seq_len, c->batch, c->sp, plan.per_token_bytes,
              strcmp(rules.device, "cpu") ? "" : overhead, b, source,
-             c->sp == 1 && plan.head_group > 1 ? ", or set attn_head_group=1 (fewer heads per attention pass)" : "",
+             plan.head_group > 1 ? ", or set attn_head_group=1 (fewer heads per attention pass)" : "",
              node_ranks > 1 ? ", or start fewer ranks per node" : "");
     return 1;
 }

@@ -266,6 +266,30 @@ Test(dist, strict_lsh_sequence_sharded_past_the_heads_equals_one_process, .timeo
     parallel_check_with(8, 4, 5, "lsh,local", PAST_HEADS " lsh_form=strict");
 }
 
+// Attention in passes of 1 and 2 heads (attn_head_group) at sp 2, 4 and 8,
+// on every path: Ulysses (8 heads, so that sp 8 divides them; a pass covers
+// lcm(group, sp) heads, 1/sp of them per rank), and the sort and the halo
+// (4 heads, shards of 8 positions at sp 8), through the reversible backward
+// with dropout; and a dp 2 x sp 4 grid in passes of one head. Each equals
+// one process in passes of the same group (parallel_check's tolerances).
+Test(dist, head_group_passes_sharded_equal_one_process, .timeout = 300) {
+    need_mpi();
+    const int sps[] = {2, 4, 8}, groups[] = {1, 2};
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < 3; i++) {
+            char flags[200];
+            snprintf(flags, sizeof flags, "n_heads=8 d_head=2 seq_len=64 sp_attention=heads attn_head_group=%d",
+                     groups[g]);
+            Result r = parallel_check_with(sps[i], sps[i], 3, "local,lsh", flags);
+            cr_assert(strstr(r.out, "local heads (Ulysses), lsh heads (Ulysses)"), "%s", r.out);
+            snprintf(flags, sizeof flags,
+                     "n_heads=4 d_head=4 seq_len=64 n_layers=2 sp_attention=sequence attn_head_group=%d", groups[g]);
+            r = parallel_check_with(sps[i], sps[i], 3, "local,lsh", flags);
+            cr_assert(strstr(r.out, "local sequence-sharded (halo), lsh sequence-sharded (sort)"), "%s", r.out);
+        }
+    parallel_check_with(8, 4, 5, "local,lsh", PAST_HEADS " attn_head_group=1");
+}
+
 // ---------------------------------------------------- reformer train over MPI
 //
 // `reformer train` on a grid of ranks against one process on the same global
@@ -392,6 +416,34 @@ Test(train_mpi, dp2_sp2_trains_like_one_process) {
     cr_assert(strstr(r.out, "32 of 64 positions per rank"), "%s", r.out);
     assert_losses_match("grid", "one", 20);
     assert_evals_match("grid", "one");
+}
+
+// The preflight at sp > 1 counts what each rank plans for its own shard (a
+// quarter of the positions at sp 4, `reformer plan ... sp=4`), with the
+// process's own overhead, summed over the ranks that share the node (here
+// all 4): with the available memory set just above 4 x that a step runs;
+// just below it every rank stops before any step, one line, exit 2.
+Test(train_mpi, preflight_at_sp4_plans_per_rank) {
+    need_mpi();
+    Result p = run("build/reformer plan " TINY " seq_len=16384 sp=4 batch=1 2>&1");
+    const char *at = strstr(p.out, "with the process itself (");
+    cr_assert(p.rc == 0 && at && (at = strstr(at, "): ")), "%s", p.out);
+    double need = 4 * atof(at + strlen("): "));  // MiB: per rank with its overhead, 4 ranks on this node
+    char extra[128], name[32];
+    for (int fits = 0; fits <= 1; fits++) {
+        snprintf(extra, sizeof extra, "seq_len=16384 sp=4 steps=1 batch=1");
+        snprintf(name, sizeof name, "preflight%d", fits);
+        char launcher[128];
+        snprintf(launcher, sizeof launcher, MPIRUN "-np 4 -x REFORMER_MEM_AVAILABLE=%.0fK", (need + (fits ? 1 : -1)) * 1024);
+        Result r = train_run(launcher, name, extra);
+        if (fits) {
+            cr_assert_eq(r.rc, 0, "%.1f MiB + 1 MiB available to 4 ranks, sp 4:\n%s", need, r.out);
+        } else {
+            cr_assert_eq(r.rc, 2, "%.1f MiB - 1 MiB available to 4 ranks, sp 4:\n%s", need, r.out);
+            cr_assert_eq(count(r.out, "memory: this run plans"), 1, "%s", r.out);
+            cr_assert(strstr(r.out, "sp=4") && !strstr(r.out, "step 1"), "%s", r.out);
+        }
+    }
 }
 
 // Resume on other grids continues the same run: 10 steps on dp = 2, then 5

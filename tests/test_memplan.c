@@ -5,6 +5,7 @@
 // in passes of fewer heads computes the same step as one pass of all heads.
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,28 +45,36 @@ static const char *const CONFIGS[N_CONFIGS][12] = {
     {"seq_len=1024", "n_buckets=64,128", "n_hashes=4", "attn_head_group=2", NULL},
 };
 
+// Plan c with the CPU's rules, then model_init it: the bytes the CPU
+// allocator counted (model_free must give them all back).
+static size_t cpu_allocated(const Config *c, MemPlan *p, size_t *model_planned) {
+    MemRules rules = mem_rules_backend(backend_cpu());
+    char err[256];
+    cr_assert(mem_plan_build(p, c, &rules, err, sizeof err), "%s", err);
+    size_t before = backend_cpu_held_bytes();
+    Model m;
+    model_init(&m, c, backend_cpu());
+    size_t counted = backend_cpu_held_bytes() - before;
+    *model_planned = m.bytes_planned;
+    model_free(&m);
+    cr_assert_eq(backend_cpu_held_bytes(), before, "model_free left bytes held");
+    return counted;
+}
+
 // Model init of every config on the CPU: the backend's allocator counts
 // exactly the plan's backend bytes (same rows, same rounding).
 Test(memplan, cpu_plan_equals_allocated_bytes) {
     for (int i = 0; i < N_CONFIGS; i++) {
         Config c = config_of(CONFIGS[i]);
-        MemRules rules = mem_rules_backend(backend_cpu());
         MemPlan p;
-        char err[256];
-        cr_assert(mem_plan_build(&p, &c, &rules, err, sizeof err), "%s", err);
-        size_t before = backend_cpu_held_bytes();
-        Model m;
-        model_init(&m, &c, backend_cpu());
-        size_t counted = backend_cpu_held_bytes() - before;
+        size_t model_planned, counted = cpu_allocated(&c, &p, &model_planned);
         // The CPU reserve_scratch keeps nothing: its scratch row is 0.
         size_t planned = p.backend_bytes - p.scratch;
-        cr_assert_eq(m.bytes_planned, p.backend_bytes, "config %d: model and plan differ", i);
+        cr_assert_eq(model_planned, p.backend_bytes, "config %d: model and plan differ", i);
         // Within 1% (it is exact: the plan rounds as alloc does).
         cr_assert_leq(fabs((double)counted - (double)planned), 0.01 * (double)planned,
                       "config %d: planned %zu, allocator counted %zu", i, planned, counted);
         cr_assert_eq(counted, planned, "config %d: planned %zu, allocator counted %zu", i, planned, counted);
-        model_free(&m);
-        cr_assert_eq(backend_cpu_held_bytes(), before, "config %d: model_free left bytes held", i);
     }
 }
 
@@ -79,31 +88,134 @@ static void *counting_alloc(size_t bytes) {
 }
 static void counting_reserve(size_t bytes) { g_counted += (bytes + 255) / 256 * 256 + mem_rules_cuda().reserve_extra; }
 
-Test(memplan, cuda_plan_equals_what_model_init_asks_for) {
+static Backend cuda_standin(void) {
     MemRules rules = mem_rules_cuda();
     Backend standin = *backend_cpu();
     standin.name = "cuda sizing stand-in";
     standin.alloc_align = rules.align;
     standin.alloc = counting_alloc;
     standin.attention_workspace_bytes = rules.attention_workspace_bytes;
+    standin.lsh_sorted_workspace_bytes = rules.lsh_sorted_workspace_bytes;
     standin.scratch_bytes = rules.scratch_bytes;
     standin.reserve_scratch = counting_reserve;
     standin.matmul_bf16 = standin.matmul;  // model_init refuses bf16 without one; never called here
+    return standin;
+}
+
+// Plan c with CUDA's rules; the bytes model_init asks the stand-in for.
+static size_t cuda_asked(const Config *c, MemPlan *p) {
+    MemRules rules = mem_rules_cuda();
+    Backend standin = cuda_standin();
+    char err[256];
+    cr_assert(mem_plan_build(p, c, &rules, err, sizeof err), "%s", err);
+    g_counted = 0;
+    Model m;
+    model_init(&m, c, &standin);  // counted, not run
+    model_free(&m);
+    return g_counted;
+}
+
+Test(memplan, cuda_plan_equals_what_model_init_asks_for) {
     for (int i = 0; i < N_CONFIGS; i++) {
         for (int bf16 = 0; bf16 <= 1; bf16++) {
             Config c = config_of(CONFIGS[i]);
             if (bf16) c.precision = PRECISION_BF16;
             MemPlan p;
+            size_t counted = cuda_asked(&c, &p);
+            cr_assert_leq(fabs((double)counted - (double)p.backend_bytes), 0.01 * (double)p.backend_bytes,
+                          "config %d bf16 %d: planned %zu, counted %zu", i, bf16, p.backend_bytes, counted);
+            cr_assert_eq(counted, p.backend_bytes, "config %d bf16 %d: planned %zu, counted %zu", i, bf16,
+                         p.backend_bytes, counted);
+        }
+    }
+}
+
+// Sequence parallel, every path: sp 2, 4, 8; Ulysses (heads), the sort and
+// the halo (sequence), auto; LSH, local and both; passes of all, 1 and 2
+// heads (8 heads, so Ulysses runs at sp 8 too). Per rank, the CPU allocator
+// counts exactly the plan's backend bytes, and a stand-in with CUDA's sizing
+// is asked for exactly the plan's bytes (the sort's rows are in the pass
+// workspace either way).
+static Config sp_config(int sp, const char *path, const char *pattern, int head_group) {
+    char set[5][64];
+    snprintf(set[0], 64, "sp=%d", sp);
+    snprintf(set[1], 64, "sp_attention=%s", path);
+    snprintf(set[2], 64, "attn_layers=%s", pattern);
+    snprintf(set[3], 64, "attn_head_group=%d", head_group);
+    snprintf(set[4], 64, "seq_len=%d", 128 * sp);
+    const char *sets[] = {"n_heads=8", "d_head=8", "d_model=32", "d_ff=48", "n_layers=2", "batch=2", "lsh_chunk=16",
+                          "local_chunk=16", "n_hashes=2", "ff_chunk=100", set[0], set[1], set[2], set[3], set[4],
+                          NULL};
+    return config_of(sets);
+}
+
+Test(memplan, sequence_parallel_plan_equals_allocated_bytes_on_every_path) {
+    const char *paths[] = {"heads", "sequence", "auto"}, *patterns[] = {"lsh", "local", "local,lsh"};
+    const int sps[] = {2, 4, 8}, groups[] = {0, 1, 2};
+    int n = 0;
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            for (int s = 0; s < 3; s++)
+                for (int g = 0; g < 3; g++) {
+                    Config c = sp_config(sps[s], paths[a], patterns[b], groups[g]);
+                    MemPlan p;
+                    size_t model_planned, counted = cpu_allocated(&c, &p, &model_planned);
+                    cr_assert_eq(counted, p.backend_bytes - p.scratch, "sp %d %s %s group %d: planned %zu, counted %zu",
+                                 sps[s], paths[a], patterns[b], groups[g], p.backend_bytes - p.scratch, counted);
+                    counted = cuda_asked(&c, &p);
+                    cr_assert_eq(counted, p.backend_bytes, "cuda sizing, sp %d %s %s group %d: planned %zu, counted %zu",
+                                 sps[s], paths[a], patterns[b], groups[g], p.backend_bytes, counted);
+                    n++;
+                }
+    cr_assert_eq(n, 81);
+}
+
+// A rank at sp = k holds about what one process holds for the same number of
+// positions: the planned bytes per position per rank (per_token_bytes x sp:
+// per_token_bytes counts the whole sequence) at sp = 2, 4, 8 within 10% of
+// sp = 1's, for the measured model (experiments/scaling/past_heads.md), on
+// every path, with passes of all heads; and with passes of 1 and 2 heads on
+// the paths that keep them: the halo everywhere, Ulysses where sp divides
+// the pass's heads. (Ulysses with fewer heads per pass than sp attends at
+// least one whole head per rank, lcm(head_group, sp) heads per pass; the
+// sort holds R sorted copies of a pass's rows, which fit in what a pass of
+// all 4 heads holds at sp = 1 but not in a pass of 1 or 2: model.h, memplan.h.)
+Test(memplan, bytes_per_position_at_sp_k_within_10_percent_of_one_process) {
+    static const struct {
+        const char *pattern, *path;
+        int group, max_sp;
+    } rows[] = {
+        {"local,lsh", "auto", 0, 8}, {"local,lsh", "sequence", 0, 8}, {"local,lsh", "heads", 0, 4},
+        {"lsh", "auto", 0, 8},       {"lsh", "sequence", 0, 8},       {"lsh", "heads", 0, 4},
+        {"local", "auto", 0, 8},     {"local", "sequence", 0, 8},     {"local", "heads", 0, 4},
+        {"local", "sequence", 1, 8}, {"local", "sequence", 2, 8},     {"local,lsh", "heads", 2, 2},
+        {"lsh", "heads", 2, 2},      {"local", "heads", 2, 2},
+    };
+    // One OpenMP thread per rank, as the measurements run: the attention
+    // workspace is per thread and, with Ulysses, per whole sequence (sp times
+    // a rank's positions), a few hundred bytes per position per thread.
+    omp_set_num_threads(1);
+    MemRules rules = mem_rules_backend(backend_cpu());
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        double one = 0;
+        for (int sp = 1; sp <= rows[i].max_sp; sp *= 2) {
+            char set[5][64];
+            snprintf(set[0], 64, "sp=%d", sp);
+            snprintf(set[1], 64, "sp_attention=%s", rows[i].path);
+            snprintf(set[2], 64, "attn_layers=%s", rows[i].pattern);
+            snprintf(set[3], 64, "attn_head_group=%d", rows[i].group);
+            snprintf(set[4], 64, "seq_len=%d", 16384 * sp);
+            const char *sets[] = {"d_model=256", "d_ff=1024", "n_heads=4", "d_head=64", "n_hashes=2", "lsh_chunk=64",
+                                  "local_chunk=64", "batch=1", "n_layers=4", set[0], set[1], set[2], set[3], set[4],
+                                  NULL};
+            Config c = config_of(sets);
+            MemPlan p;
             char err[256];
             cr_assert(mem_plan_build(&p, &c, &rules, err, sizeof err), "%s", err);
-            g_counted = 0;
-            Model m;
-            model_init(&m, &c, &standin);  // counted, not run
-            cr_assert_leq(fabs((double)g_counted - (double)p.backend_bytes), 0.01 * (double)p.backend_bytes,
-                          "config %d bf16 %d: planned %zu, counted %zu", i, bf16, p.backend_bytes, g_counted);
-            cr_assert_eq(g_counted, p.backend_bytes, "config %d bf16 %d: planned %zu, counted %zu", i, bf16,
-                         p.backend_bytes, g_counted);
-            model_free(&m);
+            double per_position = (double)p.per_token_bytes * sp;
+            if (sp == 1) one = per_position;
+            cr_assert_leq(per_position, 1.10 * one, "%s %s group %d sp %d: %.0f bytes per position vs %.0f at sp 1",
+                          rows[i].pattern, rows[i].path, rows[i].group, sp, per_position, one);
         }
     }
 }

@@ -29,7 +29,19 @@
 #            step: phases' prediction adds to the plan (light: seconds, and
 #            under 200 MiB per rank).
 # bandwidth: bench_collectives all-to-all on 2 and 4 ranks (host, MPI).
-# Appends to past_heads.jsonl; past_heads_table.py writes past_heads.md.
+# counts4[:BASE]: counts for the 4-layer local,lsh model only (sp 2, 4:
+#            sequence and auto; sp 8: auto, the sort), without the lock
+#            (counted bytes depend on nothing else running); with BASE, of
+#            BASE/build/dist_bench (an older build): counts_before rows.
+# ab:BASE:PAIRS: step time at sp 2 (seq_len 8192, 4 layers, auto; 1 warm-up
+#            step, 1 timed), alternating BASE/build/dist_bench (an older
+#            build, e.g. a worktree at main) and this build's, PAIRS times,
+#            one run per lock hold: ab_before / ab_after rows.
+# DIST_BENCH and REFORMER (for the plan's predictions) may name copies of
+# this build's binaries, so that the tree can be rebuilt while runs wait for
+# the lock. Appends to past_heads.jsonl (PAST_HEADS_OUT: another file); with the
+# default file past_heads_table.py writes past_heads.md (issue 20's runs go to
+# one_workspace.jsonl, tabled by one_workspace_table.py).
 # Heavy: run it under `flock /tmp/reformer-heavy.lock`. The step: phases
 # take the lock themselves, one run at a time.
 set -euo pipefail
@@ -42,11 +54,12 @@ model="d_model=256 d_ff=1024 n_heads=4 d_head=64 n_hashes=2 lsh_chunk=64 local_c
 tag() { sed "s/^{/{\"experiment\": \"$1\", /"; }
 phases="${*:-counts share memory bandwidth}"
 
-bench() {  # bench TAG SP ARGS...
-    local t="$1" sp="$2"
+bench() {  # bench TAG SP ARGS... (BENCH_LOCK=1: under the heavy lock; DIST_BENCH: another build's)
+    local t="$1" sp="$2" lock=()
     shift 2
+    [ "${BENCH_LOCK:-0}" = 1 ] && lock=(flock "${HEAVY_LOCK:-/tmp/reformer-heavy.lock}")
     echo "[$t] sp $sp $*" >&2
-    $MPI -np "$sp" build/dist_bench --sp "$sp" "$@" | tag "$t" >> "$out"
+    "${lock[@]}" $MPI -np "$sp" "${DIST_BENCH:-build/dist_bench}" --sp "$sp" "$@" | tag "$t" >> "$out"
 }
 
 # Peak RSS of real steps at 1024 and 2048 positions per rank (the fit), then
@@ -84,8 +97,10 @@ step_run() {  # SP BUDGET_MIB SEQ_LEN [TAG [PLAN_PREDICTED_SEQ_LEN]]
     log=$(mktemp)
     echo "[$t] sp $sp seq_len $len ($(date +%T))" >&2
     # shellcheck disable=SC2086
-    "${lock[@]}" $MPI -np "$sp" "$here/rank_rss.sh" build/dist_bench --sp "$sp" --steps 1 --warmup 0 \
-        seq_len="$len" $model n_layers=4 > "$log.out" 2> "$log"
+    mkdir "$log.d"
+    "${lock[@]}" $MPI -np "$sp" -x RANK_RSS_DIR="$log.d" "$here/rank_rss.sh" "${DIST_BENCH:-build/dist_bench}" --sp "$sp" --steps 1 \
+        --warmup 0 seq_len="$len" $model n_layers=4 > "$log.out" 2> "$log"
+    cat "$log.d"/rank_* >> "$log"
     python3 - "$log" "$log.out" "$budget" "$sp" "$t" "$pred" >> "$out" <<'PY'
 import json, sys
 err, res, budget, sp, tag, pred = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
@@ -103,7 +118,7 @@ if pred:
     r["plan_predicted_seq_len"] = int(pred)
 print(json.dumps(r))
 PY
-    rm -f "$log" "$log.out"
+    rm -rf "$log" "$log.out" "$log.d"
     tail -1 "$out" >&2
     python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["peak_mib"])' "$out"
 }
@@ -154,6 +169,28 @@ for phase in $phases; do
             done
         done
         ;;
+    counts4*)
+        IFS=: read -r _ base <<< "$phase"
+        [ -n "$base" ] && make -s -C "$base" build/dist_bench
+        for sp in 2 4 8; do
+            for path in sequence auto; do
+                [ "$path" = sequence ] && [ "$sp" = 8 ] && continue  # auto is the sort there
+                # shellcheck disable=SC2086
+                DIST_BENCH="${base:+$base/}build/dist_bench" bench "counts${base:+_before}" "$sp" \
+                    --steps 1 --warmup 0 seq_len=8192 $model n_layers=4 sp_attention=$path
+            done
+        done
+        ;;
+    ab:*)
+        IFS=: read -r _ base pairs <<< "$phase"
+        make -s -C "$base" build/dist_bench
+        for _ in $(seq "$pairs"); do
+            # shellcheck disable=SC2086
+            BENCH_LOCK=1 DIST_BENCH="$base/build/dist_bench" bench ab_before 2 --steps 1 --warmup 1 seq_len=8192 $model n_layers=4
+            # shellcheck disable=SC2086
+            BENCH_LOCK=1 bench ab_after 2 --steps 1 --warmup 1 seq_len=8192 $model n_layers=4
+        done
+        ;;
     overhead)
         for sp in 1 2 4 8; do step_run "$sp" 0 $((1024 * sp)) memory_overhead > /dev/null; done
         ;;
@@ -175,5 +212,7 @@ for phase in $phases; do
         ;;
     esac
 done
-python3 "$here/past_heads_table.py" "$out" > "$here/past_heads.md"
-cat "$here/past_heads.md"
+if [ "$out" = "$here/past_heads.jsonl" ]; then
+    python3 "$here/past_heads_table.py" "$out" > "$here/past_heads.md"
+    cat "$here/past_heads.md"
+fi

@@ -45,7 +45,8 @@ def predicted(fits, sp, budget):
 
 MODEL = ("d_model=256 d_ff=1024 n_heads=4 d_head=64 n_hashes=2 lsh_chunk=64 local_chunk=64 batch=1 "
          "n_layers=4").split()
-REFORMER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "reformer")
+REFORMER = os.environ.get("REFORMER") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                       "build", "reformer")
 
 
 def plan_mib(sp, seq_len):
@@ -378,7 +379,10 @@ def main():
     lines = ["# Sequence sharding past the head count (issue 10)", "",
              "Command: `flock /tmp/reformer-heavy.lock experiments/scaling/past_heads.sh` (phases counts, share, "
              "memory, bandwidth; rows in past_heads.jsonl, tables by past_heads_table.py). CPU backend, MPI on "
-             "one 2-core machine, 1 OpenMP thread per rank.", ""]
+             "one 2-core machine, 1 OpenMP thread per rank.", "",
+             "These are the runs of the build before issue 20 (REFORMER=a build of main at d649d1e regenerates "
+             "this file unchanged). Issue 20 gave sp > 1 the workspace of sp = 1; its reruns of the memory, byte "
+             "and step-time rows with this script are in one_workspace.md.", ""]
     for part in (counts_table, share_table, memory_table, model_table):
         lines += part(rows) + [""]
     print("\n".join(lines))
