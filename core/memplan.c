@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cuda/cuda_sizes.h"
 #include "attention_seq.h"
+#include "cuda_sizes.h"
 #include "model.h"
 #include "params.h"
 #include "util.h"
@@ -23,15 +23,18 @@ MemRules mem_rules_backend(const Backend *be) {
     return r;
 }
 
+// The backend's own rules (core/cuda_sizes.h) without a GPU: no test knobs,
+// and CUB's sort storage by its rule (the backend reserves the same unless
+// CUB asks for more, which test_cuda checks it never does).
 static size_t cuda_attention_workspace(const AttnShape *s, int lsh) {
-    return lsh ? cuda_lsh_work_bytes(s, cuda_sort_bytes_estimate(s)) : cuda_local_work_bytes(s);
+    return cuda_attention_workspace_bytes(s, lsh, NULL, 0);
 }
 static size_t cuda_scratch(ScratchOp op, size_t a, size_t b, size_t c) {
     switch (op) {
     case SCRATCH_MATMUL: return 0;  // cuBLAS's own workspace (reserve_extra)
     case SCRATCH_MATMUL_BF16: return cuda_matmul_bf16_bytes(a, b, c);
     case SCRATCH_COLUMN_SUMS: return cuda_column_sums_bytes(a, b);
-    case SCRATCH_EMBEDDING_BACKWARD: return cuda_embedding_backward_bytes(a, cuda_token_sort_bytes_estimate(a));
+    case SCRATCH_EMBEDDING_BACKWARD: return cuda_embedding_backward_bytes(a, cuda_sort_reserve(a, 0));
     case SCRATCH_SUM_SQUARES: return cuda_sum_squares_bytes();
     }
     return 0;
@@ -40,8 +43,8 @@ static size_t cuda_scratch(ScratchOp op, size_t a, size_t b, size_t c) {
 MemRules mem_rules_cuda(void) {
     MemRules r = {.device = "cuda", .align = CUDA_ALLOC_ALIGN, .attention_workspace_bytes = cuda_attention_workspace,
                   .scratch_bytes = cuda_scratch, .reserve_extra = cuda_cublas_workspace_bytes(9),
-                  .note = "computed from cuda/cuda_sizes.h without a GPU: CUB sort storage estimated, cuBLAS "
-                          "workspace of Hopper (32 MiB), CUDA context not included"};
+                  .note = "computed from core/cuda_sizes.h (the CUDA backend's own rules) without a GPU: CUB sort "
+                          "storage by its bound, cuBLAS workspace of Hopper (32 MiB), CUDA context not included"};
     return r;
 }
 
@@ -69,7 +72,8 @@ static void add(MemPlan *p, const MemRules *r, const char *name, size_t field, M
 static AttnShape plan_attn_shape(const MemPlan *p, const Config *c, int l, int heads, int head_offset) {
     AttnShape s = {.batch = p->B, .seq_len = p->L, .n_heads = heads, .d_head = c->d_head,
                    .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
-                   .head_offset = head_offset, .bf16 = c->precision == PRECISION_BF16};
+                   .head_offset = head_offset, .bf16 = c->precision == PRECISION_BF16,
+                   .tf32 = c->precision == PRECISION_TF32, .reference = c->attn_reference};
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < p->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;

@@ -32,7 +32,7 @@ typedef struct {
 // and op scratch rules, and what reserve_scratch holds beyond the requested
 // bytes (CUDA: cuBLAS's workspace). From a live Backend (mem_rules_backend)
 // or, for planning without the device, from the backend's rules alone
-// (mem_rules_cuda: cuda/cuda_sizes.h).
+// (mem_rules_cuda: core/cuda_sizes.h).
 typedef struct {
     const char *device;
     size_t align;

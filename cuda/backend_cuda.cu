@@ -54,16 +54,16 @@
 #include "adamw.cuh"
 #include "backend_cuda.h"
 
-// --- scratch plan ------------------------------------------------------------------------
+// --- scratch plan: the rules of core/cuda_sizes.h (the planner's too) -----------------------
 
 static size_t cu_scratch_bytes(ScratchOp op, size_t a, size_t b, size_t c) {
     size_t arr, tmp;
     switch (op) {
     case SCRATCH_MATMUL: return 0;  // cuBLAS works in its own (planned) workspace
-    case SCRATCH_MATMUL_BF16: return matmul_bf16_bytes(a, b, c);
-    case SCRATCH_COLUMN_SUMS: return column_sums_bytes((int)a, (int)b);
+    case SCRATCH_MATMUL_BF16: return cuda_matmul_bf16_bytes(a, b, c);
+    case SCRATCH_COLUMN_SUMS: return cuda_column_sums_bytes(a, b);
     case SCRATCH_EMBEDDING_BACKWARD: return embedding_backward_bytes((int)a, &arr, &tmp);
-    case SCRATCH_SUM_SQUARES: return sum_squares_bytes();
+    case SCRATCH_SUM_SQUARES: return cuda_sum_squares_bytes();
     }
     cuda_fatal("report it", "scratch_bytes: unknown op");
     return 0;
@@ -75,7 +75,7 @@ static Backend make_backend(void) {
     Backend b;
     memset(&b, 0, sizeof b);
     b.name = "cuda";
-    b.alloc_align = 256;  // device_alloc's align256 (core/memplan.c rounds rows the same way)
+    b.alloc_align = CUDA_ALLOC_ALIGN;  // device_alloc's align256 (core/memplan.c rounds rows the same way)
     b.alloc = cu_alloc;
     b.release = cu_release;
     b.upload = cu_upload;
@@ -151,9 +151,9 @@ extern "C" int cuda_select_device(int local_rank, char *why, size_t n) {
 extern "C" void cuda_set_test_knobs(int max_group_pairs, int tile, int max_slice_blocks) {
     if (max_group_pairs < 0 || max_slice_blocks < 0 || !(tile == 0 || tile == 8 || tile == 16 || tile == 32))
         cuda_fatal("report it", "cuda_set_test_knobs: group pairs >= 0, tile 0, 8, 16 or 32, slice blocks >= 0");
-    g_knob_group_pairs = max_group_pairs;
+    g_knobs.max_group_pairs = max_group_pairs;
     g_knob_tile = tile;
-    g_knob_slice_blocks = max_slice_blocks;
+    g_knobs.max_slice_blocks = max_slice_blocks;
 }
 
 extern "C" int cuda_device_available(char *why, size_t n) { return cuda_select_device(0, why, n) >= 0; }

@@ -41,15 +41,18 @@ __global__ void embedding_backward_kernel(float *dtable, const float *dout, cons
     }
 }
 
-// Scratch of embedding_backward: row ids in, sorted tokens and row ids out
-// (arr bytes each), then CUB's temporary storage (tmp_bytes).
+// Scratch of embedding_backward (core/cuda_sizes.h): row ids in, sorted
+// tokens and row ids out (arr bytes each), then the sort's storage
+// (tmp_bytes: the rule, or CUB's query where larger).
 static size_t embedding_backward_bytes(int N, size_t *arr, size_t *tmp_bytes) {
     *tmp_bytes = 0;
-    *arr = align256((size_t)(N > 0 ? N : 0) * sizeof(int));
+    *arr = cuda_embedding_array_bytes((size_t)(N > 0 ? N : 0));
     if (N <= 0) return 0;
-    cuda_check(cub::DeviceRadixSort::SortPairs(NULL, *tmp_bytes, (const int *)NULL, (int *)NULL, (const int *)NULL,
+    size_t queried = 0;
+    cuda_check(cub::DeviceRadixSort::SortPairs(NULL, queried, (const int *)NULL, (int *)NULL, (const int *)NULL,
                                                (int *)NULL, N));
-    return 3 * *arr + *tmp_bytes;
+    *tmp_bytes = cuda_sort_reserve((size_t)N, queried);
+    return cuda_embedding_backward_bytes((size_t)N, *tmp_bytes);
 }
 
 static void cu_embedding_backward(real *dtable, const real *dout, const int *tokens, int N, int C) {

@@ -27,11 +27,6 @@ static void to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
     launch_check();
 }
 
-// Scratch of matmul_bf16: the bf16 copies of A [M*K] and B [K*N].
-static size_t matmul_bf16_bytes(size_t M, size_t N, size_t K) {
-    return align256(M * K * sizeof(__nv_bfloat16)) + align256(K * N * sizeof(__nv_bfloat16));
-}
-
 // cu_matmul with A and B rounded to bf16 into the scratch, fp32 accumulation
 // (CUBLAS_COMPUTE_32F) and fp32 C: bf16 products are exact in fp32, so the
 // only bf16 error is the rounding of each operand (relative 2^-8 at most).
@@ -39,8 +34,8 @@ static void cu_matmul_bf16(real *C, const real *A, const real *B, int M, int N, 
                            real beta) {
     if (M <= 0 || N <= 0) return;
     const size_t na = (size_t)M * (size_t)(K > 0 ? K : 0), nb = (size_t)(K > 0 ? K : 0) * N;
-    char *base = (char *)scratch(matmul_bf16_bytes((size_t)M, (size_t)N, (size_t)(K > 0 ? K : 0)));
-    __nv_bfloat16 *a16 = (__nv_bfloat16 *)base, *b16 = (__nv_bfloat16 *)(base + align256(na * sizeof(__nv_bfloat16)));
+    char *base = (char *)scratch(cuda_matmul_bf16_bytes((size_t)M, (size_t)N, (size_t)(K > 0 ? K : 0)));
+    __nv_bfloat16 *a16 = (__nv_bfloat16 *)base, *b16 = (__nv_bfloat16 *)(base + cuda_align256(na * sizeof(__nv_bfloat16)));
     to_bf16(a16, A, na);
     to_bf16(b16, B, nb);
     const float alpha = 1.0f;
@@ -112,28 +107,12 @@ __global__ void colsum_final_kernel(float *db, float *dg, const float *part_b, c
     if (dg) dg[c] += tg;
 }
 
-// Splits: a function of N only (so of the shapes), never of timing.
-static int col_splits(int N, int *rows_per_split) {
-    int splits = (N + 255) / 256;
-    if (splits > 128) splits = 128;
-    if (splits < 1) splits = 1;
-    *rows_per_split = (N + splits - 1) / splits;
-    return splits;
-}
-
-// Scratch of column_sums: the partial sums of b and g per split.
-static size_t column_sums_bytes(int N, int C) {
-    if (N <= 0 || C <= 0) return 0;
-    int rps, splits = col_splits(N, &rps);
-    return (size_t)2 * splits * C * sizeof(float);
-}
-
 // db[c] += sum_n dout[n, c]; with x: dg[c] += sum_n dout (x - mean) rstd.
 static void column_sums(float *db, float *dg, const float *dout, const float *x, const float *mean,
                         const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    int rps, splits = col_splits(N, &rps);
-    float *part = (float *)scratch(column_sums_bytes(N, C));
+    int rps, splits = cuda_col_splits(N, &rps);  // splits and scratch: core/cuda_sizes.h
+    float *part = (float *)scratch(cuda_column_sums_bytes((size_t)N, (size_t)C));
     float *part_b = part, *part_g = part + (size_t)splits * C;
     dim3 grid((unsigned)((C + 31) / 32), (unsigned)splits), block(32, COL_LANES);
     if (dg) colsum_partial_kernel<true><<<grid, block>>>(part_b, part_g, dout, x, mean, rstd, N, C, rps);

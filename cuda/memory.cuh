@@ -18,7 +18,7 @@ static size_t g_n_allocs = 0, g_cap_allocs = 0, g_held_bytes = 0;
 
 static void *device_alloc(size_t bytes) {
     void *p = NULL;
-    size_t rounded = align256(bytes ? bytes : 1);
+    size_t rounded = cuda_align256(bytes ? bytes : 1);
     cuda_check(cudaMalloc(&p, rounded));
     cuda_check(cudaMemset(p, 0, rounded));
     if (g_n_allocs == g_cap_allocs) {
@@ -53,12 +53,12 @@ static int g_scratch_users = 0;  // reserve_scratch calls not yet released
 static cublasHandle_t g_cublas = NULL;
 static void *g_cublas_workspace = NULL;
 
-// cuBLAS's recommended workspace: 32 MiB on Hopper and later, 4 MiB before.
+// cuBLAS's workspace for this GPU (cuda_cublas_workspace_bytes).
 static size_t cublas_workspace_bytes(void) {
     int dev = 0, major = 0;
     cuda_check(cudaGetDevice(&dev));
     cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    return (size_t)(major >= 9 ? 32 : 4) << 20;
+    return cuda_cublas_workspace_bytes(major);
 }
 
 static void cu_reserve_scratch(size_t bytes) {
@@ -73,7 +73,7 @@ static void cu_reserve_scratch(size_t bytes) {
     if (bytes <= g_scratch_bytes) return;
     device_free(g_scratch);  // cudaFree synchronises: no kernel still uses it
     g_scratch = device_alloc(bytes);
-    g_scratch_bytes = align256(bytes);
+    g_scratch_bytes = cuda_align256(bytes);
 }
 
 static void cu_release_scratch(void) {
