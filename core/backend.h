@@ -55,7 +55,7 @@ static inline size_t local_saved_elems(const AttnShape *s) {
 // buffers, bf16 operand copies), for Backend.scratch_bytes. Sizes a, b, c:
 //   SCRATCH_MATMUL, SCRATCH_MATMUL_BF16: M, N, K of the call;
 //   SCRATCH_COLUMN_SUMS (bias_backward, layernorm_backward): N rows, C columns;
-//   SCRATCH_EMBEDDING_BACKWARD: N rows;  SCRATCH_SUM_SQUARES: n elements.
+//   SCRATCH_EMBEDDING_BACKWARD: N rows, C columns;  SCRATCH_SUM_SQUARES: n elements.
 typedef enum {
     SCRATCH_MATMUL,
     SCRATCH_MATMUL_BF16,

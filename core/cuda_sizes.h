@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "attention_blocks.h"
+#include "embedding_segments.h"
 #include "backend.h"
 
 #define CUDA_ALLOC_ALIGN 256
@@ -88,10 +89,14 @@ static inline size_t cuda_sort_reserve(size_t N, size_t queried) {
 }
 
 // embedding_backward: row ids in, sorted tokens and row ids out (one array
-// each, in this order), then the sort's storage.
+// each, in this order), the segments' head and tail sums [segments, 2, C]
+// (core/embedding_segments.h), then the sort's storage.
 static inline size_t cuda_embedding_array_bytes(size_t N) { return cuda_align256(N * sizeof(int)); }
-static inline size_t cuda_embedding_backward_bytes(size_t N, size_t sort_bytes) {
-    return N ? 3 * cuda_embedding_array_bytes(N) + sort_bytes : 0;
+static inline size_t cuda_embedding_slot_bytes(size_t N, size_t C) {
+    return cuda_align256(emb_slot_floats((int)N, (int)C) * sizeof(float));
+}
+static inline size_t cuda_embedding_backward_bytes(size_t N, size_t C, size_t sort_bytes) {
+    return N ? 3 * cuda_embedding_array_bytes(N) + cuda_embedding_slot_bytes(N, C) + sort_bytes : 0;
 }
 
 // --- tensor-core attention (cuda/attention_gemm.cuh) ----------------------------

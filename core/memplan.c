@@ -34,7 +34,7 @@ static size_t cuda_scratch(ScratchOp op, size_t a, size_t b, size_t c) {
     case SCRATCH_MATMUL: return 0;  // cuBLAS's own workspace (reserve_extra)
     case SCRATCH_MATMUL_BF16: return cuda_matmul_bf16_bytes(a, b, c);
     case SCRATCH_COLUMN_SUMS: return cuda_column_sums_bytes(a, b);
-    case SCRATCH_EMBEDDING_BACKWARD: return cuda_embedding_backward_bytes(a, cuda_sort_reserve(a, 0));
+    case SCRATCH_EMBEDDING_BACKWARD: return cuda_embedding_backward_bytes(a, b, cuda_sort_reserve(a, 0));
     case SCRATCH_SUM_SQUARES: return cuda_sum_squares_bytes();
     }
     return 0;
@@ -111,7 +111,7 @@ static size_t scratch_plan(const MemPlan *p, const Config *c, const MemRules *r,
     const size_t colsum_shapes[][2] = {{c->sp > 1 ? T : rows, d}, {rows, dff}, {rows, d}, {hr, V}, {hr, 2 * d}};
     for (size_t i = 0; i < sizeof colsum_shapes / sizeof colsum_shapes[0]; i++)
         need = MAX(need, r->scratch_bytes(SCRATCH_COLUMN_SUMS, colsum_shapes[i][0], colsum_shapes[i][1], 0));
-    need = MAX(need, r->scratch_bytes(SCRATCH_EMBEDDING_BACKWARD, T, 0, 0));
+    need = MAX(need, r->scratch_bytes(SCRATCH_EMBEDDING_BACKWARD, T, d, 0));  // [V, d] table
     need = MAX(need, r->scratch_bytes(SCRATCH_SUM_SQUARES, n_params, 0, 0));
     return need;
 }

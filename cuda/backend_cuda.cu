@@ -8,8 +8,9 @@
 // is bit-identical to the previous one on the same GPU model and toolkit:
 //   - parameter-gradient reductions over rows (bias, LayerNorm gain/bias) are
 //     two-stage: fixed row splits, then the splits summed in order;
-//   - embedding_backward sorts the token ids (CUB radix sort, stable) and one
-//     thread block per distinct token sums its rows in token order;
+//   - embedding_backward sorts the token ids (CUB radix sort, stable), sums
+//     segments of 64 sorted rows in parallel, then each run's segments in
+//     order (core/embedding_segments.h);
 //   - axial_backward: one block per table row sums its positions in order;
 //   - attention backward runs two kernels, one owning each query's dQ and one
 //     owning each key's dK/dV, and the LSH un-sort is a gather over rounds;
@@ -62,7 +63,7 @@ static size_t cu_scratch_bytes(ScratchOp op, size_t a, size_t b, size_t c) {
     case SCRATCH_MATMUL: return 0;  // cuBLAS works in its own (planned) workspace
     case SCRATCH_MATMUL_BF16: return cuda_matmul_bf16_bytes(a, b, c);
     case SCRATCH_COLUMN_SUMS: return cuda_column_sums_bytes(a, b);
-    case SCRATCH_EMBEDDING_BACKWARD: return embedding_backward_bytes((int)a, &arr, &tmp);
+    case SCRATCH_EMBEDDING_BACKWARD: return embedding_backward_bytes((int)a, (int)b, &arr, &tmp);
     case SCRATCH_SUM_SQUARES: return cuda_sum_squares_bytes();
     }
     cuda_fatal("report it", "scratch_bytes: unknown op");
