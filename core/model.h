@@ -32,6 +32,16 @@ typedef struct {
 // distributed sort; local: a halo): config sp_attention, attention_seq.h.
 // core/ knows no MPI: the launcher supplies the exchanges (SeqParallel).
 
+// Gradient buckets: the launcher's hook (dist/data_parallel.c), called as the
+// backward finishes the gradients of a range of parameters, so their sum over
+// ranks can start while the backward goes on: the head, then each layer from
+// the last, then the embeddings; the ranges tile the gradient buffer, in
+// this order on every rank. ready NULL: none (one sum after the backward).
+typedef struct {
+    void (*ready)(void *ctx, size_t offset, size_t count);
+    void *ctx;
+} GradBuckets;
+
 // Time shares of a step, filled when Model.profile is set (synchronising).
 enum { PROF_MATMUL, PROF_ATTENTION, PROF_TOTAL, PROF_COUNT };
 
@@ -44,6 +54,7 @@ typedef struct {
     int L_local;         // L / sp: this rank's positions of each sequence
     int head_group, n_groups, gw;  // heads per attention pass, passes, pass width head_group * d_head
     SeqParallel seq;     // sp = 1 unless the launcher shards the sequence
+    GradBuckets grad_buckets;
 
     real *params, *grads, *adam_m, *adam_v;  // [n_params] each
     real *x1, *x2, *dx1, *dx2;               // residual streams and gradients [T, d]
