@@ -219,6 +219,11 @@ typedef struct Backend {
                                 int lanes, int n, int m, int dh, void *work);
     // Scratch of either call for n rows per lane in chunks of m.
     size_t (*lsh_sorted_workspace_bytes)(int n, int m, int dh);
+    // --- precision=bf16: one bf16 copy of the weights per step (NULL: none) ---
+    // Round params [n] to bf16 into shadow (n * 2 bytes, planned: the plan's
+    // params_bf16 row); until the next call, matmul_bf16 reads an operand that
+    // lies inside params from shadow instead of converting it per call.
+    void (*bf16_weights)(const real *params, size_t n, void *shadow);
 } Backend;
 
 // The CPU reference backend.

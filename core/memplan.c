@@ -19,7 +19,7 @@ MemRules mem_rules_backend(const Backend *be) {
     MemRules r = {.device = be->name, .align = be->alloc_align ? be->alloc_align : 1,
                   .attention_workspace_bytes = be->attention_workspace_bytes, .scratch_bytes = be->scratch_bytes,
                   .lsh_sorted_workspace_bytes = be->lsh_sorted_workspace_bytes,
-                  .reserve_extra = 0, .note = "the backend's own sizing rules"};
+                  .reserve_extra = 0, .bf16_weights = be->bf16_weights != NULL, .note = "the backend's own sizing rules"};
     return r;
 }
 
@@ -42,7 +42,7 @@ static size_t cuda_scratch(ScratchOp op, size_t a, size_t b, size_t c) {
 
 MemRules mem_rules_cuda(void) {
     MemRules r = {.device = "cuda", .align = CUDA_ALLOC_ALIGN, .attention_workspace_bytes = cuda_attention_workspace,
-                  .scratch_bytes = cuda_scratch, .reserve_extra = cuda_cublas_workspace_bytes(9),
+                  .scratch_bytes = cuda_scratch, .reserve_extra = cuda_cublas_workspace_bytes(9), .bf16_weights = 1,
                   .note = "computed from core/cuda_sizes.h (the CUDA backend's own rules) without a GPU: CUB sort "
                           "storage by its bound, cuBLAS workspace of Hopper (32 MiB), CUDA context not included"};
     return r;
@@ -151,6 +151,8 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
     add(p, r, "grads", F(grads), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
     add(p, r, "adam_m", F(adam_m), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
     add(p, r, "adam_v", F(adam_v), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
+    if (c->precision == PRECISION_BF16 && r->bf16_weights)
+        add(p, r, "params_bf16", F(params_bf16), MEM_BACKEND, 0, np * 2, "[%zu] bf16", np);
     const char *streams[] = {"x1", "x2", "dx1", "dx2"};
     const size_t stream_fields[] = {F(x1), F(x2), F(dx1), F(dx2)};
     for (int i = 0; i < 4; i++) add(p, r, streams[i], stream_fields[i], MEM_BACKEND, 1, T * d * R4, "[T=%zu, d=%zu] %s", T, d, RT);

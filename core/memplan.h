@@ -41,6 +41,7 @@ typedef struct {
     // Sequence-sharded LSH (core/attention_seq.c); NULL where the backend has none.
     size_t (*lsh_sorted_workspace_bytes)(int n, int m, int dh);
     size_t reserve_extra;
+    int bf16_weights;  // precision=bf16 keeps a bf16 copy of the parameters (Backend.bf16_weights)
     const char *note;  // how the figure was obtained, printed by `reformer plan`
 } MemRules;
 

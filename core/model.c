@@ -590,6 +590,8 @@ LossStats model_step(Model *m, const int *tokens, const int *targets, const Mode
     be->upload(m->tokens, tokens, (size_t)T * sizeof(int));
     be->upload(m->targets, targets, (size_t)T * sizeof(int));
     if (st->backward) be->zero(m->grads, m->layout.n_params * sizeof(real));
+    // The step's bf16 weights, once (the parameters change only between steps).
+    if (m->params_bf16) be->bf16_weights(m->params, m->layout.n_params, m->params_bf16);
 
     embed(m);
     for (int l = 0; l < c->n_layers; l++) {

@@ -57,6 +57,7 @@ typedef struct {
     GradBuckets grad_buckets;
 
     real *params, *grads, *adam_m, *adam_v;  // [n_params] each
+    void *params_bf16;                        // precision=bf16: the step's bf16 copy (Backend.bf16_weights)
     real *x1, *x2, *dx1, *dx2;               // residual streams and gradients [T, d]
     real *stored;                            // reversible=0: every layer's inputs
     uint16_t *bucket_store;                  // every LSH layer's buckets

@@ -116,6 +116,7 @@ static Backend make_backend(void) {
     b.xent_forward_backward = cu_xent_forward_backward;
     b.adamw = cu_adamw;
     b.matmul_tf32 = cu_matmul_tf32;
+    b.bf16_weights = cu_bf16_weights;
     return b;
 }
 

@@ -116,7 +116,16 @@ static int cu_device_memory(size_t *held_bytes, size_t *device_used_bytes, size_
 // --- memory ---------------------------------------------------------------------
 
 static void *cu_alloc(size_t bytes) { return device_alloc(bytes); }
-static void cu_release(void *p) { device_free(p); }
+// The step's bf16 weight copy (matmul.cuh, cu_bf16_weights): forgotten when
+// either buffer is released, so a later allocation at the same address is
+// never read through a stale copy.
+static const float *g_w_params = NULL;
+static size_t g_w_count = 0;
+static const __nv_bfloat16 *g_w_shadow = NULL;
+static void cu_release(void *p) {
+    if (p && (p == (const void *)g_w_params || p == (const void *)g_w_shadow)) g_w_params = NULL, g_w_shadow = NULL, g_w_count = 0;
+    device_free(p);
+}
 static void cu_upload(void *dst, const void *host_src, size_t bytes) {
     if (bytes) cuda_check(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice));
 }

@@ -261,6 +261,33 @@ static void test_matmul_bf16(int M, int N, int K, int positive) {
 // test_matmul_bf16: each product is off by at most 2u + u^2 with u = 2^-10,
 // plus the two accumulations: tolerance 2^-9 + 2^-20 + 3 K 2^-24. Positive
 // operands (K = 4096) again catch low-precision accumulation.
+// The step's bf16 weight copy (bf16_weights): a matmul_bf16 whose operands
+// lie inside the registered parameters reads them from the copy, the same
+// rounding as converting them per call: bit-identical products; released
+// parameters are forgotten (a new buffer at their address is converted).
+static void test_bf16_weight_copy(int M, int N, int K) {
+    char name[96];
+    reserve(SCRATCH_MATMUL_BF16, (size_t)M, (size_t)N, (size_t)K);
+    const size_t na = (size_t)M * K, nb = (size_t)K * N, n = na + nb + 77;
+    real *hp = host_normal(n, 1, 41);
+    void *params = dev_from(hp, n * sizeof(real)), *shadow = gpu->alloc(n * 2);
+    const real *A = (const real *)params + 77, *B = A + na;  // both inside the parameters
+    void *c1 = gpu->alloc((size_t)M * N * sizeof(real)), *c2 = gpu->alloc((size_t)M * N * sizeof(real));
+    gpu->matmul_bf16(c1, A, B, M, N, K, 0, 0, 0);  // converted per call
+    gpu->bf16_weights(params, n, shadow);
+    gpu->matmul_bf16(c2, A, B, M, N, K, 0, 0, 0);  // read from the copy
+    snprintf(name, sizeof name, "matmul_bf16 from the weight copy %dx%dx%d [bit-identical]", M, N, K);
+    report(name, differs(c1, c2, (size_t)M * N * sizeof(real)), 0);
+    gpu->release(shadow);  // forgets the copy
+    gpu->zero(c2, (size_t)M * N * sizeof(real));
+    gpu->matmul_bf16(c2, A, B, M, N, K, 0, 0, 0);
+    snprintf(name, sizeof name, "matmul_bf16 after the copy's release %dx%dx%d [bit-identical]", M, N, K);
+    report(name, differs(c1, c2, (size_t)M * N * sizeof(real)), 0);
+    gpu->release(params), gpu->release(c1), gpu->release(c2);
+    free(hp);
+    gpu->release_scratch();
+}
+
 static void test_matmul_tf32(int M, int N, int K, int positive) {
     reserve(SCRATCH_MATMUL, (size_t)M, (size_t)N, (size_t)K);
     const size_t na = (size_t)M * K, nb = (size_t)K * N, nc = (size_t)M * N;
@@ -1178,6 +1205,8 @@ int main(int argc, char **argv) {
     test_matmul_bf16(37, 53, 29, 0);
     test_matmul_bf16(256, 512, 384, 0);
     test_matmul_bf16(64, 48, 4096, 1);
+    test_bf16_weight_copy(37, 53, 29);
+    test_bf16_weight_copy(256, 512, 384);
     test_matmul_tf32(37, 53, 29, 0);
     test_matmul_tf32(256, 512, 384, 0);
     test_matmul_tf32(64, 48, 4096, 1);

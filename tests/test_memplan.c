@@ -76,6 +76,15 @@ static void *counting_alloc(size_t bytes) {
     return backend_cpu()->alloc(bytes);
 }
 static void counting_reserve(size_t bytes) { g_counted += (bytes + 255) / 256 * 256 + mem_rules_cuda().reserve_extra; }
+// The bf16 weight copy (Backend.bf16_weights), counted: calls, and what it was given.
+static int g_bf16_calls;
+static const real *g_bf16_params;
+static size_t g_bf16_n;
+static void *g_bf16_shadow;
+static void counting_bf16_weights(const real *params, size_t n, void *shadow) {
+    g_bf16_calls++;
+    g_bf16_params = params, g_bf16_n = n, g_bf16_shadow = shadow;
+}
 
 Test(memplan, cuda_plan_equals_what_model_init_asks_for) {
     MemRules rules = mem_rules_cuda();
@@ -87,6 +96,7 @@ Test(memplan, cuda_plan_equals_what_model_init_asks_for) {
     standin.scratch_bytes = rules.scratch_bytes;
     standin.reserve_scratch = counting_reserve;
     standin.matmul_bf16 = standin.matmul;  // model_init refuses bf16 without one; never called here
+    standin.bf16_weights = counting_bf16_weights;
     for (int i = 0; i < N_CONFIGS; i++) {
         for (int bf16 = 0; bf16 <= 1; bf16++) {
             Config c = config_of(CONFIGS[i]);
@@ -195,6 +205,42 @@ Test(memplan, cuda_layouts_hold_every_buffer) {
                 assert_inside((Region){cuda_local_d_bytes(&ls), slice}, lb, what, "local slice");
                 cr_assert_geq(cuda_local_d_bytes(&ls), d_bytes, "%s: local D", what);
             }
+}
+
+// precision=bf16 with a backend that keeps a bf16 copy of the weights: the
+// plan has its row ([n_params] bf16), and every step (training or
+// evaluation) makes the copy once, from the parameters into that row (the stand-in's
+// matmul_bf16 is the fp32 one: the step runs on the CPU); fp32: neither.
+Test(memplan, bf16_weights_copied_once_per_step) {
+    for (int bf16 = 0; bf16 <= 1; bf16++) {
+        Config c = tiny_config("local,lsh", 2);
+        if (bf16) c.precision = PRECISION_BF16;
+        Backend standin = *backend_cpu();
+        standin.matmul_bf16 = standin.matmul;
+        standin.bf16_weights = counting_bf16_weights;
+        Model m;
+        model_init(&m, &c, &standin);
+        int row = -1;
+        for (int i = 0; i < m.plan.n; i++)
+            if (!strcmp(m.plan.item[i].name, "params_bf16")) row = i;
+        cr_assert_eq(row >= 0, bf16, "params_bf16 row %s", bf16 ? "missing" : "planned for fp32");
+        if (bf16) cr_assert_geq(m.plan.item[row].bytes, m.layout.n_params * 2);
+        cr_assert_eq(m.params_bf16 != NULL, bf16);
+        int *tokens = calloc(m.T, sizeof(int)), *targets = calloc(m.T, sizeof(int));
+        tiny_batch(tokens, targets, m.T, c.vocab_size, 3);
+        g_bf16_calls = 0;
+        for (int s = 1; s <= 2; s++) {
+            model_forward_backward(&m, tokens, targets, (uint32_t)s);
+            model_update(&m, s, 1e-3);
+        }
+        model_forward(&m, tokens, targets, 3, 0);
+        cr_assert_eq(g_bf16_calls, bf16 ? 3 : 0, "bf16 copies in 2 training steps and 1 evaluation: %d", g_bf16_calls);
+        if (bf16)
+            cr_assert(g_bf16_params == m.params && g_bf16_n == m.layout.n_params && g_bf16_shadow == m.params_bf16,
+                      "the copy is not of the parameters into the planned row");
+        free(tokens), free(targets);
+        model_free(&m);
+    }
 }
 
 // The per-token part is linear in length: its bytes per token at 64K and 1M
