@@ -88,7 +88,9 @@ def main():
 
     expected = {
         "deps": (3.0, "dpkg -x of 39 packages (~26 MB), measured ~2 s here"),
-        "build": (args.build_s, "see below"),
+        "build": (args.build_s, "--build-s: `make device-check-rehearsal` built everything (sm_80 and sm_90, "
+                                "backend_cuda.cu one translation unit) in 136 s on this shared 2-core machine; "
+                                "the device builds one architecture on 16 cores"),
         "gpu": (2.0, "CUDA context"),
         "test_cuda": (45.0, "guess: CPU references of every case (the 69632-position and 66000-pair shapes, "
                             "10 whole-model runs of 1 and 20 steps) on 16 cores dominate; not measured"),
