@@ -224,6 +224,11 @@ typedef struct Backend {
     // params_bf16 row); until the next call, matmul_bf16 reads an operand that
     // lies inside params from shadow instead of converting it per call.
     void (*bf16_weights)(const real *params, size_t n, void *shadow);
+    // --- host staging of transfers (checkpoints): page-locked memory where the
+    // backend has it (CUDA: cudaMallocHost, so download/upload run at the
+    // bus's speed without a bounce buffer); NULL: plain malloc/free ---
+    void *(*host_alloc)(size_t bytes);  // NULL when out of memory
+    void (*host_free)(void *p);
 } Backend;
 
 // The CPU reference backend.

@@ -117,6 +117,8 @@ static Backend make_backend(void) {
     b.adamw = cu_adamw;
     b.matmul_tf32 = cu_matmul_tf32;
     b.bf16_weights = cu_bf16_weights;
+    b.host_alloc = cu_host_alloc;
+    b.host_free = cu_host_free;
     return b;
 }
 

@@ -139,3 +139,18 @@ static void cu_zero(void *p, size_t bytes) {
     if (bytes) cuda_check(cudaMemset(p, 0, bytes));
 }
 static void cu_synchronize(void) { cuda_check(cudaDeviceSynchronize()); }
+
+// Page-locked host staging (checkpoints): cudaMemcpy from and to it runs at
+// the bus's speed, without the driver's bounce buffer. Not device memory:
+// not counted in device_memory. NULL when the host has none to give.
+static void *cu_host_alloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaMallocHost(&p, bytes ? bytes : 1) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+static void cu_host_free(void *p) {
+    if (p) cuda_check(cudaFreeHost(p));
+}
