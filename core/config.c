@@ -58,6 +58,7 @@ typedef struct KeyRow {
     const KeyCodec *codec;      // KEY_CUSTOM
     const char *default_text;   // parsed by config_defaults; NULL = all zero (auto)
     int shape;                  // fixes the parameter layout (CONFIG_SHAPE_KEYS)
+    const char *doc;            // what the key means (docs/configuration.md)
 } KeyRow;
 
 static const KeyCodec SPLIT_FRACTIONS_CODEC;
@@ -78,61 +79,155 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
 // key is one row here (plus its field in Config, and any rule tying it to other
 // keys in config_finalize). Order = the order of `reformer help`.
 //
-//   X(name,          how it is parsed and stored,          default,  shape key?)
+//   X(name,          how it is parsed and stored,          default,  shape key?,
+//     "description": one sentence of Markdown, the `meaning` column of
+//     docs/configuration.md, which `reformer help config --markdown` generates)
 #define CONFIG_TABLE(X)                                                                      \
-    X(vocab_size,      INT(vocab_size, 2, 1 << 20),           "256",          SHAPE)         \
-    X(d_model,         INT(d_model, 1, 1 << 16),              "128",          SHAPE)         \
-    X(d_ff,            INT(d_ff, 1, 1 << 20),                 "512",          SHAPE)         \
-    X(n_heads,         INT(n_heads, 1, 1024),                 "4",            SHAPE)         \
-    X(d_head,          INT(d_head, 0, 1 << 14),               "0",            SHAPE)         \
-    X(n_layers,        INT(n_layers, 1, MAX_LAYERS),          "4",            SHAPE)         \
-    X(attn_layers,     STRING(attn_layers),                   "local,lsh",    SHAPE)         \
-    X(attn,            CHOICE(attn_full, ATTN_NAMES),         "pattern",      0)             \
-    X(lsh_chunk,       INT(lsh_chunk, 0, 1 << 20),            "0",            0)             \
-    X(local_chunk,     INT(local_chunk, 0, 1 << 20),          "0",            0)             \
-    X(n_hashes,        INT(n_hashes, 1, 64),                  "2",            0)             \
-    X(n_buckets,       INT(n_buckets, 0, 65536),              "0",            0)             \
-    X(lsh_form,        CHOICE(lsh_strict, LSH_FORM_NAMES),    "standard",     0)             \
-    X(axial_shape,     AXES(axial_shape),                    NULL,           SHAPE)         \
-    X(axial_dims,      AXES(axial_dims),                     NULL,           SHAPE)         \
-    X(ff_chunk,        INT(ff_chunk, 1, INT_MAX),             "1024",         0)             \
-    X(loss_chunk,      INT(loss_chunk, 1, INT_MAX),           "1024",         0)             \
-    X(attn_head_group, INT(attn_head_group, 0, 1024),          "0",            0)             \
-    X(ff_activation,   CHOICE(ff_activation, ACTIVATION_NAMES), "gelu",       0)             \
-    X(ln_eps,          DOUBLE(ln_eps, 1e-30, 1.0),            "1e-6",         0) /* trax; HF 1e-12 */ \
-    X(dropout,         DOUBLE(dropout, 0.0, 0.99),            "0",            0)             \
-    X(init_std,        DOUBLE(init_std, 0.0, 10.0),           "0.02",         0)             \
-    X(reversible,      BOOL(reversible),                      "1",            0)             \
-    X(seq_len,         INT(seq_len, 1, 1 << 28),              "512",          SHAPE)         \
-    X(batch,           INT(batch, 1, 1 << 20),                "4",            0)             \
-    X(sp,              INT(sp, 1, 4096),                      "1",            0)             \
-    X(sp_attention,    CHOICE(sp_attention, SP_ATTENTION_NAMES), "auto",      0)             \
-    X(lr,              DOUBLE(lr, 0.0, 10.0),                 "2e-3",         0)             \
-    X(warmup,          INT(warmup, 0, INT_MAX),               "50",           0)             \
-    X(steps,           INT(steps, 0, INT_MAX),                "300",          0)             \
-    X(schedule,        CHOICE(schedule, SCHEDULE_NAMES),      "cosine",       0)             \
-    X(lr_min,          DOUBLE(lr_min, 0.0, 10.0),             "1e-4",         0)             \
-    X(weight_decay,    DOUBLE(weight_decay, 0.0, 10.0),       "0",            0)             \
-    X(beta1,           DOUBLE(beta1, 0.0, 0.999999),          "0.9",          0)             \
-    X(beta2,           DOUBLE(beta2, 0.0, 0.99999999),        "0.98",         0)             \
-    X(adam_eps,        DOUBLE(adam_eps, 1e-30, 1.0),          "1e-9",         0)             \
-    X(clip,            DOUBLE(clip, 0.0, 1e30),               "1",            0)             \
-    X(seed,            U64(seed),                             "1337",         0)             \
-    X(data,            STRING(data),                          "data/tinyshakespeare.txt", 0) \
-    X(data_format,     NAME(data_format, DATA_FORMATS),       "auto",         0)             \
-    X(split_fractions, CUSTOM(SPLIT_FRACTIONS_CODEC),         "0.9,0.05,0.05", 0)            \
-    X(cross_docs,      BOOL(cross_docs),                      "0",            0)             \
-    X(dup_alphabet,    INT(dup_alphabet, 2, 1 << 20),         "128",          0)             \
-    X(out_dir,         STRING(out_dir),                       "runs/default", 0)             \
-    X(device,          NAME(device, DEVICE_NAMES),            "cpu",          0)             \
-    X(precision,       CHOICE(precision, PRECISION_NAMES),    "fp32",         0)             \
-    X(attn_impl,       CHOICE(attn_reference, ATTN_IMPL_NAMES), "fast",       0)             \
-    X(log_every,       INT(log_every, 1, INT_MAX),            "1",            0)             \
-    X(ckpt_every,      INT(ckpt_every, 0, INT_MAX),           "1000",         0)             \
-    X(keep_ckpts,      INT(keep_ckpts, 0, INT_MAX),           "3",            0)             \
-    X(eval_every,      INT(eval_every, 0, INT_MAX),           "100",          0)             \
-    X(eval_windows,    INT(eval_windows, 0, INT_MAX),         "64",           0)             \
-    X(watchdog_s,      INT(watchdog_s, 0, INT_MAX),           "600",          0)
+    X(vocab_size,      INT(vocab_size, 2, 1 << 20),           "256", SHAPE,              \
+      "vocabulary size (byte-level text needs at least 256)")                            \
+    X(d_model,         INT(d_model, 1, 1 << 16),              "128", SHAPE,              \
+      "width of each of the two residual streams")                                       \
+    X(d_ff,            INT(d_ff, 1, 1 << 20),                 "512", SHAPE,              \
+      "feed-forward hidden units")                                                       \
+    X(n_heads,         INT(n_heads, 1, 1024),                 "4", SHAPE,                \
+      "attention heads")                                                                 \
+    X(d_head,          INT(d_head, 0, 1 << 14),               "0", SHAPE,                \
+      "width of one head; 0 = `d_model / n_heads` (which must then divide)")             \
+    X(n_layers,        INT(n_layers, 1, MAX_LAYERS),          "4", SHAPE,                \
+      "reversible blocks (at most 256)")                                                 \
+    X(attn_layers,     STRING(attn_layers),                   "local,lsh", SHAPE,        \
+      "per-layer attention pattern of `lsh` and `local`, repeated over the layers")      \
+    X(attn,            CHOICE(attn_full, ATTN_NAMES),         "pattern", 0,              \
+      "`pattern` uses `attn_layers`; `full` makes every layer attend to the whole "      \
+      "causal prefix (the baseline to measure against)")                                 \
+    X(lsh_chunk,       INT(lsh_chunk, 0, 1 << 20),            "0", 0,                    \
+      "chunk length of LSH layers; 0 = the largest divisor of `seq_len` not above 64, "  \
+      "so any length works; a value you set must divide `seq_len` (when shorter than "   \
+      "it)")                                                                             \
+    X(local_chunk,     INT(local_chunk, 0, 1 << 20),          "0", 0,                    \
+      "chunk length of local layers; 0 = automatic as for `lsh_chunk`")                  \
+    X(n_hashes,        INT(n_hashes, 1, 64),                  "2", 0,                    \
+      "hash rounds of LSH attention")                                                    \
+    X(n_buckets,       INT(n_buckets, 0, 65536),              "0", 0,                    \
+      "buckets per round, even; 0 = the largest power of two <= 2 x `seq_len` / "        \
+      "`lsh_chunk` (at least 2)")                                                        \
+    X(lsh_form,        CHOICE(lsh_strict, LSH_FORM_NAMES),    "standard", 0,             \
+      "`standard`: the paper's LSH attention (chunks of the sorted order; causal only "  \
+      "given its buckets, see [the caveat](correctness.md)); `strict`: a query "         \
+      "attends only to itself and the `lsh_chunk` - 1 newest earlier items of its own "  \
+      "bucket in each round, so what it sees depends on earlier positions only and "     \
+      "decoding computes exactly the training forward (CPU, unsharded or "               \
+      "sequence-parallel on either path; not exportable to transformers)")               \
+    X(axial_shape,     AXES(axial_shape),                    NULL, SHAPE,                \
+      "axial position-embedding shape, product = `seq_len`; auto = the most nearly "     \
+      "square two-factor split")                                                         \
+    X(axial_dims,      AXES(axial_dims),                     NULL, SHAPE,                \
+      "widths of the axial embedding parts, sum = `d_model`; auto = an even split")      \
+    X(ff_chunk,        INT(ff_chunk, 1, INT_MAX),             "1024", 0,                 \
+      "tokens per feed-forward chunk")                                                   \
+    X(loss_chunk,      INT(loss_chunk, 1, INT_MAX),           "1024", 0,                 \
+      "tokens per output/loss chunk")                                                    \
+    X(attn_head_group, INT(attn_head_group, 0, 1024),          "0", 0,                   \
+      "heads per attention pass; 0 = all heads in one pass. Attention runs in "          \
+      "`n_heads / attn_head_group` passes over the whole sequence, each holding its "    \
+      "q, k, v, o and their gradients at [tokens, group x `d_head`]: smaller groups "    \
+      "take less memory per token (see [Memory](memory.md)), at the cost of fewer "      \
+      "(batch, head) pairs for the CPU's threads per pass. With `sp` > 1 it must be 0")  \
+    X(ff_activation,   CHOICE(ff_activation, ACTIVATION_NAMES), "gelu", 0,               \
+      "`gelu` or `relu`")                                                                \
+    X(ln_eps,          DOUBLE(ln_eps, 1e-30, 1.0),            "1e-6", 0,                  /* trax; HF 1e-12 */ \
+      "LayerNorm epsilon")                                                               \
+    X(dropout,         DOUBLE(dropout, 0.0, 0.99),            "0", 0,                    \
+      "dropout on each block's attention and feed-forward output")                       \
+    X(init_std,        DOUBLE(init_std, 0.0, 10.0),           "0.02", 0,                 \
+      "standard deviation of the initial linear weights")                                \
+    X(reversible,      BOOL(reversible),                      "1", 0,                    \
+      "1: recompute activations in the backward pass; 0: store them (reference mode)")   \
+    X(seq_len,         INT(seq_len, 1, 1 << 28),              "512", SHAPE,              \
+      "tokens per sequence")                                                             \
+    X(batch,           INT(batch, 1, 1 << 20),                "4", 0,                    \
+      "sequences per step per data-parallel replica (the global batch is ranks / `sp` "  \
+      "x `batch`)")                                                                      \
+    X(sp,              INT(sp, 1, 4096),                      "1", 0,                    \
+      "sequence-parallel ranks per replica: each holds `seq_len`/`sp` positions; must "  \
+      "divide `seq_len` and the number of ranks, and past `n_heads` give "               \
+      "chunk-aligned shards (see [Training on many processes](distributed.md))")         \
+    X(sp_attention,    CHOICE(sp_attention, SP_ATTENTION_NAMES), "auto", 0,              \
+      "how attention runs with `sp` > 1: `heads` (all-to-all to whole sequences of "     \
+      "`n_heads/sp` heads; `sp` divides `n_heads`), `sequence` (the sequence stays "     \
+      "sharded: LSH by a distributed sort, local by a halo of the previous chunk), "     \
+      "`auto` (halo for local layers, heads for LSH layers where `sp` divides "          \
+      "`n_heads`, the sort past them)")                                                  \
+    X(lr,              DOUBLE(lr, 0.0, 10.0),                 "2e-3", 0,                 \
+      "peak learning rate, reached at the end of warmup")                                \
+    X(warmup,          INT(warmup, 0, INT_MAX),               "50", 0,                   \
+      "linear warmup steps")                                                             \
+    X(steps,           INT(steps, 0, INT_MAX),                "300", 0,                  \
+      "training steps")                                                                  \
+    X(schedule,        CHOICE(schedule, SCHEDULE_NAMES),      "cosine", 0,               \
+      "after warmup: `cosine` (down to `lr_min` at `steps`), `rsqrt` or `constant`")     \
+    X(lr_min,          DOUBLE(lr_min, 0.0, 10.0),             "1e-4", 0,                 \
+      "floor of the cosine schedule")                                                    \
+    X(weight_decay,    DOUBLE(weight_decay, 0.0, 10.0),       "0", 0,                    \
+      "AdamW decoupled weight decay (weight matrices only)")                             \
+    X(beta1,           DOUBLE(beta1, 0.0, 0.999999),          "0.9", 0,                  \
+      "AdamW first-moment decay")                                                        \
+    X(beta2,           DOUBLE(beta2, 0.0, 0.99999999),        "0.98", 0,                 \
+      "AdamW second-moment decay")                                                       \
+    X(adam_eps,        DOUBLE(adam_eps, 1e-30, 1.0),          "1e-9", 0,                 \
+      "AdamW epsilon")                                                                   \
+    X(clip,            DOUBLE(clip, 0.0, 1e30),               "1", 0,                    \
+      "global gradient-norm clip; 0 = off")                                              \
+    X(seed,            U64(seed),                             "1337", 0,                 \
+      "seed of initialisation, data order, hashing and dropout")                         \
+    X(data,            STRING(data),                          "data/tinyshakespeare.txt", 0,\
+      "what to train on: a file, a PG19 directory, `dup` (duplication task) or "         \
+      "`random` (random tokens); see [Data](data.md)")                                   \
+    X(data_format,     NAME(data_format, DATA_FORMATS),       "auto", 0,                 \
+      "`auto`, `text`, `enwik8`, `pg19`, `tokens`, `dup` or `random`; `auto` infers "    \
+      "it from `data` (see [Data](data.md))")                                            \
+    X(split_fractions, CUSTOM(SPLIT_FRACTIONS_CODEC),         "0.9,0.05,0.05", 0,        \
+      "train, validation and test shares of a `text` or `tokens` source, cut "           \
+      "contiguously in that order: three non-negative numbers summing to 1, train "      \
+      "above 0")                                                                         \
+    X(cross_docs,      BOOL(cross_docs),                      "0", 0,                    \
+      "1: training windows may run across document (PG19 book) boundaries; 0: never")    \
+    X(dup_alphabet,    INT(dup_alphabet, 2, 1 << 20),         "128", 0,                  \
+      "duplication task: symbols are 1 .. `dup_alphabet`-1")                             \
+    X(out_dir,         STRING(out_dir),                       "runs/default", 0,         \
+      "where `metrics.h5` and the checkpoints are written (created if missing)")         \
+    X(device,          NAME(device, DEVICE_NAMES),            "cpu", 0,                  \
+      "`cpu` or `cuda` (one GPU per process, picked by the launcher's local rank; see "  \
+      "[CUDA](cuda.md))")                                                                \
+    X(precision,       CHOICE(precision, PRECISION_NAMES),    "fp32", 0,                 \
+      "`fp32` (exact), or with `device=cuda`: `bf16` (matmul operands and attention "    \
+      "inputs in bf16, accumulation, parameters and optimizer state in fp32) or "        \
+      "`tf32` (matmuls on TF32 tensor cores, everything else fp32); both refused with "  \
+      "`device=cpu`")                                                                    \
+    X(attn_impl,       CHOICE(attn_reference, ATTN_IMPL_NAMES), "fast", 0,               \
+      "CUDA attention: `fast` (batched tensor-core GEMMs over gathered chunk blocks, "   \
+      "fp32 softmax) or `reference` (the fused fp32 kernels it is tested against); "     \
+      "the CPU ignores it")                                                              \
+    X(log_every,       INT(log_every, 1, INT_MAX),            "1", 0,                    \
+      "print a progress line every this many steps (metrics.h5 always gets every "       \
+      "step)")                                                                           \
+    X(ckpt_every,      INT(ckpt_every, 0, INT_MAX),           "1000", 0,                 \
+      "write a checkpoint every this many steps; 0 = only the final one (always "        \
+      "written)")                                                                        \
+    X(keep_ckpts,      INT(keep_ckpts, 0, INT_MAX),           "3", 0,                    \
+      "keep the newest this many checkpoints in `out_dir`, deleting older ones after "   \
+      "each successful write (never the newest one whose loss was sane, see "            \
+      "[Divergence](commands.md#exit-statuses)); 0 = keep all")                          \
+    X(eval_every,      INT(eval_every, 0, INT_MAX),           "100", 0,                  \
+      "steps between evaluations on the validation split while training; 0 = never")     \
+    X(eval_windows,    INT(eval_windows, 0, INT_MAX),         "64", 0,                   \
+      "evaluation windows per periodic evaluation; 0 = the whole validation split")      \
+    X(watchdog_s,      INT(watchdog_s, 0, INT_MAX),           "600", 0,                  \
+      "on several ranks: a rank that waits this many seconds in a collective "           \
+      "(all-reduce, broadcast, all-to-all, barrier over MPI) pings the others, and "     \
+      "the job stops with one line naming the ranks that did not answer (a stopped "     \
+      "rank, a hung file system); 0 = never. Long enough for rank 0's checkpoint "       \
+      "writes, which the others wait for")
 
 // The last column is the token SHAPE or 0, pasted (never expanded) below so
 // that CONFIG_SHAPE_KEYS is filtered at compile time.
@@ -141,14 +236,15 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC;
 #define IF_SHAPE_SHAPE(x) x,
 #define IF_SHAPE_0(x)
 
-#define ROW(name_, how, default_, shape_) {.name = #name_, how, .default_text = (default_), .shape = IS_SHAPE_##shape_},
+#define ROW(name_, how, default_, shape_, doc_) \
+    {.name = #name_, how, .default_text = (default_), .shape = IS_SHAPE_##shape_, .doc = (doc_)},
 static const KeyRow KEY_ROWS[] = {CONFIG_TABLE(ROW)};
 #define N_KEYS ((int)(sizeof KEY_ROWS / sizeof KEY_ROWS[0]))
 
-#define NAME_OF(name_, how, default_, shape_) #name_,
+#define NAME_OF(name_, how, default_, shape_, doc_) #name_,
 const char *const CONFIG_KEYS[] = {CONFIG_TABLE(NAME_OF) NULL};
 
-#define SHAPE_NAME_OF(name_, how, default_, shape_) IF_SHAPE_##shape_(#name_)
+#define SHAPE_NAME_OF(name_, how, default_, shape_, doc_) IF_SHAPE_##shape_(#name_)
 const char *const CONFIG_SHAPE_KEYS[] = {CONFIG_TABLE(SHAPE_NAME_OF) NULL};
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -367,6 +463,11 @@ int config_get(const Config *c, const char *key, char *buf, size_t cap) {
 int config_key_is_shape(const char *key) {
     const KeyRow *k = find_key(key);
     return k && k->shape;
+}
+
+const char *config_key_doc(const char *key) {
+    const KeyRow *k = find_key(key);
+    return k ? k->doc : NULL;
 }
 
 void config_print(const Config *c, FILE *out) {

@@ -137,3 +137,8 @@ extern const char *const CONFIG_SHAPE_KEYS[];
 
 // 1 when key is one of CONFIG_SHAPE_KEYS, else 0.
 int config_key_is_shape(const char *key);
+
+// What a key means: its description column in CONFIG_TABLE (Markdown, one
+// sentence or a few), or NULL for an unknown key. docs/configuration.md is
+// generated from these (`reformer help config --markdown`).
+const char *config_key_doc(const char *key);

@@ -48,29 +48,6 @@ void run_error(const char *msg) {
     exit(1);
 }
 
-void print_help(void) {
-    printf("usage:\n"
-           "  reformer train [--config FILE] [--set key=value ...] [--resume DIR|auto]\n"
-           "  reformer eval --ckpt FILE [--data PATH] [--split validation|test] [--windows N] [--form train|decode]\n"
-           "               [--set key=value ...]\n"
-           "  reformer sample --ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
-           "  reformer bench [--config FILE] [--set key=value ...] [--steps N] [--warmup N] [--json]\n"
-           "  reformer export-hf --ckpt FILE --out DIR     (a Hugging Face transformers model; needs make setup-hf)\n"
-           "  reformer import-hf --model DIR --out FILE    (a checkpoint at step 0; needs make setup-hf)\n"
-           "  reformer plan [--config FILE] [--set key=value ...] [--fit BYTES]\n"
-           "  reformer help\n\n"
-           "Every config key can be set in an INI file (--config) and overridden with --set.\n"
-           "--resume DIR continues the run in DIR from its newest checkpoint, with the\n"
-           "checkpoint's config; --config/--set may then change any key but the shape keys.\n"
-           "--resume auto resumes the run in out_dir if it holds a checkpoint, else starts it.\n"
-           "eval and sample start from the config of the checkpoint given with --ckpt.\n"
-           "Keys and defaults:\n");
-    Config c;
-    config_defaults(&c);
-    char err[256];
-    if (config_finalize(&c, err, sizeof err) == 0) config_print(&c, stdout);
-}
-
 static void apply_source(Config *c, const Source *s) {
     char err[1024];
     if (s->is_file ? config_load_file(c, s->value, err, sizeof err) : config_set_pair(c, s->value, err, sizeof err))

@@ -66,6 +66,8 @@ __attribute__((noreturn))
 void run_error(const char *msg);
 
 void print_help(void);
+// reformer help config [--markdown]: every key, default and meaning (help.c).
+int cmd_help_config(int argc, char **argv);
 
 // Parse the arguments after the command name; exits with usage_error on any
 // problem. Frees nothing: the Args live as long as the command.

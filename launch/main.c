@@ -6,7 +6,7 @@
 //   reformer bench [--config FILE] [--set key=value ...] [--steps N] [--json]
 //   reformer export-hf --ckpt FILE --out DIR / import-hf --model DIR --out FILE
 //   reformer plan [--config FILE] [--set key=value ...] [--fit BYTES]
-//   reformer help
+//   reformer help [config [--markdown]]
 //
 // One file per command (train.c, bench.c, ...); cli.c parses arguments.
 #include <stdlib.h>
@@ -30,6 +30,7 @@ static void ensure_passive_openmp_wait(char **argv) {
 
 int main(int argc, char **argv) {
     ensure_passive_openmp_wait(argv);
+    if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "config")) return cmd_help_config(argc - 3, argv + 3);
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         print_help();
         return argc < 2 ? 2 : 0;

@@ -128,6 +128,53 @@ Test(cli, missing_config_file) {
     run_free(&r);
 }
 
+// Each key's entry in text (found by row_fmt, e.g. "| `%s` |") is followed,
+// within its row, by the start of its description (a prefix: Markdown escapes
+// any '|' in it).
+static void assert_every_key_described(const char *text, const char *row_fmt, const char *what) {
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        char want[128], head[48];
+        snprintf(want, sizeof want, row_fmt, CONFIG_KEYS[i]);
+        const char *row = i ? strstr(text, want) : strstr(text, want + (want[0] == '\n'));
+        cr_assert_not_null(row, "%s does not list key '%s'", what, CONFIG_KEYS[i]);
+        snprintf(head, sizeof head, "%.40s", config_key_doc(CONFIG_KEYS[i]));
+        const char *doc = strstr(row, head);
+        cr_assert(doc && doc - row < 200, "%s: the entry of '%s' lacks its description", what, CONFIG_KEYS[i]);
+    }
+}
+
+// docs/configuration.md is generated from CONFIG_TABLE (issue 25): the
+// committed page must be exactly what `reformer help config --markdown` prints,
+// so a key added, removed or re-described without regenerating it fails here;
+// and the page lists every key with its description.
+Test(cli, config_docs_page_is_the_generated_one) {
+    Run r = run_cli("help config --markdown");
+    cr_assert_eq(r.rc, 0, "help config --markdown exited %d: %s", r.rc, r.err);
+    char *page = read_all("docs/configuration.md");
+    if (strcmp(page, r.out)) {
+        size_t i = 0;
+        while (page[i] && page[i] == r.out[i]) i++;
+        size_t line = 1;
+        for (size_t j = 0; j < i; j++) line += page[j] == '\n';
+        cr_assert_fail("docs/configuration.md differs from `build/reformer help config --markdown` at line %zu; "
+                       "regenerate it: build/reformer help config --markdown > docs/configuration.md",
+                       line);
+    }
+    assert_every_key_described(page, "| `%s` |", "docs/configuration.md");
+    free(page);
+    run_free(&r);
+}
+
+Test(cli, help_config_gives_every_key_its_meaning) {
+    Run r = run_cli("help config");
+    cr_assert_eq(r.rc, 0, "help config exited %d", r.rc);
+    assert_every_key_described(r.out, "\n%s = ", "help config");
+    Run bad = run_cli("help config --bogus");
+    cr_assert_eq(bad.rc, 2, "help config with an unknown argument exited %d", bad.rc);
+    run_free(&bad);
+    run_free(&r);
+}
+
 Test(cli, help_lists_every_key) {
     Run r = run_cli("help");
     cr_assert_eq(r.rc, 0, "help exited %d", r.rc);

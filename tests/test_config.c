@@ -191,6 +191,21 @@ Test(config, every_key_is_one_row_of_one_table) {
     }
 }
 
+// Every key says what it means (issue 25): the description column of
+// CONFIG_TABLE is what docs/configuration.md and `reformer help config` show,
+// so a key added with an empty description (or a placeholder shorter than a
+// few words) fails here.
+Test(config, every_key_has_a_description) {
+    for (int i = 0; CONFIG_KEYS[i]; i++) {
+        const char *doc = config_key_doc(CONFIG_KEYS[i]);
+        cr_assert_not_null(doc, "key %s has no description", CONFIG_KEYS[i]);
+        cr_assert_geq(strlen(doc), 12, "key %s: description '%s' is too short to say what it means (CONFIG_TABLE in core/config.c)",
+                      CONFIG_KEYS[i], doc);
+        cr_assert_null(strchr(doc, '\n'), "key %s: a description is one line (it is a Markdown table cell)", CONFIG_KEYS[i]);
+    }
+    cr_assert_null(config_key_doc("no_such_key"));
+}
+
 // config_defaults is the table's default column: printing the defaults and
 // reading every line back into a zeroed config gives the defaults again.
 Test(config, defaults_are_the_printed_defaults) {
