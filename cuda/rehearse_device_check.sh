@@ -49,8 +49,9 @@ unshare -m bash -c '
     for probe in /usr/include/hdf5/serial/hdf5.h /usr/include/zip.h /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h; do
         [ -s "$probe" ] && echo "rehearse_device_check: still visible: $probe"
     done
-    # Two shared cores here, not the lent 16: the build gets longer.
-    cd "$0/repo" && BUDGET_S=${BUDGET_S:-1500} BUILD_S=${BUILD_S:-1200} cuda/device_check.sh "$0/out"
+    # Two shared cores here, not the lent 16: the build gets longer, every
+    # part's limit 5x (LIMIT_SCALE).
+    cd "$0/repo" && BUDGET_S=${BUDGET_S:-1500} BUILD_S=${BUILD_S:-1200} LIMIT_SCALE=${LIMIT_SCALE:-5} cuda/device_check.sh "$0/out"
 ' "$work" "${hide[@]}"
 rc=$?
 set -e
