@@ -50,7 +50,7 @@ unshare -m bash -c '
         [ -s "$probe" ] && echo "rehearse_device_check: still visible: $probe"
     done
     # Two shared cores here, not the lent 16: the build gets longer, every
-    # part's limit 5x (LIMIT_SCALE).
+    # limit of a part 5x (LIMIT_SCALE).
     cd "$0/repo" && BUDGET_S=${BUDGET_S:-1500} BUILD_S=${BUILD_S:-1200} LIMIT_SCALE=${LIMIT_SCALE:-5} cuda/device_check.sh "$0/out"
 ' "$work" "${hide[@]}"
 rc=$?
