@@ -56,7 +56,7 @@ static inline size_t local_saved_elems(const AttnShape *s) {
 // buffers, bf16 operand copies), for Backend.scratch_bytes. Sizes a, b, c:
 //   SCRATCH_MATMUL, SCRATCH_MATMUL_BF16: M, N, K of the call;
 //   SCRATCH_COLUMN_SUMS (bias_backward, layernorm_backward): N rows, C columns;
-//   SCRATCH_EMBEDDING_BACKWARD: N rows;  SCRATCH_SUM_SQUARES: n elements.
+//   SCRATCH_EMBEDDING_BACKWARD: N rows, C columns;  SCRATCH_SUM_SQUARES: n elements.
 typedef enum {
     SCRATCH_MATMUL,
     SCRATCH_MATMUL_BF16,
@@ -220,6 +220,16 @@ typedef struct Backend {
                                 int lanes, int n, int m, int dh, void *work);
     // Scratch of either call for n rows per lane in chunks of m.
     size_t (*lsh_sorted_workspace_bytes)(int n, int m, int dh);
+    // --- precision=bf16: one bf16 copy of the weights per step (NULL: none) ---
+    // Round params [n] to bf16 into shadow (n * 2 bytes, planned: the plan's
+    // params_bf16 row); until the next call, matmul_bf16 reads an operand that
+    // lies inside params from shadow instead of converting it per call.
+    void (*bf16_weights)(const real *params, size_t n, void *shadow);
+    // --- host staging of transfers (checkpoints): page-locked memory where the
+    // backend has it (CUDA: cudaMallocHost, so download/upload run at the
+    // bus's speed without a bounce buffer); NULL: plain malloc/free ---
+    void *(*host_alloc)(size_t bytes);  // NULL when out of memory
+    void (*host_free)(void *p);
 } Backend;
 
 // The CPU reference backend.

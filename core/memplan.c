@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cuda/cuda_sizes.h"
 #include "attention_seq.h"
+#include "cuda_sizes.h"
 #include "model.h"
 #include "params.h"
 #include "util.h"
@@ -20,19 +20,22 @@ MemRules mem_rules_backend(const Backend *be) {
     MemRules r = {.device = be->name, .align = be->alloc_align ? be->alloc_align : 1,
                   .attention_workspace_bytes = be->attention_workspace_bytes, .scratch_bytes = be->scratch_bytes,
                   .lsh_sorted_workspace_bytes = be->lsh_sorted_workspace_bytes,
-                  .reserve_extra = 0, .note = "the backend's own sizing rules"};
+                  .reserve_extra = 0, .bf16_weights = be->bf16_weights != NULL, .note = "the backend's own sizing rules"};
     return r;
 }
 
+// The backend's own rules (core/cuda_sizes.h) without a GPU: no test knobs,
+// and CUB's sort storage by its rule (the backend reserves the same unless
+// CUB asks for more, which test_cuda checks it never does).
 static size_t cuda_attention_workspace(const AttnShape *s, int lsh) {
-    return lsh ? cuda_lsh_work_bytes(s, cuda_sort_bytes_estimate(s)) : cuda_local_work_bytes(s);
+    return cuda_attention_workspace_bytes(s, lsh, NULL, 0);
 }
 static size_t cuda_scratch(ScratchOp op, size_t a, size_t b, size_t c) {
     switch (op) {
     case SCRATCH_MATMUL: return 0;  // cuBLAS's own workspace (reserve_extra)
     case SCRATCH_MATMUL_BF16: return cuda_matmul_bf16_bytes(a, b, c);
     case SCRATCH_COLUMN_SUMS: return cuda_column_sums_bytes(a, b);
-    case SCRATCH_EMBEDDING_BACKWARD: return cuda_embedding_backward_bytes(a, cuda_token_sort_bytes_estimate(a));
+    case SCRATCH_EMBEDDING_BACKWARD: return cuda_embedding_backward_bytes(a, b, cuda_sort_reserve(a, 0));
     case SCRATCH_SUM_SQUARES: return cuda_sum_squares_bytes();
     }
     return 0;
@@ -40,9 +43,9 @@ static size_t cuda_scratch(ScratchOp op, size_t a, size_t b, size_t c) {
 
 MemRules mem_rules_cuda(void) {
     MemRules r = {.device = "cuda", .align = CUDA_ALLOC_ALIGN, .attention_workspace_bytes = cuda_attention_workspace,
-                  .scratch_bytes = cuda_scratch, .reserve_extra = cuda_cublas_workspace_bytes(9),
-                  .note = "computed from cuda/cuda_sizes.h without a GPU: CUB sort storage estimated, cuBLAS "
-                          "workspace of Hopper (32 MiB), CUDA context not included"};
+                  .scratch_bytes = cuda_scratch, .reserve_extra = cuda_cublas_workspace_bytes(9), .bf16_weights = 1,
+                  .note = "computed from core/cuda_sizes.h (the CUDA backend's own rules) without a GPU: CUB sort "
+                          "storage by its bound, cuBLAS workspace of Hopper (32 MiB), CUDA context not included"};
     return r;
 }
 
@@ -71,12 +74,14 @@ static void add(MemPlan *p, const MemRules *r, const char *name, size_t field, M
 static int ulysses_layer(const Config *c, int l) { return c->sp > 1 && !c->sp_sequence[c->layer_kind[l]]; }
 
 // The attention call of one pass of layer l (heads: the model heads it
-// covers): what the backend kernel sees on this rank.
+// covers): what the backend kernel sees on this rank (precision and the
+// attention implementation pick the CUDA workspace's slices).
 static AttnShape plan_pass_shape(const MemPlan *p, const Config *c, int l, int heads) {
     const int u = ulysses_layer(c, l), seq = c->sp > 1 && !u;
     AttnShape s = {.batch = p->B, .seq_len = seq ? p->L_local : p->L, .n_heads = u ? heads / c->sp : heads,
                    .d_head = c->d_head, .chunk_len = config_layer_chunk(c, l), .n_hashes = 1, .n_buckets = 0,
-                   .bf16 = c->precision == PRECISION_BF16};
+                   .bf16 = c->precision == PRECISION_BF16, .tf32 = c->precision == PRECISION_TF32,
+                   .reference = c->attn_reference};
     if (c->layer_kind[l] == ATTN_LSH && s.chunk_len < p->L) {
         s.n_hashes = c->n_hashes;
         s.n_buckets = c->n_buckets;
@@ -127,7 +132,7 @@ static size_t scratch_plan(const MemPlan *p, const Config *c, const MemRules *r,
     const size_t colsum_shapes[][2] = {{rows, d}, {rows, dff}, {hr, V}, {hr, 2 * d}};
     for (size_t i = 0; i < sizeof colsum_shapes / sizeof colsum_shapes[0]; i++)
         need = MAX(need, r->scratch_bytes(SCRATCH_COLUMN_SUMS, colsum_shapes[i][0], colsum_shapes[i][1], 0));
-    need = MAX(need, r->scratch_bytes(SCRATCH_EMBEDDING_BACKWARD, T, 0, 0));
+    need = MAX(need, r->scratch_bytes(SCRATCH_EMBEDDING_BACKWARD, T, d, 0));  // [V, d] table
     need = MAX(need, r->scratch_bytes(SCRATCH_SUM_SQUARES, n_params, 0, 0));
     return need;
 }
@@ -165,6 +170,8 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
     add(p, r, "grads", F(grads), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
     add(p, r, "adam_m", F(adam_m), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
     add(p, r, "adam_v", F(adam_v), MEM_BACKEND, 0, np * R4, "[%zu] %s", np, RT);
+    if (c->precision == PRECISION_BF16 && r->bf16_weights)
+        add(p, r, "params_bf16", F(params_bf16), MEM_BACKEND, 0, np * 2, "[%zu] bf16", np);
     const char *streams[] = {"x1", "x2", "dx1", "dx2"};
     const size_t stream_fields[] = {F(x1), F(x2), F(dx1), F(dx2)};
     for (int i = 0; i < 4; i++) add(p, r, streams[i], stream_fields[i], MEM_BACKEND, 1, T * d * R4, "[T=%zu, d=%zu] %s", T, d, RT);

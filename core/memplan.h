@@ -33,7 +33,7 @@ typedef struct {
 // and op scratch rules, and what reserve_scratch holds beyond the requested
 // bytes (CUDA: cuBLAS's workspace). From a live Backend (mem_rules_backend)
 // or, for planning without the device, from the backend's rules alone
-// (mem_rules_cuda: cuda/cuda_sizes.h).
+// (mem_rules_cuda: core/cuda_sizes.h).
 typedef struct {
     const char *device;
     size_t align;
@@ -42,6 +42,7 @@ typedef struct {
     // Sequence-sharded LSH (core/attention_seq.c); NULL where the backend has none.
     size_t (*lsh_sorted_workspace_bytes)(int n, int m, int dh);
     size_t reserve_extra;
+    int bf16_weights;  // precision=bf16 keeps a bf16 copy of the parameters (Backend.bf16_weights)
     const char *note;  // how the figure was obtained, printed by `reformer plan`
 } MemRules;
 

@@ -495,6 +495,15 @@ static void loss_head(Model *m, int backward, long count) {
     }
 }
 
+// The gradients of parameters [from, to) are final (GradBuckets).
+static void grads_ready(Model *m, size_t from, size_t to) {
+    if (m->grad_buckets.ready && to > from) m->grad_buckets.ready(m->grad_buckets.ctx, from, to - from);
+}
+static size_t layer_start(const Model *m, int l) {
+    const ParamLayout *p = &m->layout;
+    return p->tensors[l < m->cfg.n_layers ? p->layers[l].ln1_g : p->lnf_g].offset;
+}
+
 LossStats model_step(Model *m, const int *tokens, const int *targets, const ModelStep *st) {
     const Backend *be = m->be;
     const Config *c = &m->cfg;
@@ -509,6 +518,8 @@ LossStats model_step(Model *m, const int *tokens, const int *targets, const Mode
     be->upload(m->tokens, tokens, (size_t)T * sizeof(int));
     be->upload(m->targets, targets, (size_t)T * sizeof(int));
     if (st->backward) be->zero(m->grads, m->layout.n_params * sizeof(real));
+    // The step's bf16 weights, once (the parameters change only between steps).
+    if (m->params_bf16) be->bf16_weights(m->params, m->layout.n_params, m->params_bf16);
 
     embed(m);
     for (int l = 0; l < c->n_layers; l++) {
@@ -527,6 +538,7 @@ LossStats model_step(Model *m, const int *tokens, const int *targets, const Mode
     loss_head(m, st->backward, st->loss_count > 0 ? st->loss_count : n_targets);
 
     if (st->backward) {
+        grads_ready(m, layer_start(m, c->n_layers), m->layout.n_params);  // final LayerNorm, output layer
         for (int l = c->n_layers - 1; l >= 0; l--) {
             if (m->on_layer) m->on_layer(m->on_layer_ctx, l, 1);
             const real *in1 = m->stored ? m->stored + (size_t)l * 2 * Td : NULL, *in2 = in1 ? in1 + Td : NULL;
@@ -543,8 +555,10 @@ LossStats model_step(Model *m, const int *tokens, const int *targets, const Mode
             ModelStep again = *st;
             again.reuse_buckets = 1;
             attn_half_backward(m, l, m->x2, m->dx2, m->dx1, m->x1, in1, &again);
+            grads_ready(m, layer_start(m, l), layer_start(m, l + 1));
         }
         embed_backward(m);
+        grads_ready(m, 0, layer_start(m, 0));  // token and position embeddings
     }
 
     be->download(m->host_losses, m->losses, (size_t)T * sizeof(real));

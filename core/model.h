@@ -40,6 +40,16 @@ typedef struct {
 // sp_attention, attention_seq.h. core/ knows no MPI: the launcher supplies
 // the exchanges (SeqParallel).
 
+// Gradient buckets: the launcher's hook (dist/data_parallel.c), called as the
+// backward finishes the gradients of a range of parameters, so their sum over
+// ranks can start while the backward goes on: the head, then each layer from
+// the last, then the embeddings; the ranges tile the gradient buffer, in
+// this order on every rank. ready NULL: none (one sum after the backward).
+typedef struct {
+    void (*ready)(void *ctx, size_t offset, size_t count);
+    void *ctx;
+} GradBuckets;
+
 // Time shares of a step, filled when Model.profile is set (synchronising).
 // PROF_HASH: the LSH hash (not sequence-sharded), a part of PROF_ATTENTION.
 enum { PROF_MATMUL, PROF_ATTENTION, PROF_TOTAL, PROF_HASH, PROF_COUNT };
@@ -54,8 +64,10 @@ typedef struct {
     int head_group, n_groups;       // attn_head_group (0: n_heads) and n_heads / head_group
     int pass_heads[MAX_LAYERS];     // heads one pass of layer l covers (memplan.h)
     SeqParallel seq;     // sp = 1 unless the launcher shards the sequence
+    GradBuckets grad_buckets;
 
     real *params, *grads, *adam_m, *adam_v;  // [n_params] each
+    void *params_bf16;                        // precision=bf16: the step's bf16 copy (Backend.bf16_weights)
     real *x1, *x2, *dx1, *dx2;               // residual streams and gradients [T, d]
     real *stored;                            // reversible=0: every layer's inputs
     uint16_t *bucket_store;                  // every LSH layer's buckets

@@ -32,12 +32,10 @@
 #include "attention.cuh"
 #include "attention_blocks.h"  // the block geometry, shared with tests/test_attention_blocks.c
 
-// Scratch budget of one slice of blocks (the GEMMs of a slice are one
-// batched call each, so a large slice keeps the tensor cores busy).
-#define GM_SLICE_BUDGET ((size_t)256 << 20)
-// test_cuda's knob (cuda_set_test_knobs): at most this many blocks per
-// slice, so that slice boundaries fall inside pairs; 0 = automatic.
-static int g_knob_slice_blocks = 0;
+// test_cuda's knobs (cuda_set_test_knobs): at most this many blocks per
+// slice (so that slice boundaries fall inside pairs) and pairs per LSH
+// group; 0 = automatic. The sizes of slices and groups: core/cuda_sizes.h.
+static CudaKnobs g_knobs = {0, 0};
 
 // The geometry of one call, and where a block's rows come from.
 struct Gm {
@@ -270,30 +268,12 @@ static Gm gm_base(const AttnShape *s, int lsh) {
     return g;
 }
 
-// Scratch of one block (forward and backward share it), in bytes.
-static size_t gm_block_bytes(const AttnShape *s, int lsh) {
-    Gm g = gm_base(s, lsh);
-    const size_t m = (size_t)g.m, kw = (size_t)g.kw, dh = (size_t)g.dh, t = s->bf16 ? 2 : 4;
-    return t * (2 * m * dh + 2 * kw * dh)                          // Q, dO, K, V
-           + (s->bf16 ? 2 * 2 * m * kw : 0)                         // P16, dS16
-           + 4 * (2 * m * kw + m * dh + 2 * kw * dh + 2 * m)        // S, dP; O or dQ; dK, dV; lse, Dm
-           + 4 * (m + kw);                                          // positions
-}
-
-// Blocks per slice for calls of up to `blocks` blocks; 0 when one block does
-// not fit the budget (then the reference kernels run).
+// Blocks per slice for calls of up to `blocks` blocks (core/cuda_sizes.h).
 static int gm_slice_blocks(const AttnShape *s, int lsh, size_t blocks) {
-    const size_t per = gm_block_bytes(s, lsh);
-    if (per > GM_SLICE_BUDGET) return 0;
-    size_t nb = GM_SLICE_BUDGET / per;
-    if (nb > blocks) nb = blocks;
-    if (g_knob_slice_blocks > 0 && nb > (size_t)g_knob_slice_blocks) nb = (size_t)g_knob_slice_blocks;
-    if (nb > (size_t)INT_MAX / 2) nb = (size_t)INT_MAX / 2;
-    return (int)(nb < 1 ? 1 : nb);
+    return cuda_gm_slice_blocks(s, lsh, blocks, &g_knobs);
 }
-
 // Whether this call runs on the tensor-core path.
-static int gm_enabled(const AttnShape *s, int lsh) { return !s->reference && gm_slice_blocks(s, lsh, 1) > 0; }
+static int gm_enabled(const AttnShape *s, int lsh) { return cuda_gm_enabled(s, lsh); }
 
 // The carved scratch of one slice.
 struct GmSlice {
@@ -303,11 +283,6 @@ struct GmSlice {
     int *qpos, *kpos;
 };
 
-// A slice of nb blocks: their buffers, each rounded up to 256 bytes (15 of them).
-static size_t gm_slice_bytes(const AttnShape *s, int lsh, int nb) {
-    return (size_t)nb * gm_block_bytes(s, lsh) + 16 * 256;
-}
-
 static GmSlice gm_carve(const AttnShape *s, int lsh, int nb, void *base) {
     Gm g = gm_base(s, lsh);
     const size_t m = (size_t)g.m, kw = (size_t)g.kw, dh = (size_t)g.dh, t = s->bf16 ? 2 : 4, B = (size_t)nb;
@@ -316,7 +291,7 @@ static GmSlice gm_carve(const AttnShape *s, int lsh, int nb, void *base) {
 #define GM_TAKE(ptr, bytes)          \
     do {                             \
         ptr = (decltype(ptr))p;      \
-        p += align256(bytes);        \
+        p += cuda_align256(bytes);        \
     } while (0)
     GM_TAKE(x.Q, t * B * m * dh);
     GM_TAKE(x.dO, t * B * m * dh);
@@ -337,7 +312,7 @@ static GmSlice gm_carve(const AttnShape *s, int lsh, int nb, void *base) {
     GM_TAKE(x.qpos, 4 * B * m);
     GM_TAKE(x.kpos, 4 * B * kw);
 #undef GM_TAKE
-    if ((size_t)(p - (char *)base) > gm_slice_bytes(s, lsh, nb)) cuda_fatal("report it", "attention slice carve overflow");
+    if ((size_t)(p - (char *)base) > cuda_gm_slice_bytes(s, lsh, nb)) cuda_fatal("report it", "attention slice carve overflow");
     return x;
 }
 
@@ -459,7 +434,7 @@ static LocalGm local_gm(const AttnShape *s, const real *q, const real *k, const 
     if (blocks > (size_t)INT_MAX) cuda_fatal("reduce batch or n_heads", "too many local attention blocks");
     l.blocks = (int)blocks;
     l.slice = gm_slice_blocks(s, 0, blocks);
-    l.scratch = (char *)work + align256(pairs * s->seq_len * sizeof(float));
+    l.scratch = (char *)work + cuda_local_d_bytes(s);  // after D (cuda_local_work_bytes)
     return l;
 }
 
@@ -515,15 +490,4 @@ static void cu_local_attention_backward(real *dq, real *dk, real *dv, const real
         a.Dm = Dm + (size_t)p0 * L;
         launch_backward<false>(a, pairs - p0 < 65535 ? pairs - p0 : 65535);
     }
-}
-
-// Workspace of a local attention call: D per position, then (fast path) one slice.
-static size_t local_work_bytes(const AttnShape *s) {
-    const size_t pairs = (size_t)s->batch * s->n_heads;
-    size_t bytes = align256(pairs * s->seq_len * sizeof(float));
-    if (gm_enabled(s, 0)) {
-        Gm g = gm_base(s, 0);
-        bytes += gm_slice_bytes(s, 0, gm_slice_blocks(s, 0, pairs * g.nc));
-    }
-    return bytes;
 }

@@ -8,8 +8,9 @@
 // is bit-identical to the previous one on the same GPU model and toolkit:
 //   - parameter-gradient reductions over rows (bias, LayerNorm gain/bias) are
 //     two-stage: fixed row splits, then the splits summed in order;
-//   - embedding_backward sorts the token ids (CUB radix sort, stable) and one
-//     thread block per distinct token sums its rows in token order;
+//   - embedding_backward sorts the token ids (CUB radix sort, stable), sums
+//     segments of 64 sorted rows in parallel, then each run's segments in
+//     order (core/embedding_segments.h);
 //   - axial_backward: one block per table row sums its positions in order;
 //   - attention backward runs two kernels, one owning each query's dQ and one
 //     owning each key's dK/dV, and the LSH un-sort is a gather over rounds;
@@ -54,16 +55,16 @@
 #include "adamw.cuh"
 #include "backend_cuda.h"
 
-// --- scratch plan ------------------------------------------------------------------------
+// --- scratch plan: the rules of core/cuda_sizes.h (the planner's too) -----------------------
 
 static size_t cu_scratch_bytes(ScratchOp op, size_t a, size_t b, size_t c) {
     size_t arr, tmp;
     switch (op) {
     case SCRATCH_MATMUL: return 0;  // cuBLAS works in its own (planned) workspace
-    case SCRATCH_MATMUL_BF16: return matmul_bf16_bytes(a, b, c);
-    case SCRATCH_COLUMN_SUMS: return column_sums_bytes((int)a, (int)b);
-    case SCRATCH_EMBEDDING_BACKWARD: return embedding_backward_bytes((int)a, &arr, &tmp);
-    case SCRATCH_SUM_SQUARES: return sum_squares_bytes();
+    case SCRATCH_MATMUL_BF16: return cuda_matmul_bf16_bytes(a, b, c);
+    case SCRATCH_COLUMN_SUMS: return cuda_column_sums_bytes(a, b);
+    case SCRATCH_EMBEDDING_BACKWARD: return embedding_backward_bytes((int)a, (int)b, &arr, &tmp);
+    case SCRATCH_SUM_SQUARES: return cuda_sum_squares_bytes();
     }
     cuda_fatal("report it", "scratch_bytes: unknown op");
     return 0;
@@ -75,7 +76,7 @@ static Backend make_backend(void) {
     Backend b;
     memset(&b, 0, sizeof b);
     b.name = "cuda";
-    b.alloc_align = 256;  // device_alloc's align256 (core/memplan.c rounds rows the same way)
+    b.alloc_align = CUDA_ALLOC_ALIGN;  // device_alloc's align256 (core/memplan.c rounds rows the same way)
     b.alloc = cu_alloc;
     b.release = cu_release;
     b.upload = cu_upload;
@@ -115,6 +116,9 @@ static Backend make_backend(void) {
     b.xent_forward_backward = cu_xent_forward_backward;
     b.adamw = cu_adamw;
     b.matmul_tf32 = cu_matmul_tf32;
+    b.bf16_weights = cu_bf16_weights;
+    b.host_alloc = cu_host_alloc;
+    b.host_free = cu_host_free;
     return b;
 }
 
@@ -151,9 +155,9 @@ extern "C" int cuda_select_device(int local_rank, char *why, size_t n) {
 extern "C" void cuda_set_test_knobs(int max_group_pairs, int tile, int max_slice_blocks) {
     if (max_group_pairs < 0 || max_slice_blocks < 0 || !(tile == 0 || tile == 8 || tile == 16 || tile == 32))
         cuda_fatal("report it", "cuda_set_test_knobs: group pairs >= 0, tile 0, 8, 16 or 32, slice blocks >= 0");
-    g_knob_group_pairs = max_group_pairs;
+    g_knobs.max_group_pairs = max_group_pairs;
     g_knob_tile = tile;
-    g_knob_slice_blocks = max_slice_blocks;
+    g_knobs.max_slice_blocks = max_slice_blocks;
 }
 
 extern "C" int cuda_device_available(char *why, size_t n) { return cuda_select_device(0, why, n) >= 0; }

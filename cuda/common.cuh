@@ -18,6 +18,7 @@
 
 extern "C" {
 #include "backend.h"
+#include "cuda_sizes.h"  // the sizing rules, shared with the planner (core/memplan.c)
 }
 
 static_assert(sizeof(real) == sizeof(float), "the CUDA backend is fp32 only: build core without REFORMER_F64");
@@ -110,7 +111,5 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-
-static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 static unsigned warp_blocks(size_t warps) { return (unsigned)((warps + THREADS / 32 - 1) / (THREADS / 32)); }

@@ -20,14 +20,19 @@ ifneq ($(NVCC),)
 # The toolkit root: /usr/local/cuda for /usr/local/cuda/bin/nvcc.
 CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(NVCC)))
 CUDA_OBJ := build/cuda/backend_cuda.o
-CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++
-CUDA_CFLAGS := -DREFORMER_CUDA -I$(CUDA_HOME)/include
+# Folders of cuBLAS or CUB outside the toolkit (cuda/device_check.sh: from the
+# image's or the carried wheels where the toolkit lacks them; cuda/find_cuda_parts.sh).
+CUDA_EXTRA_INC ?=
+CUDA_EXTRA_LIB ?=
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 $(foreach d,$(CUDA_EXTRA_LIB),-L$(d) -Wl,-rpath,$(d)) \
+             -lcudart -lcublas -lstdc++
+CUDA_CFLAGS := -DREFORMER_CUDA -I$(CUDA_HOME)/include $(addprefix -I,$(CUDA_EXTRA_INC))
 NVCCFLAGS ?= -O2
 # The GPUs to build machine code for (compute capability x 10): Ampere (A100)
 # and Hopper (H100, H200) by default; cuda/device_check.sh sets the one it finds.
 CUDA_ARCHS ?= 80 90
 NVCCFLAGS += -std=c++17 $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
-             -Icore -Xcompiler -Wall,-Wextra,-fPIC
+             -Icore $(addprefix -I,$(CUDA_EXTRA_INC)) -Xcompiler -Wall,-Wextra,-fPIC
 CUDA_MODULE := build/libreformer_cuda.so
 
 build/cuda/%.o: cuda/%.cu $(wildcard cuda/*.cuh) cuda/backend_cuda.h cuda/cuda.mk $(wildcard core/*.h)

@@ -24,43 +24,74 @@ __global__ void iota_kernel(int *x, int n) {
     GRID_STRIDE(i, (size_t)n) x[i] = (int)i;
 }
 
-// Block s handles the run of equal tokens that starts at sorted index s (and
-// exits if s starts no run): each column summed over the run's rows in
-// ascending row order, starting from the table's value: the CPU's order.
-__global__ void embedding_backward_kernel(float *dtable, const float *dout, const int *sorted_tokens,
-                                          const int *sorted_rows, int N, int C) {
-    const int s = blockIdx.x;
-    const int tok = sorted_tokens[s];
-    if (s > 0 && sorted_tokens[s - 1] == tok) return;
-    int end = s + 1;
-    while (end < N && sorted_tokens[end] == tok) end++;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float acc = dtable[(size_t)tok * C + c];
-        for (int k = s; k < end; k++) acc += dout[(size_t)sorted_rows[k] * C + c];
-        dtable[(size_t)tok * C + c] = acc;
+// The backward in two stages over segments of the sorted ids (core/
+// embedding_segments.h, where the plan and its order are; tests/
+// test_embedding_segments.c runs it on the CPU). Stage 1: block (segment k,
+// 32 columns), 8 row lanes: each piece of the segment summed by the lanes,
+// then the lanes in order; a whole run into its table row, a crossing run's
+// piece into the segment's head or tail slot.
+__global__ void embedding_segments_kernel(float *dtable, float *slots, const float *dout, const int *tok,
+                                          const int *rows, int N, int C) {
+    __shared__ float lanes[EMB_LANES][33];
+    const int k = blockIdx.x, tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.y * 32 + tx;
+    const int a = k * EMB_SEG, b = emb_segment_end(N, k);
+    for (int p = a; p < b;) {
+        const int q = emb_piece_end(tok, p, b);
+        float acc = 0.f;
+        if (c < C)
+            for (int r = p + ty; r < q; r += EMB_LANES) acc += dout[(size_t)rows[r] * C + c];
+        lanes[ty][tx] = acc;
+        __syncthreads();
+        if (ty == 0 && c < C) {
+            float t = 0.f;
+            for (int l = 0; l < EMB_LANES; l++) t += lanes[l][tx];
+            const int slot = emb_piece_slot(tok, N, b, p, q);
+            if (slot < 0) dtable[(size_t)tok[p] * C + c] += t;
+            else slots[((size_t)k * 2 + slot) * C + c] = t;
+        }
+        __syncthreads();
+        p = q;
     }
 }
+// Stage 2: block (segment k, columns) where k owns a crossing run: the table
+// row + k's tail slot + the following segments' head slots, in order.
+__global__ void embedding_runs_kernel(float *dtable, const float *slots, const int *tok, int N, int C) {
+    const int k = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    int start;
+    if (c >= C || !emb_owned_run(tok, N, k, &start)) return;
+    const size_t row = (size_t)tok[start] * C + c;
+    dtable[row] = emb_run_sum(tok, N, k, start, dtable[row], slots, C, c);
+}
 
-// Scratch of embedding_backward: row ids in, sorted tokens and row ids out
-// (arr bytes each), then CUB's temporary storage (tmp_bytes).
-static size_t embedding_backward_bytes(int N, size_t *arr, size_t *tmp_bytes) {
+// Scratch of embedding_backward (core/cuda_sizes.h): row ids in, sorted
+// tokens and row ids out (arr bytes each), the segments' slots, then the
+// sort's storage (tmp_bytes: the rule, or CUB's query where larger).
+static size_t embedding_backward_bytes(int N, int C, size_t *arr, size_t *tmp_bytes) {
     *tmp_bytes = 0;
-    *arr = align256((size_t)(N > 0 ? N : 0) * sizeof(int));
+    *arr = cuda_embedding_array_bytes((size_t)(N > 0 ? N : 0));
     if (N <= 0) return 0;
-    cuda_check(cub::DeviceRadixSort::SortPairs(NULL, *tmp_bytes, (const int *)NULL, (int *)NULL, (const int *)NULL,
+    size_t queried = 0;
+    cuda_check(cub::DeviceRadixSort::SortPairs(NULL, queried, (const int *)NULL, (int *)NULL, (const int *)NULL,
                                                (int *)NULL, N));
-    return 3 * *arr + *tmp_bytes;
+    *tmp_bytes = cuda_sort_reserve((size_t)N, queried);
+    return cuda_embedding_backward_bytes((size_t)N, (size_t)(C > 0 ? C : 0), *tmp_bytes);
 }
 
 static void cu_embedding_backward(real *dtable, const real *dout, const int *tokens, int N, int C) {
     if (N <= 0 || C <= 0) return;
     size_t arr, tmp_bytes;
-    char *base = (char *)scratch(embedding_backward_bytes(N, &arr, &tmp_bytes));
+    char *base = (char *)scratch(embedding_backward_bytes(N, C, &arr, &tmp_bytes));
     int *rows_in = (int *)base, *keys_out = (int *)(base + arr), *rows_out = (int *)(base + 2 * arr);
+    float *slots = (float *)(base + 3 * arr);
+    char *sort_tmp = base + 3 * arr + cuda_embedding_slot_bytes((size_t)N, (size_t)C);
     iota_kernel<<<blocks_for((size_t)N), THREADS>>>(rows_in, N);
     launch_check();
-    cuda_check(cub::DeviceRadixSort::SortPairs(base + 3 * arr, tmp_bytes, tokens, keys_out, rows_in, rows_out, N));
-    embedding_backward_kernel<<<(unsigned)N, 128>>>(dtable, dout, keys_out, rows_out, N, C);
+    cuda_check(cub::DeviceRadixSort::SortPairs(sort_tmp, tmp_bytes, tokens, keys_out, rows_in, rows_out, N));
+    const unsigned segs = (unsigned)emb_segments(N);
+    embedding_segments_kernel<<<dim3(segs, (unsigned)((C + 31) / 32)), dim3(32, EMB_LANES)>>>(
+        dtable, slots, dout, keys_out, rows_out, N, C);
+    launch_check();
+    embedding_runs_kernel<<<dim3(segs, (unsigned)((C + 127) / 128)), 128>>>(dtable, slots, keys_out, N, C);
     launch_check();
 }
 

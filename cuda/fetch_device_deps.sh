@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Download the packages of cuda/device_deps.txt into .devdeps/ (or $1), and
-# the wheels of cuda/device_wheels.txt into .devdeps/wheels/, for
+# the wheels of cuda/device_wheels.txt into .devdeps/wheels/ (pure Python, and
+# the CCCL headers' manylinux wheel), for
 # the device run call to carry (cuda/README.md, "On a lent GPU"). Needs apt
 # on a Debian bookworm amd64 machine (this project's CI and build image); it
 # installs nothing. `make device-deps` runs it.
@@ -23,6 +24,7 @@ fi
 mapfile -t wheels < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' cuda/device_wheels.txt)
 rm -rf "$dest/wheels"
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform any \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
     -d "$dest/wheels" "${wheels[@]}"
 nw=$(find "$dest/wheels" -name '*.whl' | wc -l)
 if [ "$nw" -ne "${#wheels[@]}" ]; then

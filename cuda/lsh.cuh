@@ -185,12 +185,8 @@ __global__ void lsh_unsort_kernel(float *dqk, float *dv, const float *dsq, const
 
 
 // LSH workspace: (b, h) pairs are processed in groups of G so that the
-// scratch stays bounded (DESIGN.md: attention processed in bounded groups).
-#define LSH_GROUP_BUDGET ((size_t)512 << 20)
-// test_cuda's knob (cuda_set_test_knobs): at most this many pairs per group,
-// so that groups after the first (p0 > 0) run on small inputs; 0 = automatic.
-static int g_knob_group_pairs = 0;
-
+// scratch stays bounded (DESIGN.md: attention processed in bounded groups);
+// its layout is core/cuda_sizes.h's cuda_lsh_layout, which the planner uses.
 typedef struct {
     int G;                      // pairs per group
     int end_bit;                // radix bits of the sort keys of a full group
@@ -203,6 +199,8 @@ typedef struct {
     float *wt, *Dm;             // [G, n]
     float *dsq, *dsk, *dsv;     // [G, n, dh]
     float *rot;                 // hash only: [H, dh * R * nb/2] (aliases the rest)
+    void *hash_slice;           // hash, GEMM path: one slice of positions (after rot)
+    void *slice;                // tensor-core attention's slice of blocks
     size_t bytes;
 } LshWork;
 
@@ -218,19 +216,7 @@ static int bits_for(size_t count) {  // bits to represent 0 .. count-1
 // rule per (head, position, round), one warp per row. fp32 data and accumulation, no TF32: a bucket is an
 // argmax, and TF32's rounding of the operands would move projections that
 // tie to 2^-11 (the CPU comparison allows ties to float rounding only).
-#define HASH_SLICE_BUDGET ((size_t)128 << 20)
-
-static int hash_slice_positions(const AttnShape *s) {
-    const size_t W = (size_t)s->n_hashes * lsh_rotation_width(s->n_buckets, s->bucket_factors), per_pos = (size_t)s->n_heads * (s->d_head + W) * 4;
-    size_t Ls = HASH_SLICE_BUDGET / (per_pos ? per_pos : 1);
-    if (Ls > (size_t)s->seq_len) Ls = (size_t)s->seq_len;
-    return (int)(Ls < 1 ? 1 : Ls);
-}
-// X [H, Ls, dh] and proj [H, Ls, W] of one slice.
-static size_t hash_slice_bytes(const AttnShape *s, int Ls) {
-    const size_t W = (size_t)s->n_hashes * lsh_rotation_width(s->n_buckets, s->bucket_factors), H = (size_t)s->n_heads;
-    return align256(H * Ls * s->d_head * 4) + align256(H * Ls * W * 4);
-}
+// The slice's positions and bytes: cuda_hash_slice_positions, cuda_hash_slice_bytes.
 
 // X [H, Ls, dh]: positions [i0, i0 + Ls) of batch element b, as attention reads them.
 __global__ void hash_gather_kernel(float *X, const float *qk, int b, int i0, int Ls, int L, int H, int dh, int bf16) {
@@ -284,8 +270,8 @@ __global__ void hash_buckets_kernel(uint16_t *buckets, const float *proj, int b,
 static void hash_by_gemm(uint16_t *buckets, const float *qk, const float *rot, const AttnShape *s, void *slice) {
     const int L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, nb = s->n_buckets;
     const int Wr = lsh_rotation_width(nb, s->bucket_factors), W = R * Wr;
-    const int Ls = hash_slice_positions(s);
-    float *X = (float *)slice, *proj = (float *)((char *)slice + align256((size_t)H * Ls * dh * 4));
+    const int Ls = cuda_hash_slice_positions(s);
+    float *X = (float *)slice, *proj = (float *)((char *)slice + cuda_hash_x_bytes(s, Ls));
     const float one = 1.f, zero = 0.f;
     for (int b = 0; b < s->batch; b++)
         for (int i0 = 0; i0 < L; i0 += Ls) {
@@ -301,65 +287,49 @@ static void hash_by_gemm(uint16_t *buckets, const float *qk, const float *rot, c
         }
 }
 
+// The workspace at base (NULL: sizes only), carved by cuda_lsh_layout with
+// CUB's storage for a full group's sort.
 static LshWork lsh_work(const AttnShape *s, void *base) {
     LshWork w;
     memset(&w, 0, sizeof w);
-    const size_t n = attn_items(s), L = (size_t)s->seq_len, dh = (size_t)s->d_head, pairs = (size_t)s->batch * s->n_heads;
-    const size_t nb = s->n_buckets > 0 ? (size_t)s->n_buckets : 1;
-    const size_t per_pair = 4 * (5 * n + L + n * (2 + 3 * dh));
-    size_t G = pairs;
-    if (g_knob_group_pairs > 0 && G > (size_t)g_knob_group_pairs) G = (size_t)g_knob_group_pairs;
-    while (G > 1 && (G * per_pair > LSH_GROUP_BUDGET || G * n > (size_t)INT_MAX / 2 ||
-                     G * (size_t)s->n_hashes * nb > ((size_t)1 << 31) || G > 65535))
-        G = (G + 1) / 2;
+    const size_t n = attn_items(s), nb = s->n_buckets > 0 ? (size_t)s->n_buckets : 1;
+    const size_t G = cuda_lsh_pairs_per_group(s, &g_knobs);
     if (G * n > (size_t)INT_MAX / 2 || G * (size_t)s->n_hashes * nb > ((size_t)1 << 31))
         cuda_fatal("reduce seq_len or n_hashes", "LSH attention: too many items per (batch, head) for the sort");
     w.G = (int)G;
     w.end_bit = bits_for(G * (size_t)s->n_hashes * nb);
-    cuda_check(cub::DeviceRadixSort::SortPairs(NULL, w.sort_bytes, (const uint32_t *)NULL, (uint32_t *)NULL,
+    size_t queried = 0;
+    cuda_check(cub::DeviceRadixSort::SortPairs(NULL, queried, (const uint32_t *)NULL, (uint32_t *)NULL,
                                                (const int *)NULL, (int *)NULL, (int)(G * n), 0, w.end_bit));
+    const CudaLshLayout l = cuda_lsh_layout(s, &g_knobs, queried);
+    if (l.G != G) cuda_fatal("report it", "LSH workspace: group size differs from its layout");
+    w.sort_bytes = l.sort_bytes;
+    w.bytes = l.bytes;
     char *p = (char *)base;
-    size_t off = 0;
-#define CARVE(field, type, count)                                     \
-    do {                                                              \
-        w.field = p ? (type *)(p + off) : NULL;                       \
-        off += align256((size_t)(count) * sizeof(type));              \
-    } while (0)
-    CARVE(keys_in, uint32_t, G * n);
-    CARVE(keys_out, uint32_t, G * n);
-    CARVE(vals_in, int, G * n);
-    CARVE(pos, int, G * n);
-    CARVE(inv, int, G * n);
-    CARVE(sort_tmp, char, w.sort_bytes);
-    CARVE(rn, float, G * L);
-    size_t region = off;
-    CARVE(wt, float, G * n);
-    CARVE(Dm, float, G * n);
-    CARVE(dsq, float, G * n * dh);
-    CARVE(dsk, float, G * n * dh);
-    CARVE(dsv, float, G * n * dh);
-    w.so = p ? (float *)(p + region) : NULL;  // forward only: [G, n*dh] <= the backward buffers
-    if (G * n * dh * sizeof(float) > off - region) off = region + align256(G * n * dh * sizeof(float));
-#undef CARVE
-    const size_t Wr = s->n_buckets > 0 ? (size_t)lsh_rotation_width(s->n_buckets, s->bucket_factors) : 1;
-    size_t rot_bytes = align256((size_t)s->n_heads * dh * s->n_hashes * Wr * sizeof(float));
-    w.rot = (float *)p;
-    // The hash's GEMM path puts its position slice after the rotations.
-    if (!s->reference && s->n_buckets > 0) rot_bytes += hash_slice_bytes(s, hash_slice_positions(s));
-    w.bytes = off > rot_bytes ? off : rot_bytes;
+    if (!p) return w;
+    w.keys_in = (uint32_t *)(p + l.keys_in);
+    w.keys_out = (uint32_t *)(p + l.keys_out);
+    w.vals_in = (int *)(p + l.vals_in);
+    w.pos = (int *)(p + l.pos);
+    w.inv = (int *)(p + l.inv);
+    w.sort_tmp = p + l.sort_tmp;
+    w.rn = (float *)(p + l.rn);
+    w.so = (float *)(p + l.so);
+    w.wt = (float *)(p + l.wt);
+    w.Dm = (float *)(p + l.Dm);
+    w.dsq = (float *)(p + l.dsq);
+    w.dsk = (float *)(p + l.dsk);
+    w.dsv = (float *)(p + l.dsv);
+    w.rot = (float *)(p + l.rot);
+    w.hash_slice = p + l.hash_slice;
+    w.slice = p + l.slice;
     return w;
 }
 
-// LSH: the group buffers, then (tensor-core path) one slice of blocks;
-// local: local_work_bytes (attention_gemm.cuh).
+// LSH: cuda_lsh_layout with CUB's answer; local: cuda_local_work_bytes.
 static size_t cu_attention_workspace_bytes(const AttnShape *s, int lsh) {
-    if (!lsh) return local_work_bytes(s);
-    LshWork w = lsh_work(s, NULL);
-    size_t bytes = align256(w.bytes);
-    if (gm_enabled(s, 1)) bytes += gm_slice_bytes(s, 1, gm_slice_blocks(s, 1, (size_t)w.G * (attn_items(s) / s->chunk_len)));
-    return bytes;
+    return lsh ? lsh_work(s, NULL).bytes : cuda_local_work_bytes(s, &g_knobs);
 }
-static void *lsh_slice_scratch(const LshWork &w, void *work) { return (char *)work + align256(w.bytes); }
 
 static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_t seed, uint32_t step,
                         uint32_t layer, void *work) {
@@ -373,8 +343,7 @@ static void cu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, u
                                                                         layer);
     launch_check();
     if (!s->reference) {
-        const size_t rot_bytes = align256((size_t)H * per_head * sizeof(float));
-        hash_by_gemm(buckets, qk, w.rot, s, (char *)work + rot_bytes);
+        hash_by_gemm(buckets, qk, w.rot, s, w.hash_slice);
         return;
     }
     size_t bytes = (size_t)HASH_POS * (dh + 1) * sizeof(float);
@@ -435,7 +404,7 @@ static void cu_lsh_attention_forward(real *out, real *saved, const real *qk, con
         a.pair0 = p0;
         if (fast) {
             gm.pair0 = p0;
-            gm_forward(gm, s, lsh_slice_scratch(w, work), slice, g * gm.nc, w.so, saved, a.sstride);
+            gm_forward(gm, s, w.slice, slice, g * gm.nc, w.so, saved, a.sstride);
         } else {
             launch_forward<true>(a, g);
         }
@@ -480,7 +449,7 @@ static void cu_lsh_attention_backward(real *dqk, real *dv, const real *dout, con
             cuda_check(cudaMemsetAsync(w.dsk, 0, item_grads));  // the key halves are added
             cuda_check(cudaMemsetAsync(w.dsv, 0, item_grads));
             // lse of the group's pairs: saved [pairs, n] from pair p0 on.
-            gm_backward(gm, s, lsh_slice_scratch(w, work), slice, g * gm.nc, w.dsq, w.dsk, w.dsv, dout, w.wt,
+            gm_backward(gm, s, w.slice, slice, g * gm.nc, w.dsq, w.dsk, w.dsv, dout, w.wt,
                         saved + (size_t)p0 * gm.n, (size_t)gm.n, 0, w.Dm, (size_t)gm.n);
             gm_key_norm_backward_kernel<<<warp_blocks((size_t)g * gm.n), THREADS>>>(w.dsk, gm, g);
             launch_check();

@@ -27,22 +27,38 @@ static void to_bf16(__nv_bfloat16 *out, const float *in, size_t n) {
     launch_check();
 }
 
-// Scratch of matmul_bf16: the bf16 copies of A [M*K] and B [K*N].
-static size_t matmul_bf16_bytes(size_t M, size_t N, size_t K) {
-    return align256(M * K * sizeof(__nv_bfloat16)) + align256(K * N * sizeof(__nv_bfloat16));
+// The step's bf16 copy of the weights (bf16_weights): params [n] rounded
+// into the planned shadow once per step; an operand inside params is read
+// from there (the same rounding, so the same product as converting it).
+static void cu_bf16_weights(const real *params, size_t n, void *shadow) {
+    to_bf16((__nv_bfloat16 *)shadow, params, n);
+    g_w_params = params, g_w_count = n, g_w_shadow = (const __nv_bfloat16 *)shadow;
+}
+// The bf16 copy of x [count] in the shadow, or NULL when x is not all inside params.
+static const __nv_bfloat16 *shadow_of(const float *x, size_t count) {
+    if (!g_w_params || x < g_w_params || x + count > g_w_params + g_w_count) return NULL;
+    return g_w_shadow + (x - g_w_params);
 }
 
-// cu_matmul with A and B rounded to bf16 into the scratch, fp32 accumulation
-// (CUBLAS_COMPUTE_32F) and fp32 C: bf16 products are exact in fp32, so the
-// only bf16 error is the rounding of each operand (relative 2^-8 at most).
+// cu_matmul with A and B rounded to bf16 into the scratch (or read from the
+// step's weight copy), fp32 accumulation (CUBLAS_COMPUTE_32F) and fp32 C:
+// bf16 products are exact in fp32, so the only bf16 error is the rounding of
+// each operand (relative 2^-8 at most).
 static void cu_matmul_bf16(real *C, const real *A, const real *B, int M, int N, int K, int trans_a, int trans_b,
                            real beta) {
     if (M <= 0 || N <= 0) return;
     const size_t na = (size_t)M * (size_t)(K > 0 ? K : 0), nb = (size_t)(K > 0 ? K : 0) * N;
-    char *base = (char *)scratch(matmul_bf16_bytes((size_t)M, (size_t)N, (size_t)(K > 0 ? K : 0)));
-    __nv_bfloat16 *a16 = (__nv_bfloat16 *)base, *b16 = (__nv_bfloat16 *)(base + align256(na * sizeof(__nv_bfloat16)));
-    to_bf16(a16, A, na);
-    to_bf16(b16, B, nb);
+    char *base = (char *)scratch(cuda_matmul_bf16_bytes((size_t)M, (size_t)N, (size_t)(K > 0 ? K : 0)));
+    const __nv_bfloat16 *a16 = shadow_of(A, na), *b16 = shadow_of(B, nb);
+    if (!a16) {
+        to_bf16((__nv_bfloat16 *)base, A, na);
+        a16 = (const __nv_bfloat16 *)base;
+    }
+    if (!b16) {
+        __nv_bfloat16 *b = (__nv_bfloat16 *)(base + cuda_align256(na * sizeof(__nv_bfloat16)));
+        to_bf16(b, B, nb);
+        b16 = b;
+    }
     const float alpha = 1.0f;
     cublas_check(cublasGemmEx(cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N,
                               M, K, &alpha, b16, CUDA_R_16BF, trans_b ? K : N, a16, CUDA_R_16BF, trans_a ? M : K,
@@ -112,28 +128,12 @@ __global__ void colsum_final_kernel(float *db, float *dg, const float *part_b, c
     if (dg) dg[c] += tg;
 }
 
-// Splits: a function of N only (so of the shapes), never of timing.
-static int col_splits(int N, int *rows_per_split) {
-    int splits = (N + 255) / 256;
-    if (splits > 128) splits = 128;
-    if (splits < 1) splits = 1;
-    *rows_per_split = (N + splits - 1) / splits;
-    return splits;
-}
-
-// Scratch of column_sums: the partial sums of b and g per split.
-static size_t column_sums_bytes(int N, int C) {
-    if (N <= 0 || C <= 0) return 0;
-    int rps, splits = col_splits(N, &rps);
-    return (size_t)2 * splits * C * sizeof(float);
-}
-
 // db[c] += sum_n dout[n, c]; with x: dg[c] += sum_n dout (x - mean) rstd.
 static void column_sums(float *db, float *dg, const float *dout, const float *x, const float *mean,
                         const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    int rps, splits = col_splits(N, &rps);
-    float *part = (float *)scratch(column_sums_bytes(N, C));
+    int rps, splits = cuda_col_splits(N, &rps);  // splits and scratch: core/cuda_sizes.h
+    float *part = (float *)scratch(cuda_column_sums_bytes((size_t)N, (size_t)C));
     float *part_b = part, *part_g = part + (size_t)splits * C;
     dim3 grid((unsigned)((C + 31) / 32), (unsigned)splits), block(32, COL_LANES);
     if (dg) colsum_partial_kernel<true><<<grid, block>>>(part_b, part_g, dout, x, mean, rstd, N, C, rps);

@@ -18,7 +18,7 @@ static size_t g_n_allocs = 0, g_cap_allocs = 0, g_held_bytes = 0;
 
 static void *device_alloc(size_t bytes) {
     void *p = NULL;
-    size_t rounded = align256(bytes ? bytes : 1);
+    size_t rounded = cuda_align256(bytes ? bytes : 1);
     cuda_check(cudaMalloc(&p, rounded));
     cuda_check(cudaMemset(p, 0, rounded));
     if (g_n_allocs == g_cap_allocs) {
@@ -53,12 +53,12 @@ static int g_scratch_users = 0;  // reserve_scratch calls not yet released
 static cublasHandle_t g_cublas = NULL;
 static void *g_cublas_workspace = NULL;
 
-// cuBLAS's recommended workspace: 32 MiB on Hopper and later, 4 MiB before.
+// cuBLAS's workspace for this GPU (cuda_cublas_workspace_bytes).
 static size_t cublas_workspace_bytes(void) {
     int dev = 0, major = 0;
     cuda_check(cudaGetDevice(&dev));
     cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    return (size_t)(major >= 9 ? 32 : 4) << 20;
+    return cuda_cublas_workspace_bytes(major);
 }
 
 static void cu_reserve_scratch(size_t bytes) {
@@ -73,7 +73,7 @@ static void cu_reserve_scratch(size_t bytes) {
     if (bytes <= g_scratch_bytes) return;
     device_free(g_scratch);  // cudaFree synchronises: no kernel still uses it
     g_scratch = device_alloc(bytes);
-    g_scratch_bytes = align256(bytes);
+    g_scratch_bytes = cuda_align256(bytes);
 }
 
 static void cu_release_scratch(void) {
@@ -116,7 +116,16 @@ static int cu_device_memory(size_t *held_bytes, size_t *device_used_bytes, size_
 // --- memory ---------------------------------------------------------------------
 
 static void *cu_alloc(size_t bytes) { return device_alloc(bytes); }
-static void cu_release(void *p) { device_free(p); }
+// The step's bf16 weight copy (matmul.cuh, cu_bf16_weights): forgotten when
+// either buffer is released, so a later allocation at the same address is
+// never read through a stale copy.
+static const float *g_w_params = NULL;
+static size_t g_w_count = 0;
+static const __nv_bfloat16 *g_w_shadow = NULL;
+static void cu_release(void *p) {
+    if (p && (p == (const void *)g_w_params || p == (const void *)g_w_shadow)) g_w_params = NULL, g_w_shadow = NULL, g_w_count = 0;
+    device_free(p);
+}
 static void cu_upload(void *dst, const void *host_src, size_t bytes) {
     if (bytes) cuda_check(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice));
 }
@@ -130,3 +139,18 @@ static void cu_zero(void *p, size_t bytes) {
     if (bytes) cuda_check(cudaMemset(p, 0, bytes));
 }
 static void cu_synchronize(void) { cuda_check(cudaDeviceSynchronize()); }
+
+// Page-locked host staging (checkpoints): cudaMemcpy from and to it runs at
+// the bus's speed, without the driver's bounce buffer. Not device memory:
+// not counted in device_memory. NULL when the host has none to give.
+static void *cu_host_alloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaMallocHost(&p, bytes ? bytes : 1) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+static void cu_host_free(void *p) {
+    if (p) cuda_check(cudaFreeHost(p));
+}

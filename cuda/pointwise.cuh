@@ -26,8 +26,6 @@ static void cu_scale(real *x, real alpha, size_t n) {
 
 // Fixed grid: per-thread double sums, a fixed tree per block, the block sums
 // added on the host in block order.
-#define SUMSQ_BLOCKS 256
-static size_t sum_squares_bytes(void) { return SUMSQ_BLOCKS * sizeof(double); }
 __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
     __shared__ double warps[THREADS / 32];
     double s = 0;
@@ -44,11 +42,11 @@ __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
 static double cu_sum_squares(const real *x, size_t n) {
     if (!n) return 0;
     size_t nb = (n + THREADS - 1) / THREADS;
-    unsigned blocks = (unsigned)(nb < SUMSQ_BLOCKS ? nb : SUMSQ_BLOCKS);
-    double *partial = (double *)scratch(sum_squares_bytes());
+    unsigned blocks = (unsigned)(nb < CUDA_SUMSQ_BLOCKS ? nb : CUDA_SUMSQ_BLOCKS);
+    double *partial = (double *)scratch(cuda_sum_squares_bytes());
     sum_squares_kernel<<<blocks, THREADS>>>(partial, x, n);
     launch_check();
-    double host[SUMSQ_BLOCKS], s = 0;
+    double host[CUDA_SUMSQ_BLOCKS], s = 0;
     cuda_check(cudaMemcpy(host, partial, blocks * sizeof(double), cudaMemcpyDeviceToHost));
     for (unsigned b = 0; b < blocks; b++) s += host[b];
     return s;

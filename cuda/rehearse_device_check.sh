@@ -4,7 +4,8 @@
 # namespace (unshare -m, root) where every file of the carried packages that
 # the device image may lack is hidden (/dev/null bound over it), so the build
 # and the programs can only use the carried copies. Without a GPU it must end
-# "SKIPPED: no GPU" with exit 77 after the deps and build parts passed.
+# "SKIPPED: no GPU" with exit 77 after the deps and build parts passed, every
+# GPU part SKIPPED, and the build in build/device only (not build/reformer).
 # `make device-check-rehearsal` runs it.
 #
 # Kept visible (the toolchain here needs them, and the device image has them:
@@ -48,11 +49,18 @@ unshare -m bash -c '
     for probe in /usr/include/hdf5/serial/hdf5.h /usr/include/zip.h /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h; do
         [ -s "$probe" ] && echo "rehearse_device_check: still visible: $probe"
     done
-    # Two shared cores here, not the lent 16: the build gets longer.
-    cd "$0/repo" && BUDGET_S=${BUDGET_S:-1500} BUILD_S=${BUILD_S:-1200} cuda/device_check.sh "$0/out"
+    # Two shared cores here, not the lent 16: the build gets longer, every
+    # limit of a part 5x (LIMIT_SCALE).
+    cd "$0/repo" && BUDGET_S=${BUDGET_S:-1500} BUILD_S=${BUILD_S:-1200} LIMIT_SCALE=${LIMIT_SCALE:-5} cuda/device_check.sh "$0/out"
 ' "$work" "${hide[@]}"
 rc=$?
 set -e
 echo "rehearse_device_check: device_check.sh exited $rc; results in $work/out"
 ls -l "$work/out"
+# The device build stays in build/device: the clone's build/reformer (what
+# `make` would make) must not exist.
+if [ -e "$work/repo/build/reformer" ]; then
+    echo "rehearse_device_check: build/reformer was built outside build/device" >&2
+    exit 1
+fi
 [ "$rc" = 77 ] && grep -q "SKIPPED: no GPU" "$work/out/summary.txt" && ! grep -q FAIL "$work/out/summary.txt"

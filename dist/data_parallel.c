@@ -56,9 +56,40 @@ long dist_count_targets(const Dist *d, DistGroup g, const int *targets, size_t n
     return (long)count;
 }
 
+// The gradient buckets of one model (one trainer holds one): where the sums
+// go and how much of the buffer this step's backward has announced.
+static struct {
+    const Dist *d;
+    DistGroup g;
+    Model *m;
+    size_t announced;
+} buckets;
+
+static void bucket_ready(void *ctx, size_t offset, size_t count) {
+    (void)ctx;
+    Model *m = buckets.m;
+    DistNccl *nccl = device_comm(buckets.d, buckets.g, m);
+    if (nccl) buckets.d->device->ops->allreduce_sum(nccl, m->grads + offset, count);
+    else dist_start_allreduce_sum(buckets.d, buckets.g, m->grads + offset, count);
+    buckets.announced += count;
+}
+
+void dist_attach_grad_buckets(const Dist *d, DistGroup g, Model *m) {
+    buckets.d = d, buckets.g = g, buckets.m = m, buckets.announced = 0;
+    m->grad_buckets.ready = bucket_ready;
+    m->grad_buckets.ctx = NULL;
+}
+
 LossStats dist_reduce_step(const Dist *d, DistGroup g, Model *m, LossStats local) {
     DistNccl *nccl = device_comm(d, g, m);
-    if (nccl) d->device->ops->allreduce_sum(nccl, m->grads, m->layout.n_params);
+    if (m->grad_buckets.ready == bucket_ready) {
+        // The backward started every bucket's sum; wait for the host ones
+        // (device ones are ordered before the backend's next work on the GPU).
+        if (buckets.m != m || buckets.g != g || buckets.announced != m->layout.n_params)
+            dist_abort(d, "bug: the gradient buckets did not cover the gradients once (dist_attach_grad_buckets)");
+        dist_wait_reductions(d);
+        buckets.announced = 0;
+    } else if (nccl) d->device->ops->allreduce_sum(nccl, m->grads, m->layout.n_params);
     else dist_allreduce_sum(d, g, m->grads, m->layout.n_params);
     return dist_combine_loss_stats(d, g, local);
 }

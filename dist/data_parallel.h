@@ -29,6 +29,14 @@ long dist_count_targets(const Dist *d, DistGroup g, const int *targets, size_t n
 // Sum the gradients over group g and combine the loss statistics (each rank's
 // local is a mean over its own targets).
 LossStats dist_reduce_step(const Dist *d, DistGroup g, Model *m, LossStats local);
+// Gradient buckets: from now on
+// the model's backward starts the sum of each range of gradients over group
+// g as soon as the range is final (Model.grad_buckets): host buffers with
+// MPI_Iallreduce, device buffers through the device collectives (NCCL: on
+// its stream, no host wait). dist_reduce_step then waits for them instead of
+// summing the whole buffer. Element by element the same sums as one
+// all-reduce of the buffer (tests/test_dist.c: equal bit for bit).
+void dist_attach_grad_buckets(const Dist *d, DistGroup g, Model *m);
 // The loss statistics alone (evaluation): means over all ranks' targets.
 LossStats dist_combine_loss_stats(const Dist *d, DistGroup g, LossStats local);
 

@@ -64,6 +64,11 @@ void dist_set_watchdog(Dist *d, double seconds);
 
 // In-place sum of a host float buffer over a group.
 void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count);
+// The same, started now and finished by dist_wait_reductions (MPI_Iallreduce;
+// at most 1024 pending): the gradient buckets of data_parallel.c. buf must
+// not be touched until then. Without MPI: nothing to do.
+void dist_start_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count);
+void dist_wait_reductions(const Dist *d);
 // The same in double: totals that float would round (loss sums, counts).
 void dist_allreduce_sum_f64(const Dist *d, DistGroup g, double *buf, size_t count);
 // The largest of every rank's value (an all-reduce max of one int): flags

@@ -313,6 +313,27 @@ void dist_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count) {
     }
 }
 
+// Pending nonblocking sums (dist_start_allreduce_sum), waited for in order.
+#define MAX_PENDING 1024
+static MPI_Request pending[MAX_PENDING];
+static int n_pending;
+
+void dist_start_allreduce_sum(const Dist *d, DistGroup g, float *buf, size_t count) {
+    if (!d->with_mpi) return;
+    for (size_t off = 0; off < count; off += MAX_CHUNK) {
+        int n = (int)(count - off < MAX_CHUNK ? count - off : MAX_CHUNK);
+        if (n_pending == MAX_PENDING) dist_abort(d, "bug: more than 1024 pending all-reduces (dist_wait_reductions)");
+        TIMED_COMM(mpi_check(MPI_Iallreduce(MPI_IN_PLACE, buf + off, n, MPI_FLOAT, MPI_SUM, C(d, g), &pending[n_pending])));
+        n_pending++;
+    }
+}
+
+void dist_wait_reductions(const Dist *d) {
+    (void)d;
+    for (int i = 0; i < n_pending; i++) TIMED_COMM(wait_collective(&pending[i], "a gradient all-reduce"));
+    n_pending = 0;
+}
+
 void dist_allreduce_sum_f64(const Dist *d, DistGroup g, double *buf, size_t count) {
     if (!d->with_mpi) return;
     for (size_t off = 0; off < count; off += MAX_CHUNK) {

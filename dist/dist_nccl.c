@@ -5,12 +5,20 @@
 #include <nccl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+// Collectives are enqueued on the stream and never waited for here: the
+// stream is a blocking one, so the backend's later kernels and copies (the
+// legacy default stream) wait for them on the GPU. Their time, for the job's
+// comm seconds, comes from a pair of events around each; a pair is read once
+// the GPU has passed it (looked at, never waited for, at the next
+// collective), or waited for when all TIMED pairs are in flight, or at free.
+#define TIMED 64
 struct DistNccl {
     int device, rank, size;
     ncclComm_t comm;
     cudaStream_t stream;
+    cudaEvent_t ev[TIMED][2];
+    int oldest, in_flight;  // ring of event pairs not yet read
 };
 
 // The job to end when a call fails (set by dist_nccl_init).
@@ -34,10 +42,39 @@ static void nccl_check_at(ncclResult_t rc, const char *what, const char *file, i
 #define cuda_check(call) cuda_check_at((call), #call, __FILE__, __LINE__)
 #define nccl_check(call) nccl_check_at((call), #call, __FILE__, __LINE__)
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+// Add the time of the oldest pair to the comm seconds (wait: for it to end).
+static int read_oldest(DistNccl *n, int wait) {
+    if (!n->in_flight) return 0;
+    cudaEvent_t *e = n->ev[n->oldest];
+    if (wait) cuda_check(cudaEventSynchronize(e[1]));
+    else {
+        cudaError_t rc = cudaEventQuery(e[1]);
+        if (rc == cudaErrorNotReady) return 0;
+        cuda_check(rc);
+    }
+    float ms = 0;
+    cuda_check(cudaEventElapsedTime(&ms, e[0], e[1]));
+    dist_add_comm_seconds(1e-3 * ms);
+    n->oldest = (n->oldest + 1) % TIMED;
+    n->in_flight--;
+    return 1;
+}
+// Bracket one collective: begin records the start event, end the stop event.
+static int timed_begin(DistNccl *n) {
+    while (read_oldest(n, 0)) {}
+    if (n->in_flight == TIMED) read_oldest(n, 1);
+    int i = (n->oldest + n->in_flight) % TIMED;
+    cuda_check(cudaEventRecord(n->ev[i][0], n->stream));
+    return i;
+}
+static void timed_end(DistNccl *n, int i) {
+    cuda_check(cudaEventRecord(n->ev[i][1], n->stream));
+    n->in_flight++;
+}
+
+void dist_nccl_wait(DistNccl *n) {
+    cuda_check(cudaStreamSynchronize(n->stream));
+    while (read_oldest(n, 1)) {}
 }
 
 int dist_nccl_device_count(void) {
@@ -63,6 +100,8 @@ DistNccl *dist_nccl_init(const Dist *d, DistGroup g, char *err, size_t errlen) {
     // backend's later work waits for it; so a collective reads the gradients
     // (or exchange buffers) the backend just wrote, with no extra host sync.
     cuda_check(cudaStreamCreateWithFlags(&n->stream, cudaStreamDefault));
+    for (int i = 0; i < TIMED; i++)
+        for (int j = 0; j < 2; j++) cuda_check(cudaEventCreate(&n->ev[i][j]));
     ncclUniqueId id;
     if (n->rank == 0) nccl_check(ncclGetUniqueId(&id));
     dist_bcast(d, g, &id, sizeof id, 0);
@@ -72,33 +111,34 @@ DistNccl *dist_nccl_init(const Dist *d, DistGroup g, char *err, size_t errlen) {
 
 void dist_nccl_free(DistNccl *n) {
     if (!n) return;
+    dist_nccl_wait(n);
     nccl_check(ncclCommDestroy(n->comm));
+    for (int i = 0; i < TIMED; i++)
+        for (int j = 0; j < 2; j++) cuda_check(cudaEventDestroy(n->ev[i][j]));
     cuda_check(cudaStreamDestroy(n->stream));
     free(n);
 }
 
 void dist_nccl_allreduce_sum(DistNccl *n, float *device_buf, size_t count) {
-    double t0 = seconds_now();
+    int timed = timed_begin(n);
     nccl_check(ncclAllReduce(device_buf, device_buf, count, ncclFloat, ncclSum, n->comm, n->stream));
-    cuda_check(cudaStreamSynchronize(n->stream));
-    dist_add_comm_seconds(seconds_now() - t0);
+    timed_end(n, timed);
 }
 
 void dist_nccl_alltoall(DistNccl *n, const float *device_send, float *device_recv, size_t count) {
-    double t0 = seconds_now();
+    int timed = timed_begin(n);
     nccl_check(ncclGroupStart());
     for (int j = 0; j < n->size; j++) {
         nccl_check(ncclSend(device_send + (size_t)j * count, count, ncclFloat, j, n->comm, n->stream));
         nccl_check(ncclRecv(device_recv + (size_t)j * count, count, ncclFloat, j, n->comm, n->stream));
     }
     nccl_check(ncclGroupEnd());
-    cuda_check(cudaStreamSynchronize(n->stream));
-    dist_add_comm_seconds(seconds_now() - t0);
+    timed_end(n, timed);
 }
 
 void dist_nccl_alltoallv(DistNccl *n, const float *device_send, const size_t *send_counts, float *device_recv,
                          const size_t *recv_counts) {
-    double t0 = seconds_now();
+    int timed = timed_begin(n);
     size_t soff = 0, roff = 0;
     nccl_check(ncclGroupStart());
     for (int j = 0; j < n->size; j++) {
@@ -108,27 +148,24 @@ void dist_nccl_alltoallv(DistNccl *n, const float *device_send, const size_t *se
         roff += recv_counts[j];
     }
     nccl_check(ncclGroupEnd());
-    cuda_check(cudaStreamSynchronize(n->stream));
-    dist_add_comm_seconds(seconds_now() - t0);
+    timed_end(n, timed);
 }
 
 void dist_nccl_shift(DistNccl *n, const float *device_send, float *device_recv, size_t count, int dir, int cyclic) {
     int to = n->rank + dir, from = n->rank - dir;
     if (cyclic) to = (to + n->size) % n->size, from = (from + n->size) % n->size;
-    double t0 = seconds_now();
+    int timed = timed_begin(n);
     nccl_check(ncclGroupStart());
     if (to >= 0 && to < n->size) nccl_check(ncclSend(device_send, count, ncclFloat, to, n->comm, n->stream));
     if (from >= 0 && from < n->size) nccl_check(ncclRecv(device_recv, count, ncclFloat, from, n->comm, n->stream));
     nccl_check(ncclGroupEnd());
-    cuda_check(cudaStreamSynchronize(n->stream));
-    dist_add_comm_seconds(seconds_now() - t0);
+    timed_end(n, timed);
 }
 
 void dist_nccl_bcast(DistNccl *n, float *device_buf, size_t count, int root) {
-    double t0 = seconds_now();
+    int timed = timed_begin(n);
     nccl_check(ncclBroadcast(device_buf, device_buf, count, ncclFloat, root, n->comm, n->stream));
-    cuda_check(cudaStreamSynchronize(n->stream));
-    dist_add_comm_seconds(seconds_now() - t0);
+    timed_end(n, timed);
 }
 
 const DistNcclOps *dist_nccl_ops(void) {

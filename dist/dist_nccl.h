@@ -23,8 +23,14 @@ int dist_nccl_device_count(void);
 DistNccl *dist_nccl_init(const Dist *d, DistGroup g, char *err, size_t errlen);
 void dist_nccl_free(DistNccl *n);
 
-// In-place sum of a device float buffer over the group; returns when done
-// (stream synchronised). Its time counts in dist_comm_seconds.
+// The collectives below are enqueued on the communicator's stream and
+// return without a host synchronisation: the stream is a blocking stream, so
+// the CUDA backend's later work (legacy default stream) and its downloads
+// wait for them on the GPU. Their GPU time counts in dist_comm_seconds once
+// they have ended (CUDA events, read at a later collective or at the wait).
+// dist_nccl_wait: until every collective issued has ended (for timing them).
+void dist_nccl_wait(DistNccl *n);
+// In-place sum of a device float buffer over the group.
 void dist_nccl_allreduce_sum(DistNccl *n, float *device_buf, size_t count);
 // All-to-all over the group's n ranks: block j (count floats) of send goes
 // to rank j, block i of recv comes from rank i (grouped send/recv).

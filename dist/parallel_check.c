@@ -1,6 +1,6 @@
 // Distributed training against one process, started by tests/test_dist.c:
 //
-//   mpirun -np N build/parallel_check SP STEPS [PATTERN] [--device-standin] [--skewed] [key=value ...]
+//   mpirun -np N build/parallel_check SP STEPS [PATTERN] [--device-standin] [--skewed] [--buckets] [key=value ...]
 //
 // key=value pairs override the test model's config (both models), e.g.
 // n_heads=2 sp_attention=sequence n_hashes=4. --skewed: every token is one
@@ -11,6 +11,16 @@
 // them. Rank 0 also trains one unsharded model on the whole batch. Every step
 // compares the loss and the gradients (after dist_reduce_step), and at the
 // end the parameters, through the reversible backward with dropout on.
+//
+// --buckets: the grid's model sums its gradients in buckets started by the
+// backward as each layer finishes (dist_attach_grad_buckets, nonblocking,
+// overlapping the next layer's backward), and a twin of it, the same model
+// on the same ranks, with one all-reduce after the backward: their summed
+// gradients must be equal bit for bit, every step, on every rank. Each
+// element is the sum of the same ranks' values either way; MPI's reduction
+// order for an element does not depend on the message it travels in (Open
+// MPI's allreduce algorithms were seen to agree here; the test would show
+// otherwise).
 //
 // --device-standin: the grid's model takes the route of a GPU backend (its
 // backend is the CPU one under another name, so data_parallel.c treats its
@@ -107,12 +117,13 @@ static double rel(const float *a, const float *b, size_t n) {
 int main(int argc, char **argv) {
     if (argc < 3)
         return fprintf(stderr, "usage: parallel_check SP STEPS [PATTERN] [--device-standin] [--skewed] [key=value ...]\n"), 2;
-    int sp = atoi(argv[1]), steps = atoi(argv[2]), standin = 0, skewed = 0, n_overrides = 0;
+    int sp = atoi(argv[1]), steps = atoi(argv[2]), standin = 0, skewed = 0, bucketed = 0, n_overrides = 0;
     const char *pattern = "local,lsh";
     char *overrides[32];
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--device-standin")) standin = 1;
         else if (!strcmp(argv[i], "--skewed")) skewed = 1;
+        else if (!strcmp(argv[i], "--buckets")) bucketed = 1;
         else if (strchr(argv[i], '=') && n_overrides < 32) overrides[n_overrides++] = argv[i];
         else if (i == 3) pattern = argv[i];
         else return fprintf(stderr, "parallel_check: unknown argument '%s'\n", argv[i]), 2;
@@ -132,6 +143,14 @@ int main(int argc, char **argv) {
     if (standin) dist_open_device_collectives(&d, &standin_ops);
     dist_attach_sequence_parallel(&d, &m);
     dist_broadcast_parameters(&d, DIST_WORLD, &m);
+    Model twin;  // --buckets: the same model with one all-reduce
+    if (bucketed) {
+        model_init(&twin, &cfg, standin ? &as_device : backend_cpu());
+        dist_attach_sequence_parallel(&d, &twin);
+        dist_broadcast_parameters(&d, DIST_WORLD, &twin);
+        dist_attach_grad_buckets(&d, DIST_WORLD, &m);
+    }
+    long bucket_mismatches = 0;
     if (d.rank == 0) model_init(&ref, &ref_cfg, backend_cpu());
     int *gt = calloc((size_t)B * L, sizeof(int)), *gy = calloc((size_t)B * L, sizeof(int));
     int *lt = calloc((size_t)per_replica * Ll, sizeof(int)), *ly = calloc((size_t)per_replica * Ll, sizeof(int));
@@ -149,6 +168,16 @@ int main(int argc, char **argv) {
                         .loss_count = dist_count_targets(&d, DIST_WORLD, ly, (size_t)per_replica * Ll)};
         LossStats mine = model_step(&m, lt, ly, &st);
         LossStats global = dist_reduce_step(&d, DIST_WORLD, &m, mine);
+        if (bucketed) {
+            dist_reduce_step(&d, DIST_WORLD, &twin, model_step(&twin, lt, ly, &st));
+            float differ = memcmp(m.grads, twin.grads, m.layout.n_params * sizeof(real)) != 0;
+            dist_allreduce_sum(&d, DIST_WORLD, &differ, 1);
+            bucket_mismatches += differ > 0;
+            if (d.rank == 0)
+                printf("step %2d: bucketed gradients vs one all-reduce: %s (rel diff %.1e on rank 0)\n", step,
+                       differ > 0 ? "DIFFER" : "bit-identical on every rank", rel(m.grads, twin.grads, m.layout.n_params));
+            model_update(&twin, step, 1e-2);
+        }
         if (d.rank == 0) {
             LossStats want = model_forward_backward(&ref, gt, gy, (uint32_t)step);
             double eg = rel(m.grads, ref.grads, m.layout.n_params), el = fabs(global.loss - want.loss) / want.loss;
@@ -180,7 +209,8 @@ int main(int argc, char **argv) {
             int seq_lsh = cfg.sp_sequence[ATTN_LSH] && config_count_lsh_layers(&cfg) > 0;
             int seq_any = seq_lsh || (cfg.sp_sequence[ATTN_LOCAL] && config_count_lsh_layers(&cfg) < cfg.n_layers);
             long exchanges = standin_alltoalls + standin_alltoallvs + standin_shifts;
-            int ok = standin_allreduces == steps && standin_bcasts == 1 &&
+            // --buckets: n_layers + 2 bucket sums a step, and the twin's one.
+            int ok = standin_allreduces == steps * (bucketed ? cfg.n_layers + 3 : 1) && standin_bcasts == 1 + bucketed &&
                      (sp == 1 ? exchanges == 0 : exchanges >= 4L * steps * cfg.n_layers) &&
                      (sp == 1 || !seq_lsh || standin_alltoallvs > 0) && (sp == 1 || !seq_any || standin_shifts > 0) &&
                      standin_comms == (sp == 1 || sp == d.world ? 1 : 2);
@@ -194,12 +224,17 @@ int main(int argc, char **argv) {
                sp == 1 ? "unsharded" : cfg.sp_sequence[ATTN_LOCAL] ? "sequence-sharded (halo)" : "heads (Ulysses)",
                sp == 1 ? "unsharded" : cfg.sp_sequence[ATTN_LSH] ? "sequence-sharded (sort)" : "heads (Ulysses)",
                worst_tensor);
+        failures += bucket_mismatches > 0;
+        if (bucketed)
+            printf("gradient buckets: %ld of %d steps differ from one all-reduce: %s\n", bucket_mismatches, steps,
+                   bucket_mismatches ? "FAIL" : "OK");
         printf("parallel_check dp %d x sp %d (%s): %s\n", d.dp, d.sp, pattern, failures ? "FAIL" : "OK");
         model_free(&ref);
     }
     float f = (float)failures;
     dist_allreduce_sum(&d, DIST_WORLD, &f, 1);
     model_free(&m);
+    if (bucketed) model_free(&twin);
     dist_close_device_collectives(&d);
     dist_finalize(&d);
     return f > 0;

@@ -339,6 +339,19 @@ static void explain_failed_save(const char *dir, char *err, size_t errlen) {
         snprintf(err + n, errlen - n, "; no checkpoint of this run was written yet");
 }
 
+// Host staging of the parameters and moments: the backend's page-locked
+// memory where it has some (Backend.host_alloc), else malloc; zeroed on ask.
+static void *staging_alloc(const Backend *be, size_t bytes, int zero) {
+    void *p = be->host_alloc ? be->host_alloc(bytes) : malloc(bytes);
+    if (p && zero) memset(p, 0, bytes);
+    return p;
+}
+static void staging_free(const Backend *be, void *p) {
+    if (!p) return;
+    if (be->host_free) be->host_free(p);
+    else free(p);
+}
+
 int ckpt_save(const char *dir, Model *m, long step, long global_batch, int keep, char *path_out, size_t path_cap,
               char *err, size_t errlen) {
     CkptState st = {.step = step, .global_batch = global_batch, .loss = NAN, .last_sane_step = step};
@@ -358,13 +371,13 @@ int ckpt_save_run(const char *dir, Model *m, const CkptState *run, int keep, cha
         return -1;
     }
     H5Ctx x = {.path = tmp, .err = err, .errlen = errlen};
-    real *host = malloc(m->layout.n_params * sizeof(real));
+    real *host = staging_alloc(m->be, m->layout.n_params * sizeof(real), 0);
     if (!host) {
         snprintf(err, errlen, "%s: out of memory staging %zu parameters", tmp, m->layout.n_params);
         return -1;
     }
     int rc = write_file(&x, tmp, m, run, host);
-    free(host);
+    staging_free(m->be, host);
     if (rc == 0) rc = write_seal(tmp, err, errlen);
     if (rc == 0 && rename(tmp, path) != 0) rc = sys_error(err, errlen, path, "cannot rename the temporary file into place");
     if (rc != 0) {
@@ -692,7 +705,7 @@ int ckpt_load(const char *path, Model *m, CkptState *st_out, char *err, size_t e
         }
     }
     for (int g = 0; g < 3; g++) {
-        host[g] = calloc(p->n_params, sizeof(real));  // zeroed: alignment gaps between tensors
+        host[g] = staging_alloc(m->be, p->n_params * sizeof(real), 1);  // zeroed: alignment gaps between tensors
         if (!host[g]) {
             h5_error(&x, "out of memory staging %zu parameters", p->n_params);
             goto done;
@@ -705,7 +718,7 @@ int ckpt_load(const char *path, Model *m, CkptState *st_out, char *err, size_t e
     rc = 0;
 done:
     h5_close(file);
-    for (int g = 0; g < 3; g++) free(host[g]);
+    for (int g = 0; g < 3; g++) staging_free(m->be, host[g]);
     return rc;
 }
 

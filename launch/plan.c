@@ -1,6 +1,6 @@
 // reformer plan: the memory plan of a config, without allocating anything
 // (core/memplan.h), for device=cpu (this machine's thread count) or
-// device=cuda (cuda/cuda_sizes.h: no GPU needed); --fit BYTES finds the
+// device=cuda (core/cuda_sizes.h: no GPU needed); --fit BYTES finds the
 // longest seq_len of the same model that fits in BYTES.
 #include <stdio.h>
 #include <string.h>

@@ -317,6 +317,9 @@ int cmd_train(int argc, char **argv) {
         dist_open_device_collectives(&dist, ops);
     }
     if (c->sp > 1) dist_attach_sequence_parallel(&dist, &m);
+    // Each layer's gradient sum starts as the backward finishes it (equal
+    // bit for bit to one sum after the backward: tests/test_dist.c).
+    if (dist.world > 1) dist_attach_grad_buckets(&dist, DIST_WORLD, &m);
     long start = 1;
     const long global_batch = (long)dist.dp * c->batch;
     RunRecord run = {.st = {.global_batch = global_batch, .last_sane_step = 0}, .sane_loss = NAN};

@@ -1,6 +1,6 @@
 // The blocked algorithm of the CUDA tensor-core attention path
 // (cuda/attention_gemm.cuh), run on the CPU in double precision with the same
-// block geometry (cuda/attention_blocks.h), against the CPU reference
+// block geometry (core/attention_blocks.h), against the CPU reference
 // attention (core/attention_cpu.c): the key windows (previous chunk, cyclic
 // for LSH, none for local chunk 0), the masks and self-mask, the logsumexp
 // kept per item, the backward through P, dP, dS with the round weights and
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cuda/attention_blocks.h"
+#include "attention_blocks.h"
 #include "attention_cpu.h"
 #include "backend.h"
 #include "gradcheck.h"  // fill_normal, rel_err

@@ -391,6 +391,29 @@ Test(cli, bench_json_is_one_line_with_the_keys) {
     run_free(&r);
 }
 
+// The timed steps run unprofiled (profiling synchronises the backend around
+// every matmul and attention call); the shares come from one extra profiled
+// forward-backward. The bench counts the backend's synchronize calls: at most
+// the one after the timed steps, per step, against a synchronisation pair
+// per matmul in the profiled step (the tiny model makes dozens of matmuls).
+static double json_number(const char *json, const char *key) {
+    char want[64];
+    snprintf(want, sizeof want, "\"%s\": ", key);
+    const char *at = strstr(json, want);
+    cr_assert_not_null(at, "bench JSON lacks %s: %s", key, json);
+    return strtod(at + strlen(want), NULL);
+}
+Test(cli, bench_times_unprofiled_steps_and_profiles_one_more) {
+    Run r = run_cli("bench --json --steps 2 --warmup 0 %s", TINY_MODEL);
+    cr_assert_eq(r.rc, 0, "bench failed (%d): %s", r.rc, r.err);
+    cr_assert_leq(json_number(r.out, "timed_syncs_per_step"), 0.5, "timed steps synchronised: %s", r.out);
+    cr_assert_geq(json_number(r.out, "profiled_syncs"), 20, "the shares' step was not profiled: %s", r.out);
+    const double mm = json_number(r.out, "share_matmul"), at = json_number(r.out, "share_attention");
+    cr_assert(mm > 0 && at > 0 && mm + at <= 1, "shares of the profiled step: %s", r.out);
+    cr_assert_gt(json_number(r.out, "fwdbwd_ms"), 0, "unprofiled forward-backward time: %s", r.out);
+    run_free(&r);
+}
+
 // The device keys: the CPU holds no device memory, so those two are null.
 Test(cli, bench_json_device_keys_on_cpu) {
     Run r = run_cli("bench --json --steps 1 --warmup 0 %s", TINY_MODEL);

@@ -130,6 +130,22 @@ Test(dist, data_parallel_equals_one_process, .timeout = 120) {
     parallel_check(4, 1, 3, "local,lsh");
 }
 
+// Gradient buckets: the backward starts each layer's gradient sum over the
+// ranks as the layer finishes (nonblocking, overlapping the next layer's
+// backward); the summed gradients equal one all-reduce after the backward
+// bit for bit, every step and rank (parallel_check --buckets compares a twin
+// model), data- and sequence-parallel, and through the NCCL route's stand-in
+// (n_layers + 2 bucket sums a step). Also still one process's to 1e-5.
+Test(dist, gradient_buckets_equal_one_allreduce, .timeout = 120) {
+    need_mpi();
+    const char *runs[][4] = {{"2", "1", "3", "--buckets"}, {"4", "2", "2", "--buckets"},
+                             {"4", "1", "2", "--buckets --device-standin"}};
+    for (int i = 0; i < 3; i++) {
+        Result r = parallel_check_with(atoi(runs[i][0]), atoi(runs[i][1]), atoi(runs[i][2]), "local,lsh", runs[i][3]);
+        cr_assert(strstr(r.out, "gradient buckets: 0 of ") && strstr(r.out, "bit-identical on every rank"), "%s", r.out);
+    }
+}
+
 // 2 and 4 sequence-parallel ranks, LSH and local layers, through the
 // reversible backward (attention inputs exchanged in forward, recompute and
 // backward).

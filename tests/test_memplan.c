@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_sizes.h"
 #include "gradcheck.h"
 #include "memplan.h"
 #include "model.h"
@@ -87,6 +88,15 @@ static void *counting_alloc(size_t bytes) {
     return backend_cpu()->alloc(bytes);
 }
 static void counting_reserve(size_t bytes) { g_counted += (bytes + 255) / 256 * 256 + mem_rules_cuda().reserve_extra; }
+// The bf16 weight copy (Backend.bf16_weights), counted: calls, and what it was given.
+static int g_bf16_calls;
+static const real *g_bf16_params;
+static size_t g_bf16_n;
+static void *g_bf16_shadow;
+static void counting_bf16_weights(const real *params, size_t n, void *shadow) {
+    g_bf16_calls++;
+    g_bf16_params = params, g_bf16_n = n, g_bf16_shadow = shadow;
+}
 
 static Backend cuda_standin(void) {
     MemRules rules = mem_rules_cuda();
@@ -99,6 +109,7 @@ static Backend cuda_standin(void) {
     standin.scratch_bytes = rules.scratch_bytes;
     standin.reserve_scratch = counting_reserve;
     standin.matmul_bf16 = standin.matmul;  // model_init refuses bf16 without one; never called here
+    standin.bf16_weights = counting_bf16_weights;
     return standin;
 }
 
@@ -217,6 +228,133 @@ Test(memplan, bytes_per_position_at_sp_k_within_10_percent_of_one_process) {
             cr_assert_leq(per_position, 1.10 * one, "%s %s group %d sp %d: %.0f bytes per position vs %.0f at sp 1",
                           rows[i].pattern, rows[i].path, rows[i].group, sp, per_position, one);
         }
+    }
+}
+
+// The CUDA workspace layouts (core/cuda_sizes.h), which the backend carves
+// and the planner counts: every buffer lies inside the workspace; the
+// buffers alive together do not overlap (forward: the sort's and the
+// per-round outputs; backward: the sort's and the gradients); the hash's
+// rotations and GEMM slice fit the group region they alias; the
+// tensor-core slice lies after the group region and inside the total (the
+// planner used to leave it and the hash slice out: ~256 MiB short on the
+// enwik8 model). Shapes: the enwik8 and long_1m LSH and local layers, a
+// small one, one chunk (no buckets), many buckets on narrow heads, bf16, the reference path, test knobs.
+typedef struct {
+    size_t at, bytes;
+} Region;
+static void assert_inside(Region r, size_t end, const char *what, const char *name) {
+    cr_assert_leq(r.at + r.bytes, end, "%s: %s [%zu, +%zu) past %zu", what, name, r.at, r.bytes, end);
+}
+static void assert_apart(Region a, Region b, const char *what, const char *na, const char *nb) {
+    cr_assert(a.at + a.bytes <= b.at || b.at + b.bytes <= a.at, "%s: %s and %s overlap", what, na, nb);
+}
+Test(memplan, cuda_layouts_hold_every_buffer) {
+    const AttnShape shapes[] = {
+        {.batch = 1, .seq_len = 65536, .n_heads = 8, .d_head = 128, .chunk_len = 64, .n_hashes = 8, .n_buckets = 2048},
+        {.batch = 1, .seq_len = 1048576, .n_heads = 8, .d_head = 64, .chunk_len = 64, .n_hashes = 2, .n_buckets = 32768},
+        {.batch = 2, .seq_len = 64, .n_heads = 3, .d_head = 8, .chunk_len = 8, .n_hashes = 2, .n_buckets = 8},
+        {.batch = 2, .seq_len = 32, .n_heads = 2, .d_head = 16, .chunk_len = 32, .n_hashes = 1, .n_buckets = 0},
+        // many buckets, a narrow head: the hash's rotations and slice outgrow the group buffers
+        {.batch = 1, .seq_len = 4096, .n_heads = 8, .d_head = 8, .chunk_len = 64, .n_hashes = 8, .n_buckets = 4096},
+    };
+    const CudaKnobs knobs[] = {{0, 0}, {1, 3}, {4, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int variant = 0; variant < 3; variant++)
+            for (size_t k = 0; k < sizeof knobs / sizeof knobs[0]; k++) {
+                AttnShape s = shapes[i];
+                s.bf16 = variant == 1;
+                s.reference = variant == 2;
+                char what[96];
+                snprintf(what, sizeof what, "shape %zu variant %d knobs %zu", i, variant, k);
+                const CudaLshLayout l = cuda_lsh_layout(&s, &knobs[k], 0);
+                const size_t G = l.G, n = attn_items(&s), L = (size_t)s.seq_len, dh = (size_t)s.d_head;
+                cr_assert(G >= 1 && (knobs[k].max_group_pairs == 0 || G <= (size_t)knobs[k].max_group_pairs), "%s", what);
+                cr_assert_geq(l.sort_bytes, 2 * G * n * 4, "%s: the sort's alternate keys and values", what);
+                const Region sort_side[] = {{l.keys_in, G * n * 4}, {l.keys_out, G * n * 4}, {l.vals_in, G * n * 4},
+                                            {l.pos, G * n * 4},     {l.inv, G * n * 4},      {l.sort_tmp, l.sort_bytes},
+                                            {l.rn, G * L * 4}};
+                const Region backward[] = {{l.wt, G * n * 4}, {l.Dm, G * n * 4}, {l.dsq, G * n * dh * 4},
+                                           {l.dsk, G * n * dh * 4}, {l.dsv, G * n * dh * 4}};
+                const Region so = {l.so, G * n * dh * 4};
+                const char *sn[] = {"keys_in", "keys_out", "vals_in", "pos", "inv", "sort_tmp", "rn"};
+                const char *bn[] = {"wt", "Dm", "dsq", "dsk", "dsv"};
+                for (int a = 0; a < 7; a++) {
+                    assert_inside(sort_side[a], l.group_bytes, what, sn[a]);
+                    assert_apart(sort_side[a], so, what, sn[a], "so");
+                    for (int b = a + 1; b < 7; b++) assert_apart(sort_side[a], sort_side[b], what, sn[a], sn[b]);
+                    for (int b = 0; b < 5; b++) assert_apart(sort_side[a], backward[b], what, sn[a], bn[b]);
+                }
+                for (int a = 0; a < 5; a++) {
+                    assert_inside(backward[a], l.group_bytes, what, bn[a]);
+                    for (int b = a + 1; b < 5; b++) assert_apart(backward[a], backward[b], what, bn[a], bn[b]);
+                }
+                assert_inside(so, l.group_bytes, what, "so");
+                if (s.n_buckets > 0) {
+                    const size_t half = (size_t)s.n_buckets / 2;
+                    const Region rot = {l.rot, (size_t)s.n_heads * dh * s.n_hashes * half * 4};
+                    assert_inside(rot, l.group_bytes, what, "rot");
+                    if (!s.reference) {
+                        const Region hs = {l.hash_slice, cuda_hash_slice_bytes(&s, cuda_hash_slice_positions(&s))};
+                        assert_apart(rot, hs, what, "rot", "hash slice");
+                        assert_inside(hs, l.group_bytes, what, "hash slice");
+                    }
+                }
+                cr_assert_geq(l.slice, l.group_bytes, "%s: the tensor-core slice overlaps the group", what);
+                const size_t blocks = G * (n / (size_t)s.chunk_len);
+                if (!s.reference) {
+                    const int nb = cuda_gm_slice_blocks(&s, 1, blocks, &knobs[k]);
+                    cr_assert(nb > 0, "%s: enwik8-sized blocks fit the slice budget", what);
+                    assert_inside((Region){l.slice, cuda_gm_slice_bytes(&s, 1, nb)}, l.bytes, what, "tensor-core slice");
+                } else {
+                    cr_assert_eq(l.bytes, l.slice, "%s: the reference path has no slice", what);
+                }
+                cr_assert_eq(cuda_attention_workspace_bytes(&s, 1, &knobs[k], 0), l.bytes, "%s", what);
+                // Local attention: D, then the slice.
+                AttnShape ls = s;
+                ls.n_hashes = 1, ls.n_buckets = 0;
+                const size_t lb = cuda_local_work_bytes(&ls, &knobs[k]);
+                const size_t d_bytes = (size_t)ls.batch * ls.n_heads * ls.seq_len * 4;
+                const size_t local_blocks = (size_t)ls.batch * ls.n_heads * (ls.seq_len / ls.chunk_len);
+                const size_t slice = s.reference ? 0 : cuda_gm_slice_bytes(&ls, 0, cuda_gm_slice_blocks(&ls, 0, local_blocks, &knobs[k]));
+                assert_inside((Region){cuda_local_d_bytes(&ls), slice}, lb, what, "local slice");
+                cr_assert_geq(cuda_local_d_bytes(&ls), d_bytes, "%s: local D", what);
+            }
+}
+
+// precision=bf16 with a backend that keeps a bf16 copy of the weights: the
+// plan has its row ([n_params] bf16), and every step (training or
+// evaluation) makes the copy once, from the parameters into that row (the stand-in's
+// matmul_bf16 is the fp32 one: the step runs on the CPU); fp32: neither.
+Test(memplan, bf16_weights_copied_once_per_step) {
+    for (int bf16 = 0; bf16 <= 1; bf16++) {
+        Config c = tiny_config("local,lsh", 2);
+        if (bf16) c.precision = PRECISION_BF16;
+        Backend standin = *backend_cpu();
+        standin.matmul_bf16 = standin.matmul;
+        standin.bf16_weights = counting_bf16_weights;
+        Model m;
+        model_init(&m, &c, &standin);
+        int row = -1;
+        for (int i = 0; i < m.plan.n; i++)
+            if (!strcmp(m.plan.item[i].name, "params_bf16")) row = i;
+        cr_assert_eq(row >= 0, bf16, "params_bf16 row %s", bf16 ? "missing" : "planned for fp32");
+        if (bf16) cr_assert_geq(m.plan.item[row].bytes, m.layout.n_params * 2);
+        cr_assert_eq(m.params_bf16 != NULL, bf16);
+        int *tokens = calloc(m.T, sizeof(int)), *targets = calloc(m.T, sizeof(int));
+        tiny_batch(tokens, targets, m.T, c.vocab_size, 3);
+        g_bf16_calls = 0;
+        for (int s = 1; s <= 2; s++) {
+            model_forward_backward(&m, tokens, targets, (uint32_t)s);
+            model_update(&m, s, 1e-3);
+        }
+        model_forward(&m, tokens, targets, 3, 0);
+        cr_assert_eq(g_bf16_calls, bf16 ? 3 : 0, "bf16 copies in 2 training steps and 1 evaluation: %d", g_bf16_calls);
+        if (bf16)
+            cr_assert(g_bf16_params == m.params && g_bf16_n == m.layout.n_params && g_bf16_shadow == m.params_bf16,
+                      "the copy is not of the parameters into the planned row");
+        free(tokens), free(targets);
+        model_free(&m);
     }
 }
 

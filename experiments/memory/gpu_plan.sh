@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 9: the longest seq_len that fits on 16, 80 and 141 GiB GPUs, from
-# `reformer plan --fit` (computed from the plan and cuda/cuda_sizes.h: no GPU
+# `reformer plan --fit` (computed from the plan and core/cuda_sizes.h: no GPU
 # involved, nothing allocated). Writes gpu_plan.md next to this script.
 # Usage: experiments/memory/gpu_plan.sh [BIN]
 set -euo pipefail
@@ -14,7 +14,7 @@ issue=(--set d_model=256 --set d_ff=1024 --set n_heads=4 --set n_layers=4 --set 
     echo
     echo "Command: \`experiments/memory/gpu_plan.sh\`; each cell is \`reformer plan --set device=cuda --set batch=1"
     echo "--set precision=P --set attn_head_group=G MODEL --fit SIZE\` (the plan of core/memplan.c with the CUDA"
-    echo "backend's sizing rules, cuda/cuda_sizes.h; CUB sort storage estimated, cuBLAS workspace 32 MiB). The CUDA"
+    echo "backend's sizing rules, core/cuda_sizes.h; CUB sort storage by its bound, cuBLAS workspace 32 MiB). The CUDA"
     echo "context (~0.5 GiB) is not in the plan: leave it free. n_hashes 2, chunks 64, axial shape re-derived per length."
     echo "No GPU has run these lengths."
     echo
