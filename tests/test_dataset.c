@@ -4,7 +4,6 @@
 // tells where it came from, so a window's source offset (and book) is
 // recovered from its content and checked against the split it must lie in.
 #include <criterion/criterion.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,25 +22,6 @@
 #define MB (1000u * 1000u)
 
 TestSuite(dataset, .init = make_tmp_dir, .fini = remove_tmp_dir, .timeout = 60);
-
-// tmp_dir/<name> into a static buffer (one live at a time per slot).
-static const char *tmp_path(int slot, const char *fmt, ...) {
-    static char paths[4][1024];
-    char name[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    snprintf(paths[slot], sizeof paths[slot], "%s/%s", tmp_dir, name);
-    return paths[slot];
-}
-
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n, "short write to %s", path);
-    cr_assert_eq(fclose(f), 0);
-}
 
 static void make_dir(const char *path) { cr_assert_eq(mkdir(path, 0755), 0, "mkdir %s failed", path); }
 
@@ -91,7 +71,7 @@ static void write_enwik8(const char *path) {
     uint8_t *buf = malloc(100 * MB);
     cr_assert_not_null(buf);
     for (size_t i = 0; i < 100 * MB; i++) buf[i] = enwik8_byte(i);
-    write_bytes(path, buf, 100 * MB);
+    write_file(path, buf, 100 * MB);
     free(buf);
 }
 
@@ -164,13 +144,13 @@ Test(dataset, enwik8_raw_standard_split) {
 
     // Another size is an error with data_format=enwik8, and plain text on auto.
     const char *other = tmp_path(1, "enwik8.txt");
-    write_bytes(other, "not quite enwik8, much shorter", 30);
+    write_file(other, "not quite enwik8, much shorter", 30);
     c = config_for(other, "enwik8", 8);
     OPEN_FAILS(&c, other, "data_format=text", "100000000");
     const char *short_named = tmp_path(2, "sub");
     make_dir(short_named);
     short_named = tmp_path(2, "sub/enwik8");
-    write_bytes(short_named, "a file named enwik8 that is not it", 34);
+    write_file(short_named, "a file named enwik8 that is not it", 34);
     c = config_for(short_named, "auto", 8);
     open_ok(&ds, &c);
     cr_assert_eq(ds.kind, DATA_TEXT);
@@ -221,14 +201,14 @@ Test(dataset, enwik8_zip_gives_the_raw_windows) {
 
     // An archive without the entry, and a file that is no archive.
     const char *small = tmp_path(0, "small.txt"), *wrong = tmp_path(2, "wrong.zip");
-    write_bytes(small, "some bytes", 10);
+    write_file(small, "some bytes", 10);
     write_zip(wrong, small, "enwik9");
     Config c = config_for(wrong, "auto", L);
     OPEN_FAILS(&c, wrong, "enwik8");
     c = config_for(small, "enwik8", L);  // not .zip: a raw file of the wrong size
     OPEN_FAILS(&c, small, "data_format=text");
     const char *fake = tmp_path(3, "fake.zip");
-    write_bytes(fake, "PK but not really a zip archive", 31);
+    write_file(fake, "PK but not really a zip archive", 31);
     c = config_for(fake, "auto", L);
     OPEN_FAILS(&c, fake, "zip");
     c = config_for(tmp_path(3, "missing.zip"), "auto", L);
@@ -262,10 +242,10 @@ static void write_pg19(const char *root, const Book *books, int n) {
         cr_assert_leq(books[i].len, sizeof buf);
         book_bytes(&books[i], buf);
         snprintf(path, sizeof path, "%s/%s/%s", root, books[i].split, books[i].name);
-        write_bytes(path, buf, books[i].len);
+        write_file(path, buf, books[i].len);
     }
     snprintf(path, sizeof path, "%s/metadata.csv", root);
-    write_bytes(path, "_id,short_book_title\n1,One\n", 27);
+    write_file(path, "_id,short_book_title\n1,One\n", 27);
 }
 
 // The tree of the PG19 tests; in each split the order is not the id order,
@@ -423,7 +403,7 @@ Test(dataset, pg19_errors) {
     const char *root = tmp_path(0, "nobooks");
     const Book none[] = {{"train", "1.txt", 0}, {"validation", "2.txt", 50}};
     write_pg19(root, none, 2);
-    write_bytes(tmp_path(1, "nobooks/train/README"), "not a book", 10);
+    write_file(tmp_path(1, "nobooks/train/README"), "not a book", 10);
     Config c = config_for(root, "auto", L);
     OPEN_FAILS(&c, "nobooks/train", "no books");
     // Books, all shorter than seq_len + 1.
@@ -441,7 +421,7 @@ Test(dataset, pg19_errors) {
     make_dir(root);
     make_dir(tmp_path(1, "layout/train"));
     make_dir(tmp_path(1, "layout/test"));
-    write_bytes(tmp_path(1, "layout/train/1.txt"), "0123456789012345678901234567890123456789", 40);
+    write_file(tmp_path(1, "layout/train/1.txt"), "0123456789012345678901234567890123456789", 40);
     c = config_for(root, "auto", L);
     OPEN_FAILS(&c, "layout", "validation", "PG19");
     // A file given as pg19, and a missing directory.
@@ -545,7 +525,7 @@ Test(dataset, tokens_errors) {
     OPEN_FAILS(&c, path, "200 tokens");
     write_tokens(path, 20240520, 1, 0, tokens, 0);
     OPEN_FAILS(&c, path, "0 tokens");
-    write_bytes(path, "short", 5);
+    write_file(path, "short", 5);
     OPEN_FAILS(&c, path, "header");
     tokens[137] = 1000;  // == vocab_size
     write_tokens(path, 20240520, 1, 200, tokens, 200);
@@ -564,7 +544,7 @@ Test(dataset, text_split_fractions) {
     uint8_t bytes[1000];
     for (int i = 0; i < 1000; i++) bytes[i] = (uint8_t)rng_bits64(7, (uint64_t)i, 0, 0);
     const char *path = tmp_path(0, "text.txt");
-    write_bytes(path, bytes, sizeof bytes);
+    write_file(path, bytes, sizeof bytes);
     Config c = config_for(path, "auto", L);
     set(&c, "split_fractions", "0.8,0.15,0.05");
     Dataset ds;
@@ -599,11 +579,11 @@ Test(dataset, text_errors) {
     Config c = config_for(tmp_path(0, "missing.txt"), "auto", 16);
     OPEN_FAILS(&c, "data", "missing.txt");
     const char *empty = tmp_path(0, "empty.txt");
-    write_bytes(empty, "", 0);
+    write_file(empty, "", 0);
     c = config_for(empty, "text", 16);
     OPEN_FAILS(&c, empty, "empty");
     const char *small = tmp_path(0, "small.txt");
-    write_bytes(small, "eighteen bytes txt", 18);  // train split: 16 bytes
+    write_file(small, "eighteen bytes txt", 18);  // train split: 16 bytes
     c = config_for(small, "auto", 16);
     OPEN_FAILS(&c, small, "seq_len+1=17");
     set(&c, "split_fractions", "1,0,0");  // 18 bytes hold a window of 17

@@ -5,7 +5,6 @@
 // forward.
 #include <criterion/criterion.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,17 +24,6 @@
 #define ERRLEN 2048
 
 TestSuite(images, .init = make_tmp_dir, .fini = remove_tmp_dir, .timeout = 120);
-
-static const char *tmp_path(int slot, const char *fmt, ...) {
-    static char paths[4][1024];
-    char name[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    snprintf(paths[slot], sizeof paths[slot], "%s/%s", tmp_dir, name);
-    return paths[slot];
-}
 
 // Debian's python3 (where python3-numpy installs), else the one on PATH.
 static const char *python(void) { return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3"; }
@@ -66,13 +54,6 @@ static uint8_t *read_file(const char *path, size_t *n) {
     cr_assert_eq(fread(buf, 1, *n, f), *n);
     fclose(f);
     return buf;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
 }
 
 static Config image_config(const char *data, const char *shape, int seq_len) {

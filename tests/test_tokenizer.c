@@ -4,7 +4,6 @@
 // Each test trains a small model on the first 200 KB of tinyshakespeare in
 // its own temporary directory (about a second).
 #include <criterion/criterion.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,19 +33,6 @@ static char *read_file(const char *path, size_t *n) {
     fclose(f);
     *n = (size_t)len;
     return buf;
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
-}
-
-static const char *tmp_path(int slot, const char *name) {
-    static char paths[4][1024];
-    snprintf(paths[slot], sizeof paths[slot], "%s/%s", tmp_dir, name);
-    return paths[slot];
 }
 
 // A model of `vocab` pieces trained on the first `bytes` of tinyshakespeare
