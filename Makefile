@@ -172,7 +172,7 @@ setup:
 # slurmctld, slurmd started privately in a temporary directory; make setup
 # installs them): preemption by USR1, the time-limit warning and scontrol
 # requeue, each resumed to the same losses, and two srun-started ranks.
-# Needs root (its slurmd starts the jobs); two to three minutes.
+# Needs root (its slurmd starts the jobs); about five minutes.
 test-slurm: build/reformer
 	@tests/slurm/test_slurm.sh
 
