@@ -15,7 +15,8 @@
 #             (the old one: experiments/memory/long.md, row 1m_g2).
 # torch16k:B  6 all-LSH layers at 16,384 tokens, build B (old|new): default
 #             n_buckets (auto: 16,32 new; 512 old), and for new also
-#             n_buckets=512 (unfactorised, as reformer-pytorch hashes).
+#             n_buckets=512 (unfactorised, as reformer-pytorch hashes) and
+#             attn_head_group=1 (one head per attention pass: less memory).
 # torchref    reformer-pytorch 1.4.4 (experiments/reformer_pytorch/bench.py,
 #             fp32 on the CPU, torch's own threads) on torch16k's model, in the
 #             virtual environment .venv-rp (Debian's torch via
@@ -54,7 +55,9 @@ for phase in "$@"; do
         b=${phase#torch16k:}
         t=(--warmup 1 --steps 1 --set n_layers=6 --set attn_layers=lsh --set seq_len=16384)
         run "$b" torch16k "${t[@]}"
-        [[ $b == new ]] && run "$b" torch16k "${t[@]}" --set n_buckets=512 ;;
+        [[ $b == new ]] && run "$b" torch16k "${t[@]}" --set n_buckets=512
+        # the same maths, attention one head at a time (its pass buffers are 1/4)
+        [[ $b == new ]] && run "$b" torch16k "${t[@]}" --set attn_head_group=1 ;;
     torchref)
         echo "[torchref]" >&2
         flock /tmp/reformer-heavy.lock .venv-rp/bin/python experiments/reformer_pytorch/bench.py --device cpu \

@@ -69,14 +69,16 @@ for r in (r for r in rows if r["phase"] == "long1m"):
           f"{fmt(r['planned_mb'])} | {r['share_attention']} | {r.get('share_hash', '-')} |")
 
 print("\n### (c) 16,384 tokens, 6 all-LSH layers, against reformer-pytorch 1.4.4 (fp32, CPU)\n")
-print("| implementation | n_buckets | tokens/s | peak RSS MiB |")
-print("|---|---|---|---|")
+print("| implementation | n_buckets | attn_head_group | tokens/s | peak RSS MiB |")
+print("|---|---|---|---|---|")
 for r in (r for r in rows if r["phase"] == "torch16k"):
     if r["build"] == "reformer-pytorch":
-        print(f"| reformer-pytorch 1.4.4 | 256 (bucket_size 64) | {fmt(r['tokens_per_s'])} | {fmt(r['peak_rss_mb'])} |")
+        print(f"| reformer-pytorch 1.4.4 | 256 (bucket_size 64) | - | {fmt(r['tokens_per_s'])} | {fmt(r['peak_rss_mb'])} |")
     else:
         nb = re.search(r"n_buckets=(\S+)", r["args"])
-        print(f"| reformer {r['build']} | {nb.group(1) if nb else 'auto'} | {fmt(r['tokens_per_s'])} | "
+        g = re.search(r"attn_head_group=(\S+)", r["args"])
+        print(f"| reformer {r['build']} | {nb.group(1) if nb else 'auto'} | {g.group(1) if g else 'all (4)'} | "
+              f"{fmt(r['tokens_per_s'])} | "
               f"{fmt(r['peak_rss_mb'])} |")
 
 print("\n### (d) quality: LSH-4 on GCIDE at length 2048 (quality.sh), validation bits per byte\n")
