@@ -46,8 +46,7 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
         sa->bucket_factors = c->bucket_factors;  // the histograms below count all nb = f1 * f2 * ... buckets
         sa->n_own = sa->R * sa->Ll;
         const size_t n = (size_t)sa->n_own, m = (size_t)sa->m, hist = lanes * sa->R * sa->nb;
-        // Rows of 2 dh + 2 (+ 1 strict) (forward), or the gradients of [m + n] rows.
-        const size_t xcap = MAX(lanes * n * (2 * dh + 2 + (size_t)sa->strict), lanes * (m + n) * 2 * dh);
+        const size_t W = 2 * dh + 2 + (size_t)sa->strict;  // a forward row: qk, v, slot, position (, run start)
         CARVE(counts, int, hist);
         CARVE(before, int, hist);
         CARVE(total, int, hist);
@@ -57,15 +56,24 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
         CARVE(recv_rows, size_t, sp);
         CARVE(xcounts, size_t, sp);
         CARVE(rcounts, size_t, sp);
-        CARVE(send, real, xcap);
-        CARVE(recv, real, xcap);
+        // Two blocks hold every phase (seq_lsh_forward/backward), 386 reals per
+        // item at dh 64 where separate send, recv and saved buffers took 518:
+        //   kept: sq, sv, so, slse, live from the unpack to the kernel's backward;
+        //         before the unpack and after that backward they are dead, so the
+        //         block is also the outgoing rows (forward: W wide; backward: 2 dh).
+        //   xb:   the incoming rows (W), then [so rows out | their returns, which
+        //         stay as each item's round output and lse until the backward],
+        //         then [dso, dslse | dsq, dsv], then the returned gradients.
+        const size_t kept0 = off;
         CARVE(sq, real, lanes * (m + n) * dh);
         CARVE(sv, real, lanes * (m + n) * dh);
-        CARVE(spos, int, lanes * (m + n));
-        if (sa->strict) CARVE(srun, int, lanes * (m + n));
         CARVE(so, real, lanes * n * dh);
         CARVE(slse, real, lanes * n);
-        CARVE(saved, real, lanes * n * (dh + 1));
+        off = kept0 + MAX(off - kept0, lanes * n * W * sizeof(real));
+        if (base) sa->xa = (real *)(base + kept0);
+        CARVE(xb, real, MAX(lanes * n * W, lanes * n * (dh + 1) + lanes * (m + n) * 2 * dh));
+        CARVE(spos, int, lanes * (m + n));
+        if (sa->strict) CARVE(srun, int, lanes * (m + n));
         CARVE(halo_send, real, lanes * m * (2 * dh + 1));
         CARVE(halo_recv, real, lanes * m * (2 * dh + 1));
         AttnShape hs = hash_shape(sa);
@@ -101,9 +109,16 @@ size_t attn_pass_layout(AttnPass *ap, char *base, const Config *c, const SeqSize
     const AttnKind kind = c->layer_kind[l];
     const size_t bytes = (size_t)B * (c->seq_len / c->sp) * heads * c->d_head * sizeof(real);
     size_t off = 0;
+    // The sort packs q and v into its rows at once: v's buffer is free again
+    // and takes dv (seq_lsh_backward writes it last).
+    const int sorted = kind == ATTN_LSH && c->sp > 1 && c->sp_sequence[kind];
     real **bufs[] = {&ap->q, &ap->k, &ap->v, &ap->o, &ap->dout, &ap->dk, &ap->dv};
     for (int i = 0; i < 7; i++) {
         if ((i == 1 || i == 5) && kind == ATTN_LSH) continue;  // LSH shares qk: no k
+        if (i == 6 && sorted) {
+            ap->dv = ap->v;
+            continue;
+        }
         if (base) *bufs[i] = (real *)(base + off);
         off += (bytes + 255) & ~(size_t)255;
     }
@@ -159,7 +174,7 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
                 int s = sa->route[item], owner = s / n;
                 size_t row = at[owner]++;
                 sa->route[item] = (int)row;
-                real *dst = sa->send + row * W;
+                real *dst = sa->xa + row * W;
                 const size_t src = ((size_t)b * Ll + i) * HD + (size_t)h * dh;
                 memcpy(dst, qk + src, (size_t)dh * sizeof(real));
                 memcpy(dst + dh, v + src, (size_t)dh * sizeof(real));
@@ -169,7 +184,7 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
             }
     }
     for (int j = 0; j < sp; j++) sa->xcounts[j] = sa->send_rows[j] * W;
-    seq->alltoallv(seq->ctx, sa->send, sa->xcounts, sa->recv, sa->rcounts);
+    seq->alltoallv(seq->ctx, sa->xa, sa->xcounts, sa->xb, sa->rcounts);
     size_t got = 0;
     for (int j = 0; j < sp; j++) {
         if (sa->rcounts[j] % W) FATAL("every rank must run the same build and config", "ragged LSH exchange");
@@ -182,7 +197,7 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
     // Into sorted order: lane rows m.. hold my slice.
     const size_t rows = (size_t)sa->m + n;
     for (size_t j = 0; j < got; j++) {
-        const real *src = sa->recv + j * W;
+        const real *src = sa->xb + j * W;
         int slot = get_int(src + 2 * dh), lane = slot / n, t = slot % n;
         size_t er = (size_t)lane * rows + sa->m + t;
         memcpy(sa->sq + er * dh, src, (size_t)dh * sizeof(real));
@@ -221,19 +236,29 @@ static void lsh_halo_forward(SeqAttention *sa, const SeqParallel *seq) {
         }
 }
 
-// The reverse exchange: row j of what I received goes back, width reals
-// each, to the rank it came from; the owner finds it at its send row.
-static void send_back(SeqAttention *sa, const SeqParallel *seq, int width) {
+// The reverse exchange: row j of what I received (in send) goes back, width
+// reals each, to the rank it came from; the owner finds it in recv at its
+// route row.
+static void send_back(SeqAttention *sa, const SeqParallel *seq, const real *send, real *recv, int width) {
     for (int j = 0; j < seq->sp; j++) sa->xcounts[j] = sa->recv_rows[j] * width;
-    seq->alltoallv(seq->ctx, sa->send, sa->xcounts, sa->recv, sa->rcounts);
+    seq->alltoallv(seq->ctx, send, sa->xcounts, recv, sa->rcounts);
+}
+
+// Where the forward leaves each of my items' round output and lse (dh + 1
+// reals), from the forward to the backward: the upper part of xb, at the
+// item's route row (what the reverse exchange delivered).
+static const real *round_row(const SeqAttention *sa, size_t item) {
+    const size_t got = (size_t)sa->B * sa->H * sa->n_own, w = (size_t)sa->dh + 1;
+    return sa->xb + (got + (size_t)sa->route[item]) * w;
 }
 
 // Round-combination weights of one position: w[r] = softmax_r(lse_r), the
 // arithmetic of attention_cpu.c's round_weights.
-static void round_weights(real *w, const real *saved, size_t lane_item0, int i, int Ll, int R, int dh) {
+static void round_weights(real *w, const SeqAttention *sa, size_t lane_item0, int i) {
+    const int R = sa->R, Ll = sa->Ll, dh = sa->dh;
     real mx = -INFINITY, sum = 0;
-    for (int r = 0; r < R; r++) mx = MAX(mx, saved[(lane_item0 + (size_t)r * Ll + i) * (dh + 1) + dh]);
-    for (int r = 0; r < R; r++) sum += (w[r] = R_EXP(saved[(lane_item0 + (size_t)r * Ll + i) * (dh + 1) + dh] - mx));
+    for (int r = 0; r < R; r++) mx = MAX(mx, round_row(sa, lane_item0 + (size_t)r * Ll + i)[dh]);
+    for (int r = 0; r < R; r++) sum += (w[r] = R_EXP(round_row(sa, lane_item0 + (size_t)r * Ll + i)[dh] - mx));
     for (int r = 0; r < R; r++) w[r] /= sum;
 }
 
@@ -248,28 +273,26 @@ void seq_lsh_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq
     lsh_halo_forward(sa, seq);
     be->lsh_sorted_forward(sa->so, sa->slse, sa->sq, sa->sv, sa->spos, sa->srun, lanes, sa->n_own, sa->m, dh,
                            sa->work);
-    // Outputs and logsumexps back to their positions' ranks.
+    // Outputs and logsumexps back to their positions' ranks: xb = [rows out |
+    // rows returned], the returned ones kept for the backward (round_row).
     const size_t got = (size_t)lanes * sa->n_own;
     for (size_t j = 0; j < got; j++) {
         int slot = sa->slot_of[j];
-        real *dst = sa->send + j * (dh + 1);
+        real *dst = sa->xb + j * (dh + 1);
         memcpy(dst, sa->so + (size_t)slot * dh, (size_t)dh * sizeof(real));
         dst[dh] = sa->slse[slot];
     }
-    send_back(sa, seq, dh + 1);
-    for (size_t item = 0; item < got; item++)
-        memcpy(sa->saved + item * (dh + 1), sa->recv + (size_t)sa->route[item] * (dh + 1),
-               (size_t)(dh + 1) * sizeof(real));
+    send_back(sa, seq, sa->xb, sa->xb + got * (dh + 1), dh + 1);
     real w[64];
     for (int lane = 0; lane < lanes; lane++) {
         const int b = lane / H, h = lane % H;
         const size_t item0 = (size_t)lane * R * Ll;
         for (int i = 0; i < Ll; i++) {
-            round_weights(w, sa->saved, item0, i, Ll, R, dh);
+            round_weights(w, sa, item0, i);
             real *o = out + ((size_t)b * Ll + i) * HD + (size_t)h * dh;
             for (int d = 0; d < dh; d++) o[d] = 0;
             for (int r = 0; r < R; r++) {
-                const real *orow = sa->saved + (item0 + (size_t)r * Ll + i) * (dh + 1);
+                const real *orow = round_row(sa, item0 + (size_t)r * Ll + i);
                 for (int d = 0; d < dh; d++) o[d] += w[r] * orow[d];
             }
         }
@@ -289,12 +312,12 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
         const int b = lane / H, h = lane % H;
         const size_t item0 = (size_t)lane * R * Ll;
         for (int i = 0; i < Ll; i++) {
-            round_weights(w, sa->saved, item0, i, Ll, R, dh);
+            round_weights(w, sa, item0, i);
             const size_t at = ((size_t)b * Ll + i) * HD + (size_t)h * dh;
             for (int r = 0; r < R; r++) {
                 size_t item = item0 + (size_t)r * Ll + i;
-                const real *orow = sa->saved + item * (dh + 1);
-                real *dst = sa->send + (size_t)sa->route[item] * (dh + 1), dot = 0;
+                const real *orow = round_row(sa, item);
+                real *dst = sa->xb + (size_t)sa->route[item] * (dh + 1), dot = 0;
                 for (int d = 0; d < dh; d++) {
                     dst[d] = w[r] * dout[at + d];
                     dot += dout[at + d] * (orow[d] - out[at + d]);
@@ -303,19 +326,21 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
             }
         }
     }
+    // The round outputs are read: their part of xb receives the gradients.
+    real *back = sa->xb + got * (dh + 1);
     for (int j = 0; j < seq->sp; j++) sa->xcounts[j] = sa->send_rows[j] * (dh + 1);
-    seq->alltoallv(seq->ctx, sa->send, sa->xcounts, sa->recv, sa->rcounts);
-    // Sorted-side gradients: dso, dslse into the send buffer (free now);
-    // dsq, dsv into the receive buffer once it is unpacked (its capacity
-    // covers [m + n] rows of 2 dh per lane: seq_attention_layout).
-    real *dso = sa->send, *dslse = sa->send + got * dh;
+    seq->alltoallv(seq->ctx, sa->xb, sa->xcounts, back, sa->rcounts);
+    // Sorted-side gradients: dso, dslse into xb's lower part (sent); dsq, dsv
+    // after them, over what was received once it is unpacked (xb's capacity
+    // covers both: seq_attention_layout).
+    real *dso = sa->xb, *dslse = sa->xb + got * dh;
     for (size_t j = 0; j < got; j++) {
         int slot = sa->slot_of[j];
-        const real *src = sa->recv + j * (dh + 1);
+        const real *src = back + j * (dh + 1);
         memcpy(dso + (size_t)slot * dh, src, (size_t)dh * sizeof(real));
         dslse[slot] = src[dh];
     }
-    real *dsq = sa->recv, *dsv = dsq + (size_t)lanes * rows * dh;
+    real *dsq = sa->xb + got * (dh + 1), *dsv = dsq + (size_t)lanes * rows * dh;
     be->lsh_sorted_backward(dsq, dsv, dso, dslse, sa->so, sa->slse, sa->sq, sa->sv, sa->spos, sa->srun, lanes, n, m,
                             dh, sa->work);
     // The previous chunk's gradients back to its rank, added to its last chunk.
@@ -334,15 +359,16 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
             const real *src = sa->halo_recv + ((size_t)lane * m + t) * W;
             for (int d = 0; d < dh; d++) dsq[er * dh + d] += src[d], dsv[er * dh + d] += src[dh + d];
         }
-    // (dqk, dv) of every sorted row back to its position's rank.
+    // (dqk, dv) of every sorted row back to its position's rank, sent from
+    // the block of sq..slse (read for the last time by the kernel above).
     for (size_t j = 0; j < got; j++) {
         int slot = sa->slot_of[j], lane = slot / n, t = slot % n;
         size_t er = (size_t)lane * rows + m + t;
-        real *dst = sa->send + j * W;
+        real *dst = sa->xa + j * W;
         memcpy(dst, dsq + er * dh, (size_t)dh * sizeof(real));
         memcpy(dst + dh, dsv + er * dh, (size_t)dh * sizeof(real));
     }
-    send_back(sa, seq, W);
+    send_back(sa, seq, sa->xa, sa->xb, W);
     memset(dqk, 0, (size_t)B * Ll * HD * sizeof(real));
     memset(dv, 0, (size_t)B * Ll * HD * sizeof(real));
     for (int lane = 0; lane < lanes; lane++) {
@@ -350,7 +376,7 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
         for (int r = 0; r < R; r++)
             for (int i = 0; i < Ll; i++) {
                 size_t item = ((size_t)lane * R + r) * Ll + i;
-                const real *src = sa->recv + (size_t)sa->route[item] * W;
+                const real *src = sa->xb + (size_t)sa->route[item] * W;
                 real *gq = dqk + ((size_t)b * Ll + i) * HD + (size_t)h * dh, *gv = dv + (gq - dqk);
                 for (int d = 0; d < dh; d++) gq[d] += src[d], gv[d] += src[dh + d];
             }

@@ -66,12 +66,13 @@ typedef struct SeqAttention {
     int *route;               // [lanes, R, Ll]: send row of each of my items
     int *slot_of;             // [lanes * n_own]: lane * n_own + slice index of each received row
     size_t *send_rows, *recv_rows, *xcounts, *rcounts;  // [sp]
-    real *send, *recv;        // exchange buffers (rows of up to 2 dh + 2 reals)
     real *sq, *sv;            // [lanes, m + n_own, dh]: previous chunk, then my slice (sorted order)
+    real *so, *slse;          // [lanes, n_own, dh], [lanes, n_own]
+    real *xa;                 // sq..slse's block, which holds the outgoing rows while they are dead
+    real *xb;                 // incoming rows; from the forward to the backward, [sent | received]: each
+                              // of my items' round output and lse (dh + 1 reals) at its route row
     int *spos;                // [lanes, m + n_own]: their positions
     int *srun;                // strict, [lanes, m + n_own]: that start as a lane row (Backend.lsh_sorted_forward)
-    real *so, *slse;          // [lanes, n_own, dh], [lanes, n_own]
-    real *saved;              // [lanes, R, Ll, dh + 1]: each of my items' round output and lse
     real *halo_send, *halo_recv;  // [lanes, m, 2 dh + 1]
     // --- local: my first chunk again, with the rank before's last chunk in front ---
     int ml;                   // local chunk
@@ -98,10 +99,10 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
 // The pass workspace of the model (core/model.h): one attention pass of
 // `heads` heads of layer l, laid out at base (NULL: only measure): its q, k,
 // v, o buffers and their gradients, [T, heads * d_head] with T = B L / sp
-// (k and dk for local layers only; with Ulysses the same elements hold
-// [B * L, heads / sp * d_head]), then, for a sequence-sharded layer, its
-// exchange buffers (seq_attention_layout; *work: their backend scratch, else
-// 0). Returns the bytes.
+// (k and dk for local layers only; on the sort's path dv is v's buffer; with
+// Ulysses the same elements hold [B * L, heads / sp * d_head]), then, for a
+// sequence-sharded layer, its exchange buffers (seq_attention_layout; *work:
+// their backend scratch, else 0). Returns the bytes.
 typedef struct {
     real *q, *k, *v, *o, *dout, *dk, *dv;
     SeqAttention seq;
@@ -114,7 +115,9 @@ size_t attn_pass_layout(AttnPass *ap, char *base, const Config *c, const SeqSize
 // 0 reuses them: the reversible recompute). Keeps what the backward needs.
 void seq_lsh_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, const real *qk,
                      const real *v, uint16_t *buckets, int hash, uint64_t seed, uint32_t step, uint32_t layer);
-// Its backward, right after a forward of the same inputs: dqk, dv written (=).
+// Its backward, right after a forward of the same inputs: dqk, dv written (=),
+// after the last read of out; dqk may alias out, dv the forward's v (read
+// only by the forward, which packs it into the sort's rows).
 void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *dqk, real *dv,
                       const real *dout, const real *out);
 // The sort and the move alone (tested against one process's stable sort):

@@ -187,10 +187,12 @@ Test(memplan, sequence_parallel_plan_equals_allocated_bytes_on_every_path) {
 // sp = 1's, for the measured model (experiments/scaling/past_heads.md), on
 // every path, with passes of all heads; and with passes of 1 and 2 heads on
 // the paths that keep them: the halo everywhere, Ulysses where sp divides
-// the pass's heads. (Ulysses with fewer heads per pass than sp attends at
-// least one whole head per rank, lcm(head_group, sp) heads per pass; the
-// sort holds R sorted copies of a pass's rows, which fit in what a pass of
-// all 4 heads holds at sp = 1 but not in a pass of 1 or 2: model.h, memplan.h.)
+// the pass's heads; the sort under local layers' passes of 2 heads. (Ulysses
+// with fewer heads per pass than sp attends at least one whole head per rank,
+// lcm(head_group, sp) heads per pass; the sort holds R sorted copies of a
+// 1-head pass's rows, 386 reals per copy and position at d_head 64, which fit
+// in what a pass of 2 heads of a local layer or of all 4 heads holds at
+// sp = 1, but not in a pass of 1 head or of 2 LSH heads: model.h, memplan.h.)
 Test(memplan, bytes_per_position_at_sp_k_within_10_percent_of_one_process) {
     static const struct {
         const char *pattern, *path;
@@ -200,6 +202,7 @@ Test(memplan, bytes_per_position_at_sp_k_within_10_percent_of_one_process) {
         {"lsh", "auto", 0, 8},       {"lsh", "sequence", 0, 8},       {"lsh", "heads", 0, 4},
         {"local", "auto", 0, 8},     {"local", "sequence", 0, 8},     {"local", "heads", 0, 4},
         {"local", "sequence", 1, 8}, {"local", "sequence", 2, 8},     {"local,lsh", "heads", 2, 2},
+        {"local,lsh", "sequence", 2, 8},
         {"lsh", "heads", 2, 2},      {"local", "heads", 2, 2},
     };
     // One OpenMP thread per rank, as the measurements run: the attention
