@@ -8,7 +8,7 @@
 #   experiments/lsh_hash/run.sh OLD_BIN NEW_BIN PHASE...
 #
 # flat:L      2 all-LSH layers at seq_len L, old then new (--warmup 1 below
-#             256K, 0 from 256K on; one timed step).
+#             256K, 0 from 256K on; one timed step, FLAT_STEPS below 256K).
 # flatnew:L   the same, the new build only (1M: the old build's step is
 #             ~20 minutes of hashing on 2 shared cores; see results.md).
 # long1m      4 layers local,lsh, attn_head_group=2, 1,048,576 tokens, new build
@@ -40,10 +40,10 @@ run() {  # run BUILD PHASE ARGS...
         >>"$here/results.jsonl"
     tail -1 "$here/results.jsonl" >&2
 }
-flat_args() {  # flat_args L
-    local w=1
-    (($1 >= 262144)) && w=0
-    echo --warmup $w --steps 1 --set n_layers=2 --set attn_layers=lsh --set seq_len=$1
+flat_args() {  # flat_args L (FLAT_STEPS: timed steps below 256K, default 1)
+    local w=1 n=${FLAT_STEPS:-1}
+    (($1 >= 262144)) && w=0 n=1
+    echo --warmup $w --steps $n --set n_layers=2 --set attn_layers=lsh --set seq_len=$1
 }
 for phase in "$@"; do
     case "$phase" in

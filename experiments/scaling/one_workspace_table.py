@@ -111,14 +111,21 @@ def bytes_table(new):
     return out
 
 
-def speed_table(new):
-    before = [r["step_ms"] / 1000 for r in new if r["experiment"] == "ab_before"]
-    after = [r["step_ms"] / 1000 for r in new if r["experiment"] == "ab_after"]
+def speed_table(new, quiet=()):
+    def ab(rows):
+        return ([r["step_ms"] / 1000 for r in rows if r["experiment"] == "ab_before"],
+                [r["step_ms"] / 1000 for r in rows if r["experiment"] == "ab_after"])
+    before, after = ab(quiet)
+    where = ("the quiet machine (one_workspace_quiet.jsonl: nothing else ran but this session's other "
+             "measurements, each under the lock in turn)")
+    if not before:
+        before, after = ab(new)
+        where = "the loaded machine (one_workspace.jsonl)"
     out = ["## Step time at sp 2 (before and after, alternating)",
            "",
            "seq_len 8192, the 4-layer model, sp 2 (2 ranks on the 2 cores, 1 thread each), sp_attention=auto, "
            "1 warm-up step then 1 timed step; `ab:BASE:PAIRS` ran the build at main d649d1e and this one "
-           "alternately, each run under the heavy lock.", ""]
+           f"alternately, each run under the heavy lock; on {where}.", ""]
     if not before or not after:
         return out + ["Not measured: the runs waited for the shared heavy lock (held by other engineers' training "
                       "runs from 11:25 to past 12:00 UTC) and did not get it before this session's deadline."]
@@ -131,6 +138,13 @@ def speed_table(new):
 
 def two_m_table(new):
     rows = [r for r in new if r["experiment"] == "memory_step_2m"]
+    model = ("d_model 256, d_ff 1024, 4 heads of 64, 4 layers local,lsh, 2 hashes, chunks 64, batch 1, axial "
+             "2048 x 1024 with dims 128 + 128, attn_head_group 2: the model of the single-process row; "
+             "sp_attention=sequence (local: halo; LSH: the sort; Ulysses would attend lcm(2, 4) = 4 heads per "
+             "pass); `past_heads.sh two_m`, one real training step under mpirun, each rank's peak RSS by "
+             "/usr/bin/time. Before 2c92457 (separate send, receive and saved buffers for the sort, and a dv "
+             "buffer of its own) the same step planned 4,930 MiB per rank (`reformer plan --set sp=4 ...`), about "
+             "1.26 x the single-process step for the 4 ranks; 2c92457 plans 4,274. ")
     out = ["## A 2,097,152-token step over 4 ranks", ""]
     if not rows:
         return out + ["Not measured: not attempted in this session (a 2M-token step on 4 ranks sharing 2 cores "
@@ -138,7 +152,7 @@ def two_m_table(new):
                       "plan --set sp=4 --set seq_len=2097152` with the model above."]
     r = rows[-1]
     total = sum(r["rank_rss_mib"])
-    return out + [f"sp 4, seq_len {r['seq_len']}: ranks' peak RSS {', '.join(map(str, r['rank_rss_mib']))} MiB, "
+    return out + [model + f"sp 4, seq_len {r['seq_len']}: ranks' peak RSS {', '.join(map(str, r['rank_rss_mib']))} MiB, "
                   f"sum {total:.0f} MiB against {SINGLE_2M_MIB} MiB for the single-process step "
                   f"(experiments/memory/long.md): {total / SINGLE_2M_MIB:.3f} x (target <= 1.15); step "
                   f"{r['step_ms'] / 1000:.0f} s."]
@@ -146,7 +160,14 @@ def two_m_table(new):
 
 def main():
     at = sys.argv.index("--before")
-    new = [r for path in sys.argv[1:at] for r in load(path)]
+    quiet = []
+    if "--quiet" in sys.argv:
+        q = sys.argv.index("--quiet")
+        quiet = load(sys.argv[q + 1])
+        del sys.argv[q:q + 2]
+        at = sys.argv.index("--before")
+    new = [r for path in sys.argv[1:at] for r in load(path)] + [
+        r for r in quiet if not r["experiment"].startswith("ab_")]
     old = load(sys.argv[at + 1])
     lines = ["# One attention workspace for every sp (issue 20)", "",
              "Commands (BASE: a worktree of main at d649d1e, `git worktree add --detach BASE d649d1e`): "
@@ -163,9 +184,25 @@ def main():
              "The `memory_overhead` rows and the sp 1 step ran on the commit before the one that keeps a Ulysses "
              "pass's output in both layouts (a change to the sp > 1 Ulysses exchange only: sp 1 and every plan "
              "are the same); every other row on the branch's last build.",
+             "",
+             "Second session (2026-12-06, 13:50 to 15:15 UTC, main at 2c92457: the sort in two reused blocks, dv "
+             "in v's buffer on the sort's path; binaries copied to /tmp/bin20): `PAST_HEADS_OUT="
+             "experiments/scaling/one_workspace_quiet.jsonl DIST_BENCH=/tmp/bin20/dist_bench "
+             "REFORMER=/tmp/bin20/reformer experiments/scaling/past_heads.sh ab:BASE:4` and `... two_m`, then "
+             "`PAST_HEADS_OUT=experiments/scaling/one_workspace.jsonl ... past_heads.sh step:4:1024:334336`, "
+             "and the table with `--quiet experiments/scaling/one_workspace_quiet.jsonl`. The machine was quiet: "
+             "no other engineer's work; the only other jobs were this session's issue 19 benchmarks "
+             "(experiments/lsh_hash, each run under the same heavy lock, so never at the same time as these) "
+             "and, during the first A/B pairs, this session's builds and test runs. Bytes exchanged: the "
+             "second session changed where the sort's rows live, not what it sends (the same exchanges, rows "
+             "and widths); `past_heads.sh counts4` rerun on 2c92457 (one_workspace_counts_2c92457.jsonl) gives "
+             "the same bytes at sp 2 and for Ulysses at sp 4, and 1.0014x and 1.0034x the counts below for the "
+             "sort at sp 4 and 8 (77,664,640; 38,141,952; 58,872,017; 28,901,376; 35,180,240 bytes per rank "
+             "per step).",
              ""]
     for part in (length_table, bytes_table, speed_table, two_m_table):
-        lines += part(new, old) if part is length_table else part(new)
+        lines += (part(new, old) if part is length_table else part(new, quiet) if part is speed_table
+                  else part(new))
         lines.append("")
     print("\n".join(lines))
 

@@ -28,6 +28,8 @@
 #            /usr/bin/time: this build's peak RSS beyond its plan, which the
 #            step: phases' prediction adds to the plan (light: seconds, and
 #            under 200 MiB per rank).
+# two_m:     one training step of 2,097,152 tokens over 4 ranks (issue 20),
+#            each rank's peak RSS: memory_step_2m.
 # bandwidth: bench_collectives all-to-all on 2 and 4 ranks (host, MPI).
 # counts4[:BASE]: counts for the 4-layer local,lsh model only (sp 2, 4:
 #            sequence and auto; sp 8: auto, the sort), without the lock
@@ -99,7 +101,7 @@ step_run() {  # SP BUDGET_MIB SEQ_LEN [TAG [PLAN_PREDICTED_SEQ_LEN]]
     # shellcheck disable=SC2086
     mkdir "$log.d"
     "${lock[@]}" $MPI -np "$sp" -x RANK_RSS_DIR="$log.d" "$here/rank_rss.sh" "${DIST_BENCH:-build/dist_bench}" --sp "$sp" --steps 1 \
-        --warmup 0 seq_len="$len" $model n_layers=4 > "$log.out" 2> "$log"
+        --warmup 0 seq_len="$len" $model n_layers=4 ${STEP_EXTRA:-} > "$log.out" 2> "$log"
     cat "$log.d"/rank_* >> "$log"
     python3 - "$log" "$log.out" "$budget" "$sp" "$t" "$pred" >> "$out" <<'PY'
 import json, sys
@@ -193,6 +195,14 @@ for phase in $phases; do
         ;;
     overhead)
         for sp in 1 2 4 8; do step_run "$sp" 0 $((1024 * sp)) memory_overhead > /dev/null; done
+        ;;
+    two_m)
+        # 2,097,152 tokens over 4 ranks, the model of experiments/memory/long.md's
+        # single-process 2M step (attn_head_group 2, axial 2048 x 1024), LSH by
+        # the sort (sp_attention=sequence: Ulysses would attend whole heads,
+        # lcm(2, 4) = 4 per pass); budget 4,608 MiB per rank (1.15 x 15,747 / 4 is 4,527)
+        STEP_EXTRA="attn_head_group=2 sp_attention=sequence axial_dims=128,128 axial_shape=2048,1024" \
+            step_run 4 4608 2097152 memory_step_2m > /dev/null
         ;;
     step:*)
         IFS=: read -r _ sp budget len <<< "$phase"
