@@ -101,9 +101,11 @@ static int read_table(H5Ctx *x, hid_t file, const TableSpec *s, long through, Ke
             if (rank != 1) h5_error(x, "%s is not one-dimensional", obj);
             else if (H5Tget_class(type) != (s->is_int[c] ? H5T_INTEGER : H5T_FLOAT))
                 h5_error(x, "%s is not %s", obj, s->is_int[c] ? "an integer column" : "a floating-point column");
-            else if (n >= 0 && (long)dims[0] != n)
-                h5_error(x, "%s has %llu rows, %s/step has %ld", obj, (unsigned long long)dims[0], s->group, n);
-            else if (c == 0)
+            // Columns grow one after another: a run killed mid-append (SIGKILL,
+            // the OOM killer) leaves some a row longer. The rows all columns
+            // hold are whole; a resume drops the rest with every row past its
+            // checkpoint.
+            else if (c == 0 || (long)dims[0] < n)
                 n = (long)dims[0];
         }
         h5_close(type);

@@ -20,6 +20,7 @@
 #include "checkpoint.h"
 #include "config_file.h"
 #include "dist.h"
+#include "run_dir.h"
 #include "util.h"
 
 // An error line goes out in one write(2): stderr is unbuffered, and under
@@ -300,6 +301,7 @@ void parse_args(Args *a, int argc, char **argv, Command cmd) {
     Config ckpt;
     if (a->resume || a->ckpt) {
         if (a->resume) {
+            if (run_dir_probe(a->resume, err, sizeof err)) usage_error("%s", err);
             // The newest checkpoint that is whole, skipping damaged ones.
             CkptState st;
             if (ckpt_find_resumable(a->resume, a->ckpt_path, sizeof a->ckpt_path, &a->ckpt_step, &ckpt, &st,

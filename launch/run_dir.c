@@ -12,6 +12,35 @@
 #include "checkpoint.h"
 #include "metrics.h"
 
+// The refusal naming the lock's holder (fd: the lock file, held by another).
+static void in_use(int fd, const char *dir, const char *path, char *err, size_t errlen) {
+    // The holder writes its line just after taking the lock: give it up to
+    // 1 s before calling it unknown.
+    char holder[256] = "";
+    ssize_t n = 0;
+    for (int tries = 0; tries < 100 && (n = pread(fd, holder, sizeof holder - 1, 0)) <= 0; tries++) usleep(10000);
+    holder[n > 0 ? n : 0] = '\0';
+    holder[strcspn(holder, "\n")] = '\0';
+    snprintf(err, errlen,
+             "out_dir: '%s' is in use by another reformer train (%s, per %s); wait for it to end, or choose "
+             "another out_dir",
+             dir, holder[0] ? holder : "holder unknown", path);
+}
+
+int run_dir_probe(const char *dir, char *err, size_t errlen) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/" RUN_LOCK_FILE, dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;  // no lock file: no run has held the directory
+    // F_GETLK asks without taking: a write lock would need O_RDWR, and
+    // closing this descriptor must not drop a lock this process holds.
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    int held = fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid != getpid();
+    if (held) in_use(fd, dir, path, err, errlen);
+    close(fd);
+    return held ? -1 : 0;
+}
+
 int run_dir_lock(const char *dir, char *err, size_t errlen) {
     char path[2048];
     snprintf(path, sizeof path, "%s/" RUN_LOCK_FILE, dir);
@@ -24,18 +53,7 @@ int run_dir_lock(const char *dir, char *err, size_t errlen) {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
     if (fcntl(fd, F_SETLK, &fl) != 0) {
         if (errno == EACCES || errno == EAGAIN) {
-            // The holder writes its line just after taking the lock: give it
-            // up to 1 s before calling it unknown.
-            char holder[256] = "";
-            ssize_t n = 0;
-            for (int tries = 0; tries < 100 && (n = pread(fd, holder, sizeof holder - 1, 0)) <= 0; tries++)
-                usleep(10000);
-            holder[n > 0 ? n : 0] = '\0';
-            holder[strcspn(holder, "\n")] = '\0';
-            snprintf(err, errlen,
-                     "out_dir: '%s' is in use by another reformer train (%s, per %s); wait for it to end, or "
-                     "choose another out_dir",
-                     dir, holder[0] ? holder : "holder unknown", path);
+            in_use(fd, dir, path, err, errlen);
             close(fd);
             return -1;
         }

@@ -16,6 +16,10 @@
 // (locked; or the file system has no locks, after a warning on stderr), or
 // -1 with a one-line message naming the holder.
 int run_dir_lock(const char *dir, char *err, size_t errlen);
+// Whether another live process holds dir's lock, without taking it: -1 with
+// run_dir_lock's one-line refusal, else 0. --resume asks first, so that it
+// never reads checkpoints that the holder may be pruning.
+int run_dir_probe(const char *dir, char *err, size_t errlen);
 
 // Run identity: every run gets one at its start, a random 32-hex-digit id,
 // stored in each of its checkpoints and in its metrics.h5 (root attribute

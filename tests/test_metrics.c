@@ -190,6 +190,30 @@ Test(metrics, resume_after_the_writer_was_killed) {
     H5Fclose(h);
 }
 
+// A writer killed between growing one column and the next leaves that
+// column a row longer than the others (seen when `reformer train` is
+// SIGKILLed; tests/test_runs.c). Resume keeps the rows every column holds.
+Test(metrics, resume_after_a_torn_append_keeps_the_whole_rows) {
+    MetricsFile *f = open_ok(0);
+    append_ok(f, 1, 8);
+    close_ok(f);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t h = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(h >= 0);
+    hid_t ds = H5Dopen2(h, METRICS_COLUMNS[1], H5P_DEFAULT);
+    hsize_t nine = 9;
+    cr_assert(ds >= 0 && H5Dset_extent(ds, &nine) >= 0, "cannot grow %s", METRICS_COLUMNS[1]);
+    H5Dclose(ds);
+    H5Fclose(h);
+    double v[16];
+    cr_assert_eq(h5_read_column(path, METRICS_COLUMNS[1], v, 16), 9);
+    f = open_ok(8);
+    cr_assert_eq(metrics_rows(f), 8);
+    append_ok(f, 9, 10);
+    close_ok(f);
+    expect_rows(1, 10);
+}
+
 Test(metrics, unreadable_file_on_resume_is_an_error_and_left_alone) {
     spit(path, (const unsigned char *)"garbage", 7);
     char err[2048];
