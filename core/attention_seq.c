@@ -244,12 +244,17 @@ static void send_back(SeqAttention *sa, const SeqParallel *seq, const real *send
     seq->alltoallv(seq->ctx, send, sa->xcounts, recv, sa->rcounts);
 }
 
+// xb's upper part: past one (dh + 1)-wide row per item of my slice, the
+// rows the forward sends back (seq_attention_layout).
+static real *xb_upper(const SeqAttention *sa) {
+    return sa->xb + (size_t)sa->B * sa->H * sa->n_own * ((size_t)sa->dh + 1);
+}
+
 // Where the forward leaves each of my items' round output and lse (dh + 1
-// reals), from the forward to the backward: the upper part of xb, at the
-// item's route row (what the reverse exchange delivered).
+// reals), from the forward to the backward: xb's upper part, at the item's
+// route row (what the reverse exchange delivered).
 static const real *round_row(const SeqAttention *sa, size_t item) {
-    const size_t got = (size_t)sa->B * sa->H * sa->n_own, w = (size_t)sa->dh + 1;
-    return sa->xb + (got + (size_t)sa->route[item]) * w;
+    return xb_upper(sa) + (size_t)sa->route[item] * ((size_t)sa->dh + 1);
 }
 
 // Round-combination weights of one position: w[r] = softmax_r(lse_r), the
@@ -282,7 +287,7 @@ void seq_lsh_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq
         memcpy(dst, sa->so + (size_t)slot * dh, (size_t)dh * sizeof(real));
         dst[dh] = sa->slse[slot];
     }
-    send_back(sa, seq, sa->xb, sa->xb + got * (dh + 1), dh + 1);
+    send_back(sa, seq, sa->xb, xb_upper(sa), dh + 1);
     real w[64];
     for (int lane = 0; lane < lanes; lane++) {
         const int b = lane / H, h = lane % H;
@@ -327,7 +332,7 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
         }
     }
     // The round outputs are read: their part of xb receives the gradients.
-    real *back = sa->xb + got * (dh + 1);
+    real *back = xb_upper(sa);
     for (int j = 0; j < seq->sp; j++) sa->xcounts[j] = sa->send_rows[j] * (dh + 1);
     seq->alltoallv(seq->ctx, sa->xb, sa->xcounts, back, sa->rcounts);
     // Sorted-side gradients: dso, dslse into xb's lower part (sent); dsq, dsv
@@ -340,7 +345,7 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
         memcpy(dso + (size_t)slot * dh, src, (size_t)dh * sizeof(real));
         dslse[slot] = src[dh];
     }
-    real *dsq = sa->xb + got * (dh + 1), *dsv = dsq + (size_t)lanes * rows * dh;
+    real *dsq = back, *dsv = dsq + (size_t)lanes * rows * dh;
     be->lsh_sorted_backward(dsq, dsv, dso, dslse, sa->so, sa->slse, sa->sq, sa->sv, sa->spos, sa->srun, lanes, n, m,
                             dh, sa->work);
     // The previous chunk's gradients back to its rank, added to its last chunk.
