@@ -190,8 +190,16 @@ field() { scontrol show job "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1;
 # wait_for JOB STATE SECONDS
 wait_for() {
     local t
+    local state reason
     for ((t = 0; t < $3 * 2; t++)); do
-        [[ $(field "$1" JobState) == "$2" ]] && return 0
+        state=$(field "$1" JobState)
+        [[ $state == "$2" ]] && return 0
+        # A state it cannot leave: say so now, not after the whole wait.
+        reason=$(field "$1" Reason)
+        case "$state:$reason" in
+        FAILED:* | CANCELLED:* | TIMEOUT:* | NODE_FAIL:* | BOOT_FAIL:* | OUT_OF_MEMORY:* | *:launch_failed* | *:JobHeld*)
+            fail "job $1 ($(field "$1" JobName)) is $state ($reason), waiting for $2" ;;
+        esac
         sleep 0.5
     done
     fail "job $1 ($(field "$1" JobName)) is $(field "$1" JobState), not $2, after $3 s"
@@ -216,6 +224,12 @@ requeued() {
         pgrep -f "^slurmstepd: \[$1\." >/dev/null || break
         sleep 0.5
     done
+    # slurmd refuses to launch a job whose credential is not newer than the
+    # one it revoked when it ended the first run ("Job N already killed, do
+    # not launch batch job"), compared in whole seconds: a release in the
+    # second the old steps ended left the job unlaunched. Two seconds later
+    # the new credential is always newer (SLURM's own hold is ~2 minutes).
+    sleep 2
     scontrol update jobid="$1" StartTime=now
 }
 # finished NAME JOB: COMPLETED with exit code 0:0, resumed in runs/NAME.
