@@ -7,8 +7,12 @@
 // it on positions in order. A chunk's logits live in one [m, 2m] tile, so
 // memory is bounded by the chunk, never L x L (unless m = L: full attention).
 //
-// Work is split over (batch, head) pairs; each thread has its own scratch, and
-// each pair writes disjoint outputs, so results do not depend on threads.
+// Work is split over (batch, head) pairs, "lanes". With at least as many
+// lanes as threads, each thread runs whole lanes; with fewer (batch 1 and a
+// one-head attention pass: the low-memory setting), the threads run each lane
+// together, splitting its groups of chunks (run_lanes, below). Either way a
+// position's sums are added in one fixed order, so results do not depend on
+// the number of threads.
 #include <cblas.h>
 #include <stdint.h>
 #include <string.h>
@@ -127,13 +131,107 @@ size_t cpu_attention_workspace_bytes(const AttnShape *s, int lsh) {
     return (size_t)max_threads() * per;
 }
 
-static Scratch thread_scratch(void *work, const AttnShape *s) {
+static Scratch scratch_at(void *work, const AttnShape *s, int slot) {
     Scratch sc = {0};
     size_t per = scratch_carve(NULL, NULL, s);
-    scratch_carve(&sc, (char *)work + (size_t)thread_id() * per, s);
+    scratch_carve(&sc, (char *)work + (size_t)slot * per, s);
     sc.window = s->strict ? lsh_strict_window(s->chunk_len) : 0;
     return sc;
 }
+static Scratch thread_scratch(void *work, const AttnShape *s) { return scratch_at(work, s, thread_id()); }
+
+// --- lanes and teams --------------------------------------------------------
+//
+// A team is the threads that run one lane: one thread (when there are at
+// least as many lanes as threads), or all of them (when there are fewer).
+// A team splits a lane's groups of chunks in phases: the groups of one phase
+// write disjoint positions, a barrier ends each phase, and the phases come in
+// the same order for every team size, so a lane gives the same bits whether
+// one thread or several run it.
+typedef struct {
+    int id, size;
+} Team;
+
+static void team_barrier(Team t) {
+    if (t.size > 1) {
+#pragma omp barrier
+    }
+}
+
+// [lo, hi): the team member's share of n items, in one contiguous block.
+static void team_share(Team t, int n, int *lo, int *hi) {
+    *lo = (int)((long long)n * t.id / t.size);
+    *hi = (int)((long long)n * (t.id + 1) / t.size);
+}
+
+// A team member's scratch: its own group buffers, and the lane's sort and
+// per-position arrays, which live in the scratch of the team's first thread.
+static Scratch team_scratch(void *work, const AttnShape *s, Team t) {
+    Scratch sc = thread_scratch(work, s), lane = scratch_at(work, s, thread_id() - t.id);
+    sc.perm = lane.perm, sc.pos = lane.pos, sc.inv = lane.inv, sc.counts = lane.counts;
+    sc.seg_lo = lane.seg_lo, sc.pos_acc = lane.pos_acc, sc.pos_sum = lane.pos_sum;
+    return sc;
+}
+
+typedef void (*LaneFn)(const void *args, int b, int h, Team team);
+
+// fn on every (b, h) lane: lanes over threads, or each lane by all of them.
+static void run_lanes(int B, int H, LaneFn fn, const void *args) {
+    const int lanes = B * H, threads = max_threads();
+    if (lanes >= threads || threads == 1) {
+#pragma omp parallel for schedule(dynamic)
+        for (int l = 0; l < lanes; l++) fn(args, l / H, l % H, (Team){0, 1});
+        return;
+    }
+    for (int l = 0; l < lanes; l++) {
+#pragma omp parallel
+        {
+#ifdef _OPENMP
+            Team t = {omp_get_thread_num(), omp_get_num_threads()};
+#else
+            Team t = {0, 1};
+#endif
+            fn(args, l / H, l % H, t);
+        }
+    }
+}
+
+// The groups of a lane: its chunks cut into segments of per_seg chunks (LSH:
+// one hash round, so that a segment holds each position once; local: the
+// whole sequence), each segment into groups of GROUP_CHUNKS.
+typedef struct {
+    int n_seg, per_seg, groups;  // segments, chunks per segment, groups per segment
+    int workers;                 // team members that take groups (1 when segments are not whole rounds)
+} LanePlan;
+
+static LanePlan lane_plan(int nc, int n_seg, int per_seg, Team t) {
+    LanePlan p = {n_seg, per_seg, (per_seg + GROUP_CHUNKS - 1) / GROUP_CHUNKS, t.size};
+    if (n_seg * per_seg != nc) p = (LanePlan){1, nc, (nc + GROUP_CHUNKS - 1) / GROUP_CHUNKS, 1};
+    return p;
+}
+static int group_c0(const LanePlan *p, int seg, int j) { return seg * p->per_seg + j * GROUP_CHUNKS; }
+static int group_c1(const LanePlan *p, int seg, int j) {
+    return MIN(group_c0(p, seg, j) + GROUP_CHUNKS, (seg + 1) * p->per_seg);
+}
+
+// The team member's groups of a segment in one phase: every group (PHASE_ALL:
+// groups that write only their own rows' positions), the odd ones, the even
+// ones from 2, or group 0 alone. A backward group also adds
+// into its previous chunk's positions (the previous group's last chunk, or
+// for group 0 the previous segment's last chunk, whose positions may be
+// anywhere in this segment), hence odd, even, then group 0.
+enum { PHASE_ALL, PHASE_ODD, PHASE_EVEN, PHASE_FIRST };
+static const int backward_phases[3] = {PHASE_ODD, PHASE_EVEN, PHASE_FIRST};
+
+static int phase_first(const LanePlan *p, Team t, int phase, int *step) {
+    if (t.id >= p->workers) return *step = 1, p->groups;  // none
+    if (phase == PHASE_ALL) return *step = p->workers, t.id;
+    if (phase == PHASE_FIRST) return *step = p->groups, t.id == 0 ? 0 : p->groups;
+    *step = 2 * p->workers;
+    return (phase == PHASE_ODD ? 1 : 2) + 2 * t.id;
+}
+#define FOR_PHASE_GROUPS(j, p, t, phase)                                                       \
+    for (int j##_step, j = phase_first(p, t, phase, &j##_step); j < (p)->groups; j += j##_step)
 
 // --- the chunked kernel -----------------------------------------------------
 //
@@ -283,10 +381,11 @@ static void chunk_backward(Scratch *sc, const real *lse, const real *dout, const
     }
 }
 
-// dot[i] = dout[i] . out[i] over head h's columns, every position of sequence b.
-static void head_dots(real *dot, const real *dout, const real *out, int b, int h, const AttnShape *s) {
+// dot[i] = dout[i] . out[i] over head h's columns, positions [i0, i1) of sequence b.
+static void head_dots(real *dot, const real *dout, const real *out, int b, int h, int i0, int i1,
+                      const AttnShape *s) {
     const int L = s->seq_len, dh = s->d_head, HD = s->n_heads * dh;
-    for (int i = 0; i < L; i++) {
+    for (int i = i0; i < i1; i++) {
         size_t at = ((size_t)b * L + i) * HD + (size_t)h * dh;
         real acc = 0;
         for (int d = 0; d < dh; d++) acc += dout[at + d] * out[at + d];
@@ -311,9 +410,28 @@ static void scatter_add_rows(real *dst, const real *src, const Scratch *sc, int 
     }
 }
 
-static void zero_head(real *x, int b, int h, const AttnShape *s) {
+static void zero_head(real *x, int b, int h, int i0, int i1, const AttnShape *s) {
     const int L = s->seq_len, dh = s->d_head, HD = s->n_heads * dh;
-    for (int i = 0; i < L; i++) memset(x + ((size_t)b * L + i) * HD + (size_t)h * dh, 0, (size_t)dh * sizeof(real));
+    for (int i = i0; i < i1; i++) memset(x + ((size_t)b * L + i) * HD + (size_t)h * dh, 0, (size_t)dh * sizeof(real));
+}
+
+// The start of a lane's backward: dot[i] = dout . out per position into
+// pos_acc (out is read here, before a gradient that may alias it is
+// written), then the lane's n gradients zeroed; each team member its share.
+static void lane_backward_start(Scratch *sc, const real *dout, const real *out, real *const *grads, int n, int b,
+                                int h, Team team, const AttnShape *s) {
+    int i0, i1;
+    team_share(team, s->seq_len, &i0, &i1);
+    head_dots(sc->pos_acc, dout, out, b, h, i0, i1, s);
+    team_barrier(team);
+    for (int k = 0; k < n; k++) zero_head(grads[k], b, h, i0, i1, s);
+    team_barrier(team);
+}
+
+static void zero_group_grads(Scratch *sc, int n_rows, int dh) {
+    memset(sc->gdq, 0, (size_t)n_rows * dh * sizeof(real));
+    memset(sc->gdk, 0, (size_t)n_rows * dh * sizeof(real));
+    memset(sc->gdv, 0, (size_t)n_rows * dh * sizeof(real));
 }
 
 // --- LSH --------------------------------------------------------------------
@@ -324,6 +442,7 @@ void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_
     const int nb = s->n_buckets, W = lsh_rotation_width(nb, s->bucket_factors), HD = H * dh, width = R * W;
     const LshFactors factors = s->bucket_factors;
     const size_t per_thread = cpu_attention_workspace_bytes(s, 1) / (size_t)max_threads();
+    const int blocks = (L + HASH_ROWS - 1) / HASH_ROWS;
 #pragma omp parallel
     {
         // Per-thread rotations [dh, R, W] and a block of projections
@@ -331,17 +450,20 @@ void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_
         real *rot = (real *)((char *)work + (size_t)thread_id() * per_thread);
         real *proj = rot + (size_t)dh * width;
         int cur_head = -1;
-#pragma omp for schedule(static) collapse(2)
+        // Blocks of positions of every (head, sequence), split in contiguous
+        // runs (static), so a thread makes a head's rotations about once and
+        // a single lane still uses every thread.
+#pragma omp for schedule(static) collapse(3)
         for (int h = 0; h < H; h++)
-            for (int b = 0; b < B; b++) {
-                if (h != cur_head) {
-                    uint64_t head = (uint64_t)(s->head_offset + h);  // global head index
-                    for (size_t e = 0; e < (size_t)dh * width; e++)
-                        rot[e] = (real)lsh_rotation_element(seed, head, e, step, layer);
-                    cur_head = h;
-                }
-                for (int i0 = 0; i0 < L; i0 += HASH_ROWS) {
-                    int rows = MIN(HASH_ROWS, L - i0);
+            for (int b = 0; b < B; b++)
+                for (int blk = 0; blk < blocks; blk++) {
+                    if (h != cur_head) {
+                        uint64_t head = (uint64_t)(s->head_offset + h);  // global head index
+                        for (size_t e = 0; e < (size_t)dh * width; e++)
+                            rot[e] = (real)lsh_rotation_element(seed, head, e, step, layer);
+                        cur_head = h;
+                    }
+                    int i0 = blk * HASH_ROWS, rows = MIN(HASH_ROWS, L - i0);
                     // proj = x Rot for a block of positions: one GEMM over
                     // every round's factor columns, then each factor's argmax.
                     tile_gemm(proj, width, qk + ((size_t)b * L + i0) * HD + (size_t)h * dh, HD, rot, width, rows,
@@ -353,7 +475,6 @@ void cpu_lsh_hash(uint16_t *buckets, const real *qk, const AttnShape *s, uint64_
                                 (uint16_t)lsh_bucket_factored(p, nb, factors);
                         }
                 }
-            }
     }
 }
 
@@ -429,88 +550,115 @@ static void round_weights(real *w, const real *slse, const int *inv, int i, int 
     for (int r = 0; r < R; r++) w[r] /= sum;
 }
 
-void cpu_lsh_attention_forward(real *out, real *saved, const real *qk, const real *v,
-                               const uint16_t *buckets, const AttnShape *s, void *work) {
-    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, m = s->chunk_len;
+typedef struct {
+    real *out, *saved, *dqk, *dv;
+    const real *qk, *v, *dout, *out_in;
+    const uint16_t *buckets;
+    const AttnShape *s;
+    void *work;
+} LshLane;
+
+// The lane's sort, by the team's first thread, before anyone reads it.
+static Scratch lsh_lane_sort(const LshLane *x, int b, int h, Team team) {
+    const AttnShape *s = x->s;
+    const int L = s->seq_len, R = s->n_hashes;
+    Scratch sc = team_scratch(x->work, s, team);
+    if (team.id == 0)
+        lsh_sort(&sc, x->buckets ? x->buckets + ((size_t)b * s->n_heads + h) * R * L : NULL, L, R, s->n_buckets);
+    team_barrier(team);
+    return sc;
+}
+
+static LanePlan lsh_lane_plan(const AttnShape *s, Team team) {
+    return lane_plan(n_chunks(s), s->n_hashes, s->seq_len / s->chunk_len, team);
+}
+
+static void lsh_forward_lane(const void *args, int b, int h, Team team) {
+    const LshLane *x = args;
+    const AttnShape *s = x->s;
+    const int L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, m = s->chunk_len;
     const int n = (int)attn_items(s), HD = H * dh, nc = n_chunks(s);
-#pragma omp parallel for schedule(dynamic) collapse(2)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            Scratch sc = thread_scratch(work, s);
-            lsh_sort(&sc, buckets ? buckets + ((size_t)b * H + h) * R * L : NULL, L, R, s->n_buckets);
-            // Per-item logsumexps in sorted order, kept for the backward. The
-            // per-round outputs are combined into out as each chunk is done:
-            // items are sorted by round first, so round 0 writes every
-            // position before a later round meets it. out_i holds
-            // sum_r exp(lse_r - M_i) o_r over the rounds seen, with M_i their
-            // largest lse and S_i = sum_r exp(lse_r - M_i) (pos_acc, pos_sum);
-            // out_i /= S_i at the end: the weights of the old two-pass form.
-            real *slse = saved + ((size_t)b * H + h) * (size_t)n, *M = sc.pos_acc, *S = sc.pos_sum;
-            for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
-                Group g = group_rows(&sc, sc.pos, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 1);
-                lsh_gather(&sc, &g, qk, v, b, h, s);
-                for (int c = g.c0; c < g.c1; c++) {
-                    int qr = query_row(&g, c, m);
-                    chunk_forward(&sc, sc.go + (size_t)qr * dh, slse + (size_t)c * m, qr, prev_row(&g, c, m), m, dh,
-                                  1, 1);
-                    for (int row = qr; row < qr + m; row++) {
-                        int i = sc.rpos[row];
-                        real lse = slse[sc.rows[row]], *o = out + ((size_t)b * L + i) * HD + (size_t)h * dh;
-                        const real *orow = sc.go + (size_t)row * dh;
-                        if (sc.rows[row] < L) {  // round 0
-                            memcpy(o, orow, (size_t)dh * sizeof(real));
-                            M[i] = lse, S[i] = 1;
-                        } else if (lse > M[i]) {
-                            real keep = R_EXP(M[i] - lse);
-                            for (int d = 0; d < dh; d++) o[d] = keep * o[d] + orow[d];
-                            S[i] = keep * S[i] + 1, M[i] = lse;
-                        } else {
-                            real w = R_EXP(lse - M[i]);
-                            for (int d = 0; d < dh; d++) o[d] += w * orow[d];
-                            S[i] += w;
-                        }
+    Scratch sc = lsh_lane_sort(x, b, h, team);
+    const LanePlan p = lsh_lane_plan(s, team);
+    // Per-item logsumexps in sorted order, kept for the backward. The
+    // per-round outputs are combined into out as each chunk is done: items
+    // are sorted by round first, and a round (a segment) holds each position
+    // once, so its groups write disjoint positions, and round 0 writes every
+    // position before a later round meets it. out_i holds
+    // sum_r exp(lse_r - M_i) o_r over the rounds seen, with M_i their largest
+    // lse and S_i = sum_r exp(lse_r - M_i) (pos_acc, pos_sum); out_i /= S_i
+    // at the end: the weights of the old two-pass form.
+    real *slse = x->saved + ((size_t)b * H + h) * (size_t)n, *M = sc.pos_acc, *S = sc.pos_sum;
+    for (int seg = 0; seg < p.n_seg; seg++) {
+        FOR_PHASE_GROUPS(j, &p, team, PHASE_ALL) {
+            Group g = group_rows(&sc, sc.pos, group_c0(&p, seg, j), group_c1(&p, seg, j), nc, m, 1);
+            lsh_gather(&sc, &g, x->qk, x->v, b, h, s);
+            for (int c = g.c0; c < g.c1; c++) {
+                int qr = query_row(&g, c, m);
+                chunk_forward(&sc, sc.go + (size_t)qr * dh, slse + (size_t)c * m, qr, prev_row(&g, c, m), m, dh, 1,
+                              1);
+                for (int row = qr; row < qr + m; row++) {
+                    int i = sc.rpos[row];
+                    real lse = slse[sc.rows[row]], *o = x->out + ((size_t)b * L + i) * HD + (size_t)h * dh;
+                    const real *orow = sc.go + (size_t)row * dh;
+                    if (sc.rows[row] < L) {  // round 0
+                        memcpy(o, orow, (size_t)dh * sizeof(real));
+                        M[i] = lse, S[i] = 1;
+                    } else if (lse > M[i]) {
+                        real keep = R_EXP(M[i] - lse);
+                        for (int d = 0; d < dh; d++) o[d] = keep * o[d] + orow[d];
+                        S[i] = keep * S[i] + 1, M[i] = lse;
+                    } else {
+                        real w = R_EXP(lse - M[i]);
+                        for (int d = 0; d < dh; d++) o[d] += w * orow[d];
+                        S[i] += w;
                     }
                 }
             }
-            if (R > 1)
-                for (int i = 0; i < L; i++) {
-                    real *o = out + ((size_t)b * L + i) * HD + (size_t)h * dh, inv_sum = 1 / S[i];
-                    for (int d = 0; d < dh; d++) o[d] *= inv_sum;
-                }
         }
+        team_barrier(team);
+    }
+    if (R > 1) {
+        int i0, i1;
+        team_share(team, L, &i0, &i1);
+        for (int i = i0; i < i1; i++) {
+            real *o = x->out + ((size_t)b * L + i) * HD + (size_t)h * dh, inv_sum = 1 / S[i];
+            for (int d = 0; d < dh; d++) o[d] *= inv_sum;
+        }
+    }
 }
 
-void cpu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const real *out, const real *saved,
-                                const real *qk, const real *v, const uint16_t *buckets, const AttnShape *s,
-                                void *work) {
-    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, m = s->chunk_len;
+void cpu_lsh_attention_forward(real *out, real *saved, const real *qk, const real *v,
+                               const uint16_t *buckets, const AttnShape *s, void *work) {
+    LshLane x = {.out = out, .saved = saved, .qk = qk, .v = v, .buckets = buckets, .s = s, .work = work};
+    run_lanes(s->batch, s->n_heads, lsh_forward_lane, &x);
+}
+
+static void lsh_backward_lane(const void *args, int b, int h, Team team) {
+    const LshLane *x = args;
+    const AttnShape *s = x->s;
+    const int L = s->seq_len, H = s->n_heads, dh = s->d_head, R = s->n_hashes, m = s->chunk_len;
     const int n = (int)attn_items(s), HD = H * dh, nc = n_chunks(s);
-#pragma omp parallel for schedule(dynamic) collapse(2)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            Scratch sc = thread_scratch(work, s);
-            lsh_sort(&sc, buckets ? buckets + ((size_t)b * H + h) * R * L : NULL, L, R, s->n_buckets);
-            const real *slse = saved + ((size_t)b * H + h) * (size_t)n;
-            // out is read once, here, before dqk (which may alias it) is written.
-            head_dots(sc.pos_acc, dout, out, b, h, s);
-            zero_head(dqk, b, h, s);
-            zero_head(dv, b, h, s);
-            real w[64];
-            for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
-                Group g = group_rows(&sc, sc.pos, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 1);
-                lsh_gather(&sc, &g, qk, v, b, h, s);
+    Scratch sc = lsh_lane_sort(x, b, h, team);
+    const LanePlan p = lsh_lane_plan(s, team);
+    const real *slse = x->saved + ((size_t)b * H + h) * (size_t)n;
+    lane_backward_start(&sc, x->dout, x->out_in, (real *[]){x->dqk, x->dv}, 2, b, h, team, s);
+    real w[64];
+    for (int seg = 0; seg < p.n_seg; seg++)
+        for (int ph = 0; ph < 3; ph++) {
+            FOR_PHASE_GROUPS(j, &p, team, backward_phases[ph]) {
+                Group g = group_rows(&sc, sc.pos, group_c0(&p, seg, j), group_c1(&p, seg, j), nc, m, 1);
+                lsh_gather(&sc, &g, x->qk, x->v, b, h, s);
                 // Through the round combination o = sum_r w_r o_r, w = softmax(lse):
                 // do_r = w_r do (see chunk_backward for the lse part).
                 for (int row = g.base; row < g.n_rows; row++) {
                     int t = sc.rows[row], i = sc.rpos[row], r = t / L;
                     round_weights(w, slse, sc.inv, i, L, R);
                     size_t at = ((size_t)b * L + i) * HD + (size_t)h * dh;
-                    for (int d = 0; d < dh; d++) sc.gdo[(size_t)row * dh + d] = w[r] * dout[at + d];
+                    for (int d = 0; d < dh; d++) sc.gdo[(size_t)row * dh + d] = w[r] * x->dout[at + d];
                     sc.gc[row] = w[r] * sc.pos_acc[i];
                 }
-                memset(sc.gdq, 0, (size_t)g.n_rows * dh * sizeof(real));
-                memset(sc.gdk, 0, (size_t)g.n_rows * dh * sizeof(real));
-                memset(sc.gdv, 0, (size_t)g.n_rows * dh * sizeof(real));
+                zero_group_grads(&sc, g.n_rows, dh);
                 for (int c = g.c0; c < g.c1; c++) {
                     int qr = query_row(&g, c, m);
                     chunk_backward(&sc, slse + (size_t)c * m, sc.gdo + (size_t)qr * dh, sc.gc + qr, qr,
@@ -518,10 +666,19 @@ void cpu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const rea
                 }
                 normalise_keys_backward(&sc, g.n_rows, dh);  // k = q / sqrt(|q|^2 + eps')
                 // Un-sort: scatter-add every row's gradient to its position.
-                scatter_add_rows(dqk, sc.gdq, &sc, 0, g.n_rows, b, h, s);
-                scatter_add_rows(dv, sc.gdv, &sc, 0, g.n_rows, b, h, s);
+                scatter_add_rows(x->dqk, sc.gdq, &sc, 0, g.n_rows, b, h, s);
+                scatter_add_rows(x->dv, sc.gdv, &sc, 0, g.n_rows, b, h, s);
             }
+            team_barrier(team);
         }
+}
+
+void cpu_lsh_attention_backward(real *dqk, real *dv, const real *dout, const real *out, const real *saved,
+                                const real *qk, const real *v, const uint16_t *buckets, const AttnShape *s,
+                                void *work) {
+    LshLane x = {.saved = (real *)saved, .dqk = dqk, .dv = dv, .qk = qk, .v = v, .dout = dout, .out_in = out,
+                 .buckets = buckets, .s = s, .work = work};
+    run_lanes(s->batch, s->n_heads, lsh_backward_lane, &x);
 }
 
 // --- LSH on a slice of the sorted order (sequence-sharded) --------------------
@@ -602,9 +759,7 @@ void cpu_lsh_sorted_backward(real *dsq, real *dsv, const real *dso, const real *
         memset(dv, 0, rows * dh * sizeof(real));
         for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
             Group g = sorted_group(&sc, q, v, spos + lane * rows, c0, MIN(nc, c0 + GROUP_CHUNKS), m, dh);
-            memset(sc.gdq, 0, (size_t)g.n_rows * dh * sizeof(real));
-            memset(sc.gdk, 0, (size_t)g.n_rows * dh * sizeof(real));
-            memset(sc.gdv, 0, (size_t)g.n_rows * dh * sizeof(real));
+            zero_group_grads(&sc, g.n_rows, dh);
             for (int c = g.c0; c < g.c1; c++) {
                 // chunk_backward's per-query dot: D - dlse, D = dO . o of the
                 // (per-round) output, dlse its logsumexp's gradient.
@@ -629,64 +784,88 @@ void cpu_lsh_sorted_backward(real *dsq, real *dsv, const real *dso, const real *
 
 // --- local ------------------------------------------------------------------
 
+typedef struct {
+    real *out, *lse, *dq, *dk, *dv;
+    const real *q, *k, *v, *dout, *out_in, *lse_in;
+    const AttnShape *s;
+    void *work;
+} LocalLane;
+
+// Local attention's groups: one segment, the whole sequence in order.
+static LanePlan local_lane_plan(const AttnShape *s, Team team) {
+    return lane_plan(n_chunks(s), 1, n_chunks(s), team);
+}
+
+static void local_gather(Scratch *sc, const Group *g, const LocalLane *x, int b, int h) {
+    gather_rows(sc->gq, x->q, sc, g->n_rows, b, h, x->s);
+    gather_rows(sc->gk, x->k, sc, g->n_rows, b, h, x->s);
+    gather_rows(sc->gv, x->v, sc, g->n_rows, b, h, x->s);
+}
+
+static void local_forward_lane(const void *args, int b, int h, Team team) {
+    const LocalLane *x = args;
+    const AttnShape *s = x->s;
+    const int L = s->seq_len, H = s->n_heads, dh = s->d_head, m = s->chunk_len, nc = n_chunks(s);
+    const real scale = 1 / R_SQRT((real)dh);
+    Scratch sc = team_scratch(x->work, s, team);
+    const LanePlan p = local_lane_plan(s, team);
+    real *head_lse = x->lse + ((size_t)b * H + h) * L;
+    int i0, i1;
+    team_share(team, L, &i0, &i1);
+    zero_head(x->out, b, h, i0, i1, s);
+    team_barrier(team);
+    // A group writes only its own chunks' positions: all groups at once.
+    FOR_PHASE_GROUPS(j, &p, team, PHASE_ALL) {
+        Group g = group_rows(&sc, NULL, group_c0(&p, 0, j), group_c1(&p, 0, j), nc, m, 0);
+        local_gather(&sc, &g, x, b, h);
+        for (int c = g.c0; c < g.c1; c++) {
+            int qr = query_row(&g, c, m);
+            chunk_forward(&sc, sc.go + (size_t)qr * dh, head_lse + (size_t)c * m, qr, prev_row(&g, c, m), m, dh,
+                          scale, 0);
+        }
+        scatter_add_rows(x->out, sc.go, &sc, g.base, g.n_rows, b, h, s);
+    }
+}
+
 void cpu_local_attention_forward(real *out, real *lse, const real *q, const real *k, const real *v,
                                  const AttnShape *s, void *work) {
-    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, m = s->chunk_len, nc = n_chunks(s);
+    LocalLane x = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .s = s, .work = work};
+    run_lanes(s->batch, s->n_heads, local_forward_lane, &x);
+}
+
+static void local_backward_lane(const void *args, int b, int h, Team team) {
+    const LocalLane *x = args;
+    const AttnShape *s = x->s;
+    const int L = s->seq_len, H = s->n_heads, dh = s->d_head, m = s->chunk_len, nc = n_chunks(s);
     const real scale = 1 / R_SQRT((real)dh);
-#pragma omp parallel for schedule(dynamic) collapse(2)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            Scratch sc = thread_scratch(work, s);
-            real *head_lse = lse + ((size_t)b * H + h) * L;
-            zero_head(out, b, h, s);
-            for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
-                Group g = group_rows(&sc, NULL, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 0);
-                gather_rows(sc.gq, q, &sc, g.n_rows, b, h, s);
-                gather_rows(sc.gk, k, &sc, g.n_rows, b, h, s);
-                gather_rows(sc.gv, v, &sc, g.n_rows, b, h, s);
-                for (int c = g.c0; c < g.c1; c++) {
-                    int qr = query_row(&g, c, m);
-                    chunk_forward(&sc, sc.go + (size_t)qr * dh, head_lse + (size_t)c * m, qr, prev_row(&g, c, m), m, dh,
-                                  scale, 0);
-                }
-                scatter_add_rows(out, sc.go, &sc, g.base, g.n_rows, b, h, s);
+    Scratch sc = team_scratch(x->work, s, team);
+    const LanePlan p = local_lane_plan(s, team);
+    const real *head_lse = x->lse_in + ((size_t)b * H + h) * L;
+    lane_backward_start(&sc, x->dout, x->out_in, (real *[]){x->dq, x->dk, x->dv}, 3, b, h, team, s);
+    for (int ph = 0; ph < 3; ph++) {
+        FOR_PHASE_GROUPS(j, &p, team, backward_phases[ph]) {
+            Group g = group_rows(&sc, NULL, group_c0(&p, 0, j), group_c1(&p, 0, j), nc, m, 0);
+            local_gather(&sc, &g, x, b, h);
+            gather_rows(sc.gdo, x->dout, &sc, g.n_rows, b, h, s);
+            for (int row = 0; row < g.n_rows; row++) sc.gc[row] = sc.pos_acc[sc.rpos[row]];
+            zero_group_grads(&sc, g.n_rows, dh);
+            for (int c = g.c0; c < g.c1; c++) {
+                int qr = query_row(&g, c, m);
+                chunk_backward(&sc, head_lse + (size_t)c * m, sc.gdo + (size_t)qr * dh, sc.gc + qr, qr,
+                               prev_row(&g, c, m), m, dh, scale, 0);
             }
+            scatter_add_rows(x->dq, sc.gdq, &sc, 0, g.n_rows, b, h, s);
+            scatter_add_rows(x->dk, sc.gdk, &sc, 0, g.n_rows, b, h, s);
+            scatter_add_rows(x->dv, sc.gdv, &sc, 0, g.n_rows, b, h, s);
         }
+        team_barrier(team);
+    }
 }
 
 void cpu_local_attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *out,
                                   const real *lse, const real *q, const real *k, const real *v,
                                   const AttnShape *s, void *work) {
-    const int B = s->batch, L = s->seq_len, H = s->n_heads, dh = s->d_head, m = s->chunk_len, nc = n_chunks(s);
-    const real scale = 1 / R_SQRT((real)dh);
-#pragma omp parallel for schedule(dynamic) collapse(2)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            Scratch sc = thread_scratch(work, s);
-            const real *head_lse = lse + ((size_t)b * H + h) * L;
-            // out is read once, here, before dq (which may alias it) is written.
-            head_dots(sc.pos_acc, dout, out, b, h, s);
-            zero_head(dq, b, h, s);
-            zero_head(dk, b, h, s);
-            zero_head(dv, b, h, s);
-            for (int c0 = 0; c0 < nc; c0 += GROUP_CHUNKS) {
-                Group g = group_rows(&sc, NULL, c0, MIN(nc, c0 + GROUP_CHUNKS), nc, m, 0);
-                gather_rows(sc.gq, q, &sc, g.n_rows, b, h, s);
-                gather_rows(sc.gk, k, &sc, g.n_rows, b, h, s);
-                gather_rows(sc.gv, v, &sc, g.n_rows, b, h, s);
-                gather_rows(sc.gdo, dout, &sc, g.n_rows, b, h, s);
-                for (int row = 0; row < g.n_rows; row++) sc.gc[row] = sc.pos_acc[sc.rpos[row]];
-                memset(sc.gdq, 0, (size_t)g.n_rows * dh * sizeof(real));
-                memset(sc.gdk, 0, (size_t)g.n_rows * dh * sizeof(real));
-                memset(sc.gdv, 0, (size_t)g.n_rows * dh * sizeof(real));
-                for (int c = g.c0; c < g.c1; c++) {
-                    int qr = query_row(&g, c, m);
-                    chunk_backward(&sc, head_lse + (size_t)c * m, sc.gdo + (size_t)qr * dh, sc.gc + qr, qr,
-                                   prev_row(&g, c, m), m, dh, scale, 0);
-                }
-                scatter_add_rows(dq, sc.gdq, &sc, 0, g.n_rows, b, h, s);
-                scatter_add_rows(dk, sc.gdk, &sc, 0, g.n_rows, b, h, s);
-                scatter_add_rows(dv, sc.gdv, &sc, 0, g.n_rows, b, h, s);
-            }
-        }
+    LocalLane x = {.dq = dq, .dk = dk, .dv = dv, .q = q, .k = k, .v = v, .dout = dout, .out_in = out,
+                   .lse_in = lse, .s = s, .work = work};
+    run_lanes(s->batch, s->n_heads, local_backward_lane, &x);
 }

@@ -2,6 +2,7 @@
 // against an independent naive implementation of REFORMER.md steps 4-8,
 // special cases, causality, and the sort. Double precision throughout.
 #include <criterion/criterion.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -389,4 +390,79 @@ Test(attention, sort_is_stable_and_inverse, .init = setup) {
     for (int t = 0; t < R * L; t++) sorted[t] = x[perm[t]];
     for (int t = 0; t < R * L; t++) back[perm[t]] = sorted[t];
     cr_expect_eq(memcmp(x, back, (size_t)R * L * sizeof(real)), 0);
+}
+
+// --- threads ------------------------------------------------------------------
+//
+// With fewer (batch, head) lanes than threads, the threads run each lane
+// together, in phases of groups of chunks (core/attention_cpu.c, run_lanes).
+// Every output and gradient must be the same bits for any thread count, and
+// the team's gradients must still be right.
+
+typedef struct {
+    real *out, *saved, *dq, *dk, *dv;
+    uint16_t *bk;
+} AttRun;
+
+// Hash, forward and backward on `threads` threads, inputs from fixed seeds.
+static AttRun run_on_threads(AttnShape s, int lsh, int threads) {
+    omp_set_num_threads(threads);
+    size_t n = (size_t)s.batch * s.seq_len * s.n_heads * s.d_head;
+    size_t ns = lsh ? lsh_saved_elems(&s) : local_saved_elems(&s);
+    real *q = new_vec(n, 1, 1), *k = new_vec(n, 1, 2), *v = new_vec(n, 1, 3), *w = new_vec(n, 1, 4);
+    AttRun r = {new_vec(n, 0, 0), new_vec(ns, 0, 0), new_vec(n, 0, 0), new_vec(n, 0, 0), new_vec(n, 0, 0), NULL};
+    void *work = calloc(1, be->attention_workspace_bytes(&s, lsh));
+    if (lsh) {
+        if (s.n_buckets > 0) r.bk = hash(q, &s, work);
+        be->lsh_attention_forward(r.out, r.saved, q, v, r.bk, &s, work);
+        be->lsh_attention_backward(r.dq, r.dv, w, r.out, r.saved, q, v, r.bk, &s, work);
+    } else {
+        be->local_attention_forward(r.out, r.saved, q, k, v, &s, work);
+        be->local_attention_backward(r.dq, r.dk, r.dv, w, r.out, r.saved, q, k, v, &s, work);
+    }
+    free(work);
+    return r;
+}
+
+static void same_bits_on_any_threads(AttnShape s, int lsh) {
+    size_t n = (size_t)s.batch * s.seq_len * s.n_heads * s.d_head;
+    size_t ns = lsh ? lsh_saved_elems(&s) : local_saved_elems(&s);
+    size_t nbk = (size_t)s.batch * s.n_heads * s.n_hashes * s.seq_len;
+    AttRun one = run_on_threads(s, lsh, 1);
+    for (int t = 2; t <= 5; t++) {
+        AttRun many = run_on_threads(s, lsh, t);
+        if (one.bk) cr_expect(memcmp(one.bk, many.bk, nbk * sizeof(uint16_t)) == 0, "%d threads: buckets", t);
+        cr_expect(memcmp(one.out, many.out, n * sizeof(real)) == 0, "%d threads: out", t);
+        cr_expect(memcmp(one.saved, many.saved, ns * sizeof(real)) == 0, "%d threads: lse", t);
+        cr_expect(memcmp(one.dq, many.dq, n * sizeof(real)) == 0, "%d threads: dq", t);
+        cr_expect(memcmp(one.dk, many.dk, n * sizeof(real)) == 0, "%d threads: dk", t);
+        cr_expect(memcmp(one.dv, many.dv, n * sizeof(real)) == 0, "%d threads: dv", t);
+    }
+}
+// One and two lanes; 40 chunks a round: three groups per round (odd, even
+// and first phases all busy), rounds 2 and 3, strict and standard; local.
+Test(attention, lsh_same_bits_on_any_threads, .init = setup) { same_bits_on_any_threads(shape(1, 160, 1, 4, 4, 2, 8), 1); }
+Test(attention, lsh_same_bits_on_any_threads_two_lanes, .init = setup) {
+    same_bits_on_any_threads(shape(1, 160, 2, 4, 4, 3, 8), 1);
+}
+Test(attention, strict_lsh_same_bits_on_any_threads, .init = setup) {
+    same_bits_on_any_threads(strict_shape(1, 160, 1, 4, 4, 2, 8), 1);
+}
+Test(attention, lsh_no_buckets_same_bits_on_any_threads, .init = setup) {
+    same_bits_on_any_threads(shape(1, 40, 1, 4, 8, 1, 0), 1);
+}
+Test(attention, local_same_bits_on_any_threads, .init = setup) { same_bits_on_any_threads(shape(1, 168, 1, 4, 4, 1, 0), 0); }
+
+// A team of three threads on one lane: gradients against finite differences.
+Test(attention, lsh_gradient_team_of_threads, .init = setup) {
+    omp_set_num_threads(3);
+    attention_gradcheck(shape(1, 192, 1, 4, 4, 2, 8), 1);
+}
+Test(attention, strict_lsh_gradient_team_of_threads, .init = setup) {
+    omp_set_num_threads(3);
+    attention_gradcheck(strict_shape(1, 192, 1, 4, 4, 2, 8), 1);
+}
+Test(attention, local_gradient_team_of_threads, .init = setup) {
+    omp_set_num_threads(3);
+    attention_gradcheck(shape(1, 200, 1, 4, 4, 1, 0), 0);
 }
