@@ -6,6 +6,12 @@ CC ?= gcc
 CFLAGS ?= -O2
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unknown-pragmas -fopenmp -Icore -Iio -MMD -MP
 LDLIBS = -lopenblas -lm
+# glibc's vector maths (libmvec: erf, exp on 4 floats at once, core/real.h),
+# where the C library has it (x86-64 glibc >= 2.35).
+ifneq ($(shell printf 'typedef float v4 __attribute__((vector_size(16)));\nv4 _ZGVbN4v_erff(v4);\nint main(void) { v4 x = {0}; x = _ZGVbN4v_erff(x); return (int)x[0]; }\n' | $(CC) -x c - -o /dev/null -lmvec 2>/dev/null && echo yes),)
+CFLAGS += -DREFORMER_MVEC
+LDLIBS += -lmvec
+endif
 LDFLAGS += -fopenmp
 
 # HDF5 (checkpoints, metrics): Debian's serial build keeps its headers and

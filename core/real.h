@@ -27,6 +27,39 @@ typedef float real;
 #define REAL_NAME "f32"
 #endif
 
+// erf and exp on R_LANES values at once. Float on x86-64 glibc: glibc's own
+// vector maths (libmvec, linked when the Makefile finds it: REFORMER_MVEC),
+// within 1 to 2 ulp of erff/expf and about 3x their speed. Elsewhere, and in
+// double (the reference precision), the scalar function on each lane. A
+// pointwise op sends every element through the same path (its tail padded to
+// a whole vector), so its results do not depend on how it is split over threads.
+#define R_LANES 4
+#if defined(REFORMER_MVEC) && !defined(REFORMER_F64)
+#include <string.h>
+typedef float r_vec4 __attribute__((vector_size(16)));
+r_vec4 _ZGVbN4v_erff(r_vec4);  // libmvec's names: SSE (b), 4 lanes (N4), vector argument (v)
+r_vec4 _ZGVbN4v_expf(r_vec4);
+static inline void r_erf_lanes(real *y, const real *x) {
+    r_vec4 v;
+    memcpy(&v, x, sizeof v);
+    v = _ZGVbN4v_erff(v);
+    memcpy(y, &v, sizeof v);
+}
+static inline void r_exp_lanes(real *y, const real *x) {
+    r_vec4 v;
+    memcpy(&v, x, sizeof v);
+    v = _ZGVbN4v_expf(v);
+    memcpy(y, &v, sizeof v);
+}
+#else
+static inline void r_erf_lanes(real *y, const real *x) {
+    for (int k = 0; k < R_LANES; k++) y[k] = R_ERF(x[k]);
+}
+static inline void r_exp_lanes(real *y, const real *x) {
+    for (int k = 0; k < R_LANES; k++) y[k] = R_EXP(x[k]);
+}
+#endif
+
 // Attention mask values (REFORMER.md, LSH step 6). Masked logits are *replaced*
 // by these constants, as trax and Hugging Face do, so no gradient flows through
 // them. exp(-1e9 - max) is exactly 0 in float and double alike.
