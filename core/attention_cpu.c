@@ -319,6 +319,25 @@ static real mask_row(Scratch *sc, real *z, int nk, const QueryMask *q, int self_
     return mx;
 }
 
+// z[j] = exp(z[j] - shift) for the visible keys, 0 for the others, R_LANES
+// at a time (core/real.h; the tail padded). Arguments below EXP_FLOOR are
+// raised to it, so the vector exp never meets its slow out-of-range path: a
+// key that far below the row's largest logit (a self-masked one, at -1e5)
+// weighs exp(-87) ~ 1.6e-38 of it instead of less, far under float's epsilon.
+#define EXP_FLOOR ((real)-87)
+static void exp_row_visible(real *z, const unsigned char *vis, real shift, int nk) {
+    for (int j = 0; j < nk; j++) z[j] = vis[j] ? MAX(z[j] - shift, EXP_FLOOR) : EXP_FLOOR;
+    int j = 0;
+    for (; j + R_LANES <= nk; j += R_LANES) r_exp_lanes(z + j, z + j);
+    if (j < nk) {
+        real t[R_LANES] = {0};
+        memcpy(t, z + j, (size_t)(nk - j) * sizeof(real));
+        r_exp_lanes(t, t);
+        memcpy(z + j, t, (size_t)(nk - j) * sizeof(real));
+    }
+    for (j = 0; j < nk; j++) z[j] = vis[j] ? z[j] : 0;
+}
+
 // One chunk's forward: its m queries at group row qrow attend to the key
 // blocks; outputs to o [m, dh] and lse [m].
 static void chunk_forward(Scratch *sc, real *o, real *lse, int qrow, int prow, int m, int dh, real scale,
@@ -332,14 +351,14 @@ static void chunk_forward(Scratch *sc, real *o, real *lse, int qrow, int prow, i
         QueryMask q = query_mask(sc, qrow + i);
         real *z = Z + (size_t)i * nk;
         real mx = mask_row(sc, z, nk, &q, self_mask);
-        // Masked keys contribute exp(-1e9 - lse) = 0 exactly (every row has
-        // its own position unmasked or self-masked at -1e5), so their exp is
-        // skipped: same bits, and no slow underflow path.
+        // p = exp(z - mx) / sum: masked keys (exp(-1e9 - lse) = 0 exactly)
+        // are set to 0 after the exp, which sees only arguments >= EXP_FLOOR.
+        exp_row_visible(z, sc->kvis, mx, nk);
         real sum = 0;
-        for (int j = 0; j < nk; j++)
-            if (sc->kvis[j]) sum += R_EXP(z[j] - mx);
+        for (int j = 0; j < nk; j++) sum += z[j];
         lse[i] = mx + R_LOG(sum);
-        for (int j = 0; j < nk; j++) z[j] = sc->kvis[j] ? R_EXP(z[j] - lse[i]) : 0;
+        real inv_sum = 1 / sum;
+        for (int j = 0; j < nk; j++) z[j] *= inv_sum;
     }
     for (int b = 0; b < nb; b++)
         tile_gemm(o, dh, Z + (size_t)b * m, nk, sc->gv + (size_t)block[b] * dh, dh, m, dh, m, 0, 0, 1, b ? 1 : 0);
@@ -365,9 +384,9 @@ static void chunk_backward(Scratch *sc, const real *lse, const real *dout, const
         QueryMask q = query_mask(sc, qrow + i);
         real *p = P + (size_t)i * nk, *dz = dZ + (size_t)i * nk;
         mask_row(sc, p, nk, &q, self_mask);
+        exp_row_visible(p, sc->kvis, lse[i], nk);  // p = exp(z - lse), see chunk_forward
         for (int j = 0; j < nk; j++) {
-            int visible = sc->kvis[j], masked = !visible || (self_mask && sc->kpos[j] == q.pq);
-            p[j] = visible ? R_EXP(p[j] - lse[i]) : 0;  // see chunk_forward
+            int masked = !sc->kvis[j] || (self_mask && sc->kpos[j] == q.pq);
             // A replaced (masked) logit is a constant: no gradient to q, k.
             dz[j] = masked ? 0 : p[j] * (dz[j] - dot[i]);
         }

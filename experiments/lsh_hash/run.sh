@@ -17,11 +17,16 @@
 #             n_buckets (auto: 16,32 new; 512 old), and for new also
 #             n_buckets=512 (unfactorised, as reformer-pytorch hashes) and
 #             attn_head_group=1 (one head per attention pass: less memory).
+# team16k:B   torch16k's model and length, build B (old|new): the default
+#             (all heads per pass) and attn_head_group=1 with automatic and
+#             unfactorised (512) buckets: the one-head pass, whose single
+#             lane a team of threads runs together (core/attention_cpu.c).
 # torchref    reformer-pytorch 1.4.4 (experiments/reformer_pytorch/bench.py,
 #             fp32 on the CPU, torch's own threads) on torch16k's model, in the
 #             virtual environment .venv-rp (Debian's torch via
 #             --system-site-packages; the wheels of cuda/device_wheels.txt).
-# Appends to results.jsonl (each row tagged build, phase, day); table.py
+# Appends to results.jsonl (each row tagged build, phase, day, and TAG when
+# set: the rows of one later A/B, e.g. TAG=team); table.py
 # writes the tables of results.md.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -36,7 +41,7 @@ run() {  # run BUILD PHASE ARGS...
     [[ $build == new ]] && bin="$new"
     echo "[$phase $build] $*" >&2
     flock /tmp/reformer-heavy.lock "$bin" bench --json "${model[@]}" "$@" |
-        python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(build='$build', phase='$phase', args='$*', session='$(date -u +%F)'); print(json.dumps(r))" \
+        python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(build='$build', phase='$phase', args='$*', session='$(date -u +%F)', tag='${TAG:-}'); print(json.dumps(r))" \
         >>"$here/results.jsonl"
     tail -1 "$here/results.jsonl" >&2
 }
@@ -58,12 +63,18 @@ for phase in "$@"; do
         [[ $b == new ]] && run "$b" torch16k "${t[@]}" --set n_buckets=512
         # the same maths, attention one head at a time (its pass buffers are 1/4)
         [[ $b == new ]] && run "$b" torch16k "${t[@]}" --set attn_head_group=1 ;;
+    team16k:*)
+        b=${phase#team16k:}
+        t=(--warmup 1 --steps 1 --set n_layers=6 --set attn_layers=lsh --set seq_len=16384)
+        run "$b" team16k "${t[@]}"
+        run "$b" team16k "${t[@]}" --set attn_head_group=1
+        run "$b" team16k "${t[@]}" --set attn_head_group=1 --set n_buckets=512 ;;
     torchref)
         echo "[torchref]" >&2
         flock /tmp/reformer-heavy.lock .venv-rp/bin/python experiments/reformer_pytorch/bench.py --device cpu \
             --precision fp32 --steps 1 --seq-len 16384 --d-model 256 --d-ff 1024 --heads 4 --layers 6 --n-hashes 2 \
             --bucket 64 |
-            python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(build='reformer-pytorch', phase='torch16k', session='$(date -u +%F)'); print(json.dumps(r))" \
+            python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(build='reformer-pytorch', phase='torch16k', session='$(date -u +%F)', tag='${TAG:-}'); print(json.dumps(r))" \
             >>"$here/results.jsonl"
         tail -1 "$here/results.jsonl" >&2 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;

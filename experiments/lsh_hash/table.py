@@ -40,6 +40,15 @@ bench`'s profile) are less affected than tokens/s.
 """
 print(HEAD)
 
+TEAM_BUILDS = {"old": "reformer before (294d676)", "new": "reformer after (team)"}
+TEAM_HEAD = """Commands: `TAG=team experiments/lsh_hash/run.sh OLD NEW team16k:old
+team16k:new torchref` three times over, the order of old and new swapped
+each round, OLD = main at 294d676 (the kernel that runs (batch, head) lanes
+over threads, each lane on one thread), NEW = the team kernel (one lane run
+by all threads together, in phases) with the vector GELU and the layer
+norm's running sums. Medians over the rounds; reformer-pytorch's median is
+the reference of both ratio columns (peak RSS: the largest of a row's runs)."""
+
 
 def fmt(v, nd=1):
     return "-" if v is None else f"{v:,.{nd}f}"
@@ -85,7 +94,7 @@ for r in (r for r in rows if r["phase"] == "long1m"):
 print("\n### (c) 16,384 tokens, 6 all-LSH layers, against reformer-pytorch 1.4.4 (fp32, CPU)\n")
 print("| implementation | n_buckets | attn_head_group | tokens/s | peak RSS MiB |")
 print("|---|---|---|---|---|")
-for r in (r for r in rows if r["phase"] == "torch16k"):
+for r in (r for r in rows if r["phase"] == "torch16k" and not r.get("tag")):
     if r["build"] == "reformer-pytorch":
         print(f"| reformer-pytorch 1.4.4 | 256 (bucket_size 64) | - | {fmt(r['tokens_per_s'])} | {fmt(r['peak_rss_mb'])} |")
     else:
@@ -130,6 +139,32 @@ for build, path in (("old", os.path.join(here, "roofline_d649d1e.md")),
             roof[name, build] = f"{float(m.group(1)):,.1f} ({m.group(2)})"
 for name in sorted({n for n, _ in roof}):
     print(f"| {name} | {roof.get((name, 'old'), '-')} | {roof.get((name, 'new'), '-')} |")
+
+team = [r for r in rows if r.get("tag") == "team"]
+if team:
+    print("\n### (f) 16,384 tokens, 6 all-LSH layers: a team of threads per lane (TAG=team, later the same day)\n")
+    print(TEAM_HEAD)
+    print("| implementation | n_buckets | attn_head_group | runs: tokens/s | median tokens/s | vs reformer-pytorch (median) | peak RSS MiB | vs reformer-pytorch |")
+    print("|---|---|---|---|---|---|---|---|")
+    ref = [r for r in team if r["build"] == "reformer-pytorch"]
+    ref_tps = statistics.median(r["tokens_per_s"] for r in ref) if ref else None
+    ref_rss = statistics.median(r["peak_rss_mb"] for r in ref) if ref else None
+    groups = {}
+    for r in team:
+        if r["build"] == "reformer-pytorch":
+            key = ("reformer-pytorch 1.4.4", "256 (bucket_size 64)", "-")
+        else:
+            nb = re.search(r"n_buckets=(\S+)", r["args"])
+            g = re.search(r"attn_head_group=(\S+)", r["args"])
+            key = (TEAM_BUILDS[r["build"]], nb.group(1) if nb else "auto", g.group(1) if g else "all (4)")
+        groups.setdefault(key, []).append(r)
+    for key, rs in groups.items():
+        tps = [r["tokens_per_s"] for r in rs]
+        med, rss = statistics.median(tps), max(r["peak_rss_mb"] for r in rs)
+        vs = f"{med / ref_tps:.2f}x" if ref_tps else "-"
+        vr = f"{rss / ref_rss:.3f}x" if ref_rss else "-"
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {', '.join(fmt(t) for t in tps)} | {fmt(med)} | {vs} | "
+              f"{fmt(rss)} | {vr} |")
 
 print("""
 ### What these runs show, and what is missing

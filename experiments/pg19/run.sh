@@ -91,8 +91,8 @@ compare() {
 # train split), SP-320 tokens, in a 131,072-token window with random padding
 # (whole_docs=1; the few works longer than that are cut to a random run).
 # The Crime-and-Punishment shape: 6 layers local/lsh, d_model 256, d_ff 512,
-# 2 heads of 64, n_hashes 1, chunks 64; n_buckets automatic (factorised
-# buckets have not landed in main). Runs for WHOLE_MIN minutes of steps.
+# 2 heads of 64, n_hashes 1, chunks 64, n_buckets 64,128 (factorised, as
+# google/reformer-crime-and-punishment). Runs for WHOLE_MIN minutes of steps.
 WHOLE_MIN=${WHOLE_MIN:-15}
 whole() {
     local out=$work/whole
@@ -102,6 +102,7 @@ whole() {
         build/reformer train --set data="$data" --set tokenizer="$work/sp320.model" --set whole_docs=1 \
         --set seq_len=131072 --set batch=1 --set n_layers=6 --set attn_layers=local,lsh --set d_model=256 \
         --set d_ff=512 --set n_heads=2 --set d_head=64 --set n_hashes=1 --set lsh_chunk=64 --set local_chunk=64 \
+        --set n_buckets=64,128 \
         --set lr=1e-3 --set warmup=10 --set schedule=constant --set steps=1000 --set eval_every=10 \
         --set eval_windows=2 --set ckpt_every=10 --set out_dir="$out" > "$logs/whole.log" 2>&1 || true
     tail -3 "$logs/whole.log"
