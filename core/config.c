@@ -138,8 +138,10 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC, N_BUCKETS_CODEC;
       "heads per attention pass; 0 = all heads in one pass. Attention runs in "          \
       "`n_heads / attn_head_group` passes over the whole sequence, each holding its "    \
       "q, k, v, o and their gradients at [tokens, group x `d_head`]: smaller groups "    \
-      "take less memory per token (see [Memory](memory.md)), at the cost of fewer "      \
-      "(batch, head) pairs for the CPU's threads per pass. Any `sp`: a rank's pass "     \
+      "take less memory per token (see [Memory](memory.md)); on the CPU, a pass with "  \
+      "fewer (batch, head) pairs than threads has all threads work on each pair "       \
+      "together, so a one-head pass at batch 1 still uses every core. Any `sp`: a "     \
+      "rank's pass "                                                                     \
       "holds its `seq_len`/`sp` positions (Ulysses passes cover lcm(group, `sp`) "      \
       "heads; the sort's, fewer: [Training on many processes](distributed.md))")        \
     X(ff_activation,   CHOICE(ff_activation, ACTIVATION_NAMES), "gelu", 0,               \

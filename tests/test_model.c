@@ -174,3 +174,36 @@ Test(model_f32, gelu_matches_double_and_threads) {
     }
     free(x), free(y1), free(y2), free(d1), free(d2), free(ones);
 }
+
+// A NaN must reach the output, so that a diverging run is caught: the float
+// paths (vector exp with its floor, vector GELU) do not turn one into a
+// number. LSH and local attention, and GELU.
+static int any_nan(const real *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (isnan(x[i])) return 1;
+    return 0;
+}
+Test(model_f32, nan_reaches_the_output) {
+    const Backend *be = backend_cpu();
+    AttnShape s = {.batch = 1, .seq_len = 64, .n_heads = 2, .d_head = 8, .chunk_len = 16, .n_hashes = 2,
+                   .n_buckets = 4};
+    size_t n = (size_t)s.seq_len * s.n_heads * s.d_head;
+    real *q = new_vec(n, 1, 1), *k = new_vec(n, 1, 2), *v = new_vec(n, 1, 3), *out = new_vec(n, 0, 0);
+    real *saved = new_vec(lsh_saved_elems(&s) + local_saved_elems(&s), 0, 0);
+    void *work = calloc(1, be->attention_workspace_bytes(&s, 1));
+    uint16_t *bk = calloc((size_t)s.n_heads * s.n_hashes * s.seq_len, sizeof(uint16_t));
+    be->lsh_hash(bk, q, &s, 42, 1, 0, work);
+    q[5 * s.d_head + 3] = NAN;  // position 2, head 1 (after hashing: the sort stays sane)
+    be->lsh_attention_forward(out, saved, q, v, bk, &s, work);
+    cr_expect(any_nan(out, n), "LSH attention turned a NaN query into numbers");
+    AttnShape sl = s;
+    sl.n_hashes = 1, sl.n_buckets = 0;
+    be->local_attention_forward(out, saved, q, k, v, &sl, work);
+    cr_expect(any_nan(out, n), "local attention turned a NaN query into numbers");
+    real x[5] = {0.5f, NAN, -1, 2, NAN}, y[5], d[5], ones[5] = {1, 1, 1, 1, 1};
+    be->activation_forward(y, x, 5, ACT_GELU);
+    be->activation_backward(d, ones, x, 5, ACT_GELU);
+    cr_expect(isnan(y[1]) && isnan(y[4]) && isnan(d[1]) && isnan(d[4]) && !isnan(y[0]) && !isnan(d[3]),
+              "GELU: NaN in, not NaN out");
+    free(work), free(bk);
+}
