@@ -331,16 +331,16 @@ static real mask_row(Scratch *sc, real *z, int nk, const QueryMask *q, int self_
 static void exp_row_visible(real *z, unsigned char *vis, real shift, int nk) {
     for (int j = 0; j < nk; j++) {
         real t = z[j] - shift;
-        vis[j] = vis[j] && !(t < EXP_FLOOR);
+        vis[j] &= !(t < EXP_FLOOR);
         z[j] = vis[j] ? t : EXP_FLOOR;
     }
     int j = 0;
     for (; j + R_LANES <= nk; j += R_LANES) r_exp_lanes(z + j, z + j);
     if (j < nk) {
         real t[R_LANES] = {0};
-        memcpy(t, z + j, (size_t)(nk - j) * sizeof(real));
+        for (int l = 0; l < nk - j; l++) t[l] = z[j + l];
         r_exp_lanes(t, t);
-        memcpy(z + j, t, (size_t)(nk - j) * sizeof(real));
+        for (int l = 0; l < nk - j; l++) z[j + l] = t[l];
     }
     for (j = 0; j < nk; j++) z[j] = vis[j] ? z[j] : 0;
 }

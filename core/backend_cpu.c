@@ -240,10 +240,16 @@ static void cpu_layernorm_backward(real *dx, real *dg, real *db, const real *dou
 #define GELU_INV_SQRT2 ((real)0.70710678118654752)
 #define GELU_INV_SQRT_2PI ((real)0.39894228040143268)
 
-// y = GELU(x) (grad 0) or GELU'(x) (grad 1) of k <= R_LANES elements.
-static void gelu_lanes(real *y, const real *x, int k, int grad) {
-    real xs[R_LANES] = {0}, t[R_LANES], e[R_LANES], g[R_LANES];
-    memcpy(xs, x, (size_t)k * sizeof(real));
+// y = GELU(x) (grad 0) or GELU'(x) (grad 1) of k <= R_LANES elements (a
+// whole vector read in place; a partial one copied, so no variable-length
+// copy runs per vector).
+static inline void gelu_lanes(real *y, const real *x, int k, int grad) {
+    real pad[R_LANES] = {0}, t[R_LANES], e[R_LANES], g[R_LANES];
+    const real *xs = x;
+    if (k < R_LANES) {
+        for (int l = 0; l < k; l++) pad[l] = x[l];
+        xs = pad;
+    }
     for (int l = 0; l < R_LANES; l++) t[l] = xs[l] * GELU_INV_SQRT2;
     r_erf_lanes(e, t);
     if (!grad) {
@@ -253,7 +259,7 @@ static void gelu_lanes(real *y, const real *x, int k, int grad) {
         r_exp_lanes(t, t);
         for (int l = 0; l < R_LANES; l++) g[l] = (real)0.5 * (1 + e[l]) + xs[l] * t[l] * GELU_INV_SQRT_2PI;
     }
-    memcpy(y, g, (size_t)k * sizeof(real));
+    for (int l = 0; l < k; l++) y[l] = g[l];
 }
 
 static void cpu_activation_forward(real *out, const real *in, size_t n, Activation act) {

@@ -25,6 +25,7 @@
 #             fp32 on the CPU, torch's own threads) on torch16k's model, in the
 #             virtual environment .venv-rp (Debian's torch via
 #             --system-site-packages; the wheels of cuda/device_wheels.txt).
+# HEAVY_LOCK: the lock file (default /tmp/reformer-heavy.lock, the shared one).
 # Appends to results.jsonl (each row tagged build, phase, day, and TAG when
 # set: the rows of one later A/B, e.g. TAG=team); table.py
 # writes the tables of results.md.
@@ -40,7 +41,7 @@ run() {  # run BUILD PHASE ARGS...
     shift 2
     [[ $build == new ]] && bin="$new"
     echo "[$phase $build] $*" >&2
-    flock /tmp/reformer-heavy.lock "$bin" bench --json "${model[@]}" "$@" |
+    flock "${HEAVY_LOCK:-/tmp/reformer-heavy.lock}" "$bin" bench --json "${model[@]}" "$@" |
         python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(build='$build', phase='$phase', args='$*', session='$(date -u +%F)', tag='${TAG:-}'); print(json.dumps(r))" \
         >>"$here/results.jsonl"
     tail -1 "$here/results.jsonl" >&2
@@ -71,7 +72,7 @@ for phase in "$@"; do
         run "$b" team16k "${t[@]}" --set attn_head_group=1 --set n_buckets=512 ;;
     torchref)
         echo "[torchref]" >&2
-        flock /tmp/reformer-heavy.lock .venv-rp/bin/python experiments/reformer_pytorch/bench.py --device cpu \
+        flock "${HEAVY_LOCK:-/tmp/reformer-heavy.lock}" .venv-rp/bin/python experiments/reformer_pytorch/bench.py --device cpu \
             --precision fp32 --steps 1 --seq-len 16384 --d-model 256 --d-ff 1024 --heads 4 --layers 6 --n-hashes 2 \
             --bucket 64 |
             python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(build='reformer-pytorch', phase='torch16k', session='$(date -u +%F)', tag='${TAG:-}'); print(json.dumps(r))" \
