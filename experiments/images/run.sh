@@ -29,10 +29,10 @@ if [ "${1:-}" = --one-hold ]; then
 fi
 if [ "${HEAVY_LOCK_HELD:-0}" = 1 ]; then lock=(); fi
 data=runs/images
-steps32="${STEPS32:-100}"
-steps64="${STEPS64:-30}"
+steps32="${STEPS32:-3000}"
+steps64="${STEPS64:-900}"
 # 4 layers alternating local and LSH attention, d_model 128: small enough to
-# take a few hundred steps in the time this machine had. local_chunk is one
+# train for an hour or two on one core of this machine. local_chunk is one
 # image row of subpixels (W * 3), so a local layer sees its row and the one above.
 # shellcheck disable=SC2054  # commas inside values (attn_layers=local,lsh)
 model=(--set d_model=128 --set d_ff=512 --set n_heads=4 --set n_layers=4 --set attn_layers=local,lsh
