@@ -262,35 +262,36 @@ static inline void gelu_lanes(real *y, const real *x, int k, int grad) {
     for (int l = 0; l < k; l++) y[l] = g[l];
 }
 
-static void cpu_activation_forward(real *out, const real *in, size_t n, Activation act) {
-    if (act == ACT_RELU) {
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
-        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0 ? in[i] : 0;
-        return;
-    }
-    const size_t blocks = (n + R_LANES - 1) / R_LANES;
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
-    for (size_t bl = 0; bl < blocks; bl++) {
-        size_t i = bl * R_LANES;
-        gelu_lanes(out + i, in + i, (int)MIN((size_t)R_LANES, n - i), 0);
-    }
-}
-
-static void cpu_activation_backward(real *din, const real *dout, const real *in, size_t n, Activation act) {
-    if (act == ACT_RELU) {
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
-        for (size_t i = 0; i < n; i++) din[i] = in[i] > 0 ? dout[i] : 0;
-        return;
-    }
+// y = GELU(x) (dout NULL) or dout * GELU'(x) over n elements, R_LANES at a
+// time: the one loop of both directions.
+static void gelu_rows(real *y, const real *dout, const real *x, size_t n) {
     const size_t blocks = (n + R_LANES - 1) / R_LANES;
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (size_t bl = 0; bl < blocks; bl++) {
         size_t i = bl * R_LANES;
         int k = (int)MIN((size_t)R_LANES, n - i);
-        real d[R_LANES];
-        gelu_lanes(d, in + i, k, 1);
-        for (int l = 0; l < k; l++) din[i + l] = dout[i + l] * d[l];
+        real g[R_LANES];
+        gelu_lanes(g, x + i, k, dout != NULL);
+        for (int l = 0; l < k; l++) y[i + l] = dout ? dout[i + l] * g[l] : g[l];
     }
+}
+
+static void cpu_activation_forward(real *out, const real *in, size_t n, Activation act) {
+    if (act != ACT_RELU) {
+        gelu_rows(out, NULL, in, n);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0 ? in[i] : 0;
+}
+
+static void cpu_activation_backward(real *din, const real *dout, const real *in, size_t n, Activation act) {
+    if (act != ACT_RELU) {
+        gelu_rows(din, dout, in, n);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) din[i] = in[i] > 0 ? dout[i] : 0;
 }
 
 static void cpu_dropout(real *x, size_t n, size_t offset, float p, uint64_t seed, uint32_t step, uint32_t tag) {
