@@ -151,11 +151,25 @@ for build, path in (("old", os.path.join(here, "roofline_d649d1e.md")),
 for name in sorted({n for n, _ in roof}):
     print(f"| {name} | {roof.get((name, 'old'), '-')} | {roof.get((name, 'new'), '-')} |")
 
-for tag, title, head in (("teamq", "on a quiet machine", TEAMQ_HEAD), ("team", "with the image training at nice 19", TEAM_HEAD)):
+FITQ_BUILDS = {"new": "reformer, ff_chunk 512, loss_chunk 256"}
+FITQ_HEAD = """Commands: `TAG=fitq HEAVY_LOCK=/tmp/ab-fit.lock experiments/lsh_hash/run.sh
+NEW NEW fit16k torchref` three times over (the second with torchref first),
+NEW = main at FITQ_COMMIT. fit16k is torch16k's model (the same maths as
+every row above) with attention in passes of 2 heads (`attn_head_group=2`),
+the feed-forward layer and the projections in chunks of 512 tokens
+(`ff_chunk=512`, default 1024) and the loss in chunks of 256 (`loss_chunk=256`,
+default 1024): smaller transient buffers, the same result. FITQ_WHEN
+Medians over the runs; reformer-pytorch's median is the reference of both
+ratio columns (peak RSS: the largest of a row's runs)."""
+SECTIONS = (("f1", "teamq", "a team of threads per lane, on a quiet machine", TEAMQ_HEAD, TEAM_BUILDS),
+            ("f2", "team", "a team of threads per lane, with the image training at nice 19", TEAM_HEAD, TEAM_BUILDS),
+            ("g", "fitq", "the configuration in 1/8 of reformer-pytorch's RSS, on a quiet machine", FITQ_HEAD,
+             FITQ_BUILDS))
+for label, tag, title, head, builds in SECTIONS:
     team = [r for r in rows if r.get("tag") == tag]
     if not team:
         continue
-    print(f"\n### (f{'1' if tag == 'teamq' else '2'}) 16,384 tokens, 6 all-LSH layers: a team of threads per lane, {title} (TAG={tag})\n")
+    print(f"\n### ({label}) 16,384 tokens, 6 all-LSH layers: {title} (TAG={tag})\n")
     print(head + "\n")
     print("| implementation | n_buckets | attn_head_group | runs: tokens/s | median tokens/s | vs reformer-pytorch (median) | peak RSS MiB | vs reformer-pytorch |")
     print("|---|---|---|---|---|---|---|---|")
@@ -169,7 +183,7 @@ for tag, title, head in (("teamq", "on a quiet machine", TEAMQ_HEAD), ("team", "
         else:
             nb = re.search(r"n_buckets=(\S+)", r["args"])
             g = re.search(r"attn_head_group=(\S+)", r["args"])
-            key = (TEAM_BUILDS[r["build"]], nb.group(1) if nb else "auto", g.group(1) if g else "all (4)")
+            key = (builds[r["build"]], nb.group(1) if nb else "auto", g.group(1) if g else "all (4)")
         groups.setdefault(key, []).append(r)
     for key, rs in groups.items():
         tps = [r["tokens_per_s"] for r in rs]
