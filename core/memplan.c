@@ -222,7 +222,18 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
     // One pass's buffers, laid out per layer in one allocation: q (qk), k,
     // v, o, their gradients (dq over o), and for a sequence-sharded layer its
     // exchange buffers after them. The rows below it show the widest layout.
-    add(p, r, "attn_pass", F(attn_pass), MEM_BACKEND, 1, p->pass_bytes, "one attention pass (attn_pass_layout)");
+    // The chunk buffers of the feed-forward layer and of the loss head, laid
+    // out from the start of the same allocation: no pass is in flight while
+    // either runs (model.c), so the row is the largest of the three.
+    const size_t ff_sizes[3] = {rows * dff * R4, rows * dff * R4, rows * dff * R4};
+    const size_t head_sizes[7] = {hr * 2 * d * R4, hr * 2 * d * R4, hr * R4, hr * R4, hr * V * R4, hr * 2 * d * R4,
+                                  hr * 2 * d * R4};
+    size_t ff_bytes = 0, head_bytes = 0;
+    for (int i = 0; i < 3; i++) p->ff_at[i] = ff_bytes, ff_bytes += (ff_sizes[i] + r->align - 1) / r->align * r->align;
+    for (int i = 0; i < 7; i++)
+        p->head_at[i] = head_bytes, head_bytes += (head_sizes[i] + r->align - 1) / r->align * r->align;
+    add(p, r, "attn_pass", F(attn_pass), MEM_BACKEND, 1, MAX(p->pass_bytes, MAX(ff_bytes, head_bytes)),
+        "one attention pass (attn_pass_layout)");
     {
         int widest = 0;
         for (int l = 0; l < c->n_layers; l++) {
@@ -245,6 +256,10 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
             add(p, r, "attn_exchange", MEM_NO_FIELD, MEM_PART, 1, plan_pass(p, c, r, widest, heads, &w) - in_bufs,
                 "%s rows of %d heads (attention_seq.c)", c->layer_kind[widest] == ATTN_LSH ? "sort" : "halo", heads);
     }
+    add(p, r, "ff_h", MEM_NO_FIELD, MEM_PART, 0, ff_sizes[0], "[rows=%zu, d_ff=%zu] %s (in attn_pass)", rows, dff, RT);
+    add(p, r, "ff_a", MEM_NO_FIELD, MEM_PART, 0, ff_sizes[1], "[rows, d_ff] %s (in attn_pass)", RT);
+    add(p, r, "ff_da", MEM_NO_FIELD, MEM_PART, 0, ff_sizes[2], "[rows, d_ff] %s (in attn_pass)", RT);
+    add(p, r, "head", MEM_NO_FIELD, MEM_PART, 0, head_bytes, "loss chunk of %zu rows (in attn_pass)", hr);
     if (slice_width) {
         // Columns of w_q, w_k, w_v (w_qk) for one pass, and of their gradients.
         const char *ws[] = {"w_slice0", "w_slice1", "w_slice2", "g_slice0", "g_slice1", "g_slice2"};
@@ -264,17 +279,6 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
     add(p, r, "row_rstd", F(row_rstd), MEM_BACKEND, 0, rows * R4, "[rows] %s", RT);
     add(p, r, "row_out", F(row_out), MEM_BACKEND, 0, rows * d * R4, "[rows, d] %s", RT);
     add(p, r, "row_dln", F(row_dln), MEM_BACKEND, 0, rows * d * R4, "[rows, d] %s", RT);
-    add(p, r, "ff_h", F(ff_h), MEM_BACKEND, 0, rows * dff * R4, "[rows, d_ff=%zu] %s", dff, RT);
-    add(p, r, "ff_a", F(ff_a), MEM_BACKEND, 0, rows * dff * R4, "[rows, d_ff] %s", RT);
-    add(p, r, "ff_da", F(ff_da), MEM_BACKEND, 0, rows * dff * R4, "[rows, d_ff] %s", RT);
-
-    add(p, r, "head_in", F(head_in), MEM_BACKEND, 0, hr * 2 * d * R4, "[rows=%zu, 2d] %s", hr, RT);
-    add(p, r, "head_ln", F(head_ln), MEM_BACKEND, 0, hr * 2 * d * R4, "[rows, 2d] %s", RT);
-    add(p, r, "head_mean", F(head_mean), MEM_BACKEND, 0, hr * R4, "[rows] %s", RT);
-    add(p, r, "head_rstd", F(head_rstd), MEM_BACKEND, 0, hr * R4, "[rows] %s", RT);
-    add(p, r, "logits", F(logits), MEM_BACKEND, 0, hr * V * R4, "[rows, V=%zu] %s", V, RT);
-    add(p, r, "d_head_in", F(d_head_in), MEM_BACKEND, 0, hr * 2 * d * R4, "[rows, 2d] %s", RT);
-    add(p, r, "d_head_ln", F(d_head_ln), MEM_BACKEND, 0, hr * 2 * d * R4, "[rows, 2d] %s", RT);
     add(p, r, "losses", F(losses), MEM_BACKEND, 1, T * R4, "[T] %s", RT);
     add(p, r, "correct", F(correct), MEM_BACKEND, 1, T * sizeof(int), "[T] i32");
 

@@ -60,6 +60,11 @@ typedef struct {
     // fit in what a pass of head_group heads holds at sp = 1).
     int pass_heads[MAX_LAYERS];
     size_t pass_bytes;  // the pass workspace: the largest layer's (attn_pass_layout)
+    // The feed-forward's and the loss head's chunk buffers (ff_h, ff_a,
+    // ff_da; head_in, head_ln, head_mean, head_rstd, logits, d_head_in,
+    // d_head_ln) lie in the pass workspace, dead while they run: their
+    // offsets in attn_pass, whose row is the largest of the three uses.
+    size_t ff_at[3], head_at[7];
     int rows;         // token rows per chunk of the per-token work (feed-forward, projections)
     int head_rows;    // rows per loss chunk
     size_t bucket_elems[MAX_LAYERS];  // offset of each LSH layer's buckets in the bucket store

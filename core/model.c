@@ -125,16 +125,29 @@ void model_init(Model *m, const Config *c, const Backend *be) {
         FATAL("use sp dividing n_heads (sp_attention=heads) or device=cpu",
               "sp=%d: sequence-sharded LSH attention is not yet on the %s backend", c->sp, be->name);
     allocate_plan(m);
+    // The feed-forward's and the loss head's chunk buffers in the pass
+    // workspace (memplan.h: no pass is in flight while they run).
+    real **ff[3] = {&m->ff_h, &m->ff_a, &m->ff_da};
+    real **head[7] = {&m->head_in, &m->head_ln, &m->head_mean, &m->head_rstd, &m->logits, &m->d_head_in, &m->d_head_ln};
+    for (int i = 0; i < 3; i++) *ff[i] = (real *)((char *)m->attn_pass + p->ff_at[i]);
+    for (int i = 0; i < 7; i++) *head[i] = (real *)((char *)m->attn_pass + p->head_at[i]);
     for (int l = 0; l < c->n_layers; l++)
         if (c->layer_kind[l] == ATTN_LSH && pass_shape(m, l, 0).n_buckets > 0)
             m->buckets[l] = m->bucket_store + p->bucket_elems[l];
     m->bytes_planned = p->backend_bytes;
     m->scratch_planned = p->scratch;
 
-    size_t np = m->layout.n_params;
-    real *host = checked_calloc(np, sizeof(real));
-    param_init_host(&m->layout, host, c->seed);
-    be->upload(m->params, host, np * sizeof(real));
+    // The initial parameters tensor by tensor through a buffer of the largest
+    // one: a host copy of them all would add n_params floats to the peak.
+    const ParamLayout *pl = &m->layout;
+    size_t largest = 1;
+    for (int t = 0; t < pl->n_tensors; t++) largest = MAX(largest, pl->tensors[t].size);
+    real *host = checked_calloc(largest, sizeof(real));
+    be->zero(m->params, pl->n_params * sizeof(real));  // and the alignment gaps between tensors
+    for (int t = 0; t < pl->n_tensors; t++) {
+        param_init_tensor(pl, t, host, c->seed);
+        be->upload(m->params + pl->tensors[t].offset, host, pl->tensors[t].size * sizeof(real));
+    }
     free(host);
 }
 

@@ -87,6 +87,8 @@ typedef struct {
     int rows;                                // rows per token chunk (ff_chunk)
     real *row_ln, *row_mean, *row_rstd;      // [rows, d], [rows] x2: LayerNorm of a chunk (LN1 or LN2)
     real *row_out, *row_dln;                 // [rows, d]: a chunk's block output / its gradient, d(LN out)
+    // The feed-forward's and the loss head's buffers below point into
+    // attn_pass: no pass is in flight while either runs (memplan.h).
     real *ff_h, *ff_a, *ff_da;               // [rows, d_ff]
     int head_rows;                           // rows per loss chunk
     real *head_in, *head_ln, *head_mean, *head_rstd;  // [rows, 2d], [rows, 2d], [rows] x2

@@ -75,14 +75,14 @@ void param_layout_free(ParamLayout *p) {
     memset(p, 0, sizeof *p);
 }
 
+void param_init_tensor(const ParamLayout *p, int t, real *dst, unsigned long long seed) {
+    const TensorInfo *ti = &p->tensors[t];
+    for (size_t i = 0; i < ti->size; i++)
+        dst[i] = ti->init_std < 0 ? (real)ti->init_value
+                                  : (real)(ti->init_std * rng_normal(seed, i, 0, rng_tag(RNG_INIT, (uint32_t)t, 0)));
+}
+
 void param_init_host(const ParamLayout *p, real *params, unsigned long long seed) {
     memset(params, 0, p->n_params * sizeof(real));
-    for (int t = 0; t < p->n_tensors; t++) {
-        const TensorInfo *ti = &p->tensors[t];
-        real *dst = params + ti->offset;
-        for (size_t i = 0; i < ti->size; i++)
-            dst[i] = ti->init_std < 0
-                         ? (real)ti->init_value
-                         : (real)(ti->init_std * rng_normal(seed, i, 0, rng_tag(RNG_INIT, (uint32_t)t, 0)));
-    }
+    for (int t = 0; t < p->n_tensors; t++) param_init_tensor(p, t, params + p->tensors[t].offset, seed);
 }

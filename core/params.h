@@ -46,6 +46,8 @@ void param_layout_free(ParamLayout *p);
 // Fill a host buffer of n_params with the initial values, a pure function of
 // (seed, tensor, element): identical on every machine and thread count.
 void param_init_host(const ParamLayout *p, real *params, unsigned long long seed);
+// The same values for tensor t alone, into dst[0 .. its size).
+void param_init_tensor(const ParamLayout *p, int t, real *dst, unsigned long long seed);
 
 // Pointer to a tensor inside a flat buffer.
 static inline real *tensor_ptr(real *base, const ParamLayout *p, int t) {
