@@ -40,6 +40,9 @@ bench`'s profile) are less affected than tokens/s.
 """
 print(HEAD)
 
+FLATQ_HEAD = """Command: `TAG=flatq FLAT_STEPS=8 HEAVY_LOCK=/tmp/ab-fit.lock experiments/lsh_hash/run.sh
+NEW NEW flatnew:4096 flatnew:16384 flatnew:65536 flatnew:262144 flatnew:1048576 flatnew:4096 flatnew:16384`,
+NEW = main at FLATQ_COMMIT (8 timed steps below 256K tokens, 1 at 256K and 1M). FLATQ_WHEN"""
 TEAM_BUILDS = {"old": "reformer before (294d676)", "new": "reformer after (team)"}
 TEAMQ_HEAD = """Commands: `TAG=teamq HEAVY_LOCK=/tmp/ab-team.lock experiments/lsh_hash/run.sh
 OLD NEW team16k:old team16k:new torchref`, then the same with the phases in
@@ -65,35 +68,41 @@ def fmt(v, nd=1):
     return "-" if v is None else f"{v:,.{nd}f}"
 
 
-print("### (a) 2 all-LSH layers: tokens/s against length (every run; median per build and length)\n")
-print("| seq_len | build | runs: tokens/s | median tokens/s | vs 4K (same build) | peak RSS MiB | share_hash |")
-print("|---|---|---|---|---|---|---|")
-flat = [r for r in rows if r["phase"] == "flat"]
-
-
 def timed_steps(r):
     return int(re.search(r"--steps (\d+)", r["args"]).group(1))
 
 
-# Where a length has runs of several timed steps (FLAT_STEPS), those alone
-# count: one step of 4K or 16K tokens lasts about a second, within the noise.
-flat = [r for r in flat if timed_steps(r) == max(timed_steps(x) for x in flat
-                                                  if x["seq_len"] == r["seq_len"] and x["build"] == r["build"])]
-med = {}
-for b in ("old", "new"):
+def flat_table(flat, builds=("old", "new")):
+    print("| seq_len | build | runs: tokens/s | median tokens/s | vs 4K (same build) | peak RSS MiB | share_hash |")
+    print("|---|---|---|---|---|---|---|")
+    # Where a length has runs of several timed steps (FLAT_STEPS), those alone
+    # count: one step of 4K or 16K tokens lasts about a second, within the noise.
+    flat = [r for r in flat if timed_steps(r) == max(timed_steps(x) for x in flat
+                                                      if x["seq_len"] == r["seq_len"] and x["build"] == r["build"])]
+    med = {}
+    for b in builds:
+        for L in sorted({r["seq_len"] for r in flat}):
+            rs = [r for r in flat if r["build"] == b and r["seq_len"] == L]
+            if rs:
+                med[b, L] = statistics.median(r["tokens_per_s"] for r in rs)
     for L in sorted({r["seq_len"] for r in flat}):
-        rs = [r for r in flat if r["build"] == b and r["seq_len"] == L]
-        if rs:
-            med[b, L] = statistics.median(r["tokens_per_s"] for r in rs)
-for L in sorted({r["seq_len"] for r in flat}):
-    for b in ("old", "new"):
-        rs = [r for r in flat if r["build"] == b and r["seq_len"] == L]
-        if not rs:
-            continue
-        base = med.get((b, 4096))
-        rel = f"{med[b, L] / base:.2f}" if base else "-"
-        print(f"| {L:,} | {b} | {', '.join(fmt(r['tokens_per_s']) for r in rs)} | {fmt(med[b, L])} | {rel} | "
-              f"{fmt(max(r['peak_rss_mb'] for r in rs))} | {rs[-1].get('share_hash', '-')} |")
+        for b in builds:
+            rs = [r for r in flat if r["build"] == b and r["seq_len"] == L]
+            if not rs:
+                continue
+            base = med.get((b, 4096))
+            rel = f"{med[b, L] / base:.2f}" if base else "-"
+            print(f"| {L:,} | {b} | {', '.join(fmt(r['tokens_per_s']) for r in rs)} | {fmt(med[b, L])} | {rel} | "
+                  f"{fmt(max(r['peak_rss_mb'] for r in rs))} | {rs[-1].get('share_hash', '-')} |")
+
+
+print("### (a) 2 all-LSH layers: tokens/s against length (every run; median per build and length)\n")
+flat_table([r for r in rows if r["phase"] == "flat" and not r.get("tag")])
+flatq = [r for r in rows if r["phase"] == "flat" and r.get("tag") == "flatq"]
+if flatq:
+    print("\n### (a2) 2 all-LSH layers: tokens/s against length, this build on a quiet machine (TAG=flatq)\n")
+    print(FLATQ_HEAD + "\n")
+    flat_table(flatq, builds=("new",))
 
 print("\n### (b) 4 layers local,lsh, attn_head_group=2, 1,048,576 tokens\n")
 print("| build | step s | tokens/s | peak RSS MiB | planned MiB | share_attention | share_hash |")
