@@ -21,9 +21,9 @@
 #             (all heads per pass) and attn_head_group=1 with automatic and
 #             unfactorised (512) buckets: the one-head pass, whose single
 #             lane a team of threads runs together (core/attention_cpu.c).
-# fit16k      torch16k's model, build NEW, with attn_head_group=2, ff_chunk=512
-#             and loss_chunk=256 (automatic and 512 buckets): the configuration
-#             that fits in 1/8 of reformer-pytorch's peak RSS.
+# fit16k      torch16k's model, build NEW, with attn_head_group=2 (automatic
+#             and 512 buckets): the configuration that fits in 1/8 of
+#             reformer-pytorch's peak RSS.
 # torchref    reformer-pytorch 1.4.4 (experiments/reformer_pytorch/bench.py,
 #             fp32 on the CPU, torch's own threads) on torch16k's model, in the
 #             virtual environment .venv-rp (Debian's torch via
@@ -74,11 +74,9 @@ for phase in "$@"; do
         run "$b" team16k "${t[@]}" --set attn_head_group=1
         run "$b" team16k "${t[@]}" --set attn_head_group=1 --set n_buckets=512 ;;
     fit16k)
-        # torch16k's model in 1/8 of reformer-pytorch's peak RSS: passes of 2
-        # heads, the feed-forward and projections in 512-token chunks and the
-        # loss in 256-token chunks (smaller transients, the same maths).
-        t=(--warmup 1 --steps 1 --set n_layers=6 --set attn_layers=lsh --set seq_len=16384 --set attn_head_group=2
-           --set ff_chunk=512 --set loss_chunk=256)
+        # torch16k's model in 1/8 of reformer-pytorch's peak RSS: attention in
+        # passes of 2 heads (the same maths, half the pass buffers).
+        t=(--warmup 1 --steps 1 --set n_layers=6 --set attn_layers=lsh --set seq_len=16384 --set attn_head_group=2)
         run new fit16k "${t[@]}"
         run new fit16k "${t[@]}" --set n_buckets=512 ;;
     torchref)

@@ -160,14 +160,14 @@ for build, path in (("old", os.path.join(here, "roofline_d649d1e.md")),
 for name in sorted({n for n, _ in roof}):
     print(f"| {name} | {roof.get((name, 'old'), '-')} | {roof.get((name, 'new'), '-')} |")
 
-FITQ_BUILDS = {"new": "reformer, ff_chunk 512, loss_chunk 256"}
+FITQ_BUILDS = {"new": "reformer (62e9305)"}
 FITQ_HEAD = """Commands: `TAG=fitq HEAVY_LOCK=/tmp/ab-fit.lock experiments/lsh_hash/run.sh
 NEW NEW fit16k torchref` three times over (the second with torchref first),
 NEW = main at FITQ_COMMIT. fit16k is torch16k's model (the same maths as
 every row above) with attention in passes of 2 heads (`attn_head_group=2`),
-the feed-forward layer and the projections in chunks of 512 tokens
-(`ff_chunk=512`, default 1024) and the loss in chunks of 256 (`loss_chunk=256`,
-default 1024): smaller transient buffers, the same result. FITQ_WHEN
+on the build whose feed-forward and loss chunk buffers lie in the pass's
+memory and whose initial parameters are made one tensor at a time (62e9305).
+FITQ_WHEN
 Medians over the runs; reformer-pytorch's median is the reference of both
 ratio columns (peak RSS: the largest of a row's runs)."""
 SECTIONS = (("f1", "teamq", "a team of threads per lane, on a quiet machine", TEAMQ_HEAD, TEAM_BUILDS),
