@@ -182,7 +182,7 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC, N_BUCKETS_CODEC;
       "are trax's recipe for a small Reformer: `experiments/defaults/`)")                                \
     X(warmup,          INT(warmup, 0, INT_MAX),               "50", 0,                   \
       "linear warmup steps")                                                             \
-    X(steps,           INT(steps, 0, INT_MAX),                "550", 0,                  \
+    X(steps,           INT(steps, 0, INT_MAX),                "580", 0,                  \
       "training steps")                                                                  \
     X(schedule,        CHOICE(schedule, SCHEDULE_NAMES),      "cosine", 0,               \
       "after warmup: `cosine` (down to `lr_min` at `steps`), `rsqrt` or `constant`")     \

@@ -28,7 +28,7 @@ static const CommandInfo COMMANDS[] = {
      "  --form F          train (default: the training forward) or decode (the decoder, one\n"
      "                    byte at a time: what the model predicts without seeing later bytes)\n"
      "  --set key=value   e.g. batch=N (windows per forward pass; not the result)\n",
-     "reformer eval --ckpt runs/default/ckpt_00000550.h5 --split test --windows 8"},
+     "reformer eval --ckpt runs/default/ckpt_00000580.h5 --split test --windows 8"},
     {"sample", cmd_sample,
      "--ckpt FILE --prompt TEXT --len N [--temperature T] [--top-k K] [--seed S] [--no-cache]\n"
      "       reformer sample --ckpt FILE --image IN.png --keep-rows K --out OUT.png [--n N] [--temperature T] [--top-k K] [--seed S]",
@@ -45,7 +45,7 @@ static const CommandInfo COMMANDS[] = {
      "  --top-k K         sample among the K most likely bytes (default 0: all)\n"
      "  --seed S          the draw's seed (default the run's); same seed, same text\n"
      "  --no-cache        recompute the whole prefix for every byte (the reference)\n",
-     "reformer sample --ckpt runs/default/ckpt_00000550.h5 --prompt 'ROMEO:' --len 100"},
+     "reformer sample --ckpt runs/default/ckpt_00000580.h5 --prompt 'ROMEO:' --len 100"},
     {"bench", cmd_bench, "[--config FILE] [--set key=value ...] [--steps N] [--warmup N] [--json]",
      "Time training steps on random tokens; prints the model summary and one JSON line.",
      "  --config FILE, --set key=value   the model and run, as for train (data=random unless set)\n"
@@ -71,7 +71,7 @@ static const CommandInfo COMMANDS[] = {
      "Write a checkpoint as a Hugging Face transformers model directory (needs make setup-hf).",
      "  --ckpt FILE       the checkpoint\n"
      "  --out DIR         the model directory to write (must not exist, or be empty)\n",
-     "reformer export-hf --ckpt runs/default/ckpt_00000550.h5 --out hf/shakespeare"},
+     "reformer export-hf --ckpt runs/default/ckpt_00000580.h5 --out hf/shakespeare"},
     {"import-hf", cmd_import_hf, "--model DIR --out FILE",
      "Write a transformers ReformerModelWithLMHead as a checkpoint at step 0 (needs make setup-hf).",
      "  --model DIR       a directory from_pretrained reads\n"
