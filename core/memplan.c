@@ -51,6 +51,17 @@ MemRules mem_rules_cuda(void) {
 
 // --- the table --------------------------------------------------------------
 
+// bytes rounded up to a multiple of align (the backend's allocation unit).
+static size_t round_up(size_t bytes, size_t align) { return (bytes + align - 1) / align * align; }
+
+// Lay out n buffers one after another, each starting on an align boundary:
+// their offsets in at[], the total returned.
+static size_t lay_out(const size_t *sizes, int n, size_t align, size_t *at) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) at[i] = total, total += round_up(sizes[i], align);
+    return total;
+}
+
 static void add(MemPlan *p, const MemRules *r, const char *name, size_t field, MemWhere where, int per_token,
                 size_t bytes, const char *fmt, ...) {
     if (p->n >= MEM_MAX_ITEMS) FATAL("report it", "memory plan: more than %d buffers", MEM_MAX_ITEMS);
@@ -60,7 +71,7 @@ static void add(MemPlan *p, const MemRules *r, const char *name, size_t field, M
     it->where = where;
     it->per_token = per_token;
     size_t a = where == MEM_HOST ? 1 : r->align;
-    it->bytes = where == MEM_SCRATCH ? bytes : (MAX(bytes, 1) + a - 1) / a * a;
+    it->bytes = where == MEM_SCRATCH ? bytes : round_up(MAX(bytes, 1), a);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(it->shape, sizeof it->shape, fmt, ap);
@@ -228,10 +239,8 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
     const size_t ff_sizes[3] = {rows * dff * R4, rows * dff * R4, rows * dff * R4};
     const size_t head_sizes[7] = {hr * 2 * d * R4, hr * 2 * d * R4, hr * R4, hr * R4, hr * V * R4, hr * 2 * d * R4,
                                   hr * 2 * d * R4};
-    size_t ff_bytes = 0, head_bytes = 0;
-    for (int i = 0; i < 3; i++) p->ff_at[i] = ff_bytes, ff_bytes += (ff_sizes[i] + r->align - 1) / r->align * r->align;
-    for (int i = 0; i < 7; i++)
-        p->head_at[i] = head_bytes, head_bytes += (head_sizes[i] + r->align - 1) / r->align * r->align;
+    const size_t ff_bytes = lay_out(ff_sizes, 3, r->align, p->ff_at);
+    const size_t head_bytes = lay_out(head_sizes, 7, r->align, p->head_at);
     add(p, r, "attn_pass", F(attn_pass), MEM_BACKEND, 1, MAX(p->pass_bytes, MAX(ff_bytes, head_bytes)),
         "one attention pass (attn_pass_layout)");
     {
