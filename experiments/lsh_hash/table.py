@@ -161,7 +161,7 @@ for build, path in (("old", os.path.join(here, "roofline_d649d1e.md")),
 for name in sorted({n for n, _ in roof}):
     print(f"| {name} | {roof.get((name, 'old'), '-')} | {roof.get((name, 'new'), '-')} |")
 
-FITQ_BUILDS = {"new": "reformer (62e9305)"}
+FITQ_BUILDS = {"new": "reformer (2c8550f)"}
 FITQ_HEAD = """Commands: `TAG=fitq experiments/lsh_hash/run.sh NEW NEW fit16k torchref`,
 then the same with `torchref fit16k`, then `fit16k torchref` again; NEW = main at 2c8550f. fit16k is torch16k's model (the same maths as
 every row above) with attention in passes of 2 heads (`attn_head_group=2`),
