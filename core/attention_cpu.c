@@ -13,6 +13,7 @@
 // together, splitting its groups of chunks (run_lanes, below). Either way a
 // position's sums are added in one fixed order, so results do not depend on
 // the number of threads.
+#include <assert.h>
 #include <cblas.h>
 #include <stdint.h>
 #include <string.h>
@@ -275,18 +276,18 @@ static int prev_row(const Group *g, int c, int m) {
     return g->has_prev ? 0 : -1;
 }
 
-// Key blocks of a chunk: [prev ; own] group rows, their positions into kpos
-// and (strict form) their sorted indices into kidx.
-static int chunk_blocks(Scratch *sc, int qrow, int prow, int m, int *block) {
-    int nb = 0;
-    if (prow >= 0) block[nb++] = prow;
-    block[nb++] = qrow;
-    for (int b = 0; b < nb; b++)
-        for (int t = 0; t < m; t++) sc->kpos[b * m + t] = sc->rpos[block[b] + t];
+// Keys of a chunk: group rows [krow, qrow + m), its previous chunk's when
+// prow >= 0 (group_rows and prev_row put it just before the chunk, so the keys
+// are one block: one GEMM per product) and its own. Their positions go to
+// kpos and (strict form) their sorted indices to kidx; returns the key count.
+static int chunk_keys(Scratch *sc, int qrow, int prow, int m, int *krow) {
+    assert(prow < 0 || prow + m == qrow);
+    *krow = prow >= 0 ? prow : qrow;
+    int nk = qrow + m - *krow;
+    for (int t = 0; t < nk; t++) sc->kpos[t] = sc->rpos[*krow + t];
     if (sc->window)  // only the strict mask reads them
-        for (int b = 0; b < nb; b++)
-            for (int t = 0; t < m; t++) sc->kidx[b * m + t] = sc->rows[block[b] + t];
-    return nb;
+        for (int t = 0; t < nk; t++) sc->kidx[t] = sc->rows[*krow + t];
+    return nk;
 }
 
 // Which keys of the tile a query (group row `row`, position pq) may see.
@@ -306,15 +307,19 @@ static QueryMask query_mask(const Scratch *sc, int row) {
 // sees in sc->kvis; returns the row maximum.
 static real mask_row(Scratch *sc, real *z, int nk, const QueryMask *q, int self_mask) {
     unsigned char *vis = sc->kvis;
+    const int *kpos = sc->kpos, pq = q->pq;
     if (q->lo < 0)
-        for (int j = 0; j < nk; j++) vis[j] = sc->kpos[j] <= q->pq;
+        for (int j = 0; j < nk; j++) vis[j] = kpos[j] <= pq;
     else
-        for (int j = 0; j < nk; j++) vis[j] = sc->kidx[j] >= q->lo && sc->kidx[j] <= q->s;
+        for (int j = 0; j < nk; j++) vis[j] = (sc->kidx[j] >= q->lo) & (sc->kidx[j] <= q->s);
     real mx = -INFINITY;
+    // Branch-free, so that the compiler vectorises it (a max is exact in any order).
+#pragma omp simd reduction(max : mx)
     for (int j = 0; j < nk; j++) {
-        if (!vis[j]) z[j] = MASK_CAUSAL;
-        else if (self_mask && sc->kpos[j] == q->pq) z[j] = MASK_SELF;
-        if (z[j] > mx) mx = z[j];
+        real zj = vis[j] ? z[j] : MASK_CAUSAL;
+        zj = vis[j] && self_mask && kpos[j] == pq ? MASK_SELF : zj;
+        z[j] = zj;
+        mx = zj > mx ? zj : mx;
     }
     return mx;
 }
@@ -349,11 +354,9 @@ static void exp_row_visible(real *z, unsigned char *vis, real shift, int nk) {
 // blocks; outputs to o [m, dh] and lse [m].
 static void chunk_forward(Scratch *sc, real *o, real *lse, int qrow, int prow, int m, int dh, real scale,
                           int self_mask) {
-    int block[2], nb = chunk_blocks(sc, qrow, prow, m, block), nk = nb * m;
+    int krow, nk = chunk_keys(sc, qrow, prow, m, &krow);
     real *Z = sc->tile_p;
-    for (int b = 0; b < nb; b++)
-        tile_gemm(Z + (size_t)b * m, nk, sc->gq + (size_t)qrow * dh, dh, sc->gk + (size_t)block[b] * dh, dh, m, m,
-                  dh, 0, 1, scale, 0);
+    tile_gemm(Z, nk, sc->gq + (size_t)qrow * dh, dh, sc->gk + (size_t)krow * dh, dh, m, nk, dh, 0, 1, scale, 0);
     for (int i = 0; i < m; i++) {
         QueryMask q = query_mask(sc, qrow + i);
         real *z = Z + (size_t)i * nk;
@@ -366,8 +369,7 @@ static void chunk_forward(Scratch *sc, real *o, real *lse, int qrow, int prow, i
         real inv_sum = 1 / sum;
         for (int j = 0; j < nk; j++) z[j] *= inv_sum;
     }
-    for (int b = 0; b < nb; b++)
-        tile_gemm(o, dh, Z + (size_t)b * m, nk, sc->gv + (size_t)block[b] * dh, dh, m, dh, m, 0, 0, 1, b ? 1 : 0);
+    tile_gemm(o, dh, Z, nk, sc->gv + (size_t)krow * dh, dh, m, dh, nk, 0, 0, 1, 0);
 }
 
 // One chunk's backward, accumulating (+=) into the group's gdq, gdk, gdv.
@@ -379,13 +381,12 @@ static void chunk_forward(Scratch *sc, real *o, real *lse, int qrow, int prow, i
 // cancel, so no per-round output is needed (the forward keeps none).
 static void chunk_backward(Scratch *sc, const real *lse, const real *dout, const real *dot, int qrow, int prow, int m,
                            int dh, real scale, int self_mask) {
-    int block[2], nb = chunk_blocks(sc, qrow, prow, m, block), nk = nb * m;
+    int krow, nk = chunk_keys(sc, qrow, prow, m, &krow);
     const real *q = sc->gq + (size_t)qrow * dh;
     real *P = sc->tile_p, *dZ = sc->tile_dp;
-    for (int b = 0; b < nb; b++) {
-        tile_gemm(P + (size_t)b * m, nk, q, dh, sc->gk + (size_t)block[b] * dh, dh, m, m, dh, 0, 1, scale, 0);
-        tile_gemm(dZ + (size_t)b * m, nk, dout, dh, sc->gv + (size_t)block[b] * dh, dh, m, m, dh, 0, 1, 1, 0);
-    }
+    size_t kb = (size_t)krow * dh;
+    tile_gemm(P, nk, q, dh, sc->gk + kb, dh, m, nk, dh, 0, 1, scale, 0);
+    tile_gemm(dZ, nk, dout, dh, sc->gv + kb, dh, m, nk, dh, 0, 1, 1, 0);
     for (int i = 0; i < m; i++) {
         QueryMask q = query_mask(sc, qrow + i);
         real *p = P + (size_t)i * nk, *dz = dZ + (size_t)i * nk;
@@ -398,13 +399,9 @@ static void chunk_backward(Scratch *sc, const real *lse, const real *dout, const
             dz[j] = masked ? 0 : p[j] * (dz[j] - dot[i]);
         }
     }
-    for (int b = 0; b < nb; b++) {
-        size_t kb = (size_t)block[b] * dh;
-        const real *Pb = P + (size_t)b * m, *dZb = dZ + (size_t)b * m;
-        tile_gemm(sc->gdq + (size_t)qrow * dh, dh, dZb, nk, sc->gk + kb, dh, m, dh, m, 0, 0, scale, 1);  // dQ += dZ K
-        tile_gemm(sc->gdk + kb, dh, dZb, nk, q, dh, m, dh, m, 1, 0, scale, 1);                          // dK += dZ^T Q
-        tile_gemm(sc->gdv + kb, dh, Pb, nk, dout, dh, m, dh, m, 1, 0, 1, 1);                            // dV += P^T dO
-    }
+    tile_gemm(sc->gdq + (size_t)qrow * dh, dh, dZ, nk, sc->gk + kb, dh, m, dh, nk, 0, 0, scale, 1);  // dQ += dZ K
+    tile_gemm(sc->gdk + kb, dh, dZ, nk, q, dh, nk, dh, m, 1, 0, scale, 1);                          // dK += dZ^T Q
+    tile_gemm(sc->gdv + kb, dh, P, nk, dout, dh, nk, dh, m, 1, 0, 1, 1);                            // dV += P^T dO
 }
 
 // dot[i] = dout[i] . out[i] over head h's columns, positions [i0, i1) of sequence b.

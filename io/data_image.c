@@ -260,7 +260,10 @@ static int read_all(Dataset *ds, const char *dir, const char *prefix, const char
     int rc = 0;
     for (long i = 0; i < n && rc == 0; i++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path) {
+            rc = data_fail(err, errlen, "data: path too long: '%s/%s'", dir, names[i]);
+            break;
+        }
         rc = read(ds, path, s, err, errlen);
     }
     free_list(names, n);
