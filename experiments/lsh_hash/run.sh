@@ -23,7 +23,8 @@
 #             lane a team of threads runs together (core/attention_cpu.c).
 # fit16k      torch16k's model, build NEW, with attn_head_group=2 (automatic
 #             and 512 buckets): the configuration that fits in 1/8 of
-#             reformer-pytorch's peak RSS.
+#             reformer-pytorch's peak RSS. fit16k:B: the same on build B
+#             (old|new).
 # torchref    reformer-pytorch 1.4.4 (experiments/reformer_pytorch/bench.py,
 #             fp32 on the CPU, torch's own threads) on torch16k's model, in the
 #             virtual environment .venv-rp (Debian's torch via
@@ -73,12 +74,14 @@ for phase in "$@"; do
         run "$b" team16k "${t[@]}"
         run "$b" team16k "${t[@]}" --set attn_head_group=1
         run "$b" team16k "${t[@]}" --set attn_head_group=1 --set n_buckets=512 ;;
-    fit16k)
+    fit16k | fit16k:*)
         # torch16k's model in 1/8 of reformer-pytorch's peak RSS: attention in
         # passes of 2 heads (the same maths, half the pass buffers).
+        b=new
+        [[ $phase == fit16k:* ]] && b=${phase#fit16k:}
         t=(--warmup 1 --steps 1 --set n_layers=6 --set attn_layers=lsh --set seq_len=16384 --set attn_head_group=2)
-        run new fit16k "${t[@]}"
-        run new fit16k "${t[@]}" --set n_buckets=512 ;;
+        run "$b" fit16k "${t[@]}"
+        run "$b" fit16k "${t[@]}" --set n_buckets=512 ;;
     torchref)
         echo "[torchref]" >&2
         flock "${HEAVY_LOCK:-/tmp/reformer-heavy.lock}" .venv-rp/bin/python experiments/reformer_pytorch/bench.py --device cpu \
