@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's two commands on a fresh clone of this branch, as a new user
-# runs them, then its eval and 300-byte sample:
+# runs them, then its eval and 300-byte samples (the README's, at temperature
+# 0.8, and one at 1, the model's own distribution):
 #
 #   experiments/defaults/fresh_clone.sh [BRANCH]     -> experiments/defaults/fresh_clone.log
 #
@@ -33,6 +34,8 @@ lock=(flock "${HEAVY_LOCK:-/tmp/reformer-heavy.lock}")
         ckpt=$(ls runs/default/ckpt_*.h5 | tail -1)
         echo "\$ ./build/reformer eval --ckpt $ckpt --split test"
         ./build/reformer eval --ckpt "$ckpt" --split test 2>&1 | grep -v "^eval: .*%"
+        echo "\$ ./build/reformer sample --ckpt $ckpt --prompt '"'"'ROMEO:'"'"' --len 300 --temperature 0.8"
+        ./build/reformer sample --ckpt "$ckpt" --prompt "ROMEO:" --len 300 --temperature 0.8
         echo "\$ ./build/reformer sample --ckpt $ckpt --prompt '"'"'ROMEO:'"'"' --len 300"
         ./build/reformer sample --ckpt "$ckpt" --prompt "ROMEO:" --len 300
     '
