@@ -25,6 +25,14 @@ LDLIBS += -lmvec
 endif
 LDFLAGS += -fopenmp
 
+# Every object is rebuilt when the compiler or its global flags change (`make
+# ARCH_FLAGS=` after `make`, or a pull that changes them): build/flags-state
+# holds them and is rewritten (made newer) only when they change, as
+# build/cuda-state below does for nvcc and NCCL.
+FLAGS_STATE := build/flags-state
+FLAGS_STATE_NOW := $(CC) $(CFLAGS) | $(CXX)
+$(shell mkdir -p build && echo '$(FLAGS_STATE_NOW)' | cmp -s - $(FLAGS_STATE) || echo '$(FLAGS_STATE_NOW)' > $(FLAGS_STATE))
+
 # HDF5 (checkpoints, metrics): Debian's serial build keeps its headers and
 # libraries out of the default paths. Only io/, launch/ and the float tests
 # see them: core/ must never include HDF5 (DESIGN.md), so it compiles without.
@@ -114,7 +122,7 @@ endif
 .SECONDARY:
 all: build/reformer $(CUDA_MODULE) $(NCCL_MODULE) $(DIST_PROGRAMS)
 
-build/f32/dist/%.o: dist/%.c
+build/f32/dist/%.o: dist/%.c $(FLAGS_STATE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Idist $(MPI_CFLAGS) -c $< -o $@
 
@@ -152,17 +160,17 @@ $(shell mkdir -p build && echo $(CUDA_STATE_NOW) | cmp -s - $(CUDA_STATE) || ech
 build/f32/launch/cli.o build/f32/tests/test_cli.o build/f32/tests/test_dist.o build/f32/dist/bench_collectives.o: \
     $(CUDA_STATE)
 
-build/f32/%.o: %.c
+build/f32/%.o: %.c $(FLAGS_STATE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-build/f64/%.o: %.c
+build/f64/%.o: %.c $(FLAGS_STATE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DREFORMER_F64 -c $< -o $@
 
 # io/tokenizer.cc holds no float of the model: one object serves both builds.
 # CFLAGS' include paths apply (cuda/device_check.sh puts its carried headers there).
-build/f32/%.o: %.cc
+build/f32/%.o: %.cc $(FLAGS_STATE)
 	@mkdir -p $(dir $@)
 	$(CXX) -O2 -std=c++17 -Wall -Wextra $(filter -I%,$(CFLAGS)) -MMD -MP -c $< -o $@
 

@@ -18,15 +18,22 @@
 #include "cli.h"
 
 // libgomp reads its wait policy before main runs. Its default spins idle
-// threads for a while after each parallel region, which is fast on an idle
+// threads for ~3 ms after each parallel region, which is fast on an idle
 // machine and ruinous when ranks or jobs share cores (mpirun --oversubscribe,
-// SLURM steps, CI). Unless the user chose a policy, re-run with a passive one.
+// SLURM steps, CI). Unless the user chose a policy or a spin count, re-run
+// with a passive policy that still spins 1,000 times (GOMP_SPINCOUNT, about
+// 10 us; libgomp's own count for threads that outnumber the cores) before it
+// sleeps: a step's parallel regions follow each other within microseconds, so
+// the short spin catches most of them (the default run alone: about 1.2x the
+// tokens/s of no spin; two runs sharing the cores: the same total,
+// experiments/defaults/results.md).
 // This happens before MPI_Init (train calls dist_init later): under mpirun the
 // re-executed image keeps the launcher's environment and joins the job as
 // any rank does (checked: ranks run as /proc/self/exe with PASSIVE set).
 static void ensure_passive_openmp_wait(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    setenv("GOMP_SPINCOUNT", "1000", 1);  // read after the policy: it sets the spin
     execv("/proc/self/exe", argv);  // returns only on failure: carry on as we are
 }
 
