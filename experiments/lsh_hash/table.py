@@ -74,6 +74,13 @@ at 256K and 1M). Right after (f4)'s runs, from 22:58 UTC, nothing else
 running."""
 
 
+FLATQ3_HEAD = """Command: `TAG=flatq3 FLAT_STEPS=8 experiments/lsh_hash/run.sh
+OLD NEW flatnew:4096 flatnew:16384 flatnew:65536 flatnew:262144 flatnew:1048576 flatnew:4096`,
+NEW = fb2dfef, (a3)'s build with the 4-lane SSE exp (8 timed steps below 256K tokens, 1 at 256K
+and 1M). From about 00:35 UTC on 2026-12-07, after CI's run on a clone had ended, nothing else
+running."""
+
+
 def fmt(v, nd=1):
     return "-" if v is None else f"{v:,.{nd}f}"
 
@@ -119,6 +126,12 @@ if flatq2:
     print("\n### (a3) 2 all-LSH layers: tokens/s against length, the vectorised build (TAG=flatq2)\n")
     print(FLATQ2_HEAD + "\n")
     flat_table(flatq2, builds=("new",))
+
+flatq3 = [r for r in rows if r["phase"] == "flat" and r.get("tag") == "flatq3"]
+if flatq3:
+    print("\n### (a4) 2 all-LSH layers: tokens/s against length, the final build (TAG=flatq3)\n")
+    print(FLATQ3_HEAD + "\n")
+    flat_table(flatq3, builds=("new",))
 
 print("\n### (b) 4 layers local,lsh, attn_head_group=2, 1,048,576 tokens\n")
 print("| build | step s | tokens/s | peak RSS MiB | planned MiB | share_attention | share_hash |")
@@ -198,12 +211,19 @@ previous chunk's rows lie just before its own) go through one GEMM per
 product instead of two. From 22:49 UTC on 2026-12-06, nothing else running
 (each run under the heavy lock; this session's edits only). Medians over the
 runs; reformer-pytorch's median is the reference of both ratio columns."""
+FITQ3_BUILDS = {"old": "reformer before (2b709fc)", "new": "reformer final (fb2dfef)"}
+FITQ3_HEAD = """Command (/tmp/chain.sh): `TAG=fitq3 experiments/lsh_hash/run.sh OLD NEW fit16k:new torchref
+fit16k:old`, then `torchref fit16k:new fit16k:old`, then `fit16k:new torchref`; OLD = main at
+2b709fc, NEW = fb2dfef, (f4)'s build with libmvec's 4-lane SSE exp and erf instead of the 8-lane
+AVX2 forms (core/real.h says why). From 00:08 UTC on 2026-12-07, each run under the heavy lock,
+nothing else running (this session's edits only)."""
 SECTIONS = (("f1", "teamq", "a team of threads per lane, on a quiet machine", TEAMQ_HEAD, TEAM_BUILDS),
             ("f2", "team", "a team of threads per lane, with the image training at nice 19", TEAM_HEAD, TEAM_BUILDS),
             ("f3", "fitq", "the configuration in 1/8 of reformer-pytorch's RSS, on a quiet machine", FITQ_HEAD,
              FITQ_BUILDS),
             ("f4", "fitq2", "the configuration in 1/8 of reformer-pytorch's RSS, the vectorised build against "
-             "the one before", FITQ2_HEAD, FITQ2_BUILDS))
+             "the one before", FITQ2_HEAD, FITQ2_BUILDS),
+            ("f5", "fitq3", "the same, the final build (4-lane exp)", FITQ3_HEAD, FITQ3_BUILDS))
 for label, tag, title, head, builds in SECTIONS:
     team = [r for r in rows if r.get("tag") == tag]
     if not team:
@@ -312,10 +332,22 @@ print("""
   the new automatic row), so the ratios of medians are what carries; the
   lowest single run of the new automatic row, 1,951, is 3.1x the median
   reference.
+- (f5) The final build (fb2dfef: (f4)'s with the 4-lane SSE exp, after test-hf caught the
+  8-lane AVX2 exp's float32 error, core/real.h) at 16K, passes of 2 heads: **3.74x**
+  reformer-pytorch's median tokens/s with automatic buckets (2,515 against 672.4) and **3.67x**
+  with 512 (2,471), in **0.114x** its peak RSS (202.2 MiB against 1,768.7 median; 0.111x of its largest run, 1,824.5); every single
+  run of it is at least 3.4x that median. The build before, alternated with it in the same
+  rounds: 2.93x and 3.06x (the machine ran faster than in (f4): reformer-pytorch too, 672
+  against 627.5), so the final build's medians are 1.28x and 1.20x the old one's.
 - (a3) The vectorised build, flat in length: 2 all-LSH layers run at 0.92 to
   1.01 times their 4K median (6,866 tokens/s) at 16K, 64K, 256K and 1M
   tokens, the hash 0.7% to 2.9% of the step; the 1M step runs at 6,823
   tokens/s (a2's build: 5,297).
+- (a4) The final build, flat in length: 2 all-LSH layers at 16K, 64K, 256K and 1M tokens run at
+  1.02 to 1.16 times their 4K median (6,094 tokens/s; its two 8-step runs, 7,380 and 4,807,
+  differ by 35%, the 4K figure again the noisiest), or 0.84 to 0.96 times the faster 4K run:
+  within 20% of 4K either way; the hash is 0.7% to 2.8% of the step; the 1M step runs at
+  6,196 tokens/s.
 - (d) Quality: n_buckets=64 and 8,8 end 400 steps at 3.5854 and 3.5855
   validation bits per byte in training form and 3.5952 and 3.5968 in
   decoding form: 0.0001 and 0.0016 apart (target within 0.03).
