@@ -7,10 +7,10 @@ CFLAGS ?= -O3
 # The build machine's instruction set (AVX2 and FMA on any x86-64 of the last
 # decade), as llm.c builds: -O3 then vectorises the row loops (softmax, GELU,
 # layer norm) 8 floats wide; with the attention changes of the same commit,
-# about 1.27x the default run's tokens/s (experiments/defaults/results.md). -std=c11 keeps
-# -ffp-contract=off, so no multiply-add is fused: these flags alone give the
-# same loss, bit for bit, as -O2. Where the compute nodes differ from the
-# machine that builds: make ARCH_FLAGS= (portable x86-64) or
+# about 1.27x the default run's tokens/s (experiments/defaults/results.md).
+# -std=c11 keeps -ffp-contract=off, so no multiply-add is fused: these flags
+# alone give the same loss, bit for bit, as -O2. Where the compute nodes
+# differ from the machine that builds: make ARCH_FLAGS= (portable x86-64) or
 # ARCH_FLAGS=-march=x86-64-v3 (docs/distributed.md).
 ARCH_FLAGS ?= $(if $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo yes),-march=native)
 CFLAGS += $(ARCH_FLAGS)

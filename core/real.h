@@ -39,9 +39,9 @@ typedef float real;
 // off float64 against HF's own float32 1.7e-5 (SSE forms: 6.2e-6), a cause
 // not yet found; the 8-lane exp took ~3% of the default step against ~5%
 // (perf profiles), a small gain.
+#define R_LANES 4
 #if defined(REFORMER_MVEC) && !defined(REFORMER_F64)
 #include <string.h>
-#define R_LANES 4
 typedef float r_vec4 __attribute__((vector_size(16)));
 r_vec4 _ZGVbN4v_erff(r_vec4);  // libmvec's names: SSE (b), 4 lanes (N4), vector argument (v)
 r_vec4 _ZGVbN4v_expf(r_vec4);
@@ -58,7 +58,6 @@ static inline void r_exp_lanes(real *y, const real *x) {
     memcpy(y, &v, sizeof v);
 }
 #else
-#define R_LANES 4
 static inline void r_erf_lanes(real *y, const real *x) {
     for (int k = 0; k < R_LANES; k++) y[k] = R_ERF(x[k]);
 }
