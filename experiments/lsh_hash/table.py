@@ -77,7 +77,7 @@ running."""
 FLATQ3_HEAD = """Command: `TAG=flatq3 FLAT_STEPS=8 experiments/lsh_hash/run.sh
 OLD NEW flatnew:4096 flatnew:16384 flatnew:65536 flatnew:262144 flatnew:1048576 flatnew:4096`,
 NEW = fb2dfef, (a3)'s build with the 4-lane SSE exp (8 timed steps below 256K tokens, 1 at 256K
-and 1M). From about 00:35 UTC on 2026-12-07, after CI's run on a clone had ended, nothing else
+and 1M). From 00:27 UTC on 2026-12-07, after CI's run on a clone had ended, nothing else
 running."""
 
 
