@@ -16,6 +16,17 @@
 // rounds. The backward sends the rounds' output gradients the same way and
 // returns the (qk, v) gradients, the previous chunk's going back to its rank.
 //
+// When those R-fold rows do not fit (passes of one or two heads), the sort
+// streams instead (steps > 0): each rank's slice is cut into `steps` pieces
+// of whole chunks, and step t moves, attends and returns every rank's piece t
+// alone. A piece's look-back chunk travels with it from the positions' ranks
+// (no halo); outputs combine online at the positions (running max and sum of
+// the rounds' logsumexps); the backward sends the pieces again with the
+// output gradient, that max and sum and do . o, and recomputes each piece's
+// forward. So the rows in flight are 1/steps of the kept schedule's, for
+// about 1.2x its bytes. A step whose rows from one rank exceed what a rank
+// receives (skewed buckets) is split into sub-exchanges, agreed by all ranks.
+//
 // Local: a halo. Each rank receives the last chunk of keys and values of the
 // rank before it, runs the local kernel on its own rows and again on [halo ;
 // first chunk]; the halo's key and value gradients go back in the backward.
@@ -74,6 +85,17 @@ typedef struct SeqAttention {
     int *spos;                // [lanes, m + n_own]: their positions
     int *srun;                // strict, [lanes, m + n_own]: that start as a lane row (Backend.lsh_sorted_forward)
     real *halo_send, *halo_recv;  // [lanes, m, 2 dh + 1]
+    // --- LSH, streamed (steps > 0; sq .. srun then point into xa / xb per step) ---
+    int steps, piece;         // pieces per rank's slice; items per piece (whole chunks; the last may be shorter)
+    size_t cap;               // rows a rank receives in one step: lanes * (m + piece)
+    int *sidx;                // [lanes, R, Ll]: global sorted index of each of my items
+    int *rowitem;             // my rows, by (step, destination, own | look-back): item * 2 + look-back
+    int *keyoff;              // [steps * sp * 2 + 1]: where each (step, destination, kind) starts in rowitem
+    int *sub_calls;           // [steps]: sub-exchanges of each step, the same on every rank
+    int *agree_mine, *agree_before, *agree_total;  // [steps * sp]: every rank's rows per step
+    size_t *sub_rows, *sub_back;  // [sp, sp]: per (sub-exchange, source) of the step in flight, rows received; forward rows returned
+    real *pmax, *psum, *pdot; // [lanes, Ll]: the rounds' largest logsumexp, sum of exp(lse - max); do . o
+    const uint16_t *bk;       // the pass's buckets, from its forward to its backward (strict run starts)
     // --- local: my first chunk again, with the rank before's last chunk in front ---
     int ml;                   // local chunk
     real *qe, *ke, *ve, *oe, *doe, *dqe, *dke, *dve;  // [B, 2 ml, H dh]: halo rows, then my first chunk
@@ -93,13 +115,18 @@ typedef struct {
 // `heads` heads of a sequence-sharded layer of kind `kind` (c->sp > 1), batch
 // B. Returns their bytes; *work (if not NULL) receives the backend scratch
 // the pass's calls need. sa->work and sa->head0 are the caller's to set.
+// steps: the sort's schedule (LSH only): 0 keeps its rows, > 0 streams them in
+// that many pieces per rank (above; memplan.c picks it).
 size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const SeqSizeRules *rules, int B,
-                            AttnKind kind, int heads, size_t *work);
+                            AttnKind kind, int heads, int steps, size_t *work);
+// Pieces per rank's slice for `steps` requested (at most one chunk each): the
+// number of steps the streamed sort then runs.
+int seq_sort_pieces(const Config *c, int steps);
 
 // The pass workspace of the model (core/model.h): one attention pass of
 // `heads` heads of layer l, laid out at base (NULL: only measure): its q, k,
 // v, o buffers and their gradients, [T, heads * d_head] with T = B L / sp
-// (k and dk for local layers only; on the sort's path dv is v's buffer; with
+// (k and dk for local layers only; on the kept sort's path dv is v's buffer; with
 // Ulysses the same elements hold [B * L, heads / sp * d_head]), then, for a
 // sequence-sharded layer, its exchange buffers (seq_attention_layout; *work:
 // their backend scratch, else 0). Returns the bytes.
@@ -108,18 +135,19 @@ typedef struct {
     SeqAttention seq;
 } AttnPass;
 size_t attn_pass_layout(AttnPass *ap, char *base, const Config *c, const SeqSizeRules *rules, int B, int l, int heads,
-                        size_t *work);
+                        int steps, size_t *work);
 
 // LSH pass forward on this rank's positions: qk, v, out [B, Ll, H*dh];
 // buckets [B, H, R, Ll] (hash = 1 draws them for (seed, step, layer) first,
 // 0 reuses them: the reversible recompute). Keeps what the backward needs.
 void seq_lsh_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, const real *qk,
                      const real *v, uint16_t *buckets, int hash, uint64_t seed, uint32_t step, uint32_t layer);
-// Its backward, right after a forward of the same inputs: dqk, dv written (=),
-// after the last read of out; dqk may alias out, dv the forward's v (read
-// only by the forward, which packs it into the sort's rows).
+// Its backward, right after a forward of the same inputs (qk, v, buckets):
+// dqk, dv written (=), after the last read of out; dqk may alias out; dv may
+// alias v when the rows are kept (steps 0: only the forward packs v), not
+// when they stream (every step of the backward packs v again).
 void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *dqk, real *dv,
-                      const real *dout, const real *out);
+                      const real *dout, const real *out, const real *qk, const real *v);
 // The sort and the move alone (tested against one process's stable sort):
 // fills sq, sv, spos rows m.. of every lane with this rank's sorted slice.
 void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real *qk, const real *v,

@@ -142,8 +142,9 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC, N_BUCKETS_CODEC;
       "fewer (batch, head) pairs than threads has all threads work on each pair "       \
       "together, so a one-head pass at batch 1 still uses every core. Any `sp`: a "     \
       "rank's pass "                                                                     \
-      "holds its `seq_len`/`sp` positions (Ulysses passes cover lcm(group, `sp`) "      \
-      "heads; the sort's, fewer: [Training on many processes](distributed.md))")        \
+      "holds its `seq_len`/`sp` positions (`sp_attention=heads` passes cover "          \
+      "lcm(group, `sp`) heads; the sort's may cover fewer, or stream: `sort_steps`, "   \
+      "[Training on many processes](distributed.md))")                                   \
     X(ff_activation,   CHOICE(ff_activation, ACTIVATION_NAMES), "gelu", 0,               \
       "`gelu` or `relu`")                                                                \
     X(ln_eps,          DOUBLE(ln_eps, 1e-30, 1.0),            "1e-6", 0,                  /* trax; HF 1e-12 */ \
@@ -176,7 +177,13 @@ static const KeyCodec SPLIT_FRACTIONS_CODEC, IMAGE_SHAPE_CODEC, N_BUCKETS_CODEC;
       "`n_heads/sp` heads; `sp` divides `n_heads`), `sequence` (the sequence stays "     \
       "sharded: LSH by a distributed sort, local by a halo of the previous chunk), "     \
       "`auto` (halo for local layers, heads for LSH layers where `sp` divides "          \
-      "`n_heads`, the sort past them)")                                                  \
+      "`n_heads` and the heads of a pass, the sort otherwise)")                          \
+    X(sort_steps,      INT(sort_steps, -1, INT_MAX),          "0", 0,                    \
+      "sequence-sharded LSH (`sp` > 1): 0 = the plan's choice (keep the sort's rows "    \
+      "from forward to backward where they fit in what a pass holds at `sp` = 1, else "  \
+      "stream them in pieces, about 1.2x the bytes exchanged); N = stream them in N "    \
+      "pieces per rank and pass; -1 = keep them, whatever they take (see "               \
+      "[Training on many processes](distributed.md))")                                   \
     X(lr,              DOUBLE(lr, 0.0, 10.0),                 "1e-2", 0,                 \
       "peak learning rate, reached at the end of warmup (the default and the betas "     \
       "are trax's recipe for a small Reformer: `experiments/defaults/`)")                                \
@@ -632,10 +639,20 @@ static int config_layer_chunk_of(const Config *c, AttnKind kind) {
 // sequence-sharded path needs chunk-aligned shards: a local layer's shard of
 // seq_len/sp positions a whole number of local chunks, an LSH layer's slice of
 // the sorted order (n_hashes * seq_len/sp items) a whole number of LSH chunks.
+static int aligned_lsh(const Config *c, int shard) {
+    const int m = config_layer_chunk_of(c, ATTN_LSH);
+    return m < c->seq_len && ((long)c->n_hashes * shard) % m == 0;
+}
+
 static int sp_attention_plan(Config *c, int has_lsh, int has_local, char *err, size_t errlen) {
     c->sp_sequence[ATTN_LOCAL] = c->sp_sequence[ATTN_LSH] = 0;
     if (c->sp == 1) return 0;
     const int shard = c->seq_len / c->sp, heads_ok = c->n_heads % c->sp == 0;
+    // Ulysses gives each rank whole heads of a pass: with fewer heads per pass
+    // than sp a pass would cover lcm(group, sp) heads; auto sorts instead
+    // (an LSH layer that cannot be sorted keeps Ulysses).
+    const int group = c->attn_head_group > 0 ? c->attn_head_group : c->n_heads;
+    const int group_ok = group % c->sp == 0 || !aligned_lsh(c, shard);
     const int lsh_m = config_layer_chunk_of(c, ATTN_LSH), local_m = config_layer_chunk_of(c, ATTN_LOCAL);
     const int lsh_rounds = lsh_m < c->seq_len ? c->n_hashes : 1;
     const int kinds[2] = {ATTN_LOCAL, ATTN_LSH}, present[2] = {has_local, has_lsh};
@@ -645,7 +662,7 @@ static int sp_attention_plan(Config *c, int has_lsh, int has_local, char *err, s
         int seq;
         if (c->sp_attention == SP_ATTN_HEADS) seq = 0;
         else if (c->sp_attention == SP_ATTN_SEQUENCE) seq = 1;
-        else seq = kind == ATTN_LOCAL ? aligned || !heads_ok : !heads_ok;  // auto
+        else seq = kind == ATTN_LOCAL ? aligned || !heads_ok : !heads_ok || !group_ok;  // auto
         c->sp_sequence[kind] = seq;
         if (!present[i]) continue;
         const char *what = kind == ATTN_LSH ? "lsh" : "local";  // the key is <what>_chunk

@@ -78,6 +78,7 @@ typedef struct {
     int batch;             // sequences per data-parallel replica
     int sp;                // sequence-parallel ranks per replica (divides seq_len)
     SpAttention sp_attention;  // auto | heads | sequence (see SpAttention)
+    int sort_steps;            // sequence-sharded LSH: 0 = the plan's schedule; N = stream in N pieces
     double lr;             // peak learning rate (after warmup)
     int warmup;
     int steps;

@@ -105,10 +105,11 @@ static AttnShape plan_pass_shape(const MemPlan *p, const Config *c, int l, int h
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
 // One pass of `heads` heads of layer l: its workspace bytes and its backend scratch.
-static size_t plan_pass(const MemPlan *p, const Config *c, const MemRules *r, int l, int heads, size_t *work) {
+static size_t plan_pass(const MemPlan *p, const Config *c, const MemRules *r, int l, int heads, int steps,
+                        size_t *work) {
     AttnPass ap;
     SeqSizeRules sr = {r->attention_workspace_bytes, r->lsh_sorted_workspace_bytes};
-    size_t bytes = attn_pass_layout(&ap, NULL, c, &sr, p->B, l, heads, work);
+    size_t bytes = attn_pass_layout(&ap, NULL, c, &sr, p->B, l, heads, steps, work);
     if (!(c->sp > 1 && c->sp_sequence[c->layer_kind[l]])) {
         AttnShape s = plan_pass_shape(p, c, l, heads);
         *work = r->attention_workspace_bytes(&s, c->layer_kind[l] == ATTN_LSH);
@@ -146,6 +147,50 @@ static size_t scratch_plan(const MemPlan *p, const Config *c, const MemRules *r,
     need = MAX(need, r->scratch_bytes(SCRATCH_EMBEDDING_BACKWARD, T, d, 0));  // [V, d] table
     need = MAX(need, r->scratch_bytes(SCRATCH_SUM_SQUARES, n_params, 0, 0));
     return need;
+}
+
+// The sequence-sharded sort's passes (memplan.h, pass_steps): the widest
+// pass of at most hg heads whose kept rows fit the budget (what a pass of hg
+// heads holds at sp = 1); else the widest streamed pass that fits it in the
+// fewest steps; else passes of one head streamed in the fewest steps whose
+// exchange buffers hold no more than one of the pass's [T, d_head] buffers
+// (a pass then holds what it holds at sp = 1 and one such buffer more).
+static void sort_schedule(const MemPlan *p, const Config *c, const MemRules *r, int l, size_t budget, int kept,
+                          int *heads, int *steps) {
+    const int hg = p->head_group, most = seq_sort_pieces(c, INT_MAX);
+    size_t w;
+    for (int h = hg; h >= 1; h--)
+        if (hg % h == 0 && (plan_pass(p, c, r, l, h, 0, &w) <= budget || (kept && h == 1))) {
+            *heads = h, *steps = 0;  // kept (sort_steps=-1: kept, in passes of one head if none fits)
+            return;
+        }
+    for (int h = hg; h >= 1; h--) {
+        if (hg % h) continue;
+        for (int t = 1, last = 0; t <= most; t++) {
+            const int pieces = seq_sort_pieces(c, t);
+            if (pieces == last) continue;
+            last = pieces;
+            if (plan_pass(p, c, r, l, h, pieces, &w) <= budget) {
+                *heads = h, *steps = pieces;
+                return;
+            }
+        }
+    }
+    const size_t buf = ((size_t)p->T * c->d_head * sizeof(real) + 255) & ~(size_t)255;
+    Config one = *c;  // what a pass of one head of this layer holds at sp = 1: q, v, o, do, dv
+    one.sp = 1, one.seq_len = p->L_local;
+    AttnPass ap;
+    const size_t held = attn_pass_layout(&ap, NULL, &one, NULL, p->B, l, 1, 0, NULL);
+    *heads = 1, *steps = most;
+    for (int t = 1, last = 0; t <= most; t++) {
+        const int pieces = seq_sort_pieces(c, t);
+        if (pieces == last) continue;
+        last = pieces;
+        if (plan_pass(p, c, r, l, 1, pieces, &w) <= held + buf) {
+            *steps = pieces;
+            return;
+        }
+    }
 }
 
 int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, size_t errlen) {
@@ -200,22 +245,21 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
         Config one = *c;  // this rank's T tokens as one process's sequence
         one.sp = 1, one.seq_len = p->L_local;
         AttnPass ap;
-        budget = MAX(budget, attn_pass_layout(&ap, NULL, &one, NULL, p->B, l, hg, NULL));
+        budget = MAX(budget, attn_pass_layout(&ap, NULL, &one, NULL, p->B, l, hg, 0, NULL));
     }
     int n_lsh = 0;
     for (int l = 0; l < c->n_layers; l++) {
         const int lsh = c->layer_kind[l] == ATTN_LSH, seq = c->sp > 1 && c->sp_sequence[c->layer_kind[l]];
-        int heads = hg;
+        int heads = hg, steps = 0;
         if (ulysses_layer(c, l)) heads = hg / gcd(hg, c->sp) * c->sp;  // lcm: sp divides n_heads and hg does
-        size_t w = 0, bytes = plan_pass(p, c, r, l, heads, &w);
-        if (seq && lsh)  // the widest pass whose sort fits the budget (at least one head)
-            while (heads > 1 && bytes > budget) {
-                int h = heads - 1;
-                while (hg % h) h--;
-                heads = h;
-                bytes = plan_pass(p, c, r, l, heads, &w);
-            }
+        size_t w = 0, bytes = plan_pass(p, c, r, l, heads, 0, &w);
+        if (seq && lsh) {
+            if (c->sort_steps > 0) steps = seq_sort_pieces(c, c->sort_steps);
+            else sort_schedule(p, c, r, l, budget, c->sort_steps < 0, &heads, &steps);
+            bytes = plan_pass(p, c, r, l, heads, steps, &w);
+        }
         p->pass_heads[l] = heads;
+        p->pass_steps[l] = steps;
         p->pass_bytes = MAX(p->pass_bytes, bytes);
         work = MAX(work, w);
         AttnShape s = plan_pass_shape(p, c, l, heads);
@@ -246,8 +290,8 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
     {
         int widest = 0;
         for (int l = 0; l < c->n_layers; l++) {
-            size_t w, a = plan_pass(p, c, r, l, p->pass_heads[l], &w), b = plan_pass(p, c, r, widest,
-                                                                                     p->pass_heads[widest], &w);
+            size_t w, a = plan_pass(p, c, r, l, p->pass_heads[l], p->pass_steps[l], &w);
+            size_t b = plan_pass(p, c, r, widest, p->pass_heads[widest], p->pass_steps[widest], &w);
             if (a > b) widest = l;
         }
         const int heads = p->pass_heads[widest], u = ulysses_layer(c, widest);
@@ -262,8 +306,15 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
             in_bufs += buf;
         }
         if (seq)
-            add(p, r, "attn_exchange", MEM_NO_FIELD, MEM_PART, 1, plan_pass(p, c, r, widest, heads, &w) - in_bufs,
-                "%s rows of %d heads (attention_seq.c)", c->layer_kind[widest] == ATTN_LSH ? "sort" : "halo", heads);
+            {
+            char what[40];
+            if (c->layer_kind[widest] != ATTN_LSH) snprintf(what, sizeof what, "halo");
+            else if (p->pass_steps[widest]) snprintf(what, sizeof what, "sort (%d steps)", p->pass_steps[widest]);
+            else snprintf(what, sizeof what, "sort (kept)");
+            add(p, r, "attn_exchange", MEM_NO_FIELD, MEM_PART, 1,
+                plan_pass(p, c, r, widest, heads, p->pass_steps[widest], &w) - in_bufs, "%s of %d heads (attention_seq.c)",
+                what, heads);
+        }
     }
     add(p, r, "ff_h", MEM_NO_FIELD, MEM_PART, 0, ff_sizes[0], "[rows=%zu, d_ff=%zu] %s (in attn_pass)", rows, dff, RT);
     add(p, r, "ff_a", MEM_NO_FIELD, MEM_PART, 0, ff_sizes[1], "[rows, d_ff] %s (in attn_pass)", RT);

@@ -57,8 +57,14 @@ typedef struct {
     // Heads one pass of layer l covers (the model's heads; model.h): head_group,
     // except with Ulysses (lcm(head_group, sp): each rank attends 1/sp of
     // them) and for the sequence-sharded sort (fewer, so that its R-fold rows
-    // fit in what a pass of head_group heads holds at sp = 1).
+    // fit in what a pass of head_group heads holds at sp = 1, or streamed:
+    // pass_steps).
     int pass_heads[MAX_LAYERS];
+    // The sequence-sharded sort's schedule per layer (attention_seq.h): 0
+    // keeps its rows from the forward to the backward (the fewest bytes
+    // exchanged); > 0 streams them in that many pieces per rank, when even a
+    // pass of one head's kept rows do not fit (memplan.c, sort_schedule).
+    int pass_steps[MAX_LAYERS];
     size_t pass_bytes;  // the pass workspace: the largest layer's (attn_pass_layout)
     // The feed-forward's and the loss head's chunk buffers (ff_h, ff_a,
     // ff_da; head_in, head_ln, head_mean, head_rstd, logits, d_head_in,

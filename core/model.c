@@ -47,7 +47,7 @@ static AttnShape pass_shape(const Model *m, int l, int g) {
 static void use_pass(Model *m, int l) {
     AttnPass ap;
     SeqSizeRules sr = {m->be->attention_workspace_bytes, m->be->lsh_sorted_workspace_bytes};
-    attn_pass_layout(&ap, m->attn_pass, &m->cfg, &sr, m->B, l, m->pass_heads[l], NULL);
+    attn_pass_layout(&ap, m->attn_pass, &m->cfg, &sr, m->B, l, m->pass_heads[l], m->pass_steps[l], NULL);
     m->gq = ap.q, m->gk = ap.k, m->gv = ap.v, m->go = ap.o, m->gdo = ap.dout, m->gdk = ap.dk, m->gdv = ap.dv;
     m->seq_attn = ap.seq;
     m->seq_attn.work = m->attn_work;
@@ -118,6 +118,7 @@ void model_init(Model *m, const Config *c, const Backend *be) {
     m->head_group = p->head_group;
     m->n_groups = p->n_groups;
     memcpy(m->pass_heads, p->pass_heads, sizeof m->pass_heads);
+    memcpy(m->pass_steps, p->pass_steps, sizeof m->pass_steps);
     m->rows = p->rows;
     m->head_rows = p->head_rows;
     param_layout_build(&m->layout, c);
@@ -355,7 +356,7 @@ static void attn_pass_backward(Model *m, int l, int g, const real *x, real *dx, 
     TIMED(PROF_ATTENTION, {
         if (path == PATH_SEQUENCE) {
             if (c->layer_kind[l] == ATTN_LSH)
-                seq_lsh_backward(&m->seq_attn, be, &m->seq, m->go, m->gdv, m->gdo, m->go);
+                seq_lsh_backward(&m->seq_attn, be, &m->seq, m->go, m->gdv, m->gdo, m->go, m->gq, m->gv);
             else
                 seq_local_backward(&m->seq_attn, be, &m->seq, m->go, m->gdk, m->gdv, m->gdo, m->go, m->attn_saved,
                                    m->gq, m->gk, m->gv);

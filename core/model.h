@@ -63,6 +63,7 @@ typedef struct {
     int L_local;         // L / sp: this rank's positions of each sequence
     int head_group, n_groups;       // attn_head_group (0: n_heads) and n_heads / head_group
     int pass_heads[MAX_LAYERS];     // heads one pass of layer l covers (memplan.h)
+    int pass_steps[MAX_LAYERS];     // the sequence-sharded sort's schedule per layer (memplan.h)
     SeqParallel seq;     // sp = 1 unless the launcher shards the sequence
     GradBuckets grad_buckets;
 

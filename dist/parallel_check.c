@@ -207,7 +207,10 @@ int main(int argc, char **argv) {
             // all-to-all-vs and halos around sequence-sharded ones; one
             // communicator when sp is the world.
             int seq_lsh = cfg.sp_sequence[ATTN_LSH] && config_count_lsh_layers(&cfg) > 0;
-            int seq_any = seq_lsh || (cfg.sp_sequence[ATTN_LOCAL] && config_count_lsh_layers(&cfg) < cfg.n_layers);
+            int kept_sort = 0;  // the streamed sort fetches its look-back rows with the rest: no shifts
+            for (int l = 0; l < cfg.n_layers; l++) kept_sort |= cfg.layer_kind[l] == ATTN_LSH && !m.pass_steps[l];
+            int seq_any = (seq_lsh && kept_sort) ||
+                          (cfg.sp_sequence[ATTN_LOCAL] && config_count_lsh_layers(&cfg) < cfg.n_layers);
             long exchanges = standin_alltoalls + standin_alltoallvs + standin_shifts;
             // --buckets: n_layers + 2 bucket sums a step, and the twin's one.
             int ok = standin_allreduces == steps * (bucketed ? cfg.n_layers + 3 : 1) && standin_bcasts == 1 + bucketed &&
@@ -219,6 +222,12 @@ int main(int argc, char **argv) {
                    "all-to-all-vs, %ld shifts: %s\n",
                    standin_comms, standin_allreduces, standin_bcasts, standin_alltoalls, standin_alltoallvs,
                    standin_shifts, ok ? "OK" : "FAIL");
+        }
+        int streamed = 0;
+        for (int l = 0; l < cfg.n_layers; l++) streamed = m.pass_steps[l] > streamed ? m.pass_steps[l] : streamed;
+        if (sp > 1 && cfg.sp_sequence[ATTN_LSH] && config_count_lsh_layers(&cfg) > 0) {
+            if (streamed) printf("sort: streamed in %d steps, passes of %d heads\n", streamed, m.pass_heads[0]);
+            else printf("sort: rows kept, passes of %d heads\n", m.pass_heads[0]);
         }
         printf("attention: local %s, lsh %s; worst tensor gradient rel err %.1e\n",
                sp == 1 ? "unsharded" : cfg.sp_sequence[ATTN_LOCAL] ? "sequence-sharded (halo)" : "heads (Ulysses)",

@@ -97,7 +97,7 @@ static const struct {
     {"loss_chunk", "256"},     {"attn_head_group", "2"},    {"ff_activation", "relu"},   {"ln_eps", "1e-05"},
     {"dropout", "0.1"},        {"init_std", "0.01"},        {"reversible", "0"},
     {"emb_init_std", "0.5"},   {"axial_init_std", "0.02"},
-    {"seq_len", "1024"},       {"batch", "8"},              {"sp", "2"},           {"sp_attention", "heads"}, {"lr", "0.001"},
+    {"seq_len", "1024"},       {"batch", "8"},              {"sp", "2"},           {"sp_attention", "heads"}, {"sort_steps", "4"}, {"lr", "0.001"},
     {"warmup", "10"},          {"steps", "20"},             {"schedule", "rsqrt"},
     {"lr_min", "0"},           {"weight_decay", "0.01"},    {"beta1", "0.8"},
     {"beta2", "0.99"},         {"adam_eps", "1e-08"},       {"clip", "0"},

@@ -204,7 +204,9 @@ Test(dist, device_route_equals_one_process, .timeout = 180) {
 #define PAST_HEADS "n_heads=2 d_head=8 seq_len=64 n_layers=2 sp_attention=sequence"
 
 // The distributed sort's slices equal one process's stable sort, exactly,
-// on 24 cases of random and skewed bucket vectors (build/sort_check).
+// on 24 cases of random and skewed bucket vectors; and its streamed schedule
+// (1, 2 and one chunk per piece) gives the kept schedule's output and
+// gradients to 1e-5 of each tensor's largest value (build/sort_check).
 Test(dist, distributed_sort_equals_one_process_sort, .timeout = 120) {
     need_mpi();
     const int nps[] = {2, 3, 8};
@@ -215,6 +217,9 @@ Test(dist, distributed_sort_equals_one_process_sort, .timeout = 120) {
         cr_assert_eq(r.rc, 0, "%s:\n%s", cmd, r.out);
         snprintf(want, sizeof want, "sort_check sp %d: 24 cases, ", nps[i]);
         cr_assert(strstr(r.out, want) && strstr(r.out, " 0 wrong: OK"), "%s:\n%s", cmd, r.out);
+        // The streamed schedule against the kept one, including steps whose
+        // rows from one rank exceed a step's share (sub-exchanges).
+        cr_assert(strstr(r.out, "streamed schedules (some split into sub-exchanges)"), "%s:\n%s", cmd, r.out);
     }
 }
 
@@ -222,17 +227,22 @@ Test(dist, distributed_sort_equals_one_process_sort, .timeout = 120) {
 // layers, through the reversible backward with dropout: loss, gradients
 // (all together and every tensor) and parameters after 5 steps equal one
 // process (parallel_check's tolerances: 1e-5 relative, 1e-4 per tensor).
-Test(dist, sequence_sharded_past_the_heads_equals_one_process, .timeout = 300) {
+// Both schedules of the sort: kept (sort_steps=-1) and streamed (in 3
+// pieces per rank; the plan's choice where kept rows do not fit).
+Test(dist, sequence_sharded_past_the_heads_equals_one_process, .timeout = 400) {
     need_mpi();
     const int sps[] = {2, 4, 8}, rounds[] = {1, 2, 4};
     for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) {
-            char flags[160];
-            snprintf(flags, sizeof flags, PAST_HEADS " n_hashes=%d", rounds[j]);
-            Result r = parallel_check_with(sps[i], sps[i], 5, "local,lsh", flags);
-            cr_assert(strstr(r.out, "local sequence-sharded (halo), lsh sequence-sharded (sort)"), "%s", r.out);
-        }
+        for (int j = 0; j < 3; j++)
+            for (int kept = 0; kept < 2; kept++) {
+                char flags[160];
+                snprintf(flags, sizeof flags, PAST_HEADS " n_hashes=%d sort_steps=%d", rounds[j], kept ? -1 : 3);
+                Result r = parallel_check_with(sps[i], sps[i], 5, "local,lsh", flags);
+                cr_assert(strstr(r.out, "local sequence-sharded (halo), lsh sequence-sharded (sort)"), "%s", r.out);
+                cr_assert(strstr(r.out, kept ? "sort: rows kept" : "sort: streamed in "), "%s", r.out);
+            }
     parallel_check_with(8, 8, 5, "lsh", PAST_HEADS " n_hashes=2");
+    parallel_check_with(8, 8, 5, "lsh", PAST_HEADS " n_hashes=2 sort_steps=-1");
     parallel_check_with(8, 8, 5, "local", PAST_HEADS);
 }
 
@@ -257,6 +267,8 @@ Test(dist, sequence_sharded_on_a_skewed_input_equals_one_process, .timeout = 180
     need_mpi();
     parallel_check_with(4, 4, 5, "local,lsh", PAST_HEADS " --skewed");
     parallel_check_with(8, 8, 5, "local,lsh", PAST_HEADS " n_hashes=4 --skewed");
+    parallel_check_with(4, 4, 5, "local,lsh", PAST_HEADS " --skewed sort_steps=-1");
+    parallel_check_with(8, 8, 5, "local,lsh", PAST_HEADS " n_hashes=4 --skewed sort_steps=16");
 }
 
 // A dp 2 x sp 4 grid past the heads trains 20 steps like one process.
@@ -279,6 +291,8 @@ Test(dist, strict_lsh_sequence_sharded_past_the_heads_equals_one_process, .timeo
         cr_assert(strstr(r.out, "lsh sequence-sharded (sort)"), "%s", r.out);
     }
     parallel_check_with(8, 8, 5, "lsh", PAST_HEADS " lsh_form=strict n_hashes=2 --skewed");
+    parallel_check_with(8, 8, 5, "lsh", PAST_HEADS " lsh_form=strict n_hashes=2 --skewed sort_steps=-1");
+    parallel_check_with(4, 4, 5, "lsh", PAST_HEADS " lsh_form=strict n_hashes=2 sort_steps=-1");
     parallel_check_with(8, 4, 5, "lsh,local", PAST_HEADS " lsh_form=strict");
 }
 

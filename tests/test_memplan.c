@@ -147,17 +147,22 @@ Test(memplan, cuda_plan_equals_what_model_init_asks_for) {
 // counts exactly the plan's backend bytes, and a stand-in with CUDA's sizing
 // is asked for exactly the plan's bytes (the sort's rows are in the pass
 // workspace either way).
-static Config sp_config(int sp, const char *path, const char *pattern, int head_group) {
-    char set[5][64];
+static Config sp_config_steps(int sp, const char *path, const char *pattern, int head_group, int sort_steps) {
+    char set[6][64];
     snprintf(set[0], 64, "sp=%d", sp);
     snprintf(set[1], 64, "sp_attention=%s", path);
     snprintf(set[2], 64, "attn_layers=%s", pattern);
     snprintf(set[3], 64, "attn_head_group=%d", head_group);
     snprintf(set[4], 64, "seq_len=%d", 128 * sp);
+    snprintf(set[5], 64, "sort_steps=%d", sort_steps);
     const char *sets[] = {"n_heads=8", "d_head=8", "d_model=32", "d_ff=48", "n_layers=2", "batch=2", "lsh_chunk=16",
                           "local_chunk=16", "n_hashes=2", "ff_chunk=100", set[0], set[1], set[2], set[3], set[4],
-                          NULL};
+                          set[5], NULL};
     return config_of(sets);
+}
+
+static Config sp_config(int sp, const char *path, const char *pattern, int head_group) {
+    return sp_config_steps(sp, path, pattern, head_group, 0);
 }
 
 Test(memplan, sequence_parallel_plan_equals_allocated_bytes_on_every_path) {
@@ -178,32 +183,48 @@ Test(memplan, sequence_parallel_plan_equals_allocated_bytes_on_every_path) {
                                  sps[s], paths[a], patterns[b], groups[g], p.backend_bytes, counted);
                     n++;
                 }
-    cr_assert_eq(n, 81);
+    // The sort's two schedules forced: kept (-1) and streamed in 3 pieces.
+    const int schedules[] = {-1, 3};
+    for (int k = 0; k < 2; k++)
+        for (int s = 0; s < 3; s++)
+            for (int g = 0; g < 3; g++) {
+                Config c = sp_config_steps(sps[s], "sequence", "local,lsh", groups[g], schedules[k]);
+                MemPlan p;
+                size_t model_planned, counted = cpu_allocated(&c, &p, &model_planned);
+                cr_assert_eq(counted, p.backend_bytes - p.scratch, "sp %d sort_steps %d group %d: planned %zu, counted %zu",
+                             sps[s], schedules[k], groups[g], p.backend_bytes - p.scratch, counted);
+                cr_assert_eq(!!p.pass_steps[1], k, "sp %d group %d: schedule %d not taken", sps[s], groups[g], schedules[k]);
+                counted = cuda_asked(&c, &p);
+                cr_assert_eq(counted, p.backend_bytes, "cuda sizing, sp %d sort_steps %d group %d", sps[s], schedules[k],
+                             groups[g]);
+                n++;
+            }
+    cr_assert_eq(n, 81 + 18);
 }
 
 // A rank at sp = k holds about what one process holds for the same number of
 // positions: the planned bytes per position per rank (per_token_bytes x sp:
 // per_token_bytes counts the whole sequence) at sp = 2, 4, 8 within 10% of
-// sp = 1's, for the measured model (experiments/scaling/past_heads.md), on
-// every path, with passes of all heads; and with passes of 1 and 2 heads on
-// the paths that keep them: the halo everywhere, Ulysses where sp divides
-// the pass's heads; the sort under local layers' passes of 2 heads. (Ulysses
-// with fewer heads per pass than sp attends at least one whole head per rank,
-// lcm(head_group, sp) heads per pass; the sort holds R sorted copies of a
-// 1-head pass's rows, 386 reals per copy and position at d_head 64, which fit
-// in what a pass of 2 heads of a local layer or of all 4 heads holds at
-// sp = 1, but not in a pass of 1 head or of 2 LSH heads: model.h, memplan.h.)
+// sp = 1's, for the measured model (experiments/scaling/past_heads.md), in
+// passes of all heads, of 2 and of 1, on every path: the halo, the sort
+// (kept, or streamed where kept rows do not fit: memplan.c, sort_schedule),
+// auto, and Ulysses where sp divides the pass's heads. (Ulysses gives each
+// rank whole heads of a pass: asked for with fewer heads per pass than sp,
+// a pass covers lcm(group, sp) heads and holds what a pass of that many
+// holds at sp = 1; auto sorts instead: config.c, sp_attention_plan.)
 Test(memplan, bytes_per_position_at_sp_k_within_10_percent_of_one_process) {
     static const struct {
         const char *pattern, *path;
         int group, max_sp;
     } rows[] = {
-        {"local,lsh", "auto", 0, 8}, {"local,lsh", "sequence", 0, 8}, {"local,lsh", "heads", 0, 4},
-        {"lsh", "auto", 0, 8},       {"lsh", "sequence", 0, 8},       {"lsh", "heads", 0, 4},
-        {"local", "auto", 0, 8},     {"local", "sequence", 0, 8},     {"local", "heads", 0, 4},
-        {"local", "sequence", 1, 8}, {"local", "sequence", 2, 8},     {"local,lsh", "heads", 2, 2},
-        {"local,lsh", "sequence", 2, 8},
-        {"lsh", "heads", 2, 2},      {"local", "heads", 2, 2},
+        {"local,lsh", "auto", 0, 8},     {"local,lsh", "sequence", 0, 8}, {"local,lsh", "heads", 0, 4},
+        {"lsh", "auto", 0, 8},           {"lsh", "sequence", 0, 8},       {"lsh", "heads", 0, 4},
+        {"local", "auto", 0, 8},         {"local", "sequence", 0, 8},     {"local", "heads", 0, 4},
+        {"local,lsh", "auto", 2, 8},     {"local,lsh", "sequence", 2, 8}, {"local,lsh", "heads", 2, 2},
+        {"lsh", "auto", 2, 8},           {"lsh", "sequence", 2, 8},       {"lsh", "heads", 2, 2},
+        {"local", "auto", 2, 8},         {"local", "sequence", 2, 8},     {"local", "heads", 2, 2},
+        {"local,lsh", "auto", 1, 8},     {"local,lsh", "sequence", 1, 8}, {"lsh", "auto", 1, 8},
+        {"lsh", "sequence", 1, 8},       {"local", "auto", 1, 8},         {"local", "sequence", 1, 8},
     };
     // One OpenMP thread per rank, as the measurements run: the attention
     // workspace is per thread and, with Ulysses, per whole sequence (sp times

@@ -39,6 +39,9 @@
 #            step, 1 timed), alternating BASE/build/dist_bench (an older
 #            build, e.g. a worktree at main) and this build's, PAIRS times,
 #            one run per lock hold: ab_before / ab_after rows.
+# STEP_EXTRA (step: and two_m phases) and BENCH_EXTRA (counts4, ab) add config
+# settings to every run, e.g. attn_head_group=1 (issue 20's passes of one
+# head: group_one.md).
 # DIST_BENCH and REFORMER (for the plan's predictions) may name copies of
 # this build's binaries, so that the tree can be rebuilt while runs wait for
 # the lock. Appends to past_heads.jsonl (PAST_HEADS_OUT: another file); with the
@@ -179,7 +182,7 @@ for phase in $phases; do
                 [ "$path" = sequence ] && [ "$sp" = 8 ] && continue  # auto is the sort there
                 # shellcheck disable=SC2086
                 DIST_BENCH="${base:+$base/}build/dist_bench" bench "counts${base:+_before}" "$sp" \
-                    --steps 1 --warmup 0 seq_len=8192 $model n_layers=4 sp_attention=$path
+                    --steps 1 --warmup 0 seq_len=8192 $model n_layers=4 sp_attention=$path ${BENCH_EXTRA:-}
             done
         done
         ;;
@@ -188,9 +191,9 @@ for phase in $phases; do
         make -s -C "$base" build/dist_bench
         for _ in $(seq "$pairs"); do
             # shellcheck disable=SC2086
-            BENCH_LOCK=1 DIST_BENCH="$base/build/dist_bench" bench ab_before 2 --steps 1 --warmup 1 seq_len=8192 $model n_layers=4
+            BENCH_LOCK=1 DIST_BENCH="$base/build/dist_bench" bench ab_before 2 --steps 1 --warmup 1 seq_len=8192 $model n_layers=4 ${BENCH_EXTRA:-}
             # shellcheck disable=SC2086
-            BENCH_LOCK=1 bench ab_after 2 --steps 1 --warmup 1 seq_len=8192 $model n_layers=4
+            BENCH_LOCK=1 bench ab_after 2 --steps 1 --warmup 1 seq_len=8192 $model n_layers=4 ${BENCH_EXTRA:-}
         done
         ;;
     overhead)
