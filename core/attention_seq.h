@@ -24,7 +24,7 @@
 // the rounds' logsumexps); the backward sends the pieces again with the
 // output gradient, that max and sum and do . o, and recomputes each piece's
 // forward. So the rows in flight are 1/steps of the kept schedule's, for
-// about 1.2x its bytes. A step whose rows from one rank exceed what a rank
+// about 1.23x its bytes at d_head 64 (plus each piece's look-back rows). A step whose rows from one rank exceed what a rank
 // receives (skewed buckets) is split into sub-exchanges, agreed by all ranks.
 //
 // Local: a halo. Each rank receives the last chunk of keys and values of the
@@ -85,7 +85,7 @@ typedef struct SeqAttention {
     int *spos;                // [lanes, m + n_own]: their positions
     int *srun;                // strict, [lanes, m + n_own]: that start as a lane row (Backend.lsh_sorted_forward)
     real *halo_send, *halo_recv;  // [lanes, m, 2 dh + 1]
-    // --- LSH, streamed (steps > 0; sq .. srun then point into xa / xb per step) ---
+    // --- LSH, streamed (steps > 0; a piece's arrays are views into xa / xb: stream_views) ---
     int steps, piece;         // pieces per rank's slice; items per piece (whole chunks; the last may be shorter)
     size_t cap;               // rows a rank receives in one step: lanes * (m + piece)
     int *sidx;                // [lanes, R, Ll]: global sorted index of each of my items

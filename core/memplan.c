@@ -387,6 +387,16 @@ void mem_plan_print(const MemPlan *p, const Config *c, const MemRules *rules, FI
     fprintf(out, "  bytes per token: %zu (of B * seq_len = %zu tokens); planned need %.1f MiB\n", p->per_token_bytes,
             (size_t)p->B * p->L, (double)mem_plan_need(p, rules) / MiB);
     fprintf(out, "  sizing: %s\n", rules->note);
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->sp > 1 && c->layer_kind[l] == ATTN_LSH && c->sp_sequence[ATTN_LSH]) {
+            if (p->pass_steps[l])
+                fprintf(out, "  LSH sort: passes of %d head%s, rows streamed in %d pieces per rank\n", p->pass_heads[l],
+                        p->pass_heads[l] == 1 ? "" : "s", p->pass_steps[l]);
+            else
+                fprintf(out, "  LSH sort: passes of %d head%s, rows kept from forward to backward\n", p->pass_heads[l],
+                        p->pass_heads[l] == 1 ? "" : "s");
+            break;
+        }
 }
 
 size_t mem_parse_size(const char *s) {

@@ -130,11 +130,12 @@ PY
 
 step_phase() {  # SP BUDGET_MIB [SEQ_LEN]
     local sp="$1" budget="$2" len="${3:-}" unit=$((64 * $1)) peak planned tries=0 pred
-    pred=$(python3 "$here/past_heads_table.py" --predict-plan "$out" "$sp" "$budget")
-    if [ -n "$len" ]; then
+    if [ -n "$len" ]; then  # the prediction, if $out has what it needs (memory_overhead rows), is only recorded
+        pred=$(python3 "$here/past_heads_table.py" --predict-plan "$out" "$sp" "$budget" 2> /dev/null || true)
         step_run "$sp" "$budget" "$len" "memory_step_$budget" "$pred" > /dev/null
         return
     fi
+    pred=$(python3 "$here/past_heads_table.py" --predict-plan "$out" "$sp" "$budget")
     len=$pred
     while :; do
         peak=$(step_run "$sp" "$budget" "$len" "memory_step_$budget" "$pred")
