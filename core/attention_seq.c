@@ -17,6 +17,11 @@ static int get_int(const real *at) {
     return v;
 }
 
+// Where lane (b * H + h) of position i starts in a pass buffer [B, Ll, H dh].
+static size_t lane_row(const SeqAttention *sa, int lane, int i) {
+    return ((size_t)(lane / sa->H) * sa->Ll + i) * ((size_t)sa->H * sa->dh) + (size_t)(lane % sa->H) * sa->dh;
+}
+
 static AttnShape hash_shape(const SeqAttention *sa) {
     AttnShape s = {.batch = sa->B, .seq_len = sa->Ll, .n_heads = sa->H, .d_head = sa->dh, .chunk_len = sa->m,
                    .n_hashes = sa->R, .n_buckets = sa->nb, .bucket_factors = sa->bucket_factors, .head_offset = sa->head0};
@@ -83,87 +88,79 @@ size_t seq_attention_layout(SeqAttention *sa, char *base, const Config *c, const
     sa->B = B, sa->H = heads, sa->dh = c->d_head, sa->L = c->seq_len, sa->Ll = c->seq_len / c->sp;
     const size_t lanes = (size_t)B * sa->H, dh = (size_t)sa->dh, HD = (size_t)sa->H * dh, sp = (size_t)c->sp;
     size_t off = 0, work = 0;
-#define CARVE(field, type, count)                                     \
-    do {                                                              \
-        if (base) sa->field = (type *)(base + off);                   \
-        off += (((size_t)(count) * sizeof(type)) + 255) & ~(size_t)255; \
+#define CARVE(field, type, count)                          \
+    do {                                                   \
+        if (base) sa->field = (type *)(base + off);        \
+        off += round_up((size_t)(count) * sizeof(type));   \
     } while (0)
-    if (kind == ATTN_LSH && steps > 0) {  // streamed (attention_seq.h)
-        sa->R = c->n_hashes, sa->nb = c->n_buckets, sa->m = c->lsh_chunk, sa->strict = c->lsh_strict;
-        sa->bucket_factors = c->bucket_factors;
-        sa->n_own = sa->R * sa->Ll;
-        const int chunks = sa->n_own / sa->m, pieces = seq_sort_pieces(c, steps);
-        sa->piece = (chunks + pieces - 1) / pieces * sa->m;
-        sa->steps = (sa->n_own + sa->piece - 1) / sa->piece;
-        const size_t n = (size_t)sa->n_own, m = (size_t)sa->m, hist = lanes * sa->R * sa->nb, T = (size_t)sa->steps;
-        sa->cap = lanes * (m + (size_t)sa->piece);
-        const size_t Wb = 2 * dh + 2 + (size_t)sa->strict + dh + 3;  // a backward row (the widest)
-        CARVE(counts, int, hist);
-        CARVE(before, int, hist);
-        CARVE(total, int, hist);
-        CARVE(sidx, int, lanes * n);
-        CARVE(rowitem, int, lanes * (n + MIN(n, sp * T * m)));  // each item once, plus look-back copies
-        CARVE(keyoff, int, T * sp * 2 + 1);
-        CARVE(sub_calls, int, T);
-        CARVE(agree_mine, int, T * sp);
-        CARVE(agree_before, int, T * sp);
-        CARVE(agree_total, int, T * sp);
-        CARVE(sub_rows, size_t, sp * sp);
-        CARVE(sub_back, size_t, sp * sp);
-        CARVE(xcounts, size_t, sp);
-        CARVE(rcounts, size_t, sp);
-        CARVE(slot_of, int, sa->cap);
-        CARVE(pmax, real, lanes * sa->Ll);
-        CARVE(psum, real, lanes * sa->Ll);
-        CARVE(pdot, real, lanes * sa->Ll);
-        // xa: my outgoing rows, then the piece unpacked, then the rows going
-        // back; xb: the incoming rows, then the piece's outputs and
-        // gradients, then the rows coming back (stream_views).
-        size_t a_bytes, b_bytes;
-        stream_views(sa, NULL, NULL, &a_bytes, &b_bytes);
-        CARVE(xa, real, MAX(a_bytes / sizeof(real), sa->cap * Wb));
-        CARVE(xb, real, MAX(b_bytes / sizeof(real), sa->cap * Wb));
-        AttnShape hs = hash_shape(sa);
-        work = MAX(work, be->attention_workspace_bytes(&hs, 1));
-        if (be->lsh_sorted_workspace_bytes) work = MAX(work, be->lsh_sorted_workspace_bytes(sa->piece, sa->m, sa->dh));
-    } else if (kind == ATTN_LSH) {
+    if (kind == ATTN_LSH) {
         sa->R = c->n_hashes, sa->nb = c->n_buckets, sa->m = c->lsh_chunk, sa->strict = c->lsh_strict;
         sa->bucket_factors = c->bucket_factors;  // the histograms below count all nb = f1 * f2 * ... buckets
         sa->n_own = sa->R * sa->Ll;
         const size_t n = (size_t)sa->n_own, m = (size_t)sa->m, hist = lanes * sa->R * sa->nb;
-        const size_t W = 2 * dh + 2 + (size_t)sa->strict;  // a forward row: qk, v, slot, position (, run start)
         CARVE(counts, int, hist);
         CARVE(before, int, hist);
         CARVE(total, int, hist);
-        CARVE(route, int, lanes * n);
-        CARVE(slot_of, int, lanes * n);
-        CARVE(send_rows, size_t, sp);
-        CARVE(recv_rows, size_t, sp);
         CARVE(xcounts, size_t, sp);
         CARVE(rcounts, size_t, sp);
-        // Two blocks hold every phase (seq_lsh_forward/backward), 386 reals per
-        // item at dh 64 where separate send, recv and saved buffers took 518:
-        //   kept: sq, sv, so, slse, live from the unpack to the kernel's backward;
-        //         before the unpack and after that backward they are dead, so the
-        //         block is also the outgoing rows (forward: W wide; backward: 2 dh).
-        //   xb:   the incoming rows (W), then [so rows out | their returns, which
-        //         stay as each item's round output and lse until the backward],
-        //         then [dso, dslse | dsq, dsv], then the returned gradients.
-        const size_t kept0 = off;
-        CARVE(sq, real, lanes * (m + n) * dh);
-        CARVE(sv, real, lanes * (m + n) * dh);
-        CARVE(so, real, lanes * n * dh);
-        CARVE(slse, real, lanes * n);
-        off = kept0 + MAX(off - kept0, lanes * n * W * sizeof(real));
-        if (base) sa->xa = (real *)(base + kept0);
-        CARVE(xb, real, MAX(lanes * n * W, lanes * n * (dh + 1) + lanes * (m + n) * 2 * dh));
-        CARVE(spos, int, lanes * (m + n));
-        if (sa->strict) CARVE(srun, int, lanes * (m + n));
-        CARVE(halo_send, real, lanes * m * (2 * dh + 1));
-        CARVE(halo_recv, real, lanes * m * (2 * dh + 1));
+        if (steps > 0) {  // streamed (attention_seq.h)
+            const int chunks = sa->n_own / sa->m, pieces = seq_sort_pieces(c, steps);
+            sa->piece = (chunks + pieces - 1) / pieces * sa->m;
+            sa->steps = (sa->n_own + sa->piece - 1) / sa->piece;
+            const size_t T = (size_t)sa->steps;
+            sa->cap = lanes * (m + (size_t)sa->piece);
+            const size_t Wb = 2 * dh + 2 + (size_t)sa->strict + dh + 3;  // a backward row (the widest)
+            CARVE(sidx, int, lanes * n);
+            CARVE(rowitem, int, lanes * (n + MIN(n, sp * T * m)));  // each item once, plus look-back copies
+            CARVE(keyoff, int, T * sp * 2 + 1);
+            CARVE(sub_calls, int, T);
+            CARVE(agree_mine, int, T * sp);
+            CARVE(agree_before, int, T * sp);
+            CARVE(agree_total, int, T * sp);
+            CARVE(sub_rows, size_t, sp * sp);
+            CARVE(sub_back, size_t, sp * sp);
+            CARVE(slot_of, int, sa->cap);
+            CARVE(pmax, real, lanes * sa->Ll);
+            CARVE(psum, real, lanes * sa->Ll);
+            CARVE(pdot, real, lanes * sa->Ll);
+            // xa: my outgoing rows, then the piece unpacked, then the rows going
+            // back; xb: the incoming rows, then the piece's outputs and
+            // gradients, then the rows coming back (stream_views).
+            size_t a_bytes, b_bytes;
+            stream_views(sa, NULL, NULL, &a_bytes, &b_bytes);
+            CARVE(xa, real, MAX(a_bytes / sizeof(real), sa->cap * Wb));
+            CARVE(xb, real, MAX(b_bytes / sizeof(real), sa->cap * Wb));
+        } else {  // kept
+            const size_t W = 2 * dh + 2 + (size_t)sa->strict;  // a forward row: qk, v, slot, position (, run start)
+            CARVE(route, int, lanes * n);
+            CARVE(slot_of, int, lanes * n);
+            CARVE(send_rows, size_t, sp);
+            CARVE(recv_rows, size_t, sp);
+            // Two blocks hold every phase (seq_lsh_forward/backward), 386 reals per
+            // item at dh 64 where separate send, recv and saved buffers took 518:
+            //   kept: sq, sv, so, slse, live from the unpack to the kernel's backward;
+            //         before the unpack and after that backward they are dead, so the
+            //         block is also the outgoing rows (forward: W wide; backward: 2 dh).
+            //   xb:   the incoming rows (W), then [so rows out | their returns, which
+            //         stay as each item's round output and lse until the backward],
+            //         then [dso, dslse | dsq, dsv], then the returned gradients.
+            const size_t kept0 = off;
+            CARVE(sq, real, lanes * (m + n) * dh);
+            CARVE(sv, real, lanes * (m + n) * dh);
+            CARVE(so, real, lanes * n * dh);
+            CARVE(slse, real, lanes * n);
+            off = kept0 + MAX(off - kept0, lanes * n * W * sizeof(real));
+            if (base) sa->xa = (real *)(base + kept0);
+            CARVE(xb, real, MAX(lanes * n * W, lanes * n * (dh + 1) + lanes * (m + n) * 2 * dh));
+            CARVE(spos, int, lanes * (m + n));
+            if (sa->strict) CARVE(srun, int, lanes * (m + n));
+            CARVE(halo_send, real, lanes * m * (2 * dh + 1));
+            CARVE(halo_recv, real, lanes * m * (2 * dh + 1));
+        }
         AttnShape hs = hash_shape(sa);
         work = MAX(work, be->attention_workspace_bytes(&hs, 1));
-        if (be->lsh_sorted_workspace_bytes) work = MAX(work, be->lsh_sorted_workspace_bytes(sa->n_own, sa->m, sa->dh));
+        if (be->lsh_sorted_workspace_bytes)  // the chunk kernels run on a piece, or on the whole slice
+            work = MAX(work, be->lsh_sorted_workspace_bytes(sa->steps ? sa->piece : sa->n_own, sa->m, sa->dh));
     } else {
         sa->ml = c->local_chunk;
         const size_t rows = (size_t)B * 2 * sa->ml;
@@ -247,7 +244,7 @@ static void lsh_sorted_index(SeqAttention *sa, const SeqParallel *seq, const uin
 void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real *qk, const real *v,
                            const uint16_t *buckets) {
     const int H = sa->H, dh = sa->dh, R = sa->R, nb = sa->nb, Ll = sa->Ll, n = sa->n_own;
-    const int sp = seq->sp, p0 = seq->sp_rank * Ll, HD = H * dh, W = 2 * dh + 2 + sa->strict, lanes = sa->B * H;
+    const int sp = seq->sp, p0 = seq->sp_rank * Ll, W = 2 * dh + 2 + sa->strict, lanes = sa->B * H;
     lsh_sorted_index(sa, seq, buckets, sa->route);
     memset(sa->send_rows, 0, (size_t)sp * sizeof(size_t));
     for (size_t item = 0; item < (size_t)lanes * R * Ll; item++) sa->send_rows[sa->route[item] / n]++;
@@ -257,7 +254,6 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
     if (sp > 4096) FATAL("sp is at most 4096 (config)", "sp=%d", sp);
     for (int j = 0, acc = 0; j < sp; j++) at[j] = (size_t)acc, acc += (int)sa->send_rows[j];
     for (int lane = 0; lane < lanes; lane++) {
-        const int b = lane / H, h = lane % H;
         for (int r = 0; r < R; r++)
             for (int i = 0; i < Ll; i++) {
                 size_t item = ((size_t)lane * R + r) * Ll + i;
@@ -265,7 +261,7 @@ void seq_lsh_sort_exchange(SeqAttention *sa, const SeqParallel *seq, const real 
                 size_t row = at[owner]++;
                 sa->route[item] = (int)row;
                 real *dst = sa->xa + row * W;
-                const size_t src = ((size_t)b * Ll + i) * HD + (size_t)h * dh;
+                const size_t src = lane_row(sa, lane, i);
                 memcpy(dst, qk + src, (size_t)dh * sizeof(real));
                 memcpy(dst + dh, v + src, (size_t)dh * sizeof(real));
                 put_int(dst + 2 * dh, lane * n + s % n);
@@ -423,7 +419,7 @@ static void stream_window(const SeqAttention *sa, int sp, int t, int k, size_t *
 // Returns the rows received, in xb; sub_rows says from whom in which call.
 static size_t stream_send(SeqAttention *sa, const SeqParallel *seq, int t, const real *qk, const real *v,
                           const real *dout) {
-    const int sp = seq->sp, H = sa->H, dh = sa->dh, R = sa->R, Ll = sa->Ll, m = sa->m, HD = H * dh;
+    const int sp = seq->sp, dh = sa->dh, R = sa->R, Ll = sa->Ll, m = sa->m;
     const int Wf = 2 * dh + 2 + sa->strict, W = dout ? Wf + dh + 3 : Wf, p0 = seq->sp_rank * Ll;
     real *xa = (real *)sa->xa, *xb = (real *)sa->xb;
     size_t got = 0;
@@ -436,12 +432,12 @@ static size_t stream_send(SeqAttention *sa, const SeqParallel *seq, int t, const
         }
         for (size_t r = w0; r < w1; r++) {
             const int item = sa->rowitem[r] >> 1, look = sa->rowitem[r] & 1, lane = item / (R * Ll), i = item % Ll;
-            const int rr = item / Ll % R, b = lane / H, h = lane % H;
+            const int rr = item / Ll % R;
             int st, rank, x, lt, lrank = 0, lx = 0;
             stream_dest(sa, sp, sa->sidx[item], &st, &rank, &x, &lt, &lrank, &lx);
             if (look) x = lx;
             real *dst = xa + (r - w0) * W;
-            const size_t src = ((size_t)b * Ll + i) * HD + (size_t)h * dh;
+            const size_t src = lane_row(sa, lane, i);
             memcpy(dst, qk + src, (size_t)dh * sizeof(real));
             memcpy(dst + dh, v + src, (size_t)dh * sizeof(real));
             put_int(dst + 2 * dh, lane * (m + piece_len(sa, t)) + x);
@@ -511,7 +507,7 @@ static StreamViews stream_unpack(SeqAttention *sa, const SeqParallel *seq, int t
 // adds them to dqk, dv.
 static void stream_reply(SeqAttention *sa, const SeqParallel *seq, int t, const StreamViews *sv, real *out, real *dv) {
     const int backward = dv != NULL, sp = seq->sp, dh = sa->dh, m = sa->m, len = piece_len(sa, t);
-    const int width = backward ? 2 * dh : dh + 1, H = sa->H, R = sa->R, Ll = sa->Ll, HD = H * dh;
+    const int width = backward ? 2 * dh : dh + 1, R = sa->R, Ll = sa->Ll;
     real *xa = (real *)sa->xa;
     size_t j = 0, at = 0;
     for (int k = 0; k < sa->sub_calls[t]; k++)
@@ -552,7 +548,7 @@ static void stream_reply(SeqAttention *sa, const SeqParallel *seq, int t, const 
             const real *row = xb + used * width;
             used++;
             const size_t p = (size_t)lane * Ll + i;
-            real *o = out + ((size_t)(lane / H) * Ll + i) * HD + (size_t)(lane % H) * dh;
+            real *o = out + lane_row(sa, lane, i);
             if (backward) {
                 real *g = dv + (o - out);
                 for (int d = 0; d < dh; d++) o[d] += row[d], g[d] += row[dh + d];
@@ -594,7 +590,7 @@ static void stream_forward(SeqAttention *sa, const Backend *be, const SeqParalle
     for (int lane = 0; lane < lanes; lane++)
         for (int i = 0; i < Ll; i++) {
             const size_t p = (size_t)lane * Ll + i;
-            real *o = out + ((size_t)(lane / H) * Ll + i) * HD + (size_t)(lane % H) * dh;
+            real *o = out + lane_row(sa, lane, i);
             for (int d = 0; d < dh; d++) o[d] /= sa->psum[p];
         }
 }
@@ -607,7 +603,7 @@ static void stream_backward(SeqAttention *sa, const Backend *be, const SeqParall
     const int dh = sa->dh, H = sa->H, Ll = sa->Ll, lanes = sa->B * H, HD = H * dh, m = sa->m;
     for (int lane = 0; lane < lanes; lane++)
         for (int i = 0; i < Ll; i++) {
-            const size_t at = ((size_t)(lane / H) * Ll + i) * HD + (size_t)(lane % H) * dh;
+            const size_t at = lane_row(sa, lane, i);
             real dot = 0;
             for (int d = 0; d < dh; d++) dot += dout[at + d] * out[at + d];
             sa->pdot[(size_t)lane * Ll + i] = dot;
@@ -634,7 +630,7 @@ static void stream_backward(SeqAttention *sa, const Backend *be, const SeqParall
 
 void seq_lsh_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq, real *out, const real *qk,
                      const real *v, uint16_t *buckets, int hash, uint64_t seed, uint32_t step, uint32_t layer) {
-    const int B = sa->B, H = sa->H, dh = sa->dh, R = sa->R, Ll = sa->Ll, HD = H * dh, lanes = B * H;
+    const int B = sa->B, H = sa->H, dh = sa->dh, R = sa->R, Ll = sa->Ll, lanes = B * H;
     if (hash) {
         AttnShape hs = hash_shape(sa);
         be->lsh_hash(buckets, qk, &hs, seed, step, layer, sa->work);
@@ -656,11 +652,10 @@ void seq_lsh_forward(SeqAttention *sa, const Backend *be, const SeqParallel *seq
     send_back(sa, seq, sa->xb, xb_upper(sa), dh + 1);
     real w[64];
     for (int lane = 0; lane < lanes; lane++) {
-        const int b = lane / H, h = lane % H;
         const size_t item0 = (size_t)lane * R * Ll;
         for (int i = 0; i < Ll; i++) {
             round_weights(w, sa, item0, i);
-            real *o = out + ((size_t)b * Ll + i) * HD + (size_t)h * dh;
+            real *o = out + lane_row(sa, lane, i);
             for (int d = 0; d < dh; d++) o[d] = 0;
             for (int r = 0; r < R; r++) {
                 const real *orow = round_row(sa, item0 + (size_t)r * Ll + i);
@@ -681,11 +676,10 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
     // was attended (the forward's rows, in the forward's order).
     real w[64];
     for (int lane = 0; lane < lanes; lane++) {
-        const int b = lane / H, h = lane % H;
         const size_t item0 = (size_t)lane * R * Ll;
         for (int i = 0; i < Ll; i++) {
             round_weights(w, sa, item0, i);
-            const size_t at = ((size_t)b * Ll + i) * HD + (size_t)h * dh;
+            const size_t at = lane_row(sa, lane, i);
             for (int r = 0; r < R; r++) {
                 size_t item = item0 + (size_t)r * Ll + i;
                 const real *orow = round_row(sa, item);
@@ -744,12 +738,11 @@ void seq_lsh_backward(SeqAttention *sa, const Backend *be, const SeqParallel *se
     memset(dqk, 0, (size_t)B * Ll * HD * sizeof(real));
     memset(dv, 0, (size_t)B * Ll * HD * sizeof(real));
     for (int lane = 0; lane < lanes; lane++) {
-        const int b = lane / H, h = lane % H;
         for (int r = 0; r < R; r++)
             for (int i = 0; i < Ll; i++) {
                 size_t item = ((size_t)lane * R + r) * Ll + i;
                 const real *src = sa->xb + (size_t)sa->route[item] * W;
-                real *gq = dqk + ((size_t)b * Ll + i) * HD + (size_t)h * dh, *gv = dv + (gq - dqk);
+                real *gq = dqk + lane_row(sa, lane, i), *gv = dv + (gq - dqk);
                 for (int d = 0; d < dh; d++) gq[d] += src[d], gv[d] += src[dh + d];
             }
     }

@@ -639,20 +639,14 @@ static int config_layer_chunk_of(const Config *c, AttnKind kind) {
 // sequence-sharded path needs chunk-aligned shards: a local layer's shard of
 // seq_len/sp positions a whole number of local chunks, an LSH layer's slice of
 // the sorted order (n_hashes * seq_len/sp items) a whole number of LSH chunks.
-static int aligned_lsh(const Config *c, int shard) {
-    const int m = config_layer_chunk_of(c, ATTN_LSH);
-    return m < c->seq_len && ((long)c->n_hashes * shard) % m == 0;
-}
-
 static int sp_attention_plan(Config *c, int has_lsh, int has_local, char *err, size_t errlen) {
     c->sp_sequence[ATTN_LOCAL] = c->sp_sequence[ATTN_LSH] = 0;
     if (c->sp == 1) return 0;
     const int shard = c->seq_len / c->sp, heads_ok = c->n_heads % c->sp == 0;
     // Ulysses gives each rank whole heads of a pass: with fewer heads per pass
-    // than sp a pass would cover lcm(group, sp) heads; auto sorts instead
-    // (an LSH layer that cannot be sorted keeps Ulysses).
+    // than sp a pass would cover lcm(group, sp) heads; auto sorts those LSH
+    // layers instead where their slices are whole chunks.
     const int group = c->attn_head_group > 0 ? c->attn_head_group : c->n_heads;
-    const int group_ok = group % c->sp == 0 || !aligned_lsh(c, shard);
     const int lsh_m = config_layer_chunk_of(c, ATTN_LSH), local_m = config_layer_chunk_of(c, ATTN_LOCAL);
     const int lsh_rounds = lsh_m < c->seq_len ? c->n_hashes : 1;
     const int kinds[2] = {ATTN_LOCAL, ATTN_LSH}, present[2] = {has_local, has_lsh};
@@ -662,7 +656,7 @@ static int sp_attention_plan(Config *c, int has_lsh, int has_local, char *err, s
         int seq;
         if (c->sp_attention == SP_ATTN_HEADS) seq = 0;
         else if (c->sp_attention == SP_ATTN_SEQUENCE) seq = 1;
-        else seq = kind == ATTN_LOCAL ? aligned || !heads_ok : !heads_ok || !group_ok;  // auto
+        else seq = kind == ATTN_LOCAL ? aligned || !heads_ok : !heads_ok || (group % c->sp && aligned);  // auto
         c->sp_sequence[kind] = seq;
         if (!present[i]) continue;
         const char *what = kind == ATTN_LSH ? "lsh" : "local";  // the key is <what>_chunk

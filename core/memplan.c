@@ -149,6 +149,20 @@ static size_t scratch_plan(const MemPlan *p, const Config *c, const MemRules *r,
     return need;
 }
 
+// The fewest pieces per rank (sort_steps) in which a streamed pass of `heads`
+// heads of layer l plans at most `limit` bytes; 0 if even one chunk per
+// piece does not.
+static int fewest_pieces(const MemPlan *p, const Config *c, const MemRules *r, int l, int heads, size_t limit) {
+    size_t w;
+    for (int t = 1, last = 0, most = seq_sort_pieces(c, INT_MAX); t <= most; t++) {
+        const int pieces = seq_sort_pieces(c, t);
+        if (pieces == last) continue;  // the same pieces as t - 1
+        last = pieces;
+        if (plan_pass(p, c, r, l, heads, pieces, &w) <= limit) return pieces;
+    }
+    return 0;
+}
+
 // The sequence-sharded sort's passes (memplan.h, pass_steps): the widest
 // pass of at most hg heads whose kept rows fit the budget (what a pass of hg
 // heads holds at sp = 1); else the widest streamed pass that fits it in the
@@ -157,40 +171,26 @@ static size_t scratch_plan(const MemPlan *p, const Config *c, const MemRules *r,
 // (a pass then holds what it holds at sp = 1 and one such buffer more).
 static void sort_schedule(const MemPlan *p, const Config *c, const MemRules *r, int l, size_t budget, int kept,
                           int *heads, int *steps) {
-    const int hg = p->head_group, most = seq_sort_pieces(c, INT_MAX);
+    const int hg = p->head_group;
     size_t w;
     for (int h = hg; h >= 1; h--)
         if (hg % h == 0 && (plan_pass(p, c, r, l, h, 0, &w) <= budget || (kept && h == 1))) {
             *heads = h, *steps = 0;  // kept (sort_steps=-1: kept, in passes of one head if none fits)
             return;
         }
-    for (int h = hg; h >= 1; h--) {
-        if (hg % h) continue;
-        for (int t = 1, last = 0; t <= most; t++) {
-            const int pieces = seq_sort_pieces(c, t);
-            if (pieces == last) continue;
-            last = pieces;
-            if (plan_pass(p, c, r, l, h, pieces, &w) <= budget) {
-                *heads = h, *steps = pieces;
-                return;
-            }
+    for (int h = hg; h >= 1; h--)
+        if (hg % h == 0 && (*steps = fewest_pieces(p, c, r, l, h, budget))) {
+            *heads = h;
+            return;
         }
-    }
     const size_t buf = ((size_t)p->T * c->d_head * sizeof(real) + 255) & ~(size_t)255;
     Config one = *c;  // what a pass of one head of this layer holds at sp = 1: q, v, o, do, dv
     one.sp = 1, one.seq_len = p->L_local;
     AttnPass ap;
     const size_t held = attn_pass_layout(&ap, NULL, &one, NULL, p->B, l, 1, 0, NULL);
-    *heads = 1, *steps = most;
-    for (int t = 1, last = 0; t <= most; t++) {
-        const int pieces = seq_sort_pieces(c, t);
-        if (pieces == last) continue;
-        last = pieces;
-        if (plan_pass(p, c, r, l, 1, pieces, &w) <= held + buf) {
-            *steps = pieces;
-            return;
-        }
-    }
+    *heads = 1;
+    *steps = fewest_pieces(p, c, r, l, 1, held + buf);
+    if (!*steps) *steps = seq_sort_pieces(c, INT_MAX);  // one chunk per piece: the least it can hold
 }
 
 int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, size_t errlen) {
@@ -305,8 +305,7 @@ int mem_plan_build(MemPlan *p, const Config *c, const MemRules *r, char *err, si
                 : "[T, %d heads x %d] %s (layer %d)", u ? heads / c->sp : heads, c->d_head, RT, widest);
             in_bufs += buf;
         }
-        if (seq)
-            {
+        if (seq) {
             char what[40];
             if (c->layer_kind[widest] != ATTN_LSH) snprintf(what, sizeof what, "halo");
             else if (p->pass_steps[widest]) snprintf(what, sizeof what, "sort (%d steps)", p->pass_steps[widest]);
